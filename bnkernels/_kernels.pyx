@@ -1,0 +1,553 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The thin layer between NumPy arrays and the C kernels of csrc/.
+
+Each function checks its arguments once (dtype, ndim, shape, C-contiguity,
+writeability, aliasing), allocates the output when none is given, releases the
+GIL and calls one C kernel. Error messages use the public argument names.
+No math lives here.
+"""
+import numpy as np
+
+cimport numpy as cnp
+from libc.stdint cimport int64_t
+
+from bnkernels._kernels cimport *
+
+cnp.import_array()
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_F64 = np.dtype(np.float64)
+
+
+# --------------------------------------------------------------------------
+# argument checks
+# --------------------------------------------------------------------------
+
+cdef str _describe(a):
+    return f"{a.dtype} array of shape {a.shape}"
+
+
+cdef object _array(obj, str name):
+    if isinstance(obj, np.ndarray):
+        return obj
+    if obj is None:
+        raise TypeError(f"{name} must be an array, got None")
+    return np.asarray(obj)
+
+
+cdef _require_c_contiguous(a, str name):
+    if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a):
+        raise ValueError(
+            f"{name} must be C-contiguous, got a non-contiguous {_describe(a)} "
+            f"with strides {a.strides}; pass numpy.ascontiguousarray({name})")
+
+
+cdef object _tensor(obj, str name):
+    """An (N, C, H, W) float32 or float64 C-contiguous array."""
+    a = _array(obj, name)
+    if a.ndim != 4:
+        raise ValueError(
+            f"{name} must be 4-D (N, C, H, W), got {a.ndim}-D {_describe(a)}")
+    if a.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must have dtype float32 or float64 (native byte order), "
+            f"got {a.dtype!r}")
+    _require_c_contiguous(a, name)
+    return a
+
+
+cdef object _tensor_like(obj, str name, x, str x_name):
+    """A tensor with x's shape and dtype."""
+    a = _array(obj, name)
+    if a.dtype != x.dtype:
+        raise TypeError(
+            f"{name} has dtype {a.dtype}, expected {x.dtype} to match {x_name}")
+    if a.shape != x.shape:
+        raise ValueError(
+            f"{name} has shape {a.shape}, expected {x.shape} to match {x_name}")
+    _require_c_contiguous(a, name)
+    return a
+
+
+cdef object _channels(obj, str name, x, str x_name, dtype=None):
+    """A per-channel vector of x's C channels, of x's dtype (or `dtype`)."""
+    a = _array(obj, name)
+    expected = x.dtype if dtype is None else dtype
+    c = x.shape[1]
+    if a.dtype != expected:
+        raise TypeError(
+            f"{name} has dtype {a.dtype}, expected {expected}"
+            + (f" to match {x_name}" if dtype is None else ""))
+    if a.ndim != 1 or a.shape[0] != c:
+        raise ValueError(
+            f"{name} has shape {a.shape}, expected ({c},) to match "
+            f"{x_name}'s {c} channels")
+    _require_c_contiguous(a, name)
+    return a
+
+
+cdef bint _overlaps(a, b):
+    """Whether two C-contiguous arrays' byte ranges intersect."""
+    cdef char *pa = <char*>cnp.PyArray_DATA(<cnp.ndarray>a)
+    cdef char *pb = <char*>cnp.PyArray_DATA(<cnp.ndarray>b)
+    cdef Py_ssize_t na = cnp.PyArray_NBYTES(<cnp.ndarray>a)
+    cdef Py_ssize_t nb = cnp.PyArray_NBYTES(<cnp.ndarray>b)
+    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+
+
+cdef bint _same_memory(a, b):
+    return (cnp.PyArray_DATA(<cnp.ndarray>a) == cnp.PyArray_DATA(<cnp.ndarray>b)
+            and a.shape == b.shape and a.dtype == b.dtype)
+
+
+cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
+                    tuple in_place_ok=(), bint zero=False):
+    """The array a kernel writes: `obj` checked, or a new one if obj is None.
+
+    inputs are (array, name) pairs the output must not overlap; an input in
+    in_place_ok may be the output itself (elementwise kernels read each
+    element before writing it), but may not overlap it otherwise.
+    """
+    if obj is None:
+        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+    if not isinstance(obj, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(obj).__name__}")
+    a = obj
+    if a.dtype != dtype:
+        raise TypeError(f"{name} has dtype {a.dtype}, expected {np.dtype(dtype)}")
+    if a.shape != shape:
+        raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
+    _require_c_contiguous(a, name)
+    if not a.flags.writeable:
+        raise ValueError(f"{name} is read-only; pass a writeable array")
+    for other, other_name in inputs:
+        in_place = any(other is ok for ok in in_place_ok)
+        if in_place and _same_memory(a, other):
+            continue
+        if _overlaps(a, other):
+            allowed = [n for i, n in inputs if any(i is ok for ok in in_place_ok)]
+            hint = (f"it may be {allowed[0]} itself (in place) but not overlap "
+                    "an input otherwise" if allowed
+                    else "pass an array that shares no memory with the inputs")
+            raise ValueError(f"{name} overlaps input {other_name}; {hint}")
+    return a
+
+
+cdef inline bint _is_f32(a):
+    return cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32
+
+
+cdef inline void* _ptr(a):
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline void* _ptr_or_null(a):
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+# --------------------------------------------------------------------------
+# Darknet-exact family
+# --------------------------------------------------------------------------
+
+def dk_mean(x, out=None):
+    X = _tensor(x, "x")
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    O = _output(out, "out", (c,), X.dtype, ((X, "x"),))
+    cdef void *px = _ptr(X)
+    cdef void *po = _ptr(O)
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_dk_mean_f32(<float*>px, n, c, s, <float*>po)
+        else:
+            bn_dk_mean_f64(<double*>px, n, c, s, <double*>po)
+    return O
+
+
+def dk_variance(x, mean, out=None):
+    X = _tensor(x, "x")
+    M = _channels(mean, "mean", X, "x")
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    O = _output(out, "out", (c,), X.dtype,
+                                 ((X, "x"), (M, "mean")))
+    cdef void *px = _ptr(X)
+    cdef void *pm = _ptr(M)
+    cdef void *po = _ptr(O)
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_dk_variance_f32(<float*>px, <float*>pm, n, c, s, <float*>po)
+        else:
+            bn_dk_variance_f64(<double*>px, <double*>pm, n, c, s, <double*>po)
+    return O
+
+
+def dk_rolling_update(double keep, double take, stat, rolling):
+    """rolling = fl(fl(rolling * keep) + fl(take * stat)), in place."""
+    S = _array(stat, "stat")
+    if S.ndim != 1 or S.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"stat must be a 1-D float32 or float64 array, got {_describe(S)}")
+    _require_c_contiguous(S, "stat")
+    cdef int64_t c = S.shape[0]
+    R = _output(rolling, "rolling", (c,), S.dtype, ((S, "stat"),))
+    cdef void *ps = _ptr(S)
+    cdef void *pr = _ptr(R)
+    cdef float keep32 = <float>keep, take32 = <float>take
+    cdef bint f32 = _is_f32(S)
+    with nogil:
+        if f32:
+            bn_dk_rolling_update_f32(c, keep32, take32, <float*>ps, <float*>pr)
+        else:
+            bn_dk_rolling_update_f64(c, keep, take, <double*>ps, <double*>pr)
+    return R
+
+
+def dk_normalize(x, mean, variance, double eps, bint eps_inside, out=None):
+    X = _tensor(x, "x")
+    M = _channels(mean, "mean", X, "x")
+    V = _channels(variance, "variance", X, "x")
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    O = _output(out, "out", X.shape, X.dtype,
+                                 ((X, "x"), (M, "mean"), (V, "variance")),
+                                 (X,))
+    cdef void *px = _ptr(X)
+    cdef void *pm = _ptr(M)
+    cdef void *pv = _ptr(V)
+    cdef void *po = _ptr(O)
+    cdef float eps32 = <float>eps
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            if eps_inside:
+                bn_dk_normalize_eps_inside_f32(<float*>px, <float*>pm, <float*>pv,
+                                               n, c, s, eps32, <float*>po)
+            else:
+                bn_dk_normalize_eps_outside_f32(<float*>px, <float*>pm, <float*>pv,
+                                                n, c, s, eps32, <float*>po)
+        else:
+            if eps_inside:
+                bn_dk_normalize_eps_inside_f64(<double*>px, <double*>pm, <double*>pv,
+                                               n, c, s, eps, <double*>po)
+            else:
+                bn_dk_normalize_eps_outside_f64(<double*>px, <double*>pm, <double*>pv,
+                                                n, c, s, eps, <double*>po)
+    return O
+
+
+def dk_scale_bias(x, scales, out=None):
+    X = _tensor(x, "x")
+    G = _channels(scales, "scales", X, "x")
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    O = _output(out, "out", X.shape, X.dtype,
+                                 ((X, "x"), (G, "scales")), (X,))
+    cdef void *px = _ptr(X)
+    cdef void *pg = _ptr(G)
+    cdef void *po = _ptr(O)
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_dk_scale_bias_f32(<float*>px, <float*>pg, n, c, s, <float*>po)
+        else:
+            bn_dk_scale_bias_f64(<double*>px, <double*>pg, n, c, s, <double*>po)
+    return O
+
+
+def dk_add_bias(x, biases, out=None):
+    X = _tensor(x, "x")
+    B = _channels(biases, "biases", X, "x")
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    O = _output(out, "out", X.shape, X.dtype,
+                                 ((X, "x"), (B, "biases")), (X,))
+    cdef void *px = _ptr(X)
+    cdef void *pb = _ptr(B)
+    cdef void *po = _ptr(O)
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_dk_add_bias_f32(<float*>px, <float*>pb, n, c, s, <float*>po)
+        else:
+            bn_dk_add_bias_f64(<double*>px, <double*>pb, n, c, s, <double*>po)
+    return O
+
+
+def dk_backward_bias(delta, out=None):
+    """Adds each channel's gradient sum into out (zeros when out is None)."""
+    D = _tensor(delta, "delta")
+    cdef int64_t n = D.shape[0], c = D.shape[1], s = D.shape[2] * D.shape[3]
+    O = _output(out, "out", (c,), D.dtype, ((D, "delta"),),
+                                 (), True)
+    cdef void *pd = _ptr(D)
+    cdef void *po = _ptr(O)
+    cdef bint f32 = _is_f32(D)
+    with nogil:
+        if f32:
+            bn_dk_backward_bias_f32(<float*>pd, n, c, s, <float*>po)
+        else:
+            bn_dk_backward_bias_f64(<double*>pd, n, c, s, <double*>po)
+    return O
+
+
+def dk_backward_scale(x_norm, delta, out=None):
+    """Adds each channel's sum of delta * x_norm into out (zeros when None)."""
+    X = _tensor(x_norm, "x_norm")
+    D = _tensor_like(delta, "delta", X, "x_norm")
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    O = _output(out, "out", (c,), X.dtype,
+                                 ((X, "x_norm"), (D, "delta")), (), True)
+    cdef void *px = _ptr(X)
+    cdef void *pd = _ptr(D)
+    cdef void *po = _ptr(O)
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_dk_backward_scale_f32(<float*>px, <float*>pd, n, c, s, <float*>po)
+        else:
+            bn_dk_backward_scale_f64(<double*>px, <double*>pd, n, c, s, <double*>po)
+    return O
+
+
+def dk_mean_delta(delta, variance, double eps, out=None):
+    D = _tensor(delta, "delta")
+    V = _channels(variance, "variance", D, "delta")
+    cdef int64_t n = D.shape[0], c = D.shape[1], s = D.shape[2] * D.shape[3]
+    O = _output(out, "out", (c,), D.dtype,
+                                 ((D, "delta"), (V, "variance")))
+    cdef void *pd = _ptr(D)
+    cdef void *pv = _ptr(V)
+    cdef void *po = _ptr(O)
+    cdef float eps32 = <float>eps
+    cdef bint f32 = _is_f32(D)
+    with nogil:
+        if f32:
+            bn_dk_mean_delta_f32(<float*>pd, <float*>pv, n, c, s, eps32, <float*>po)
+        else:
+            bn_dk_mean_delta_f64(<double*>pd, <double*>pv, n, c, s, eps, <double*>po)
+    return O
+
+
+def dk_variance_delta(x, delta, mean, variance, double eps, out=None):
+    X = _tensor(x, "x")
+    D = _tensor_like(delta, "delta", X, "x")
+    M = _channels(mean, "mean", X, "x")
+    V = _channels(variance, "variance", X, "x")
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    O = _output(out, "out", (c,), X.dtype,
+                                 ((X, "x"), (D, "delta"), (M, "mean"),
+                                  (V, "variance")))
+    cdef void *px = _ptr(X)
+    cdef void *pd = _ptr(D)
+    cdef void *pm = _ptr(M)
+    cdef void *pv = _ptr(V)
+    cdef void *po = _ptr(O)
+    cdef float eps32 = <float>eps
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_dk_variance_delta_f32(<float*>px, <float*>pd, <float*>pm, <float*>pv,
+                                     n, c, s, eps32, <float*>po)
+        else:
+            bn_dk_variance_delta_f64(<double*>px, <double*>pd, <double*>pm,
+                                     <double*>pv, n, c, s, eps, <double*>po)
+    return O
+
+
+def dk_normalize_delta(x, mean, variance, mean_delta, variance_delta, delta,
+                       double eps, bint eps_inside, out=None):
+    X = _tensor(x, "x")
+    M = _channels(mean, "mean", X, "x")
+    V = _channels(variance, "variance", X, "x")
+    MD = _channels(mean_delta, "mean_delta", X, "x")
+    VD = _channels(variance_delta, "variance_delta", X, "x")
+    D = _tensor_like(delta, "delta", X, "x")
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    O = _output(
+        out, "out", X.shape, X.dtype,
+        ((X, "x"), (M, "mean"), (V, "variance"), (MD, "mean_delta"),
+         (VD, "variance_delta"), (D, "delta")), (D,))
+    cdef void *px = _ptr(X)
+    cdef void *pm = _ptr(M)
+    cdef void *pv = _ptr(V)
+    cdef void *pmd = _ptr(MD)
+    cdef void *pvd = _ptr(VD)
+    cdef void *pd = _ptr(D)
+    cdef void *po = _ptr(O)
+    cdef float eps32 = <float>eps
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            if eps_inside:
+                bn_dk_normalize_delta_eps_inside_f32(
+                    <float*>px, <float*>pm, <float*>pv, <float*>pmd, <float*>pvd,
+                    <float*>pd, n, c, s, eps32, <float*>po)
+            else:
+                bn_dk_normalize_delta_eps_outside_f32(
+                    <float*>px, <float*>pm, <float*>pv, <float*>pmd, <float*>pvd,
+                    <float*>pd, n, c, s, eps32, <float*>po)
+        else:
+            if eps_inside:
+                bn_dk_normalize_delta_eps_inside_f64(
+                    <double*>px, <double*>pm, <double*>pv, <double*>pmd,
+                    <double*>pvd, <double*>pd, n, c, s, eps, <double*>po)
+            else:
+                bn_dk_normalize_delta_eps_outside_f64(
+                    <double*>px, <double*>pm, <double*>pv, <double*>pmd,
+                    <double*>pvd, <double*>pd, n, c, s, eps, <double*>po)
+    return O
+
+
+# --------------------------------------------------------------------------
+# Standard family (per-channel statistics are float64 whatever x's dtype)
+# --------------------------------------------------------------------------
+
+def stats(x):
+    """(mean, biased variance) per channel, as float64 arrays."""
+    X = _tensor(x, "x")
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    M = np.empty(c, np.float64)
+    V = np.empty(c, np.float64)
+    cdef void *px = _ptr(X)
+    cdef double *pm = <double*>_ptr(M)
+    cdef double *pv = <double*>_ptr(V)
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_stats_f32(<float*>px, n, c, s, pm, pv)
+        else:
+            bn_stats_f64(<double*>px, n, c, s, pm, pv)
+    return M, V
+
+
+def invstd(var, double eps):
+    """1 / sqrt(var + eps) for a float64 vector."""
+    V = _array(var, "var")
+    if V.ndim != 1 or V.dtype != _F64:
+        raise TypeError(f"var must be a 1-D float64 array, got {_describe(V)}")
+    _require_c_contiguous(V, "var")
+    cdef int64_t c = V.shape[0]
+    O = np.empty(c, np.float64)
+    cdef double *pv = <double*>_ptr(V)
+    cdef double *po = <double*>_ptr(O)
+    with nogil:
+        bn_invstd(c, pv, eps, po)
+    return O
+
+
+def normalize_affine(x, mean, invstd, weight=None, bias=None, out=None):
+    """y = (x - mean) * invstd * weight + bias; mean, invstd float64."""
+    X = _tensor(x, "x")
+    M = _channels(mean, "mean", X, "x", _F64)
+    K = _channels(invstd, "invstd", X, "x", _F64)
+    W = None if weight is None else _channels(weight, "weight", X, "x")
+    B = None if bias is None else _channels(bias, "bias", X, "x")
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    inputs = [(X, "x"), (M, "mean"), (K, "invstd")]
+    if W is not None:
+        inputs.append((W, "weight"))
+    if B is not None:
+        inputs.append((B, "bias"))
+    O = _output(out, "out", X.shape, X.dtype, tuple(inputs),
+                                 (X,))
+    cdef void *px = _ptr(X)
+    cdef double *pm = <double*>_ptr(M)
+    cdef double *pk = <double*>_ptr(K)
+    cdef void *pw = _ptr_or_null(W)
+    cdef void *pb = _ptr_or_null(B)
+    cdef void *po = _ptr(O)
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_normalize_affine_f32(<float*>px, pm, pk, <float*>pw, <float*>pb,
+                                    n, c, s, <float*>po)
+        else:
+            bn_normalize_affine_f64(<double*>px, pm, pk, <double*>pw, <double*>pb,
+                                    n, c, s, <double*>po)
+    return O
+
+
+def rolling_update(double momentum, int64_t count, mean, var, running_mean,
+                   running_var):
+    """running = (1 - momentum) * running + momentum * batch statistic, in
+    place; var is the biased batch variance, corrected to count / (count - 1)."""
+    RM = _array(running_mean, "running_mean")
+    if RM.ndim != 1 or RM.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"running_mean must be a 1-D float32 or float64 array, got {_describe(RM)}")
+    cdef int64_t c = RM.shape[0]
+    RM = _output(running_mean, "running_mean", (c,), RM.dtype, ())
+    RV = _output(running_var, "running_var", (c,), RM.dtype,
+                                  ((RM, "running_mean"),))
+    M = _array(mean, "mean")
+    V = _array(var, "var")
+    if M.shape != (c,) or M.dtype != _F64 or V.shape != (c,) or V.dtype != _F64:
+        raise TypeError(f"mean and var must be float64 arrays of shape ({c},)")
+    _require_c_contiguous(M, "mean")
+    _require_c_contiguous(V, "var")
+    cdef double *pm = <double*>_ptr(M)
+    cdef double *pv = <double*>_ptr(V)
+    cdef void *prm = _ptr(RM)
+    cdef void *prv = _ptr(RV)
+    cdef bint f32 = _is_f32(RM)
+    with nogil:
+        if f32:
+            bn_rolling_update_f32(c, momentum, count, pm, pv, <float*>prm, <float*>prv)
+        else:
+            bn_rolling_update_f64(c, momentum, count, pm, pv, <double*>prm, <double*>prv)
+
+
+def backward_reduce(dy, x, mean, invstd):
+    """(sum dy, sum dy * xhat) per channel, float64: dL/dbias and dL/dweight."""
+    X = _tensor(x, "x")
+    G = _tensor_like(dy, "dy", X, "x")
+    M = _channels(mean, "mean", X, "x", _F64)
+    K = _channels(invstd, "invstd", X, "x", _F64)
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    SG = np.empty(c, np.float64)
+    SGX = np.empty(c, np.float64)
+    cdef void *pg = _ptr(G)
+    cdef void *px = _ptr(X)
+    cdef double *pm = <double*>_ptr(M)
+    cdef double *pk = <double*>_ptr(K)
+    cdef double *psg = <double*>_ptr(SG)
+    cdef double *psgx = <double*>_ptr(SGX)
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_backward_reduce_f32(<float*>pg, <float*>px, pm, pk, n, c, s, psg, psgx)
+        else:
+            bn_backward_reduce_f64(<double*>pg, <double*>px, pm, pk, n, c, s, psg, psgx)
+    return SG, SGX
+
+
+def backward_dx(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, out=None):
+    """dx of training-mode batch norm from the sums of backward_reduce."""
+    X = _tensor(x, "x")
+    G = _tensor_like(dy, "dy", X, "x")
+    M = _channels(mean, "mean", X, "x", _F64)
+    K = _channels(invstd, "invstd", X, "x", _F64)
+    W = None if weight is None else _channels(weight, "weight", X, "x")
+    SG = _channels(sum_dy, "sum_dy", X, "x", _F64)
+    SGX = _channels(sum_dy_xhat, "sum_dy_xhat", X, "x", _F64)
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    inputs = [(X, "x"), (G, "dy"), (M, "mean"), (K, "invstd"), (SG, "sum_dy"),
+              (SGX, "sum_dy_xhat")]
+    if W is not None:
+        inputs.append((W, "weight"))
+    O = _output(out, "out", X.shape, X.dtype, tuple(inputs),
+                                 (G,))
+    cdef void *pg = _ptr(G)
+    cdef void *px = _ptr(X)
+    cdef double *pm = <double*>_ptr(M)
+    cdef double *pk = <double*>_ptr(K)
+    cdef void *pw = _ptr_or_null(W)
+    cdef double *psg = <double*>_ptr(SG)
+    cdef double *psgx = <double*>_ptr(SGX)
+    cdef void *po = _ptr(O)
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_backward_dx_f32(<float*>pg, <float*>px, pm, pk, <float*>pw, psg, psgx,
+                               n, c, s, <float*>po)
+        else:
+            bn_backward_dx_f64(<double*>pg, <double*>px, pm, pk, <double*>pw, psg,
+                               psgx, n, c, s, <double*>po)
+    return O

@@ -1,0 +1,128 @@
+/*
+ * bnkernels.h: every batch-normalization kernel of bnkernels, in plain C.
+ *
+ * Layout: NCHW, C-contiguous. Sizes are named as in Darknet:
+ *   batch    = N
+ *   channels = C
+ *   spatial  = H * W
+ * Element (b, c, s) of a tensor lives at  x[(b * channels + c) * spatial + s].
+ * Per-channel vectors have `channels` elements. n = batch * spatial is the
+ * number of values each channel's statistics are taken over.
+ *
+ * Every kernel exists for float32 (suffix _f32, T = float) and float64
+ * (suffix _f64, T = double); the declarations below are written once with T.
+ * Kernels never allocate: the caller owns every buffer.
+ *
+ * Two families:
+ *   bn_dk_*  Darknet-exact (darknet.c). Same operations, in the same order and
+ *            at the same precision, as Darknet's CPU code, so float32 results
+ *            equal Darknet's bit for bit. Compile without fast-math and with
+ *            -ffp-contract=off.
+ *   bn_*     Standard numerics (standard.c), the convention of the BN paper,
+ *            PyTorch and cuDNN. Statistics are accumulated in double around a
+ *            per-channel shift, and per-channel statistics are kept in double.
+ *
+ * Aliasing: an elementwise kernel's output may be the very same buffer as its
+ * elementwise input (Darknet works in place); any other overlap is undefined.
+ */
+#ifndef BNKERNELS_H
+#define BNKERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BNKERNELS_VERSION_MAJOR 0
+#define BNKERNELS_VERSION_MINOR 1
+
+/* ------------------------------------------------------------------------ */
+/* Darknet-exact family.  `eps` is Darknet's float constant (.000001f or     */
+/* .00001f) unless the caller chooses another; `fl()` is rounding to T.       */
+/* ------------------------------------------------------------------------ */
+#define BN_DECLARE_DARKNET(T, SUF)                                             \
+    /* statistics (forward) */                                                 \
+    void bn_dk_mean_##SUF(const T *x, int64_t batch, int64_t channels,         \
+                          int64_t spatial, T *mean);                           \
+    void bn_dk_variance_##SUF(const T *x, const T *mean, int64_t batch,        \
+                              int64_t channels, int64_t spatial, T *variance); \
+    void bn_dk_rolling_update_##SUF(int64_t channels, T keep, T take,          \
+                                    const T *stat, T *rolling);                \
+    /* normalize (forward); pjreddie: eps outside sqrt, AlexeyAB: inside */    \
+    void bn_dk_normalize_eps_outside_##SUF(                                    \
+        const T *x, const T *mean, const T *variance, int64_t batch,           \
+        int64_t channels, int64_t spatial, T eps, T *out);                     \
+    void bn_dk_normalize_eps_inside_##SUF(                                     \
+        const T *x, const T *mean, const T *variance, int64_t batch,           \
+        int64_t channels, int64_t spatial, T eps, T *out);                     \
+    void bn_dk_scale_bias_##SUF(const T *x, const T *scales, int64_t batch,    \
+                                int64_t channels, int64_t spatial, T *out);    \
+    void bn_dk_add_bias_##SUF(const T *x, const T *biases, int64_t batch,      \
+                              int64_t channels, int64_t spatial, T *out);      \
+    /* backward; the *_updates kernels ADD into their output, like Darknet */  \
+    void bn_dk_backward_bias_##SUF(const T *delta, int64_t batch,              \
+                                   int64_t channels, int64_t spatial,          \
+                                   T *bias_updates);                           \
+    void bn_dk_backward_scale_##SUF(const T *x_norm, const T *delta,           \
+                                    int64_t batch, int64_t channels,           \
+                                    int64_t spatial, T *scale_updates);        \
+    void bn_dk_mean_delta_##SUF(const T *delta, const T *variance,             \
+                                int64_t batch, int64_t channels,               \
+                                int64_t spatial, T eps, T *mean_delta);        \
+    void bn_dk_variance_delta_##SUF(const T *x, const T *delta, const T *mean, \
+                                    const T *variance, int64_t batch,          \
+                                    int64_t channels, int64_t spatial, T eps,  \
+                                    T *variance_delta);                        \
+    /* dx; pjreddie: sqrt(var + eps), AlexeyAB: sqrt(var) + eps */             \
+    void bn_dk_normalize_delta_eps_inside_##SUF(                               \
+        const T *x, const T *mean, const T *variance, const T *mean_delta,     \
+        const T *variance_delta, const T *delta, int64_t batch,                \
+        int64_t channels, int64_t spatial, T eps, T *out);                     \
+    void bn_dk_normalize_delta_eps_outside_##SUF(                              \
+        const T *x, const T *mean, const T *variance, const T *mean_delta,     \
+        const T *variance_delta, const T *delta, int64_t batch,                \
+        int64_t channels, int64_t spatial, T eps, T *out);
+
+BN_DECLARE_DARKNET(float, f32)
+BN_DECLARE_DARKNET(double, f64)
+
+/* ------------------------------------------------------------------------ */
+/* Standard family.  Per-channel statistics are double whatever T is, so a  */
+/* float32 tensor whose mean is 1e4 standard deviations keeps its accuracy. */
+/*   mean, variance     -> bn_stats        (one read of x)                   */
+/*   normalize, scale_bias, add_bias -> bn_normalize_affine (fused)          */
+/*   backward_bias, backward_scale, mean/variance_delta -> bn_backward_reduce*/
+/*   normalize_delta    -> bn_backward_dx                                    */
+/* ------------------------------------------------------------------------ */
+#define BN_DECLARE_STANDARD(T, SUF)                                            \
+    void bn_stats_##SUF(const T *x, int64_t batch, int64_t channels,           \
+                        int64_t spatial, double *mean, double *var);           \
+    void bn_normalize_affine_##SUF(                                            \
+        const T *x, const double *mean, const double *invstd,                  \
+        const T *weight, const T *bias, int64_t batch, int64_t channels,       \
+        int64_t spatial, T *y);                                                \
+    void bn_rolling_update_##SUF(int64_t channels, double momentum,            \
+                                 int64_t count, const double *mean,            \
+                                 const double *var, T *running_mean,           \
+                                 T *running_var);                              \
+    void bn_backward_reduce_##SUF(                                             \
+        const T *dy, const T *x, const double *mean, const double *invstd,     \
+        int64_t batch, int64_t channels, int64_t spatial, double *sum_dy,      \
+        double *sum_dy_xhat);                                                  \
+    void bn_backward_dx_##SUF(                                                 \
+        const T *dy, const T *x, const double *mean, const double *invstd,     \
+        const T *weight, const double *sum_dy, const double *sum_dy_xhat,      \
+        int64_t batch, int64_t channels, int64_t spatial, T *dx);
+
+BN_DECLARE_STANDARD(float, f32)
+BN_DECLARE_STANDARD(double, f64)
+
+/* invstd[c] = 1 / sqrt(var[c] + eps), in double. */
+void bn_invstd(int64_t channels, const double *var, double eps, double *invstd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BNKERNELS_H */
