@@ -270,12 +270,14 @@ def dk_add_bias(x, biases, out=None):
     return O
 
 
-def dk_backward_bias(delta, out=None):
-    """Adds each channel's gradient sum into out (zeros when out is None)."""
+def dk_backward_bias(delta, out=None, bint accumulate=False):
+    """Each channel's gradient sum, added into out when accumulate is true
+    (Darknet's +=), written over out otherwise."""
     D = _tensor(delta, "delta")
     cdef int64_t n = D.shape[0], c = D.shape[1], s = D.shape[2] * D.shape[3]
-    O = _output(out, "out", (c,), D.dtype, ((D, "delta"),),
-                                 (), True)
+    O = _output(out, "out", (c,), D.dtype, ((D, "delta"),), (), True)
+    if out is not None and not accumulate:
+        O.fill(0)
     cdef void *pd = _ptr(D)
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(D)
@@ -287,13 +289,15 @@ def dk_backward_bias(delta, out=None):
     return O
 
 
-def dk_backward_scale(x_norm, delta, out=None):
-    """Adds each channel's sum of delta * x_norm into out (zeros when None)."""
+def dk_backward_scale(x_norm, delta, out=None, bint accumulate=False):
+    """Each channel's sum of delta * x_norm, added into out when accumulate is
+    true (Darknet's +=), written over out otherwise."""
     X = _tensor(x_norm, "x_norm")
     D = _tensor_like(delta, "delta", X, "x_norm")
     cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
-    O = _output(out, "out", (c,), X.dtype,
-                                 ((X, "x_norm"), (D, "delta")), (), True)
+    O = _output(out, "out", (c,), X.dtype, ((X, "x_norm"), (D, "delta")), (), True)
+    if out is not None and not accumulate:
+        O.fill(0)
     cdef void *px = _ptr(X)
     cdef void *pd = _ptr(D)
     cdef void *po = _ptr(O)
@@ -551,3 +555,21 @@ def backward_dx(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, out=None):
             bn_backward_dx_f64(<double*>pg, <double*>px, pm, pk, <double*>pw, psg,
                                psgx, n, c, s, <double*>po)
     return O
+
+
+# --------------------------------------------------------------------------
+# the checks, for the Python layer to validate arguments before it changes
+# any state
+# --------------------------------------------------------------------------
+
+def check_tensor(x, name):
+    """x as an (N, C, H, W) float32/float64 C-contiguous array, or raise."""
+    return _tensor(x, name)
+
+
+def check_channels(v, name, x, x_name, bint writeable=False):
+    """v as a (C,) vector of x's dtype, C-contiguous (and writeable), or raise."""
+    a = _channels(v, name, x, x_name)
+    if writeable and not a.flags.writeable:
+        raise ValueError(f"{name} is read-only; it is updated in place, pass a writeable array")
+    return a

@@ -1,0 +1,221 @@
+"""Pure-NumPy twin of bnkernels: the same functions, written the NumPy way.
+
+Every public function of ``bnkernels.darknet`` and ``bnkernels.batchnorm`` has
+a twin here with the same signature. They compute the same formulas with
+ordinary NumPy expressions in the input's dtype (NumPy's pairwise sums, no
+Darknet operation order), so in float64 they are the oracle the tests compare
+the C kernels against, and in float32 they are the baseline the benchmarks
+race. Read these first to learn the math.
+"""
+from dataclasses import dataclass
+import warnings
+
+import numpy as np
+
+from bnkernels import batchnorm as _batchnorm
+from bnkernels import darknet as _darknet
+
+__all__ = [
+    "mean_cpu", "variance_cpu", "normalize_cpu", "scale_bias", "add_bias",
+    "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
+    "variance_delta_cpu", "normalize_delta_cpu",
+    "batch_norm_forward", "batch_norm_backward", "BatchNorm2d",
+]
+
+_AXES = (0, 2, 3)  # every axis but the channel axis of NCHW
+
+
+def _per_channel(v):
+    """A (C,) vector shaped to broadcast against (N, C, H, W)."""
+    return np.asarray(v)[None, :, None, None]
+
+
+def _count(x):
+    return x.shape[0] * x.shape[2] * x.shape[3]
+
+
+def _result(value, out, accumulate=False):
+    if out is None:
+        return value
+    if accumulate:
+        out += value
+    else:
+        out[...] = value
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Darknet's kernels (formulas of ../darknet_vectors/README.md, NumPy order)
+# ---------------------------------------------------------------------------
+
+def mean_cpu(x, *, out=None):
+    return _result(x.mean(axis=_AXES), out)
+
+
+def variance_cpu(x, mean, *, out=None):
+    squares = ((x - _per_channel(mean)) ** 2).sum(axis=_AXES)
+    with np.errstate(divide="ignore", invalid="ignore"):  # n = 1: 0/0 = NaN, like Darknet
+        return _result(squares / x.dtype.type(_count(x) - 1), out)
+
+
+def normalize_cpu(x, mean, variance, *, flavor="pjreddie", eps=None, out=None):
+    flavor = _darknet.check_flavor(flavor)
+    eps = _darknet.forward_eps(flavor) if eps is None else eps
+    eps = x.dtype.type(eps)
+    if flavor == "pjreddie":
+        denom = np.sqrt(variance) + eps
+    else:
+        denom = np.sqrt(variance + eps)
+    return _result((x - _per_channel(mean)) / _per_channel(denom), out)
+
+
+def scale_bias(x, scales, *, out=None):
+    return _result(x * _per_channel(scales), out)
+
+
+def add_bias(x, biases, *, out=None):
+    return _result(x + _per_channel(biases), out)
+
+
+def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie"):
+    m = _darknet.default_momentum(flavor) if momentum is None else momentum
+    rolling *= rolling.dtype.type(1 - m)
+    rolling += rolling.dtype.type(m) * stat
+    return rolling
+
+
+def backward_bias(delta, *, out=None, accumulate=False):
+    return _result(delta.sum(axis=_AXES), out, accumulate)
+
+
+def backward_scale_cpu(x_norm, delta, *, out=None, accumulate=False):
+    return _result((delta * x_norm).sum(axis=_AXES), out, accumulate)
+
+
+def mean_delta_cpu(delta, variance, *, eps=None, out=None):
+    eps = delta.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
+    return _result(delta.sum(axis=_AXES) * (-1 / np.sqrt(variance + eps)), out)
+
+
+def variance_delta_cpu(x, delta, mean, variance, *, eps=None, out=None):
+    eps = x.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
+    total = (delta * (x - _per_channel(mean))).sum(axis=_AXES)
+    return _result(total * (-0.5 * (variance + eps) ** -1.5), out)
+
+
+def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
+                        flavor="pjreddie", eps=None, out=None):
+    flavor = _darknet.check_flavor(flavor)
+    eps = x.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
+    if flavor == "pjreddie":
+        denom = np.sqrt(variance + eps)
+    else:
+        denom = np.sqrt(variance) + eps
+    n = x.dtype.type(_count(x))
+    dx = (delta / _per_channel(denom)
+          + _per_channel(variance_delta) * 2 * (x - _per_channel(mean)) / n
+          + _per_channel(mean_delta) / n)
+    return _result(dx, out)
+
+
+# ---------------------------------------------------------------------------
+# batch norm, forward and backward
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Saved:
+    """What the reference backward needs: the forward's input and statistics."""
+    numerics: str
+    training: bool
+    x: np.ndarray
+    weight: np.ndarray | None
+    has_bias: bool
+    mean: np.ndarray
+    variance: np.ndarray
+    eps: float
+
+
+def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
+                       training=True, momentum=None, eps=None,
+                       numerics="standard", out=None):
+    numerics = _batchnorm.check_numerics(numerics)
+    default_eps, default_momentum = _batchnorm.defaults(numerics)
+    eps = default_eps if eps is None else eps
+    momentum = default_momentum if momentum is None else momentum
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together")
+    use_batch_stats = training or running_mean is None
+    if running_mean is None and not training:
+        raise ValueError("training=False needs running_mean and running_var")
+    n = _count(x)
+    weight_ = np.ones(x.shape[1], x.dtype) if weight is None else weight
+    bias_ = np.zeros(x.shape[1], x.dtype) if bias is None else bias
+
+    if numerics == "standard":
+        if use_batch_stats and n == 1:
+            raise ValueError("Expected more than 1 value per channel when training")
+        if use_batch_stats:
+            mean, var = x.mean(axis=_AXES), x.var(axis=_AXES)
+        else:
+            mean, var = running_mean, running_var
+        x_hat = (x - _per_channel(mean)) / np.sqrt(_per_channel(var) + x.dtype.type(eps))
+        y = x_hat * _per_channel(weight_) + _per_channel(bias_)
+        if training and running_mean is not None and n > 0:
+            unbiased = var * x.dtype.type(n / (n - 1))
+            running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+            running_var[...] = (1 - momentum) * running_var + momentum * unbiased
+    else:
+        flavor = "pjreddie" if numerics == "darknet" else "alexeyab"
+        if use_batch_stats:
+            if n == 1:
+                warnings.warn("one value per channel: Darknet's variance is NaN",
+                              RuntimeWarning, stacklevel=2)
+            mean = mean_cpu(x)
+            var = variance_cpu(x, mean)
+        else:
+            mean, var = running_mean, running_var
+        x_hat = normalize_cpu(x, mean, var, flavor=flavor, eps=eps)
+        y = add_bias(scale_bias(x_hat, weight_), bias_)
+        if training and running_mean is not None and n > 0:
+            rolling_update(running_mean, mean, momentum=momentum)
+            rolling_update(running_var, var, momentum=momentum)
+    saved = Saved(numerics, use_batch_stats, x, weight, bias is not None,
+                  mean, var, eps)
+    return _result(y.astype(x.dtype, copy=False), out), saved
+
+
+def batch_norm_backward(dy, saved, *, out=None):
+    x, n = saved.x, _count(saved.x)
+    weight = np.ones(x.shape[1], x.dtype) if saved.weight is None else saved.weight
+    if saved.numerics == "standard":
+        invstd = 1 / np.sqrt(saved.variance + x.dtype.type(saved.eps))
+        x_hat = (x - _per_channel(saved.mean)) * _per_channel(invstd)
+        dbias = dy.sum(axis=_AXES)
+        dweight = (dy * x_hat).sum(axis=_AXES)
+        if saved.training:
+            dx = (_per_channel(weight * invstd / n)
+                  * (n * dy - _per_channel(dbias) - x_hat * _per_channel(dweight)))
+        else:
+            dx = dy * _per_channel(weight * invstd)
+    else:
+        if not saved.training:
+            raise ValueError("Darknet numerics define the backward only after a "
+                             "training forward")
+        flavor = "pjreddie" if saved.numerics == "darknet" else "alexeyab"
+        x_hat = normalize_cpu(x, saved.mean, saved.variance, flavor=flavor, eps=saved.eps)
+        dbias = backward_bias(dy)
+        dweight = backward_scale_cpu(x_hat, dy)
+        scaled = scale_bias(dy, weight)
+        md = mean_delta_cpu(scaled, saved.variance)
+        vd = variance_delta_cpu(x, scaled, saved.mean, saved.variance)
+        dx = normalize_delta_cpu(x, saved.mean, saved.variance, md, vd, scaled,
+                                 flavor=flavor)
+    return (_result(dx.astype(x.dtype, copy=False), out),
+            dweight.astype(x.dtype) if saved.weight is not None else None,
+            dbias.astype(x.dtype) if saved.has_bias else None)
+
+
+class BatchNorm2d(_batchnorm.BatchNorm2d):
+    """The layer of bnkernels.BatchNorm2d, running on this module's functions."""
+    _forward = staticmethod(batch_norm_forward)
+    _backward = staticmethod(batch_norm_backward)
