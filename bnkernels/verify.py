@@ -1,0 +1,256 @@
+"""Self-check of an installation: Darknet vectors bit for bit, gradients by
+finite differences. ``python -m bnkernels verify`` runs it.
+"""
+from dataclasses import dataclass
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from bnkernels import darknet
+from bnkernels.batchnorm import BatchNorm2d, batch_norm_backward, batch_norm_forward
+
+VECTOR_DIR = Path(__file__).parent / "data" / "darknet_vectors"
+FORKS = {"pjreddie": "pjreddie", "AlexeyAB": "alexeyab"}  # directory -> flavor
+_ELEMENTWISE = ("x_norm", "out_train", "out_infer", "dx")
+_LABELS = {  # output key -> what computed it
+    "mean": "mean_cpu", "variance": "variance_cpu", "x_norm": "normalize_cpu",
+    "out_train": "scale_bias + add_bias (train)",
+    "rolling_mean_out": "rolling_update (mean)",
+    "rolling_variance_out": "rolling_update (variance)",
+    "out_infer": "normalize/scale/add (inference)",
+    "backward_bias": "backward_bias", "backward_scale": "backward_scale_cpu",
+    "mean_delta": "mean_delta_cpu", "variance_delta": "variance_delta_cpu",
+    "dx": "normalize_delta_cpu (dx)",
+    "layer:out_infer": "BatchNorm2d forward (inference)",
+    "layer:out_train": "BatchNorm2d forward (train)",
+    "layer:rolling_mean_out": "BatchNorm2d running_mean",
+    "layer:rolling_variance_out": "BatchNorm2d running_var",
+    "layer:dx": "BatchNorm2d backward dx",
+    "layer:scale_updates": "BatchNorm2d grad_weight",
+    "layer:backward_bias": "BatchNorm2d grad_bias",
+}
+
+
+# ---------------------------------------------------------------------------
+# comparing float arrays
+# ---------------------------------------------------------------------------
+
+def _ordered(a):
+    """float32 bits as integers that count ulps across zero."""
+    bits = np.asarray(a, np.float32).view(np.int32).astype(np.int64)
+    return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+
+
+def bitwise_equal(a, b):
+    """Same shape, NaN in the same places, and every other float32 bit equal."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    if a.shape != b.shape:
+        return False
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    return bool((nan_a == nan_b).all()
+                and (a[~nan_a].view(np.uint32) == b[~nan_b].view(np.uint32)).all())
+
+
+def max_errors(a, b):
+    """(max abs error, max ulp error) over the positions where neither is NaN;
+    (inf, inf) if the shapes or NaN positions differ."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    if a.shape != b.shape or (np.isnan(a) != np.isnan(b)).any():
+        return float("inf"), float("inf")
+    keep = ~np.isnan(a)
+    if not keep.any():
+        return 0.0, 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a[keep].astype(np.float64) - b[keep].astype(np.float64))
+    abs_err = float(np.nan_to_num(diff, nan=0.0).max())  # inf - inf: same bits
+    ulp_err = int(np.abs(_ordered(a[keep]) - _ordered(b[keep])).max())
+    return abs_err, ulp_err
+
+
+def sha256_of(array):
+    return np.frombuffer(
+        hashlib.sha256(np.ascontiguousarray(array, "<f4").tobytes()).digest(), np.uint8)
+
+
+# ---------------------------------------------------------------------------
+# the vectors
+# ---------------------------------------------------------------------------
+
+def vector_files(*extra_dirs):
+    """Every (flavor, path) of the shipped vectors, plus those in extra_dirs
+    (directories laid out like data/darknet_vectors: <fork>/<case>.npz)."""
+    found = []
+    for root in (VECTOR_DIR, *map(Path, extra_dirs)):
+        for fork, flavor in FORKS.items():
+            found += [(flavor, p) for p in sorted((root / fork).glob("*.npz"))]
+    return found
+
+
+def darknet_outputs(z, flavor):
+    """Everything the vectors store, computed by bnkernels from their inputs.
+
+    Returns {vector key: array}. Kernel-level keys come from calling the
+    bnkernels.darknet kernels one by one as Darknet's layer does; layer-level
+    keys (prefixed "layer:") come from BatchNorm2d.
+    """
+    x, delta = z["x"], z["delta"]
+    scales, biases = z["scales"], z["biases"]
+    out = {}
+    mean = out["mean"] = darknet.mean_cpu(x)
+    variance = out["variance"] = darknet.variance_cpu(x, mean)
+    x_norm = out["x_norm"] = darknet.normalize_cpu(x, mean, variance, flavor=flavor)
+    out["out_train"] = darknet.add_bias(darknet.scale_bias(x_norm, scales), biases)
+    out["rolling_mean_out"] = darknet.rolling_update(
+        z["rolling_mean_in"].copy(), mean, flavor=flavor)
+    out["rolling_variance_out"] = darknet.rolling_update(
+        z["rolling_variance_in"].copy(), variance, flavor=flavor)
+    infer_norm = darknet.normalize_cpu(x, z["rolling_mean_in"], z["rolling_variance_in"],
+                                       flavor=flavor)
+    out["out_infer"] = darknet.add_bias(darknet.scale_bias(infer_norm, scales), biases)
+    out["backward_bias"] = darknet.backward_bias(delta)
+    out["backward_scale"] = darknet.backward_scale_cpu(x_norm, delta)
+    scaled = darknet.scale_bias(delta, scales)
+    mean_delta = out["mean_delta"] = darknet.mean_delta_cpu(scaled, variance)
+    variance_delta = out["variance_delta"] = darknet.variance_delta_cpu(
+        x, scaled, mean, variance)
+    out["dx"] = darknet.normalize_delta_cpu(x, mean, variance, mean_delta,
+                                            variance_delta, scaled, flavor=flavor)
+
+    numerics = "darknet" if flavor == "pjreddie" else "darknet-alexeyab"
+    layer = BatchNorm2d(x.shape[1], numerics=numerics)
+    layer.weight[...], layer.bias[...] = scales, biases
+    layer.running_mean[...] = z["rolling_mean_in"]
+    layer.running_var[...] = z["rolling_variance_in"]
+    out["layer:out_infer"] = layer.forward(x, training=False)
+    with warnings.catch_warnings():  # n = 1: Darknet's NaN is what we check
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out["layer:out_train"] = layer.forward(x, training=True)
+    out["layer:rolling_mean_out"] = layer.running_mean.copy()
+    out["layer:rolling_variance_out"] = layer.running_var.copy()
+    out["layer:dx"] = layer.backward(delta)
+    out["layer:scale_updates"] = layer.grad_weight.copy()
+    out["layer:backward_bias"] = layer.grad_bias.copy()
+    return out
+
+
+def compare_case(z, flavor):
+    """[(key, ok, max abs error, max ulp error)] for one vector file."""
+    rows = []
+    index = z["out_batch_index"]
+    for key, mine in darknet_outputs(z, flavor).items():
+        vector_key = key.removeprefix("layer:")
+        expected = z[vector_key]
+        ok = True
+        if vector_key in _ELEMENTWISE:
+            if f"sha256_{vector_key}" in z.files:
+                ok = bool((sha256_of(mine) == z[f"sha256_{vector_key}"]).all())
+            mine = mine[index]
+        abs_err, ulp_err = max_errors(mine, expected)
+        rows.append((key, ok and bitwise_equal(mine, expected), abs_err, ulp_err))
+    return rows
+
+
+@dataclass
+class Row:
+    check: str
+    flavor: str
+    cases: int = 0
+    max_abs: float = 0.0
+    max_ulp: float = 0
+    ok: bool = True
+
+    def add(self, ok, abs_err, ulp_err):
+        self.cases += 1
+        self.max_abs = max(self.max_abs, abs_err)
+        self.max_ulp = max(self.max_ulp, ulp_err)
+        self.ok = self.ok and ok
+
+
+def darknet_rows(*extra_dirs):
+    """One Row per (output, flavor) over every vector file."""
+    rows = {}
+    files = vector_files(*extra_dirs)
+    if not files:
+        raise FileNotFoundError(f"no Darknet vectors under {VECTOR_DIR}")
+    for flavor, path in files:
+        with np.load(path) as z:
+            for key, ok, abs_err, ulp_err in compare_case(z, flavor):
+                rows.setdefault((key, flavor), Row(_LABELS[key], flavor)).add(ok, abs_err, ulp_err)
+    return list(rows.values())
+
+
+# ---------------------------------------------------------------------------
+# standard numerics: gradients against central finite differences
+# ---------------------------------------------------------------------------
+
+def finite_difference_errors(shape, training, seed=0, h=1e-6):
+    """Max relative error of (dx, dweight, dbias) of standard numerics against
+    central differences of L = sum(y * g), in float64."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape) * 2.0 + 0.5
+    weight = rng.uniform(0.5, 1.5, shape[1])
+    bias = rng.standard_normal(shape[1])
+    running = (rng.standard_normal(shape[1]) * 0.1, rng.uniform(0.5, 2, shape[1]))
+    g = rng.standard_normal(shape)
+
+    def loss(x_, w_, b_):
+        rm, rv = running[0].copy(), running[1].copy()
+        y, _ = batch_norm_forward(x_, w_, b_, rm, rv, training=training)
+        return float((y * g).sum())
+
+    _, saved = batch_norm_forward(x, weight, bias, running[0].copy(),
+                                  running[1].copy(), training=training)
+    analytic = batch_norm_backward(g, saved)
+    errors = []
+    for which, value in enumerate((x, weight, bias)):
+        numeric = np.empty_like(value)
+        for i in np.ndindex(value.shape):
+            args = [x, weight, bias]
+            plus, minus = value.copy(), value.copy()
+            plus[i] += h
+            minus[i] -= h
+            args[which] = plus
+            up = loss(*args)
+            args[which] = minus
+            numeric[i] = (up - loss(*args)) / (2 * h)
+        scale = max(np.abs(numeric).max(), 1.0)
+        errors.append(float(np.abs(analytic[which] - numeric).max() / scale))
+    return errors
+
+
+def gradient_rows(tolerance=1e-6):
+    """One Row per gradient and mode; the error column is relative to
+    max(|finite difference|, 1)."""
+    rows = {}
+    for shape in ((2, 3, 2, 3), (1, 2, 3, 1), (5, 1, 1, 1)):
+        for training in (True, False):
+            mode = "train" if training else "eval"
+            errors = finite_difference_errors(shape, training)
+            for name, err in zip(("dx", "dweight", "dbias"), errors):
+                check = f"standard {name} ({mode}) vs finite diff"
+                row = rows.setdefault(check, Row(check, "-", max_ulp=float("nan")))
+                row.add(err < tolerance, err, float("nan"))
+    return list(rows.values())
+
+
+def format_table(rows):
+    lines = [f"{'check':<40} {'flavor':<9} {'cases':>5} {'max abs err':>12} "
+             f"{'max ulp':>8}  result",
+             "-" * 86]
+    for r in rows:
+        ulp = "-" if r.max_ulp != r.max_ulp else f"{r.max_ulp:g}"
+        lines.append(f"{r.check:<40} {r.flavor:<9} {r.cases:>5} {r.max_abs:>12.3g} "
+                     f"{ulp:>8}  {'pass' if r.ok else 'FAIL'}")
+    return "\n".join(lines)
+
+
+def run(extra_dirs=(), print_=print):
+    """Run every check, print the table, return True if all pass."""
+    rows = darknet_rows(*extra_dirs) + gradient_rows()
+    print_(format_table(rows))
+    failed = [r for r in rows if not r.ok]
+    print_(f"\n{len(rows) - len(failed)} of {len(rows)} checks pass"
+           + ("" if not failed else f"; FAILED: {', '.join(r.check for r in failed)}"))
+    return not failed
