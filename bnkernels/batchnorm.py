@@ -189,7 +189,9 @@ def _standard_forward(x, weight, bias, running_mean, running_var, training,
     if use_batch_stats and n == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, "
                          f"got input of shape {x.shape}")
-    if use_batch_stats:
+    if use_batch_stats and n == 0:  # an empty batch: nothing to normalize or sum
+        mean, var = np.zeros(x.shape[1]), np.ones(x.shape[1])
+    elif use_batch_stats:
         mean, var = _kernels.stats(x)
     else:
         mean = running_mean.astype(np.float64)
@@ -348,9 +350,11 @@ class BatchNorm2d:
 
         Returns y, an (N, C, H, W) array of the layer's dtype.
         """
+        # without running statistics, eval mode normalizes with the batch's too
+        use_batch_stats = training or not self.track_running_stats
         y, self._saved = self._forward(
             x, self.weight, self.bias, self.running_mean, self.running_var,
-            training=training, momentum=self.momentum, eps=self.eps,
+            training=use_batch_stats, momentum=self.momentum, eps=self.eps,
             numerics=self.numerics)
         if training and self.track_running_stats:
             self.num_batches_tracked += 1

@@ -1,0 +1,232 @@
+"""bnkernels.darknet against Darknet's own outputs, bit for bit.
+
+Oracle: the golden vectors produced by Darknet's compiled C code (strict IEEE
+build), for both forks. Tolerance: none. Float32 results must have the same
+bits, NaN in the same places (../darknet_vectors/README.md, "How to compare").
+For the large case, whose stored elementwise outputs hold batch item 0 only,
+the full array is compared through its SHA-256.
+"""
+import contextlib
+
+import numpy as np
+import pytest
+
+from bnkernels import BatchNorm2d, batch_norm_backward, batch_norm_forward, darknet
+from bnkernels.verify import bitwise_equal, sha256_of
+
+ELEMENTWISE = ("x_norm", "out_train", "out_infer", "dx")
+
+
+def assert_bitwise(mine, z, key):
+    """mine equals z[key] bit for bit (elementwise keys: on the stored batch
+    items, and as a whole through the SHA-256 when the file has one)."""
+    expected = z[key]
+    if key in ELEMENTWISE:
+        if f"sha256_{key}" in z:
+            assert (sha256_of(mine) == z[f"sha256_{key}"]).all(), f"{key}: SHA-256 differs"
+        mine = mine[z["out_batch_index"]]
+    assert mine.dtype == np.float32
+    assert bitwise_equal(mine, expected), (
+        f"{key} differs from Darknet: max abs diff "
+        f"{np.nanmax(np.abs(mine.astype(np.float64) - expected)):.3g}")
+
+
+def inputs(z):
+    return {k: z[k].copy() for k in ("x", "delta", "scales", "biases",
+                                      "rolling_mean_in", "rolling_variance_in")}
+
+
+# --- forward kernels ---------------------------------------------------------
+
+def test_mean_cpu_matches_darknet(vector):
+    _, z = vector
+    assert_bitwise(darknet.mean_cpu(z["x"]), z, "mean")
+
+
+def test_variance_cpu_uses_n_minus_1_like_darknet(vector):
+    _, z = vector
+    assert_bitwise(darknet.variance_cpu(z["x"], z["mean"]), z, "variance")
+
+
+def test_normalize_cpu_places_epsilon_as_each_fork_does(vector):
+    flavor, z = vector
+    mine = darknet.normalize_cpu(z["x"], z["mean"], z["variance"], flavor=flavor)
+    assert_bitwise(mine, z, "x_norm")
+
+
+def test_normalize_cpu_works_in_place_like_darknet(vector):
+    flavor, z = vector
+    x = z["x"].copy()
+    result = darknet.normalize_cpu(x, z["mean"], z["variance"], flavor=flavor, out=x)
+    assert result is x
+    assert_bitwise(x, z, "x_norm")
+
+
+def test_scale_bias_then_add_bias_give_the_training_output(vector):
+    _, z = vector
+    scaled = darknet.scale_bias(z["x_norm"], z["scales"])
+    out = darknet.add_bias(scaled, z["biases"], out=scaled)
+    assert bitwise_equal(out, z["out_train"])
+
+
+def test_rolling_update_keeps_each_forks_momentum(vector):
+    flavor, z = vector
+    rolling_mean = darknet.rolling_update(z["rolling_mean_in"].copy(), z["mean"], flavor=flavor)
+    rolling_var = darknet.rolling_update(z["rolling_variance_in"].copy(), z["variance"],
+                                         flavor=flavor)
+    assert_bitwise(rolling_mean, z, "rolling_mean_out")
+    assert_bitwise(rolling_var, z, "rolling_variance_out")
+
+
+def test_inference_normalizes_with_the_rolling_statistics(vector):
+    flavor, z = vector
+    x_norm = darknet.normalize_cpu(z["x"], z["rolling_mean_in"], z["rolling_variance_in"],
+                                   flavor=flavor)
+    out = darknet.add_bias(darknet.scale_bias(x_norm, z["scales"]), z["biases"])
+    assert_bitwise(out, z, "out_infer")
+
+
+# --- backward kernels --------------------------------------------------------
+
+def test_backward_bias_sums_rows_then_batches(vector):
+    _, z = vector
+    assert_bitwise(darknet.backward_bias(z["delta"]), z, "backward_bias")
+
+
+def test_backward_scale_cpu_is_one_running_sum(vector):
+    _, z = vector
+    x_norm = darknet.normalize_cpu(z["x"], z["mean"], z["variance"], flavor=vector[0])
+    assert_bitwise(darknet.backward_scale_cpu(x_norm, z["delta"]), z, "backward_scale")
+
+
+def test_mean_and_variance_delta_use_1e5_inside_the_sqrt(vector):
+    _, z = vector
+    scaled = darknet.scale_bias(z["delta"], z["scales"])
+    assert_bitwise(darknet.mean_delta_cpu(scaled, z["variance"]), z, "mean_delta")
+    assert_bitwise(darknet.variance_delta_cpu(z["x"], scaled, z["mean"], z["variance"]),
+                   z, "variance_delta")
+
+
+def test_normalize_delta_cpu_gives_darknets_dx(vector):
+    flavor, z = vector
+    scaled = darknet.scale_bias(z["delta"], z["scales"])
+    dx = darknet.normalize_delta_cpu(z["x"], z["mean"], z["variance"], z["mean_delta"],
+                                     z["variance_delta"], scaled, flavor=flavor,
+                                     out=scaled)
+    assert dx is scaled
+    assert_bitwise(dx, z, "dx")
+
+
+def test_updates_accumulate_into_out_like_darknet():
+    rng = np.random.default_rng(5)
+    delta = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    x_norm = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+    start = np.float32([1.5, -2.0, 0.25])
+    bias_updates = darknet.backward_bias(delta, out=start.copy(), accumulate=True)
+    scale_updates = darknet.backward_scale_cpu(x_norm, delta, out=start.copy(),
+                                               accumulate=True)
+    # Oracle: Darknet's += order, replayed in float32 by NumPy scalars.
+    for c in range(3):
+        expected = start[c]
+        for b in range(2):
+            row = np.float32(0)
+            for v in delta[b, c].ravel():
+                row = np.float32(row + v)
+            expected = np.float32(expected + row)
+        assert bias_updates[c] == expected
+    total = np.float32(0)
+    for v in (delta[:, 0] * x_norm[:, 0]).ravel():
+        total = np.float32(total + v)
+    assert scale_updates[0] == np.float32(start[0] + total)
+    overwritten = darknet.backward_bias(delta, out=start.copy())
+    assert bitwise_equal(overwritten, darknet.backward_bias(delta))
+
+
+# --- the layer ---------------------------------------------------------------
+
+def numerics_of(flavor):
+    return "darknet" if flavor == "pjreddie" else "darknet-alexeyab"
+
+
+def test_darknet_layer_reproduces_forward_and_backward_batchnorm_layer(vector):
+    flavor, z = vector
+    i = inputs(z)
+    layer = BatchNorm2d(i["x"].shape[1], numerics=numerics_of(flavor))
+    layer.weight[...], layer.bias[...] = i["scales"], i["biases"]
+    layer.running_mean[...] = i["rolling_mean_in"]
+    layer.running_var[...] = i["rolling_variance_in"]
+
+    assert_bitwise(layer.forward(i["x"], training=False), z, "out_infer")
+    if z["n_per_channel"] == 1:
+        with pytest.warns(RuntimeWarning, match="n - 1 = 0"):
+            y = layer.forward(i["x"], training=True)
+    else:
+        y = layer.forward(i["x"], training=True)
+    assert_bitwise(y, z, "out_train")
+    assert_bitwise(layer.running_mean, z, "rolling_mean_out")
+    assert_bitwise(layer.running_var, z, "rolling_variance_out")
+
+    dx = layer.backward(i["delta"])
+    assert_bitwise(dx, z, "dx")
+    assert_bitwise(layer.grad_weight, z, "scale_updates")
+    # grad_bias is the real bias gradient, also for AlexeyAB, whose own CPU
+    # layer never computes it (its bias_updates stay 0).
+    assert_bitwise(layer.grad_bias, z, "backward_bias")
+    if flavor == "alexeyab":
+        assert not z["bias_updates"].any()
+    else:
+        assert bitwise_equal(z["bias_updates"], z["backward_bias"])
+
+    for key in ("x", "delta", "scales", "biases"):   # inputs untouched
+        assert bitwise_equal(i[key], z[key])
+
+
+def test_darknet_functional_api_matches_the_layer(vector):
+    flavor, z = vector
+    i = inputs(z)
+    running_mean, running_var = i["rolling_mean_in"], i["rolling_variance_in"]
+    one_value = z["n_per_channel"] == 1
+    with pytest.warns(RuntimeWarning) if one_value else contextlib.nullcontext():
+        y, saved = batch_norm_forward(i["x"], i["scales"], i["biases"], running_mean,
+                                      running_var, numerics=numerics_of(flavor))
+    dx, dweight, dbias = batch_norm_backward(i["delta"], saved)
+    assert_bitwise(y, z, "out_train")
+    assert_bitwise(running_mean, z, "rolling_mean_out")
+    assert_bitwise(running_var, z, "rolling_variance_out")
+    assert_bitwise(dx, z, "dx")
+    assert_bitwise(dweight, z, "scale_updates")
+    assert_bitwise(dbias, z, "backward_bias")
+
+
+def test_darknet_defaults_are_each_forks_constants():
+    assert darknet.forward_eps("pjreddie") == np.float32(1e-6)
+    assert darknet.forward_eps("alexeyab") == np.float32(1e-5)
+    assert darknet.BACKWARD_EPS == np.float32(1e-5)
+    assert darknet.default_momentum("pjreddie") == 0.01
+    assert darknet.default_momentum("AlexeyAB") == 0.1
+
+
+@pytest.mark.parametrize("flavor", ["pjreddie", "alexeyab"])
+def test_float64_kernels_follow_the_same_formulas(flavor):
+    """Float64 has no Darknet vectors; oracle: the NumPy twin in float64, to
+    1e-12 relative (different summation order only)."""
+    from bnkernels import reference as ref
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 4, 5, 6)) + 3.0
+    delta = rng.standard_normal(x.shape)
+    mean = darknet.mean_cpu(x)
+    var = darknet.variance_cpu(x, mean)
+    np.testing.assert_allclose(mean, ref.mean_cpu(x), rtol=1e-12)
+    np.testing.assert_allclose(var, ref.variance_cpu(x, mean), rtol=1e-12)
+    np.testing.assert_allclose(darknet.normalize_cpu(x, mean, var, flavor=flavor),
+                               ref.normalize_cpu(x, mean, var, flavor=flavor),
+                               rtol=1e-12, atol=1e-12)
+    md = darknet.mean_delta_cpu(delta, var)
+    vd = darknet.variance_delta_cpu(x, delta, mean, var)
+    np.testing.assert_allclose(md, ref.mean_delta_cpu(delta, var), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(vd, ref.variance_delta_cpu(x, delta, mean, var),
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        darknet.normalize_delta_cpu(x, mean, var, md, vd, delta, flavor=flavor),
+        ref.normalize_delta_cpu(x, mean, var, md, vd, delta, flavor=flavor),
+        rtol=1e-10, atol=1e-12)
