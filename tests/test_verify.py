@@ -25,13 +25,13 @@ def test_ulp_distance_counts_across_zero():
     assert verify.max_errors(np.float32([tiny]), np.float32([-tiny]))[1] == 2
 
 
-def run_verify(*args):
+def run_verify(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "bnkernels", "verify", *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
-def test_verify_passes_on_the_shipped_vectors():
-    result = run_verify()
+def test_verify_passes_on_the_shipped_vectors(tmp_path):
+    result = run_verify(cwd=tmp_path)  # the installed package, not the source tree
     assert result.returncode == 0, result.stdout + result.stderr
     assert "FAIL" not in result.stdout
     assert "normalize_delta_cpu (dx)" in result.stdout
@@ -47,6 +47,6 @@ def test_verify_fails_when_a_vector_disagrees(tmp_path):
     fork_dir = tmp_path / path.parent.name
     fork_dir.mkdir()
     np.savez(fork_dir / path.name, **data)
-    result = run_verify("--vectors", str(tmp_path))
+    result = run_verify("--vectors", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 1
     assert "FAIL" in result.stdout and "mean_cpu" in result.stdout
