@@ -40,6 +40,10 @@ cdef _require_c_contiguous(a, str name):
         raise ValueError(
             f"{name} must be C-contiguous, got a non-contiguous {_describe(a)} "
             f"with strides {a.strides}; pass numpy.ascontiguousarray({name})")
+    if not cnp.PyArray_ISALIGNED(<cnp.ndarray>a):
+        raise ValueError(
+            f"{name} is not aligned to its dtype ({_describe(a)}); pass numpy.require("
+            f"{name}, requirements='CA')")
 
 
 cdef object _tensor(obj, str name):
@@ -188,6 +192,8 @@ def dk_rolling_update(double keep, double take, stat, rolling):
     if S.ndim != 1 or S.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"stat must be a 1-D float32 or float64 array, got {_describe(S)}")
     _require_c_contiguous(S, "stat")
+    if rolling is None:
+        raise TypeError("rolling must be an array (it is updated in place), got None")
     cdef int64_t c = S.shape[0]
     R = _output(rolling, "rolling", (c,), S.dtype, ((S, "stat"),))
     cdef void *ps = _ptr(S)
@@ -565,6 +571,11 @@ def backward_dx(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, out=None):
 def check_tensor(x, name):
     """x as an (N, C, H, W) float32/float64 C-contiguous array, or raise."""
     return _tensor(x, name)
+
+
+def check_tensor_like(v, name, x, x_name):
+    """v as a C-contiguous array of x's shape and dtype, or raise."""
+    return _tensor_like(v, name, x, x_name)
 
 
 def check_channels(v, name, x, x_name, bint writeable=False):

@@ -162,6 +162,7 @@ def batch_norm_backward(dy, saved, *, out=None):
     if not isinstance(saved, BatchNormSaved):
         raise TypeError(f"saved must be the BatchNormSaved returned by "
                         f"batch_norm_forward, got {type(saved).__name__}")
+    dy = _kernels.check_tensor_like(dy, "dy", saved.x, "x")
     if saved.x_overwritten:
         raise ValueError("the forward wrote y over x (out=x), so x is gone; run the "
                          "forward without out=x to take a backward")
