@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "bnkernels.h"
+#include "dispatch.h"
 
 #define T float
 #define NAME(f) f##_f32

@@ -1,0 +1,21 @@
+/* Runtime SIMD dispatch for elementwise kernels (private to csrc/).
+ *
+ * BN_SIMD_CLONES compiles a function for baseline x86-64 and again for AVX2
+ * and AVX-512F; the loader picks the widest the CPU has (GCC target_clones,
+ * via ifunc on glibc). The default build therefore runs on any x86-64 and
+ * still uses wide vectors where they exist. Only kernels whose every element
+ * is one IEEE-rounded expression get clones, so all clones give the same
+ * bits (-ffp-contract=off keeps AVX2 from fusing multiply-adds).
+ * Elsewhere (other compilers, CPUs or C libraries, or BNKERNELS_NO_DISPATCH) the macro is
+ * empty and the baseline code is all there is. */
+#ifndef BNKERNELS_DISPATCH_H
+#define BNKERNELS_DISPATCH_H
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
+    defined(__GLIBC__) && !defined(BNKERNELS_NO_DISPATCH)
+#define BN_SIMD_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
+#else
+#define BN_SIMD_CLONES
+#endif
+
+#endif
