@@ -19,8 +19,9 @@
  *            equal Darknet's bit for bit. Compile without fast-math and with
  *            -ffp-contract=off.
  *   bn_*     Standard numerics (standard.c), the convention of the BN paper,
- *            PyTorch and cuDNN. Statistics are accumulated in double around a
- *            per-channel shift, and per-channel statistics are kept in double.
+ *            PyTorch and cuDNN. Statistics are accumulated in double, two passes
+ *            per (b, c) row merged by Chan et al.'s update, and per-channel
+ *            statistics are kept in double.
  *
  * Aliasing: an elementwise kernel's output may be the very same buffer as its
  * elementwise input (Darknet works in place); any other overlap is undefined.

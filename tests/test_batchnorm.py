@@ -110,6 +110,20 @@ def test_float32_stays_accurate_when_mean_is_1e4_standard_deviations():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_statistics_stay_accurate_when_the_first_value_is_an_outlier(dtype):
+    """A shifted one-pass sum would lose ~1e-7 of the variance here (the shift
+    is 3e4 standard deviations from the mean). Oracle: NumPy's two-pass
+    variance of the same values in float64; allowed: 1e-12 relative."""
+    x = np.random.default_rng(4).standard_normal((16, 2, 64, 64)).astype(dtype)
+    x[0, :, 0, 0] = 3e4
+    y, saved = batch_norm_forward(x, None, None, None, None, eps=0.0)
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))
+    np.testing.assert_allclose(saved.mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(1 / saved.invstd**2, var, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_no_affine_and_no_running_stats_like_pytorch_functional(dtype):
     d = make((3, 2, 3, 3), dtype)
     y, saved = batch_norm_forward(d["x"], None, None, None, None)
