@@ -28,10 +28,15 @@ cdef str _describe(a):
 
 
 cdef object _array(obj, str name):
-    if isinstance(obj, np.ndarray):
+    """obj as a plain ndarray: subclasses become base-class views (no copy),
+    so the shape and dtype read here are those of the memory C will see."""
+    if type(obj) is np.ndarray:
         return obj
     if obj is None:
         raise TypeError(f"{name} must be an array, got None")
+    if isinstance(obj, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array, whose mask bnkernels would ignore; "
+                        f"pass {name}.filled(value) or numpy.asarray({name})")
     return np.asarray(obj)
 
 
@@ -116,7 +121,7 @@ cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
         return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
     if not isinstance(obj, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(obj).__name__}")
-    a = obj
+    a = _array(obj, name)
     if a.dtype != dtype:
         raise TypeError(f"{name} has dtype {a.dtype}, expected {np.dtype(dtype)}")
     if a.shape != shape:
@@ -189,8 +194,10 @@ def dk_variance(x, mean, out=None):
 def dk_rolling_update(double keep, double take, stat, rolling):
     """rolling = fl(fl(rolling * keep) + fl(take * stat)), in place."""
     S = _array(stat, "stat")
-    if S.ndim != 1 or S.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"stat must be a 1-D float32 or float64 array, got {_describe(S)}")
+    if S.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"stat must have dtype float32 or float64, got {S.dtype!r}")
+    if S.ndim != 1:
+        raise ValueError(f"stat must be 1-D (C,), got {S.ndim}-D {_describe(S)}")
     _require_c_contiguous(S, "stat")
     if rolling is None:
         raise TypeError("rolling must be an array (it is updated in place), got None")

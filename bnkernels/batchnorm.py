@@ -66,7 +66,21 @@ class BatchNormSaved:
     x_overwritten: bool = False
 
 
-def _check_arguments(x, weight, bias, running_mean, running_var, training):
+def _same_memory(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.dtype == b.dtype)
+
+
+def _reject_overlaps(written, read):
+    """Raise if an array the call writes shares memory with any other array."""
+    for i, (name, a) in enumerate(written):
+        for other_name, other in written[i + 1:] + read:
+            if other is not None and np.may_share_memory(a, other):
+                raise ValueError(f"{name} overlaps {other_name}; pass arrays that "
+                                 "share no memory")
+
+
+def _check_arguments(x, weight, bias, running_mean, running_var, training, out):
     """Validate everything up front, so that a bad argument changes no state."""
     x = _kernels.check_tensor(x, "x")
     if weight is not None:
@@ -81,10 +95,24 @@ def _check_arguments(x, weight, bias, running_mean, running_var, training):
             raise ValueError("training=False normalizes with running_mean and "
                              "running_var, but both are None")
     else:
+        for name, value in (("running_mean", running_mean), ("running_var", running_var)):
+            if training and not isinstance(value, np.ndarray):
+                raise TypeError(f"{name} must be a numpy.ndarray (training updates it in "
+                                f"place), got {type(value).__name__}")
         running_mean = _kernels.check_channels(running_mean, "running_mean", x, "x",
                                                writeable=training)
         running_var = _kernels.check_channels(running_var, "running_var", x, "x",
                                               writeable=training)
+    written = [("running_mean", running_mean), ("running_var", running_var)] if training else []
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        out = _kernels.check_tensor_like(out, "out", x, "x")
+        if not out.flags.writeable:
+            raise ValueError("out is read-only; pass a writeable array")
+        if not _same_memory(out, x):   # out may be x itself (in place), no other overlap
+            written.append(("out", out))
+    _reject_overlaps(written, [("x", x), ("weight", weight), ("bias", bias)])
     return x, weight, bias, running_mean, running_var
 
 
@@ -132,7 +160,7 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
     eps = default_eps if eps is None else float(eps)
     momentum = default_momentum if momentum is None else float(momentum)
     x, weight, bias, running_mean, running_var = _check_arguments(
-        x, weight, bias, running_mean, running_var, training)
+        x, weight, bias, running_mean, running_var, training, out)
     if numerics == "standard":
         return _standard_forward(x, weight, bias, running_mean, running_var,
                                  training, momentum, eps, out)

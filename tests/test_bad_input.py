@@ -532,3 +532,61 @@ def test_rejects_misaligned_array_with_clear_message():
     assert not x.flags.aligned
     with pytest.raises(ValueError, match="x is not aligned"):
         darknet.mean_cpu(x)
+
+
+# ---------------------------------------------------------------------------
+# arrays that are not what they claim, and state that must not half-change
+# ---------------------------------------------------------------------------
+
+class _ShapeLiar(np.ndarray):
+    """An ndarray subclass whose shape attribute lies about its memory."""
+    shape = property(lambda self: (4096, 1, 1024, 1024))
+
+
+def test_subclass_lying_about_its_shape_is_read_by_its_real_memory():
+    x = np.arange(4, dtype=np.float32).reshape(1, 1, 2, 2)
+    result = darknet.scale_bias(x.view(_ShapeLiar), np.float32([2.0]))
+    assert result.shape == (1, 1, 2, 2)          # the real shape, not the lie
+    np.testing.assert_array_equal(result, x * 2)
+
+
+def test_rejects_masked_arrays_instead_of_ignoring_the_mask():
+    x = np.ma.masked_array(np.ones((1, 1, 2, 2), np.float32), mask=True)
+    with pytest.raises(TypeError, match="x is a masked array"):
+        darknet.mean_cpu(x)
+
+
+@pytest.mark.parametrize("numerics", bnkernels.NUMERICS)
+def test_rejects_running_mean_and_running_var_sharing_memory(numerics):
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    x_before = x.copy()
+    running = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="running_mean overlaps running_var"):
+        bnkernels.batch_norm_forward(x, None, None, running, running, numerics=numerics,
+                                     out=x)
+    np.testing.assert_array_equal(x, x_before)   # out=x was not written either
+    assert not running.any()
+    buffer = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match="overlaps"):
+        bnkernels.batch_norm_forward(x, None, None, buffer[:3], buffer[1:], numerics=numerics)
+    assert not buffer.any()
+
+
+@pytest.mark.parametrize("numerics", bnkernels.NUMERICS)
+def test_rejects_out_overlapping_bias_before_writing_anything(numerics):
+    x = np.random.default_rng(1).standard_normal((1, 2, 1, 2)).astype(np.float32)
+    storage = np.zeros(6, np.float32)
+    out, bias = storage[:4].reshape(1, 2, 1, 2), storage[3:5]
+    running_mean, running_var = np.zeros(2, np.float32), np.ones(2, np.float32)
+    with pytest.raises(ValueError, match="out overlaps bias"):
+        bnkernels.batch_norm_forward(x, None, bias, running_mean, running_var,
+                                     numerics=numerics, out=out)
+    assert not storage.any() and not running_mean.any() and (running_var == 1).all()
+
+
+def test_rejects_running_stats_that_are_not_arrays_in_training():
+    x = np.ones((2, 3, 2, 2))
+    with pytest.raises(TypeError, match="running_mean must be a numpy.ndarray"):
+        bnkernels.batch_norm_forward(x, None, None, [0.0] * 3, [1.0] * 3)
+    y, _ = bnkernels.batch_norm_forward(x, None, None, [0.0] * 3, [1.0] * 3, training=False)
+    assert y.shape == x.shape   # read-only use of lists is fine

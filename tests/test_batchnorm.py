@@ -73,6 +73,11 @@ def test_running_var_takes_the_unbiased_variance(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_defaults_are_eps_1e5_and_momentum_0_1(dtype):
     assert bnkernels.defaults("standard") == (1e-5, 0.1)
+    d0 = make((2, 3, 2, 2), dtype, seed=1)
+    rm, rv = np.zeros(3, dtype), np.ones(3, dtype)
+    batch_norm_forward(d0["x"], None, None, rm, rv)      # momentum=None: 0.1
+    x64 = d0["x"].astype(np.float64)
+    np.testing.assert_allclose(rm, 0.1 * x64.mean(axis=(0, 2, 3)), rtol=1e-6)
     d = make((2, 3, 2, 2), dtype)
     rm, rv = d["running_mean"].copy(), d["running_var"].copy()
     y, _ = batch_norm_forward(d["x"], d["weight"], d["bias"], rm, rv, training=False)
