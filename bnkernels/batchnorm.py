@@ -112,7 +112,10 @@ def _check_arguments(x, weight, bias, running_mean, running_var, training, out):
             raise ValueError("out is read-only; pass a writeable array")
         if not _same_memory(out, x):   # out may be x itself (in place), no other overlap
             written.append(("out", out))
-    _reject_overlaps(written, [("x", x), ("weight", weight), ("bias", bias)])
+    read = [("x", x), ("weight", weight), ("bias", bias)]
+    if not training:
+        read += [("running_mean", running_mean), ("running_var", running_var)]
+    _reject_overlaps(written, read)
     return x, weight, bias, running_mean, running_var
 
 
