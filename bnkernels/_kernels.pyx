@@ -283,6 +283,28 @@ def dk_add_bias(x, biases, out=None):
     return O
 
 
+def dk_scale_add_bias(x, scales, biases, out=None):
+    X = _tensor(x, "x")
+    G = _channels(scales, "scales", X, "x")
+    B = _channels(biases, "biases", X, "x")
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    O = _output(out, "out", X.shape, X.dtype,
+                ((X, "x"), (G, "scales"), (B, "biases")), (X,))
+    cdef void *px = _ptr(X)
+    cdef void *pg = _ptr(G)
+    cdef void *pb = _ptr(B)
+    cdef void *po = _ptr(O)
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_dk_scale_add_bias_f32(<float*>px, <float*>pg, <float*>pb, n, c, s,
+                                     <float*>po)
+        else:
+            bn_dk_scale_add_bias_f64(<double*>px, <double*>pg, <double*>pb, n, c, s,
+                                     <double*>po)
+    return O
+
+
 def dk_backward_bias(delta, out=None, bint accumulate=False):
     """Each channel's gradient sum, added into out when accumulate is true
     (Darknet's +=), written over out otherwise."""

@@ -278,12 +278,17 @@ def _darknet_forward(x, weight, bias, running_mean, running_var, training,
         variance = darknet.variance_cpu(x, mean)
     else:
         mean, variance = running_mean, running_var
-    x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor, eps=eps)
+    # Darknet keeps x_norm for its backward; without a backward (eval mode)
+    # it is normalized straight into y.
+    x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor, eps=eps,
+                                   out=None if use_batch_stats else out)
     saved = BatchNormSaved(numerics, use_batch_stats, x, weight, bias is not None,
-                           mean, variance=variance, x_norm=x_norm,
+                           mean, variance=variance,
+                           x_norm=x_norm if use_batch_stats else None,
                            x_overwritten=_overwrites(out, x))
-    y = darknet.scale_bias(x_norm, _or_constant(weight, 1, x), out=out)
-    darknet.add_bias(y, _or_constant(bias, 0, x), out=y)
+    y = darknet.scale_add_bias(x_norm, _or_constant(weight, 1, x),
+                               _or_constant(bias, 0, x),
+                               out=out if use_batch_stats else x_norm)
     if training and running_mean is not None and n > 0:
         darknet.rolling_update(running_mean, mean, momentum=momentum)
         darknet.rolling_update(running_var, variance, momentum=momentum)

@@ -29,7 +29,7 @@ from bnkernels import _kernels
 __all__ = [
     "FLAVORS", "forward_eps", "BACKWARD_EPS", "default_momentum",
     "mean_cpu", "variance_cpu", "normalize_cpu", "scale_bias", "add_bias",
-    "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
+    "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
     "variance_delta_cpu", "normalize_delta_cpu",
 ]
 
@@ -136,6 +136,12 @@ def scale_bias(x, scales, *, out=None):
 def add_bias(x, biases, *, out=None):
     """``out[b,c,s] = x[b,c,s] + biases[c]``; out may be x itself."""
     return _kernels.dk_add_bias(x, biases, out)
+
+
+def scale_add_bias(x, scales, biases, *, out=None):
+    """``out = fl(fl(x * scales[c]) + biases[c])``: scale_bias then add_bias in
+    one pass, bit for bit the same; out may be x itself."""
+    return _kernels.dk_scale_add_bias(x, scales, biases, out)
 
 
 def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie"):

@@ -17,7 +17,7 @@ from bnkernels import darknet as _darknet
 
 __all__ = [
     "mean_cpu", "variance_cpu", "normalize_cpu", "scale_bias", "add_bias",
-    "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
+    "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
     "variance_delta_cpu", "normalize_delta_cpu",
     "batch_norm_forward", "batch_norm_backward", "BatchNorm2d",
 ]
@@ -75,6 +75,10 @@ def scale_bias(x, scales, *, out=None):
 
 def add_bias(x, biases, *, out=None):
     return _result(x + _per_channel(biases), out)
+
+
+def scale_add_bias(x, scales, biases, *, out=None):
+    return _result(x * _per_channel(scales) + _per_channel(biases), out)
 
 
 def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie"):

@@ -61,6 +61,9 @@ extern "C" {
                                 int64_t channels, int64_t spatial, T *out);    \
     void bn_dk_add_bias_##SUF(const T *x, const T *biases, int64_t batch,      \
                               int64_t channels, int64_t spatial, T *out);      \
+    void bn_dk_scale_add_bias_##SUF(const T *x, const T *scales,               \
+                                    const T *biases, int64_t batch,            \
+                                    int64_t channels, int64_t spatial, T *out);\
     /* backward; the *_updates kernels ADD into their output, like Darknet */  \
     void bn_dk_backward_bias_##SUF(const T *delta, int64_t batch,              \
                                    int64_t channels, int64_t spatial,          \

@@ -1,4 +1,4 @@
-/* Loop helpers shared by the kernel templates (private to csrc/). */
+/* Loop helpers of the Darknet-exact kernels (private to csrc/). */
 #ifndef BNKERNELS_LOOPS_H
 #define BNKERNELS_LOOPS_H
 

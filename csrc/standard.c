@@ -3,7 +3,6 @@
 
 #include "bnkernels.h"
 #include "dispatch.h"
-#include "loops.h"
 
 #define T float
 #define NAME(f) f##_f32

@@ -69,6 +69,17 @@ def test_scale_bias_then_add_bias_give_the_training_output(vector):
     assert bitwise_equal(out, z["out_train"])
 
 
+def test_scale_add_bias_is_scale_bias_then_add_bias_in_one_pass(vector):
+    _, z = vector
+    fused = darknet.scale_add_bias(z["x_norm"], z["scales"], z["biases"])
+    assert bitwise_equal(fused, z["out_train"])
+    x64 = z["x_norm"].astype(np.float64)
+    scales64, biases64 = z["scales"].astype(np.float64), z["biases"].astype(np.float64)
+    np.testing.assert_array_equal(
+        darknet.scale_add_bias(x64, scales64, biases64),
+        darknet.add_bias(darknet.scale_bias(x64, scales64), biases64))
+
+
 def test_rolling_update_keeps_each_forks_momentum(vector):
     flavor, z = vector
     rolling_mean = darknet.rolling_update(z["rolling_mean_in"].copy(), z["mean"], flavor=flavor)
