@@ -3,9 +3,11 @@
  * BN_SIMD_CLONES compiles a function for baseline x86-64 and again for AVX2
  * and AVX-512F; the loader picks the widest the CPU has (GCC target_clones,
  * via ifunc on glibc). The default build therefore runs on any x86-64 and
- * still uses wide vectors where they exist. Only kernels whose every element
- * is one IEEE-rounded expression get clones, so all clones give the same
- * bits (-ffp-contract=off keeps AVX2 from fusing multiply-adds).
+ * still uses wide vectors where they exist. Clones are given only to kernels
+ * whose order of operations the ISA cannot change: elementwise kernels (one
+ * IEEE-rounded expression per element) and sums written with fixed vector
+ * lanes (loops.h), so all clones give the same bits (-ffp-contract=off keeps
+ * AVX2 from fusing multiply-adds).
  * Elsewhere (other compilers, CPUs or C libraries, or BNKERNELS_NO_DISPATCH) the macro is
  * empty and the baseline code is all there is. */
 #ifndef BNKERNELS_DISPATCH_H

@@ -1,4 +1,4 @@
-/* Loop helpers of the Darknet-exact kernels (private to csrc/). */
+/* Loop helpers of the kernels (private to csrc/). */
 #ifndef BNKERNELS_LOOPS_H
 #define BNKERNELS_LOOPS_H
 
@@ -18,5 +18,19 @@
         for (; c + CB <= channels; c += CB) { const int width = CB; CALL; }   \
         for (; c < channels; ++c) { const int width = 1; CALL; }              \
     }
+
+
+/* Four doubles as one value, for the standard family's sums (GCC and Clang
+ * vector extensions; each lane is an ordinary IEEE double, so the result is
+ * the same whatever SIMD width the compiler maps it to). LOAD4(p) widens
+ * p[0..3] to double. Other compilers, or -DBNKERNELS_NO_VECTOR_EXT, get
+ * plain scalar loops instead. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(BNKERNELS_NO_VECTOR_EXT)
+#define BN_VECTOR4 1
+typedef double bn_v4d __attribute__((vector_size(32)));
+#define LOAD4(p) ((bn_v4d){(double)(p)[0], (double)(p)[1], (double)(p)[2], (double)(p)[3]})
+#define SPLAT4(v) ((bn_v4d){(v), (v), (v), (v)})
+#define SUM4(v) (((v)[0] + (v)[1]) + ((v)[2] + (v)[3]))
+#endif
 
 #endif

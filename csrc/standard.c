@@ -3,6 +3,7 @@
 
 #include "bnkernels.h"
 #include "dispatch.h"
+#include "loops.h"
 
 #define T float
 #define NAME(f) f##_f32
