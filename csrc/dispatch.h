@@ -5,9 +5,11 @@
  * via ifunc on glibc). The default build therefore runs on any x86-64 and
  * still uses wide vectors where they exist. Clones are given only to kernels
  * whose order of operations the ISA cannot change: elementwise kernels (one
- * IEEE-rounded expression per element) and sums written with fixed vector
- * lanes (loops.h), so all clones give the same bits (-ffp-contract=off keeps
- * AVX2 from fusing multiply-adds).
+ * IEEE-rounded expression per element), sums written with fixed vector lanes
+ * (loops.h), and the Darknet sums, whose per-channel chains the compiler may
+ * only run side by side across channels (no -ffast-math, so it never
+ * reassociates). All clones give the same bits (-ffp-contract=off keeps AVX2
+ * from fusing multiply-adds).
  * Elsewhere (other compilers, CPUs or C libraries, or BNKERNELS_NO_DISPATCH) the macro is
  * empty and the baseline code is all there is. */
 #ifndef BNKERNELS_DISPATCH_H
