@@ -602,6 +602,12 @@ def check_tensor(x, name):
     return _tensor(x, name)
 
 
+def same_memory(a, b):
+    """Whether two checked arrays are the very same memory (same start, shape
+    and dtype): the one aliasing an elementwise output may have."""
+    return _same_memory(a, b)
+
+
 def check_tensor_like(v, name, x, x_name):
     """v as a C-contiguous array of x's shape and dtype, or raise."""
     return _tensor_like(v, name, x, x_name)

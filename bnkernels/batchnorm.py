@@ -66,11 +66,6 @@ class BatchNormSaved:
     x_overwritten: bool = False
 
 
-def _same_memory(a, b):
-    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-            and a.shape == b.shape and a.dtype == b.dtype)
-
-
 def _reject_overlaps(written, read):
     """Raise if an array the call writes shares memory with any other array."""
     for i, (name, a) in enumerate(written):
@@ -110,7 +105,7 @@ def _check_arguments(x, weight, bias, running_mean, running_var, training, out):
         out = _kernels.check_tensor_like(out, "out", x, "x")
         if not out.flags.writeable:
             raise ValueError("out is read-only; pass a writeable array")
-        if not _same_memory(out, x):   # out may be x itself (in place), no other overlap
+        if not _kernels.same_memory(out, x):   # out may be x itself (in place), no other overlap
             written.append(("out", out))
     read = [("x", x), ("weight", weight), ("bias", bias)]
     if not training:
