@@ -4,9 +4,16 @@ The kernels in csrc/ are compiled into bnkernels._kernels together with the
 Cython layer. Floating-point flags matter: the Darknet-exact kernels must not be
 contracted into fused multiply-adds or reordered, so the build uses
 -ffp-contract=off (GCC, Clang) and never -ffast-math; MSVC gets /fp:precise.
+
+OpenMP: used when a probe program compiles and links with -fopenmp (or
+/openmp); otherwise the build is serial, with a warning. BNKERNELS_OPENMP=0
+builds serial on purpose.
 """
 import os
+import shutil
 import sys
+import tempfile
+import warnings
 
 import numpy
 from setuptools import Extension, setup
@@ -15,8 +22,43 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+OPENMP_PROBE = r"""
+#include <omp.h>
+int main(void)
+{
+    int threads = 0;
+    #pragma omp parallel reduction(+ : threads)
+    threads += 1;
+    return threads > 0 && omp_get_max_threads() > 0 ? 0 : 1;
+}
+"""
+
+
+def openmp_flags(compiler):
+    """(compile args, link args) that enable OpenMP, or None if this compiler
+    cannot build and link the probe above (or BNKERNELS_OPENMP=0)."""
+    if os.environ.get("BNKERNELS_OPENMP", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if compiler.compiler_type == "msvc":
+        return ["/openmp"], []
+    flags = ["-fopenmp"]
+    tmp = tempfile.mkdtemp(prefix="bnkernels-openmp-")
+    try:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w") as f:
+            f.write(OPENMP_PROBE)
+        objects = compiler.compile([source], output_dir=tmp, extra_postargs=flags)
+        compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=flags)
+    except Exception:  # any compile or link failure means no usable OpenMP
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return flags, flags
+
+
 class BuildExt(build_ext):
-    """Pick flags by compiler family (unix-like vs MSVC)."""
+    """Pick flags by compiler family (unix-like vs MSVC), with OpenMP where
+    the compiler supports it."""
 
     def build_extensions(self):
         if self.compiler.compiler_type == "msvc":
@@ -24,14 +66,24 @@ class BuildExt(build_ext):
         else:
             args = ["-O3", "-std=c11", "-fno-fast-math", "-ffp-contract=off",
                     "-fno-strict-aliasing"]
+        link_args = []
+        openmp = openmp_flags(self.compiler)
+        if openmp is None:
+            warnings.warn("bnkernels: building without OpenMP (the compiler lacks it, or "
+                          "BNKERNELS_OPENMP=0): the kernels will run on one thread")
+        else:
+            args += openmp[0]
+            link_args += openmp[1]
         for ext in self.extensions:
             ext.extra_compile_args = args + ext.extra_compile_args
+            ext.extra_link_args = link_args + ext.extra_link_args
         super().build_extensions()
 
 
 kernels = Extension(
     "bnkernels._kernels",
-    sources=["bnkernels/_kernels.pyx", "csrc/darknet.c", "csrc/standard.c"],
+    sources=["bnkernels/_kernels.pyx", "csrc/darknet.c", "csrc/standard.c",
+             "csrc/threads.c"],
     include_dirs=[numpy.get_include(), "csrc"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     depends=["csrc/bnkernels.h", "csrc/dispatch.h", "csrc/loops.h", "csrc/darknet.inc", "csrc/standard.inc",

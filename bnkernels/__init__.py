@@ -4,14 +4,20 @@ Two numerics families: Darknet-exact (``bnkernels.darknet``, and
 ``numerics="darknet"`` / ``"darknet-alexeyab"``) and standard (the BN paper /
 PyTorch convention, ``numerics="standard"``). ``bnkernels.reference`` is the
 pure-NumPy twin of every public function.
+
+Large calls run on several threads when the extension was built with OpenMP
+(``openmp_enabled()``); ``set_num_threads`` / ``get_num_threads`` control how
+many. Every result is the same, bit for bit, whatever the number of threads.
 """
 from bnkernels import darknet, reference
+from bnkernels._kernels import get_num_threads, openmp_enabled, set_num_threads
 from bnkernels.batchnorm import (
-    NUMERICS, BatchNorm2d, BatchNormSaved, batch_norm_backward, batch_norm_forward,
-    defaults,
+    ACTIVATIONS, NUMERICS, BatchNorm2d, BatchNormSaved, batch_norm_backward,
+    batch_norm_forward, defaults,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["NUMERICS", "BatchNorm2d", "BatchNormSaved", "batch_norm_backward",
-           "batch_norm_forward", "darknet", "defaults", "reference"]
+__all__ = ["ACTIVATIONS", "NUMERICS", "BatchNorm2d", "BatchNormSaved",
+           "batch_norm_backward", "batch_norm_forward", "darknet", "defaults",
+           "get_num_threads", "openmp_enabled", "reference", "set_num_threads"]

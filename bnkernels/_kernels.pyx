@@ -51,8 +51,17 @@ cdef _require_c_contiguous(a, str name):
             f"{name}, requirements='CA')")
 
 
+cdef inline bint _plain_float(cnp.ndarray a, int type_num):
+    """a has the dtype type_num in native byte order, C-contiguous and aligned."""
+    return (cnp.PyArray_TYPE(a) == type_num and cnp.PyArray_ISNOTSWAPPED(a)
+            and cnp.PyArray_ISCARRAY_RO(a))
+
+
 cdef object _tensor(obj, str name):
     """An (N, C, H, W) float32 or float64 C-contiguous array."""
+    if type(obj) is np.ndarray and cnp.PyArray_NDIM(<cnp.ndarray>obj) == 4 and (
+            _plain_float(obj, cnp.NPY_FLOAT32) or _plain_float(obj, cnp.NPY_FLOAT64)):
+        return obj  # the common case, checked without touching Python attributes
     a = _array(obj, name)
     if a.ndim != 4:
         raise ValueError(
@@ -65,8 +74,21 @@ cdef object _tensor(obj, str name):
     return a
 
 
+cdef inline bint _same_layout(cnp.ndarray a, cnp.ndarray x):
+    """a has x's shape and dtype, and is C-contiguous and aligned."""
+    cdef int d
+    if cnp.PyArray_NDIM(a) != cnp.PyArray_NDIM(x) or not _plain_float(a, cnp.PyArray_TYPE(x)):
+        return False
+    for d in range(cnp.PyArray_NDIM(x)):
+        if cnp.PyArray_DIMS(a)[d] != cnp.PyArray_DIMS(x)[d]:
+            return False
+    return True
+
+
 cdef object _tensor_like(obj, str name, x, str x_name):
     """A tensor with x's shape and dtype."""
+    if type(obj) is np.ndarray and _same_layout(obj, x):
+        return obj
     a = _array(obj, name)
     if a.dtype != x.dtype:
         raise TypeError(
@@ -80,6 +102,11 @@ cdef object _tensor_like(obj, str name, x, str x_name):
 
 cdef object _channels(obj, str name, x, str x_name, dtype=None):
     """A per-channel vector of x's C channels, of x's dtype (or `dtype`)."""
+    cdef int type_num = cnp.PyArray_TYPE(<cnp.ndarray>x) if dtype is None else cnp.NPY_FLOAT64
+    if (type(obj) is np.ndarray and cnp.PyArray_NDIM(<cnp.ndarray>obj) == 1
+            and cnp.PyArray_DIMS(<cnp.ndarray>obj)[0] == cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
+            and _plain_float(obj, type_num)):
+        return obj
     a = _array(obj, name)
     expected = x.dtype if dtype is None else dtype
     c = x.shape[1]
@@ -109,11 +136,19 @@ cdef bint _same_memory(a, b):
             and a.shape == b.shape and a.dtype == b.dtype)
 
 
+cdef bint _is_one_of(obj, tuple candidates):
+    cdef object c
+    for c in candidates:
+        if obj is c:
+            return True
+    return False
+
+
 cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
                     tuple in_place_ok=(), bint zero=False):
     """The array a kernel writes: `obj` checked, or a new one if obj is None.
 
-    inputs are (array, name) pairs the output must not overlap; an input in
+    inputs are (array or None, name) pairs the output must not overlap; an input in
     in_place_ok may be the output itself (elementwise kernels read each
     element before writing it), but may not overlap it otherwise.
     """
@@ -127,18 +162,20 @@ cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
     if a.shape != shape:
         raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
     _require_c_contiguous(a, name)
-    if not a.flags.writeable:
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
         raise ValueError(f"{name} is read-only; pass a writeable array")
-    for other, other_name in inputs:
-        in_place = any(other is ok for ok in in_place_ok)
-        if in_place and _same_memory(a, other):
+    cdef tuple pair
+    for pair in inputs:
+        other = pair[0]
+        if other is None or not _overlaps(a, other):
             continue
-        if _overlaps(a, other):
-            allowed = [n for i, n in inputs if any(i is ok for ok in in_place_ok)]
-            hint = (f"it may be {allowed[0]} itself (in place) but not overlap "
-                    "an input otherwise" if allowed
-                    else "pass an array that shares no memory with the inputs")
-            raise ValueError(f"{name} overlaps input {other_name}; {hint}")
+        if _is_one_of(other, in_place_ok) and _same_memory(a, other):
+            continue
+        allowed = [n for i, n in inputs if _is_one_of(i, in_place_ok)]
+        hint = (f"it may be {allowed[0]} itself (in place) but not overlap "
+                "an input otherwise" if allowed
+                else "pass an array that shares no memory with the inputs")
+        raise ValueError(f"{name} overlaps input {pair[1]}; {hint}")
     return a
 
 
@@ -471,21 +508,24 @@ def invstd(var, double eps):
     return O
 
 
-def normalize_affine(x, mean, invstd, weight=None, bias=None, out=None):
-    """y = (x - mean) * invstd * weight + bias; mean, invstd float64."""
+def normalize_affine(x, mean, invstd, weight=None, bias=None, out=None,
+                     bint relu=False):
+    """y = (x - mean) * invstd * weight + bias, then max(y, 0) if relu;
+    mean, invstd float64."""
     X = _tensor(x, "x")
     M = _channels(mean, "mean", X, "x", _F64)
     K = _channels(invstd, "invstd", X, "x", _F64)
     W = None if weight is None else _channels(weight, "weight", X, "x")
     B = None if bias is None else _channels(bias, "bias", X, "x")
+    O = _output(out, "out", X.shape, X.dtype,
+                ((X, "x"), (M, "mean"), (K, "invstd"), (W, "weight"), (B, "bias")),
+                (X,))
+    _normalize_affine(X, M, K, W, B, relu, O)
+    return O
+
+
+cdef _normalize_affine(X, M, K, W, B, bint relu, O):
     cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
-    inputs = [(X, "x"), (M, "mean"), (K, "invstd")]
-    if W is not None:
-        inputs.append((W, "weight"))
-    if B is not None:
-        inputs.append((B, "bias"))
-    O = _output(out, "out", X.shape, X.dtype, tuple(inputs),
-                                 (X,))
     cdef void *px = _ptr(X)
     cdef double *pm = <double*>_ptr(M)
     cdef double *pk = <double*>_ptr(K)
@@ -496,11 +536,10 @@ def normalize_affine(x, mean, invstd, weight=None, bias=None, out=None):
     with nogil:
         if f32:
             bn_normalize_affine_f32(<float*>px, pm, pk, <float*>pw, <float*>pb,
-                                    n, c, s, <float*>po)
+                                    n, c, s, relu, <float*>po)
         else:
             bn_normalize_affine_f64(<double*>px, pm, pk, <double*>pw, <double*>pb,
-                                    n, c, s, <double*>po)
-    return O
+                                    n, c, s, relu, <double*>po)
 
 
 def rolling_update(double momentum, int64_t count, mean, var, running_mean,
@@ -533,12 +572,20 @@ def rolling_update(double momentum, int64_t count, mean, var, running_mean,
             bn_rolling_update_f64(c, momentum, count, pm, pv, <double*>prm, <double*>prv)
 
 
-def backward_reduce(dy, x, mean, invstd):
-    """(sum dy, sum dy * xhat) per channel, float64: dL/dbias and dL/dweight."""
+def backward_reduce(dy, x, mean, invstd, weight=None, bias=None, bint relu=False):
+    """(sum g, sum g * xhat) per channel, float64: dL/dbias and dL/dweight.
+    g is dy, or with relu dy where the forward's y (recomputed from x, weight
+    and bias) was positive."""
     X = _tensor(x, "x")
     G = _tensor_like(dy, "dy", X, "x")
     M = _channels(mean, "mean", X, "x", _F64)
     K = _channels(invstd, "invstd", X, "x", _F64)
+    W = None if weight is None else _channels(weight, "weight", X, "x")
+    B = None if bias is None else _channels(bias, "bias", X, "x")
+    return _backward_reduce(G, X, M, K, W, B, relu)
+
+
+cdef tuple _backward_reduce(G, X, M, K, W, B, bint relu):
     cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
     SG = np.empty(c, np.float64)
     SGX = np.empty(c, np.float64)
@@ -546,50 +593,235 @@ def backward_reduce(dy, x, mean, invstd):
     cdef void *px = _ptr(X)
     cdef double *pm = <double*>_ptr(M)
     cdef double *pk = <double*>_ptr(K)
+    cdef void *pw = _ptr_or_null(W)
+    cdef void *pb = _ptr_or_null(B)
     cdef double *psg = <double*>_ptr(SG)
     cdef double *psgx = <double*>_ptr(SGX)
     cdef bint f32 = _is_f32(X)
     with nogil:
         if f32:
-            bn_backward_reduce_f32(<float*>pg, <float*>px, pm, pk, n, c, s, psg, psgx)
+            bn_backward_reduce_f32(<float*>pg, <float*>px, pm, pk, <float*>pw,
+                                   <float*>pb, relu, n, c, s, psg, psgx)
         else:
-            bn_backward_reduce_f64(<double*>pg, <double*>px, pm, pk, n, c, s, psg, psgx)
+            bn_backward_reduce_f64(<double*>pg, <double*>px, pm, pk, <double*>pw,
+                                   <double*>pb, relu, n, c, s, psg, psgx)
     return SG, SGX
 
 
-def backward_dx(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, out=None):
-    """dx of training-mode batch norm from the sums of backward_reduce."""
+def backward_dx(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, out=None,
+                bias=None, bint relu=False):
+    """dx of training-mode batch norm from the sums of backward_reduce; with
+    sum_dy and sum_dy_xhat None, of eval mode (dx = weight * invstd * g)."""
     X = _tensor(x, "x")
     G = _tensor_like(dy, "dy", X, "x")
     M = _channels(mean, "mean", X, "x", _F64)
     K = _channels(invstd, "invstd", X, "x", _F64)
     W = None if weight is None else _channels(weight, "weight", X, "x")
-    SG = _channels(sum_dy, "sum_dy", X, "x", _F64)
-    SGX = _channels(sum_dy_xhat, "sum_dy_xhat", X, "x", _F64)
+    B = None if bias is None else _channels(bias, "bias", X, "x")
+    if (sum_dy is None) != (sum_dy_xhat is None):
+        raise ValueError("sum_dy and sum_dy_xhat must be given together (training "
+                         "mode) or both be None (eval mode)")
+    SG = None if sum_dy is None else _channels(sum_dy, "sum_dy", X, "x", _F64)
+    SGX = None if sum_dy_xhat is None else _channels(sum_dy_xhat, "sum_dy_xhat", X, "x", _F64)
+    O = _output(out, "out", X.shape, X.dtype,
+                ((X, "x"), (G, "dy"), (M, "mean"), (K, "invstd"), (SG, "sum_dy"),
+                 (SGX, "sum_dy_xhat"), (W, "weight"), (B, "bias")), (G,))
+    _backward_dx(G, X, M, K, W, B, relu, SG, SGX, O)
+    return O
+
+
+cdef _backward_dx(G, X, M, K, W, B, bint relu, SG, SGX, O):
     cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
-    inputs = [(X, "x"), (G, "dy"), (M, "mean"), (K, "invstd"), (SG, "sum_dy"),
-              (SGX, "sum_dy_xhat")]
-    if W is not None:
-        inputs.append((W, "weight"))
-    O = _output(out, "out", X.shape, X.dtype, tuple(inputs),
-                                 (G,))
     cdef void *pg = _ptr(G)
     cdef void *px = _ptr(X)
     cdef double *pm = <double*>_ptr(M)
     cdef double *pk = <double*>_ptr(K)
     cdef void *pw = _ptr_or_null(W)
-    cdef double *psg = <double*>_ptr(SG)
-    cdef double *psgx = <double*>_ptr(SGX)
+    cdef void *pb = _ptr_or_null(B)
+    cdef double *psg = <double*>_ptr_or_null(SG)
+    cdef double *psgx = <double*>_ptr_or_null(SGX)
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
         if f32:
-            bn_backward_dx_f32(<float*>pg, <float*>px, pm, pk, <float*>pw, psg, psgx,
-                               n, c, s, <float*>po)
+            bn_backward_dx_f32(<float*>pg, <float*>px, pm, pk, <float*>pw, <float*>pb,
+                               relu, psg, psgx, n, c, s, <float*>po)
         else:
-            bn_backward_dx_f64(<double*>pg, <double*>px, pm, pk, <double*>pw, psg,
-                               psgx, n, c, s, <double*>po)
-    return O
+            bn_backward_dx_f64(<double*>pg, <double*>px, pm, pk, <double*>pw,
+                               <double*>pb, relu, psg, psgx, n, c, s, <double*>po)
+
+
+# --------------------------------------------------------------------------
+# a whole standard-numerics forward or backward in one call (the layer's
+# fast path: one crossing from Python, the checks done once)
+# --------------------------------------------------------------------------
+
+cdef _reject_overlap(a, str a_name, b, str b_name):
+    if a is not None and b is not None and _overlaps(a, b):
+        raise ValueError(f"{a_name} overlaps {b_name}; pass arrays that share no memory")
+
+
+def check_forward(x, weight, bias, running_mean, running_var, bint training, out):
+    """Validate every argument of a batch-norm forward up front, so that a bad
+    argument changes no state. Returns the checked arrays (x, weight, bias,
+    running_mean, running_var, out)."""
+    X = _tensor(x, "x")
+    W = None if weight is None else _channels(weight, "weight", X, "x")
+    B = None if bias is None else _channels(bias, "bias", X, "x")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must be given together "
+                         "(both arrays, or both None)")
+    RM = RV = None
+    if running_mean is None:
+        if not training:
+            raise ValueError("training=False normalizes with running_mean and "
+                             "running_var, but both are None")
+    else:
+        if training:
+            for name, value in (("running_mean", running_mean), ("running_var", running_var)):
+                if not isinstance(value, np.ndarray):
+                    raise TypeError(f"{name} must be a numpy.ndarray (training updates it "
+                                    f"in place), got {type(value).__name__}")
+        RM = _channels(running_mean, "running_mean", X, "x")
+        RV = _channels(running_var, "running_var", X, "x")
+        if training:
+            for name, value in (("running_mean", RM), ("running_var", RV)):
+                if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>value):
+                    raise ValueError(f"{name} is read-only; it is updated in place, "
+                                     f"pass a writeable array")
+    O = None
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+        O = _tensor_like(out, "out", X, "x")
+        if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>O):
+            raise ValueError("out is read-only; pass a writeable array")
+    # what the call writes may overlap nothing else (out may be x itself)
+    written = []
+    if training:
+        written += [("running_mean", RM), ("running_var", RV)]
+    if O is not None and not _same_memory(O, X):
+        written.append(("out", O))
+    read = [("x", X), ("weight", W), ("bias", B)]
+    if not training:
+        read += [("running_mean", RM), ("running_var", RV)]
+    for i in range(len(written)):
+        for other_name, other in written[i + 1:] + read:
+            _reject_overlap(written[i][1], written[i][0], other, other_name)
+    return X, W, B, RM, RV, O
+
+
+def standard_forward(x, weight, bias, running_mean, running_var, bint training,
+                     double momentum, double eps, bint relu, out):
+    """Standard-numerics forward: checks, statistics, normalize (+ ReLU) and
+    the running-statistics update.
+
+    Returns (y, x, weight, mean, invstd, use_batch_stats, y_is_x): x and
+    weight as checked (plain ndarrays), float64 mean and invstd of the
+    statistics used (the batch's, or the running ones in eval mode), and
+    whether y was written over x (out=x).
+    Raises ValueError for training with one value per channel, as PyTorch.
+    """
+    X, W, B, RM, RV, O = check_forward(x, weight, bias, running_mean, running_var,
+                                       training, out)
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    cdef int64_t count = n * s
+    cdef bint batch_stats = training or RM is None
+    if batch_stats and count == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, "
+                         f"got input of shape {X.shape}")
+    cdef bint y_is_x = O is not None and _same_memory(O, X)
+    if O is None:
+        O = np.empty(X.shape, X.dtype)
+    M = np.empty(c, np.float64)
+    V = np.empty(c, np.float64)
+    K = np.empty(c, np.float64)
+    cdef void *px = _ptr(X)
+    cdef double *pm = <double*>_ptr(M)
+    cdef double *pv = <double*>_ptr(V)
+    cdef double *pk = <double*>_ptr(K)
+    cdef void *prm = _ptr_or_null(RM)
+    cdef void *prv = _ptr_or_null(RV)
+    cdef void *pw = _ptr_or_null(W)
+    cdef void *pb = _ptr_or_null(B)
+    cdef void *po = _ptr(O)
+    cdef bint f32 = _is_f32(X)
+    cdef bint update = training and RM is not None and count > 0
+    cdef int64_t j
+    with nogil:
+        if batch_stats and count == 0:  # an empty batch: nothing to normalize or sum
+            for j in range(c):
+                pm[j] = 0.
+                pv[j] = 1.
+        elif batch_stats:
+            if f32:
+                bn_stats_f32(<float*>px, n, c, s, pm, pv)
+            else:
+                bn_stats_f64(<double*>px, n, c, s, pm, pv)
+        else:
+            for j in range(c):
+                pm[j] = (<float*>prm)[j] if f32 else (<double*>prm)[j]
+                pv[j] = (<float*>prv)[j] if f32 else (<double*>prv)[j]
+        bn_invstd(c, pv, eps, pk)
+        if f32:
+            bn_normalize_affine_f32(<float*>px, pm, pk, <float*>pw, <float*>pb,
+                                    n, c, s, relu, <float*>po)
+            if update:
+                bn_rolling_update_f32(c, momentum, count, pm, pv, <float*>prm,
+                                      <float*>prv)
+        else:
+            bn_normalize_affine_f64(<double*>px, pm, pk, <double*>pw, <double*>pb,
+                                    n, c, s, relu, <double*>po)
+            if update:
+                bn_rolling_update_f64(c, momentum, count, pm, pv, <double*>prm,
+                                      <double*>prv)
+    return O, X, W, M, K, batch_stats, y_is_x
+
+
+def standard_backward(dy, x, mean, invstd, weight, bias, bint batch_stats,
+                      bint relu, out):
+    """Standard-numerics backward: (dx, sum_dy, sum_dy_xhat), the sums being
+    dL/dbias and dL/dweight (float64). batch_stats: the forward normalized
+    with the batch's statistics (training mode) rather than constants."""
+    X = _tensor(x, "x")
+    G = _tensor_like(dy, "dy", X, "x")
+    M = _channels(mean, "mean", X, "x", _F64)
+    K = _channels(invstd, "invstd", X, "x", _F64)
+    W = None if weight is None else _channels(weight, "weight", X, "x")
+    B = None if bias is None else _channels(bias, "bias", X, "x")
+    O = _output(out, "out", X.shape, X.dtype,
+                ((X, "x"), (G, "dy"), (M, "mean"), (K, "invstd"), (W, "weight"),
+                 (B, "bias")), (G,))
+    SG, SGX = _backward_reduce(G, X, M, K, W, B, relu)
+    if batch_stats:
+        _backward_dx(G, X, M, K, W, B, relu, SG, SGX, O)
+    else:
+        _backward_dx(G, X, M, K, W, B, relu, None, None, O)
+    return O, SG, SGX
+
+
+# --------------------------------------------------------------------------
+# threads
+# --------------------------------------------------------------------------
+
+def set_num_threads(threads):
+    """Use `threads` threads in large kernel calls; None or 0 restores the
+    default (OpenMP's: OMP_NUM_THREADS, or what threadpoolctl sets)."""
+    if threads is None:
+        threads = 0
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise ValueError(f"threads must be a non-negative int or None, got {threads!r}")
+    bn_set_num_threads(<int>min(int(threads), 1 << 20))
+
+
+def get_num_threads():
+    """The number of threads a large kernel call uses (1 without OpenMP)."""
+    return bn_get_num_threads()
+
+
+def openmp_enabled():
+    """Whether this build of bnkernels has OpenMP (multi-threaded kernels)."""
+    return bool(bn_openmp_enabled())
 
 
 # --------------------------------------------------------------------------

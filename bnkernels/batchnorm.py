@@ -16,15 +16,14 @@ Three numerics families, chosen with ``numerics=``:
     AlexeyAB/darknet's CPU layer: as above, but epsilon 1e-5 inside the square
     root and momentum 0.1.
 """
-from dataclasses import dataclass
 import warnings
 
 import numpy as np
 
 from bnkernels import _kernels, darknet
 
-__all__ = ["NUMERICS", "defaults", "BatchNormSaved", "batch_norm_forward",
-           "batch_norm_backward", "BatchNorm2d"]
+__all__ = ["NUMERICS", "ACTIVATIONS", "defaults", "BatchNormSaved",
+           "batch_norm_forward", "batch_norm_backward", "BatchNorm2d"]
 
 NUMERICS = ("standard", "darknet", "darknet-alexeyab")
 _FLAVOR = {"darknet": "pjreddie", "darknet-alexeyab": "alexeyab"}
@@ -45,78 +44,57 @@ def defaults(numerics="standard"):
     return darknet.forward_eps(flavor), darknet.default_momentum(flavor)
 
 
-@dataclass(frozen=True)
 class BatchNormSaved:
     """What batch_norm_backward needs from the forward pass.
 
     x is referenced, not copied: do not modify it before the backward.
     Standard numerics keep ``mean`` and ``invstd`` (float64; running statistics
     in eval mode); Darknet numerics keep Darknet's ``mean``, ``variance`` and
-    ``x_norm`` in x's dtype.
+    ``x_norm`` in x's dtype. ``relu`` records a fused ReLU; weight and bias
+    are kept to recompute its mask.
     """
-    numerics: str
-    training: bool
-    x: np.ndarray
-    weight: np.ndarray | None
-    has_bias: bool
-    mean: np.ndarray | None
-    invstd: np.ndarray | None = None
-    variance: np.ndarray | None = None
-    x_norm: np.ndarray | None = None
-    x_overwritten: bool = False
+    __slots__ = ("numerics", "training", "x", "weight", "bias", "mean", "invstd",
+                 "variance", "x_norm", "x_overwritten", "relu")
+
+    def __init__(self, numerics, training, x, weight, bias, mean, invstd=None,
+                 variance=None, x_norm=None, x_overwritten=False, relu=False):
+        self.numerics = numerics
+        self.training = training
+        self.x = x
+        self.weight = weight
+        self.bias = bias
+        self.mean = mean
+        self.invstd = invstd
+        self.variance = variance
+        self.x_norm = x_norm
+        self.x_overwritten = x_overwritten
+        self.relu = relu
+
+    @property
+    def has_bias(self):
+        return self.bias is not None
+
+    def __repr__(self):
+        return (f"BatchNormSaved(numerics={self.numerics!r}, training={self.training}, "
+                f"x shape={self.x.shape}, relu={self.relu})")
 
 
-def _reject_overlaps(written, read):
-    """Raise if an array the call writes shares memory with any other array."""
-    for i, (name, a) in enumerate(written):
-        for other_name, other in written[i + 1:] + read:
-            if other is not None and np.may_share_memory(a, other):
-                raise ValueError(f"{name} overlaps {other_name}; pass arrays that "
-                                 "share no memory")
+ACTIVATIONS = (None, "relu")
 
 
-def _check_arguments(x, weight, bias, running_mean, running_var, training, out):
-    """Validate everything up front, so that a bad argument changes no state."""
-    x = _kernels.check_tensor(x, "x")
-    if weight is not None:
-        weight = _kernels.check_channels(weight, "weight", x, "x")
-    if bias is not None:
-        bias = _kernels.check_channels(bias, "bias", x, "x")
-    if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var must be given together "
-                         "(both arrays, or both None)")
-    if running_mean is None:
-        if not training:
-            raise ValueError("training=False normalizes with running_mean and "
-                             "running_var, but both are None")
-    else:
-        for name, value in (("running_mean", running_mean), ("running_var", running_var)):
-            if training and not isinstance(value, np.ndarray):
-                raise TypeError(f"{name} must be a numpy.ndarray (training updates it in "
-                                f"place), got {type(value).__name__}")
-        running_mean = _kernels.check_channels(running_mean, "running_mean", x, "x",
-                                               writeable=training)
-        running_var = _kernels.check_channels(running_var, "running_var", x, "x",
-                                              writeable=training)
-    written = [("running_mean", running_mean), ("running_var", running_var)] if training else []
-    if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-        out = _kernels.check_tensor_like(out, "out", x, "x")
-        if not out.flags.writeable:
-            raise ValueError("out is read-only; pass a writeable array")
-        if not _kernels.same_memory(out, x):   # out may be x itself (in place), no other overlap
-            written.append(("out", out))
-    read = [("x", x), ("weight", weight), ("bias", bias)]
-    if not training:
-        read += [("running_mean", running_mean), ("running_var", running_var)]
-    _reject_overlaps(written, read)
-    return x, weight, bias, running_mean, running_var
+def check_activation(activation):
+    """True for "relu", False for None; anything else raises."""
+    if activation is None:
+        return False
+    if isinstance(activation, str) and activation == "relu":
+        return True
+    raise ValueError(f"activation must be None or 'relu', got {activation!r}")
 
 
 def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
                        training=True, momentum=None, eps=None,
-                       numerics="standard", out=None):
+                       numerics="standard", activation=None, out=None,
+                       workspace=None):
     """Batch-normalize an NCHW tensor per channel.
 
     Parameters
@@ -134,9 +112,18 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
         None takes the family's default (see ``defaults``). For the Darknet
         families eps is the forward epsilon; the backward keeps Darknet's 1e-5.
     numerics : {"standard", "darknet", "darknet-alexeyab"}
+    activation : {None, "relu"}
+        "relu" returns max(y, 0) (NaN stays NaN), fused into the normalizing
+        pass with standard numerics; the backward then passes dy only where
+        y > 0 (the Conv+BN+ReLU unit of BN-Inception).
     out : ndarray, (N, C, H, W), optional
         Where to write y. May be x itself (in place, for inference); the
         backward then raises, since it needs x.
+    workspace : ndarray, (N, C, H, W), optional
+        Darknet numerics in training: where to keep x_norm (Darknet's
+        ``l.x_norm``) instead of a new array, so that repeated calls allocate
+        nothing. Must not overlap x or out. Standard numerics need no
+        workspace and ignore it.
 
     Returns
     -------
@@ -153,17 +140,22 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
     An empty batch (N*H*W == 0) gives an empty y and leaves the running
     statistics unchanged.
     """
+    relu = check_activation(activation)
+    if numerics == "standard":  # the fast path: one call into the extension
+        y, x, weight, mean, invstd, batch_stats, overwritten = _kernels.standard_forward(
+            x, weight, bias, running_mean, running_var, training,
+            0.1 if momentum is None else momentum, 1e-5 if eps is None else eps,
+            relu, out)
+        return y, BatchNormSaved("standard", batch_stats, x, weight, bias, mean,
+                                 invstd, x_overwritten=overwritten, relu=relu)
     numerics = check_numerics(numerics)
     default_eps, default_momentum = defaults(numerics)
     eps = default_eps if eps is None else float(eps)
     momentum = default_momentum if momentum is None else float(momentum)
-    x, weight, bias, running_mean, running_var = _check_arguments(
+    x, weight, bias, running_mean, running_var, out = _kernels.check_forward(
         x, weight, bias, running_mean, running_var, training, out)
-    if numerics == "standard":
-        return _standard_forward(x, weight, bias, running_mean, running_var,
-                                 training, momentum, eps, out)
     return _darknet_forward(x, weight, bias, running_mean, running_var,
-                            training, momentum, eps, numerics, out)
+                            training, momentum, eps, numerics, relu, out, workspace)
 
 
 def batch_norm_backward(dy, saved, *, out=None):
@@ -205,46 +197,12 @@ def _values_per_channel(x):
     return x.shape[0] * x.shape[2] * x.shape[3]
 
 
-def _overwrites(out, x):
-    return out is not None and np.may_share_memory(out, x)
-
-
-def _standard_forward(x, weight, bias, running_mean, running_var, training,
-                      momentum, eps, out):
-    n = _values_per_channel(x)
-    use_batch_stats = training or running_mean is None
-    if use_batch_stats and n == 1:
-        raise ValueError(f"Expected more than 1 value per channel when training, "
-                         f"got input of shape {x.shape}")
-    if use_batch_stats and n == 0:  # an empty batch: nothing to normalize or sum
-        mean, var = np.zeros(x.shape[1]), np.ones(x.shape[1])
-    elif use_batch_stats:
-        mean, var = _kernels.stats(x)
-    else:
-        mean = running_mean.astype(np.float64)
-        var = running_var.astype(np.float64)
-    invstd = _kernels.invstd(var, eps)
-    saved = BatchNormSaved("standard", use_batch_stats, x, weight,
-                           bias is not None, mean, invstd,
-                           x_overwritten=_overwrites(out, x))
-    y = _kernels.normalize_affine(x, mean, invstd, weight, bias, out)
-    if training and running_mean is not None and n > 0:
-        _kernels.rolling_update(momentum, n, mean, var, running_mean, running_var)
-    return y, saved
-
-
 def _standard_backward(dy, saved, out):
-    x = saved.x
-    sum_dy, sum_dy_xhat = _kernels.backward_reduce(dy, x, saved.mean, saved.invstd)
-    if saved.training:
-        dx = _kernels.backward_dx(dy, x, saved.mean, saved.invstd, saved.weight,
-                                  sum_dy, sum_dy_xhat, out)
-    else:  # the statistics are constants: dx = dy * weight * invstd
-        zero_mean = np.zeros_like(saved.mean)
-        dx = _kernels.normalize_affine(dy, zero_mean, saved.invstd, saved.weight,
-                                       None, out)
-    dweight = sum_dy_xhat.astype(x.dtype) if saved.weight is not None else None
-    dbias = sum_dy.astype(x.dtype) if saved.has_bias else None
+    dx, sum_dy, sum_dy_xhat = _kernels.standard_backward(
+        dy, saved.x, saved.mean, saved.invstd, saved.weight, saved.bias,
+        saved.training, saved.relu, out)
+    dweight = sum_dy_xhat.astype(dx.dtype) if saved.weight is not None else None
+    dbias = sum_dy.astype(dx.dtype) if saved.bias is not None else None
     return dx, dweight, dbias
 
 
@@ -259,7 +217,7 @@ def _or_constant(vector, value, x):
 
 
 def _darknet_forward(x, weight, bias, running_mean, running_var, training,
-                     momentum, eps, numerics, out):
+                     momentum, eps, numerics, relu, out, workspace):
     flavor = _FLAVOR[numerics]
     n = _values_per_channel(x)
     use_batch_stats = training or running_mean is None
@@ -271,19 +229,24 @@ def _darknet_forward(x, weight, bias, running_mean, running_var, training,
                 RuntimeWarning, stacklevel=3)
         mean = darknet.mean_cpu(x)
         variance = darknet.variance_cpu(x, mean)
-    else:
-        mean, variance = running_mean, running_var
-    # Darknet keeps x_norm for its backward; without a backward (eval mode)
-    # it is normalized straight into y.
-    x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor, eps=eps,
-                                   out=None if use_batch_stats else out)
-    saved = BatchNormSaved(numerics, use_batch_stats, x, weight, bias is not None,
-                           mean, variance=variance,
-                           x_norm=x_norm if use_batch_stats else None,
-                           x_overwritten=_overwrites(out, x))
-    y = darknet.scale_add_bias(x_norm, _or_constant(weight, 1, x),
-                               _or_constant(bias, 0, x),
-                               out=out if use_batch_stats else x_norm)
+        if workspace is not None and out is not None and np.may_share_memory(workspace, out):
+            raise ValueError("workspace overlaps out; pass arrays that share no memory")
+        # Darknet keeps x_norm for its backward (in the workspace, if given)
+        x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor, eps=eps,
+                                       out=workspace)
+        y = darknet.scale_add_bias(x_norm, _or_constant(weight, 1, x),
+                                   _or_constant(bias, 0, x), out=out)
+    else:  # eval mode: no backward, so normalize straight into y
+        mean, variance, x_norm = running_mean, running_var, None
+        y = darknet.normalize_cpu(x, mean, variance, flavor=flavor, eps=eps, out=out)
+        darknet.scale_add_bias(y, _or_constant(weight, 1, x), _or_constant(bias, 0, x),
+                               out=y)
+    if relu:
+        np.maximum(y, 0, out=y)
+    saved = BatchNormSaved(numerics, use_batch_stats, x, weight, bias, mean,
+                           variance=variance, x_norm=x_norm,
+                           x_overwritten=out is not None and _kernels.same_memory(out, x),
+                           relu=relu)
     if training and running_mean is not None and n > 0:
         darknet.rolling_update(running_mean, mean, momentum=momentum)
         darknet.rolling_update(running_var, variance, momentum=momentum)
@@ -296,17 +259,25 @@ def _darknet_backward(dy, saved, out):
             "Darknet numerics define the backward only after a training forward "
             "(Darknet's backward_batchnorm_layer uses the batch statistics)")
     x = saved.x
+    weight = _or_constant(saved.weight, 1, x)
+    if saved.relu:  # Darknet's gradient_array: dy where the output y > 0
+        buffer = None if out is None or np.may_share_memory(out, dy) else out
+        y = darknet.scale_add_bias(saved.x_norm, weight, _or_constant(saved.bias, 0, x),
+                                   out=buffer)
+        masked = y > 0
+        y.fill(0)
+        np.copyto(y, dy, where=masked)
+        dy = y
     dbias = darknet.backward_bias(dy)
     dweight = darknet.backward_scale_cpu(saved.x_norm, dy)
-    scaled = darknet.scale_bias(dy, _or_constant(saved.weight, 1, x))
+    scaled = darknet.scale_bias(dy, weight, out=out)
     mean_delta = darknet.mean_delta_cpu(scaled, saved.variance)
     variance_delta = darknet.variance_delta_cpu(x, scaled, saved.mean, saved.variance)
     dx = darknet.normalize_delta_cpu(x, saved.mean, saved.variance, mean_delta,
                                      variance_delta, scaled,
-                                     flavor=_FLAVOR[saved.numerics],
-                                     out=scaled if out is None else out)
+                                     flavor=_FLAVOR[saved.numerics], out=scaled)
     return (dx, dweight if saved.weight is not None else None,
-            dbias if saved.has_bias else None)
+            dbias if saved.bias is not None else None)
 
 
 # ---------------------------------------------------------------------------
@@ -329,6 +300,13 @@ class BatchNorm2d:
         Keep running_mean (starts at 0) and running_var (starts at 1); without
         them the batch statistics are used in eval mode too.
     dtype : numpy.float32 or numpy.float64
+    activation : {None, "relu"}
+        "relu": the layer is BN followed by ReLU, fused (see batch_norm_forward).
+    reuse_buffers : bool
+        Keep the output, dx and (Darknet numerics) x_norm arrays and write
+        into them again on the next call of the same shape, as Darknet's
+        layers do: no allocation, no page faults. Each call then returns the
+        same arrays, overwritten; copy a result you want to keep.
 
     Attributes
     ----------
@@ -346,7 +324,7 @@ class BatchNorm2d:
 
     def __init__(self, num_features, *, numerics="standard", eps=None,
                  momentum=None, affine=True, track_running_stats=True,
-                 dtype=np.float32):
+                 dtype=np.float32, activation=None, reuse_buffers=False):
         if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
                 or num_features < 0:
             raise ValueError(f"num_features must be a non-negative int, got {num_features!r}")
@@ -375,7 +353,11 @@ class BatchNorm2d:
         else:
             self.running_mean = self.running_var = None
         self.num_batches_tracked = 0
+        check_activation(activation)
+        self.activation = activation
+        self.reuse_buffers = bool(reuse_buffers)
         self._saved = None
+        self._buffers = {}
 
     def forward(self, x, training=True):
         """Normalize x; in training, update the running statistics.
@@ -384,10 +366,16 @@ class BatchNorm2d:
         """
         # without running statistics, eval mode normalizes with the batch's too
         use_batch_stats = training or not self.track_running_stats
+        self._saved = None  # a failed call leaves no stale state behind
+        buffers = {}
+        if self.reuse_buffers:
+            buffers["out"] = self._buffer("y", x)
+            if self.numerics != "standard" and use_batch_stats:
+                buffers["workspace"] = self._buffer("x_norm", x)
         y, self._saved = self._forward(
             x, self.weight, self.bias, self.running_mean, self.running_var,
             training=use_batch_stats, momentum=self.momentum, eps=self.eps,
-            numerics=self.numerics)
+            numerics=self.numerics, activation=self.activation, **buffers)
         if training and self.track_running_stats:
             self.num_batches_tracked += 1
         return y
@@ -398,11 +386,23 @@ class BatchNorm2d:
         """dL/dx for the last forward; adds dL/dweight, dL/dbias to the grads."""
         if self._saved is None:
             raise RuntimeError("backward called before forward")
-        dx, dweight, dbias = self._backward(dy, self._saved)
+        out = self._buffer("dx", self._saved.x) if self.reuse_buffers else None
+        dx, dweight, dbias = self._backward(dy, self._saved, out=out)
         if self.affine:
             self.grad_weight += dweight
             self.grad_bias += dbias
         return dx
+
+    def _buffer(self, name, like):
+        """The kept array `name` for tensors like `like`, (re)made on first use
+        and when the shape or dtype changes."""
+        like_shape, like_dtype = np.shape(like), getattr(like, "dtype", None)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape != like_shape or buffer.dtype != like_dtype:
+            if like_dtype not in (np.float32, np.float64) or len(like_shape) != 4:
+                return None  # let the forward report the bad input
+            buffer = self._buffers[name] = np.empty(like_shape, like_dtype)
+        return buffer
 
     def zero_grad(self):
         if self.affine:
@@ -450,4 +450,6 @@ class BatchNorm2d:
     def __repr__(self):
         return (f"{type(self).__name__}({self.num_features}, numerics={self.numerics!r}, "
                 f"eps={self.eps:g}, momentum={self.momentum:g}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}, dtype={self.dtype.name})")
+                f"track_running_stats={self.track_running_stats}, dtype={self.dtype.name}"
+                + (f", activation={self.activation!r}" if self.activation else "")
+                + (", reuse_buffers=True" if self.reuse_buffers else "") + ")")

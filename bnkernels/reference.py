@@ -137,11 +137,15 @@ class Saved:
     mean: np.ndarray
     variance: np.ndarray
     eps: float
+    positive: np.ndarray | None = None  # the fused ReLU's mask, y > 0
 
 
 def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
                        training=True, momentum=None, eps=None,
-                       numerics="standard", out=None):
+                       numerics="standard", activation=None, out=None,
+                       workspace=None):
+    """batch_norm_forward in NumPy (workspace is accepted and not needed)."""
+    relu = _batchnorm.check_activation(activation)
     numerics = _batchnorm.check_numerics(numerics)
     default_eps, default_momentum = _batchnorm.defaults(numerics)
     eps = default_eps if eps is None else eps
@@ -183,13 +187,20 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
         if training and running_mean is not None and n > 0:
             rolling_update(running_mean, mean, momentum=momentum)
             rolling_update(running_var, var, momentum=momentum)
+    y = y.astype(x.dtype, copy=False)
+    positive = None
+    if relu:
+        positive = y > 0
+        y = np.where(y < 0, x.dtype.type(0), y)
     saved = Saved(numerics, use_batch_stats, x, weight, bias is not None,
-                  mean, var, eps)
-    return _result(y.astype(x.dtype, copy=False), out), saved
+                  mean, var, eps, positive)
+    return _result(y, out), saved
 
 
 def batch_norm_backward(dy, saved, *, out=None):
     x, n = saved.x, _count(saved.x)
+    if saved.positive is not None:  # ReLU's gradient: dy where y > 0
+        dy = np.where(saved.positive, dy, dy.dtype.type(0))
     weight = np.ones(x.shape[1], x.dtype) if saved.weight is None else saved.weight
     if saved.numerics == "standard":
         invstd = 1 / np.sqrt(saved.variance + x.dtype.type(saved.eps))

@@ -11,7 +11,8 @@
  *
  * Every kernel exists for float32 (suffix _f32, T = float) and float64
  * (suffix _f64, T = double); the declarations below are written once with T.
- * Kernels never allocate: the caller owns every buffer.
+ * Kernels never allocate: the caller owns every buffer. Large calls run on
+ * several threads when built with OpenMP (see bn_set_num_threads).
  *
  * Two families:
  *   bn_dk_*  Darknet-exact (darknet.c). Same operations, in the same order and
@@ -102,28 +103,46 @@ BN_DECLARE_DARKNET(double, f64)
 #define BN_DECLARE_STANDARD(T, SUF)                                            \
     void bn_stats_##SUF(const T *x, int64_t batch, int64_t channels,           \
                         int64_t spatial, double *mean, double *var);           \
+    /* relu != 0: y = max(y, 0), the Conv+BN+ReLU unit in one pass */         \
     void bn_normalize_affine_##SUF(                                            \
         const T *x, const double *mean, const double *invstd,                  \
         const T *weight, const T *bias, int64_t batch, int64_t channels,       \
-        int64_t spatial, T *y);                                                \
+        int64_t spatial, int relu, T *y);                                      \
     void bn_rolling_update_##SUF(int64_t channels, double momentum,            \
                                  int64_t count, const double *mean,            \
                                  const double *var, T *running_mean,           \
                                  T *running_var);                              \
+    /* backward: relu != 0 masks dy where the forward's y was 0 (recomputed  */\
+    /* from x, weight and bias, so y need not be kept)                       */\
     void bn_backward_reduce_##SUF(                                             \
         const T *dy, const T *x, const double *mean, const double *invstd,     \
-        int64_t batch, int64_t channels, int64_t spatial, double *sum_dy,      \
+        const T *weight, const T *bias, int relu, int64_t batch,               \
+        int64_t channels, int64_t spatial, double *sum_dy,                     \
         double *sum_dy_xhat);                                                  \
+    /* sum_dy = sum_dy_xhat = NULL: eval mode, dx = weight * invstd * dy     */\
     void bn_backward_dx_##SUF(                                                 \
         const T *dy, const T *x, const double *mean, const double *invstd,     \
-        const T *weight, const double *sum_dy, const double *sum_dy_xhat,      \
-        int64_t batch, int64_t channels, int64_t spatial, T *dx);
+        const T *weight, const T *bias, int relu, const double *sum_dy,        \
+        const double *sum_dy_xhat, int64_t batch, int64_t channels,            \
+        int64_t spatial, T *dx);
 
 BN_DECLARE_STANDARD(float, f32)
 BN_DECLARE_STANDARD(double, f64)
 
 /* invstd[c] = 1 / sqrt(var[c] + eps), in double. */
 void bn_invstd(int64_t channels, const double *var, double eps, double *invstd);
+
+/* ------------------------------------------------------------------------ */
+/* Threads (OpenMP, when the library was built with it).  Every kernel      */
+/* gives the same bits whatever the number of threads: threads split the   */
+/* channels or (b, c) rows, never one channel's sum.                        */
+/* ------------------------------------------------------------------------ */
+/* threads <= 0: back to OpenMP's default (OMP_NUM_THREADS, threadpoolctl). */
+void bn_set_num_threads(int threads);
+/* The number of threads a large kernel call will use (1 without OpenMP). */
+int bn_get_num_threads(void);
+/* 1 if built with OpenMP, else 0. */
+int bn_openmp_enabled(void);
 
 #ifdef __cplusplus
 }
