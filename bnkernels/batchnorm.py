@@ -229,8 +229,11 @@ def _darknet_forward(x, weight, bias, running_mean, running_var, training,
                 RuntimeWarning, stacklevel=3)
         mean = darknet.mean_cpu(x)
         variance = darknet.variance_cpu(x, mean)
-        if workspace is not None and out is not None and np.may_share_memory(workspace, out):
-            raise ValueError("workspace overlaps out; pass arrays that share no memory")
+        for name, other in (("x", x), ("out", out)):
+            if workspace is not None and other is not None and \
+                    np.may_share_memory(workspace, other):
+                raise ValueError(f"workspace overlaps {name}; pass arrays that share "
+                                 "no memory (x is needed by the backward)")
         # Darknet keeps x_norm for its backward (in the workspace, if given)
         x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor, eps=eps,
                                        out=workspace)
@@ -261,13 +264,19 @@ def _darknet_backward(dy, saved, out):
     x = saved.x
     weight = _or_constant(saved.weight, 1, x)
     if saved.relu:  # Darknet's gradient_array: dy where the output y > 0
-        buffer = None if out is None or np.may_share_memory(out, dy) else out
-        y = darknet.scale_add_bias(saved.x_norm, weight, _or_constant(saved.bias, 0, x),
-                                   out=buffer)
-        masked = y > 0
-        y.fill(0)
-        np.copyto(y, dy, where=masked)
-        dy = y
+        # dy * 1 copies dy exactly, into out if given (checked like any out;
+        # it may be dy itself); then zero it where y, recomputed a block of
+        # channels at a time (small temporaries), is not positive.
+        masked = darknet.scale_bias(dy, _or_constant(None, 1, x), out=out)
+        bias = _or_constant(saved.bias, 0, x)
+        step = max(1, 16384 // max(1, x.shape[2] * x.shape[3]))
+        for b in range(x.shape[0]):
+            for c in range(0, x.shape[1], step):
+                block = slice(b, b + 1), slice(c, c + step)
+                y = darknet.scale_add_bias(saved.x_norm[block], weight[c:c + step],
+                                           bias[c:c + step])
+                np.copyto(masked[block], 0, where=~(y > 0))
+        dy = out = masked  # our own array now: scaled in place below
     dbias = darknet.backward_bias(dy)
     dweight = darknet.backward_scale_cpu(saved.x_norm, dy)
     scaled = darknet.scale_bias(dy, weight, out=out)

@@ -185,7 +185,7 @@ def darknet_rows(*extra_dirs):
 # standard numerics: gradients against central finite differences
 # ---------------------------------------------------------------------------
 
-def finite_difference_errors(shape, training, seed=0, h=1e-6):
+def finite_difference_errors(shape, training, seed=0, h=1e-6, activation=None):
     """Max relative error of (dx, dweight, dbias) of standard numerics against
     central differences of L = sum(y * g), in float64."""
     rng = np.random.default_rng(seed)
@@ -197,11 +197,13 @@ def finite_difference_errors(shape, training, seed=0, h=1e-6):
 
     def loss(x_, w_, b_):
         rm, rv = running[0].copy(), running[1].copy()
-        y, _ = batch_norm_forward(x_, w_, b_, rm, rv, training=training)
+        y, _ = batch_norm_forward(x_, w_, b_, rm, rv, training=training,
+                                  activation=activation)
         return float((y * g).sum())
 
     _, saved = batch_norm_forward(x, weight, bias, running[0].copy(),
-                                  running[1].copy(), training=training)
+                                  running[1].copy(), training=training,
+                                  activation=activation)
     analytic = batch_norm_backward(g, saved)
     errors = []
     for which, value in enumerate((x, weight, bias)):

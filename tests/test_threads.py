@@ -29,3 +29,125 @@ def test_eight_threads_give_the_bytes_of_serial_calls(numerics, dtype):
     with ThreadPoolExecutor(max_workers=8) as pool:
         threaded = list(pool.map(lambda seed: one_step(seed, numerics, dtype), seeds))
     assert threaded == serial
+
+
+# ---------------------------------------------------------------------------
+# OpenMP inside each call: any number of threads gives the same bits
+# ---------------------------------------------------------------------------
+
+THREAD_COUNTS = [1, 2, 3, 4]
+# 5 * 37 * 24 * 24 = 106,560 values: enough work for 4 threads (the kernels
+# give a thread at least 16,384 values), and 37 channels split unevenly.
+BIG_SHAPE = (5, 37, 24, 24)
+
+
+@pytest.fixture
+def threads():
+    """Run a test body under several thread counts; restore the default."""
+    def run_with(n, fn):
+        bnkernels.set_num_threads(n)
+        try:
+            return fn()
+        finally:
+            bnkernels.set_num_threads(None)
+    return run_with
+
+
+def test_set_num_threads_is_what_get_num_threads_reports():
+    try:
+        bnkernels.set_num_threads(3)
+        assert bnkernels.get_num_threads() == (3 if bnkernels.openmp_enabled() else 1)
+    finally:
+        bnkernels.set_num_threads(None)
+    assert bnkernels.get_num_threads() >= 1
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "2", True])
+def test_set_num_threads_rejects_what_is_not_a_count(bad):
+    with pytest.raises(ValueError, match="threads must be a non-negative int"):
+        bnkernels.set_num_threads(bad)
+
+
+def every_kernel_output(dtype, seed=0):
+    """Every public kernel of both families, on BIG_SHAPE, as bytes."""
+    from bnkernels import _kernels, darknet
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(BIG_SHAPE) * 3 + 1).astype(dtype)
+    dy = rng.standard_normal(BIG_SHAPE).astype(dtype)
+    c = BIG_SHAPE[1]
+    w, b = rng.uniform(0.5, 2, c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    out = {}
+    for flavor in darknet.FLAVORS:
+        mean = darknet.mean_cpu(x)
+        variance = darknet.variance_cpu(x, mean)
+        x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor)
+        scaled = darknet.scale_bias(dy, w)
+        md = darknet.mean_delta_cpu(scaled, variance)
+        vd = darknet.variance_delta_cpu(x, scaled, mean, variance)
+        out.update({
+            f"{flavor} mean": mean, f"{flavor} variance": variance,
+            f"{flavor} x_norm": x_norm,
+            f"{flavor} scale_add_bias": darknet.scale_add_bias(x_norm, w, b),
+            f"{flavor} add_bias": darknet.add_bias(x_norm, b),
+            f"{flavor} backward_bias": darknet.backward_bias(dy),
+            f"{flavor} backward_scale": darknet.backward_scale_cpu(x_norm, dy),
+            f"{flavor} mean_delta": md, f"{flavor} variance_delta": vd,
+            f"{flavor} normalize_delta": darknet.normalize_delta_cpu(
+                x, mean, variance, md, vd, scaled, flavor=flavor),
+        })
+    mean, var = _kernels.stats(x)
+    invstd = _kernels.invstd(var, 1e-5)
+    sums = _kernels.backward_reduce(dy, x, mean, invstd)
+    relu_sums = _kernels.backward_reduce(dy, x, mean, invstd, w, b, relu=True)
+    out.update({
+        "stats mean": mean, "stats var": var,
+        "normalize_affine": _kernels.normalize_affine(x, mean, invstd, w, b),
+        "normalize_affine relu": _kernels.normalize_affine(x, mean, invstd, w, b, relu=True),
+        "backward_reduce": np.concatenate(sums),
+        "backward_reduce relu": np.concatenate(relu_sums),
+        "backward_dx": _kernels.backward_dx(dy, x, mean, invstd, w, *sums),
+        "backward_dx relu": _kernels.backward_dx(dy, x, mean, invstd, w, *relu_sums,
+                                                 bias=b, relu=True),
+        "backward_dx eval": _kernels.backward_dx(dy, x, mean, invstd, w, None, None),
+    })
+    return {key: value.tobytes() for key, value in out.items()}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_kernel_gives_the_same_bits_for_1_to_4_threads(dtype, threads):
+    one = threads(1, lambda: every_kernel_output(dtype))
+    for n in THREAD_COUNTS[1:]:
+        many = threads(n, lambda: every_kernel_output(dtype))
+        differing = [key for key in one if many[key] != one[key]]
+        assert not differing, f"{n} threads changed {differing}"
+
+
+@pytest.mark.parametrize("activation", [None, "relu"])
+@pytest.mark.parametrize("numerics", bnkernels.NUMERICS)
+def test_layer_gives_the_same_bits_for_1_to_4_threads(numerics, activation, threads):
+    def step():
+        rng = np.random.default_rng(7)
+        layer = bnkernels.BatchNorm2d(BIG_SHAPE[1], numerics=numerics,
+                                      activation=activation)
+        layer.weight[:] = rng.uniform(0.5, 2, BIG_SHAPE[1])
+        x = rng.standard_normal(BIG_SHAPE).astype(np.float32)
+        y = layer(x)
+        dx = layer.backward(rng.standard_normal(BIG_SHAPE).astype(np.float32))
+        return [a.tobytes() for a in (y, dx, layer.grad_weight, layer.grad_bias,
+                                      layer.running_mean, layer.running_var)]
+    one = threads(1, step)
+    for n in THREAD_COUNTS[1:]:
+        assert threads(n, step) == one, f"{n} threads"
+
+
+def test_darknet_vectors_hold_bit_for_bit_on_4_threads(threads):
+    """The large case (16 x 64 x 28 x 28) against Darknet's own outputs."""
+    from conftest import VECTOR_FILES
+    from bnkernels import verify
+    large = [(flavor, path) for flavor, path in VECTOR_FILES if path.stem.startswith("b16")]
+    assert large, "the large vector case is missing from tests/data"
+    for flavor, path in large:
+        with np.load(path) as z:
+            rows = threads(4, lambda: verify.compare_case(z, flavor))
+        failed = [key for key, ok, *_ in rows if not ok]
+        assert not failed, f"{flavor}: {failed}"
