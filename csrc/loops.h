@@ -48,6 +48,13 @@ typedef double bn_v8d __attribute__((vector_size(64)));
      (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
 #endif
 
+/* FOR_ROWS(r, c, r_lo, r_hi): the (b, c) rows r = b * channels + c in
+ * [r_lo, r_hi), with c = r % channels kept up to date without a division per
+ * row (a 64-bit division costs as much as a short row's arithmetic). */
+#define FOR_ROWS(r, c, r_lo, r_hi)                                             \
+    for (int64_t r = (r_lo), c = (r_lo) % channels; r < (r_hi);                \
+         ++r, c = (c + 1 == channels ? 0 : c + 1))
+
 /* Threads. BN_PARALLEL_RANGES(items, work_per_item, lo, hi, CALL) splits the
  * items [0, items) into one contiguous range [lo, hi) per thread and runs
  * CALL on each. Items are independent units of a kernel (a channel, or a
