@@ -1,4 +1,4 @@
-"""Command line: ``python -m bnkernels verify``."""
+"""Command line: ``python -m bnkernels verify`` and ``python -m bnkernels bench``."""
 import argparse
 import sys
 
@@ -14,11 +14,21 @@ def main(argv=None):
     verify.add_argument("--vectors", action="append", default=[], metavar="DIR",
                         help="also check the vectors in DIR (laid out as "
                              "DIR/<fork>/<case>.npz); may be repeated")
+    from bnkernels import bench as _bench
+    bench = commands.add_parser(
+        "bench", help="time bnkernels against the NumPy reference and PyTorch",
+        description="Time batch norm (training forward, inference, backward, "
+                    "forward+backward): bnkernels vs the NumPy reference vs PyTorch, "
+                    "with GB/s against the memory bandwidth measured in the same run. "
+                    "See the module docstring of bnkernels.bench for what is measured.")
+    _bench.add_arguments(bench)
     args = parser.parse_args(argv)
 
     if args.command == "verify":
         from bnkernels import verify as _verify
         return 0 if _verify.run(args.vectors) else 1
+    if args.command == "bench":
+        return _bench.run(args)
     return 2
 
 

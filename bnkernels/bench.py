@@ -1,0 +1,776 @@
+"""Benchmark: ``python -m bnkernels bench`` -- bnkernels vs NumPy vs PyTorch.
+
+What is measured
+----------------
+For every shape (N, C, H, W), dtype and thread count, four operations:
+
+``training forward``  batch statistics, y, running statistics updated in place
+``inference``         normalize with the running statistics (training=False)
+``backward``          dx, dweight, dbias after a training forward
+``forward+backward``  a training forward, then the backward of it
+
+on three sides: bnkernels (one row group per ``--numerics``; standard numerics
+are the headline), the pure-NumPy ``bnkernels.reference`` (standard numerics)
+and PyTorch's ``native_batch_norm`` / ``native_batch_norm_backward`` (standard
+numerics; skipped when ``import torch`` fails). The baselines are the same in
+every row group.
+
+How
+---
+* Time: ``time.perf_counter`` around one call, after one warm-up call;
+  ``--repeat`` calls (``--reference-repeat`` for the slow NumPy reference),
+  garbage collector off. The table shows the median; --json keeps min too.
+* Allocation policy, both reported, the same on every side:
+  ``reused`` (the headline): preallocated outputs passed with ``out=``
+  (bnkernels and the reference: ``out=``; PyTorch: ``native_batch_norm.out``
+  and ``native_batch_norm_backward.out``); ``fresh``: every call allocates
+  its outputs (PyTorch: ``torch.native_batch_norm`` and
+  ``torch.ops.aten.native_batch_norm_backward``).
+* Threads: ``bnkernels.set_num_threads(n)`` and ``torch.set_num_threads(n)``.
+  The NumPy reference is single-threaded whatever n is; it is timed once per
+  shape and dtype and its numbers are reused for every n.
+* Speed-up: baseline median / bnkernels median (above 1: bnkernels is faster).
+* GB/s: the minimal traffic of the op / the bnkernels median. Minimal traffic,
+  in passes over the tensor: training forward 3 (read x twice, write y),
+  inference 2 (read x, write y), backward 5 (read dy and x twice, write dx),
+  forward+backward 8.
+* Bandwidth, measured in the same run for each thread count, STREAM-copy
+  style: best time of ``np.copyto(dst, src)`` over two ``--bandwidth-mb``
+  buffers (default 256 MiB, far beyond the L3 cache), split across n Python
+  threads (np.copyto releases the GIL); bandwidth = 2 * bytes / time. "% bw"
+  is GB/s over that bandwidth.
+
+--json PATH writes ``{"schema", "machine", "settings", "policies", "traffic",
+"torch_functions", "bandwidth", "results", "notes", "wall_s"}``; each entry of
+``results`` is one table row: ``shape, dtype, threads, bnkernels_threads, op,
+numerics, policy, traffic_bytes, bnkernels, numpy, torch`` (each side
+``{"median_ms", "min_ms", "repeat"}`` or null), ``speedup_vs_numpy,
+speedup_vs_torch, gbps, bandwidth_fraction``.
+"""
+import argparse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+import gc
+import importlib.util
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+
+import numpy as np
+
+OPS = ("training forward", "inference", "backward", "forward+backward")
+POLICIES = ("reused", "fresh")
+TRAFFIC_PASSES = {"training forward": 3, "inference": 2, "backward": 5,
+                  "forward+backward": 8}
+DEFAULT_SHAPES = ((32, 64, 56, 56), (64, 256, 28, 28), (128, 1024, 7, 7), (8, 32, 14, 14))
+DTYPES = ("float32", "float64")
+STANDARD_EPS, STANDARD_MOMENTUM = 1e-5, 0.1
+BANDWIDTH_REPEAT = 10
+SCHEMA = "bnkernels-bench/1"
+
+POLICY_TEXT = {
+    "reused": "outputs preallocated once and passed with out= on every side "
+              "(bnkernels: out= for y and dx; NumPy reference: out=, but it allocates "
+              "its temporaries anyway; PyTorch: native_batch_norm.out, "
+              "native_batch_norm_backward.out)",
+    "fresh": "every call allocates its outputs, on every side",
+}
+TORCH_FUNCTIONS = {
+    "reused": {
+        "training forward": "torch.ops.aten.native_batch_norm.out(x, w, b, rm, rv, True, "
+                            "momentum, eps, out=y, save_mean=, save_invstd=)",
+        "inference": "torch.ops.aten.native_batch_norm.out(..., False, ...)",
+        "backward": "torch.ops.aten.native_batch_norm_backward.out(dy, x, w, rm, rv, "
+                    "save_mean, save_invstd, True, eps, [True]*3, out0=dx, out1=, out2=)",
+    },
+    "fresh": {
+        "training forward": "torch.native_batch_norm(x, w, b, rm, rv, True, momentum, eps)",
+        "inference": "torch.native_batch_norm(x, w, b, rm, rv, False, momentum, eps)",
+        "backward": "torch.ops.aten.native_batch_norm_backward(dy, x, w, rm, rv, "
+                    "save_mean, save_invstd, True, eps, [True]*3)",
+    },
+}
+
+
+# ---------------------------------------------------------------------------
+# options
+# ---------------------------------------------------------------------------
+
+def _comma_list(text, option):
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"empty item in {text!r}; give a comma-separated "
+                                         f"list, e.g. {option}")
+    return items
+
+
+def parse_shapes(text):
+    """``"32x64x56x56,8x32x14x14"`` -> ``[(32, 64, 56, 56), (8, 32, 14, 14)]``."""
+    shapes = []
+    for item in _comma_list(text, "32x64x56x56,8x32x14x14"):
+        parts = item.lower().split("x")
+        try:
+            shape = tuple(int(p) for p in parts)
+        except ValueError:
+            shape = ()
+        if len(shape) != 4 or min(shape) < 1:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not NxCxHxW with four positive integers, e.g. 32x64x56x56")
+        if shape[0] * shape[2] * shape[3] < 2:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} has one value per channel; training needs N*H*W >= 2")
+        shapes.append(shape)
+    return shapes
+
+
+def parse_dtypes(text):
+    dtypes = _comma_list(text, "float32,float64")
+    for dtype in dtypes:
+        if dtype not in DTYPES:
+            raise argparse.ArgumentTypeError(
+                f"{dtype!r} is not one of {', '.join(DTYPES)}")
+    return list(dict.fromkeys(dtypes))
+
+
+def parse_threads(text):
+    threads = []
+    for item in _comma_list(text, "1,2"):
+        if not item.isdigit() or int(item) < 1:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a positive integer")
+        threads.append(int(item))
+    return list(dict.fromkeys(threads))
+
+
+def parse_numerics(text):
+    from bnkernels import NUMERICS
+    numerics = _comma_list(text, "standard,darknet")
+    for item in numerics:
+        if item not in NUMERICS:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not one of {', '.join(NUMERICS)}")
+    return list(dict.fromkeys(numerics))
+
+
+def positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def add_arguments(parser):
+    """The options of ``python -m bnkernels bench``."""
+    parser.add_argument("--shapes", type=parse_shapes,
+                        default=[list(s) for s in DEFAULT_SHAPES], metavar="NxCxHxW,...",
+                        help="comma-separated shapes (default: "
+                             + ",".join("x".join(map(str, s)) for s in DEFAULT_SHAPES) + ")")
+    parser.add_argument("--dtype", type=parse_dtypes, default=["float32"],
+                        metavar="DTYPE,...", help="float32 and/or float64 (default: float32)")
+    parser.add_argument("--threads", type=parse_threads, default=[1], metavar="N,...",
+                        help="thread counts for bnkernels and PyTorch (default: 1)")
+    parser.add_argument("--numerics", type=parse_numerics, default=["standard", "darknet"],
+                        metavar="NAME,...",
+                        help="bnkernels numerics, one row group each "
+                             "(default: standard,darknet)")
+    parser.add_argument("--repeat", type=positive_int, default=40, metavar="N",
+                        help="timed calls per measurement for bnkernels and PyTorch "
+                             "(default: 40)")
+    parser.add_argument("--reference-repeat", type=positive_int, default=5, metavar="N",
+                        help="timed calls per measurement for the slow NumPy reference "
+                             "(default: 5)")
+    parser.add_argument("--bandwidth-mb", type=positive_int, default=256, metavar="MIB",
+                        help="size of each of the two buffers of the bandwidth copy "
+                             "(default: 256, well beyond the L3 cache)")
+    parser.add_argument("--json", metavar="PATH",
+                        help="write every result and a description of the machine")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="write a PNG bar chart of the speed-ups (needs matplotlib)")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-numpy", action="store_true",
+                        help="leave the NumPy reference out")
+    return parser
+
+
+def main(argv=None):
+    """``python -m bnkernels.bench [options]``; the same as ``python -m bnkernels bench``."""
+    parser = argparse.ArgumentParser(prog="python -m bnkernels bench",
+                                     description=__doc__.splitlines()[0])
+    return run(add_arguments(parser).parse_args(argv))
+
+
+# ---------------------------------------------------------------------------
+# progress bar (stderr, only when it is a terminal)
+# ---------------------------------------------------------------------------
+
+class ProgressBar:
+    """``[#######.......]  12/136  0:07  <what runs now>`` redrawn in place.
+
+    Draws only when ``stream`` is a terminal, so piped or redirected output
+    gets nothing.
+    """
+
+    def __init__(self, total, stream=None, width=24):
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.total, self.width, self.done = max(total, 1), width, 0
+        self.start = time.perf_counter()
+
+    def show(self, label):
+        if not self.enabled:
+            return
+        filled = self.width * min(self.done, self.total) // self.total
+        elapsed = int(time.perf_counter() - self.start)
+        line = (f"[{'#' * filled}{'.' * (self.width - filled)}] "
+                f"{self.done:>{len(str(self.total))}}/{self.total} "
+                f"{elapsed // 60}:{elapsed % 60:02d}  {label}")
+        columns = shutil.get_terminal_size((80, 24)).columns - 1
+        self.stream.write("\r" + line[:columns].ljust(columns))
+        self.stream.flush()
+
+    def advance(self):
+        self.done += 1
+
+    def close(self):
+        if self.enabled:
+            columns = shutil.get_terminal_size((80, 24)).columns - 1
+            self.stream.write("\r" + " " * columns + "\r")
+            self.stream.flush()
+
+
+# ---------------------------------------------------------------------------
+# timing and bandwidth
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Timing:
+    times: list   # seconds, one per timed call
+
+    @property
+    def median_ms(self):
+        return statistics.median(self.times) * 1e3
+
+    @property
+    def min_ms(self):
+        return min(self.times) * 1e3
+
+    def as_dict(self):
+        return {"median_ms": self.median_ms, "min_ms": self.min_ms,
+                "repeat": len(self.times)}
+
+
+def time_call(fn, repeat):
+    """One warm-up call, then ``repeat`` calls each timed alone."""
+    fn()
+    times = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            start = time.perf_counter()
+            result = fn()
+            times.append(time.perf_counter() - start)
+            del result   # freed outside the timing
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return Timing(times)
+
+
+def measure_bandwidth(megabytes, threads, repeat=BANDWIDTH_REPEAT):
+    """STREAM-copy bandwidth in bytes/s: best time of np.copyto over two buffers
+    of ``megabytes`` MiB, split across ``threads`` Python threads; 2 * bytes / time."""
+    count = megabytes * 2**20 // 8
+    src = np.ones(count)            # np.ones and np.zeros(...)[...] touch every page,
+    dst = np.zeros(count)           # so no page fault is timed
+    dst[...] = 0
+    bounds = np.linspace(0, count, threads + 1).astype(int)
+    pieces = [(dst[a:b], src[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    with ThreadPoolExecutor(threads) as pool:
+        def copy():
+            if threads == 1:
+                np.copyto(dst, src)
+            else:
+                for future in [pool.submit(np.copyto, d, s) for d, s in pieces]:
+                    future.result()
+        best = min(time_call(copy, repeat).times)
+    return 2 * src.nbytes / best
+
+
+# ---------------------------------------------------------------------------
+# what is called
+# ---------------------------------------------------------------------------
+
+@dataclass
+class Tensors:
+    """The inputs of one (shape, dtype), shared by every side, and the
+    preallocated outputs of the bnkernels and NumPy sides."""
+    x: np.ndarray
+    dy: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray
+    y: np.ndarray
+    dx: np.ndarray
+
+    def running_stats(self):
+        """Fresh running_mean (0) and running_var (1): every side updates its own."""
+        c = self.x.shape[1]
+        return np.zeros(c, self.x.dtype), np.ones(c, self.x.dtype)
+
+
+def make_tensors(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    c = shape[1]
+    x = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    dy = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    weight = (1 + 0.1 * rng.standard_normal(c)).astype(dtype)
+    bias = (0.1 * rng.standard_normal(c)).astype(dtype)
+    y, dx = np.ones_like(x), np.ones_like(x)   # touched: no page fault when reused
+    return Tensors(x, dy, weight, bias, y, dx)
+
+
+def numpy_api_calls(module, tensors, numerics, policy):
+    """``{op: callable}`` for ``bnkernels`` or ``bnkernels.reference`` (same API)."""
+    t = tensors
+    running_mean, running_var = t.running_stats()
+    y_out = t.y if policy == "reused" else None
+    dx_out = t.dx if policy == "reused" else None
+
+    def forward(training=True):
+        return module.batch_norm_forward(t.x, t.weight, t.bias, running_mean, running_var,
+                                         training=training, numerics=numerics, out=y_out)
+
+    _, saved = forward()
+
+    def backward(saved=saved):
+        return module.batch_norm_backward(t.dy, saved, out=dx_out)
+
+    def forward_backward():
+        _, saved = forward()
+        return backward(saved)
+
+    return {"training forward": forward, "inference": lambda: forward(False),
+            "backward": backward, "forward+backward": forward_backward}
+
+
+def torch_calls(torch, tensors, policy):
+    """``{op: callable}`` for PyTorch's CPU batch norm (standard numerics).
+
+    The x, dy, weight and bias tensors share the NumPy arrays' memory.
+    """
+    aten = torch.ops.aten
+    x, dy = torch.from_numpy(tensors.x), torch.from_numpy(tensors.dy)
+    weight, bias = torch.from_numpy(tensors.weight), torch.from_numpy(tensors.bias)
+    running_mean, running_var = map(torch.from_numpy, tensors.running_stats())
+    eps, momentum, mask = STANDARD_EPS, STANDARD_MOMENTUM, [True, True, True]
+    _, save_mean, save_invstd = torch.native_batch_norm(
+        x, weight, bias, running_mean, running_var, True, momentum, eps)
+
+    if policy == "fresh":
+        def forward(training=True):
+            return torch.native_batch_norm(x, weight, bias, running_mean, running_var,
+                                           training, momentum, eps)
+
+        def backward(save_mean=save_mean, save_invstd=save_invstd):
+            return aten.native_batch_norm_backward(
+                dy, x, weight, running_mean, running_var, save_mean, save_invstd,
+                True, eps, mask)
+    else:
+        y = torch.empty_like(x)
+        dx, dweight, dbias = torch.empty_like(x), torch.empty_like(weight), \
+            torch.empty_like(bias)
+        # the saved statistics are (C,) in training and empty in inference: size
+        # the buffers as a fresh call does, so that .out resizes (and warns) never
+        saved_out = {}
+        for training in (True, False):
+            _, mean, invstd = torch.native_batch_norm(
+                x, weight, bias, running_mean.clone(), running_var.clone(), training,
+                momentum, eps)
+            saved_out[training] = (torch.empty_like(mean), torch.empty_like(invstd))
+
+        def forward(training=True):
+            mean_out, invstd_out = saved_out[training]
+            return aten.native_batch_norm.out(
+                x, weight, bias, running_mean, running_var, training, momentum, eps,
+                out=y, save_mean=mean_out, save_invstd=invstd_out)
+
+        def backward(save_mean=save_mean, save_invstd=save_invstd):
+            return aten.native_batch_norm_backward.out(
+                dy, x, weight, running_mean, running_var, save_mean, save_invstd,
+                True, eps, mask, out0=dx, out1=dweight, out2=dbias)
+
+    def forward_backward():
+        _, save_mean, save_invstd = forward()
+        return backward(save_mean, save_invstd)
+
+    return {"training forward": forward, "inference": lambda: forward(False),
+            "backward": backward, "forward+backward": forward_backward}
+
+
+# ---------------------------------------------------------------------------
+# threads and the machine
+# ---------------------------------------------------------------------------
+
+def bnkernels_threads():
+    """bnkernels' thread count, or None where this build has no thread control."""
+    import bnkernels
+    get = getattr(bnkernels, "get_num_threads", None)
+    return get() if get is not None else None
+
+
+def set_threads(n, torch):
+    """Set bnkernels' and PyTorch's thread counts; return bnkernels' own."""
+    import bnkernels
+    setter = getattr(bnkernels, "set_num_threads", None)
+    if setter is not None:
+        setter(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+    return bnkernels_threads()
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or None
+
+
+def l3_cache_bytes():
+    """Size of the CPU's L3 cache (of cpu0) from sysfs, or None."""
+    folder = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for index in sorted(os.listdir(folder)):
+            with open(os.path.join(folder, index, "level"), encoding="ascii") as f:
+                if f.read().strip() != "3":
+                    continue
+            with open(os.path.join(folder, index, "size"), encoding="ascii") as f:
+                size = f.read().strip().upper()
+            scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1:], 1)
+            return int(size.rstrip("KMG")) * scale
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def describe_machine(torch):
+    import bnkernels
+    openmp = getattr(bnkernels, "openmp_enabled", None)
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = None
+    return {
+        "cpu_model": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "l3_cache_bytes": l3_cache_bytes(),
+        "usable_cores": usable,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": None if torch is None else torch.__version__,
+        "bnkernels": bnkernels.__version__,
+        "bnkernels_openmp": None if openmp is None else bool(openmp()),
+        "bnkernels_default_threads": bnkernels_threads(),
+    }
+
+
+def import_torch(notes):
+    try:
+        import torch
+    except Exception as error:   # ImportError, or a broken install's OSError
+        notes.append(f"PyTorch columns skipped: import torch failed ({error})")
+        return None
+    return torch
+
+
+# ---------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------
+
+def shape_text(shape):
+    return "x".join(map(str, shape))
+
+
+def run_suite(args, torch, progress):
+    """Measure everything; return (bandwidth entries, result rows)."""
+    import bnkernels
+    from bnkernels import reference
+
+    cases = [(dtype, tuple(shape)) for dtype in args.dtype for shape in args.shapes]
+    sides_per_policy = len(args.numerics) + (torch is not None)
+    progress.total = max(1, len(args.threads) * (1 + len(cases) * len(POLICIES) * len(OPS)
+                                                 * sides_per_policy)
+                         + (not args.no_numpy) * len(cases) * len(POLICIES) * len(OPS))
+    numpy_timings = {}   # (dtype, shape, policy, op) -> Timing, the same for every n
+    bandwidth, rows = [], []
+    for n in args.threads:
+        progress.show(f"bandwidth, {n} thread{'s' * (n > 1)}")
+        effective = set_threads(n, torch)
+        gbps = measure_bandwidth(args.bandwidth_mb, n) / 1e9
+        progress.advance()
+        bandwidth.append({"threads": n, "gbps": gbps, "buffer_mib": args.bandwidth_mb,
+                          "repeat": BANDWIDTH_REPEAT, "statistic": "best",
+                          "method": f"np.copyto of {args.bandwidth_mb} MiB split across "
+                                    f"{n} Python thread(s); 2 * bytes / best time"})
+        for dtype, shape in cases:
+            tensors = make_tensors(shape, dtype)
+            label = f"{shape_text(shape)} {dtype} t{n}"
+            for policy in POLICIES:
+                sides = {numerics: numpy_api_calls(bnkernels, tensors, numerics, policy)
+                         for numerics in args.numerics}
+                torch_ops = None if torch is None else torch_calls(torch, tensors, policy)
+                numpy_ops = None
+                if not args.no_numpy and (dtype, shape, policy, OPS[0]) not in numpy_timings:
+                    numpy_ops = numpy_api_calls(reference, tensors, "standard", policy)
+                for op in OPS:
+                    if numpy_ops is not None:
+                        progress.show(f"{label} NumPy reference {op} {policy}")
+                        numpy_timings[dtype, shape, policy, op] = time_call(
+                            numpy_ops[op], args.reference_repeat)
+                        progress.advance()
+                    torch_timing = None
+                    if torch_ops is not None:
+                        progress.show(f"{label} PyTorch {op} {policy}")
+                        torch_timing = time_call(torch_ops[op], args.repeat)
+                        progress.advance()
+                    for numerics, calls in sides.items():
+                        progress.show(f"{label} bnkernels {numerics} {op} {policy}")
+                        timing = time_call(calls[op], args.repeat)
+                        progress.advance()
+                        rows.append(make_row(shape, dtype, n, effective, op, numerics,
+                                             policy, timing,
+                                             numpy_timings.get((dtype, shape, policy, op)),
+                                             torch_timing, gbps))
+                del sides, torch_ops, numpy_ops
+    return bandwidth, rows
+
+
+def make_row(shape, dtype, threads, effective_threads, op, numerics, policy,
+             timing, numpy_timing, torch_timing, bandwidth_gbps):
+    traffic = TRAFFIC_PASSES[op] * math.prod(shape) * np.dtype(dtype).itemsize
+    gbps = traffic / (timing.median_ms * 1e-3) / 1e9
+
+    def speedup(baseline):
+        return None if baseline is None else baseline.median_ms / timing.median_ms
+
+    return {"shape": list(shape), "dtype": dtype, "threads": threads,
+            "bnkernels_threads": effective_threads, "op": op, "numerics": numerics,
+            "policy": policy, "traffic_bytes": traffic,
+            "bnkernels": timing.as_dict(),
+            "numpy": None if numpy_timing is None else numpy_timing.as_dict(),
+            "torch": None if torch_timing is None else torch_timing.as_dict(),
+            "speedup_vs_numpy": speedup(numpy_timing),
+            "speedup_vs_torch": speedup(torch_timing),
+            "gbps": gbps, "bandwidth_fraction": gbps / bandwidth_gbps}
+
+
+# ---------------------------------------------------------------------------
+# output
+# ---------------------------------------------------------------------------
+
+COLUMNS = ("shape", "dtype", "threads", "op", "policy", "bnkernels ms", "NumPy ms",
+           "PyTorch ms", "vs NumPy", "vs PyTorch", "GB/s", "% bw")
+
+
+def _ms(value):
+    if value is None:
+        return "-"
+    for limit, digits in ((100, 0), (10, 1), (1, 2), (0.1, 3)):
+        if value >= limit:
+            return f"{value:.{digits}f}"
+    return f"{value:.4f}"
+
+
+def table_cells(row):
+    def side(name):
+        return None if row[name] is None else row[name]["median_ms"]
+
+    def times(speedup):
+        return "-" if speedup is None else f"{speedup:.2f}x"
+
+    return [shape_text(row["shape"]), row["dtype"], str(row["threads"]), row["op"],
+            row["policy"], _ms(side("bnkernels")), _ms(side("numpy")), _ms(side("torch")),
+            times(row["speedup_vs_numpy"]), times(row["speedup_vs_torch"]),
+            f"{row['gbps']:.1f}", f"{100 * row['bandwidth_fraction']:.0f}%"]
+
+
+def format_table(rows):
+    """A Markdown table, padded so that it also reads as plain text."""
+    cells = [list(COLUMNS)] + [table_cells(row) for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    left = {0, 1, 3, 4}
+
+    def line(values):
+        return "| " + " | ".join(v.ljust(w) if i in left else v.rjust(w)
+                                 for i, (v, w) in enumerate(zip(values, widths))) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if i not in left else "-" * (w + 2)
+                          for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(cells[0]), rule] + [line(values) for values in cells[1:]])
+
+
+def report_notes(args, torch, bandwidth, rows, extra_notes):
+    numpy_policy = "" if args.no_numpy else (
+        f"; NumPy reference: median of {args.reference_repeat} calls (it is slow)")
+    notes = [
+        f"times: median of {args.repeat} calls, each timed alone with time.perf_counter "
+        f"after one warm-up call{numpy_policy}; min in --json",
+        f"policy reused: {POLICY_TEXT['reused']}",
+        f"policy fresh: {POLICY_TEXT['fresh']}",
+        "vs NumPy / vs PyTorch: how many times faster bnkernels is (their ms / bnkernels "
+        "ms); both baselines use standard numerics, in every row group",
+        "GB/s: minimal traffic / bnkernels ms; passes over the tensor: training "
+        "forward 3 (2 reads + 1 write), inference 2, backward 5 (dy and x read twice, "
+        "dx written), forward+backward 8; the same minimum for Darknet numerics, "
+        "which move more (Darknet keeps x_norm and scales a copy of dy)",
+        "% bw: of the bandwidth measured in this run, STREAM-copy style (np.copyto, "
+        f"best of {BANDWIDTH_REPEAT}, 2 * bytes / time, {args.bandwidth_mb} MiB per "
+        "buffer, split across as many Python threads as the row's threads): "
+        + ", ".join(f"{b['threads']} thread{'s' * (b['threads'] > 1)} {b['gbps']:.1f} GB/s"
+                    for b in bandwidth),
+        "% bw above 100: bnkernels beat np.copyto's pace; one core's copy is bounded "
+        "by how many cache misses the core keeps in flight, not by DRAM alone, and "
+        "tensors of up to a few L3 sizes partly stay in the L3 between calls",
+        "threads: bnkernels.set_num_threads(n) and torch.set_num_threads(n); the NumPy "
+        "reference is single-threaded, timed once and reused for every thread count",
+    ]
+    l3 = l3_cache_bytes()
+    if l3 is not None and args.bandwidth_mb * 2**20 < 2 * l3:
+        notes.append(f"the bandwidth buffers ({args.bandwidth_mb} MiB each) are under "
+                     f"twice the L3 cache ({l3 // 2**20} MiB): the copy partly runs from "
+                     "cache, and % bw is understated")
+    if any(row["bnkernels_threads"] is None for row in rows):
+        notes.append("bnkernels has no set_num_threads in this build: it ran with its "
+                     "default threads whatever the threads column says")
+    elif any(row["bnkernels_threads"] != row["threads"] for row in rows):
+        notes.append("bnkernels ran with fewer threads than asked in some rows "
+                     "(bnkernels_threads in --json)")
+    if torch is not None:
+        notes.append("PyTorch " + torch.__version__ + ": native_batch_norm(.out), "
+                     "native_batch_norm_backward(.out); its backward .out computes into "
+                     "fresh tensors and copies them into out (no true out= backward)")
+    if args.no_torch:
+        notes.append("PyTorch left out (--no-torch)")
+    if args.no_numpy:
+        notes.append("NumPy reference left out (--no-numpy)")
+    return notes + extra_notes
+
+
+def print_report(rows, numerics_list, notes, out):
+    for numerics in numerics_list:
+        group = [row for row in rows if row["numerics"] == numerics]
+        headline = " (headline)" if numerics == "standard" else ""
+        print(f"\nbnkernels numerics={numerics}{headline}\n", file=out)
+        print(format_table(group), file=out)
+    print("\nNotes:", file=out)
+    for note in notes:
+        print(f"- {note}", file=out)
+
+
+def write_json(path, document):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(document, f, indent=1)
+        f.write("\n")
+
+
+def write_plot(path, rows):
+    """Horizontal bars of the speed-ups, one panel per baseline (needs matplotlib)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    baselines = [(key, title) for key, title in (("speedup_vs_numpy", "vs NumPy reference"),
+                                                 ("speedup_vs_torch", "vs PyTorch"))
+                 if any(row[key] is not None for row in rows)]
+    groups = list(dict.fromkeys((tuple(r["shape"]), r["dtype"], r["threads"], r["op"])
+                                for r in rows))
+    series = list(dict.fromkeys((r["numerics"], r["policy"]) for r in rows))
+    height = 0.8 / max(len(series), 1)
+    figure = Figure(figsize=(6 * max(len(baselines), 1), 1.5 + 0.32 * len(groups) * len(series)
+                             / 2 + 0.2 * len(groups)))
+    FigureCanvasAgg(figure)
+    if not baselines:
+        figure.text(0.5, 0.5, "no baseline measured (--no-numpy and no PyTorch)",
+                    ha="center")
+    for panel, (key, title) in enumerate(baselines):
+        axes = figure.add_subplot(1, len(baselines), panel + 1)
+        for s, (numerics, policy) in enumerate(series):
+            values = {(tuple(r["shape"]), r["dtype"], r["threads"], r["op"]): r[key]
+                      for r in rows if (r["numerics"], r["policy"]) == (numerics, policy)}
+            positions = [g + (s - (len(series) - 1) / 2) * height for g in range(len(groups))]
+            axes.barh(positions, [values.get(group) or 0 for group in groups], height,
+                      label=f"{numerics}, {policy}", hatch="//" if policy == "fresh" else None)
+        axes.axvline(1, color="black", linewidth=0.8)
+        axes.set_yticks(range(len(groups)))
+        axes.set_yticklabels([f"{shape_text(shape)} {dtype} t{threads} {op}"
+                              for shape, dtype, threads, op in groups], fontsize=7)
+        axes.invert_yaxis()
+        axes.set_xlabel("times faster (bnkernels)")
+        axes.set_title(f"bnkernels {title}")
+        axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=100)
+
+
+def run(args, out=None):
+    """Run the benchmark for parsed ``args``; print the report; return an exit code."""
+    out = sys.stdout if out is None else out
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        print("python -m bnkernels bench: error: --plot needs matplotlib, which is not "
+              "installed: pip install matplotlib", file=sys.stderr)
+        return 2
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):
+            print(f"python -m bnkernels bench: error: {option}: no folder {folder!r}",
+                  file=sys.stderr)
+            return 2
+    started = time.perf_counter()
+    extra_notes = []
+    torch = None if args.no_torch else import_torch(extra_notes)
+    machine = describe_machine(torch)
+    torch_threads = None if torch is None else torch.get_num_threads()
+    bnkernels_threads_before = bnkernels_threads()
+    progress = ProgressBar(0)
+    try:
+        bandwidth, rows = run_suite(args, torch, progress)
+    finally:
+        progress.close()
+        if bnkernels_threads_before is not None:
+            set_threads(bnkernels_threads_before, None)
+        if torch is not None:
+            torch.set_num_threads(torch_threads)
+    notes = report_notes(args, torch, bandwidth, rows, extra_notes)
+    print(f"bnkernels {machine['bnkernels']} bench on {machine['cpu_model']}, "
+          f"{machine['logical_cores']} logical cores; numpy {machine['numpy']}"
+          + (f", torch {machine['torch']}" if torch is not None else ""), file=out)
+    print_report(rows, args.numerics, notes, out)
+    wall = time.perf_counter() - started
+    if args.json:
+        write_json(args.json, {
+            "schema": SCHEMA, "machine": machine,
+            "settings": {"shapes": [list(s) for s in args.shapes], "dtypes": args.dtype,
+                         "threads": args.threads, "numerics": args.numerics,
+                         "repeat": args.repeat, "reference_repeat": args.reference_repeat,
+                         "statistic": "median", "bandwidth_mb": args.bandwidth_mb,
+                         "torch": torch is not None, "numpy": not args.no_numpy},
+            "policies": POLICY_TEXT, "traffic": TRAFFIC_PASSES,
+            "torch_functions": TORCH_FUNCTIONS if torch is not None else None,
+            "bandwidth": bandwidth, "results": rows, "notes": notes, "wall_s": wall})
+        print(f"\nwrote {args.json}", file=out)
+    if args.plot:
+        write_plot(args.plot, rows)
+        print(f"wrote {args.plot}", file=out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

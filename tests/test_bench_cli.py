@@ -1,0 +1,244 @@
+"""`python -m bnkernels bench`: its options, table, --json, --plot and progress bar.
+
+Tiny shapes and a 1 MiB bandwidth buffer keep every run well under a second;
+nothing here asserts a speed, only what is printed and written.
+"""
+import importlib.util
+import io
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import bnkernels
+from bnkernels import bench
+from bnkernels.__main__ import main
+
+TINY = ["--shapes", "2x3x4x4,1x2x3x1", "--repeat", "2", "--reference-repeat", "1",
+        "--bandwidth-mb", "1"]
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+def run_bench(capsys, *options):
+    code = main(["bench", *TINY, *options])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def table_rows(text):
+    """The data rows of the printed Markdown tables, as lists of cells."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("| ")]
+    return [row for row in rows if row[0] != "shape"]
+
+
+def test_table_has_every_column_and_a_row_per_op_policy_and_numerics(capsys):
+    code, out, _ = run_bench(capsys, "--no-torch")
+    assert code == 0
+    header = next(line for line in out.splitlines() if line.startswith("| shape"))
+    assert [c.strip() for c in header.strip("|").split("|")] == list(bench.COLUMNS)
+    assert "numerics=standard (headline)" in out and "numerics=darknet" in out
+    rows = table_rows(out)
+    assert len(rows) == 2 * len(bench.OPS) * len(bench.POLICIES) * 2  # shapes, numerics
+    assert {row[3] for row in rows} == set(bench.OPS)
+    assert {row[4] for row in rows} == set(bench.POLICIES)
+    assert {row[0] for row in rows} == {"2x3x4x4", "1x2x3x1"}
+    for row in rows:
+        assert row[7] == "-" and row[9] == "-"            # no PyTorch columns
+        assert row[8].endswith("x") and float(row[8][:-1]) > 0
+        assert row[11].endswith("%")
+    assert "median of 2 calls" in out and "PyTorch left out (--no-torch)" in out
+    assert "bandwidth" in out and "1 thread " in out
+
+
+def test_json_has_the_documented_keys_and_positive_finite_times(capsys, tmp_path):
+    path = tmp_path / "bench.json"
+    code, out, _ = run_bench(capsys, "--json", str(path), "--numerics", "standard",
+                             "--dtype", "float32,float64")
+    assert code == 0 and f"wrote {path}" in out
+    doc = json.loads(path.read_text())
+    assert set(doc) == {"schema", "machine", "settings", "policies", "traffic",
+                        "torch_functions", "bandwidth", "results", "notes", "wall_s"}
+    assert doc["schema"] == bench.SCHEMA
+    assert {"cpu_model", "logical_cores", "python", "numpy", "torch", "bnkernels",
+            "bnkernels_openmp"} <= set(doc["machine"])
+    assert doc["machine"]["numpy"] == np.__version__
+    assert doc["machine"]["bnkernels"] == bnkernels.__version__
+    assert doc["settings"]["statistic"] == "median"
+    assert set(doc["policies"]) == {"reused", "fresh"}
+    assert doc["traffic"] == {"training forward": 3, "inference": 2, "backward": 5,
+                              "forward+backward": 8}
+    [bandwidth] = doc["bandwidth"]
+    assert bandwidth["threads"] == 1 and math.isfinite(bandwidth["gbps"]) \
+        and bandwidth["gbps"] > 0
+    results = doc["results"]
+    assert len(results) == 2 * 2 * len(bench.OPS) * len(bench.POLICIES)  # shapes, dtypes
+    assert {r["dtype"] for r in results} == {"float32", "float64"}
+    sides = ["bnkernels", "numpy"] + (["torch"] if HAS_TORCH else [])
+    for r in results:
+        for side in sides:
+            timing = r[side]
+            assert math.isfinite(timing["median_ms"]) and timing["median_ms"] > 0
+            assert 0 < timing["min_ms"] <= timing["median_ms"]
+        assert r["bnkernels"]["repeat"] == 2 and r["numpy"]["repeat"] == 1
+        itemsize = np.dtype(r["dtype"]).itemsize
+        assert r["traffic_bytes"] == doc["traffic"][r["op"]] * math.prod(r["shape"]) * itemsize
+        assert r["speedup_vs_numpy"] == pytest.approx(
+            r["numpy"]["median_ms"] / r["bnkernels"]["median_ms"])
+        assert r["gbps"] == pytest.approx(
+            r["traffic_bytes"] / r["bnkernels"]["median_ms"] / 1e6)
+        assert r["bandwidth_fraction"] == pytest.approx(r["gbps"] / bandwidth["gbps"])
+        if not HAS_TORCH:
+            assert r["torch"] is None and r["speedup_vs_torch"] is None
+
+
+def test_no_numpy_leaves_its_column_empty(capsys, tmp_path):
+    path = tmp_path / "bench.json"
+    code, out, _ = run_bench(capsys, "--no-numpy", "--no-torch", "--json", str(path))
+    assert code == 0
+    assert all(row[6] == "-" and row[8] == "-" for row in table_rows(out))
+    assert "NumPy reference left out (--no-numpy)" in out
+    results = json.loads(path.read_text())["results"]
+    assert all(r["numpy"] is None and r["speedup_vs_numpy"] is None for r in results)
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+def test_torch_columns_and_threads_restored(capsys):
+    import torch
+    threads_before = torch.get_num_threads()
+    code, out, _ = run_bench(capsys, "--threads", "1,2", "--numerics", "standard")
+    assert code == 0
+    rows = table_rows(out)
+    assert {row[2] for row in rows} == {"1", "2"}
+    assert all(row[7] != "-" and row[9].endswith("x") for row in rows)
+    assert "native_batch_norm_backward" in out
+    assert torch.get_num_threads() == threads_before
+
+
+@pytest.mark.skipif(not hasattr(bnkernels, "set_num_threads"),
+                    reason="this bnkernels build has no set_num_threads")
+def test_bnkernels_threads_are_set_per_row_and_restored(capsys, tmp_path):
+    before = bnkernels.get_num_threads()
+    path = tmp_path / "bench.json"
+    code, _, _ = run_bench(capsys, "--threads", "2,1", "--no-torch", "--no-numpy",
+                           "--numerics", "standard", "--json", str(path))
+    assert code == 0
+    doc = json.loads(path.read_text())
+    assert [b["threads"] for b in doc["bandwidth"]] == [2, 1]
+    assert doc["machine"]["bnkernels_openmp"] == bnkernels.openmp_enabled()
+    for row in doc["results"]:
+        expected = row["threads"] if bnkernels.openmp_enabled() else 1
+        assert row["bnkernels_threads"] == expected
+    assert bnkernels.get_num_threads() == before
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+def test_torch_reused_policy_writes_into_the_preallocated_outputs():
+    import torch
+    tensors = bench.make_tensors((2, 3, 4, 4), "float64")
+    fresh = bench.torch_calls(torch, tensors, "fresh")
+    reused = bench.torch_calls(torch, tensors, "reused")
+    # inference first, while both sides' running statistics had the same one update
+    for op in ("inference", "training forward"):
+        y_fresh, y_reused = fresh[op]()[0], reused[op]()[0]
+        torch.testing.assert_close(y_reused, y_fresh)
+        assert y_reused.data_ptr() == reused[op]()[0].data_ptr()   # the same buffer
+    dx_reused = reused["forward+backward"]()[0]
+    assert dx_reused.data_ptr() == reused["backward"]()[0].data_ptr()
+    torch.testing.assert_close(dx_reused, fresh["forward+backward"]()[0])
+
+
+@pytest.mark.parametrize("module", [bnkernels, bnkernels.reference],
+                         ids=["bnkernels", "reference"])
+def test_reused_policy_returns_the_preallocated_arrays(module):
+    tensors = bench.make_tensors((2, 3, 4, 4), "float32")
+    calls = bench.numpy_api_calls(module, tensors, "standard", "reused")
+    assert calls["training forward"]()[0] is tensors.y
+    assert calls["inference"]()[0] is tensors.y
+    assert calls["backward"]()[0] is tensors.dx
+    fresh = bench.numpy_api_calls(module, tensors, "standard", "fresh")
+    assert fresh["training forward"]()[0] is not tensors.y
+
+
+def test_piped_run_prints_no_progress_bar():
+    result = subprocess.run(
+        [sys.executable, "-m", "bnkernels", "bench", *TINY, "--no-torch",
+         "--numerics", "standard"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr and "[#" not in result.stderr
+    assert "| shape" in result.stdout
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_draws_on_a_terminal_only():
+    terminal = FakeTerminal()
+    bar = bench.ProgressBar(4, stream=terminal, width=8)
+    bar.show("first")
+    bar.advance()
+    bar.advance()
+    bar.show("third")
+    bar.close()
+    text = terminal.getvalue()
+    assert "\r[........] 0/4" in text and "first" in text
+    assert "\r[####....] 2/4" in text and "third" in text
+    assert text.endswith("\r")
+    piped = io.StringIO()
+    bar = bench.ProgressBar(4, stream=piped)
+    bar.show("x")
+    bar.close()
+    assert piped.getvalue() == ""
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed "
+                                               "(pip install matplotlib to run this)")
+def test_plot_writes_a_png(capsys, tmp_path):
+    path = tmp_path / "speedups.png"
+    code, out, _ = run_bench(capsys, "--plot", str(path))
+    assert code == 0 and f"wrote {path}" in out
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_says_pip_install(capsys, tmp_path, monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib"
+                        else real_find_spec(name, *a))
+    code, out, err = run_bench(capsys, "--plot", str(tmp_path / "x.png"))
+    assert code == 2
+    assert "pip install matplotlib" in err and out == ""
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--numerics", "standard,fast"),
+    ("--shapes", "2x3x4"),
+    ("--shapes", "2xAx4x4"),
+    ("--shapes", "1x3x1x1"),
+    ("--shapes", "2x3x4x4,"),
+    ("--dtype", "float16"),
+    ("--threads", "0"),
+    ("--repeat", "0"),
+    ("--bandwidth-mb", "-1"),
+])
+def test_bad_option_is_an_argparse_error_naming_it(capsys, option, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", f"{option}={value}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}:" in err
+
+
+def test_shapes_parse_to_tuples():
+    assert bench.parse_shapes("32x64x56x56, 8X32x14x14") == [(32, 64, 56, 56),
+                                                              (8, 32, 14, 14)]
+    assert bench.parse_numerics("darknet,standard,darknet") == ["darknet", "standard"]
+    assert bench.parse_threads("2,1") == [2, 1]
