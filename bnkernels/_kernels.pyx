@@ -471,6 +471,69 @@ def dk_normalize_delta(x, mean, variance, mean_delta, variance_delta, delta,
     return O
 
 
+def dk_backward(x, x_norm, delta, mean, variance, scales, double eps,
+                bint eps_inside, out=None):
+    """Darknet's backward_batchnorm_layer in two passes, the same bits as its
+    six kernels: returns (dx, scale_updates, bias_updates), the updates
+    starting from 0. out may be delta itself."""
+    X = _tensor(x, "x")
+    XN = _tensor_like(x_norm, "x_norm", X, "x")
+    D = _tensor_like(delta, "delta", X, "x")
+    M = _channels(mean, "mean", X, "x")
+    V = _channels(variance, "variance", X, "x")
+    S = _channels(scales, "scales", X, "x")
+    O = _output(out, "out", X.shape, X.dtype,
+                ((X, "x"), (XN, "x_norm"), (D, "delta"), (M, "mean"), (V, "variance"),
+                 (S, "scales")), (D,))
+    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    BU = np.zeros(c, X.dtype)
+    SU = np.zeros(c, X.dtype)
+    MD = np.empty(c, X.dtype)
+    VD = np.empty(c, X.dtype)
+    cdef void *px = _ptr(X)
+    cdef void *pxn = _ptr(XN)
+    cdef void *pd = _ptr(D)
+    cdef void *pm = _ptr(M)
+    cdef void *pv = _ptr(V)
+    cdef void *ps = _ptr(S)
+    cdef void *po = _ptr(O)
+    cdef void *pbu = _ptr(BU)
+    cdef void *psu = _ptr(SU)
+    cdef void *pmd = _ptr(MD)
+    cdef void *pvd = _ptr(VD)
+    cdef float eps32 = <float>eps
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        if f32:
+            bn_dk_backward_sums_f32(<float*>px, <float*>pxn, <float*>pd, <float*>pm,
+                                    <float*>pv, <float*>ps, n, c, s, eps32,
+                                    <float*>pbu, <float*>psu, <float*>pmd, <float*>pvd)
+            if eps_inside:
+                bn_dk_backward_dx_eps_inside_f32(
+                    <float*>px, <float*>pm, <float*>pv, <float*>pmd, <float*>pvd,
+                    <float*>pd, <float*>ps, n, c, s, eps32, <float*>po)
+            else:
+                bn_dk_backward_dx_eps_outside_f32(
+                    <float*>px, <float*>pm, <float*>pv, <float*>pmd, <float*>pvd,
+                    <float*>pd, <float*>ps, n, c, s, eps32, <float*>po)
+        else:
+            bn_dk_backward_sums_f64(<double*>px, <double*>pxn, <double*>pd,
+                                    <double*>pm, <double*>pv, <double*>ps, n, c, s,
+                                    eps, <double*>pbu, <double*>psu, <double*>pmd,
+                                    <double*>pvd)
+            if eps_inside:
+                bn_dk_backward_dx_eps_inside_f64(
+                    <double*>px, <double*>pm, <double*>pv, <double*>pmd,
+                    <double*>pvd, <double*>pd, <double*>ps, n, c, s, eps,
+                    <double*>po)
+            else:
+                bn_dk_backward_dx_eps_outside_f64(
+                    <double*>px, <double*>pm, <double*>pv, <double*>pmd,
+                    <double*>pvd, <double*>pd, <double*>ps, n, c, s, eps,
+                    <double*>po)
+    return O, SU, BU
+
+
 # --------------------------------------------------------------------------
 # Standard family (per-channel statistics are float64 whatever x's dtype)
 # --------------------------------------------------------------------------

@@ -276,15 +276,10 @@ def _darknet_backward(dy, saved, out):
                 y = darknet.scale_add_bias(saved.x_norm[block], weight[c:c + step],
                                            bias[c:c + step])
                 np.copyto(masked[block], 0, where=~(y > 0))
-        dy = out = masked  # our own array now: scaled in place below
-    dbias = darknet.backward_bias(dy)
-    dweight = darknet.backward_scale_cpu(saved.x_norm, dy)
-    scaled = darknet.scale_bias(dy, weight, out=out)
-    mean_delta = darknet.mean_delta_cpu(scaled, saved.variance)
-    variance_delta = darknet.variance_delta_cpu(x, scaled, saved.mean, saved.variance)
-    dx = darknet.normalize_delta_cpu(x, saved.mean, saved.variance, mean_delta,
-                                     variance_delta, scaled,
-                                     flavor=_FLAVOR[saved.numerics], out=scaled)
+        dy = out = masked  # our own array now: dx may overwrite it
+    dx, dweight, dbias = darknet.backward_batchnorm_layer(
+        x, saved.x_norm, dy, saved.mean, saved.variance, weight,
+        flavor=_FLAVOR[saved.numerics], out=out)
     return (dx, dweight if saved.weight is not None else None,
             dbias if saved.bias is not None else None)
 

@@ -30,7 +30,7 @@ __all__ = [
     "FLAVORS", "forward_eps", "BACKWARD_EPS", "default_momentum",
     "mean_cpu", "variance_cpu", "normalize_cpu", "scale_bias", "add_bias",
     "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
-    "variance_delta_cpu", "normalize_delta_cpu",
+    "variance_delta_cpu", "normalize_delta_cpu", "backward_batchnorm_layer",
 ]
 
 FLAVORS = ("pjreddie", "alexeyab")
@@ -234,3 +234,25 @@ def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
                                        variance_delta, delta,
                                        _eps(eps, BACKWARD_EPS),
                                        flavor == "pjreddie", out)
+
+
+def backward_batchnorm_layer(x, x_norm, delta, mean, variance, scales, *,
+                             flavor="pjreddie", eps=None, out=None):
+    """Darknet's backward_batchnorm_layer, fused into two passes over memory.
+
+    The same bits as backward_bias, backward_scale_cpu, scale_bias,
+    mean_delta_cpu, variance_delta_cpu and normalize_delta_cpu called one
+    after another (Darknet's six passes): one pass takes the four per-channel
+    sums, each in Darknet's order, and one writes dx.
+
+    Returns
+    -------
+    dx : ndarray, (N, C, H, W)
+        In out if given (out may be delta itself).
+    scale_updates, bias_updates : ndarray, (C,)
+        The gradient sums, starting from 0 (add them into Darknet's
+        accumulators yourself).
+    """
+    flavor = check_flavor(flavor)
+    return _kernels.dk_backward(x, x_norm, delta, mean, variance, scales,
+                                _eps(eps, BACKWARD_EPS), flavor == "pjreddie", out)

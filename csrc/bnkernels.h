@@ -87,7 +87,24 @@ extern "C" {
     void bn_dk_normalize_delta_eps_outside_##SUF(                              \
         const T *x, const T *mean, const T *variance, const T *mean_delta,     \
         const T *variance_delta, const T *delta, int64_t batch,                \
-        int64_t channels, int64_t spatial, T eps, T *out);
+        int64_t channels, int64_t spatial, T eps, T *out);                         \
+    /* the whole backward in two passes, the same bits: backward_bias and  */ \
+    /* backward_scale_cpu (added into their outputs), scale_bias, then     */ \
+    /* mean_delta_cpu and variance_delta_cpu of the scaled delta ...       */ \
+    void bn_dk_backward_sums_##SUF(                                            \
+        const T *x, const T *x_norm, const T *delta, const T *mean,            \
+        const T *variance, const T *scales, int64_t batch, int64_t channels,   \
+        int64_t spatial, T eps, T *bias_updates, T *scale_updates,             \
+        T *mean_delta, T *variance_delta);                                     \
+    /* ... and normalize_delta_cpu of fl(delta * scales) (out may be delta) */\
+    void bn_dk_backward_dx_eps_inside_##SUF(                                   \
+        const T *x, const T *mean, const T *variance, const T *mean_delta,     \
+        const T *variance_delta, const T *delta, const T *scales,              \
+        int64_t batch, int64_t channels, int64_t spatial, T eps, T *out);      \
+    void bn_dk_backward_dx_eps_outside_##SUF(                                  \
+        const T *x, const T *mean, const T *variance, const T *mean_delta,     \
+        const T *variance_delta, const T *delta, const T *scales,              \
+        int64_t batch, int64_t channels, int64_t spatial, T eps, T *out);
 
 BN_DECLARE_DARKNET(float, f32)
 BN_DECLARE_DARKNET(double, f64)

@@ -241,3 +241,33 @@ def test_float64_kernels_follow_the_same_formulas(flavor):
         darknet.normalize_delta_cpu(x, mean, var, md, vd, delta, flavor=flavor),
         ref.normalize_delta_cpu(x, mean, var, md, vd, delta, flavor=flavor),
         rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("flavor", ["pjreddie", "alexeyab"])
+@pytest.mark.parametrize("shape", [(3, 13, 5, 7), (1, 9, 1, 1), (4, 8, 16, 16)])
+def test_fused_backward_is_darknets_six_kernels_bit_for_bit(shape, flavor, dtype):
+    """Oracle: Darknet's backward_batchnorm_layer as six kernel calls."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    delta = rng.standard_normal(shape).astype(dtype)
+    scales = rng.uniform(0.5, 2, shape[1]).astype(dtype)
+    mean = darknet.mean_cpu(x)
+    variance = darknet.variance_cpu(x, mean)
+    x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor)
+    bias_updates = darknet.backward_bias(delta)
+    scale_updates = darknet.backward_scale_cpu(x_norm, delta)
+    scaled = darknet.scale_bias(delta, scales)
+    mean_delta = darknet.mean_delta_cpu(scaled, variance)
+    variance_delta = darknet.variance_delta_cpu(x, scaled, mean, variance)
+    dx = darknet.normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta,
+                                     scaled, flavor=flavor)
+    delta_before = delta.copy()
+    fused = darknet.backward_batchnorm_layer(x, x_norm, delta, mean, variance, scales,
+                                             flavor=flavor)
+    np.testing.assert_array_equal(delta, delta_before)
+    for mine, oracle in zip(fused, (dx, scale_updates, bias_updates)):
+        assert mine.tobytes() == oracle.tobytes()
+    in_place = darknet.backward_batchnorm_layer(x, x_norm, delta, mean, variance, scales,
+                                                flavor=flavor, out=delta)
+    assert in_place[0] is delta and delta.tobytes() == dx.tobytes()
