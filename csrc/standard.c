@@ -4,6 +4,7 @@
 #include "bnkernels.h"
 #include "dispatch.h"
 #include "loops.h"
+#include "stream.h"
 
 #define T float
 #define NAME(f) f##_f32
