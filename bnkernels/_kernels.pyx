@@ -882,16 +882,6 @@ def get_num_threads():
     return bn_get_num_threads()
 
 
-cdef extern from "stream.h" nogil:
-    void bn_set_stream_threshold(int64_t bytes)
-
-
-def _set_stream_threshold(bytes):
-    """Testing: outputs of at least `bytes` are written with streaming stores
-    (None: the default, 3/4 of the L3 cache). Results are the same bits."""
-    bn_set_stream_threshold(-1 if bytes is None else int(bytes))
-
-
 def openmp_enabled():
     """Whether this build of bnkernels has OpenMP (multi-threaded kernels)."""
     return bool(bn_openmp_enabled())

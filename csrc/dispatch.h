@@ -18,7 +18,6 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     defined(__GLIBC__) && !defined(BNKERNELS_NO_DISPATCH)
 #define BN_SIMD_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
-#define BN_HAVE_DISPATCH 1
 #else
 #define BN_SIMD_CLONES
 #endif

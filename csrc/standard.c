@@ -4,7 +4,6 @@
 #include "bnkernels.h"
 #include "dispatch.h"
 #include "loops.h"
-#include "stream.h"
 
 #define T float
 #define NAME(f) f##_f32

@@ -151,36 +151,3 @@ def test_darknet_vectors_hold_bit_for_bit_on_4_threads(threads):
             rows = threads(4, lambda: verify.compare_case(z, flavor))
         failed = [key for key, ok, *_ in rows if not ok]
         assert not failed, f"{flavor}: {failed}"
-
-
-@pytest.fixture
-def streaming():
-    """Outputs of any size written with streaming stores (where the CPU has
-    AVX-512; elsewhere the regular path runs twice); restore the default."""
-    from bnkernels import _kernels
-    def run_with(threshold, fn):
-        _kernels._set_stream_threshold(threshold)
-        try:
-            return fn()
-        finally:
-            _kernels._set_stream_threshold(None)
-    return run_with
-
-
-@pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_streaming_stores_write_the_same_bits(dtype, relu, streaming, threads):
-    """Large outputs bypass the cache (stream.h); forced on for a small one,
-    rows of 1 KiB and more, heads not aligned to a cache line."""
-    from bnkernels import _kernels
-    rng = np.random.default_rng(3)
-    x = (rng.standard_normal((3, 5, 17, 31)) * 2 - 1).astype(dtype)
-    x[0, 1, 2, 3] = np.nan
-    c = x.shape[1]
-    mean, var = _kernels.stats(x)
-    invstd = _kernels.invstd(var, 1e-5)
-    w, b = rng.uniform(0.5, 2, c).astype(dtype), rng.standard_normal(c).astype(dtype)
-    call = lambda: _kernels.normalize_affine(x, mean, invstd, w, b, relu=relu).tobytes()
-    regular = streaming(1 << 62, call)
-    assert streaming(0, call) == regular
-    assert threads(3, lambda: streaming(0, call)) == regular
