@@ -151,3 +151,29 @@ def test_darknet_vectors_hold_bit_for_bit_on_4_threads(threads):
             rows = threads(4, lambda: verify.compare_case(z, flavor))
         failed = [key for key, ok, *_ in rows if not ok]
         assert not failed, f"{flavor}: {failed}"
+
+
+@pytest.mark.skipif(not bnkernels.openmp_enabled(), reason="built without OpenMP")
+def test_default_thread_count_follows_omp_num_threads():
+    import subprocess
+    import sys
+    code = "import bnkernels; print(bnkernels.get_num_threads())"
+    for n in ("1", "3"):
+        env = {**__import__("os").environ, "OMP_NUM_THREADS": n}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        assert out.strip() == n
+
+
+@pytest.mark.skipif(not bnkernels.openmp_enabled(), reason="built without OpenMP")
+def test_threadpoolctl_limits_the_default_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="pip install threadpoolctl")
+    bnkernels.set_num_threads(None)
+    with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+        assert bnkernels.get_num_threads() == 1
+    bnkernels.set_num_threads(2)  # an explicit choice wins over threadpoolctl
+    try:
+        with threadpoolctl.threadpool_limits(1, user_api="openmp"):
+            assert bnkernels.get_num_threads() == 2
+    finally:
+        bnkernels.set_num_threads(None)
