@@ -9,7 +9,7 @@ Large calls run on several threads when the extension was built with OpenMP
 (``openmp_enabled()``); ``set_num_threads`` / ``get_num_threads`` control how
 many. Every result is the same, bit for bit, whatever the number of threads.
 """
-from bnkernels import darknet, reference
+from bnkernels import darknet, distributed, reference
 from bnkernels._kernels import get_num_threads, openmp_enabled, set_num_threads
 from bnkernels.batchnorm import (
     ACTIVATIONS, NUMERICS, BatchNorm2d, BatchNormSaved, batch_norm_backward,
@@ -19,5 +19,5 @@ from bnkernels.batchnorm import (
 __version__ = "0.2.0"
 
 __all__ = ["ACTIVATIONS", "NUMERICS", "BatchNorm2d", "BatchNormSaved",
-           "batch_norm_backward", "batch_norm_forward", "darknet", "defaults",
+           "batch_norm_backward", "batch_norm_forward", "darknet", "defaults", "distributed",
            "get_num_threads", "openmp_enabled", "reference", "set_num_threads"]

@@ -56,6 +56,7 @@ cdef extern from "bnkernels.h" nogil:
     void bn_backward_reduce_f64(const double *dy, const double *x, const double *mean, const double *invstd, const double *weight, const double *bias, int relu, int64_t batch, int64_t channels, int64_t spatial, double *sum_dy, double *sum_dy_xhat)
     void bn_backward_dx_f64(const double *dy, const double *x, const double *mean, const double *invstd, const double *weight, const double *bias, int relu, const double *sum_dy, const double *sum_dy_xhat, int64_t batch, int64_t channels, int64_t spatial, double *dx)
     void bn_invstd(int64_t channels, const double *var, double eps, double *invstd)
+    void bn_merge_moments(int64_t parts, int64_t channels, const double *counts, const double *means, const double *m2s, double *mean, double *m2)
 
     void bn_set_num_threads(int threads)
     int bn_get_num_threads()

@@ -571,6 +571,34 @@ def invstd(var, double eps):
     return O
 
 
+def merge_moments(counts, means, m2s):
+    """(mean, M2) per channel of shards merged in order (Chan et al.).
+
+    counts: (P,) values per channel of each shard; means, m2s: (P, C), all
+    float64. Shards with count 0 are skipped; no values at all gives 0, 0."""
+    N = _array(counts, "counts")
+    M = _array(means, "means")
+    Q = _array(m2s, "m2s")
+    for a, name in ((N, "counts"), (M, "means"), (Q, "m2s")):
+        if a.dtype != _F64:
+            raise TypeError(f"{name} must have dtype float64, got {a.dtype}")
+        _require_c_contiguous(a, name)
+    if N.ndim != 1 or M.ndim != 2 or M.shape[0] != N.shape[0] or Q.shape != M.shape:
+        raise ValueError(f"expected counts (P,), means and m2s (P, C); got counts "
+                         f"{N.shape}, means {M.shape}, m2s {Q.shape}")
+    cdef int64_t parts = M.shape[0], c = M.shape[1]
+    OM = np.empty(c, np.float64)
+    OQ = np.empty(c, np.float64)
+    cdef double *pn = <double*>_ptr(N)
+    cdef double *pm = <double*>_ptr(M)
+    cdef double *pq = <double*>_ptr(Q)
+    cdef double *pom = <double*>_ptr(OM)
+    cdef double *poq = <double*>_ptr(OQ)
+    with nogil:
+        bn_merge_moments(parts, c, pn, pm, pq, pom, poq)
+    return OM, OQ
+
+
 def normalize_affine(x, mean, invstd, weight=None, bias=None, out=None,
                      bint relu=False):
     """y = (x - mean) * invstd * weight + bias, then max(y, 0) if relu;

@@ -149,6 +149,14 @@ BN_DECLARE_STANDARD(double, f64)
 /* invstd[c] = 1 / sqrt(var[c] + eps), in double. */
 void bn_invstd(int64_t channels, const double *var, double eps, double *invstd);
 
+/* Synchronized batch norm: each shard's (count, mean, M2) come from bn_stats
+ * (M2 = var * count); bn_merge_moments merges any number of them, in order,
+ * into the moments of the whole batch (Chan et al.; shards of 0 skipped).
+ * counts[parts], means[parts * channels], m2s[parts * channels]. */
+void bn_merge_moments(int64_t parts, int64_t channels, const double *counts,
+                      const double *means, const double *m2s, double *mean,
+                      double *m2);
+
 /* ------------------------------------------------------------------------ */
 /* Threads (OpenMP, when the library was built with it).  Every kernel      */
 /* gives the same bits whatever the number of threads: threads split the   */
