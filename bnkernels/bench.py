@@ -128,13 +128,18 @@ def parse_shapes(text):
     return shapes
 
 
-def parse_dtypes(text):
-    dtypes = _comma_list(text, "float32,float64")
-    for dtype in dtypes:
-        if dtype not in DTYPES:
+def _one_of(text, allowed, example):
+    """A comma-separated list of names from `allowed`, duplicates dropped."""
+    items = _comma_list(text, example)
+    for item in items:
+        if item not in allowed:
             raise argparse.ArgumentTypeError(
-                f"{dtype!r} is not one of {', '.join(DTYPES)}")
-    return list(dict.fromkeys(dtypes))
+                f"{item!r} is not one of {', '.join(allowed)}")
+    return list(dict.fromkeys(items))
+
+
+def parse_dtypes(text):
+    return _one_of(text, DTYPES, "float32,float64")
 
 
 def parse_threads(text):
@@ -148,12 +153,7 @@ def parse_threads(text):
 
 def parse_numerics(text):
     from bnkernels import NUMERICS
-    numerics = _comma_list(text, "standard,darknet")
-    for item in numerics:
-        if item not in NUMERICS:
-            raise argparse.ArgumentTypeError(
-                f"{item!r} is not one of {', '.join(NUMERICS)}")
-    return list(dict.fromkeys(numerics))
+    return _one_of(text, NUMERICS, "standard,darknet")
 
 
 def positive_int(text):
