@@ -8,6 +8,10 @@ contracted into fused multiply-adds or reordered, so the build uses
 OpenMP: used when a probe program compiles and links with -fopenmp (or
 /openmp); otherwise the build is serial, with a warning. BNKERNELS_OPENMP=0
 builds serial on purpose.
+
+BNKERNELS_SANITIZE=address,undefined (any -fsanitize= list) builds a checking
+extension with GCC or Clang's sanitizers; run Python with the ASan runtime
+preloaded (see the README).
 """
 import os
 import shutil
@@ -67,6 +71,15 @@ class BuildExt(build_ext):
             args = ["-O3", "-std=c11", "-fno-fast-math", "-ffp-contract=off",
                     "-fno-strict-aliasing"]
         link_args = []
+        sanitize = os.environ.get("BNKERNELS_SANITIZE", "").strip()
+        if sanitize:  # e.g. address,undefined: a checking build, see the README
+            if self.compiler.compiler_type == "msvc":
+                raise RuntimeError("BNKERNELS_SANITIZE needs GCC or Clang")
+            flags = [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g"]
+            if "undefined" in sanitize:
+                flags.append("-fno-sanitize-recover=undefined")
+            args = [a for a in args if a != "-O3"] + ["-O1"] + flags
+            link_args += flags
         openmp = openmp_flags(self.compiler)
         if openmp is None:
             warnings.warn("bnkernels: building without OpenMP (the compiler lacks it, or "
