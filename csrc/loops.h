@@ -50,10 +50,11 @@ typedef double bn_v8d __attribute__((vector_size(64)));
 
 /* FOR_ROWS(r, c, r_lo, r_hi): the (b, c) rows r = b * channels + c in
  * [r_lo, r_hi), with c = r % channels kept up to date without a division per
- * row (a 64-bit division costs as much as a short row's arithmetic). */
+ * row (a 64-bit division costs as much as a short row's arithmetic). An
+ * empty range divides by nothing: channels may be 0 then. */
 #define FOR_ROWS(r, c, r_lo, r_hi)                                             \
-    for (int64_t r = (r_lo), c = (r_lo) % channels; r < (r_hi);                \
-         ++r, c = (c + 1 == channels ? 0 : c + 1))
+    for (int64_t r = (r_lo), c = (r_lo) < (r_hi) ? (r_lo) % channels : 0;      \
+         r < (r_hi); ++r, c = (c + 1 == channels ? 0 : c + 1))
 
 /* Threads. BN_PARALLEL_RANGES(items, work_per_item, lo, hi, CALL) splits the
  * items [0, items) into one contiguous range [lo, hi) per thread and runs
