@@ -77,3 +77,88 @@ def test_c_fuzz_harness_runs_clean_under_asan_and_ubsan(tmp_path):
                           *corpus], capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "no report" in run.stdout
+
+
+# ---------------------------------------------------------------------------
+# numerical edge cases (the README's table): oracle, float64 NumPy two-pass
+# statistics of the same values, or the IEEE outcome stated
+# ---------------------------------------------------------------------------
+
+def standard_oracle(x, eps=1e-5):
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=(0, 2, 3), keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
+    return (x64 - mean) / np.sqrt(var + eps)
+
+
+def spacing_error(y, exact):
+    """Largest error in units of y's dtype's spacing at max|exact|."""
+    scale = np.spacing(y.dtype.type(np.abs(exact).max()))
+    return float(np.abs(y.astype(np.float64) - exact).max() / scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_constant_channel_gives_beta_and_finite_gradients(dtype):
+    x = np.full((4, 2, 3, 3), 7.25, dtype)
+    bias = np.array([0.5, -1.0], dtype)
+    y, saved = bnkernels.batch_norm_forward(x, np.ones(2, dtype), bias, None, None)
+    np.testing.assert_array_equal(y, np.broadcast_to(bias[None, :, None, None], x.shape))
+    dx, dw, db = bnkernels.batch_norm_backward(np.ones_like(x), saved)
+    assert np.isfinite(dx).all() and np.isfinite(dw).all() and np.isfinite(db).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mean_1e6_standard_deviations_keeps_the_output_accurate(dtype):
+    """float32: within 4 ulps. float64: the mean itself is only known to half
+    an ulp of 1e6 (1.2e-10), so y to a few of those over the standard
+    deviation (1): 2e-9 absolute."""
+    x = (np.random.default_rng(5).standard_normal((8, 3, 8, 8)) + 1e6).astype(dtype)
+    y, _ = bnkernels.batch_norm_forward(x, None, None, None, None)
+    if dtype == np.float32:
+        assert spacing_error(y, standard_oracle(x)) <= 4
+    else:
+        np.testing.assert_allclose(y, standard_oracle(x), rtol=0, atol=16 * np.spacing(1e6))
+
+
+def test_values_near_the_largest_float32_do_not_overflow_the_statistics():
+    """float32 input is summed in float64, so a finite answer stays finite."""
+    big = float(np.finfo(np.float32).max) / 4
+    x = (np.random.default_rng(6).uniform(-1, 1, (4, 2, 5, 5)) * big).astype(np.float32)
+    y, saved = bnkernels.batch_norm_forward(x, None, None, None, None)
+    assert np.isfinite(y).all()
+    assert spacing_error(y, standard_oracle(x.astype(np.float64) / big, eps=0.0)) <= 4
+    dx, _, _ = bnkernels.batch_norm_backward(np.random.default_rng(8).standard_normal(
+        x.shape).astype(np.float32), saved)
+    assert np.isfinite(dx).all()
+
+
+def test_subnormal_float32_values_are_kept_not_flushed():
+    tiny = np.finfo(np.float32).smallest_subnormal
+    x = (np.arange(2 * 2 * 3 * 3).reshape(2, 2, 3, 3) * tiny).astype(np.float32)
+    mean, var = _kernels.stats(x)
+    assert (mean > 0).all() and (var > 0).all()  # flushed to zero, both would be 0
+    y, _ = bnkernels.batch_norm_forward(x, None, None, None, None, eps=0.0)
+    assert spacing_error(y, standard_oracle(x, eps=0.0)) <= 4
+
+
+def test_subnormal_float64_values_give_finite_results():
+    """Their squares underflow to 0 in float64 (IEEE), so the variance is 0
+    and y = (x - mean) / sqrt(eps): tiny, finite, nothing flushed on the way."""
+    tiny = np.finfo(np.float64).smallest_subnormal
+    x = np.arange(2 * 2 * 3 * 3, dtype=np.float64).reshape(2, 2, 3, 3) * tiny
+    y, _ = bnkernels.batch_norm_forward(x, None, None, None, None)
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(1e-5), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("numerics", bnkernels.NUMERICS)
+@pytest.mark.parametrize("poison", [np.nan, np.inf, -np.inf])
+def test_nan_and_inf_poison_their_channel_only(numerics, poison):
+    x = np.random.default_rng(7).standard_normal((3, 4, 5, 5)).astype(np.float32)
+    x[1, 2, 3, 4] = poison
+    with np.errstate(all="ignore"):
+        y, saved = bnkernels.batch_norm_forward(x, None, None, None, None, numerics=numerics)
+        dx, _, _ = bnkernels.batch_norm_backward(np.ones_like(x), saved)
+    others = [0, 1, 3]
+    assert np.isfinite(y[:, others]).all() and np.isfinite(dx[:, others]).all()
+    assert not np.isfinite(y[:, 2]).all()

@@ -11,7 +11,7 @@ import bnkernels
 
 def one_step(seed, numerics, dtype):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((4, 16, 12, 12)).astype(dtype)
+    x = rng.standard_normal((4, 16, 24, 24)).astype(dtype)
     dy = rng.standard_normal(x.shape).astype(dtype)
     weight, bias = rng.uniform(0.5, 2, 16).astype(dtype), rng.standard_normal(16).astype(dtype)
     running_mean, running_var = np.zeros(16, dtype), np.ones(16, dtype)
@@ -21,13 +21,21 @@ def one_step(seed, numerics, dtype):
     return [a.tobytes() for a in (y, running_mean, running_var, dx, dweight, dbias)]
 
 
+@pytest.mark.parametrize("openmp_threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("numerics", bnkernels.NUMERICS)
-def test_eight_threads_give_the_bytes_of_serial_calls(numerics, dtype):
+def test_eight_threads_give_the_bytes_of_serial_calls(numerics, dtype, openmp_threads):
+    """Eight Python threads at once, each call itself on 1 or 2 OpenMP threads
+    (the tensors are large enough to use 2)."""
     seeds = list(range(32))
-    serial = [one_step(seed, numerics, dtype) for seed in seeds]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        threaded = list(pool.map(lambda seed: one_step(seed, numerics, dtype), seeds))
+    bnkernels.set_num_threads(1)
+    try:
+        serial = [one_step(seed, numerics, dtype) for seed in seeds]
+        bnkernels.set_num_threads(openmp_threads)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            threaded = list(pool.map(lambda seed: one_step(seed, numerics, dtype), seeds))
+    finally:
+        bnkernels.set_num_threads(None)
     assert threaded == serial
 
 
