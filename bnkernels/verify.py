@@ -237,6 +237,114 @@ def gradient_rows(tolerance=1e-6):
     return list(rows.values())
 
 
+def selftest_rows():
+    """Short checks of this installation's behaviour at the edges: sizes of 0,
+    NaN and Inf, constant channels, huge offsets and values, threads, bad
+    input. One Row each; an exception counts as a failure."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bnkernels import _kernels, set_num_threads
+
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def check(name, fn):
+        row = Row(name, "-", max_ulp=float("nan"))
+        try:
+            ok, cases, err = fn()
+        except Exception as error:  # noqa: BLE001 - reported as a failed check
+            ok, cases, err = False, 1, float("nan")
+            row.check = f"{name} ({type(error).__name__})"
+        row.cases, row.max_abs, row.ok = cases, err, bool(ok)
+        rows.append(row)
+
+    def zero_sizes():
+        shapes = [(0, 3, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4)]
+        for shape in shapes:
+            x = np.ones(shape, np.float32)
+            for numerics in ("standard", "darknet"):
+                with np.errstate(all="ignore"):
+                    y, saved = batch_norm_forward(x, None, None, None, None, numerics=numerics)
+                assert y.shape == shape
+        return True, len(shapes), 0.0
+
+    def poison():
+        x = rng.standard_normal((3, 4, 5, 5)).astype(np.float32)
+        x[1, 2, 3, 4] = np.nan
+        with np.errstate(all="ignore"):
+            y, _ = batch_norm_forward(x, None, None, None, None)
+        ok = np.isfinite(y[:, [0, 1, 3]]).all() and np.isnan(y[:, 2]).all()
+        return ok, 1, 0.0
+
+    def constant():
+        x = np.full((4, 2, 3, 3), 7.25, np.float32)
+        bias = np.array([0.5, -1.0], np.float32)
+        y, _ = batch_norm_forward(x, None, bias, None, None)
+        return bool((y == bias[None, :, None, None]).all()), 1, 0.0
+
+    def offset(loc, scale_to):
+        def fn():
+            x = rng.standard_normal((8, 3, 8, 8)) * scale_to
+            x = (x + loc).astype(np.float32)
+            y, _ = batch_norm_forward(x, None, None, None, None, eps=0.0)
+            x64 = x.astype(np.float64)
+            mean = x64.mean(axis=(0, 2, 3), keepdims=True)
+            exact = (x64 - mean) / np.sqrt(((x64 - mean) ** 2).mean(axis=(0, 2, 3),
+                                                                    keepdims=True))
+            err = float(np.abs(y - exact).max())
+            return np.isfinite(y).all() and err <= 4 * np.spacing(np.float32(
+                np.abs(exact).max())), 1, err
+        return fn
+
+    def openmp_threads():
+        x = rng.standard_normal((5, 37, 24, 24)).astype(np.float32)
+        results = []
+        try:
+            for n in (1, 2, 3, 4):
+                set_num_threads(n)
+                y, saved = batch_norm_forward(x, None, None, None, None)
+                results.append(y.tobytes() + batch_norm_backward(x, saved)[0].tobytes())
+        finally:
+            set_num_threads(None)
+        return len(set(results)) == 1, 4, 0.0
+
+    def python_threads():
+        xs = [rng.standard_normal((4, 8, 12, 12)) for _ in range(16)]
+        step = lambda x: batch_norm_forward(x, None, None, None, None)[0].tobytes()
+        serial = [step(x) for x in xs]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(step, xs)) == serial, len(xs), 0.0
+
+    def bad_input():
+        x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
+        before = x.tobytes()
+        bad = [x[:, :, ::2], x.astype(np.float16), x.astype(">f4"), x[0], x.astype(int)]
+        rejected = 0
+        for b in bad:
+            try:
+                batch_norm_forward(b, None, None, None, None)
+            except (TypeError, ValueError):
+                rejected += 1
+        outs = (x[::-1], x[:, :, :2].copy(), np.empty_like(x).view(">f4"))
+        for out in outs:
+            try:
+                batch_norm_forward(x, None, None, np.zeros(3, np.float32),
+                                   np.ones(3, np.float32), out=out)
+            except (TypeError, ValueError):
+                rejected += 1
+        return rejected == len(bad) + len(outs) and x.tobytes() == before, rejected, 0.0
+
+    check("self-test: sizes of 0 (N, C, H*W)", zero_sizes)
+    check("self-test: NaN poisons its channel only", poison)
+    check("self-test: constant channel gives beta", constant)
+    check("self-test: float32 at mean/std = 1e6", offset(1e6, 1.0))
+    check("self-test: float32 near its max value", offset(0.0, 1e37))
+    check("self-test: 1-4 OpenMP threads, same bits", openmp_threads)
+    check("self-test: 8 Python threads, same bits", python_threads)
+    check("self-test: bad input raises, x unchanged", bad_input)
+    return rows
+
+
 def format_table(rows):
     lines = [f"{'check':<40} {'flavor':<9} {'cases':>5} {'max abs err':>12} "
              f"{'max ulp':>8}  result",
@@ -250,7 +358,7 @@ def format_table(rows):
 
 def run(extra_dirs=(), print_=print):
     """Run every check, print the table, return True if all pass."""
-    rows = darknet_rows(*extra_dirs) + gradient_rows()
+    rows = darknet_rows(*extra_dirs) + gradient_rows() + selftest_rows()
     print_(format_table(rows))
     failed = [r for r in rows if not r.ok]
     print_(f"\n{len(rows) - len(failed)} of {len(rows)} checks pass"
