@@ -6,7 +6,7 @@
 #   bash tests/fuzz/valgrind_check.sh        (about 10 s)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-python=$("${PYTHON:-python3}" -c "import sys; print(sys.executable)")  # not a shim: valgrind follows no script
+python=$("${BNKERNELS_PYTHON:-python3}" -c "import sys; print(sys.executable)")  # not a shim: valgrind follows no script
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 PYTHONMALLOC=malloc valgrind --leak-check=full --show-leak-kinds=definite \
