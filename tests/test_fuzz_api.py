@@ -83,6 +83,9 @@ def build(name, rng, shape, dtype):
                 "backward_batchnorm_layer": ("x", "x_norm", "delta", "mean", "variance",
                                              "scales")}[name]
         return {k: a[k] for k in used}, ()
+    if name.endswith("BatchNorm2d"):
+        return {**tensors(rng, shape, dtype, "x", "dy"), "channels": c,
+                "dtype": np.dtype(dtype)}, ()
     if name.startswith("batch_norm"):
         a = tensors(rng, shape, dtype, "x", "dy")
         a.update(vectors(rng, c, dtype, "weight", "bias"))
@@ -132,6 +135,10 @@ def call(name, a, out=None):
             a["x"], a["weight"], a["bias"], a["running_mean"], a["running_var"],
             numerics=numerics, **o)
         return (y,) + tuple(bnkernels.batch_norm_backward(a["dy"], saved))
+    if name.endswith("BatchNorm2d"):
+        kind = distributed.SyncBatchNorm2d if name.startswith("Sync") else bnkernels.BatchNorm2d
+        layer = kind(a["channels"], dtype=a["dtype"], activation="relu")
+        return layer(a["x"]), layer.backward(a["dy"])
     if name == "shard_moments":
         return distributed.shard_moments(a["x"])
     if name == "merge_moments":
@@ -146,7 +153,8 @@ VECTOR_OUT = {"mean_cpu", "variance_cpu", "backward_bias", "backward_scale_cpu",
               "mean_delta_cpu", "variance_delta_cpu"}
 # distributed.merge_moments is left out: it converts any array-like of
 # per-shard numbers to float64 on purpose (tested in test_distributed.py).
-FUNCTIONS = sorted(TENSOR_OUT | VECTOR_OUT | {"rolling_update", "shard_moments"})
+FUNCTIONS = sorted(TENSOR_OUT | VECTOR_OUT | {"rolling_update", "shard_moments",
+                                              "BatchNorm2d", "SyncBatchNorm2d"})
 
 
 # ---------------------------------------------------------------------------
@@ -229,11 +237,13 @@ def test_mutated_argument_gives_the_clean_result_or_a_clear_error(name, data):
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
     rng = np.random.default_rng(seed)
     args, written = build(name, rng, shape, dtype)
-    target = data.draw(st.sampled_from(sorted(args)), label="argument")
+    target = data.draw(st.sampled_from(sorted(k for k, v in args.items()
+                                               if isinstance(v, np.ndarray))),
+                       label="argument")
     kind = data.draw(st.sampled_from(MUTATIONS), label="mutation")
     if kind == "channels" and len(args) == 1:
         kind = "ndim"  # one array alone: any channel count is a valid input
-    clean = {k: v.copy() for k, v in args.items()}
+    clean = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in args.items()}
     args[target], valid = mutate(kind, args[target], rng)
     if target in written and not args[target].flags.writeable:
         valid = False  # updated in place: must be writeable
@@ -257,7 +267,7 @@ def test_mutated_argument_gives_the_clean_result_or_a_clear_error(name, data):
                 if k not in written and isinstance(v, np.ndarray)}
     expected = None
     if valid:
-        fresh = {k: v.copy() for k, v in clean.items()}
+        fresh = {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in clean.items()}
         if kind == "nan_inf":
             fresh[target] = np.array(args[target], copy=True)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
