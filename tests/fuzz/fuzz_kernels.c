@@ -50,27 +50,18 @@ static void fill(Source *in, void *buffer, size_t bytes)
 }
 
 /* Values that are mostly ordinary numbers, sometimes raw bit patterns. */
-static void fill_f32(Source *in, float *v, int64_t n)
-{
-    for (int64_t i = 0; i < n; ++i) {
-        const uint8_t kind = next_byte(in);
-        if (kind < 200)
-            v[i] = (float)((int)next_byte(in) - 128) / 16.0f;
-        else
-            fill(in, &v[i], sizeof v[i]);
+#define DEFINE_FILL(T, NAME)                                                   \
+    static void NAME(Source *in, T *v, int64_t n)                              \
+    {                                                                          \
+        for (int64_t i = 0; i < n; ++i) {                                      \
+            if (next_byte(in) < 200)                                           \
+                v[i] = (T)((int)next_byte(in) - 128) / (T)16;                  \
+            else                                                               \
+                fill(in, &v[i], sizeof v[i]);                                  \
+        }                                                                      \
     }
-}
-
-static void fill_f64(Source *in, double *v, int64_t n)
-{
-    for (int64_t i = 0; i < n; ++i) {
-        const uint8_t kind = next_byte(in);
-        if (kind < 200)
-            v[i] = (double)((int)next_byte(in) - 128) / 16.0;
-        else
-            fill(in, &v[i], sizeof v[i]);
-    }
-}
+DEFINE_FILL(float, fill_f32)
+DEFINE_FILL(double, fill_f64)
 
 /* Exactly-sized buffers: ASan sees the end of each. */
 #define NEW(T, n) ((T *)malloc(((n) > 0 ? (size_t)(n) : 1) * sizeof(T)))
