@@ -11,12 +11,12 @@
  *
  * With clang's libFuzzer (coverage-guided):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -DBN_LIBFUZZER \
- *       -Icsrc csrc/*.c tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
+ *       -Icsrc csrc/darknet.c csrc/standard.c csrc/threads.c tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
  *   ./fuzz_kernels -max_total_time=600 tests/fuzz/corpus
  * With GCC (random inputs for a bounded time, then every file given):
  *   gcc -std=c11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
- *       -fopenmp -Icsrc csrc/*.c tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
- *   ./fuzz_kernels 20 tests/fuzz/corpus/*        # 20 seconds of random inputs
+ *       -fopenmp -Icsrc csrc/darknet.c csrc/standard.c csrc/threads.c tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
+ *   ./fuzz_kernels 20 tests/fuzz/corpus/[a-z]*        # 20 seconds of random inputs
  * An input that crashes goes into tests/fuzz/corpus/ (a regression input).
  */
 #include <stdint.h>
