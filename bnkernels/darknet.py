@@ -22,6 +22,8 @@ Two Darknet code bases differ, and ``flavor=`` picks one where they do:
 The epsilons are Darknet's float constants (``.000001f``, ``.00001f``), also in
 float64; ``eps=`` overrides them.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from bnkernels import _kernels
@@ -31,6 +33,7 @@ __all__ = [
     "mean_cpu", "variance_cpu", "normalize_cpu", "scale_bias", "add_bias",
     "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
     "variance_delta_cpu", "normalize_delta_cpu", "backward_batchnorm_layer",
+    "StandardParams", "DarknetParams", "to_standard", "from_standard",
 ]
 
 FLAVORS = ("pjreddie", "alexeyab")
@@ -256,3 +259,265 @@ def backward_batchnorm_layer(x, x_norm, delta, mean, variance, scales, *,
     flavor = check_flavor(flavor)
     return _kernels.dk_backward(x, x_norm, delta, mean, variance, scales,
                                 _eps(eps, BACKWARD_EPS), flavor == "pjreddie", out)
+
+
+# ---------------------------------------------------------------------------
+# Inference parameters: Darknet's convention <-> the standard one
+# ---------------------------------------------------------------------------
+
+class StandardParams(NamedTuple):
+    """Standard-convention BN parameters converted from Darknet's (to_standard).
+
+    ``weight, bias, running_mean, running_var`` are new (C,) arrays of the
+    inputs' dtype; with ``eps`` they define
+    ``y = weight * (x - running_mean) / sqrt(running_var + eps) + bias``.
+    ``max_rel_diff``, ``max_abs_diff``, ``rescaled`` and ``nan_channels`` are
+    described in to_standard.
+    """
+    weight: np.ndarray
+    bias: np.ndarray
+    running_mean: np.ndarray
+    running_var: np.ndarray
+    eps: float
+    max_rel_diff: float
+    max_abs_diff: float
+    rescaled: np.ndarray
+    nan_channels: np.ndarray
+
+
+class DarknetParams(NamedTuple):
+    """Darknet-convention BN parameters converted from standard ones
+    (from_standard), under Darknet's names, for one ``flavor``."""
+    scales: np.ndarray
+    biases: np.ndarray
+    rolling_mean: np.ndarray
+    rolling_variance: np.ndarray
+    flavor: str
+    max_rel_diff: float
+    max_abs_diff: float
+    rescaled: np.ndarray
+    nan_channels: np.ndarray
+
+
+_PROBE = 3.0  # max_abs_diff is measured at x = mean +- 3 divisors
+
+
+def check_channel_vectors(**vectors):
+    """Check per-channel (C,) vectors given by name; return them unchanged.
+
+    Each must be a NumPy array of dtype float32 or float64 with ndim 1; all
+    must have the first one's shape and dtype. Errors name the argument, the
+    expected and the given value (TypeError for type and dtype, ValueError for
+    shape).
+    """
+    first_name, first = None, None
+    for name, value in vectors.items():
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"{name} must be a NumPy array of float32 or float64, "
+                            f"got {type(value).__name__}")
+        if value.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} has dtype {value.dtype}, expected float32 or float64")
+        if value.ndim != 1:
+            raise ValueError(f"{name} has shape {value.shape}, expected a 1-D (C,) array")
+        if first is None:
+            first_name, first = name, value
+            continue
+        if value.shape != first.shape:
+            raise ValueError(f"{name} has shape {value.shape}, expected {first.shape} "
+                             f"to match {first_name}")
+        if value.dtype != first.dtype:
+            raise TypeError(f"{name} has dtype {value.dtype}, expected {first.dtype} "
+                            f"to match {first_name}")
+    return tuple(vectors.values())
+
+
+def check_eps(eps, name="eps"):
+    """eps as a float; TypeError unless a real number, ValueError unless finite and >= 0."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {type(eps).__name__}")
+    eps = float(eps)
+    if not (eps >= 0 and np.isfinite(eps)):
+        raise ValueError(f"{name} must be finite and >= 0, got {eps!r}")
+    return eps
+
+
+def divisor(running_var, eps, *, inside):
+    """float64 per-channel divisor of inference BN: ``sqrt(var + eps)`` with
+    eps inside the square root, ``sqrt(var) + eps`` outside (pjreddie's CPU
+    layer). NaN where the variance makes the square root's argument negative
+    or NaN."""
+    var = np.asarray(running_var, np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(var + eps) if inside else np.sqrt(var) + eps
+
+
+def _report(scale, old_divisor, new_scale, new_divisor, degenerate):
+    """max_rel_diff and max_abs_diff of a conversion, over the channels that
+    are not degenerate. Both maps are y = s * (x - mean) / D + bias with the
+    same mean and bias (every conversion keeps them exactly, so they cancel);
+    a = s / D is the effective scale."""
+    ok = ~degenerate
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a_old = scale[ok] / old_divisor[ok]
+        a_new = new_scale[ok] / new_divisor[ok]
+        diff = np.abs(a_new - a_old)
+        rel = np.where(diff == 0, 0.0, diff / np.abs(a_old))
+        # at x = mean +- 3 * old divisor: |a_new - a_old| * 3 * D_old
+        absolute = np.where(diff == 0, 0.0, diff * _PROBE * old_divisor[ok])
+    return (float(rel.max()) if rel.size else 0.0,
+            float(absolute.max()) if absolute.size else 0.0)
+
+
+def to_standard(scales, biases, rolling_mean, rolling_variance, *,
+                flavor="pjreddie", eps=1e-5):
+    """Standard-convention parameters that reproduce Darknet's inference BN.
+
+    Darknet's inference output per channel c (``normalize_cpu``,
+    ``scale_bias``, ``add_bias`` with the rolling statistics) is
+    ``y = s * (x - m) / D + b`` with D = ``sqrt(v) + e`` (pjreddie, e = its
+    float constant .000001f) or ``sqrt(v + e)`` (alexeyab, e = .00001f); see
+    forward_eps. The standard convention divides by ``sqrt(var + eps)``. The
+    conversion keeps bias = b and running_mean = m, and chooses
+    ``running_var = D**2 - eps``, so that ``sqrt(running_var + eps) == D``
+    exactly in exact arithmetic, with weight = s. Where that variance would be
+    negative (pjreddie: v below about (sqrt(eps) - e)**2 ~ 1e-5 for the
+    default eps, v = 0 included; alexeyab: v < eps - e, e.g. v = 0 when eps >
+    e), running_var = 0 and the weight is rescaled instead:
+    ``weight = s * sqrt(eps) / D``; those channels are listed in ``rescaled``.
+    Everything is computed in float64 and rounded once to the inputs' dtype.
+    With flavor="alexeyab" and ``eps=forward_eps("alexeyab")`` the
+    conversion is the identity (for variances >= 0).
+
+    Degenerate channels propagate: where D is NaN or 0 (pjreddie: variance
+    negative or NaN; alexeyab: variance below -e or NaN, or exactly -e),
+    Darknet's output is NaN or infinite for every x; running_var is set to NaN
+    there so that the standard layer's output is NaN too. Those channels are
+    listed in ``nan_channels`` and left out of the differences below. A
+    variance of +inf is fine (both give y = b). Non-finite scales, biases or
+    means are copied as they are; the bound below assumes finite ones.
+
+    Parameters
+    ----------
+    scales, biases, rolling_mean, rolling_variance : ndarray, (C,)
+        Darknet's parameters (gamma, beta and the rolling statistics), one
+        dtype, float32 or float64. Not modified.
+    flavor : {"pjreddie", "alexeyab"}
+        Whose inference formula to reproduce.
+    eps : float
+        The standard-convention epsilon the result is for (PyTorch's 1e-5).
+
+    Returns
+    -------
+    StandardParams
+        ``weight, bias, running_mean, running_var`` (new arrays of the inputs'
+        dtype), ``eps``, and:
+
+        max_rel_diff : float
+            ``max_c |a'_c - a_c| / |a_c|`` where a_c = s_c / D_c is Darknet's
+            effective scale and a'_c = weight_c / sqrt(running_var_c + eps)
+            the converted one, both evaluated in float64 from the arrays as
+            stored (rounded to their dtype); 0 where they are equal. Since the
+            mean and bias are kept exactly, for any x the two exactly
+            evaluated outputs differ by ``|dy| <= max_rel_diff * |a_c (x - m_c)|``
+            (plus each implementation's own rounding of y). It is ~1e-7 in
+            float32 (the rounding of running_var and of a rescaled weight)
+            and ~1e-16 in float64.
+        max_abs_diff : float
+            ``max_c |a'_c - a_c| * 3 * D_c``: the largest output difference
+            in output units at x = m_c +- 3 D_c (three Darknet standard
+            deviations from the mean), evaluated in float64.
+        rescaled : ndarray of int64
+            Channels whose weight differs from s (running_var = 0 there).
+        nan_channels : ndarray of int64
+            Degenerate channels (see above).
+    """
+    flavor = check_flavor(flavor)
+    scales, biases, rolling_mean, rolling_variance = check_channel_vectors(
+        scales=scales, biases=biases, rolling_mean=rolling_mean,
+        rolling_variance=rolling_variance)
+    eps = check_eps(eps)
+    dtype = scales.dtype
+    s = scales.astype(np.float64)
+    e = forward_eps(flavor)
+    inside = flavor == "alexeyab"
+    d = divisor(rolling_variance, e, inside=inside)
+    degenerate = np.isnan(d) | (d == 0)
+    with np.errstate(invalid="ignore"):
+        # D**2 - eps; for alexeyab v + (e - eps), exactly v when eps == e
+        var = rolling_variance.astype(np.float64) + (e - eps) if inside else d ** 2 - eps
+        rescale = ~degenerate & (var < 0)
+    var[degenerate] = np.nan
+    var[rescale] = 0.0
+    weight = s.copy()
+    weight[rescale] = s[rescale] * np.sqrt(eps) / d[rescale]
+    weight, var = weight.astype(dtype), var.astype(dtype)
+    max_rel, max_abs = _report(s, d, weight.astype(np.float64),
+                               divisor(var, eps, inside=True), degenerate)
+    return StandardParams(weight, biases.copy(), rolling_mean.copy(), var, eps,
+                          max_rel, max_abs, np.flatnonzero(rescale),
+                          np.flatnonzero(degenerate))
+
+
+def from_standard(weight, bias, running_mean, running_var, *, eps=1e-5,
+                  flavor="pjreddie"):
+    """Darknet-convention parameters that reproduce standard inference BN.
+
+    The inverse of to_standard. The standard output per channel is
+    ``y = w * (x - m) / D + b`` with D = ``sqrt(var + eps)``. The conversion
+    keeps biases = b, rolling_mean = m, scales = w and chooses the Darknet
+    variance v whose divisor equals D: ``v = (D - e)**2`` (pjreddie, where
+    sqrt(v) + e = D needs D >= e) or ``v = D**2 - e`` (alexeyab, needs
+    var + eps >= e). Where that is impossible (pjreddie: var + eps < e**2 ~
+    1e-12, i.e. a tiny eps with a tiny variance; alexeyab: var + eps < e ~
+    1e-5, e.g. var = 0 with eps < 1e-5) the variance is set to 0 and the
+    scale rescaled: ``scales = w * D0 / D`` with D0 Darknet's divisor at v = 0
+    (e for pjreddie, sqrt(e) for alexeyab); those channels are listed in
+    ``rescaled``. Computed in float64, rounded once to the inputs' dtype.
+
+    Degenerate channels propagate: where D is NaN or 0 (var + eps negative,
+    NaN or 0) the rolling variance is set to NaN (``nan_channels``). The
+    differences are defined as in to_standard, with a = w / D the standard
+    effective scale and a' = scales / D' Darknet's from the converted
+    parameters; max_abs_diff is measured at x = m +- 3 D.
+
+    Parameters
+    ----------
+    weight, bias, running_mean, running_var : ndarray, (C,)
+        One dtype, float32 or float64. Not modified.
+    eps : float
+        The standard epsilon they were used with.
+    flavor : {"pjreddie", "alexeyab"}
+        Whose inference formula the result is for.
+
+    Returns
+    -------
+    DarknetParams
+        ``scales, biases, rolling_mean, rolling_variance`` (new arrays of the
+        inputs' dtype), ``flavor``, ``max_rel_diff``, ``max_abs_diff``,
+        ``rescaled``, ``nan_channels``.
+    """
+    flavor = check_flavor(flavor)
+    weight, bias, running_mean, running_var = check_channel_vectors(
+        weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
+    eps = check_eps(eps)
+    dtype = weight.dtype
+    w = weight.astype(np.float64)
+    e = forward_eps(flavor)
+    inside = flavor == "alexeyab"
+    d = divisor(running_var, eps, inside=True)
+    degenerate = np.isnan(d) | (d == 0)
+    with np.errstate(invalid="ignore"):
+        var = running_var.astype(np.float64) + (eps - e) if inside else (d - e) ** 2
+        rescale = ~degenerate & ((d < e) if not inside else (var < 0))
+    var[degenerate] = np.nan
+    var[rescale] = 0.0
+    scales = w.copy()
+    d_zero = e if not inside else np.sqrt(e)
+    scales[rescale] = w[rescale] * d_zero / d[rescale]
+    scales, var = scales.astype(dtype), var.astype(dtype)
+    max_rel, max_abs = _report(w, d, scales.astype(np.float64),
+                               divisor(var, e, inside=inside), degenerate)
+    return DarknetParams(scales, bias.copy(), running_mean.copy(), var, flavor,
+                         max_rel, max_abs, np.flatnonzero(rescale),
+                         np.flatnonzero(degenerate))
+
