@@ -15,9 +15,11 @@ from bnkernels.batchnorm import (
     ACTIVATIONS, NUMERICS, BatchNorm2d, BatchNormSaved, batch_norm_backward,
     batch_norm_forward, defaults,
 )
+from bnkernels.folding import fold_batchnorm
 
 __version__ = "0.2.0"
 
 __all__ = ["ACTIVATIONS", "NUMERICS", "BatchNorm2d", "BatchNormSaved",
            "batch_norm_backward", "batch_norm_forward", "darknet", "defaults", "distributed",
-           "get_num_threads", "openmp_enabled", "reference", "set_num_threads"]
+           "fold_batchnorm", "get_num_threads", "openmp_enabled", "reference",
+           "set_num_threads"]
