@@ -1,7 +1,8 @@
 /*
  * bnkernels.h: every batch-normalization kernel of bnkernels, in plain C.
  *
- * Layout: NCHW, C-contiguous. Sizes are named as in Darknet:
+ * Layout: NCHW, C-contiguous (the standard family also has *_nhwc kernels
+ * for channels-last tensors). Sizes are named as in Darknet:
  *   batch    = N
  *   channels = C
  *   spatial  = H * W
@@ -138,6 +139,24 @@ BN_DECLARE_DARKNET(double, f64)
         double *sum_dy_xhat);                                                  \
     /* sum_dy = sum_dy_xhat = NULL: eval mode, dx = weight * invstd * dy     */\
     void bn_backward_dx_##SUF(                                                 \
+        const T *dy, const T *x, const double *mean, const double *invstd,     \
+        const T *weight, const T *bias, int relu, const double *sum_dy,        \
+        const double *sum_dy_xhat, int64_t batch, int64_t channels,            \
+        int64_t spatial, T *dx);                                               \
+    /* channels-last (NHWC) twins, the same arguments: element (b, s, c) at  */\
+    /* x[(b * spatial + s) * channels + c] (standard_nhwc.inc)               */\
+    void bn_stats_nhwc_##SUF(const T *x, int64_t batch, int64_t channels,      \
+                             int64_t spatial, double *mean, double *var);      \
+    void bn_normalize_affine_nhwc_##SUF(                                       \
+        const T *x, const double *mean, const double *invstd,                  \
+        const T *weight, const T *bias, int64_t batch, int64_t channels,       \
+        int64_t spatial, int relu, T *y);                                      \
+    void bn_backward_reduce_nhwc_##SUF(                                        \
+        const T *dy, const T *x, const double *mean, const double *invstd,     \
+        const T *weight, const T *bias, int relu, int64_t batch,               \
+        int64_t channels, int64_t spatial, double *sum_dy,                     \
+        double *sum_dy_xhat);                                                  \
+    void bn_backward_dx_nhwc_##SUF(                                            \
         const T *dy, const T *x, const double *mean, const double *invstd,     \
         const T *weight, const T *bias, int relu, const double *sum_dy,        \
         const double *sum_dy_xhat, int64_t batch, int64_t channels,            \

@@ -8,12 +8,14 @@
 #define T float
 #define NAME(f) f##_f32
 #include "standard.inc"
+#include "standard_nhwc.inc"
 #undef T
 #undef NAME
 
 #define T double
 #define NAME(f) f##_f64
 #include "standard.inc"
+#include "standard_nhwc.inc"
 #undef T
 #undef NAME
 
