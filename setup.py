@@ -12,6 +12,9 @@ builds serial on purpose.
 BNKERNELS_SANITIZE=address,undefined (any -fsanitize= list) builds a checking
 extension with GCC or Clang's sanitizers; run Python with the ASan runtime
 preloaded (see the README).
+
+bnkernels/include/ (bnkernels.get_include()) is written by the build, next to
+the extension, from csrc/bnkernels.h and bnkernels/_kernels.pxd.
 """
 import os
 import shutil
@@ -22,6 +25,7 @@ import warnings
 import numpy
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -60,6 +64,30 @@ def openmp_flags(compiler):
     return flags, flags
 
 
+# What bnkernels.get_include() holds, for other extensions: the C header and
+# the .pxd they cimport (as bnkernels._kernels), copied from their one place.
+INCLUDE_FILES = {"bnkernels.h": "csrc/bnkernels.h",
+                 "bnkernels/_kernels.pxd": "bnkernels/_kernels.pxd"}
+
+
+def copy_include(command, package_dir):
+    """Copy INCLUDE_FILES into package_dir/include with a setuptools command."""
+    for target, source in INCLUDE_FILES.items():
+        path = os.path.join(package_dir, "include", target)
+        command.mkpath(os.path.dirname(path))
+        command.copy_file(source, path)
+
+
+class BuildPy(build_py):
+    """The pure-Python part of a wheel, plus bnkernels/include (csrc/ is not in
+    the wheel)."""
+
+    def run(self):
+        super().run()
+        if not self.editable_mode:
+            copy_include(self, os.path.join(self.build_lib, "bnkernels"))
+
+
 class BuildExt(build_ext):
     """Pick flags by compiler family (unix-like vs MSVC), with OpenMP where
     the compiler supports it."""
@@ -92,6 +120,11 @@ class BuildExt(build_ext):
             ext.extra_link_args = link_args + ext.extra_link_args
         super().build_extensions()
 
+    def run(self):
+        super().run()
+        if self.inplace:  # build_ext --inplace, pip install -e: in the source tree
+            copy_include(self, "bnkernels")
+
 
 kernels = Extension(
     "bnkernels._kernels",
@@ -100,10 +133,11 @@ kernels = Extension(
     include_dirs=[numpy.get_include(), "csrc"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     depends=["csrc/bnkernels.h", "csrc/dispatch.h", "csrc/loops.h", "csrc/darknet.inc", "csrc/standard.inc",
-             "bnkernels/_kernels.pxd"],
+             "csrc/standard_nhwc.inc",
+             "bnkernels/_kernels.pxd", "bnkernels/bnkernels_h.pxd", "bnkernels/_capi.pxi"],
 )
 
 setup(
     ext_modules=[kernels],
-    cmdclass={"build_ext": BuildExt},
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
 )

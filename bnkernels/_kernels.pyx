@@ -27,9 +27,13 @@ cdef str _describe(a):
     return f"{a.dtype} array of shape {a.shape}"
 
 
-cdef object _array(obj, str name):
-    """obj as a plain ndarray: subclasses become base-class views (no copy),
-    so the shape and dtype read here are those of the memory C will see."""
+cdef object _array(obj, str name, bint written=False):
+    """obj as a plain ndarray over the same memory: subclasses become
+    base-class views, objects with __dlpack__ (PyTorch CPU tensors, ...) are
+    viewed through DLPack, and anything exposing the buffer protocol or
+    __array_interface__ is viewed by NumPy; none of these copies. An array
+    the call writes (written) must be such a view; one it only reads may
+    also be a sequence NumPy converts (a copy nobody sees)."""
     if type(obj) is np.ndarray:
         return obj
     if obj is None:
@@ -37,6 +41,22 @@ cdef object _array(obj, str name):
     if isinstance(obj, np.ma.MaskedArray):
         raise TypeError(f"{name} is a masked array, whose mask bnkernels would ignore; "
                         f"pass {name}.filled(value) or numpy.asarray({name})")
+    if isinstance(obj, np.ndarray):
+        return np.asarray(obj)
+    if hasattr(type(obj), "__dlpack__"):
+        try:
+            return np.from_dlpack(obj)
+        except (BufferError, TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"{name}: cannot view this {type(obj).__name__} as a NumPy "
+                            f"array without a copy (DLPack says: {e})") from None
+    if written:
+        try:
+            return np.asarray(obj, copy=False)
+        except ValueError:
+            raise TypeError(
+                f"{name} must be an array bnkernels can write into (a NumPy array, or an "
+                f"object with __dlpack__, __array_interface__ or the buffer protocol), "
+                f"got {type(obj).__name__}") from None
     return np.asarray(obj)
 
 
@@ -57,15 +77,17 @@ cdef inline bint _plain_float(cnp.ndarray a, int type_num):
             and cnp.PyArray_ISCARRAY_RO(a))
 
 
-cdef object _tensor(obj, str name):
-    """An (N, C, H, W) float32 or float64 C-contiguous array."""
+cdef object _tensor(obj, str name, bint nhwc=False):
+    """An (N, C, H, W) (or with nhwc, (N, H, W, C)) float32 or float64
+    C-contiguous array."""
     if type(obj) is np.ndarray and cnp.PyArray_NDIM(<cnp.ndarray>obj) == 4 and (
             _plain_float(obj, cnp.NPY_FLOAT32) or _plain_float(obj, cnp.NPY_FLOAT64)):
         return obj  # the common case, checked without touching Python attributes
     a = _array(obj, name)
     if a.ndim != 4:
         raise ValueError(
-            f"{name} must be 4-D (N, C, H, W), got {a.ndim}-D {_describe(a)}")
+            f"{name} must be 4-D {'(N, H, W, C)' if nhwc else '(N, C, H, W)'}, got "
+            f"{a.ndim}-D {_describe(a)}")
     if a.dtype not in _FLOAT_DTYPES:
         raise TypeError(
             f"{name} must have dtype float32 or float64 (native byte order), "
@@ -100,16 +122,18 @@ cdef object _tensor_like(obj, str name, x, str x_name):
     return a
 
 
-cdef object _channels(obj, str name, x, str x_name, dtype=None):
-    """A per-channel vector of x's C channels, of x's dtype (or `dtype`)."""
+cdef object _channels(obj, str name, x, str x_name, dtype=None, bint nhwc=False):
+    """A per-channel vector of x's C channels (axis 1, or 3 with nhwc), of
+    x's dtype (or `dtype`)."""
     cdef int type_num = cnp.PyArray_TYPE(<cnp.ndarray>x) if dtype is None else cnp.NPY_FLOAT64
+    cdef int axis = 3 if nhwc else 1
     if (type(obj) is np.ndarray and cnp.PyArray_NDIM(<cnp.ndarray>obj) == 1
-            and cnp.PyArray_DIMS(<cnp.ndarray>obj)[0] == cnp.PyArray_DIMS(<cnp.ndarray>x)[1]
+            and cnp.PyArray_DIMS(<cnp.ndarray>obj)[0] == cnp.PyArray_DIMS(<cnp.ndarray>x)[axis]
             and _plain_float(obj, type_num)):
         return obj
     a = _array(obj, name)
     expected = x.dtype if dtype is None else dtype
-    c = x.shape[1]
+    c = x.shape[axis]
     if a.dtype != expected:
         raise TypeError(
             f"{name} has dtype {a.dtype}, expected {expected}"
@@ -117,7 +141,8 @@ cdef object _channels(obj, str name, x, str x_name, dtype=None):
     if a.ndim != 1 or a.shape[0] != c:
         raise ValueError(
             f"{name} has shape {a.shape}, expected ({c},) to match "
-            f"{x_name}'s {c} channels")
+            f"{x_name}'s {c} channels"
+            + (f" (the last axis of {x_name}: layout='NHWC')" if nhwc else ""))
     _require_c_contiguous(a, name)
     return a
 
@@ -154,9 +179,7 @@ cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
     """
     if obj is None:
         return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
-    if not isinstance(obj, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(obj).__name__}")
-    a = _array(obj, name)
+    a = _array(obj, name, True)
     if a.dtype != dtype:
         raise TypeError(f"{name} has dtype {a.dtype}, expected {np.dtype(dtype)}")
     if a.shape != shape:
@@ -535,25 +558,64 @@ def dk_backward(x, x_norm, delta, mean, variance, scales, double eps,
 
 
 # --------------------------------------------------------------------------
-# Standard family (per-channel statistics are float64 whatever x's dtype)
+# Standard family (per-channel statistics are float64 whatever x's dtype).
+# nhwc=True: x is (N, H, W, C), channels last; the *_nhwc kernels take the
+# same arguments as their NCHW twins.
 # --------------------------------------------------------------------------
 
-def stats(x):
+ctypedef void (*stats_f32_t)(const float*, int64_t, int64_t, int64_t, double*, double*) noexcept nogil
+ctypedef void (*stats_f64_t)(const double*, int64_t, int64_t, int64_t, double*, double*) noexcept nogil
+ctypedef void (*normalize_f32_t)(const float*, const double*, const double*, const float*,
+                                 const float*, int64_t, int64_t, int64_t, int, float*) noexcept nogil
+ctypedef void (*normalize_f64_t)(const double*, const double*, const double*, const double*,
+                                 const double*, int64_t, int64_t, int64_t, int, double*) noexcept nogil
+ctypedef void (*reduce_f32_t)(const float*, const float*, const double*, const double*,
+                              const float*, const float*, int, int64_t, int64_t, int64_t,
+                              double*, double*) noexcept nogil
+ctypedef void (*reduce_f64_t)(const double*, const double*, const double*, const double*,
+                              const double*, const double*, int, int64_t, int64_t, int64_t,
+                              double*, double*) noexcept nogil
+ctypedef void (*dx_f32_t)(const float*, const float*, const double*, const double*,
+                          const float*, const float*, int, const double*, const double*,
+                          int64_t, int64_t, int64_t, float*) noexcept nogil
+ctypedef void (*dx_f64_t)(const double*, const double*, const double*, const double*,
+                          const double*, const double*, int, const double*, const double*,
+                          int64_t, int64_t, int64_t, double*) noexcept nogil
+
+
+cdef inline void _sizes(X, bint nhwc, int64_t *n, int64_t *c, int64_t *s):
+    """batch, channels and spatial size of a checked tensor."""
+    cdef cnp.npy_intp *d = cnp.PyArray_DIMS(<cnp.ndarray>X)
+    n[0] = d[0]
+    c[0] = d[3] if nhwc else d[1]
+    s[0] = d[1] * d[2] if nhwc else d[2] * d[3]
+
+
+def stats(x, bint nhwc=False):
     """(mean, biased variance) per channel, as float64 arrays."""
-    X = _tensor(x, "x")
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    X = _tensor(x, "x", nhwc)
+    cdef int64_t n, c, s
+    _sizes(X, nhwc, &n, &c, &s)
     M = np.empty(c, np.float64)
     V = np.empty(c, np.float64)
+    _stats(X, nhwc, M, V)
+    return M, V
+
+
+cdef _stats(X, bint nhwc, M, V):
+    cdef int64_t n, c, s
+    _sizes(X, nhwc, &n, &c, &s)
     cdef void *px = _ptr(X)
     cdef double *pm = <double*>_ptr(M)
     cdef double *pv = <double*>_ptr(V)
     cdef bint f32 = _is_f32(X)
+    cdef stats_f32_t k32 = bn_stats_nhwc_f32 if nhwc else bn_stats_f32
+    cdef stats_f64_t k64 = bn_stats_nhwc_f64 if nhwc else bn_stats_f64
     with nogil:
         if f32:
-            bn_stats_f32(<float*>px, n, c, s, pm, pv)
+            k32(<float*>px, n, c, s, pm, pv)
         else:
-            bn_stats_f64(<double*>px, n, c, s, pm, pv)
-    return M, V
+            k64(<double*>px, n, c, s, pm, pv)
 
 
 def invstd(var, double eps):
@@ -600,23 +662,26 @@ def merge_moments(counts, means, m2s):
 
 
 def normalize_affine(x, mean, invstd, weight=None, bias=None, out=None,
-                     bint relu=False):
+                     bint relu=False, bint nhwc=False):
     """y = (x - mean) * invstd * weight + bias, then max(y, 0) if relu;
     mean, invstd float64."""
-    X = _tensor(x, "x")
-    M = _channels(mean, "mean", X, "x", _F64)
-    K = _channels(invstd, "invstd", X, "x", _F64)
-    W = None if weight is None else _channels(weight, "weight", X, "x")
-    B = None if bias is None else _channels(bias, "bias", X, "x")
+    X = _tensor(x, "x", nhwc)
+    M = _channels(mean, "mean", X, "x", _F64, nhwc)
+    K = _channels(invstd, "invstd", X, "x", _F64, nhwc)
+    W = None if weight is None else _channels(weight, "weight", X, "x", None, nhwc)
+    B = None if bias is None else _channels(bias, "bias", X, "x", None, nhwc)
     O = _output(out, "out", X.shape, X.dtype,
                 ((X, "x"), (M, "mean"), (K, "invstd"), (W, "weight"), (B, "bias")),
                 (X,))
-    _normalize_affine(X, M, K, W, B, relu, O)
+    _normalize_affine(X, M, K, W, B, relu, O, nhwc)
     return O
 
 
-cdef _normalize_affine(X, M, K, W, B, bint relu, O):
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+cdef _normalize_affine(X, M, K, W, B, bint relu, O, bint nhwc):
+    cdef int64_t n, c, s
+    _sizes(X, nhwc, &n, &c, &s)
+    cdef normalize_f32_t k32 = bn_normalize_affine_nhwc_f32 if nhwc else bn_normalize_affine_f32
+    cdef normalize_f64_t k64 = bn_normalize_affine_nhwc_f64 if nhwc else bn_normalize_affine_f64
     cdef void *px = _ptr(X)
     cdef double *pm = <double*>_ptr(M)
     cdef double *pk = <double*>_ptr(K)
@@ -626,11 +691,9 @@ cdef _normalize_affine(X, M, K, W, B, bint relu, O):
     cdef bint f32 = _is_f32(X)
     with nogil:
         if f32:
-            bn_normalize_affine_f32(<float*>px, pm, pk, <float*>pw, <float*>pb,
-                                    n, c, s, relu, <float*>po)
+            k32(<float*>px, pm, pk, <float*>pw, <float*>pb, n, c, s, relu, <float*>po)
         else:
-            bn_normalize_affine_f64(<double*>px, pm, pk, <double*>pw, <double*>pb,
-                                    n, c, s, relu, <double*>po)
+            k64(<double*>px, pm, pk, <double*>pw, <double*>pb, n, c, s, relu, <double*>po)
 
 
 def rolling_update(double momentum, int64_t count, mean, var, running_mean,
@@ -663,21 +726,25 @@ def rolling_update(double momentum, int64_t count, mean, var, running_mean,
             bn_rolling_update_f64(c, momentum, count, pm, pv, <double*>prm, <double*>prv)
 
 
-def backward_reduce(dy, x, mean, invstd, weight=None, bias=None, bint relu=False):
+def backward_reduce(dy, x, mean, invstd, weight=None, bias=None, bint relu=False,
+                    bint nhwc=False):
     """(sum g, sum g * xhat) per channel, float64: dL/dbias and dL/dweight.
     g is dy, or with relu dy where the forward's y (recomputed from x, weight
     and bias) was positive."""
-    X = _tensor(x, "x")
+    X = _tensor(x, "x", nhwc)
     G = _tensor_like(dy, "dy", X, "x")
-    M = _channels(mean, "mean", X, "x", _F64)
-    K = _channels(invstd, "invstd", X, "x", _F64)
-    W = None if weight is None else _channels(weight, "weight", X, "x")
-    B = None if bias is None else _channels(bias, "bias", X, "x")
-    return _backward_reduce(G, X, M, K, W, B, relu)
+    M = _channels(mean, "mean", X, "x", _F64, nhwc)
+    K = _channels(invstd, "invstd", X, "x", _F64, nhwc)
+    W = None if weight is None else _channels(weight, "weight", X, "x", None, nhwc)
+    B = None if bias is None else _channels(bias, "bias", X, "x", None, nhwc)
+    return _backward_reduce(G, X, M, K, W, B, relu, nhwc)
 
 
-cdef tuple _backward_reduce(G, X, M, K, W, B, bint relu):
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+cdef tuple _backward_reduce(G, X, M, K, W, B, bint relu, bint nhwc):
+    cdef int64_t n, c, s
+    _sizes(X, nhwc, &n, &c, &s)
+    cdef reduce_f32_t k32 = bn_backward_reduce_nhwc_f32 if nhwc else bn_backward_reduce_f32
+    cdef reduce_f64_t k64 = bn_backward_reduce_nhwc_f64 if nhwc else bn_backward_reduce_f64
     SG = np.empty(c, np.float64)
     SGX = np.empty(c, np.float64)
     cdef void *pg = _ptr(G)
@@ -691,38 +758,42 @@ cdef tuple _backward_reduce(G, X, M, K, W, B, bint relu):
     cdef bint f32 = _is_f32(X)
     with nogil:
         if f32:
-            bn_backward_reduce_f32(<float*>pg, <float*>px, pm, pk, <float*>pw,
-                                   <float*>pb, relu, n, c, s, psg, psgx)
+            k32(<float*>pg, <float*>px, pm, pk, <float*>pw, <float*>pb, relu, n, c, s,
+                psg, psgx)
         else:
-            bn_backward_reduce_f64(<double*>pg, <double*>px, pm, pk, <double*>pw,
-                                   <double*>pb, relu, n, c, s, psg, psgx)
+            k64(<double*>pg, <double*>px, pm, pk, <double*>pw, <double*>pb, relu, n, c, s,
+                psg, psgx)
     return SG, SGX
 
 
 def backward_dx(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, out=None,
-                bias=None, bint relu=False):
+                bias=None, bint relu=False, bint nhwc=False):
     """dx of training-mode batch norm from the sums of backward_reduce; with
     sum_dy and sum_dy_xhat None, of eval mode (dx = weight * invstd * g)."""
-    X = _tensor(x, "x")
+    X = _tensor(x, "x", nhwc)
     G = _tensor_like(dy, "dy", X, "x")
-    M = _channels(mean, "mean", X, "x", _F64)
-    K = _channels(invstd, "invstd", X, "x", _F64)
-    W = None if weight is None else _channels(weight, "weight", X, "x")
-    B = None if bias is None else _channels(bias, "bias", X, "x")
+    M = _channels(mean, "mean", X, "x", _F64, nhwc)
+    K = _channels(invstd, "invstd", X, "x", _F64, nhwc)
+    W = None if weight is None else _channels(weight, "weight", X, "x", None, nhwc)
+    B = None if bias is None else _channels(bias, "bias", X, "x", None, nhwc)
     if (sum_dy is None) != (sum_dy_xhat is None):
         raise ValueError("sum_dy and sum_dy_xhat must be given together (training "
                          "mode) or both be None (eval mode)")
-    SG = None if sum_dy is None else _channels(sum_dy, "sum_dy", X, "x", _F64)
-    SGX = None if sum_dy_xhat is None else _channels(sum_dy_xhat, "sum_dy_xhat", X, "x", _F64)
+    SG = None if sum_dy is None else _channels(sum_dy, "sum_dy", X, "x", _F64, nhwc)
+    SGX = (None if sum_dy_xhat is None
+           else _channels(sum_dy_xhat, "sum_dy_xhat", X, "x", _F64, nhwc))
     O = _output(out, "out", X.shape, X.dtype,
                 ((X, "x"), (G, "dy"), (M, "mean"), (K, "invstd"), (SG, "sum_dy"),
                  (SGX, "sum_dy_xhat"), (W, "weight"), (B, "bias")), (G,))
-    _backward_dx(G, X, M, K, W, B, relu, SG, SGX, O)
+    _backward_dx(G, X, M, K, W, B, relu, SG, SGX, O, nhwc)
     return O
 
 
-cdef _backward_dx(G, X, M, K, W, B, bint relu, SG, SGX, O):
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+cdef _backward_dx(G, X, M, K, W, B, bint relu, SG, SGX, O, bint nhwc):
+    cdef int64_t n, c, s
+    _sizes(X, nhwc, &n, &c, &s)
+    cdef dx_f32_t k32 = bn_backward_dx_nhwc_f32 if nhwc else bn_backward_dx_f32
+    cdef dx_f64_t k64 = bn_backward_dx_nhwc_f64 if nhwc else bn_backward_dx_f64
     cdef void *pg = _ptr(G)
     cdef void *px = _ptr(X)
     cdef double *pm = <double*>_ptr(M)
@@ -735,11 +806,11 @@ cdef _backward_dx(G, X, M, K, W, B, bint relu, SG, SGX, O):
     cdef bint f32 = _is_f32(X)
     with nogil:
         if f32:
-            bn_backward_dx_f32(<float*>pg, <float*>px, pm, pk, <float*>pw, <float*>pb,
-                               relu, psg, psgx, n, c, s, <float*>po)
+            k32(<float*>pg, <float*>px, pm, pk, <float*>pw, <float*>pb, relu, psg, psgx,
+                n, c, s, <float*>po)
         else:
-            bn_backward_dx_f64(<double*>pg, <double*>px, pm, pk, <double*>pw,
-                               <double*>pb, relu, psg, psgx, n, c, s, <double*>po)
+            k64(<double*>pg, <double*>px, pm, pk, <double*>pw, <double*>pb, relu, psg,
+                psgx, n, c, s, <double*>po)
 
 
 # --------------------------------------------------------------------------
@@ -752,13 +823,14 @@ cdef _reject_overlap(a, str a_name, b, str b_name):
         raise ValueError(f"{a_name} overlaps {b_name}; pass arrays that share no memory")
 
 
-def check_forward(x, weight, bias, running_mean, running_var, bint training, out):
+def check_forward(x, weight, bias, running_mean, running_var, bint training, out,
+                  bint nhwc=False):
     """Validate every argument of a batch-norm forward up front, so that a bad
     argument changes no state. Returns the checked arrays (x, weight, bias,
     running_mean, running_var, out)."""
-    X = _tensor(x, "x")
-    W = None if weight is None else _channels(weight, "weight", X, "x")
-    B = None if bias is None else _channels(bias, "bias", X, "x")
+    X = _tensor(x, "x", nhwc)
+    W = None if weight is None else _channels(weight, "weight", X, "x", None, nhwc)
+    B = None if bias is None else _channels(bias, "bias", X, "x", None, nhwc)
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must be given together "
                          "(both arrays, or both None)")
@@ -768,13 +840,10 @@ def check_forward(x, weight, bias, running_mean, running_var, bint training, out
             raise ValueError("training=False normalizes with running_mean and "
                              "running_var, but both are None")
     else:
-        if training:
-            for name, value in (("running_mean", running_mean), ("running_var", running_var)):
-                if not isinstance(value, np.ndarray):
-                    raise TypeError(f"{name} must be a numpy.ndarray (training updates it "
-                                    f"in place), got {type(value).__name__}")
-        RM = _channels(running_mean, "running_mean", X, "x")
-        RV = _channels(running_var, "running_var", X, "x")
+        RM = _channels(_array(running_mean, "running_mean", training), "running_mean", X, "x",
+                       None, nhwc)
+        RV = _channels(_array(running_var, "running_var", training), "running_var", X, "x",
+                       None, nhwc)
         if training:
             for name, value in (("running_mean", RM), ("running_var", RV)):
                 if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>value):
@@ -782,9 +851,7 @@ def check_forward(x, weight, bias, running_mean, running_var, bint training, out
                                      f"pass a writeable array")
     O = None
     if out is not None:
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
-        O = _tensor_like(out, "out", X, "x")
+        O = _tensor_like(_array(out, "out", True), "out", X, "x")
         if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>O):
             raise ValueError("out is read-only; pass a writeable array")
     # what the call writes may overlap nothing else (out may be x itself)
@@ -803,7 +870,7 @@ def check_forward(x, weight, bias, running_mean, running_var, bint training, out
 
 
 def standard_forward(x, weight, bias, running_mean, running_var, bint training,
-                     double momentum, double eps, bint relu, out):
+                     double momentum, double eps, bint relu, out, bint nhwc=False):
     """Standard-numerics forward: checks, statistics, normalize (+ ReLU) and
     the running-statistics update.
 
@@ -814,8 +881,9 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
     Raises ValueError for training with one value per channel, as PyTorch.
     """
     X, W, B, RM, RV, O = check_forward(x, weight, bias, running_mean, running_var,
-                                       training, out)
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+                                       training, out, nhwc)
+    cdef int64_t n, c, s
+    _sizes(X, nhwc, &n, &c, &s)
     cdef int64_t count = n * s
     cdef bint batch_stats = training or RM is None
     if batch_stats and count == 1:
@@ -839,6 +907,10 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
     cdef bint f32 = _is_f32(X)
     cdef bint update = training and RM is not None and count > 0
     cdef int64_t j
+    cdef stats_f32_t stats32 = bn_stats_nhwc_f32 if nhwc else bn_stats_f32
+    cdef stats_f64_t stats64 = bn_stats_nhwc_f64 if nhwc else bn_stats_f64
+    cdef normalize_f32_t norm32 = bn_normalize_affine_nhwc_f32 if nhwc else bn_normalize_affine_f32
+    cdef normalize_f64_t norm64 = bn_normalize_affine_nhwc_f64 if nhwc else bn_normalize_affine_f64
     with nogil:
         if batch_stats and count == 0:  # an empty batch: nothing to normalize or sum
             for j in range(c):
@@ -846,23 +918,22 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
                 pv[j] = 1.
         elif batch_stats:
             if f32:
-                bn_stats_f32(<float*>px, n, c, s, pm, pv)
+                stats32(<float*>px, n, c, s, pm, pv)
             else:
-                bn_stats_f64(<double*>px, n, c, s, pm, pv)
+                stats64(<double*>px, n, c, s, pm, pv)
         else:
             for j in range(c):
                 pm[j] = (<float*>prm)[j] if f32 else (<double*>prm)[j]
                 pv[j] = (<float*>prv)[j] if f32 else (<double*>prv)[j]
         bn_invstd(c, pv, eps, pk)
         if f32:
-            bn_normalize_affine_f32(<float*>px, pm, pk, <float*>pw, <float*>pb,
-                                    n, c, s, relu, <float*>po)
+            norm32(<float*>px, pm, pk, <float*>pw, <float*>pb, n, c, s, relu, <float*>po)
             if update:
                 bn_rolling_update_f32(c, momentum, count, pm, pv, <float*>prm,
                                       <float*>prv)
         else:
-            bn_normalize_affine_f64(<double*>px, pm, pk, <double*>pw, <double*>pb,
-                                    n, c, s, relu, <double*>po)
+            norm64(<double*>px, pm, pk, <double*>pw, <double*>pb, n, c, s, relu,
+                   <double*>po)
             if update:
                 bn_rolling_update_f64(c, momentum, count, pm, pv, <double*>prm,
                                       <double*>prv)
@@ -870,24 +941,24 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
 
 
 def standard_backward(dy, x, mean, invstd, weight, bias, bint batch_stats,
-                      bint relu, out):
+                      bint relu, out, bint nhwc=False):
     """Standard-numerics backward: (dx, sum_dy, sum_dy_xhat), the sums being
     dL/dbias and dL/dweight (float64). batch_stats: the forward normalized
     with the batch's statistics (training mode) rather than constants."""
-    X = _tensor(x, "x")
+    X = _tensor(x, "x", nhwc)
     G = _tensor_like(dy, "dy", X, "x")
-    M = _channels(mean, "mean", X, "x", _F64)
-    K = _channels(invstd, "invstd", X, "x", _F64)
-    W = None if weight is None else _channels(weight, "weight", X, "x")
-    B = None if bias is None else _channels(bias, "bias", X, "x")
+    M = _channels(mean, "mean", X, "x", _F64, nhwc)
+    K = _channels(invstd, "invstd", X, "x", _F64, nhwc)
+    W = None if weight is None else _channels(weight, "weight", X, "x", None, nhwc)
+    B = None if bias is None else _channels(bias, "bias", X, "x", None, nhwc)
     O = _output(out, "out", X.shape, X.dtype,
                 ((X, "x"), (G, "dy"), (M, "mean"), (K, "invstd"), (W, "weight"),
                  (B, "bias")), (G,))
-    SG, SGX = _backward_reduce(G, X, M, K, W, B, relu)
+    SG, SGX = _backward_reduce(G, X, M, K, W, B, relu, nhwc)
     if batch_stats:
-        _backward_dx(G, X, M, K, W, B, relu, SG, SGX, O)
+        _backward_dx(G, X, M, K, W, B, relu, SG, SGX, O, nhwc)
     else:
-        _backward_dx(G, X, M, K, W, B, relu, None, None, O)
+        _backward_dx(G, X, M, K, W, B, relu, None, None, O, nhwc)
     return O, SG, SGX
 
 
@@ -920,9 +991,10 @@ def openmp_enabled():
 # any state
 # --------------------------------------------------------------------------
 
-def check_tensor(x, name):
-    """x as an (N, C, H, W) float32/float64 C-contiguous array, or raise."""
-    return _tensor(x, name)
+def check_tensor(x, name, bint nhwc=False):
+    """x as an (N, C, H, W) (nhwc: (N, H, W, C)) float32/float64 C-contiguous
+    array, or raise."""
+    return _tensor(x, name, nhwc)
 
 
 def same_memory(a, b):
@@ -936,9 +1008,14 @@ def check_tensor_like(v, name, x, x_name):
     return _tensor_like(v, name, x, x_name)
 
 
-def check_channels(v, name, x, x_name, bint writeable=False):
-    """v as a (C,) vector of x's dtype, C-contiguous (and writeable), or raise."""
-    a = _channels(v, name, x, x_name)
+def check_channels(v, name, x, x_name, bint writeable=False, bint nhwc=False):
+    """v as a (C,) vector of x's dtype, C-contiguous (and writeable), or raise.
+    A writeable vector must be a view of v's memory, never a copy."""
+    a = _channels(_array(v, name, writeable), name, x, x_name, None, nhwc)
     if writeable and not a.flags.writeable:
         raise ValueError(f"{name} is read-only; it is updated in place, pass a writeable array")
     return a
+
+
+# the C kernels, exported to other Cython extensions (see _kernels.pxd)
+include "_capi.pxi"

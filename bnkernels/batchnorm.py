@@ -1,4 +1,5 @@
-"""Batch normalization over NCHW tensors: functions and a layer.
+"""Batch normalization over NCHW (or, with standard numerics, NHWC) tensors:
+functions and a layer.
 
 Three numerics families, chosen with ``numerics=``:
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from bnkernels import _kernels, darknet
 
-__all__ = ["NUMERICS", "ACTIVATIONS", "defaults", "BatchNormSaved",
+__all__ = ["NUMERICS", "ACTIVATIONS", "LAYOUTS", "defaults", "BatchNormSaved",
            "batch_norm_forward", "batch_norm_backward", "BatchNorm2d"]
 
 NUMERICS = ("standard", "darknet", "darknet-alexeyab")
@@ -34,6 +35,21 @@ def check_numerics(numerics):
         raise ValueError(
             f"numerics must be one of {', '.join(map(repr, NUMERICS))}, got {numerics!r}")
     return numerics
+
+
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def check_layout(layout, numerics="standard"):
+    """True for "NHWC" (channels last), False for "NCHW"; NHWC needs standard
+    numerics (Darknet's layers are NCHW)."""
+    name = layout.upper() if isinstance(layout, str) else layout
+    if name not in LAYOUTS:
+        raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}")
+    if name == "NHWC" and numerics != "standard":
+        raise ValueError(f"layout='NHWC' needs numerics='standard' (Darknet's layers are "
+                         f"NCHW), got numerics={numerics!r}")
+    return name == "NHWC"
 
 
 def defaults(numerics="standard"):
@@ -51,13 +67,14 @@ class BatchNormSaved:
     Standard numerics keep ``mean`` and ``invstd`` (float64; running statistics
     in eval mode); Darknet numerics keep Darknet's ``mean``, ``variance`` and
     ``x_norm`` in x's dtype. ``relu`` records a fused ReLU; weight and bias
-    are kept to recompute its mask.
+    are kept to recompute its mask. ``nhwc``: x is channels last.
     """
     __slots__ = ("numerics", "training", "x", "weight", "bias", "mean", "invstd",
-                 "variance", "x_norm", "x_overwritten", "relu")
+                 "variance", "x_norm", "x_overwritten", "relu", "nhwc")
 
     def __init__(self, numerics, training, x, weight, bias, mean, invstd=None,
-                 variance=None, x_norm=None, x_overwritten=False, relu=False):
+                 variance=None, x_norm=None, x_overwritten=False, relu=False,
+                 nhwc=False):
         self.numerics = numerics
         self.training = training
         self.x = x
@@ -69,6 +86,7 @@ class BatchNormSaved:
         self.x_norm = x_norm
         self.x_overwritten = x_overwritten
         self.relu = relu
+        self.nhwc = nhwc
 
     @property
     def has_bias(self):
@@ -76,7 +94,8 @@ class BatchNormSaved:
 
     def __repr__(self):
         return (f"BatchNormSaved(numerics={self.numerics!r}, training={self.training}, "
-                f"x shape={self.x.shape}, relu={self.relu})")
+                f"x shape={self.x.shape}, relu={self.relu}"
+                + (", layout='NHWC'" if self.nhwc else "") + ")")
 
 
 ACTIVATIONS = (None, "relu")
@@ -94,12 +113,15 @@ def check_activation(activation):
 def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
                        training=True, momentum=None, eps=None,
                        numerics="standard", activation=None, out=None,
-                       workspace=None):
-    """Batch-normalize an NCHW tensor per channel.
+                       workspace=None, layout="NCHW"):
+    """Batch-normalize an NCHW (or NHWC) tensor per channel.
 
     Parameters
     ----------
     x : ndarray, (N, C, H, W), float32 or float64, C-contiguous
+        Or (N, H, W, C) with ``layout="NHWC"``. Any object NumPy can view
+        without a copy is accepted (``__dlpack__``, e.g. a PyTorch CPU tensor,
+        ``__array_interface__``, the buffer protocol).
     weight, bias : ndarray, (C,), x's dtype, or None
         gamma and beta; None means 1 and 0 (no affine transform).
     running_mean, running_var : ndarray, (C,), x's dtype, or None
@@ -124,6 +146,10 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
         ``l.x_norm``) instead of a new array, so that repeated calls allocate
         nothing. Must not overlap x or out. Standard numerics need no
         workspace and ignore it.
+    layout : {"NCHW", "NHWC"}
+        "NHWC": x, out and y are channels last, (N, H, W, C), as Keras and
+        TensorFlow store them and PyTorch's ``channels_last`` (permuted to
+        (N, H, W, C)). Standard numerics only.
 
     Returns
     -------
@@ -141,14 +167,16 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
     statistics unchanged.
     """
     relu = check_activation(activation)
+    nhwc = layout == "NHWC" or (layout != "NCHW" and check_layout(layout, numerics))
     if numerics == "standard":  # the fast path: one call into the extension
         y, x, weight, mean, invstd, batch_stats, overwritten = _kernels.standard_forward(
             x, weight, bias, running_mean, running_var, training,
             0.1 if momentum is None else momentum, 1e-5 if eps is None else eps,
-            relu, out)
+            relu, out, nhwc)
         return y, BatchNormSaved("standard", batch_stats, x, weight, bias, mean,
-                                 invstd, x_overwritten=overwritten, relu=relu)
+                                 invstd, x_overwritten=overwritten, relu=relu, nhwc=nhwc)
     numerics = check_numerics(numerics)
+    check_layout(layout, numerics)
     default_eps, default_momentum = defaults(numerics)
     eps = default_eps if eps is None else float(eps)
     momentum = default_momentum if momentum is None else float(momentum)
@@ -200,7 +228,7 @@ def _values_per_channel(x):
 def _standard_backward(dy, saved, out):
     dx, sum_dy, sum_dy_xhat = _kernels.standard_backward(
         dy, saved.x, saved.mean, saved.invstd, saved.weight, saved.bias,
-        saved.training, saved.relu, out)
+        saved.training, saved.relu, out, saved.nhwc)
     dweight = sum_dy_xhat.astype(dx.dtype) if saved.weight is not None else None
     dbias = sum_dy.astype(dx.dtype) if saved.bias is not None else None
     return dx, dweight, dbias
@@ -289,7 +317,8 @@ def _darknet_backward(dy, saved, out):
 # ---------------------------------------------------------------------------
 
 class BatchNorm2d:
-    """Batch normalization layer over (N, C, H, W) inputs, with its state.
+    """Batch normalization layer over (N, C, H, W) inputs (or (N, H, W, C)
+    with ``layout="NHWC"``), with its state.
 
     Parameters
     ----------
@@ -311,6 +340,9 @@ class BatchNorm2d:
         into them again on the next call of the same shape, as Darknet's
         layers do: no allocation, no page faults. Each call then returns the
         same arrays, overwritten; copy a result you want to keep.
+    layout : {"NCHW", "NHWC"}
+        The layout of x, y, dy and dx (see batch_norm_forward); NHWC needs
+        standard numerics.
 
     Attributes
     ----------
@@ -328,7 +360,8 @@ class BatchNorm2d:
 
     def __init__(self, num_features, *, numerics="standard", eps=None,
                  momentum=None, affine=True, track_running_stats=True,
-                 dtype=np.float32, activation=None, reuse_buffers=False):
+                 dtype=np.float32, activation=None, reuse_buffers=False,
+                 layout="NCHW"):
         if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
                 or num_features < 0:
             raise ValueError(f"num_features must be a non-negative int, got {num_features!r}")
@@ -360,13 +393,15 @@ class BatchNorm2d:
         check_activation(activation)
         self.activation = activation
         self.reuse_buffers = bool(reuse_buffers)
+        self.layout = "NHWC" if check_layout(layout, self.numerics) else "NCHW"
         self._saved = None
         self._buffers = {}
 
     def forward(self, x, training=True):
         """Normalize x; in training, update the running statistics.
 
-        Returns y, an (N, C, H, W) array of the layer's dtype.
+        Returns y, an array of x's shape ((N, C, H, W), or (N, H, W, C) for
+        layout="NHWC") and the layer's dtype.
         """
         # without running statistics, eval mode normalizes with the batch's too
         use_batch_stats = training or not self.track_running_stats
@@ -379,7 +414,8 @@ class BatchNorm2d:
         y, self._saved = self._forward(
             x, self.weight, self.bias, self.running_mean, self.running_var,
             training=use_batch_stats, momentum=self.momentum, eps=self.eps,
-            numerics=self.numerics, activation=self.activation, **buffers)
+            numerics=self.numerics, activation=self.activation, layout=self.layout,
+            **buffers)
         if training and self.track_running_stats:
             self.num_batches_tracked += 1
         return y
@@ -456,4 +492,5 @@ class BatchNorm2d:
                 f"eps={self.eps:g}, momentum={self.momentum:g}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}, dtype={self.dtype.name}"
                 + (f", activation={self.activation!r}" if self.activation else "")
-                + (", reuse_buffers=True" if self.reuse_buffers else "") + ")")
+                + (", reuse_buffers=True" if self.reuse_buffers else "")
+                + (", layout='NHWC'" if self.layout == "NHWC" else "") + ")")

@@ -21,7 +21,7 @@ process).
 import numpy as np
 
 from bnkernels import _kernels
-from bnkernels.batchnorm import BatchNorm2d, BatchNormSaved, check_activation
+from bnkernels.batchnorm import BatchNorm2d, BatchNormSaved, check_activation, check_layout
 
 __all__ = ["shard_moments", "merge_moments", "shard_gradient_sums",
            "as_communicator", "SingleProcessCommunicator", "MPICommunicator",
@@ -32,15 +32,22 @@ __all__ = ["shard_moments", "merge_moments", "shard_gradient_sums",
 # the kernels of synchronized BN, for any communicator
 # ---------------------------------------------------------------------------
 
-def shard_moments(x):
+def _values_per_channel(x, nhwc):
+    """N * H * W of an NCHW or NHWC tensor."""
+    return x.shape[0] * (x.shape[1] * x.shape[2] if nhwc else x.shape[2] * x.shape[3])
+
+
+def shard_moments(x, layout="NCHW"):
     """(count, mean, M2) of a shard: values per channel (int) and float64
     (C,) per-channel mean and sum of squared deviations. An empty shard
-    gives count 0 and zeros."""
-    x = _kernels.check_tensor(x, "x")
-    count = x.shape[0] * x.shape[2] * x.shape[3]
+    gives count 0 and zeros. layout: "NCHW" or "NHWC" (channels last)."""
+    nhwc = check_layout(layout)
+    x = _kernels.check_tensor(x, "x", nhwc)
+    c = x.shape[3] if nhwc else x.shape[1]
+    count = _values_per_channel(x, nhwc)
     if count == 0:
-        return 0, np.zeros(x.shape[1]), np.zeros(x.shape[1])
-    mean, var = _kernels.stats(x)
+        return 0, np.zeros(c), np.zeros(c)
+    mean, var = _kernels.stats(x, nhwc)
     return count, mean, var * count
 
 
@@ -55,10 +62,12 @@ def merge_moments(counts, means, m2s):
     return int(round(counts.sum())), mean, m2
 
 
-def shard_gradient_sums(dy, x, mean, invstd, weight=None, bias=None, relu=False):
+def shard_gradient_sums(dy, x, mean, invstd, weight=None, bias=None, relu=False,
+                        layout="NCHW"):
     """(sum dy, sum dy * xhat) per channel over a shard, float64, with the
     whole batch's mean and invstd: all-reduce them (sum) across ranks."""
-    return _kernels.backward_reduce(dy, x, mean, invstd, weight, bias, relu)
+    return _kernels.backward_reduce(dy, x, mean, invstd, weight, bias, relu,
+                                    check_layout(layout))
 
 
 # ---------------------------------------------------------------------------
@@ -170,16 +179,19 @@ class SyncBatchNorm2d(BatchNorm2d):
         self.comm = as_communicator(comm)
 
     def _forward(self, x, weight, bias, running_mean, running_var, *, training,
-                 momentum, eps, numerics, activation=None, out=None, workspace=None):
+                 momentum, eps, numerics, activation=None, out=None, workspace=None,
+                 layout="NCHW"):
         relu = check_activation(activation)
         if not training:
             return super()._forward(x, weight, bias, running_mean, running_var,
                                     training=False, momentum=momentum, eps=eps,
-                                    numerics=numerics, activation=activation, out=out)
+                                    numerics=numerics, activation=activation, out=out,
+                                    layout=layout)
+        nhwc = check_layout(layout)
         x, weight, bias, running_mean, running_var, out = _kernels.check_forward(
-            x, weight, bias, running_mean, running_var, True, out)
-        c = x.shape[1]
-        local_count, local_mean, local_m2 = shard_moments(x)
+            x, weight, bias, running_mean, running_var, True, out, nhwc)
+        c = x.shape[3] if nhwc else x.shape[1]
+        local_count, local_mean, local_m2 = shard_moments(x, layout)
         parts = self.comm.allgather(
             np.concatenate([[float(local_count)], local_mean, local_m2]))
         count, mean, m2 = merge_moments(parts[:, 0], parts[:, 1:c + 1], parts[:, c + 1:])
@@ -191,12 +203,13 @@ class SyncBatchNorm2d(BatchNorm2d):
         else:
             var = m2 / count
         invstd = _kernels.invstd(var, eps)
-        y = _kernels.normalize_affine(x, mean, invstd, weight, bias, out, relu=relu)
+        y = _kernels.normalize_affine(x, mean, invstd, weight, bias, out, relu=relu,
+                                      nhwc=nhwc)
         if running_mean is not None and count > 1:
             _kernels.rolling_update(momentum, count, mean, var, running_mean, running_var)
         saved = _SyncSaved("standard", True, x, weight, bias, mean, invstd,
                            x_overwritten=out is not None and _kernels.same_memory(out, x),
-                           relu=relu)
+                           relu=relu, nhwc=nhwc)
         saved.count = count
         return y, saved
 
@@ -207,17 +220,18 @@ class SyncBatchNorm2d(BatchNorm2d):
         dy = _kernels.check_tensor_like(dy, "dy", x, "x")
         if saved.x_overwritten:
             raise ValueError("the forward wrote y over x (out=x), so x is gone")
-        c = x.shape[1]
-        local = np.concatenate(shard_gradient_sums(dy, x, saved.mean, saved.invstd,
-                                                   saved.weight, saved.bias, saved.relu))
+        c = saved.mean.shape[0]
+        local = np.concatenate(shard_gradient_sums(
+            dy, x, saved.mean, saved.invstd, saved.weight, saved.bias, saved.relu,
+            "NHWC" if saved.nhwc else "NCHW"))
         total = self.comm.allreduce_sum(local)
         sum_dy, sum_dy_xhat = total[:c], total[c:]
-        local_count = x.shape[0] * x.shape[2] * x.shape[3]
+        local_count = _values_per_channel(x, saved.nhwc)
         # backward_dx divides the sums by the shard's count; the batch's is wanted
         scale = local_count / saved.count if saved.count else 0.0
         dx = _kernels.backward_dx(dy, x, saved.mean, saved.invstd, saved.weight,
                                   sum_dy * scale, sum_dy_xhat * scale, out,
-                                  bias=saved.bias, relu=saved.relu)
+                                  bias=saved.bias, relu=saved.relu, nhwc=saved.nhwc)
         dweight = sum_dy_xhat.astype(x.dtype) if saved.weight is not None else None
         dbias = sum_dy.astype(x.dtype) if saved.bias is not None else None
         return dx, dweight, dbias

@@ -138,15 +138,28 @@ class Saved:
     variance: np.ndarray
     eps: float
     positive: np.ndarray | None = None  # the fused ReLU's mask, y > 0
+    nhwc: bool = False  # the caller's tensors are (N, H, W, C); x is kept as NCHW
+
+
+def _to_nchw(a, nhwc):
+    """An (N, H, W, C) array as an (N, C, H, W) view (nhwc), else a unchanged."""
+    return a.transpose(0, 3, 1, 2) if nhwc else a
+
+
+def _from_nchw(a, nhwc):
+    return a.transpose(0, 2, 3, 1) if nhwc else a
 
 
 def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
                        training=True, momentum=None, eps=None,
                        numerics="standard", activation=None, out=None,
-                       workspace=None):
-    """batch_norm_forward in NumPy (workspace is accepted and not needed)."""
+                       workspace=None, layout="NCHW"):
+    """batch_norm_forward in NumPy (workspace is accepted and not needed).
+    NHWC is computed as NCHW on a transposed view."""
     relu = _batchnorm.check_activation(activation)
     numerics = _batchnorm.check_numerics(numerics)
+    nhwc = _batchnorm.check_layout(layout, numerics)
+    x = _to_nchw(np.asarray(x), nhwc)
     default_eps, default_momentum = _batchnorm.defaults(numerics)
     eps = default_eps if eps is None else eps
     momentum = default_momentum if momentum is None else momentum
@@ -193,12 +206,13 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
         positive = y > 0
         y = np.where(y < 0, x.dtype.type(0), y)
     saved = Saved(numerics, use_batch_stats, x, weight, bias is not None,
-                  mean, var, eps, positive)
-    return _result(y, out), saved
+                  mean, var, eps, positive, nhwc)
+    return _result(_from_nchw(y, nhwc), out), saved
 
 
 def batch_norm_backward(dy, saved, *, out=None):
     x, n = saved.x, _count(saved.x)
+    dy = _to_nchw(np.asarray(dy), saved.nhwc)
     if saved.positive is not None:  # ReLU's gradient: dy where y > 0
         dy = np.where(saved.positive, dy, dy.dtype.type(0))
     weight = np.ones(x.shape[1], x.dtype) if saved.weight is None else saved.weight
@@ -225,7 +239,7 @@ def batch_norm_backward(dy, saved, *, out=None):
         vd = variance_delta_cpu(x, scaled, saved.mean, saved.variance)
         dx = normalize_delta_cpu(x, saved.mean, saved.variance, md, vd, scaled,
                                  flavor=flavor)
-    return (_result(dx.astype(x.dtype, copy=False), out),
+    return (_result(_from_nchw(dx.astype(x.dtype, copy=False), saved.nhwc), out),
             dweight.astype(x.dtype) if saved.weight is not None else None,
             dbias.astype(x.dtype) if saved.has_bias else None)
 
