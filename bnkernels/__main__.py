@@ -1,4 +1,4 @@
-"""Command line: ``python -m bnkernels verify`` and ``python -m bnkernels bench``."""
+"""Command line: ``python -m bnkernels verify``, ``... bench`` and ``... darknet-check``."""
 import argparse
 import sys
 
@@ -22,6 +22,14 @@ def main(argv=None):
                     "with GB/s against the memory bandwidth measured in the same run. "
                     "See the module docstring of bnkernels.bench for what is measured.")
     _bench.add_arguments(bench)
+    from bnkernels import darknet_files as _darknet_files
+    darknet_check = commands.add_parser(
+        "darknet-check", help="summarize the batch norms of a Darknet .cfg + .weights",
+        description="Read a Darknet network (.cfg) and its parameters (.weights) and print, "
+                    "for every batch norm, its parameters' ranges, its zero, negative and "
+                    "non-finite variances, and what converting it to the standard "
+                    "convention changes (bnkernels.darknet.to_standard).")
+    _darknet_files.add_arguments(darknet_check)
     args = parser.parse_args(argv)
 
     if args.command == "verify":
@@ -29,6 +37,8 @@ def main(argv=None):
         return 0 if _verify.run(args.vectors) else 1
     if args.command == "bench":
         return _bench.run(args)
+    if args.command == "darknet-check":
+        return _darknet_files.check(args.cfg, args.weights, flavor=args.flavor, eps=args.eps)
     return 2
 
 
