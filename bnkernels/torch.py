@@ -8,10 +8,10 @@ C kernels, and ``convert`` swaps them into an existing model.
 CPU tensors only (float32 or float64, (N, C, H, W)); CUDA tensors are
 rejected. Tensors reach the kernels without copies: ``t.detach().numpy()``
 shares the tensor's memory, results come back with ``torch.from_numpy``, and
-running_mean/running_var are updated in place in the torch buffers. An input
-that is not C-contiguous (channels_last included, for now) is copied to a
-contiguous one first, as torch's own CPU batch_norm does; the output is then
-NCHW-contiguous whatever the input's memory format.
+running_mean/running_var are updated in place in the torch buffers. A
+channels_last input runs through the NHWC kernels without a copy, and its
+output and gradient are channels_last too; any other input that is not
+C-contiguous is copied to NCHW first, as torch's own CPU batch_norm does.
 
 Needs PyTorch (``pip install bnkernels[torch]``); ``import bnkernels`` never
 imports it.
@@ -59,10 +59,7 @@ def _kernel_view(tensor, layout=None):
         layout = "NCHW"
         if not tensor.is_contiguous() and \
                 tensor.is_contiguous(memory_format=torch.channels_last):
-            # TODO(layout): NHWC. Set layout = "NHWC" here (zero-copy) once
-            # batch_norm_forward/backward take layout="NHWC"; until then a
-            # channels_last input is copied to NCHW below.
-            pass
+            layout = "NHWC"  # the permuted view is C-contiguous: no copy
     array = tensor.detach().permute(*_PERMUTATION[layout]).contiguous().numpy()
     return array, layout
 
@@ -181,8 +178,7 @@ class BatchNormFunction(torch.autograd.Function):
         dy, _ = _kernel_view(grad_output, ctx.bn_layout)
         # dx is computed in any case: the kernel computes dweight and dbias
         # in the same two passes
-        dx, dweight, dbias = _batchnorm.batch_norm_backward(
-            dy, ctx.bn_saved, **_layout_arguments(ctx.bn_layout))
+        dx, dweight, dbias = _batchnorm.batch_norm_backward(dy, ctx.bn_saved)
         need_input, need_weight, need_bias = (ctx.needs_input_grad[0],
                                               ctx.needs_input_grad[3],
                                               ctx.needs_input_grad[4])
@@ -213,7 +209,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,
 
     Returns
     -------
-    Tensor, (N, C, H, W), NCHW-contiguous, differentiable once w.r.t. input,
+    Tensor, (N, C, H, W), in input's memory format when that is NCHW- or
+    channels_last-contiguous (else NCHW), differentiable once w.r.t. input,
     weight and bias.
 
     Raises
@@ -242,7 +239,8 @@ class BatchNorm2d(torch.nn.BatchNorm2d):
     repr and errors: only ``forward`` is bnkernels'. An instance of
     torch.nn.BatchNorm2d, so code that looks for BN layers finds it.
 
-    CPU only, float32 or float64; the output is NCHW-contiguous. Not
+    CPU only, float32 or float64; a channels_last input gives a channels_last
+    output (NHWC kernels, no copy). Not
     scriptable with torch.jit (the forward is a custom autograd Function).
     """
 

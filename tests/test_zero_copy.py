@@ -119,3 +119,29 @@ def test_running_statistics_that_would_be_copied_are_rejected_in_training():
     x, _, _ = tensors()
     with pytest.raises(TypeError, match="running_mean must be an array bnkernels can write"):
         bnkernels.batch_norm_forward(x, None, None, [0.0] * 3, torch.ones(3))
+
+
+def test_torch_adapter_runs_channels_last_input_on_the_nhwc_kernels_without_copy(monkeypatch):
+    from bnkernels import batchnorm
+    from bnkernels import torch as bn_torch
+    seen = {}
+    forward = batchnorm.batch_norm_forward
+
+    def spy(x, *args, **kwargs):
+        seen["pointer"], seen["layout"] = x.ctypes.data, kwargs.get("layout")
+        return forward(x, *args, **kwargs)
+
+    monkeypatch.setattr(batchnorm, "batch_norm_forward", spy)
+    x, _, _ = tensors(shape=(4, 8, 5, 5))
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    ours, theirs = bn_torch.BatchNorm2d(8), torch.nn.BatchNorm2d(8)
+    y, y_torch = ours(x), theirs(x)
+    assert seen == {"pointer": x.data_ptr(), "layout": "NHWC"}
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    # torch sums in float32, bnkernels in float64: rounding-level differences
+    torch.testing.assert_close(y, y_torch, atol=2e-6, rtol=0)
+    grad = torch.randn_like(y)
+    (dx,) = torch.autograd.grad(y, x, grad)
+    (dx_torch,) = torch.autograd.grad(y_torch, x, grad)
+    torch.testing.assert_close(dx, dx_torch, atol=4e-6, rtol=0)
+    torch.testing.assert_close(ours.running_var, theirs.running_var)
