@@ -156,6 +156,13 @@ def parse_numerics(text):
     return _one_of(text, NUMERICS, "standard,darknet")
 
 
+def parse_layout(text):
+    name = text.strip().upper()
+    if name not in ("NCHW", "NHWC"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a layout: NCHW or NHWC")
+    return name
+
+
 def positive_int(text):
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
@@ -176,6 +183,9 @@ def add_arguments(parser):
                         metavar="NAME,...",
                         help="bnkernels numerics, one row group each "
                              "(default: standard,darknet)")
+    parser.add_argument("--layout", type=parse_layout, default="NCHW", metavar="LAYOUT",
+                        help="NCHW (default) or NHWC: channels last on every side "
+                             "(PyTorch channels_last; standard numerics only)")
     parser.add_argument("--repeat", type=positive_int, default=40, metavar="N",
                         help="timed calls per measurement for bnkernels and PyTorch "
                              "(default: 40)")
@@ -314,23 +324,27 @@ class Tensors:
     bias: np.ndarray
     y: np.ndarray
     dx: np.ndarray
+    layout: str = "NCHW"   # "NHWC": the arrays are (N, H, W, C)
 
     def running_stats(self):
         """Fresh running_mean (0) and running_var (1): every side updates its own."""
-        c = self.x.shape[1]
+        c = self.x.shape[3 if self.layout == "NHWC" else 1]
         return np.zeros(c, self.x.dtype), np.ones(c, self.x.dtype)
 
 
-def make_tensors(shape, dtype, seed=0):
+def make_tensors(shape, dtype, seed=0, layout="NCHW"):
+    """The tensors of an (N, C, H, W) shape, stored (N, H, W, C) for NHWC."""
     rng = np.random.default_rng(seed)
     dtype = np.dtype(dtype)
     c = shape[1]
+    if layout == "NHWC":
+        shape = (shape[0], shape[2], shape[3], shape[1])
     x = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
     dy = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
     weight = (1 + 0.1 * rng.standard_normal(c)).astype(dtype)
     bias = (0.1 * rng.standard_normal(c)).astype(dtype)
     y, dx = np.ones_like(x), np.ones_like(x)   # touched: no page fault when reused
-    return Tensors(x, dy, weight, bias, y, dx)
+    return Tensors(x, dy, weight, bias, y, dx, layout)
 
 
 def numpy_api_calls(module, tensors, numerics, policy):
@@ -342,7 +356,8 @@ def numpy_api_calls(module, tensors, numerics, policy):
 
     def forward(training=True):
         return module.batch_norm_forward(t.x, t.weight, t.bias, running_mean, running_var,
-                                         training=training, numerics=numerics, out=y_out)
+                                         training=training, numerics=numerics, out=y_out,
+                                         layout=t.layout)
 
     _, saved = forward()
 
@@ -360,10 +375,13 @@ def numpy_api_calls(module, tensors, numerics, policy):
 def torch_calls(torch, tensors, policy):
     """``{op: callable}`` for PyTorch's CPU batch norm (standard numerics).
 
-    The x, dy, weight and bias tensors share the NumPy arrays' memory.
+    The x, dy, weight and bias tensors share the NumPy arrays' memory; NHWC
+    arrays become channels_last (N, C, H, W) tensors, and the outputs follow.
     """
     aten = torch.ops.aten
     x, dy = torch.from_numpy(tensors.x), torch.from_numpy(tensors.dy)
+    if tensors.layout == "NHWC":
+        x, dy = x.permute(0, 3, 1, 2), dy.permute(0, 3, 1, 2)
     weight, bias = torch.from_numpy(tensors.weight), torch.from_numpy(tensors.bias)
     running_mean, running_var = map(torch.from_numpy, tensors.running_stats())
     eps, momentum, mask = STANDARD_EPS, STANDARD_MOMENTUM, [True, True, True]
@@ -522,7 +540,7 @@ def run_suite(args, torch, progress):
                           "method": f"np.copyto of {args.bandwidth_mb} MiB split across "
                                     f"{n} Python thread(s); 2 * bytes / best time"})
         for dtype, shape in cases:
-            tensors = make_tensors(shape, dtype)
+            tensors = make_tensors(shape, dtype, layout=args.layout)
             label = f"{shape_text(shape)} {dtype} t{n}"
             for policy in POLICIES:
                 sides = {numerics: numpy_api_calls(bnkernels, tensors, numerics, policy)
@@ -549,13 +567,13 @@ def run_suite(args, torch, progress):
                         rows.append(make_row(shape, dtype, n, effective, op, numerics,
                                              policy, timing,
                                              numpy_timings.get((dtype, shape, policy, op)),
-                                             torch_timing, gbps))
+                                             torch_timing, gbps, args.layout))
                 del sides, torch_ops, numpy_ops
     return bandwidth, rows
 
 
 def make_row(shape, dtype, threads, effective_threads, op, numerics, policy,
-             timing, numpy_timing, torch_timing, bandwidth_gbps):
+             timing, numpy_timing, torch_timing, bandwidth_gbps, layout="NCHW"):
     traffic = TRAFFIC_PASSES[op] * math.prod(shape) * np.dtype(dtype).itemsize
     gbps = traffic / (timing.median_ms * 1e-3) / 1e9
 
@@ -564,7 +582,7 @@ def make_row(shape, dtype, threads, effective_threads, op, numerics, policy,
 
     return {"shape": list(shape), "dtype": dtype, "threads": threads,
             "bnkernels_threads": effective_threads, "op": op, "numerics": numerics,
-            "policy": policy, "traffic_bytes": traffic,
+            "policy": policy, "layout": layout, "traffic_bytes": traffic,
             "bnkernels": timing.as_dict(),
             "numpy": None if numpy_timing is None else numpy_timing.as_dict(),
             "torch": None if torch_timing is None else torch_timing.as_dict(),
@@ -622,6 +640,9 @@ def report_notes(args, torch, bandwidth, rows, extra_notes):
     numpy_policy = "" if args.no_numpy else (
         f"; NumPy reference: median of {args.reference_repeat} calls (it is slow)")
     notes = [
+        f"layout: {args.layout}" + (" (bnkernels and the NumPy reference on (N, H, W, C) "
+                                    "arrays; PyTorch on channels_last tensors)"
+                                    if args.layout == "NHWC" else ""),
         f"times: median of {args.repeat} calls, each timed alone with time.perf_counter "
         f"after one warm-up call{numpy_policy}; min in --json",
         f"policy reused: {POLICY_TEXT['reused']}",
@@ -735,6 +756,9 @@ def run(args, out=None):
             return 2
     started = time.perf_counter()
     extra_notes = []
+    if args.layout == "NHWC" and args.numerics != ["standard"]:
+        args.numerics = ["standard"]
+        extra_notes.append("NHWC: standard numerics only (Darknet's layers are NCHW)")
     torch = None if args.no_torch else import_torch(extra_notes)
     machine = describe_machine(torch)
     torch_threads = None if torch is None else torch.get_num_threads()
@@ -758,6 +782,7 @@ def run(args, out=None):
         write_json(args.json, {
             "schema": SCHEMA, "machine": machine,
             "settings": {"shapes": [list(s) for s in args.shapes], "dtypes": args.dtype,
+                         "layout": args.layout,
                          "threads": args.threads, "numerics": args.numerics,
                          "repeat": args.repeat, "reference_repeat": args.reference_repeat,
                          "statistic": "median", "bandwidth_mb": args.bandwidth_mb,

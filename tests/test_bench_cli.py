@@ -242,3 +242,31 @@ def test_shapes_parse_to_tuples():
                                                               (8, 32, 14, 14)]
     assert bench.parse_numerics("darknet,standard,darknet") == ["darknet", "standard"]
     assert bench.parse_threads("2,1") == [2, 1]
+
+
+def test_nhwc_layout_runs_standard_numerics_on_every_side(capsys, tmp_path):
+    path = tmp_path / "nhwc.json"
+    code, out, _ = run_bench(capsys, "--layout", "nhwc", "--json", str(path),
+                             *([] if HAS_TORCH else ["--no-torch"]))
+    assert code == 0
+    assert "layout: NHWC" in out and "standard numerics only" in out
+    report = json.loads(path.read_text())
+    assert report["settings"]["layout"] == "NHWC"
+    rows = report["results"]
+    assert rows and {row["layout"] for row in rows} == {"NHWC"}
+    assert {row["numerics"] for row in rows} == {"standard"}
+    assert all(row["numpy"]["median_ms"] > 0 for row in rows)
+    if HAS_TORCH:
+        assert all(row["torch"]["median_ms"] > 0 for row in rows)
+
+
+def test_nhwc_tensors_are_channels_last_on_the_torch_side():
+    torch = pytest.importorskip("torch", reason="PyTorch is optional")
+    tensors = bench.make_tensors((2, 3, 4, 5), "float32", layout="NHWC")
+    assert tensors.x.shape == (2, 4, 5, 3)
+    calls = bench.torch_calls(torch, tensors, "reused")
+    y = calls["training forward"]()[0]
+    assert y.shape == (2, 3, 4, 5) and y.is_contiguous(memory_format=torch.channels_last)
+    expected, _ = bnkernels.batch_norm_forward(tensors.x, tensors.weight, tensors.bias,
+                                               None, None, layout="NHWC")
+    np.testing.assert_allclose(y.permute(0, 2, 3, 1).numpy(), expected, atol=1e-5)
