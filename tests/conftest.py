@@ -1,5 +1,8 @@
 """Shared fixtures: the Darknet vector files (shipped with the package, plus
-the large case kept in tests/data)."""
+the large case kept in tests/data), and the C compiler."""
+import shlex
+import shutil
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -26,3 +29,14 @@ def vector(request):
     flavor, path = request.param
     with np.load(path) as z:
         return flavor, {key: z[key] for key in z.files}
+
+
+@pytest.fixture(scope="session")
+def c_compiler():
+    """The C compiler as an argument list: the one Python builds extensions
+    with (sysconfig's CC), else cc, gcc or clang; without one, a skip."""
+    configured = shlex.split(sysconfig.get_config_var("CC") or "")
+    for argv in ([configured] if configured else []) + [["cc"], ["gcc"], ["clang"]]:
+        if shutil.which(argv[0]):
+            return argv
+    pytest.skip("no C compiler found (sysconfig's CC, cc, gcc or clang)")
