@@ -169,7 +169,7 @@ def test_pjreddie_variance_zero_and_tiny_rescale_the_weight(dtype):
     np.testing.assert_array_equal(converted.weight[2:], scales[2:])
     # variance 0: Darknet divides by 1e-6, so the weight becomes s * sqrt(1e-5) / 1e-6
     assert converted.weight[0] == pytest.approx(2.0 * np.sqrt(1e-5) / F32_E["pjreddie"],
-                                                rel=np.finfo(dtype).eps)
+                                                rel=float(np.finfo(dtype).eps))
     np.testing.assert_array_equal(converted.bias, biases)
     np.testing.assert_array_equal(converted.running_mean, mean)
 
