@@ -166,6 +166,45 @@ cdef void bn_invstd(int64_t channels, const double *var, double eps, double *inv
 cdef void bn_merge_moments(int64_t parts, int64_t channels, const double *counts, const double *means, const double *m2s, double *mean, double *m2) noexcept nogil:
     h.bn_merge_moments(parts, channels, counts, means, m2s, mean, m2)
 
+cdef void bn_im2col_f32(const float *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, float *cols) noexcept nogil:
+    h.bn_im2col_f32(x, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, cols)
+
+cdef void bn_col2im_f32(const float *cols, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, float *x) noexcept nogil:
+    h.bn_col2im_f32(cols, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, x)
+
+cdef void bn_max_pool2d_forward_f32(const float *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, float *y, int64_t *indices) noexcept nogil:
+    h.bn_max_pool2d_forward_f32(x, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, y, indices)
+
+cdef void bn_max_pool2d_backward_f32(const float *dy, const int64_t *indices, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t out_h, int64_t out_w, float *dx) noexcept nogil:
+    h.bn_max_pool2d_backward_f32(dy, indices, batch, channels, height, width, out_h, out_w, dx)
+
+cdef void bn_avg_pool2d_forward_f32(const float *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, int count_include_pad, float *y) noexcept nogil:
+    h.bn_avg_pool2d_forward_f32(x, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, count_include_pad, y)
+
+cdef void bn_avg_pool2d_backward_f32(const float *dy, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, int count_include_pad, float *dx) noexcept nogil:
+    h.bn_avg_pool2d_backward_f32(dy, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, count_include_pad, dx)
+
+cdef void bn_im2col_f64(const double *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, double *cols) noexcept nogil:
+    h.bn_im2col_f64(x, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, cols)
+
+cdef void bn_col2im_f64(const double *cols, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, double *x) noexcept nogil:
+    h.bn_col2im_f64(cols, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, x)
+
+cdef void bn_max_pool2d_forward_f64(const double *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, double *y, int64_t *indices) noexcept nogil:
+    h.bn_max_pool2d_forward_f64(x, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, y, indices)
+
+cdef void bn_max_pool2d_backward_f64(const double *dy, const int64_t *indices, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t out_h, int64_t out_w, double *dx) noexcept nogil:
+    h.bn_max_pool2d_backward_f64(dy, indices, batch, channels, height, width, out_h, out_w, dx)
+
+cdef void bn_avg_pool2d_forward_f64(const double *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, int count_include_pad, double *y) noexcept nogil:
+    h.bn_avg_pool2d_forward_f64(x, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, count_include_pad, y)
+
+cdef void bn_avg_pool2d_backward_f64(const double *dy, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, int count_include_pad, double *dx) noexcept nogil:
+    h.bn_avg_pool2d_backward_f64(dy, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, count_include_pad, dx)
+
+cdef int64_t bn_pool_output_size(int64_t size, int64_t kernel, int64_t stride, int64_t pad, int ceil_mode) noexcept nogil:
+    return h.bn_pool_output_size(size, kernel, stride, pad, ceil_mode)
+
 cdef void bn_set_num_threads(int threads) noexcept nogil:
     h.bn_set_num_threads(threads)
 

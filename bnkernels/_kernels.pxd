@@ -80,6 +80,20 @@ cdef void bn_backward_reduce_nhwc_f64(const double *dy, const double *x, const d
 cdef void bn_backward_dx_nhwc_f64(const double *dy, const double *x, const double *mean, const double *invstd, const double *weight, const double *bias, int relu, const double *sum_dy, const double *sum_dy_xhat, int64_t batch, int64_t channels, int64_t spatial, double *dx) noexcept nogil
 cdef void bn_invstd(int64_t channels, const double *var, double eps, double *invstd) noexcept nogil
 cdef void bn_merge_moments(int64_t parts, int64_t channels, const double *counts, const double *means, const double *m2s, double *mean, double *m2) noexcept nogil
+# convolution and pooling (conv_pool.c)
+cdef void bn_im2col_f32(const float *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, float *cols) noexcept nogil
+cdef void bn_col2im_f32(const float *cols, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, float *x) noexcept nogil
+cdef void bn_max_pool2d_forward_f32(const float *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, float *y, int64_t *indices) noexcept nogil
+cdef void bn_max_pool2d_backward_f32(const float *dy, const int64_t *indices, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t out_h, int64_t out_w, float *dx) noexcept nogil
+cdef void bn_avg_pool2d_forward_f32(const float *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, int count_include_pad, float *y) noexcept nogil
+cdef void bn_avg_pool2d_backward_f32(const float *dy, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, int count_include_pad, float *dx) noexcept nogil
+cdef void bn_im2col_f64(const double *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, double *cols) noexcept nogil
+cdef void bn_col2im_f64(const double *cols, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, double *x) noexcept nogil
+cdef void bn_max_pool2d_forward_f64(const double *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, double *y, int64_t *indices) noexcept nogil
+cdef void bn_max_pool2d_backward_f64(const double *dy, const int64_t *indices, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t out_h, int64_t out_w, double *dx) noexcept nogil
+cdef void bn_avg_pool2d_forward_f64(const double *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, int count_include_pad, double *y) noexcept nogil
+cdef void bn_avg_pool2d_backward_f64(const double *dy, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, int count_include_pad, double *dx) noexcept nogil
+cdef int64_t bn_pool_output_size(int64_t size, int64_t kernel, int64_t stride, int64_t pad, int ceil_mode) noexcept nogil
 
 cdef void bn_set_num_threads(int threads) noexcept nogil
 cdef int bn_get_num_threads() noexcept nogil

@@ -1017,5 +1017,12 @@ def check_channels(v, name, x, x_name, bint writeable=False, bint nhwc=False):
     return a
 
 
+# --------------------------------------------------------------------------
+# convolution helpers and pooling
+# --------------------------------------------------------------------------
+
+include "_conv_pool.pxi"
+
+
 # the C kernels, exported to other Cython extensions (see _kernels.pxd)
 include "_capi.pxi"

@@ -15,6 +15,9 @@
  * Kernels never allocate: the caller owns every buffer. Large calls run on
  * several threads when built with OpenMP (see bn_set_num_threads).
  *
+ * Besides batch normalization: im2col/col2im and 2-D max and average
+ * pooling (conv_pool.c), for the layers built on these kernels.
+ *
  * Two families:
  *   bn_dk_*  Darknet-exact (darknet.c). Same operations, in the same order and
  *            at the same precision, as Darknet's CPU code, so float32 results
@@ -175,6 +178,52 @@ void bn_invstd(int64_t channels, const double *var, double eps, double *invstd);
 void bn_merge_moments(int64_t parts, int64_t channels, const double *counts,
                       const double *means, const double *m2s, double *mean,
                       double *m2);
+
+/* ------------------------------------------------------------------------ */
+/* Convolution and pooling (conv_pool.c).  x is (batch, channels, height,   */
+/* width), NCHW; windows of kernel_h x kernel_w move by stride_h, stride_w  */
+/* over x padded by pad_h, pad_w zeros (for max pooling, -inf) on each      */
+/* side; there are out_h x out_w of them (bn_pool_output_size).  Outputs    */
+/* never alias inputs.  Each (b, c) plane is computed on its own.           */
+/* ------------------------------------------------------------------------ */
+#define BN_POOL_GEOMETRY                                                       \
+    int64_t batch, int64_t channels, int64_t height, int64_t width,            \
+        int64_t kernel_h, int64_t kernel_w, int64_t stride_h,                  \
+        int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h,         \
+        int64_t out_w
+#define BN_DECLARE_CONV_POOL(T, SUF)                                           \
+    /* cols (batch, channels*kernel_h*kernel_w, out_h*out_w):                */\
+    /* cols[b, (c*kernel_h + i)*kernel_w + j, oh*out_w + ow]                 */\
+    /*   = x[b, c, oh*stride_h - pad_h + i, ow*stride_w - pad_w + j], 0 out  */\
+    void bn_im2col_##SUF(const T *x, BN_POOL_GEOMETRY, T *cols);               \
+    /* its adjoint: x = sum of the cols entries read from each x (overwrites)*/\
+    void bn_col2im_##SUF(const T *cols, BN_POOL_GEOMETRY, T *x);               \
+    /* y, indices (batch, channels, out_h, out_w): max of each window and    */\
+    /* its h*width + w (first max; a NaN wins, the first one)                */\
+    void bn_max_pool2d_forward_##SUF(const T *x, BN_POOL_GEOMETRY, T *y,       \
+                                     int64_t *indices);                        \
+    /* dx = 0, then dx[b, c, indices] += dy (indices out of range skipped)   */\
+    void bn_max_pool2d_backward_##SUF(const T *dy, const int64_t *indices,     \
+                                      int64_t batch, int64_t channels,         \
+                                      int64_t height, int64_t width,           \
+                                      int64_t out_h, int64_t out_w, T *dx);    \
+    /* y = window sum / divisor, PyTorch's AvgPool2d divisor rule            */\
+    void bn_avg_pool2d_forward_##SUF(const T *x, BN_POOL_GEOMETRY,             \
+                                     int count_include_pad, T *y);             \
+    /* its adjoint: dx = sum of dy / divisor over the windows (overwrites)   */\
+    void bn_avg_pool2d_backward_##SUF(const T *dy, BN_POOL_GEOMETRY,           \
+                                      int count_include_pad, T *dx);
+
+BN_DECLARE_CONV_POOL(float, f32)
+BN_DECLARE_CONV_POOL(double, f64)
+
+/* Windows along one axis, PyTorch's rule (dilation 1): floor((size + 2*pad -
+ * kernel + (ceil_mode ? stride - 1 : 0)) / stride) + 1, less one when
+ * ceil_mode would start the last window in the right padding. ceil_mode = 0
+ * gives a convolution's output size. 0 for kernel or stride < 1 or pad < 0;
+ * PyTorch's pools also require pad <= kernel / 2 and a result >= 1. */
+int64_t bn_pool_output_size(int64_t size, int64_t kernel, int64_t stride,
+                            int64_t pad, int ceil_mode);
 
 /* ------------------------------------------------------------------------ */
 /* Threads (OpenMP, when the library was built with it).  Every kernel      */
