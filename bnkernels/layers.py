@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from bnkernels import batchnorm
+from bnkernels import _kernels, batchnorm
 
 
 class Module:
@@ -300,3 +300,673 @@ class BatchNorm2d(batchnorm.BatchNorm2d, Module):
 
     def __repr__(self):
         return batchnorm.BatchNorm2d.__repr__(self)
+
+
+# ---------------------------------------------------------------------------
+# argument helpers
+# ---------------------------------------------------------------------------
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _float_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def _generator(rng):
+    """None (fresh entropy), an int seed or a np.random.Generator (used as is)."""
+    if rng is not None and not isinstance(rng, (int, np.integer, np.random.Generator)):
+        raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, "
+                        f"got {type(rng).__name__}")
+    return np.random.default_rng(rng)
+
+
+def _count(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _pair(value, name, minimum):
+    """An int or an (h, w) pair of ints, each >= minimum, as an (h, w) tuple."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else value
+    if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2 \
+            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in pair):
+        raise ValueError(f"{name} must be an int or a pair (h, w) of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _padding(padding, kernel_size, stride):
+    """(ph, pw) from an int, a pair, or "same" (stride 1, odd kernel: the
+    output has the input's H and W)."""
+    if isinstance(padding, str):
+        if padding != "same":
+            raise ValueError(f"padding must be an int, a pair (h, w) or 'same', got {padding!r}")
+        if stride != (1, 1) or kernel_size[0] % 2 == 0 or kernel_size[1] % 2 == 0:
+            raise ValueError(f"padding='same' needs stride 1 and odd kernel sizes, got "
+                             f"kernel_size={kernel_size}, stride={stride}")
+        return kernel_size[0] // 2, kernel_size[1] // 2
+    return _pair(padding, "padding", 0)
+
+
+def _check_input(x, ndim, dtype=None, channels=None, name="x"):
+    """x as a C-contiguous float array of ndim dimensions (of dtype and with
+    `channels` channels when given), or a TypeError/ValueError naming it."""
+    x = np.asarray(x)
+    layout = "(N, C, H, W)" if ndim == 4 else "(N, F)"
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} has dtype {x.dtype}, expected float32 or float64")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name} has dtype {x.dtype}, expected {dtype} (the layer's dtype; "
+                        f"convert with {name}.astype(np.{dtype}))")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} has shape {x.shape}, expected {ndim} dimensions {layout}")
+    if channels is not None and x.shape[1] != channels:
+        what = "channels" if ndim == 4 else "features"
+        raise ValueError(f"{name} has {x.shape[1]} {what}, expected {channels}")
+    return np.ascontiguousarray(x)
+
+
+def _check_grad(dy, shape, dtype, name="dy"):
+    """dy as a C-contiguous array of the forward output's shape and dtype."""
+    dy = np.asarray(dy)
+    if dy.dtype != dtype:
+        raise TypeError(f"{name} has dtype {dy.dtype}, expected {dtype} (the forward's)")
+    if dy.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {dy.shape}, expected {tuple(shape)} (the "
+                         f"forward's output)")
+    return np.ascontiguousarray(dy)
+
+
+def _spatial_output(input_shape, kernel_size, stride, padding, name):
+    """(OH, OW) of a convolution window sliding over input_shape's H, W."""
+    out = []
+    for size, k, s, p in zip(input_shape[2:], kernel_size, stride, padding):
+        if size + 2 * p < k:
+            raise ValueError(f"{name}: input of H x W = {input_shape[2]} x {input_shape[3]} "
+                             f"(padding {padding}) is smaller than the kernel {kernel_size}")
+        out.append((size + 2 * p - k) // s + 1)
+    return tuple(out)
+
+
+def _shape4(input_shape, name):
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 4:
+        raise ValueError(f"{name} takes (N, C, H, W) inputs, got input_shape {shape}")
+    return shape
+
+
+def _need(saved, layer):
+    if saved is None:
+        raise RuntimeError(f"{type(layer).__name__}.backward called before forward")
+    return saved
+
+
+# ---------------------------------------------------------------------------
+# convolution and linear
+# ---------------------------------------------------------------------------
+
+# The weight gradient sums dy[n] @ cols[n].T over the batch in one GEMM per
+# chunk of samples whose transposed copy of cols stays under this many values.
+_GEMM_CHUNK_VALUES = 1 << 22
+
+
+class Conv2d(Module):
+    """2-D convolution (cross-correlation, as PyTorch) of NCHW tensors.
+
+    im2col in C (``bnkernels._kernels.im2col``) turns each sample into a
+    (C*kh*kw, OH*OW) matrix, one NumPy matmul with the (O, C*kh*kw) weight
+    gives the (N, O, OH*OW) output, already NCHW; the backward is two matmuls
+    and col2im. A 1x1 kernel with stride 1 and no padding skips im2col (cols
+    is x itself). In training mode the layer keeps the columns of its last
+    call for the backward; in eval mode it keeps x and recomputes them.
+    x is referenced, not copied: do not modify it before the backward.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size, stride : int or (h, w)
+    padding : int, (h, w) or "same"
+        "same" (stride 1, odd kernel sizes): (kh // 2, kw // 2), so the
+        output keeps the input's H and W.
+    bias : bool
+    dtype : numpy.float32 or numpy.float64
+        Of weight, bias, their gradients, and the x it accepts.
+    rng : None, int or numpy.random.Generator
+        For the initial weights: He (kaiming) normal, std sqrt(2 / fan_in)
+        with fan_in = in_channels * kh * kw (PyTorch's
+        ``kaiming_normal_(mode="fan_in", nonlinearity="relu")``); bias 0.
+
+    Attributes
+    ----------
+    weight, grad_weight : ndarray, (out_channels, in_channels, kh, kw)
+        PyTorch's layout, so state dicts compare with torch.nn.Conv2d's.
+    bias, grad_bias : ndarray, (out_channels,), or None
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 bias=True, dtype=np.float32, rng=None):
+        self.in_channels = _count(in_channels, "in_channels", 1)
+        self.out_channels = _count(out_channels, "out_channels", 1)
+        self.kernel_size = _pair(kernel_size, "kernel_size", 1)
+        self.stride = _pair(stride, "stride", 1)
+        self.padding = _padding(padding, self.kernel_size, self.stride)
+        self.dtype = _float_dtype(dtype)
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        std = np.sqrt(2.0 / fan_in)
+        self.weight = (_generator(rng).standard_normal(shape) * std).astype(self.dtype)
+        self.grad_weight = np.zeros(shape, self.dtype)
+        if bias:
+            self.bias = np.zeros(self.out_channels, self.dtype)
+            self.grad_bias = np.zeros(self.out_channels, self.dtype)
+        else:
+            self.bias = self.grad_bias = None
+        self._saved = None
+
+    @property
+    def _pointwise(self):
+        """1x1, stride 1, no padding: the columns are x itself."""
+        return self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
+
+    def _own_parameters(self):
+        params = [("weight", self.weight, self.grad_weight)]
+        if self.bias is not None:
+            params.append(("bias", self.bias, self.grad_bias))
+        return params
+
+    def _cols(self, x):
+        n, c, h, w = x.shape
+        if self._pointwise:
+            return x.reshape(n, c, h * w)
+        return _kernels.im2col(x, self.kernel_size, self.stride, self.padding)
+
+    def forward(self, x):
+        """y (N, out_channels, OH, OW) for x (N, in_channels, H, W) of the
+        layer's dtype."""
+        self._saved = None
+        x = _check_input(x, 4, self.dtype, self.in_channels)
+        n, _, oh, ow = self.output_shape(x.shape)
+        cols = self._cols(x)
+        y = np.matmul(self.weight.reshape(self.out_channels, -1), cols)
+        if self.bias is not None:
+            y += self.bias[:, None]
+        self._saved = (x, cols if self.training else None)
+        return y.reshape(n, self.out_channels, oh, ow)
+
+    def backward(self, dy):
+        """dL/dx for the last forward; adds dL/dweight (and dL/dbias) to the grads."""
+        x, cols = _need(self._saved, self)
+        dy = _check_grad(dy, self.output_shape(x.shape), self.dtype)
+        if cols is None:
+            cols = self._cols(x)
+        n, o = dy.shape[:2]
+        dy = dy.reshape(n, o, -1)
+        k, spatial = cols.shape[1:]
+        if self.bias is not None:
+            self.grad_bias += dy.sum(axis=(0, 2))
+        # dW = sum_n dy[n] @ cols[n].T, as one GEMM over a chunk of samples:
+        # (O, n*L) @ (n*L, K)
+        grad_weight = self.grad_weight.reshape(o, k)
+        step = max(1, _GEMM_CHUNK_VALUES // max(1, k * spatial))
+        for start in range(0, n, step):
+            part_dy = dy[start:start + step].transpose(1, 0, 2).reshape(o, -1)
+            part_cols = cols[start:start + step].transpose(0, 2, 1).reshape(-1, k)
+            grad_weight += part_dy @ part_cols
+        dcols = np.matmul(self.weight.reshape(o, k).T, dy)
+        if self._pointwise:
+            return dcols.reshape(x.shape)
+        return _kernels.col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
+
+    def output_shape(self, input_shape):
+        n, c, _, _ = _shape4(input_shape, "Conv2d")
+        if c != self.in_channels:
+            raise ValueError(f"Conv2d: input has {c} channels, expected {self.in_channels}")
+        return (n, self.out_channels, *_spatial_output(
+            input_shape, self.kernel_size, self.stride, self.padding, "Conv2d"))
+
+    def macs(self, input_shape):
+        n, o, oh, ow = self.output_shape(input_shape)
+        return n * o * oh * ow * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+
+    def num_weights(self):
+        return self.weight.size
+
+    def _describe(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}, "
+                f"dtype={self.dtype.name}")
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias for x (N, in_features).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool
+    dtype : numpy.float32 or numpy.float64
+    rng : None, int or numpy.random.Generator
+        PyTorch's default initialization: weight and bias uniform in
+        [-1/sqrt(in_features), 1/sqrt(in_features)].
+
+    Attributes
+    ----------
+    weight, grad_weight : ndarray, (out_features, in_features)
+    bias, grad_bias : ndarray, (out_features,), or None
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
+        self.in_features = _count(in_features, "in_features", 1)
+        self.out_features = _count(out_features, "out_features", 1)
+        self.dtype = _float_dtype(dtype)
+        rng = _generator(rng)
+        bound = 1.0 / np.sqrt(self.in_features)
+        shape = (self.out_features, self.in_features)
+        self.weight = rng.uniform(-bound, bound, shape).astype(self.dtype)
+        self.grad_weight = np.zeros(shape, self.dtype)
+        if bias:
+            self.bias = rng.uniform(-bound, bound, self.out_features).astype(self.dtype)
+            self.grad_bias = np.zeros(self.out_features, self.dtype)
+        else:
+            self.bias = self.grad_bias = None
+        self._saved = None
+
+    def _own_parameters(self):
+        params = [("weight", self.weight, self.grad_weight)]
+        if self.bias is not None:
+            params.append(("bias", self.bias, self.grad_bias))
+        return params
+
+    def forward(self, x):
+        self._saved = None
+        x = _check_input(x, 2, self.dtype, self.in_features)
+        y = x @ self.weight.T
+        if self.bias is not None:
+            y += self.bias
+        self._saved = x
+        return y
+
+    def backward(self, dy):
+        x = _need(self._saved, self)
+        dy = _check_grad(dy, (x.shape[0], self.out_features), self.dtype)
+        self.grad_weight += dy.T @ x
+        if self.bias is not None:
+            self.grad_bias += dy.sum(axis=0)
+        return dy @ self.weight
+
+    def output_shape(self, input_shape):
+        shape = tuple(int(v) for v in input_shape)
+        if len(shape) != 2 or shape[1] != self.in_features:
+            raise ValueError(f"Linear takes (N, {self.in_features}) inputs, got input_shape "
+                             f"{shape}")
+        return (shape[0], self.out_features)
+
+    def macs(self, input_shape):
+        return self.output_shape(input_shape)[0] * self.in_features * self.out_features
+
+    def num_weights(self):
+        return self.weight.size
+
+    def _describe(self):
+        return (f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, "
+                f"dtype={self.dtype.name}")
+
+
+# ---------------------------------------------------------------------------
+# pooling
+# ---------------------------------------------------------------------------
+
+class _Pool2d(Module):
+    """What max and average pooling share: window arguments and output size
+    (PyTorch's rule, ceil_mode included)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
+        self.kernel_size = _pair(kernel_size, "kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride", 1)
+        self.padding = _padding(padding, self.kernel_size, self.stride)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"padding must be at most half the kernel size, got "
+                             f"padding={self.padding} for kernel_size={self.kernel_size}")
+        self.ceil_mode = bool(ceil_mode)
+        self._saved = None
+
+    def output_shape(self, input_shape):
+        n, c, h, w = _shape4(input_shape, type(self).__name__)
+        _spatial_output(input_shape, self.kernel_size, self.stride, self.padding,
+                        type(self).__name__)
+        return (n, c) + tuple(
+            _kernels.pool_output_size(size, k, s, p, self.ceil_mode)
+            for size, k, s, p in zip((h, w), self.kernel_size, self.stride, self.padding))
+
+    def macs(self, input_shape):
+        return 0
+
+    def _describe(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}" + (", ceil_mode=True" if self.ceil_mode else ""))
+
+
+class MaxPool2d(_Pool2d):
+    """Max over each window (C kernel); padding counts as -inf, a NaN in a
+    window wins (as PyTorch). Parameters as torch.nn.MaxPool2d (stride
+    defaults to kernel_size); padding may be "same" for stride 1 and odd
+    kernels. The backward routes dy to the first maximum of each window."""
+
+    def forward(self, x):
+        self._saved = None
+        x = _check_input(x, 4)
+        y, indices = _kernels.max_pool2d_forward(x, self.kernel_size, self.stride,
+                                                 self.padding, self.ceil_mode)
+        self._saved = (x.shape, x.dtype, indices)
+        return y
+
+    def backward(self, dy):
+        shape, dtype, indices = _need(self._saved, self)
+        dy = _check_grad(dy, indices.shape, dtype)
+        return _kernels.max_pool2d_backward(dy, indices, shape)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over each window (C kernel). Parameters as torch.nn.AvgPool2d,
+    the same divisor rule (count_include_pad: padded zeros count); padding
+    may be "same" for stride 1 and odd kernels."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _window(self):
+        return (self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                self.count_include_pad)
+
+    def forward(self, x):
+        self._saved = None
+        x = _check_input(x, 4)
+        y = _kernels.avg_pool2d_forward(x, *self._window())
+        self._saved = (x.shape, x.dtype, y.shape)
+        return y
+
+    def backward(self, dy):
+        shape, dtype, y_shape = _need(self._saved, self)
+        dy = _check_grad(dy, y_shape, dtype)
+        return _kernels.avg_pool2d_backward(dy, shape, *self._window())
+
+    def _describe(self):
+        return super()._describe() + ("" if self.count_include_pad
+                                      else ", count_include_pad=False")
+
+
+class GlobalAvgPool2d(Module):
+    """Mean over H and W: (N, C, H, W) -> (N, C, 1, 1), GoogLeNet's last
+    pooling; average pooling with an (H, W) window, in C."""
+
+    def __init__(self):
+        self._saved = None
+
+    def forward(self, x):
+        self._saved = None
+        x = _check_input(x, 4)
+        window = x.shape[2:]
+        y = _kernels.avg_pool2d_forward(x, window, window, (0, 0))
+        self._saved = (x.shape, x.dtype)
+        return y
+
+    def backward(self, dy):
+        shape, dtype = _need(self._saved, self)
+        dy = _check_grad(dy, (*shape[:2], 1, 1), dtype)
+        window = shape[2:]
+        return _kernels.avg_pool2d_backward(dy, shape, window, window, (0, 0))
+
+    def output_shape(self, input_shape):
+        n, c, _, _ = _shape4(input_shape, "GlobalAvgPool2d")
+        return (n, c, 1, 1)
+
+    def macs(self, input_shape):
+        return 0
+
+
+# ---------------------------------------------------------------------------
+# elementwise and reshaping
+# ---------------------------------------------------------------------------
+
+class ReLU(Module):
+    """max(x, 0) (NaN stays NaN); the backward passes dy where x > 0."""
+
+    def __init__(self):
+        self._saved = None
+
+    def forward(self, x):
+        self._saved = None
+        x = np.asarray(x)
+        if x.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"x has dtype {x.dtype}, expected float32 or float64")
+        self._saved = x > 0
+        return np.maximum(x, x.dtype.type(0))
+
+    def backward(self, dy):
+        positive = _need(self._saved, self)
+        dy = np.asarray(dy)
+        if dy.shape != positive.shape:
+            raise ValueError(f"dy has shape {dy.shape}, expected {positive.shape} "
+                             f"(the forward's output)")
+        return np.where(positive, dy, dy.dtype.type(0))
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def macs(self, input_shape):
+        return 0
+
+
+class Flatten(Module):
+    """(N, C, H, W) (or any (N, ...)) -> (N, C*H*W), a view when x is contiguous."""
+
+    def __init__(self):
+        self._saved = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if x.ndim < 1:
+            raise ValueError(f"x has shape {x.shape}, expected (N, ...)")
+        self._saved = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        shape = _need(self._saved, self)
+        dy = np.asarray(dy)
+        if dy.size != int(np.prod(shape)) or dy.shape[:1] != shape[:1]:
+            raise ValueError(f"dy has shape {dy.shape}, expected ({shape[0]}, "
+                             f"{int(np.prod(shape[1:]))}) (the forward's output)")
+        return dy.reshape(shape)
+
+    def output_shape(self, input_shape):
+        shape = tuple(int(v) for v in input_shape)
+        return (shape[0], int(np.prod(shape[1:])))
+
+    def macs(self, input_shape):
+        return 0
+
+
+class Dropout(Module):
+    """Inverted dropout: in training, each value is zeroed with probability p
+    and the rest scaled by 1 / (1 - p), so eval mode is the identity.
+
+    Parameters
+    ----------
+    p : float in [0, 1]
+    rng : None, int or numpy.random.Generator
+        Draws the masks (one per forward in training).
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) \
+                or not 0 <= p <= 1:
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.rng = _generator(rng)
+        self._saved = None
+
+    def forward(self, x):
+        self._saved = None
+        x = np.asarray(x)
+        if x.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"x has dtype {x.dtype}, expected float32 or float64")
+        if not self.training or self.p == 0:
+            self._saved = (x.shape, None)
+            return x.copy()
+        scale = 0.0 if self.p == 1 else 1.0 / (1.0 - self.p)
+        mask = ((self.rng.random(x.shape) >= self.p) * scale).astype(x.dtype)
+        self._saved = (x.shape, mask)
+        return x * mask
+
+    def backward(self, dy):
+        shape, mask = _need(self._saved, self)
+        dy = np.asarray(dy)
+        if dy.shape != shape:
+            raise ValueError(f"dy has shape {dy.shape}, expected {shape} (the forward's output)")
+        return dy.copy() if mask is None else dy * mask
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def macs(self, input_shape):
+        return 0
+
+    def _describe(self):
+        return f"p={self.p:g}"
+
+
+# ---------------------------------------------------------------------------
+# BN-Inception's unit
+# ---------------------------------------------------------------------------
+
+class ConvBNReLU(Module):
+    """Conv2d without bias, then BatchNorm2d with the fused ReLU (BN-Inception's
+    unit); with ``batch_norm=False``, Conv2d with bias then ReLU (the same
+    architecture without BN, for comparing training with and without it).
+
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size, stride, padding
+        As Conv2d.
+    numerics : {"standard", "darknet", "darknet-alexeyab"}
+        The BN's numerics family (see bnkernels.BatchNorm2d).
+    batch_norm : bool
+    eps, momentum : float, optional
+        The BN's; None takes the family's defaults.
+    dtype : numpy.float32 or numpy.float64
+    rng : None, int or numpy.random.Generator
+        For the convolution's He-normal weights.
+
+    Submodules: ``conv`` and ``bn`` (or ``conv`` and ``relu`` without BN),
+    so state-dict keys read like torchvision's BasicConv2d.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
+                 numerics="standard", batch_norm=True, eps=None, momentum=None,
+                 dtype=np.float32, rng=None):
+        self.batch_norm = bool(batch_norm)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                           bias=not self.batch_norm, dtype=dtype, rng=rng)
+        if self.batch_norm:
+            self.bn = BatchNorm2d(out_channels, numerics=numerics, eps=eps,
+                                  momentum=momentum, dtype=dtype, activation="relu")
+        else:
+            self.relu = ReLU()
+
+    @property
+    def _after(self):
+        return self.bn if self.batch_norm else self.relu
+
+    def forward(self, x):
+        return self._after.forward(self.conv.forward(x))
+
+    def backward(self, dy):
+        return self.conv.backward(self._after.backward(dy))
+
+    def output_shape(self, input_shape):
+        return self.conv.output_shape(input_shape)
+
+    def _child_inputs(self, input_shape):
+        return [(self.conv, tuple(input_shape)),
+                (self._after, self.conv.output_shape(input_shape))]
+
+    def _describe(self):
+        conv = self.conv
+        text = (f"{conv.in_channels}, {conv.out_channels}, kernel_size={conv.kernel_size}, "
+                f"stride={conv.stride}, padding={conv.padding}")
+        if self.batch_norm:
+            return text + f", numerics={self.bn.numerics!r}"
+        return text + ", batch_norm=False"
+
+
+# ---------------------------------------------------------------------------
+# the loss
+# ---------------------------------------------------------------------------
+
+class SoftmaxCrossEntropy(Module):
+    """Mean cross-entropy of softmax(logits) against integer labels, with
+    Inception-v3's label-smoothing regularization: the target distribution is
+    (1 - label_smoothing) * onehot(label) + label_smoothing / K over K classes
+    (as torch.nn.functional.cross_entropy(..., label_smoothing=...)).
+
+    ``forward(logits, labels)`` returns the loss as a Python float;
+    ``backward(dloss=1.0)`` returns dloss * dL/dlogits = dloss * (softmax -
+    target) / N in the logits' dtype. The softmax and the loss are computed in
+    float64 whatever the logits' dtype (an (N, K) array: negligible cost).
+    """
+
+    def __init__(self, label_smoothing=0.0):
+        if isinstance(label_smoothing, bool) or \
+                not isinstance(label_smoothing, (int, float, np.floating)) \
+                or not 0 <= label_smoothing <= 1:
+            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+        self._saved = None
+
+    def forward(self, logits, labels):
+        self._saved = None
+        logits = _check_input(logits, 2, name="logits")
+        labels = np.asarray(labels)
+        n, k = logits.shape
+        if labels.dtype.kind not in "iu":
+            raise TypeError(f"labels has dtype {labels.dtype}, expected an integer dtype")
+        if labels.shape != (n,):
+            raise ValueError(f"labels has shape {labels.shape}, expected ({n},) to match "
+                             f"logits {logits.shape}")
+        if n and (labels.min() < 0 or labels.max() >= k):
+            raise ValueError(f"labels must be in [0, {k}), got values in "
+                             f"[{labels.min()}, {labels.max()}]")
+        if n == 0:
+            raise ValueError("logits has no rows (N = 0): the mean loss is undefined")
+        z = logits.astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        log_softmax = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        target = np.full((n, k), self.label_smoothing / k)
+        target[np.arange(n), labels] += 1.0 - self.label_smoothing
+        loss = -(target * log_softmax).sum() / n
+        self._saved = (np.exp(log_softmax) - target, logits.dtype)
+        return float(loss)
+
+    def __call__(self, logits, labels):
+        return self.forward(logits, labels)
+
+    def backward(self, dloss=1.0):
+        difference, dtype = _need(self._saved, self)
+        return (difference * (float(dloss) / difference.shape[0])).astype(dtype)
+
+    def output_shape(self, input_shape):
+        return ()
+
+    def macs(self, input_shape):
+        return 0
+
+    def _describe(self):
+        return f"label_smoothing={self.label_smoothing:g}" if self.label_smoothing else ""

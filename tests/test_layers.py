@@ -1,0 +1,791 @@
+"""bnkernels.layers: every layer's forward and backward, containers, state.
+
+Oracles:
+- forward: an independent float64 NumPy twin written here (convolution and
+  pooling as a loop over kernel offsets on a padded copy, no im2col), NumPy
+  expressions for Linear and the loss, and PyTorch (torch.nn.functional) when
+  it is installed;
+- backward: central finite differences in float64 of loss = sum(y * r) for a
+  fixed random r, for dx and every parameter gradient.
+
+Finite-difference tolerance: with step h = 1e-6 in float64 the rounding
+error of each difference quotient is about 1e-16 * |loss| / h ~ 1e-9 for the
+losses here (|loss| < 100), and the truncation error h^2/6 * f''' is ~1e-12
+for the smooth parts (BN, softmax); the piecewise-linear layers (conv, pools,
+ReLU) have none unless a kink lies within h of a sample, which the fixed seeds
+avoid. So rtol = 1e-6 with atol = 1e-7 leaves two orders of magnitude of
+margin while catching any wrong term (those are O(1) relative errors).
+"""
+import io
+
+import numpy as np
+import pytest
+
+from bnkernels import layers, reference
+from bnkernels.layers import (
+    AvgPool2d, BatchNorm2d, Concat, Conv2d, ConvBNReLU, Dropout, Flatten, GlobalAvgPool2d,
+    Linear, MaxPool2d, ReLU, Sequential, SoftmaxCrossEntropy,
+)
+
+FD_STEP = 1e-6
+FD_TOL = dict(rtol=1e-6, atol=1e-7)
+
+
+def rand(shape, seed=0, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# oracles
+# ---------------------------------------------------------------------------
+
+def finite_difference(loss, a, h=FD_STEP):
+    """d loss / d a by central differences, perturbing a in place."""
+    grad = np.zeros(a.shape)
+    flat, out = a.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        saved = flat[i]
+        flat[i] = saved + h
+        plus = loss()
+        flat[i] = saved - h
+        minus = loss()
+        flat[i] = saved
+        out[i] = (plus - minus) / (2 * h)
+    return grad
+
+
+def check_gradients(module, x, seed=1, before_forward=None):
+    """Backward of module at x (float64) against finite differences of
+    sum(module(x) * r): dx and every named parameter's gradient."""
+    before = before_forward or (lambda: None)
+    before()
+    y = module.forward(x)
+    r = rand(y.shape, seed)
+    module.zero_grad()
+    dx = module.backward(r)
+    grads = {name: grad.copy() for name, _, grad in module.named_parameters()}
+
+    def loss():
+        before()
+        return float(np.sum(module.forward(x) * r))
+
+    np.testing.assert_allclose(dx, finite_difference(loss, x), **FD_TOL, err_msg="dx")
+    for name, value, _ in module.named_parameters():
+        np.testing.assert_allclose(grads[name], finite_difference(loss, value), **FD_TOL,
+                                   err_msg=name)
+    return dx, grads
+
+
+def direct_conv(x, w, b, stride, padding):
+    """Convolution as a sum over kernel offsets (i, j) of strided slices of
+    the zero-padded input times w[:, :, i, j]; float64."""
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
+    y = np.zeros((n, o, oh, ow))
+    for i in range(kh):
+        for j in range(kw):
+            patch = xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+            y += np.einsum("nchw,oc->nohw", patch, w[:, :, i, j].astype(np.float64))
+    return y if b is None else y + b[:, None, None]
+
+
+def direct_conv_backward(x, w, dy, stride, padding):
+    """(dx, dw) of direct_conv: the same offsets, scattered back."""
+    (sh, sw), (ph, pw) = stride, padding
+    kh, kw = w.shape[2:]
+    oh, ow = dy.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    dxp = np.zeros_like(xp)
+    dw = np.zeros_like(w)
+    for i in range(kh):
+        for j in range(kw):
+            window = (slice(None), slice(None), slice(i, i + sh * (oh - 1) + 1, sh),
+                      slice(j, j + sw * (ow - 1) + 1, sw))
+            dw[:, :, i, j] = np.einsum("nohw,nchw->oc", dy, xp[window])
+            dxp[window] += np.einsum("nohw,oc->nchw", dy, w[:, :, i, j])
+    return dxp[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]], dw
+
+
+def direct_pool(x, kernel, stride, padding, kind):
+    """Max (padding -inf) or average (padded zeros counted) over windows,
+    float64, ceil_mode off."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    fill = -np.inf if kind == "max" else 0.0
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)),
+                constant_values=fill)
+    oh, ow = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1
+    windows = [xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+               for i in range(kh) for j in range(kw)]
+    return np.max(windows, axis=0) if kind == "max" else np.mean(windows, axis=0)
+
+
+# ---------------------------------------------------------------------------
+# Conv2d
+# ---------------------------------------------------------------------------
+
+CONV_CASES = [  # (kernel_size, stride, padding), Inception's shapes among them
+    ((1, 7), 1, (0, 3)),
+    ((7, 1), 1, (3, 0)),
+    (3, 2, 1),
+    (1, 1, 0),
+    (5, 1, "same"),
+    ((3, 5), (2, 1), (0, 2)),
+    (3, 2, 0),
+]
+CONV_IDS = ["1x7", "7x1", "3x3s2p1", "1x1", "5x5same", "3x5s21p02", "3x3s2"]
+
+
+def resolved(kernel, stride, padding):
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    kernel, stride = pair(kernel), pair(stride)
+    if padding == "same":
+        return kernel, stride, (kernel[0] // 2, kernel[1] // 2)
+    return kernel, stride, pair(padding)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", CONV_CASES, ids=CONV_IDS)
+def test_conv2d_forward_matches_direct_convolution_loop_float64(kernel, stride, padding):
+    conv = Conv2d(3, 5, kernel, stride, padding, dtype=np.float64, rng=0)
+    conv.bias[...] = rand(5, 7)
+    x = rand((2, 3, 9, 10), 1)
+    x_before = x.copy()
+    y = conv.forward(x)
+    expected = direct_conv(x, conv.weight, conv.bias, *resolved(kernel, stride, padding)[1:])
+    assert y.shape == expected.shape == conv.output_shape(x.shape)
+    assert y.dtype == np.float64 and y.flags.c_contiguous
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(x, x_before)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", CONV_CASES[:4], ids=CONV_IDS[:4])
+def test_conv2d_forward_float32_matches_float64_loop(kernel, stride, padding):
+    # float32 products summed over C*kh*kw = 21..27 terms of size ~1: 1e-5
+    # relative to the largest output is a few float32 epsilons per term
+    conv = Conv2d(3, 4, kernel, stride, padding, rng=2)
+    conv.bias[...] = rand(4, 3, np.float32)
+    x = rand((2, 3, 8, 8), 4, np.float32)
+    y = conv.forward(x)
+    assert y.dtype == np.float32
+    expected = direct_conv(x, conv.weight, conv.bias, *resolved(kernel, stride, padding)[1:])
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel,stride,padding", CONV_CASES, ids=CONV_IDS)
+def test_conv2d_matches_torch_conv2d(kernel, stride, padding, dtype):
+    torch = pytest.importorskip("torch", reason="PyTorch is the second oracle for Conv2d")
+    conv = Conv2d(3, 6, kernel, stride, padding, dtype=dtype, rng=3)
+    conv.bias[...] = rand(6, 4, dtype)
+    x = rand((2, 3, 11, 9), 5, dtype)
+    _, s, p = resolved(kernel, stride, padding)
+    expected = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(conv.weight),
+                                          torch.from_numpy(conv.bias), stride=s, padding=p)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(conv.forward(x), expected.numpy(), rtol=tol, atol=tol)
+
+
+def test_conv2d_state_dict_loads_into_torch_conv2d_and_backward_agrees():
+    torch = pytest.importorskip("torch", reason="PyTorch's layout is the one promised")
+    conv = Conv2d(4, 3, (3, 1), 1, (1, 0), dtype=np.float64, rng=4)
+    conv.bias[...] = rand(3, 8)
+    tconv = torch.nn.Conv2d(4, 3, (3, 1), padding=(1, 0), dtype=torch.float64)
+    tconv.load_state_dict({k: torch.from_numpy(v) for k, v in conv.state_dict().items()})
+    x = rand((2, 4, 5, 6), 9)
+    dy = rand((2, 3, 5, 6), 10)
+    tx = torch.from_numpy(x.copy()).requires_grad_()
+    tconv(tx).backward(torch.from_numpy(dy))
+    conv.forward(x)
+    dx = conv.backward(dy)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.grad_weight, tconv.weight.grad.numpy(), rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(conv.grad_bias, tconv.bias.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("kernel,stride,padding", CONV_CASES, ids=CONV_IDS)
+def test_conv2d_backward_matches_finite_differences(kernel, stride, padding, bias):
+    conv = Conv2d(2, 3, kernel, stride, padding, bias=bias, dtype=np.float64, rng=5)
+    if bias:
+        conv.bias[...] = rand(3, 6)
+    check_gradients(conv, rand((2, 2, 7, 7), 7))
+
+
+@pytest.mark.parametrize("kernel,stride,padding", CONV_CASES, ids=CONV_IDS)
+def test_conv2d_backward_matches_direct_loop_backward(kernel, stride, padding):
+    conv = Conv2d(3, 4, kernel, stride, padding, dtype=np.float64, rng=6)
+    x = rand((3, 3, 9, 8), 11)
+    y = conv.forward(x)
+    dy = rand(y.shape, 12)
+    dx = conv.backward(dy)
+    expected_dx, expected_dw = direct_conv_backward(x, conv.weight, dy,
+                                                    *resolved(kernel, stride, padding)[1:])
+    np.testing.assert_allclose(dx, expected_dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.grad_weight, expected_dw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.grad_bias, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+
+
+def test_conv2d_backward_in_eval_mode_recomputes_the_columns():
+    conv = Conv2d(2, 3, 3, 1, 1, dtype=np.float64, rng=7).eval()
+    check_gradients(conv, rand((2, 2, 5, 4), 13))
+
+
+def test_conv2d_weight_gradient_is_the_same_summed_in_chunks_of_samples(monkeypatch):
+    x = rand((5, 3, 6, 6), 14)
+    results = []
+    for chunk in (layers._GEMM_CHUNK_VALUES, 2 * 27 * 36, 1):  # whole batch, 2, 1 samples
+        monkeypatch.setattr(layers, "_GEMM_CHUNK_VALUES", chunk)
+        conv = Conv2d(3, 4, 3, 1, 1, dtype=np.float64, rng=8)
+        conv.forward(x)
+        conv.backward(rand((5, 4, 6, 6), 15))
+        results.append(conv.grad_weight)
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(results[2], results[0], rtol=1e-13, atol=1e-13)
+
+
+def test_conv2d_float32_backward_matches_float64_backward():
+    # the float32 branch: gradients summed over ~100 float32 products
+    conv64 = Conv2d(3, 4, 3, 2, 1, dtype=np.float64, rng=9)
+    conv32 = Conv2d(3, 4, 3, 2, 1, rng=9)
+    np.testing.assert_array_equal(conv32.weight, conv64.weight.astype(np.float32))
+    conv64.weight[...] = conv32.weight
+    x = rand((2, 3, 7, 7), 16, np.float32)
+    dy = rand((2, 4, 4, 4), 17, np.float32)
+    results = []
+    for conv in (conv64, conv32):
+        conv.forward(x.astype(conv.dtype))
+        results.append((conv.backward(dy.astype(conv.dtype)), conv.grad_weight, conv.grad_bias))
+    for exact, single in zip(*results):
+        assert single.dtype == np.float32
+        np.testing.assert_allclose(single, exact, rtol=0, atol=1e-5 * np.abs(exact).max())
+
+
+def test_conv2d_same_padding_keeps_height_and_width():
+    conv = Conv2d(2, 3, (1, 7), padding="same")
+    assert conv.padding == (0, 3)
+    assert conv.output_shape((4, 2, 17, 17)) == (4, 3, 17, 17)
+    with pytest.raises(ValueError, match="padding='same' needs stride 1 and odd kernel"):
+        Conv2d(2, 3, 2, padding="same")
+    with pytest.raises(ValueError, match="padding='same' needs stride 1"):
+        Conv2d(2, 3, 3, stride=2, padding="same")
+
+
+def test_conv2d_he_normal_initialization_and_seeded_rng():
+    conv = Conv2d(64, 128, 3, rng=0)
+    assert conv.weight.shape == (128, 64, 3, 3) and conv.weight.dtype == np.float32
+    # He normal: std sqrt(2 / fan_in); 73728 samples give the std to ~0.3%
+    np.testing.assert_allclose(conv.weight.std(), np.sqrt(2 / (64 * 9)), rtol=0.02)
+    np.testing.assert_array_equal(conv.bias, 0)
+    np.testing.assert_array_equal(Conv2d(64, 128, 3, rng=0).weight, conv.weight)
+    generator = np.random.default_rng(0)
+    np.testing.assert_array_equal(Conv2d(64, 128, 3, rng=generator).weight, conv.weight)
+    assert not np.array_equal(Conv2d(64, 128, 3, rng=1).weight, conv.weight)
+
+
+def test_conv2d_macs_weights_and_parameters_count_like_googlenet_table():
+    # GoogLeNet's first layer: 7x7/2 conv, 64 filters, 224x224x3 -> 112x112x64:
+    # 2.7K weights (9408) and 118M multiply-accumulates per image
+    conv = Conv2d(3, 64, 7, 2, 3)
+    assert conv.output_shape((1, 3, 224, 224)) == (1, 64, 112, 112)
+    assert conv.num_weights() == 9408
+    assert conv.num_parameters() == 9408 + 64
+    assert conv.macs((1, 3, 224, 224)) == 112 * 112 * 64 * 3 * 49 == 118_013_952
+    assert conv.macs((2, 3, 224, 224)) == 2 * 118_013_952
+
+
+def test_conv2d_rejects_bad_input_with_messages_naming_x():
+    conv = Conv2d(4, 2, 3)
+    x = rand((2, 3, 5, 5), dtype=np.float32)
+    before = x.copy()
+    with pytest.raises(ValueError, match="x has 3 channels, expected 4"):
+        conv.forward(x)
+    with pytest.raises(TypeError, match="x has dtype float64, expected float32"):
+        conv.forward(rand((2, 4, 5, 5)))
+    with pytest.raises(ValueError, match=r"x has shape \(4, 5, 5\), expected 4 dimensions"):
+        conv.forward(rand((4, 5, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        conv.forward(rand((1, 4, 2, 5), dtype=np.float32))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        Conv2d(4, 2, 3).backward(rand((2, 2, 3, 3), dtype=np.float32))
+    np.testing.assert_array_equal(x, before)
+    conv.forward(rand((2, 4, 5, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"dy has shape \(2, 2, 4, 4\), expected \(2, 2, 3, 3\)"):
+        conv.backward(rand((2, 2, 4, 4), dtype=np.float32))
+    with pytest.raises(TypeError, match="dy has dtype float64, expected float32"):
+        conv.backward(rand((2, 2, 3, 3)))
+    with pytest.raises(ValueError, match="kernel_size must be an int or a pair"):
+        Conv2d(4, 2, (3, 3, 3))
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        Conv2d(4, 2, 3, stride=0)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        Conv2d(4, 2, 3, dtype=np.int32)
+
+
+def test_conv2d_accepts_a_non_contiguous_x_and_leaves_it_unchanged():
+    conv = Conv2d(3, 2, 3, padding=1, dtype=np.float64, rng=1)
+    x = rand((2, 5, 5, 3), 3).transpose(0, 3, 1, 2)
+    before = x.copy()
+    np.testing.assert_allclose(conv.forward(x), direct_conv(before, conv.weight, conv.bias,
+                                                            (1, 1), (1, 1)), rtol=1e-12)
+    np.testing.assert_array_equal(x, before)
+
+
+# ---------------------------------------------------------------------------
+# pooling
+# ---------------------------------------------------------------------------
+
+POOL_CASES = [((3, 3), (1, 1), (1, 1)), ((3, 3), (2, 2), (0, 0)), ((2, 2), (2, 2), (0, 0)),
+              ((3, 3), (2, 2), (1, 1)), ((1, 3), (1, 2), (0, 1))]
+POOL_IDS = ["3x3s1same", "3x3s2", "2x2s2", "3x3s2p1", "1x3s12p01"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("kernel,stride,padding", POOL_CASES, ids=POOL_IDS)
+def test_pool_forward_matches_direct_windows(kernel, stride, padding, kind, dtype):
+    pool = (MaxPool2d if kind == "max" else AvgPool2d)(kernel, stride, padding)
+    x = rand((2, 3, 9, 8), 20, dtype)
+    y = pool.forward(x)
+    assert y.dtype == dtype and y.shape == pool.output_shape(x.shape)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(y, direct_pool(x, kernel, stride, padding, kind), rtol=tol,
+                               atol=tol)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("kernel,stride,padding", POOL_CASES, ids=POOL_IDS)
+def test_pool_backward_matches_finite_differences(kernel, stride, padding, kind):
+    pool = (MaxPool2d if kind == "max" else AvgPool2d)(kernel, stride, padding)
+    check_gradients(pool, rand((2, 2, 7, 6), 21))
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_pools_match_torch_including_ceil_mode(ceil_mode, count_include_pad):
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle for ceil_mode")
+    F = torch.nn.functional
+    x = rand((2, 3, 10, 9), 22)
+    dy = None
+    for pool, oracle in (
+            (MaxPool2d(3, 2, 1, ceil_mode), lambda t: F.max_pool2d(t, 3, 2, 1,
+                                                                   ceil_mode=ceil_mode)),
+            (AvgPool2d(3, 2, 1, ceil_mode, count_include_pad),
+             lambda t: F.avg_pool2d(t, 3, 2, 1, ceil_mode, count_include_pad))):
+        tx = torch.from_numpy(x.copy()).requires_grad_()
+        ty = oracle(tx)
+        dy = rand(tuple(ty.shape), 23)
+        ty.backward(torch.from_numpy(dy))
+        y = pool.forward(x)
+        assert pool.output_shape(x.shape) == y.shape == tuple(ty.shape)
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(pool.backward(dy), tx.grad.numpy(), rtol=1e-14, atol=1e-14)
+
+
+def test_max_pool_padding_same_keeps_size_and_rejects_padding_over_half_kernel():
+    pool = MaxPool2d(3, 1, "same")
+    assert pool.padding == (1, 1) and pool.output_shape((2, 4, 7, 7)) == (2, 4, 7, 7)
+    with pytest.raises(ValueError, match="padding must be at most half the kernel size"):
+        MaxPool2d(3, 1, 2)
+    assert MaxPool2d(3).stride == (3, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_avg_pool_is_the_spatial_mean(dtype):
+    pool = GlobalAvgPool2d()
+    x = rand((3, 4, 7, 5), 24, dtype)
+    y = pool.forward(x)
+    assert y.shape == pool.output_shape(x.shape) == (3, 4, 1, 1) and y.dtype == dtype
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(y, x.astype(np.float64).mean(axis=(2, 3), keepdims=True),
+                               rtol=tol, atol=tol)
+
+
+def test_global_avg_pool_backward_matches_finite_differences():
+    check_gradients(GlobalAvgPool2d(), rand((2, 3, 4, 5), 25))
+
+
+def test_pools_reject_bad_input_naming_x_and_dy():
+    pool = MaxPool2d(2)
+    with pytest.raises(ValueError, match=r"x has shape \(3, 4\), expected 4 dimensions"):
+        pool.forward(rand((3, 4)))
+    with pytest.raises(TypeError, match="x has dtype int64"):
+        pool.forward(np.zeros((1, 1, 4, 4), np.int64))
+    pool.forward(rand((1, 2, 4, 4)))
+    with pytest.raises(ValueError, match="dy has shape"):
+        pool.backward(rand((1, 2, 4, 4)))
+    with pytest.raises(TypeError, match="dy has dtype float32, expected float64"):
+        pool.backward(rand((1, 2, 2, 2), dtype=np.float32))
+
+
+# ---------------------------------------------------------------------------
+# ReLU, Flatten, Linear, Dropout
+# ---------------------------------------------------------------------------
+
+def test_relu_forward_backward_and_nan():
+    relu = ReLU()
+    x = np.array([[-1.0, 0.0, 2.0, np.nan]], np.float32)
+    y = relu.forward(x)
+    np.testing.assert_array_equal(y, [[0, 0, 2, np.nan]])
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(relu.backward(np.ones_like(x)), [[0, 0, 1, 0]])
+    check_gradients(ReLU(), rand((2, 3, 4, 4), 26))
+
+
+def test_flatten_is_a_reshape_both_ways():
+    flatten = Flatten()
+    x = rand((2, 3, 4, 5), 27)
+    y = flatten.forward(x)
+    assert y.shape == flatten.output_shape(x.shape) == (2, 60)
+    np.testing.assert_array_equal(y, x.reshape(2, 60))
+    np.testing.assert_array_equal(flatten.backward(y), x)
+    with pytest.raises(ValueError, match="dy has shape"):
+        flatten.backward(rand((2, 61)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_matches_numpy(dtype):
+    linear = Linear(6, 4, dtype=dtype, rng=1)
+    x = rand((5, 6), 28, dtype)
+    y = linear.forward(x)
+    assert y.dtype == dtype and y.shape == linear.output_shape(x.shape) == (5, 4)
+    expected = x.astype(np.float64) @ linear.weight.T.astype(np.float64) + linear.bias
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_backward_matches_finite_differences(bias):
+    check_gradients(Linear(5, 3, bias=bias, dtype=np.float64, rng=2), rand((4, 5), 29))
+
+
+def test_linear_pytorch_default_initialization_and_counts():
+    linear = Linear(100, 50, rng=0)
+    bound = 1 / np.sqrt(100)
+    assert np.abs(linear.weight).max() <= bound and np.abs(linear.bias).max() <= bound
+    assert linear.weight.std() > 0.9 * bound / np.sqrt(3)  # uniform's std is bound/sqrt(3)
+    assert linear.num_weights() == 5000 and linear.num_parameters() == 5050
+    assert linear.macs((8, 100)) == 8 * 5000
+    with pytest.raises(ValueError, match="x has 99 features, expected 100"):
+        linear.forward(rand((2, 99), dtype=np.float32))
+
+
+def test_dropout_is_inverted_seeded_and_identity_in_eval():
+    x = np.ones((200, 100), np.float32)
+    dropout = Dropout(0.3, rng=0)
+    y = dropout.forward(x)
+    assert y.dtype == np.float32
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6)
+    assert abs(kept.mean() - 0.7) < 0.01  # 20000 draws: std of the mean 0.003
+    np.testing.assert_array_equal(Dropout(0.3, rng=0).forward(x), y)
+    np.testing.assert_array_equal(dropout.backward(x), y)
+    dropout.eval()
+    np.testing.assert_array_equal(dropout.forward(x), x)
+    np.testing.assert_array_equal(dropout.backward(x), x)
+    np.testing.assert_array_equal(Dropout(1.0).forward(x), 0)
+    np.testing.assert_array_equal(Dropout(0.0).forward(x), x)
+    with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\]"):
+        Dropout(1.5)
+
+
+def test_dropout_backward_matches_finite_differences_for_a_fixed_mask():
+    dropout = Dropout(0.5)
+
+    def same_mask():
+        dropout.rng = np.random.default_rng(3)
+    check_gradients(dropout, rand((3, 4, 2, 2), 30), before_forward=same_mask)
+
+
+# ---------------------------------------------------------------------------
+# SoftmaxCrossEntropy
+# ---------------------------------------------------------------------------
+
+def cross_entropy_formula(logits, labels, eps):
+    """-mean over rows of sum_k target_k log softmax_k, target = (1 - eps)
+    onehot + eps / K, written directly in float64."""
+    logits = logits.astype(np.float64)
+    n, k = logits.shape
+    total = 0.0
+    for row, label in zip(logits, labels):
+        log_p = row - np.log(np.sum(np.exp(row - row.max()))) - row.max()
+        target = np.full(k, eps / k)
+        target[label] += 1 - eps
+        total -= np.dot(target, log_p)
+    return total / n
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 1.0])
+def test_softmax_cross_entropy_matches_the_formula(label_smoothing, dtype):
+    logits = (rand((6, 5), 31) * 3).astype(dtype)
+    labels = np.array([0, 4, 2, 2, 1, 3])
+    loss = SoftmaxCrossEntropy(label_smoothing)
+    value = loss(logits, labels)
+    assert isinstance(value, float)
+    np.testing.assert_allclose(value, cross_entropy_formula(logits, labels, label_smoothing),
+                               rtol=1e-13)
+    grad = loss.backward()
+    assert grad.dtype == dtype and grad.shape == logits.shape
+    # the gradient of a mean over rows of (softmax - target) sums to 0 per row
+    np.testing.assert_allclose(grad.sum(axis=1), 0, atol=1e-7)
+
+
+def test_softmax_cross_entropy_is_stable_for_huge_logits():
+    loss = SoftmaxCrossEntropy()
+    value = loss(np.array([[1000.0, 0.0], [0.0, -1000.0]]), np.array([1, 1]))
+    np.testing.assert_allclose(value, (1000.0 + 1000.0) / 2)
+    assert np.isfinite(loss.backward()).all()
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_softmax_cross_entropy_backward_matches_finite_differences(label_smoothing):
+    loss = SoftmaxCrossEntropy(label_smoothing)
+    logits = rand((4, 5), 32)
+    labels = np.array([1, 0, 4, 1])
+    loss(logits, labels)
+    grad = loss.backward(2.5)
+    numeric = finite_difference(lambda: 2.5 * loss(logits, labels), logits)
+    np.testing.assert_allclose(grad, numeric, **FD_TOL)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 0.4])
+def test_softmax_cross_entropy_matches_torch_label_smoothing(label_smoothing):
+    torch = pytest.importorskip("torch", reason="PyTorch's label_smoothing is the LSR oracle")
+    logits = rand((8, 10), 33) * 2
+    labels = np.random.default_rng(34).integers(0, 10, 8)
+    loss = SoftmaxCrossEntropy(label_smoothing)
+    tlogits = torch.from_numpy(logits.copy()).requires_grad_()
+    tloss = torch.nn.functional.cross_entropy(tlogits, torch.from_numpy(labels),
+                                              label_smoothing=label_smoothing)
+    tloss.backward()
+    np.testing.assert_allclose(loss(logits, labels), tloss.item(), rtol=1e-13)
+    np.testing.assert_allclose(loss.backward(), tlogits.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_softmax_cross_entropy_rejects_bad_labels_naming_them():
+    loss = SoftmaxCrossEntropy()
+    logits = rand((3, 4))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 4\)"):
+        loss(logits, np.array([0, 4, 1]))
+    with pytest.raises(ValueError, match=r"labels has shape \(2,\), expected \(3,\)"):
+        loss(logits, np.array([0, 1]))
+    with pytest.raises(TypeError, match="labels has dtype float64"):
+        loss(logits, np.array([0.0, 1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"logits has shape \(3, 4, 1\)"):
+        loss(logits[..., None], np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        SoftmaxCrossEntropy(-0.1)
+
+
+# ---------------------------------------------------------------------------
+# ConvBNReLU
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_conv_bn_relu_backward_matches_finite_differences_in_training(batch_norm):
+    unit = ConvBNReLU(2, 3, 3, 1, 1, batch_norm=batch_norm, dtype=np.float64, rng=0)
+    if batch_norm:  # move BN off its identity start so every term matters
+        unit.bn.weight[...] = [0.5, 1.5, -1.0]
+        unit.bn.bias[...] = [0.1, -0.2, 0.3]
+    else:
+        unit.conv.bias[...] = [0.1, -0.2, 0.3]
+    check_gradients(unit, rand((3, 2, 4, 4), 35))
+
+
+def test_conv_bn_relu_backward_matches_finite_differences_in_eval():
+    unit = ConvBNReLU(2, 3, (1, 3), padding=(0, 1), dtype=np.float64, rng=1)
+    unit.bn.running_mean[...] = [0.1, -0.1, 0.2]
+    unit.bn.running_var[...] = [0.5, 2.0, 1.0]
+    unit.bn.bias[...] = [0.2, 0.0, -0.1]
+    check_gradients(unit.eval(), rand((2, 2, 3, 4), 36))
+
+
+def test_conv_bn_relu_is_conv_then_the_fused_bn_relu():
+    unit = ConvBNReLU(3, 4, 3, padding=1, dtype=np.float64, rng=2)
+    assert unit.conv.bias is None and unit.bn.activation == "relu"
+    x = rand((2, 3, 5, 5), 37)
+    conv_y = direct_conv(x, unit.conv.weight, None, (1, 1), (1, 1))
+    expected, _ = reference.batch_norm_forward(conv_y, unit.bn.weight, unit.bn.bias,
+                                               None, None, activation="relu")
+    np.testing.assert_allclose(unit.forward(x), expected, rtol=1e-12, atol=1e-12)
+    assert sorted(unit.state_dict()) == ["bn.bias", "bn.num_batches_tracked",
+                                         "bn.running_mean", "bn.running_var", "bn.weight",
+                                         "conv.weight"]
+    plain = ConvBNReLU(3, 4, 3, padding=1, batch_norm=False)
+    assert sorted(plain.state_dict()) == ["conv.bias", "conv.weight"]
+    assert isinstance(plain.relu, ReLU)
+
+
+@pytest.mark.parametrize("numerics", ["darknet", "darknet-alexeyab"])
+def test_conv_bn_relu_with_darknet_numerics_matches_the_reference_composition(numerics):
+    # Darknet's backward is not the exact gradient of its forward (the forward
+    # divides the variance by n - 1 and adds eps outside the square root; the
+    # backward uses n and eps 1e-5 inside), so finite differences are the wrong
+    # oracle: compare with bnkernels.reference's Darknet backward composed
+    # with the direct-loop convolution backward instead.
+    unit = ConvBNReLU(2, 3, 3, 2, 1, numerics=numerics, dtype=np.float64, rng=3)
+    unit.bn.weight[...] = [0.5, 1.5, -1.0]
+    unit.bn.bias[...] = [0.1, -0.2, 0.3]
+    x = rand((3, 2, 6, 6), 38)
+    y = unit.forward(x)
+    dy = rand(y.shape, 39)
+    dx = unit.backward(dy)
+
+    conv_y = direct_conv(x, unit.conv.weight, None, (2, 2), (1, 1))
+    expected_y, saved = reference.batch_norm_forward(
+        conv_y, unit.bn.weight, unit.bn.bias, np.zeros(3), np.ones(3), numerics=numerics,
+        activation="relu")
+    dconv, dgamma, dbeta = reference.batch_norm_backward(dy, saved)
+    expected_dx, expected_dw = direct_conv_backward(x, unit.conv.weight, dconv, (2, 2), (1, 1))
+    for mine, oracle in ((y, expected_y), (dx, expected_dx), (unit.conv.grad_weight, expected_dw),
+                         (unit.bn.grad_weight, dgamma), (unit.bn.grad_bias, dbeta)):
+        np.testing.assert_allclose(mine, oracle, rtol=1e-10, atol=1e-12)
+
+    # and it is not the exact gradient: the n - 1 vs n mismatch alone is a
+    # relative difference of 1/n = 1/27 in some terms, far above FD_TOL
+    numeric = finite_difference(lambda: float(np.sum(unit.forward(x) * dy)), x)
+    assert np.abs(dx - numeric).max() > 1e-4 * np.abs(numeric).max()
+
+
+def test_conv_bn_relu_describes_itself_and_counts():
+    unit = ConvBNReLU(192, 64, 1)
+    assert unit.output_shape((1, 192, 28, 28)) == (1, 64, 28, 28)
+    assert unit.num_weights() == 192 * 64
+    assert unit.num_parameters() == 192 * 64 + 2 * 64
+    assert unit.macs((1, 192, 28, 28)) == 28 * 28 * 64 * 192
+    text = repr(unit)
+    assert text.startswith("ConvBNReLU(192, 64, kernel_size=(1, 1)") and "(conv): Conv2d" in text
+    assert "(bn): BatchNorm2d(64" in text and "activation='relu'" in text
+
+
+# ---------------------------------------------------------------------------
+# containers and state
+# ---------------------------------------------------------------------------
+
+def small_network(dtype=np.float64, batch_norm=True):
+    """An Inception-like module: 1x1, 1x1 -> 3x3, 3x3 max pool -> 1x1 in
+    parallel, concatenated, then pooled and classified."""
+    return Sequential(
+        Concat(ConvBNReLU(2, 2, 1, batch_norm=batch_norm, dtype=dtype, rng=1),
+               Sequential(ConvBNReLU(2, 2, 1, batch_norm=batch_norm, dtype=dtype, rng=2),
+                          ConvBNReLU(2, 3, 3, padding=1, batch_norm=batch_norm, dtype=dtype,
+                                     rng=3)),
+               Sequential(MaxPool2d(3, 1, 1),
+                          Conv2d(2, 2, 1, dtype=dtype, rng=4), ReLU())),
+        AvgPool2d(2), Flatten(), Linear(7 * 2 * 2, 3, dtype=dtype, rng=5))
+
+
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_sequential_and_concat_backward_match_finite_differences(batch_norm):
+    check_gradients(small_network(batch_norm=batch_norm), rand((2, 2, 4, 4), 40))
+
+
+def test_concat_concatenates_channels_and_sums_branch_gradients():
+    a, b = Conv2d(2, 3, 1, dtype=np.float64, rng=1), Conv2d(2, 1, 3, padding=1,
+                                                           dtype=np.float64, rng=2)
+    concat = Concat(a, b)
+    x = rand((2, 2, 4, 4), 41)
+    y = concat.forward(x)
+    np.testing.assert_array_equal(y[:, :3], a.forward(x))
+    np.testing.assert_array_equal(y[:, 3:], b.forward(x))
+    assert concat.output_shape(x.shape) == (2, 4, 4, 4)
+    dy = rand(y.shape, 42)
+    concat.forward(x)
+    dx = concat.backward(dy)
+    np.testing.assert_allclose(dx, a.backward(dy[:, :3].copy()) + b.backward(dy[:, 3:].copy()),
+                               rtol=1e-14)
+    with pytest.raises(ValueError, match="Concat branches must give the same H, W"):
+        Concat(Conv2d(2, 1, 1, dtype=np.float64), MaxPool2d(2)).forward(x)
+
+
+def test_state_dict_round_trip_restores_outputs():
+    net = small_network()
+    x = rand((2, 2, 4, 4), 43)
+    net.forward(x)  # running statistics move
+    state = net.state_dict()
+    assert "0.1.1.bn.running_var" in state and "3.weight" in state
+    assert "0.2.1.weight" in state and "0.2.1.bias" in state
+    expected = net.eval().forward(x)
+    other = small_network()
+    for _, value, _ in other.named_parameters():
+        value += 1
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.eval().forward(x), expected)
+    state["3.weight"] = state["3.weight"][:, :-1]
+    with pytest.raises(ValueError, match=r"3.weight has shape \(3, 27\), expected \(3, 28\)"):
+        other.load_state_dict(state)
+    del state["3.weight"]
+    with pytest.raises(KeyError, match="missing"):
+        other.load_state_dict(state)
+
+
+def test_train_and_eval_reach_every_submodule():
+    net = small_network()
+    modules = []
+
+    def walk(module):
+        modules.append(module)
+        for _, child in module.children():
+            walk(child)
+    walk(net)
+    assert len(modules) == 19 and all(m.training for m in modules)
+    assert net.eval() is net and not any(m.training for m in modules)
+    net.train()
+    assert all(m.training for m in modules)
+
+
+def test_gradients_accumulate_across_backward_calls_until_zero_grad():
+    net = small_network()
+    x = rand((2, 2, 4, 4), 44)
+    dy = rand((2, 3), 45)
+    net.forward(x)
+    net.backward(dy)
+    once = [grad.copy() for _, grad in net.parameters()]
+    net.forward(x)
+    net.backward(dy)
+    for first, (_, grad) in zip(once, net.parameters()):
+        np.testing.assert_allclose(grad, 2 * first, rtol=1e-12, atol=1e-15)
+    net.zero_grad()
+    assert all((grad == 0).all() for _, grad in net.parameters())
+    assert len(net.parameters()) == len(net.named_parameters()) == 3 * 3 + 2 + 2
+
+
+def test_summary_lists_children_with_totals():
+    net = small_network(np.float32)
+    printed = io.StringIO()
+    text = net.summary((1, 2, 4, 4), file=printed)
+    assert printed.getvalue() == text + "\n"
+    lines = text.splitlines()
+    assert lines[1].split()[:2] == ["0", "Concat"] and lines[4].split()[:2] == ["3", "Linear"]
+    total = lines[5].split()
+    assert total[0] == "total"
+    assert net.output_shape((1, 2, 4, 4)) == (1, 3)
+    assert int(total[-3].replace(",", "")) == net.num_weights() == 4 + 4 + 54 + 4 + 84
+    assert int(total[-1].replace(",", "")) == net.macs((1, 2, 4, 4)) == \
+        16 * (4 + 4 + 54 + 4) + 84
+
+
+def test_layers_repr_show_their_arguments():
+    assert repr(Conv2d(3, 8, (1, 7), padding="same", bias=False)) == (
+        "Conv2d(3, 8, kernel_size=(1, 7), stride=(1, 1), padding=(0, 3), bias=False, "
+        "dtype=float32)")
+    assert repr(MaxPool2d(3, 2, ceil_mode=True)) == (
+        "MaxPool2d(kernel_size=(3, 3), stride=(2, 2), padding=(0, 0), ceil_mode=True)")
+    assert repr(Dropout(0.4)) == "Dropout(p=0.4)"
+    assert repr(SoftmaxCrossEntropy(0.1)) == "SoftmaxCrossEntropy(label_smoothing=0.1)"
+    assert repr(Sequential(ReLU(), Flatten())) == "Sequential(\n  (0): ReLU()\n  (1): Flatten()\n)"
+
+
+def test_batchnorm2d_module_follows_the_training_mode():
+    bn = BatchNorm2d(3, dtype=np.float64)
+    x = rand((4, 3, 2, 2), 46) * 3 + 1
+    bn.forward(x)
+    assert bn.num_batches_tracked == 1
+    y = bn.eval().forward(x)
+    assert bn.num_batches_tracked == 1
+    np.testing.assert_allclose(
+        y, (x - bn.running_mean[:, None, None]) / np.sqrt(bn.running_var[:, None, None] + 1e-5),
+        rtol=1e-12)
