@@ -1,0 +1,80 @@
+"""Optimizers over (value, grad) pairs, such as ``Module.parameters()``."""
+import numpy as np
+
+__all__ = ["SGD"]
+
+
+class SGD:
+    """Stochastic gradient descent with momentum, weight decay and Nesterov
+    momentum, by PyTorch's rule (torch.optim.SGD without dampening), applied
+    in place to each parameter p with gradient g::
+
+        d = g + weight_decay * p
+        buf = d on the first step, else momentum * buf + d    (momentum != 0)
+        d = d + momentum * buf if nesterov else buf           (momentum != 0)
+        p -= lr * d
+
+    Computed in each parameter's dtype; the momentum buffers have it too.
+
+    Parameters
+    ----------
+    parameters : iterable of (value, grad), or a Module
+        The arrays to update in place and their gradients (same shape and
+        dtype), e.g. ``module.parameters()``.
+    lr : float
+    momentum, weight_decay : float, >= 0
+    nesterov : bool
+        Needs momentum > 0.
+    """
+
+    def __init__(self, parameters, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+        if callable(getattr(parameters, "parameters", None)):
+            parameters = parameters.parameters()
+        self.params = []
+        for i, pair in enumerate(parameters):
+            try:
+                value, grad = pair
+            except (TypeError, ValueError):
+                raise TypeError(f"parameters must be (value, grad) pairs; item {i} is "
+                                f"{type(pair).__name__}") from None
+            if not isinstance(value, np.ndarray) or not isinstance(grad, np.ndarray):
+                raise TypeError(f"parameter {i}: value and grad must be NumPy arrays")
+            if value.shape != grad.shape or value.dtype != grad.dtype:
+                raise ValueError(f"parameter {i}: grad is {grad.dtype} {grad.shape}, expected "
+                                 f"{value.dtype} {value.shape} like its value")
+            if value.dtype.kind != "f":
+                raise TypeError(f"parameter {i} has dtype {value.dtype}, expected a float dtype")
+            self.params.append((value, grad))
+        for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or v < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        if nesterov and momentum <= 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.weight_decay = float(weight_decay)
+        self.nesterov = bool(nesterov)
+        self.momentum_buffers = [None] * len(self.params)
+
+    def step(self):
+        """Update every parameter in place from its current gradient."""
+        for i, (value, grad) in enumerate(self.params):
+            d = grad + self.weight_decay * value if self.weight_decay else grad
+            if self.momentum:
+                buf = self.momentum_buffers[i]
+                if buf is None:
+                    buf = self.momentum_buffers[i] = np.array(d, copy=True)
+                else:
+                    buf *= self.momentum
+                    buf += d
+                d = d + self.momentum * buf if self.nesterov else buf
+            value -= self.lr * d
+
+    def zero_grad(self):
+        """Set every gradient to 0 (they accumulate across backward calls)."""
+        for _, grad in self.params:
+            grad.fill(0)
+
+    def __repr__(self):
+        return (f"SGD({len(self.params)} parameters, lr={self.lr:g}, momentum={self.momentum:g}, "
+                f"weight_decay={self.weight_decay:g}, nesterov={self.nesterov})")
