@@ -1,7 +1,8 @@
 """Pure-NumPy twin of bnkernels: the same functions, written the NumPy way.
 
 Every public function of ``bnkernels.darknet`` and ``bnkernels.batchnorm`` has
-a twin here with the same signature. They compute the same formulas with
+a twin here with the same signature, and so do the convolution and pooling
+kernels of ``bnkernels._kernels`` (im2col, col2im, max and average pooling). They compute the same formulas with
 ordinary NumPy expressions in the input's dtype (NumPy's pairwise sums, no
 Darknet operation order), so in float64 they are the oracle the tests compare
 the C kernels against, and in float32 they are the baseline the benchmarks
@@ -20,6 +21,8 @@ __all__ = [
     "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
     "variance_delta_cpu", "normalize_delta_cpu",
     "batch_norm_forward", "batch_norm_backward", "BatchNorm2d",
+    "pool_output_size", "im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
+    "avg_pool2d_forward", "avg_pool2d_backward",
 ]
 
 _AXES = (0, 2, 3)  # every axis but the channel axis of NCHW
@@ -248,3 +251,117 @@ class BatchNorm2d(_batchnorm.BatchNorm2d):
     """The layer of bnkernels.BatchNorm2d, running on this module's functions."""
     _forward = staticmethod(batch_norm_forward)
     _backward = staticmethod(batch_norm_backward)
+
+
+# ---------------------------------------------------------------------------
+# Convolution helpers and pooling (bnkernels._kernels' im2col, col2im,
+# max_pool2d_*, avg_pool2d_*), PyTorch's output sizes and divisors. A window
+# of output (oh, ow) covers rows oh*sh - ph ... + kh - 1 and columns
+# ow*sw - pw ... + kw - 1 of x; _windows views them all, _fold is its adjoint.
+# ---------------------------------------------------------------------------
+
+def _pair(v):
+    return (int(v), int(v)) if np.ndim(v) == 0 else tuple(int(a) for a in v)
+
+
+def pool_output_size(size, kernel, stride, padding, ceil_mode):
+    """PyTorch's number of windows along one axis (a convolution's without ceil_mode)."""
+    out = (size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1  # the last window may not start in the right padding
+    return out
+
+
+def _geometry(x_shape, kernel_size, stride, padding, ceil_mode=False):
+    k, p = _pair(kernel_size), _pair(padding)
+    s = k if stride is None else _pair(stride)
+    out = tuple(pool_output_size(x_shape[2 + a], k[a], s[a], p[a], ceil_mode) for a in (0, 1))
+    return k, s, p, out
+
+
+def _windows(x, k, s, p, out, fill):
+    """Every window of x padded with `fill`: a (N, C, OH, OW, kh, kw) view."""
+    after = [max((out[a] - 1) * s[a] + k[a] - p[a] - x.shape[2 + a], 0) for a in (0, 1)]
+    padded = np.pad(x, ((0, 0), (0, 0), (p[0], after[0]), (p[1], after[1])),
+                    constant_values=fill)
+    views = np.lib.stride_tricks.sliding_window_view(padded, k, axis=(2, 3))
+    return views[:, :, ::s[0], ::s[1]][:, :, :out[0], :out[1]]
+
+
+def _fold(windows, x_shape, s, p):
+    """The adjoint of _windows: each window's values added back where they came from."""
+    n, c, oh, ow, kh, kw = windows.shape
+    h, w = x_shape[2:]
+    padded = np.zeros((n, c, max(h + 2 * p[0], (oh - 1) * s[0] + kh),
+                       max(w + 2 * p[1], (ow - 1) * s[1] + kw)), windows.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, :, i:i + (oh - 1) * s[0] + 1:s[0], j:j + (ow - 1) * s[1] + 1:s[1]] += \
+                windows[:, :, :, :, i, j]
+    return padded[:, :, p[0]:p[0] + h, p[1]:p[1] + w]
+
+
+def im2col(x, kernel_size, stride, padding, out=None):
+    k, s, p, (oh, ow) = _geometry(x.shape, kernel_size, stride, padding)
+    windows = _windows(x, k, s, p, (oh, ow), 0)  # (N, C, OH, OW, kh, kw)
+    cols = windows.transpose(0, 1, 4, 5, 2, 3).reshape(x.shape[0], -1, oh * ow)
+    return _result(cols, out)
+
+
+def col2im(cols, x_shape, kernel_size, stride, padding, out=None):
+    k, s, p, (oh, ow) = _geometry(x_shape, kernel_size, stride, padding)
+    n, c = x_shape[:2]
+    windows = cols.reshape(n, c, k[0], k[1], oh, ow).transpose(0, 1, 4, 5, 2, 3)
+    return _result(_fold(windows, x_shape, s, p), out)
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False, out=None,
+                       indices=None):
+    k, s, p, (oh, ow) = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    windows = _windows(x, k, s, p, (oh, ow), -np.inf)
+    inside = _windows(np.ones(x.shape, bool), k, s, p, (oh, ow), False)
+    y = windows.max(axis=(4, 5))  # NaN propagates
+    top = y[..., None, None]
+    hit = ((windows == top) | (np.isnan(windows) & np.isnan(top))) & inside
+    first = hit.reshape(*hit.shape[:4], -1).argmax(axis=-1)  # row-major window order
+    i, j = np.divmod(first, k[1])
+    rows = np.arange(oh)[:, None] * s[0] - p[0] + i
+    cols = np.arange(ow)[None, :] * s[1] - p[1] + j
+    return _result(y, out), _result((rows * x.shape[3] + cols).astype(np.int64), indices)
+
+
+def max_pool2d_backward(dy, indices, x_shape, out=None):
+    n, c, h, w = x_shape
+    dx = np.zeros((n * c, h * w), dy.dtype)
+    planes = np.arange(n * c)[:, None]
+    np.add.at(dx, (planes, indices.reshape(n * c, -1)), dy.reshape(n * c, -1))
+    return _result(dx.reshape(x_shape), out)
+
+
+def _divisors(x_shape, k, s, p, out, count_include_pad):
+    """Each window's divisor: its size clipped to the padded input
+    (count_include_pad), or the number of input elements in it."""
+    sizes = []
+    for a in (0, 1):
+        start = np.arange(out[a]) * s[a] - p[a]
+        end = np.minimum(start + k[a], x_shape[2 + a] + p[a])
+        if not count_include_pad:
+            start, end = np.maximum(start, 0), np.minimum(end, x_shape[2 + a])
+        sizes.append(end - start)
+    return np.outer(*sizes)
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False,
+                       count_include_pad=True, out=None):
+    k, s, p, o = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
+    sums = _windows(x, k, s, p, o, 0).sum(axis=(4, 5))
+    y = sums / _divisors(x.shape, k, s, p, o, count_include_pad).astype(x.dtype)
+    return _result(y, out)
+
+
+def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode=False,
+                        count_include_pad=True, out=None):
+    k, s, p, o = _geometry(x_shape, kernel_size, stride, padding, ceil_mode)
+    share = dy / _divisors(x_shape, k, s, p, o, count_include_pad).astype(dy.dtype)
+    windows = np.broadcast_to(share[..., None, None], share.shape + k)
+    return _result(_fold(windows, x_shape, s, p), out)

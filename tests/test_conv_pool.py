@@ -35,6 +35,7 @@ GEOMETRIES = [
     ((1, 1), (2, 2), (0, 0)),
     ((2, 3), (2, 3), (1, 1)),
 ]
+assert all(p[a] <= k[a] // 2 for k, _, p in GEOMETRIES for a in (0, 1))  # valid for pools too
 GEOMETRY_IDS = ["k{}x{}-s{}x{}-p{}x{}".format(*k, *s, *p) for k, s, p in GEOMETRIES]
 SHAPE = (2, 3, 9, 8)
 
@@ -174,32 +175,388 @@ def test_col2im_matches_naive_loops(dtype, k, s, p):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k, s, p", GEOMETRIES, ids=GEOMETRY_IDS)
 def test_max_pool_forward_and_backward_match_naive_loops(dtype, k, s, p):
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        pytest.skip("pools allow padding <= kernel // 2 only")
+    x = random(SHAPE, dtype, 2)
+    before = x.copy()
     for ceil_mode in (False, True):
-        x = random(SHAPE, dtype, 2)
         y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode)
         y_ref, idx_ref = naive_max_pool(x, k, s, p, ceil_mode)
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_array_equal(idx, idx_ref)
         dy = random(y.shape, dtype, 3)
+        dy_before, idx_before = dy.copy(), idx.copy()
         dx = _kernels.max_pool2d_backward(dy, idx, SHAPE)
         np.testing.assert_allclose(dx, naive_max_pool_backward(dy.astype(np.float64), idx,
                                                                SHAPE), **tolerance(dtype))
+        np.testing.assert_array_equal(dy, dy_before)
+        np.testing.assert_array_equal(idx, idx_before)
+    np.testing.assert_array_equal(x, before)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k, s, p", GEOMETRIES, ids=GEOMETRY_IDS)
 def test_avg_pool_forward_and_backward_match_naive_loops(dtype, k, s, p):
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        pytest.skip("pools allow padding <= kernel // 2 only")
     x = random(SHAPE, dtype, 4)
+    before = x.copy()
     for ceil_mode, include in itertools.product((False, True), (False, True)):
         y = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode, include)
         np.testing.assert_allclose(y, naive_avg_pool(x, k, s, p, ceil_mode, include),
                                    **tolerance(dtype))
         dy = random(y.shape, dtype, 5)
+        dy_before = dy.copy()
         dx = _kernels.avg_pool2d_backward(dy, SHAPE, k, s, p, ceil_mode, include)
         np.testing.assert_allclose(
             dx, naive_avg_pool_backward(dy.astype(np.float64), SHAPE, k, s, p, ceil_mode,
                                         include), **tolerance(dtype))
+        np.testing.assert_array_equal(dy, dy_before)
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("k, s, p", GEOMETRIES, ids=GEOMETRY_IDS)
+def test_col2im_is_the_exact_adjoint_of_im2col(k, s, p):
+    """<im2col(x), c> == <x, col2im(c)> for random x and c, in float64: both
+    sides sum the same products, so they agree to rounding (1e-12 relative)."""
+    x = random(SHAPE, np.float64, 6)
+    cols = _kernels.im2col(x, k, s, p)
+    c = random(cols.shape, np.float64, 7)
+    left = np.dot(cols.ravel(), c.ravel())
+    right = np.dot(x.ravel(), _kernels.col2im(c, SHAPE, k, s, p).ravel())
+    assert left == pytest.approx(right, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("k, s, p", GEOMETRIES, ids=GEOMETRY_IDS)
+def test_avg_pool_backward_is_the_adjoint_of_its_forward(k, s, p):
+    """<avg_pool(x), g> == <x, avg_pool_backward(g)> (float64), ceil_mode and
+    count_include_pad included: the backward uses the forward's divisors."""
+    x = random(SHAPE, np.float64, 8)
+    for ceil_mode, include in itertools.product((False, True), (False, True)):
+        y = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode, include)
+        g = random(y.shape, np.float64, 9)
+        dx = _kernels.avg_pool2d_backward(g, SHAPE, k, s, p, ceil_mode, include)
+        assert np.dot(y.ravel(), g.ravel()) == pytest.approx(np.dot(x.ravel(), dx.ravel()),
+                                                             rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_of_a_1x1_stride_1_unpadded_conv_is_a_copy_of_x(dtype):
+    x = random((3, 5, 4, 7), dtype)
+    cols = _kernels.im2col(x, 1, 1, 0)
+    np.testing.assert_array_equal(cols, x.reshape(3, 5, 28))
+    np.testing.assert_array_equal(_kernels.col2im(cols, x.shape, 1, 1, 0), x)
+
+
+def test_pool_output_size_is_pytorchs_rule():
+    """Against the oracle above, over every small case the rule allows; and
+    PyTorch's documented examples of ceil_mode (the last window may not start
+    in the right padding)."""
+    for size, kernel, stride, ceil_mode in itertools.product(
+            range(1, 12), range(1, 8), range(1, 5), (False, True)):
+        for pad in range(kernel // 2 + 1):
+            if size + 2 * pad < kernel:
+                continue
+            assert _kernels.pool_output_size(size, kernel, stride, pad, ceil_mode) == \
+                out_size(size, kernel, stride, pad, ceil_mode)
+    assert _kernels.pool_output_size(6, 3, 2, 0, False) == 2
+    assert _kernels.pool_output_size(6, 3, 2, 0, True) == 3
+    assert _kernels.pool_output_size(5, 2, 2, 1, True) == 3  # not 4: that would start in padding
+    assert _kernels.pool_output_size(112, 3, 2, 0, True) == 56  # GoogLeNet's pools
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_global_pooling_is_the_plane_mean_and_max(dtype):
+    x = random((2, 4, 7, 5), dtype, 10)
+    y = _kernels.avg_pool2d_forward(x, (7, 5), (7, 5), 0)
+    np.testing.assert_allclose(y[:, :, 0, 0], x.astype(np.float64).mean(axis=(2, 3)),
+                               **tolerance(dtype))
+    m, idx = _kernels.max_pool2d_forward(x, (7, 5), None, 0)
+    np.testing.assert_array_equal(m[:, :, 0, 0], x.max(axis=(2, 3)))
+    np.testing.assert_array_equal(idx[:, :, 0, 0], x.reshape(2, 4, -1).argmax(axis=2))
+    dy = random((2, 4, 1, 1), dtype, 11)
+    dx = _kernels.avg_pool2d_backward(dy, x.shape, (7, 5), None, 0)
+    np.testing.assert_allclose(dx, np.broadcast_to(dy / dtype(35), x.shape), **tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool_never_takes_the_padding_and_propagates_nan(dtype):
+    x = -np.ones((1, 1, 4, 4), dtype) - np.arange(16, dtype=dtype).reshape(1, 1, 4, 4)
+    y, idx = _kernels.max_pool2d_forward(x, 3, 1, 1)
+    assert (y < 0).all()  # zero padding would have won
+    np.testing.assert_array_equal(y, naive_max_pool(x, (3, 3), (1, 1), (1, 1))[0])
+    x[0, 0, 1, 2] = np.nan
+    x[0, 0, 2, 2] = np.nan
+    y, idx = _kernels.max_pool2d_forward(x, 3, 1, 1)
+    assert np.isnan(y[0, 0, 1, 1]) and idx[0, 0, 1, 1] == 1 * 4 + 2  # the first NaN
+    assert np.isnan(y[0, 0, 3, 3]) and idx[0, 0, 3, 3] == 2 * 4 + 2
+    assert y[0, 0, 0, 0] == -1 and idx[0, 0, 0, 0] == 0
+    ties = np.zeros((1, 1, 3, 3), dtype)
+    assert _kernels.max_pool2d_forward(ties, 3, 1, 0)[1].item() == 0  # the first max
+    minus_inf = np.full((1, 1, 2, 2), -np.inf, dtype)
+    y, idx = _kernels.max_pool2d_forward(minus_inf, 2, 1, 1)
+    assert (y == -np.inf).all() and (idx >= 0).all()  # an input element, never the padding
+    np.testing.assert_array_equal(idx, naive_max_pool(minus_inf, (2, 2), (1, 1), (1, 1))[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_empty_batch_gives_empty_outputs(dtype):
+    x = np.zeros((0, 3, 6, 5), dtype)
+    assert _kernels.im2col(x, 3, 1, 1).shape == (0, 27, 30)
+    assert _kernels.col2im(np.zeros((0, 27, 30), dtype), x.shape, 3, 1, 1).shape == x.shape
+    y, idx = _kernels.max_pool2d_forward(x, 3, 2, 1)
+    assert y.shape == idx.shape == (0, 3, 3, 3)
+    assert _kernels.max_pool2d_backward(y, idx, x.shape).shape == x.shape
+    y = _kernels.avg_pool2d_forward(x, 3, 2, 1, True, False)
+    assert y.shape == (0, 3, 4, 3)  # ceil_mode
+    assert _kernels.avg_pool2d_backward(y, x.shape, 3, 2, 1, True, False).shape == x.shape
+    assert _kernels.im2col(np.zeros((2, 0, 6, 5), dtype), 3, 1, 1).shape == (2, 0, 30)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_out_is_overwritten_and_returned(dtype):
+    """out= receives the result whatever it held before (col2im and the
+    backwards overwrite, they do not accumulate)."""
+    x = random(SHAPE, dtype, 12)
+    k, s, p = (3, 3), (2, 2), (1, 1)
+    cols = _kernels.im2col(x, k, s, p)
+    calls = [
+        (lambda out: _kernels.im2col(x, k, s, p, out=out), cols),
+        (lambda out: _kernels.col2im(cols, SHAPE, k, s, p, out=out),
+         _kernels.col2im(cols, SHAPE, k, s, p)),
+        (lambda out: _kernels.avg_pool2d_forward(x, k, s, p, out=out),
+         _kernels.avg_pool2d_forward(x, k, s, p)),
+    ]
+    y, idx = _kernels.max_pool2d_forward(x, k, s, p)
+    calls += [
+        (lambda out: _kernels.max_pool2d_backward(y, idx, SHAPE, out=out),
+         _kernels.max_pool2d_backward(y, idx, SHAPE)),
+        (lambda out: _kernels.avg_pool2d_backward(y, SHAPE, k, s, p, out=out),
+         _kernels.avg_pool2d_backward(y, SHAPE, k, s, p)),
+    ]
+    for call, expected in calls:
+        out = np.full(expected.shape, np.nan, dtype)
+        assert call(out) is out
+        np.testing.assert_array_equal(out, expected)
+    out, at = np.full(y.shape, 7, dtype), np.full(y.shape, -5, np.int64)
+    y2, idx2 = _kernels.max_pool2d_forward(x, k, s, p, out=out, indices=at)
+    assert y2 is out and idx2 is at
+    np.testing.assert_array_equal(out, y)
+    np.testing.assert_array_equal(at, idx)
+
+
+def test_every_thread_count_gives_the_same_bits():
+    """Threads split the (n, c) planes, never one plane: 1 to 4 threads agree
+    bit for bit. Sizes large enough for the kernels to use every thread."""
+    shape = (4, 8, 33, 30)
+    results = {}
+    try:
+        for threads in range(1, 5):
+            bnkernels.set_num_threads(threads)
+            outs = []
+            for dtype in DTYPES:
+                x = random(shape, dtype, 13)
+                cols = _kernels.im2col(x, (3, 3), 1, 1)
+                outs += [cols, _kernels.col2im(cols, shape, (3, 3), 1, 1),
+                         _kernels.col2im(_kernels.im2col(x, (1, 7), 2, (0, 3)), shape, (1, 7),
+                                         2, (0, 3))]
+                y, idx = _kernels.max_pool2d_forward(x, 3, 2, 1, True)
+                outs += [y, idx, _kernels.max_pool2d_backward(y, idx, shape)]
+                a = _kernels.avg_pool2d_forward(x, 3, 1, 1, False, False)
+                outs += [a, _kernels.avg_pool2d_backward(a, shape, 3, 1, 1, False, False)]
+            results[threads] = outs
+    finally:
+        bnkernels.set_num_threads(None)
+    for threads in (2, 3, 4):
+        for one, many in zip(results[1], results[threads]):
+            assert one.tobytes() == many.tobytes()
+
+
+# ---------------------------------------------------------------------------
+# the pure-NumPy twins (bnkernels.reference) agree with the kernels
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k, s, p", GEOMETRIES, ids=GEOMETRY_IDS)
+def test_reference_twins_agree_with_the_kernels(dtype, k, s, p):
+    """im2col and max pooling select values: equal bit for bit; the sums agree
+    to the tolerance above (the twin sums in x's dtype, in another order)."""
+    x = random(SHAPE, dtype, 14)
+    cols = _kernels.im2col(x, k, s, p)
+    np.testing.assert_array_equal(reference.im2col(x, k, s, p), cols)
+    np.testing.assert_allclose(reference.col2im(cols, SHAPE, k, s, p),
+                               _kernels.col2im(cols, SHAPE, k, s, p), **tolerance(dtype))
+    for ceil_mode, include in itertools.product((False, True), (False, True)):
+        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode)
+        y_ref, idx_ref = reference.max_pool2d_forward(x, k, s, p, ceil_mode)
+        assert y_ref.dtype == dtype and idx_ref.dtype == np.int64
+        np.testing.assert_array_equal(y_ref, y)
+        np.testing.assert_array_equal(idx_ref, idx)
+        np.testing.assert_allclose(reference.max_pool2d_backward(y, idx, SHAPE),
+                                   _kernels.max_pool2d_backward(y, idx, SHAPE),
+                                   **tolerance(dtype))
+        a = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode, include)
+        a_ref = reference.avg_pool2d_forward(x, k, s, p, ceil_mode, include)
+        assert a_ref.dtype == dtype
+        np.testing.assert_allclose(a_ref, a, **tolerance(dtype))
+        np.testing.assert_allclose(
+            reference.avg_pool2d_backward(a, SHAPE, k, s, p, ceil_mode, include),
+            _kernels.avg_pool2d_backward(a, SHAPE, k, s, p, ceil_mode, include),
+            **tolerance(dtype))
+        assert reference.pool_output_size(9, k[0], s[0], p[0], ceil_mode) == \
+            _kernels.pool_output_size(9, k[0], s[0], p[0], ceil_mode)
+
+
+def test_reference_max_pool_takes_the_first_nan_like_the_kernel():
+    x = random((1, 2, 5, 5), np.float64, 15)
+    x[0, 0, 1, 1] = x[0, 0, 2, 3] = x[0, 1, 4, 4] = np.nan
+    y, idx = _kernels.max_pool2d_forward(x, 3, 1, 1)
+    y_ref, idx_ref = reference.max_pool2d_forward(x, 3, 1, 1)
+    np.testing.assert_array_equal(y_ref, y)
+    np.testing.assert_array_equal(idx_ref, idx)
+
+
+# ---------------------------------------------------------------------------
+# PyTorch, when installed
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k, s, p", GEOMETRIES, ids=GEOMETRY_IDS)
+def test_agrees_with_pytorch(dtype, k, s, p):
+    """unfold and max_pool2d select values: equal bit for bit (indices too);
+    fold, avg_pool2d and the backwards sum, in another order (PyTorch's float32
+    average sums in float32): within the tolerance above."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the optional second oracle")
+    F = torch.nn.functional
+    x = random(SHAPE, dtype, 16)
+    t = torch.from_numpy(x.copy()).requires_grad_(True)
+    cols = _kernels.im2col(x, k, s, p)
+    np.testing.assert_array_equal(cols, F.unfold(t, k, padding=p, stride=s).detach().numpy())
+    np.testing.assert_allclose(_kernels.col2im(cols, SHAPE, k, s, p),
+                               F.fold(torch.from_numpy(cols), SHAPE[2:], k, padding=p,
+                                      stride=s).numpy(), **tolerance(dtype))
+    for ceil_mode, include in itertools.product((False, True), (False, True)):
+        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode)
+        ty, tidx = F.max_pool2d(t, k, s, p, ceil_mode=ceil_mode, return_indices=True)
+        np.testing.assert_array_equal(y, ty.detach().numpy())
+        np.testing.assert_array_equal(idx, tidx.numpy())
+        g = random(y.shape, dtype, 17)
+        t.grad = None
+        ty.backward(torch.from_numpy(g))
+        np.testing.assert_allclose(_kernels.max_pool2d_backward(g, idx, SHAPE),
+                                   t.grad.numpy(), **tolerance(dtype))
+        a = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode, include)
+        ta = F.avg_pool2d(t, k, s, p, ceil_mode=ceil_mode, count_include_pad=include)
+        np.testing.assert_allclose(a, ta.detach().numpy(), **tolerance(dtype))
+        t.grad = None
+        ta.backward(torch.from_numpy(g))
+        np.testing.assert_allclose(
+            _kernels.avg_pool2d_backward(g, SHAPE, k, s, p, ceil_mode, include),
+            t.grad.numpy(), **tolerance(dtype))
+
+
+def test_max_pool_nan_values_agree_with_pytorch():
+    """A NaN in the window gives NaN, as in PyTorch (whose index is that of the
+    last NaN where a window holds several; ours is the first)."""
+    torch = pytest.importorskip("torch", reason="PyTorch is the optional second oracle")
+    x = random((1, 1, 6, 6), np.float32, 18)
+    x[0, 0, 2, 3] = np.nan
+    y, idx = _kernels.max_pool2d_forward(x, 3, 1, 1)
+    ty, tidx = torch.nn.functional.max_pool2d(torch.from_numpy(x), 3, 1, 1,
+                                               return_indices=True)
+    np.testing.assert_array_equal(y, ty.numpy())  # NaN where NaN
+    np.testing.assert_array_equal(idx, tidx.numpy())  # one NaN per window: the same index
+
+
+# ---------------------------------------------------------------------------
+# bad input: clear errors that name the argument, expected vs given
+# ---------------------------------------------------------------------------
+
+X = random(SHAPE, np.float64, 19)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: _kernels.im2col(X.astype(np.int32), 3, 1, 1), TypeError,
+     r"x must have dtype float32 or float64.*int32"),
+    (lambda: _kernels.im2col(X[:, :, :, ::2], 3, 1, 1), ValueError, r"x must be C-contiguous"),
+    (lambda: _kernels.im2col(X[0], 3, 1, 1), ValueError, r"x must be 4-D.*got 3-D"),
+    (lambda: _kernels.im2col(X, 3, 1, 1, out=np.empty((2, 27, 71))), ValueError,
+     r"out has shape \(2, 27, 71\), expected \(2, 27, 72\)"),
+    (lambda: _kernels.im2col(X, 3, 1, 1, out=np.empty((2, 27, 72), np.float32)), TypeError,
+     r"out has dtype float32, expected float64"),
+    (lambda: _kernels.im2col(X, 10, 1, 0), ValueError,
+     r"kernel_size \(10, 10\) is larger than x's padded height and width"),
+    (lambda: _kernels.im2col(X, (3, 9), 1, 0), ValueError, r"output would be 7x0"),
+    (lambda: _kernels.im2col(X, 3.0, 1, 1), TypeError,
+     r"kernel_size must be an int or an \(h, w\) pair of ints, got 3.0"),
+    (lambda: _kernels.im2col(X, (3, 3, 3), 1, 1), TypeError, r"kernel_size must be"),
+    (lambda: _kernels.im2col(X, True, 1, 1), TypeError, r"kernel_size must be"),
+    (lambda: _kernels.im2col(X, 3, 0, 1), ValueError, r"stride must be >= 1.*\(0, 0\)"),
+    (lambda: _kernels.im2col(X, 3, 1, (-1, 0)), ValueError, r"padding must be >= 0"),
+    (lambda: _kernels.im2col(np.zeros((1, 1, 0, 3)), 1, 1, 1), ValueError,
+     r"x must have height and width >= 1"),
+    (lambda: _kernels.col2im(np.zeros((2, 27, 71)), SHAPE, 3, 1, 1), ValueError,
+     r"cols has shape \(2, 27, 71\), expected \(2, 27, 72\)"),
+    (lambda: _kernels.col2im(np.zeros((2, 27, 72), np.int64), SHAPE, 3, 1, 1), TypeError,
+     r"cols must have dtype float32 or float64"),
+    (lambda: _kernels.col2im(np.zeros((2, 27, 72)), (2, 3, 9), 3, 1, 1), TypeError,
+     r"x_shape must be \(N, C, H, W\)"),
+    (lambda: _kernels.max_pool2d_forward(X, 3, 1, 2), ValueError,
+     r"padding \(2, 2\) must be at most half of kernel_size \(3, 3\)"),
+    (lambda: _kernels.avg_pool2d_forward(X, (1, 3), 1, (1, 0)), ValueError,
+     r"padding \(1, 0\) must be at most half of kernel_size \(1, 3\)"),
+    (lambda: _kernels.max_pool2d_forward(X, 10, 1, 0), ValueError, r"larger than x's padded"),
+    (lambda: _kernels.avg_pool2d_forward(X.astype(">f8"), 3, 1, 1), TypeError, r"x must have"),
+    (lambda: _kernels.max_pool2d_forward(X, 3, 1, 1, indices=np.empty((2, 3, 9, 8),
+                                                                       np.int32)),
+     TypeError, r"indices has dtype int32, expected int64"),
+    (lambda: _kernels.max_pool2d_backward(X, np.zeros(SHAPE, np.int64), (2, 4, 9, 8)),
+     ValueError, r"dy has shape \(2, 3, 9, 8\), expected \(N, C\) = \(2, 4\)"),
+    (lambda: _kernels.max_pool2d_backward(X, np.zeros(SHAPE, np.int32), SHAPE), TypeError,
+     r"indices must have dtype int64"),
+    (lambda: _kernels.max_pool2d_backward(X, np.zeros((2, 3, 9, 7), np.int64), SHAPE),
+     ValueError, r"indices has shape \(2, 3, 9, 7\), expected \(2, 3, 9, 8\)"),
+    (lambda: _kernels.max_pool2d_backward(X, np.full(SHAPE, 72, np.int64), SHAPE), ValueError,
+     r"indices must lie in \[0, H\*W\) = \[0, 72\).*from 72 to 72"),
+    (lambda: _kernels.max_pool2d_backward(X, np.full(SHAPE, -1, np.int64), SHAPE), ValueError,
+     r"indices must lie in"),
+    (lambda: _kernels.avg_pool2d_backward(X, SHAPE, 3, 2, 1), ValueError,
+     r"dy has shape \(2, 3, 9, 8\), expected \(2, 3, 5, 4\)"),
+    (lambda: _kernels.avg_pool2d_backward(X, SHAPE, 3, 1, 1, out=np.empty(SHAPE)[..., ::-1]),
+     ValueError, r"out must be C-contiguous"),
+    (lambda: _kernels.pool_output_size(5, 3, 1, 2, False), ValueError,
+     r"padding 2 must be at most half of kernel 3"),
+    (lambda: _kernels.pool_output_size(2, 5, 1, 1, False), ValueError, r"larger than size 2"),
+    (lambda: _kernels.pool_output_size(5, 3, 0, 1, False), ValueError, r"stride must be >= 1"),
+    (lambda: _kernels.pool_output_size(5.0, 3, 1, 1, False), TypeError, r"size must be an int"),
+])
+def test_rejects_bad_input_with_a_message_naming_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_rejects_out_that_aliases_an_input():
+    x = random(SHAPE, np.float64, 20)
+    before = x.copy()
+    with pytest.raises(ValueError, match=r"out overlaps input x"):
+        _kernels.avg_pool2d_forward(x, 1, 1, 0, out=x)
+    with pytest.raises(ValueError, match=r"out overlaps input x"):
+        _kernels.im2col(x, 1, 1, 0, out=x.reshape(2, 3, 72))
+    cols = _kernels.im2col(x, 1, 1, 0)
+    with pytest.raises(ValueError, match=r"out overlaps input cols"):
+        _kernels.col2im(cols, SHAPE, 1, 1, 0, out=cols.reshape(SHAPE))
+    y, idx = _kernels.max_pool2d_forward(x, 3, 1, 1)
+    with pytest.raises(ValueError, match=r"out overlaps input dy"):
+        _kernels.max_pool2d_backward(y, idx, SHAPE, out=y)
+    with pytest.raises(ValueError, match=r"out overlaps input indices"):
+        _kernels.max_pool2d_backward(y, idx, SHAPE, out=idx.view(np.float64))
+    with pytest.raises(ValueError, match=r"indices overlaps input out"):
+        _kernels.max_pool2d_forward(x, 3, 1, 1, out=y, indices=y.view(np.int64))
+    read_only = np.empty(SHAPE)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match=r"out is read-only"):
+        _kernels.avg_pool2d_forward(x, 3, 1, 1, out=read_only)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_im2col_allows_padding_wider_than_half_the_kernel():
+    """Only the pools have PyTorch's padding <= kernel // 2 rule (unfold has none)."""
+    x = random((1, 2, 3, 3), np.float64, 21)
+    np.testing.assert_array_equal(_kernels.im2col(x, 1, 1, 2),
+                                  naive_im2col(x, (1, 1), (1, 1), (2, 2)))
