@@ -27,7 +27,7 @@ static void inside(int64_t out, int64_t stride, int64_t offset, int64_t size,
 {
     int64_t l = -floor_div(offset, stride); /* ceil(-offset / stride) */
     int64_t h = floor_div(size - 1 - offset, stride) + 1;
-    l = l < 0 ? 0 : l;
+    l = l < 0 ? 0 : l > out ? out : l;
     h = h > out ? out : h;
     *lo = l;
     *hi = h > l ? h : l;

@@ -555,6 +555,29 @@ def test_rejects_out_that_aliases_an_input():
     np.testing.assert_array_equal(x, before)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, k, p", [((1, 2, 1, 1), (7, 7), (3, 3)),
+                                         ((2, 1, 1, 2), (7, 5), (3, 2)),
+                                         ((1, 1, 2, 1), (1, 7), (0, 3))])
+def test_windows_mostly_in_the_padding(dtype, shape, k, p):
+    """A plane smaller than the kernel: whole kernel rows and columns read
+    only padding (a regression: im2col once cleared a negative length there)."""
+    x = random(shape, dtype, 22)
+    cols = _kernels.im2col(x, k, 1, p)
+    np.testing.assert_array_equal(cols, naive_im2col(x, k, (1, 1), p))
+    np.testing.assert_allclose(_kernels.col2im(cols, shape, k, 1, p),
+                               naive_col2im(cols.astype(np.float64), shape, k, (1, 1), p),
+                               **tolerance(dtype))
+    for s in ((1, 1), (2, 3)):
+        y, idx = _kernels.max_pool2d_forward(x, k, s, p, True)
+        np.testing.assert_array_equal(y, naive_max_pool(x, k, s, p, True)[0])
+        np.testing.assert_array_equal(idx, naive_max_pool(x, k, s, p, True)[1])
+        for include in (False, True):
+            np.testing.assert_allclose(_kernels.avg_pool2d_forward(x, k, s, p, True, include),
+                                       naive_avg_pool(x, k, s, p, True, include),
+                                       **tolerance(dtype))
+
+
 def test_im2col_allows_padding_wider_than_half_the_kernel():
     """Only the pools have PyTorch's padding <= kernel // 2 rule (unfold has none)."""
     x = random((1, 2, 3, 3), np.float64, 21)
