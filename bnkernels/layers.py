@@ -411,8 +411,9 @@ def _need(saved, layer):
 # convolution and linear
 # ---------------------------------------------------------------------------
 
-# The weight gradient sums dy[n] @ cols[n].T over the batch in one GEMM per
-# chunk of samples whose transposed copy of cols stays under this many values.
+# The weight gradient sums dy[n] @ cols[n].T over the batch: one batched
+# matmul (BLAS reads cols[n].T as a transposed view, no copy) per chunk of
+# samples whose (samples, O, C*kh*kw) products stay under this many values.
 _GEMM_CHUNK_VALUES = 1 << 22
 
 
@@ -507,17 +508,15 @@ class Conv2d(Module):
             cols = self._cols(x)
         n, o = dy.shape[:2]
         dy = dy.reshape(n, o, -1)
-        k, spatial = cols.shape[1:]
+        k = cols.shape[1]
         if self.bias is not None:
             self.grad_bias += dy.sum(axis=(0, 2))
-        # dW = sum_n dy[n] @ cols[n].T, as one GEMM over a chunk of samples:
-        # (O, n*L) @ (n*L, K)
+        # dW = sum_n dy[n] @ cols[n].T
         grad_weight = self.grad_weight.reshape(o, k)
-        step = max(1, _GEMM_CHUNK_VALUES // max(1, k * spatial))
+        step = max(1, _GEMM_CHUNK_VALUES // (o * k))
         for start in range(0, n, step):
-            part_dy = dy[start:start + step].transpose(1, 0, 2).reshape(o, -1)
-            part_cols = cols[start:start + step].transpose(0, 2, 1).reshape(-1, k)
-            grad_weight += part_dy @ part_cols
+            chunk = slice(start, start + step)
+            grad_weight += np.matmul(dy[chunk], cols[chunk].transpose(0, 2, 1)).sum(axis=0)
         dcols = np.matmul(self.weight.reshape(o, k).T, dy)
         if self._pointwise:
             return dcols.reshape(x.shape)
@@ -747,16 +746,13 @@ class ReLU(Module):
         x = np.asarray(x)
         if x.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"x has dtype {x.dtype}, expected float32 or float64")
-        self._saved = x > 0
+        self._saved = (x > 0, x.dtype)
         return np.maximum(x, x.dtype.type(0))
 
     def backward(self, dy):
-        positive = _need(self._saved, self)
-        dy = np.asarray(dy)
-        if dy.shape != positive.shape:
-            raise ValueError(f"dy has shape {dy.shape}, expected {positive.shape} "
-                             f"(the forward's output)")
-        return np.where(positive, dy, dy.dtype.type(0))
+        positive, dtype = _need(self._saved, self)
+        dy = _check_grad(dy, positive.shape, dtype)
+        return np.where(positive, dy, dtype.type(0))
 
     def output_shape(self, input_shape):
         return tuple(input_shape)
@@ -775,15 +771,12 @@ class Flatten(Module):
         x = np.asarray(x)
         if x.ndim < 1:
             raise ValueError(f"x has shape {x.shape}, expected (N, ...)")
-        self._saved = x.shape
+        self._saved = (x.shape, x.dtype)
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy):
-        shape = _need(self._saved, self)
-        dy = np.asarray(dy)
-        if dy.size != int(np.prod(shape)) or dy.shape[:1] != shape[:1]:
-            raise ValueError(f"dy has shape {dy.shape}, expected ({shape[0]}, "
-                             f"{int(np.prod(shape[1:]))}) (the forward's output)")
+        shape, dtype = _need(self._saved, self)
+        dy = _check_grad(dy, self.output_shape(shape), dtype)
         return dy.reshape(shape)
 
     def output_shape(self, input_shape):
@@ -819,18 +812,16 @@ class Dropout(Module):
         if x.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"x has dtype {x.dtype}, expected float32 or float64")
         if not self.training or self.p == 0:
-            self._saved = (x.shape, None)
+            self._saved = (x.shape, x.dtype, None)
             return x.copy()
         scale = 0.0 if self.p == 1 else 1.0 / (1.0 - self.p)
         mask = ((self.rng.random(x.shape) >= self.p) * scale).astype(x.dtype)
-        self._saved = (x.shape, mask)
+        self._saved = (x.shape, x.dtype, mask)
         return x * mask
 
     def backward(self, dy):
-        shape, mask = _need(self._saved, self)
-        dy = np.asarray(dy)
-        if dy.shape != shape:
-            raise ValueError(f"dy has shape {dy.shape}, expected {shape} (the forward's output)")
+        shape, dtype, mask = _need(self._saved, self)
+        dy = _check_grad(dy, shape, dtype)
         return dy.copy() if mask is None else dy * mask
 
     def output_shape(self, input_shape):

@@ -236,7 +236,7 @@ def test_conv2d_backward_in_eval_mode_recomputes_the_columns():
 def test_conv2d_weight_gradient_is_the_same_summed_in_chunks_of_samples(monkeypatch):
     x = rand((5, 3, 6, 6), 14)
     results = []
-    for chunk in (layers._GEMM_CHUNK_VALUES, 2 * 27 * 36, 1):  # whole batch, 2, 1 samples
+    for chunk in (layers._GEMM_CHUNK_VALUES, 2 * 4 * 27, 1):  # whole batch, 2, 1 samples
         monkeypatch.setattr(layers, "_GEMM_CHUNK_VALUES", chunk)
         conv = Conv2d(3, 4, 3, 1, 1, dtype=np.float64, rng=8)
         conv.forward(x)
@@ -659,6 +659,49 @@ def test_conv_bn_relu_describes_itself_and_counts():
     text = repr(unit)
     assert text.startswith("ConvBNReLU(192, 64, kernel_size=(1, 1)") and "(conv): Conv2d" in text
     assert "(bn): BatchNorm2d(64" in text and "activation='relu'" in text
+
+
+INPUT_CASES = [
+    (lambda: Conv2d(3, 4, 3, 2, 1, dtype=np.float64, rng=0), (2, 3, 6, 6)),
+    (lambda: Conv2d(3, 4, 1, dtype=np.float64, rng=0), (2, 3, 6, 6)),
+    (lambda: MaxPool2d(3, 2, 1), (2, 3, 6, 6)),
+    (lambda: AvgPool2d(3, 1, 1), (2, 3, 6, 6)),
+    (lambda: GlobalAvgPool2d(), (2, 3, 6, 6)),
+    (lambda: ReLU(), (2, 3, 6, 6)),
+    (lambda: Flatten(), (2, 3, 6, 6)),
+    (lambda: Linear(5, 2, dtype=np.float64, rng=0), (2, 5)),
+    (lambda: Dropout(0.5, rng=0), (2, 3, 6, 6)),
+    (lambda: ConvBNReLU(3, 4, 3, padding=1, dtype=np.float64, rng=0), (2, 3, 6, 6)),
+    (lambda: ConvBNReLU(3, 4, 3, padding=1, batch_norm=False, dtype=np.float64), (2, 3, 6, 6)),
+]
+INPUT_IDS = ["conv3x3s2", "conv1x1", "maxpool", "avgpool", "globalavg", "relu", "flatten",
+             "linear", "dropout", "convbnrelu", "convrelu"]
+
+
+@pytest.mark.parametrize("make,shape", INPUT_CASES, ids=INPUT_IDS)
+def test_forward_and_backward_leave_x_and_dy_unchanged(make, shape):
+    layer = make()
+    x = rand(shape, 47)
+    x_before = x.copy()
+    y = layer.forward(x)
+    dy = rand(y.shape, 48)
+    dy_before = dy.copy()
+    dx = layer.backward(dy)
+    assert dx.shape == x.shape and dx.dtype == x.dtype
+    if not isinstance(layer, Flatten):  # Flatten returns views (a reshape), by design
+        assert not np.shares_memory(dx, x) and not np.shares_memory(dx, dy)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(dy, dy_before)
+
+
+@pytest.mark.parametrize("make,shape", INPUT_CASES, ids=INPUT_IDS)
+def test_backward_rejects_dy_of_the_wrong_shape_or_dtype(make, shape):
+    layer = make()
+    y = layer.forward(rand(shape, 49))
+    with pytest.raises(ValueError, match="dy has shape"):
+        layer.backward(rand(y.shape[:-1] + (y.shape[-1] + 1,)))
+    with pytest.raises(TypeError, match="dy has dtype float32, expected float64"):
+        layer.backward(rand(y.shape, dtype=np.float32))
 
 
 # ---------------------------------------------------------------------------
