@@ -354,13 +354,18 @@ def _padding(padding, kernel_size, stride):
     return _pair(padding, "padding", 0)
 
 
+def _float_array(x, name="x"):
+    x = np.asarray(x)
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} has dtype {x.dtype}, expected float32 or float64")
+    return x
+
+
 def _check_input(x, ndim, dtype=None, channels=None, name="x"):
     """x as a C-contiguous float array of ndim dimensions (of dtype and with
     `channels` channels when given), or a TypeError/ValueError naming it."""
-    x = np.asarray(x)
+    x = _float_array(x, name)
     layout = "(N, C, H, W)" if ndim == 4 else "(N, F)"
-    if x.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name} has dtype {x.dtype}, expected float32 or float64")
     if dtype is not None and x.dtype != dtype:
         raise TypeError(f"{name} has dtype {x.dtype}, expected {dtype} (the layer's dtype; "
                         f"convert with {name}.astype(np.{dtype}))")
@@ -417,7 +422,29 @@ def _need(saved, layer):
 _GEMM_CHUNK_VALUES = 1 << 22
 
 
-class Conv2d(Module):
+class _WeightBias(Module):
+    """A layer with a weight and an optional bias (Conv2d, Linear)."""
+
+    _saved = None
+
+    def _set_parameters(self, weight, bias):
+        """Take initial values (float64) in the layer's dtype; zero gradients."""
+        self.weight = weight.astype(self.dtype)
+        self.grad_weight = np.zeros_like(self.weight)
+        self.bias = None if bias is None else bias.astype(self.dtype)
+        self.grad_bias = None if bias is None else np.zeros_like(self.bias)
+
+    def _own_parameters(self):
+        params = [("weight", self.weight, self.grad_weight)]
+        if self.bias is not None:
+            params.append(("bias", self.bias, self.grad_bias))
+        return params
+
+    def num_weights(self):
+        return self.weight.size
+
+
+class Conv2d(_WeightBias):
     """2-D convolution (cross-correlation, as PyTorch) of NCHW tensors.
 
     im2col in C (``bnkernels._kernels.im2col``) turns each sample into a
@@ -461,25 +488,13 @@ class Conv2d(Module):
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
         std = np.sqrt(2.0 / fan_in)
-        self.weight = (_generator(rng).standard_normal(shape) * std).astype(self.dtype)
-        self.grad_weight = np.zeros(shape, self.dtype)
-        if bias:
-            self.bias = np.zeros(self.out_channels, self.dtype)
-            self.grad_bias = np.zeros(self.out_channels, self.dtype)
-        else:
-            self.bias = self.grad_bias = None
-        self._saved = None
+        self._set_parameters(_generator(rng).standard_normal(shape) * std,
+                             np.zeros(self.out_channels) if bias else None)
 
     @property
     def _pointwise(self):
         """1x1, stride 1, no padding: the columns are x itself."""
         return self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
-
-    def _own_parameters(self):
-        params = [("weight", self.weight, self.grad_weight)]
-        if self.bias is not None:
-            params.append(("bias", self.bias, self.grad_bias))
-        return params
 
     def _cols(self, x):
         n, c, h, w = x.shape
@@ -533,16 +548,13 @@ class Conv2d(Module):
         n, o, oh, ow = self.output_shape(input_shape)
         return n * o * oh * ow * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
 
-    def num_weights(self):
-        return self.weight.size
-
     def _describe(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}, "
                 f"dtype={self.dtype.name}")
 
 
-class Linear(Module):
+class Linear(_WeightBias):
     """y = x @ weight.T + bias for x (N, in_features).
 
     Parameters
@@ -567,20 +579,8 @@ class Linear(Module):
         rng = _generator(rng)
         bound = 1.0 / np.sqrt(self.in_features)
         shape = (self.out_features, self.in_features)
-        self.weight = rng.uniform(-bound, bound, shape).astype(self.dtype)
-        self.grad_weight = np.zeros(shape, self.dtype)
-        if bias:
-            self.bias = rng.uniform(-bound, bound, self.out_features).astype(self.dtype)
-            self.grad_bias = np.zeros(self.out_features, self.dtype)
-        else:
-            self.bias = self.grad_bias = None
-        self._saved = None
-
-    def _own_parameters(self):
-        params = [("weight", self.weight, self.grad_weight)]
-        if self.bias is not None:
-            params.append(("bias", self.bias, self.grad_bias))
-        return params
+        self._set_parameters(rng.uniform(-bound, bound, shape),
+                             rng.uniform(-bound, bound, self.out_features) if bias else None)
 
     def forward(self, x):
         self._saved = None
@@ -608,9 +608,6 @@ class Linear(Module):
 
     def macs(self, input_shape):
         return self.output_shape(input_shape)[0] * self.in_features * self.out_features
-
-    def num_weights(self):
-        return self.weight.size
 
     def _describe(self):
         return (f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, "
@@ -642,9 +639,6 @@ class _Pool2d(Module):
         return (n, c) + tuple(
             _kernels.pool_output_size(size, k, s, p, self.ceil_mode)
             for size, k, s, p in zip((h, w), self.kernel_size, self.stride, self.padding))
-
-    def macs(self, input_shape):
-        return 0
 
     def _describe(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -706,8 +700,7 @@ class GlobalAvgPool2d(Module):
     """Mean over H and W: (N, C, H, W) -> (N, C, 1, 1), GoogLeNet's last
     pooling; average pooling with an (H, W) window, in C."""
 
-    def __init__(self):
-        self._saved = None
+    _saved = None
 
     def forward(self, x):
         self._saved = None
@@ -727,25 +720,26 @@ class GlobalAvgPool2d(Module):
         n, c, _, _ = _shape4(input_shape, "GlobalAvgPool2d")
         return (n, c, 1, 1)
 
-    def macs(self, input_shape):
-        return 0
-
 
 # ---------------------------------------------------------------------------
 # elementwise and reshaping
 # ---------------------------------------------------------------------------
 
-class ReLU(Module):
-    """max(x, 0) (NaN stays NaN); the backward passes dy where x > 0."""
+class _Elementwise(Module):
+    """A layer whose output has its input's shape."""
 
-    def __init__(self):
-        self._saved = None
+    _saved = None
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+
+class ReLU(_Elementwise):
+    """max(x, 0) (NaN stays NaN); the backward passes dy where x > 0."""
 
     def forward(self, x):
         self._saved = None
-        x = np.asarray(x)
-        if x.dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"x has dtype {x.dtype}, expected float32 or float64")
+        x = _float_array(x)
         self._saved = (x > 0, x.dtype)
         return np.maximum(x, x.dtype.type(0))
 
@@ -754,18 +748,11 @@ class ReLU(Module):
         dy = _check_grad(dy, positive.shape, dtype)
         return np.where(positive, dy, dtype.type(0))
 
-    def output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def macs(self, input_shape):
-        return 0
-
 
 class Flatten(Module):
     """(N, C, H, W) (or any (N, ...)) -> (N, C*H*W), a view when x is contiguous."""
 
-    def __init__(self):
-        self._saved = None
+    _saved = None
 
     def forward(self, x):
         x = np.asarray(x)
@@ -783,11 +770,8 @@ class Flatten(Module):
         shape = tuple(int(v) for v in input_shape)
         return (shape[0], int(np.prod(shape[1:])))
 
-    def macs(self, input_shape):
-        return 0
 
-
-class Dropout(Module):
+class Dropout(_Elementwise):
     """Inverted dropout: in training, each value is zeroed with probability p
     and the rest scaled by 1 / (1 - p), so eval mode is the identity.
 
@@ -808,9 +792,7 @@ class Dropout(Module):
 
     def forward(self, x):
         self._saved = None
-        x = np.asarray(x)
-        if x.dtype not in _FLOAT_DTYPES:
-            raise TypeError(f"x has dtype {x.dtype}, expected float32 or float64")
+        x = _float_array(x)
         if not self.training or self.p == 0:
             self._saved = (x.shape, x.dtype, None)
             return x.copy()
@@ -823,12 +805,6 @@ class Dropout(Module):
         shape, dtype, mask = _need(self._saved, self)
         dy = _check_grad(dy, shape, dtype)
         return dy.copy() if mask is None else dy * mask
-
-    def output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def macs(self, input_shape):
-        return 0
 
     def _describe(self):
         return f"p={self.p:g}"
@@ -955,9 +931,6 @@ class SoftmaxCrossEntropy(Module):
 
     def output_shape(self, input_shape):
         return ()
-
-    def macs(self, input_shape):
-        return 0
 
     def _describe(self):
         return f"label_smoothing={self.label_smoothing:g}" if self.label_smoothing else ""
