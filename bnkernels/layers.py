@@ -522,7 +522,7 @@ class Conv2d(_WeightBias):
         if cols is None:
             cols = self._cols(x)
         n, o = dy.shape[:2]
-        dy = dy.reshape(n, o, -1)
+        dy = dy.reshape(n, o, dy.shape[2] * dy.shape[3])
         k = cols.shape[1]
         if self.bias is not None:
             self.grad_bias += dy.sum(axis=(0, 2))

@@ -263,6 +263,15 @@ def test_conv2d_float32_backward_matches_float64_backward():
         np.testing.assert_allclose(single, exact, rtol=0, atol=1e-5 * np.abs(exact).max())
 
 
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_conv2d_empty_batch_gives_empty_outputs_and_no_gradient(kernel):
+    conv = Conv2d(2, 3, kernel, padding=kernel // 2, rng=0)
+    y = conv.forward(np.zeros((0, 2, 4, 4), np.float32))
+    assert y.shape == (0, 3, 4, 4)
+    assert conv.backward(y).shape == (0, 2, 4, 4)
+    assert (conv.grad_weight == 0).all() and (conv.grad_bias == 0).all()
+
+
 def test_conv2d_same_padding_keeps_height_and_width():
     conv = Conv2d(2, 3, (1, 7), padding="same")
     assert conv.padding == (0, 3)
