@@ -8,6 +8,12 @@ gradients into their ``grad`` arrays (``+=``, as PyTorch and Darknet do;
 ``output_shape``, ``macs`` (multiply-accumulates), ``num_weights`` and
 ``num_parameters`` describe a module without running it; ``summary`` prints
 them per module.
+
+Layers: Conv2d, Linear, MaxPool2d, AvgPool2d, GlobalAvgPool2d, ReLU, Flatten,
+Dropout, BatchNorm2d, ConvBNReLU (BN-Inception's unit); containers Sequential
+and Concat; the loss SoftmaxCrossEntropy. Convolution and pooling run on the C
+kernels (im2col/col2im and the pools), matrix products on NumPy's BLAS.
+``bnkernels.optim.SGD`` trains them.
 """
 import sys
 
