@@ -14,12 +14,17 @@ Dropout, BatchNorm2d, ConvBNReLU (BN-Inception's unit); containers Sequential
 and Concat; the loss SoftmaxCrossEntropy. Convolution and pooling run on the C
 kernels (im2col/col2im and the pools), matrix products on NumPy's BLAS.
 ``bnkernels.optim.SGD`` trains them.
+
+``numpy_twin(module)`` gives a copy that computes with ``bnkernels.reference``
+(pure NumPy) instead of the C kernels: the oracle and the baseline of the
+benchmarks.
 """
+import copy
 import sys
 
 import numpy as np
 
-from bnkernels import _kernels, batchnorm
+from bnkernels import _kernels, batchnorm, reference
 
 
 class Module:
@@ -31,6 +36,9 @@ class Module:
     """
 
     training = True
+    # where convolution and pooling layers find im2col, col2im and the pools:
+    # the C kernels, or bnkernels.reference in a numpy_twin
+    kernels = _kernels
 
     def forward(self, x):
         raise NotImplementedError
@@ -163,6 +171,23 @@ class Module:
     def _describe(self):
         """The constructor arguments worth showing in repr."""
         return ""
+
+
+def numpy_twin(module):
+    """A deep copy of module (parameters, state, mode) whose layers compute
+    with bnkernels.reference, the pure-NumPy twins of the kernels:
+    im2col/col2im and the pools, and batch norm with the same numerics.
+    Matrix products are NumPy's in both."""
+    twin = copy.deepcopy(module)
+    stack = [twin]
+    while stack:
+        layer = stack.pop()
+        layer.kernels = reference
+        if isinstance(layer, BatchNorm2d):
+            layer._forward = reference.batch_norm_forward
+            layer._backward = reference.batch_norm_backward
+        stack.extend(child for _, child in layer.children())
+    return twin
 
 
 class Sequential(Module):
@@ -506,7 +531,7 @@ class Conv2d(_WeightBias):
         n, c, h, w = x.shape
         if self._pointwise:
             return x.reshape(n, c, h * w)
-        return _kernels.im2col(x, self.kernel_size, self.stride, self.padding)
+        return self.kernels.im2col(x, self.kernel_size, self.stride, self.padding)
 
     def forward(self, x):
         """y (N, out_channels, OH, OW) for x (N, in_channels, H, W) of the
@@ -541,7 +566,7 @@ class Conv2d(_WeightBias):
         dcols = np.matmul(self.weight.reshape(o, k).T, dy)
         if self._pointwise:
             return dcols.reshape(x.shape)
-        return _kernels.col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
+        return self.kernels.col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
 
     def output_shape(self, input_shape):
         n, c, _, _ = _shape4(input_shape, "Conv2d")
@@ -660,7 +685,7 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         self._saved = None
         x = _check_input(x, 4)
-        y, indices = _kernels.max_pool2d_forward(x, self.kernel_size, self.stride,
+        y, indices = self.kernels.max_pool2d_forward(x, self.kernel_size, self.stride,
                                                  self.padding, self.ceil_mode)
         self._saved = (x.shape, x.dtype, indices)
         return y
@@ -668,7 +693,7 @@ class MaxPool2d(_Pool2d):
     def backward(self, dy):
         shape, dtype, indices = _need(self._saved, self)
         dy = _check_grad(dy, indices.shape, dtype)
-        return _kernels.max_pool2d_backward(dy, indices, shape)
+        return self.kernels.max_pool2d_backward(dy, indices, shape)
 
 
 class AvgPool2d(_Pool2d):
@@ -688,14 +713,14 @@ class AvgPool2d(_Pool2d):
     def forward(self, x):
         self._saved = None
         x = _check_input(x, 4)
-        y = _kernels.avg_pool2d_forward(x, *self._window())
+        y = self.kernels.avg_pool2d_forward(x, *self._window())
         self._saved = (x.shape, x.dtype, y.shape)
         return y
 
     def backward(self, dy):
         shape, dtype, y_shape = _need(self._saved, self)
         dy = _check_grad(dy, y_shape, dtype)
-        return _kernels.avg_pool2d_backward(dy, shape, *self._window())
+        return self.kernels.avg_pool2d_backward(dy, shape, *self._window())
 
     def _describe(self):
         return super()._describe() + ("" if self.count_include_pad
@@ -712,7 +737,7 @@ class GlobalAvgPool2d(Module):
         self._saved = None
         x = _check_input(x, 4)
         window = x.shape[2:]
-        y = _kernels.avg_pool2d_forward(x, window, window, (0, 0))
+        y = self.kernels.avg_pool2d_forward(x, window, window, (0, 0))
         self._saved = (x.shape, x.dtype)
         return y
 
@@ -720,7 +745,7 @@ class GlobalAvgPool2d(Module):
         shape, dtype = _need(self._saved, self)
         dy = _check_grad(dy, (*shape[:2], 1, 1), dtype)
         window = shape[2:]
-        return _kernels.avg_pool2d_backward(dy, shape, window, window, (0, 0))
+        return self.kernels.avg_pool2d_backward(dy, shape, window, window, (0, 0))
 
     def output_shape(self, input_shape):
         n, c, _, _ = _shape4(input_shape, "GlobalAvgPool2d")

@@ -841,3 +841,24 @@ def test_batchnorm2d_module_follows_the_training_mode():
     np.testing.assert_allclose(
         y, (x - bn.running_mean[:, None, None]) / np.sqrt(bn.running_var[:, None, None] + 1e-5),
         rtol=1e-12)
+
+
+@pytest.mark.parametrize("numerics", ["standard", "darknet"])
+def test_numpy_twin_computes_the_same_network_with_the_reference(numerics):
+    # oracle: bnkernels.reference's NumPy im2col, pools and batch norm; the
+    # C kernels agree with them to float64 rounding (1e-12 relative)
+    net = small_network(np.float64)
+    if numerics != "standard":
+        net = Sequential(ConvBNReLU(2, 3, 3, padding=1, numerics=numerics,
+                                    dtype=np.float64, rng=3), MaxPool2d(2), Flatten())
+    twin = layers.numpy_twin(net)
+    assert twin is not net and twin.kernels is reference and net.kernels is not reference
+    x = rand((2, 2, 4, 4), seed=5)
+    y, y_twin = net.forward(x), twin.forward(x)
+    np.testing.assert_allclose(y_twin, y, rtol=1e-12, atol=1e-12)
+    dy = rand(y.shape, seed=6)
+    np.testing.assert_allclose(twin.backward(dy), net.backward(dy), rtol=1e-10, atol=1e-12)
+    for (name, _, grad), (twin_name, _, twin_grad) in zip(net.named_parameters(),
+                                                          twin.named_parameters()):
+        assert name == twin_name
+        np.testing.assert_allclose(twin_grad, grad, rtol=1e-10, atol=1e-12, err_msg=name)
