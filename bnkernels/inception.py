@@ -1,0 +1,788 @@
+"""Inception blocks and networks on the layers of ``bnkernels.layers``.
+
+Blocks (each a ``Concat`` of named branches, NCHW in and out):
+
+- ``InceptionV1Naive``: 1x1, 3x3, 5x5 convolutions and 3x3/1 max pooling in
+  parallel (GoogLeNet paper, Figure 2a).
+- ``InceptionV1``: GoogLeNet's module with 1x1 reductions (Figure 2b).
+- ``InceptionBN``: BN-Inception's module (Ioffe & Szegedy 2015, Figure 5):
+  every convolution Conv+BN+ReLU, the 5x5 replaced by two stacked 3x3, average
+  or max pooling, and the stride-2 variant that halves the grid.
+- ``InceptionV3A`` / ``InceptionV3B`` / ``InceptionV3C`` / ``InceptionV3Reduction``:
+  the Inception-v3 modules (Szegedy et al. 2016, Figures 5, 6, 7 and 10) with
+  the channel counts of the released model (TF-slim, torchvision).
+
+Networks (``Network``: named stages in order, optional auxiliary heads, and a
+``summary`` in the style of GoogLeNet's Table 1): ``googlenet``,
+``bn_inception``, ``inception_v3`` and ``small_inception`` (8x8 images).
+
+Every convolution is a ``ConvBNReLU``; ``batch_norm=False`` makes it a
+convolution with bias followed by ReLU, so the same architecture trains with
+and without BN. ``numerics``, ``eps`` and ``momentum`` pass through to every
+BatchNorm2d. Weights are initialized by the layers (see ``Conv2d``/``Linear``)
+from one ``np.random.Generator`` per block or network (``rng``: None, a seed
+or a Generator), so a seed fixes every weight.
+"""
+import sys
+
+import numpy as np
+
+from bnkernels.layers import (
+    AvgPool2d, Concat, ConvBNReLU, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
+    Module, ReLU, Sequential,
+)
+
+# Inception-v3's reference implementations (TF-slim, torchvision) use BN eps 1e-3.
+V3_EPS = 1e-3
+
+
+def _pair(value):
+    return (value, value) if np.isscalar(value) else tuple(value)
+
+
+class _Units:
+    """Makes the Conv(+BN)+ReLU units of one block or network with shared
+    settings and one random generator."""
+
+    def __init__(self, batch_norm, numerics, eps, momentum, dtype, rng):
+        self.rng = np.random.default_rng(rng)
+        self.dtype = dtype
+        self.kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,
+                       dtype=dtype)
+
+    def __call__(self, in_ch, out_ch, kernel_size, stride=1, padding=None):
+        """A unit; padding None keeps the grid at stride 1 (kernel // 2 per axis)."""
+        kh, kw = _pair(kernel_size)
+        if padding is None:
+            padding = (kh // 2, kw // 2)
+        return ConvBNReLU(in_ch, out_ch, (kh, kw), stride=stride, padding=padding,
+                          rng=self.rng, **self.kw)
+
+    def linear(self, in_f, out_f):
+        return Linear(in_f, out_f, dtype=self.dtype, rng=self.rng)
+
+    def dropout(self, p):
+        return Dropout(p, rng=self.rng)
+
+
+def _check_channels(**counts):
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+class InceptionBlock(Concat):
+    """A Concat whose branches have names (``branch1x1``, ``branch_pool``, ...,
+    used in parameter and state_dict keys) and whose filter counts fill the
+    Inception columns of the summary table."""
+
+    label = "inception"
+
+    def __init__(self, named_branches, columns):
+        super().__init__(*[branch for _, branch in named_branches])
+        self._names = [name for name, _ in named_branches]
+        self._columns = dict(columns)
+
+    def children(self):
+        return list(zip(self._names, self.branches))
+
+    def __getattr__(self, name):
+        names = self.__dict__.get("_names", [])
+        if name in names:
+            return self.__dict__["branches"][names.index(name)]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def columns(self):
+        """{Table 1 column: filter count or text} of this block."""
+        return dict(self._columns)
+
+    def summary(self, input_shape, file=None):
+        """The table of ``summary_table`` with one row per branch."""
+        return summary_table(self, input_shape, file)
+
+    def _describe(self):
+        return ", ".join(f"{key}={value}" for key, value in self._columns.items())
+
+
+class InceptionV1Naive(InceptionBlock):
+    """The naive Inception module: 1x1, 3x3 and 5x5 convolutions (each followed
+    by ReLU) and 3x3/1 max pooling of the input, concatenated. Output channels
+    c1x1 + c3x3 + c5x5 + in_ch; the grid is kept (padding 1, 2 and 1).
+
+    Parameters
+    ----------
+    in_ch, c1x1, c3x3, c5x5 : int
+    batch_norm : bool
+        False (default, as in GoogLeNet): convolutions with bias + ReLU.
+        True: Conv + BN + ReLU.
+    numerics, eps, momentum : passed to every BatchNorm2d
+    dtype : numpy.float32 or numpy.float64
+    rng : None, int or numpy.random.Generator
+    """
+
+    def __init__(self, in_ch, c1x1, c3x3, c5x5, *, batch_norm=False, numerics="standard",
+                 eps=None, momentum=None, dtype=np.float32, rng=None):
+        _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3=c3x3, c5x5=c5x5)
+        unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        super().__init__(
+            [("branch1x1", unit(in_ch, c1x1, 1)),
+             ("branch3x3", unit(in_ch, c3x3, 3)),
+             ("branch5x5", unit(in_ch, c5x5, 5)),
+             ("branch_pool", MaxPool2d(3, stride=1, padding=1))],
+            {"#1x1": c1x1, "#3x3": c3x3, "#5x5": c5x5, "pool proj": "max"})
+
+
+class InceptionV1(InceptionBlock):
+    """GoogLeNet's Inception module (Szegedy et al. 2014, Figure 2b): 1x1;
+    1x1 -> 3x3; 1x1 -> 5x5; 3x3/1 max pool -> 1x1 projection; ReLU after every
+    convolution. Output channels c1x1 + c3x3 + c5x5 + pool_proj, grid kept.
+
+    Parameters
+    ----------
+    in_ch, c1x1, c3x3_reduce, c3x3, c5x5_reduce, c5x5, pool_proj : int
+        The columns of GoogLeNet's Table 1.
+    batch_norm : bool
+        False (default, the original): convolutions with bias + ReLU.
+        True: Conv + BN + ReLU (as torchvision's GoogLeNet).
+    numerics, eps, momentum, dtype, rng : as InceptionV1Naive
+    """
+
+    def __init__(self, in_ch, c1x1, c3x3_reduce, c3x3, c5x5_reduce, c5x5, pool_proj, *,
+                 batch_norm=False, numerics="standard", eps=None, momentum=None,
+                 dtype=np.float32, rng=None):
+        _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3_reduce=c3x3_reduce, c3x3=c3x3,
+                        c5x5_reduce=c5x5_reduce, c5x5=c5x5, pool_proj=pool_proj)
+        unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        super().__init__(
+            [("branch1x1", unit(in_ch, c1x1, 1)),
+             ("branch3x3", Sequential(unit(in_ch, c3x3_reduce, 1), unit(c3x3_reduce, c3x3, 3))),
+             ("branch5x5", Sequential(unit(in_ch, c5x5_reduce, 1), unit(c5x5_reduce, c5x5, 5))),
+             ("branch_pool", Sequential(MaxPool2d(3, stride=1, padding=1),
+                                        unit(in_ch, pool_proj, 1)))],
+            {"#1x1": c1x1, "#3x3 reduce": c3x3_reduce, "#3x3": c3x3,
+             "#5x5 reduce": c5x5_reduce, "#5x5": c5x5, "pool proj": pool_proj})
+
+
+class InceptionBN(InceptionBlock):
+    """BN-Inception's module (Ioffe & Szegedy 2015, Figure 5): every
+    convolution Conv+BN+ReLU; 1x1; 1x1 -> 3x3; 1x1 -> 3x3 -> 3x3 (the 5x5
+    factored into two 3x3, "double #3x3"); 3x3 pooling -> 1x1 projection.
+
+    With stride=2 the module halves the grid: no 1x1 branch and no projection
+    (the pooled input passes through), the last 3x3 of each convolution branch
+    and the 3x3 pooling have stride 2 (padding 1: an H x W grid becomes
+    (H+1)//2 x (W+1)//2). Output channels c1x1 + c3x3 + d3x3 + (pool_proj or in_ch).
+
+    Parameters
+    ----------
+    in_ch, c1x1, c3x3_reduce, c3x3, d3x3_reduce, d3x3 : int
+        The columns of Figure 5 (d: double 3x3). c1x1 = 0 drops the 1x1 branch.
+    pool_proj : int or None
+        Channels of the projection after pooling; 0 or None: pass through.
+    pool : {"avg", "max"} or None
+        None: "avg" at stride 1, "max" at stride 2 (the paper's choice).
+        Average pooling counts the zero padding (torch's count_include_pad).
+    stride : {1, 2}
+        2 needs c1x1 = 0 and no projection, as in the paper.
+    batch_norm : bool
+        True (default); False gives convolutions with bias + ReLU instead.
+    numerics, eps, momentum : passed to every BatchNorm2d (None: the
+        numerics family's defaults, 1e-5 and 0.1 for "standard")
+    dtype, rng : as InceptionV1Naive
+    """
+
+    def __init__(self, in_ch, c1x1, c3x3_reduce, c3x3, d3x3_reduce, d3x3, pool_proj, *,
+                 pool=None, stride=1, batch_norm=True, numerics="standard", eps=None,
+                 momentum=None, dtype=np.float32, rng=None):
+        pool_proj = 0 if pool_proj is None else pool_proj
+        _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3_reduce=c3x3_reduce, c3x3=c3x3,
+                        d3x3_reduce=d3x3_reduce, d3x3=d3x3, pool_proj=pool_proj)
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+        if stride == 2 and (c1x1 or pool_proj):
+            raise ValueError("the stride-2 module has no 1x1 branch and no pool projection "
+                             f"(c1x1 and pool_proj must be 0), got c1x1={c1x1}, "
+                             f"pool_proj={pool_proj}")
+        pool = ("avg" if stride == 1 else "max") if pool is None else pool
+        if pool not in ("avg", "max"):
+            raise ValueError(f"pool must be 'avg' or 'max', got {pool!r}")
+        unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        pooling = (AvgPool2d if pool == "avg" else MaxPool2d)(3, stride=stride, padding=1)
+        branches = []
+        if c1x1:
+            branches.append(("branch1x1", unit(in_ch, c1x1, 1)))
+        branches += [
+            ("branch3x3", Sequential(unit(in_ch, c3x3_reduce, 1),
+                                     unit(c3x3_reduce, c3x3, 3, stride, 1))),
+            ("branch3x3dbl", Sequential(unit(in_ch, d3x3_reduce, 1),
+                                        unit(d3x3_reduce, d3x3, 3),
+                                        unit(d3x3, d3x3, 3, stride, 1))),
+            ("branch_pool", Sequential(pooling, unit(in_ch, pool_proj, 1)) if pool_proj
+             else pooling)]
+        self.stride = stride
+        super().__init__(
+            branches,
+            {"#1x1": c1x1, "#3x3 reduce": c3x3_reduce, "#3x3": c3x3,
+             "double #3x3 reduce": d3x3_reduce, "double #3x3": d3x3,
+             "pool+proj": f"{pool}+{pool_proj}" if pool_proj else f"{pool}+pass through"})
+        if stride == 2:
+            self.label = "inception stride 2"
+
+
+class InceptionV3A(InceptionBlock):
+    """Inception-v3's 35x35 module (Szegedy et al. 2016, Figure 5; torchvision's
+    InceptionA): 1x1; 1x1 -> 5x5; 1x1 -> 3x3 -> 3x3 (a 5x5 factored into two
+    3x3); 3x3/1 average pool -> 1x1. Every convolution Conv+BN+ReLU.
+
+    The released model (TF-slim, torchvision) has a 5x5 in the second branch;
+    the paper's Figure 5 draws a 3x3 there: ``kernel_5x5=3`` builds that.
+    Output channels c1x1 + c5x5 + c3x3dbl + pool_features.
+
+    Parameters
+    ----------
+    in_ch, pool_features : int
+        torchvision's arguments (Mixed_5b: 192, 32; 5c: 256, 64; 5d: 288, 64).
+    c1x1, c5x5_reduce, c5x5, c3x3dbl_reduce, c3x3dbl : int
+        Branch widths, torchvision's by default.
+    kernel_5x5 : {5, 3}
+    batch_norm, numerics, momentum, dtype, rng : as InceptionBN
+    eps : float
+        1e-3 by default, as the reference implementations.
+    """
+
+    def __init__(self, in_ch, pool_features, *, c1x1=64, c5x5_reduce=48, c5x5=64,
+                 c3x3dbl_reduce=64, c3x3dbl=96, kernel_5x5=5, batch_norm=True,
+                 numerics="standard", eps=V3_EPS, momentum=None, dtype=np.float32, rng=None):
+        _check_channels(in_ch=in_ch, pool_features=pool_features, c1x1=c1x1,
+                        c5x5_reduce=c5x5_reduce, c5x5=c5x5, c3x3dbl_reduce=c3x3dbl_reduce,
+                        c3x3dbl=c3x3dbl)
+        if kernel_5x5 not in (3, 5):
+            raise ValueError(f"kernel_5x5 must be 5 or 3, got {kernel_5x5!r}")
+        unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        super().__init__(
+            [("branch1x1", unit(in_ch, c1x1, 1)),
+             ("branch5x5", Sequential(unit(in_ch, c5x5_reduce, 1),
+                                      unit(c5x5_reduce, c5x5, kernel_5x5))),
+             ("branch3x3dbl", Sequential(unit(in_ch, c3x3dbl_reduce, 1),
+                                         unit(c3x3dbl_reduce, c3x3dbl, 3),
+                                         unit(c3x3dbl, c3x3dbl, 3))),
+             ("branch_pool", Sequential(AvgPool2d(3, stride=1, padding=1),
+                                        unit(in_ch, pool_features, 1)))],
+            {"#1x1": c1x1, f"#{kernel_5x5}x{kernel_5x5} reduce": c5x5_reduce,
+             f"#{kernel_5x5}x{kernel_5x5}": c5x5, "double #3x3 reduce": c3x3dbl_reduce,
+             "double #3x3": c3x3dbl, "pool+proj": f"avg+{pool_features}"})
+
+
+class InceptionV3B(InceptionBlock):
+    """Inception-v3's 17x17 module (Figure 6; torchvision's InceptionC): n x n
+    convolutions factored into 1 x n and n x 1. Branches: 1x1; 1x1 -> 1xn ->
+    nx1; 1x1 -> nx1 -> 1xn -> nx1 -> 1xn (torchvision's order); 3x3/1 average
+    pool -> 1x1. Every convolution Conv+BN+ReLU.
+    Output channels c1x1 + 2 * c7x7 + pool_proj (768 by default).
+
+    Parameters
+    ----------
+    in_ch, channels_7x7 : int
+        torchvision's arguments (Mixed_6b: 768, 128; 6c, 6d: 160; 6e: 192);
+        channels_7x7 is the width inside the factored branches.
+    c1x1, c7x7, pool_proj : int
+        192 each by default; c7x7 is the output of each factored branch.
+    n : int
+        The factored kernel size, 7 by default (odd: padding n // 2 keeps the grid).
+    batch_norm, numerics, eps, momentum, dtype, rng : as InceptionV3A
+    """
+
+    def __init__(self, in_ch, channels_7x7, *, c1x1=192, c7x7=192, pool_proj=192, n=7,
+                 batch_norm=True, numerics="standard", eps=V3_EPS, momentum=None,
+                 dtype=np.float32, rng=None):
+        _check_channels(in_ch=in_ch, channels_7x7=channels_7x7, c1x1=c1x1, c7x7=c7x7,
+                        pool_proj=pool_proj, n=n)
+        if n % 2 != 1:
+            raise ValueError(f"n must be odd (the grid is kept), got {n}")
+        unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        c7 = channels_7x7
+        super().__init__(
+            [("branch1x1", unit(in_ch, c1x1, 1)),
+             ("branch7x7", Sequential(unit(in_ch, c7, 1), unit(c7, c7, (1, n)),
+                                      unit(c7, c7x7, (n, 1)))),
+             ("branch7x7dbl", Sequential(unit(in_ch, c7, 1), unit(c7, c7, (n, 1)),
+                                         unit(c7, c7, (1, n)), unit(c7, c7, (n, 1)),
+                                         unit(c7, c7x7, (1, n)))),
+             ("branch_pool", Sequential(AvgPool2d(3, stride=1, padding=1),
+                                        unit(in_ch, pool_proj, 1)))],
+            {"#1x1": c1x1, f"#{n}x{n} reduce": c7, f"#{n}x{n}": c7x7,
+             f"double #{n}x{n} reduce": c7, f"double #{n}x{n}": c7x7,
+             "pool+proj": f"avg+{pool_proj}"})
+
+
+class InceptionV3C(InceptionBlock):
+    """Inception-v3's 8x8 module with the expanded filter bank (Figure 7;
+    torchvision's InceptionE): 1x1; 1x1 -> [1x3 | 3x1]; 1x1 -> 3x3 -> [1x3 | 3x1];
+    3x3/1 average pool -> 1x1, where [a | b] runs a and b on the same input
+    and concatenates. Every convolution Conv+BN+ReLU.
+    Output channels c1x1 + 2 * c3x3 + 2 * c3x3dbl + pool_proj (2048 by default).
+
+    Parameters
+    ----------
+    in_ch : int
+        1280 (Mixed_7b) or 2048 (Mixed_7c) in Inception-v3.
+    c1x1, c3x3_reduce, c3x3, c3x3dbl_reduce, c3x3dbl_mid, c3x3dbl, pool_proj : int
+        torchvision's widths by default (320, 384, 384, 448, 384, 384, 192).
+    batch_norm, numerics, eps, momentum, dtype, rng : as InceptionV3A
+    """
+
+    def __init__(self, in_ch, *, c1x1=320, c3x3_reduce=384, c3x3=384, c3x3dbl_reduce=448,
+                 c3x3dbl_mid=384, c3x3dbl=384, pool_proj=192, batch_norm=True,
+                 numerics="standard", eps=V3_EPS, momentum=None, dtype=np.float32, rng=None):
+        _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3_reduce=c3x3_reduce, c3x3=c3x3,
+                        c3x3dbl_reduce=c3x3dbl_reduce, c3x3dbl_mid=c3x3dbl_mid,
+                        c3x3dbl=c3x3dbl, pool_proj=pool_proj)
+        unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        super().__init__(
+            [("branch1x1", unit(in_ch, c1x1, 1)),
+             ("branch3x3", Sequential(unit(in_ch, c3x3_reduce, 1),
+                                      Concat(unit(c3x3_reduce, c3x3, (1, 3)),
+                                             unit(c3x3_reduce, c3x3, (3, 1))))),
+             ("branch3x3dbl", Sequential(unit(in_ch, c3x3dbl_reduce, 1),
+                                         unit(c3x3dbl_reduce, c3x3dbl_mid, 3),
+                                         Concat(unit(c3x3dbl_mid, c3x3dbl, (1, 3)),
+                                                unit(c3x3dbl_mid, c3x3dbl, (3, 1))))),
+             ("branch_pool", Sequential(AvgPool2d(3, stride=1, padding=1),
+                                        unit(in_ch, pool_proj, 1)))],
+            {"#1x1": c1x1, "#3x3 reduce": c3x3_reduce, "#3x3": f"2x{c3x3}",
+             "double #3x3 reduce": c3x3dbl_reduce, "double #3x3": f"{c3x3dbl_mid}>2x{c3x3dbl}",
+             "pool+proj": f"avg+{pool_proj}"})
+
+
+class InceptionV3Reduction(InceptionBlock):
+    """Inception-v3's grid-size reduction (Figure 10): stride-2 convolution
+    branches and 3x3/2 max pooling of the input in parallel, concatenated.
+    Unpadded, so an H x W grid becomes (H-3)//2+1 x (W-3)//2+1 (35 -> 17, 17 -> 8).
+
+    Branches: [1x1 ->] 3x3/2 (the 1x1 reduction only if c3x3_reduce > 0);
+    1x1 -> middle -> 3x3/2, where the middle is a 3x3 (n = 0) or 1xn -> nx1
+    (n > 0); max pool 3x3/2. Every convolution Conv+BN+ReLU.
+    Output channels c3x3 + cdbl + in_ch.
+
+    The two modules of Inception-v3 (torchvision's InceptionB and InceptionD)
+    are ``InceptionV3Reduction.grid_35_to_17()`` and ``.grid_17_to_8()``.
+
+    Parameters
+    ----------
+    in_ch, c3x3, cdbl_reduce, cdbl : int
+    c3x3_reduce : int
+        0: the 3x3/2 convolution reads the input directly.
+    cdbl_mid : int or None
+        Width of the middle convolutions of the second branch (None: cdbl).
+    n : int
+        0: the middle is one 3x3; odd n > 0: 1xn then nx1.
+    batch_norm, numerics, eps, momentum, dtype, rng : as InceptionV3A
+    """
+
+    def __init__(self, in_ch, c3x3, cdbl_reduce, cdbl, *, c3x3_reduce=0, cdbl_mid=None, n=0,
+                 batch_norm=True, numerics="standard", eps=V3_EPS, momentum=None,
+                 dtype=np.float32, rng=None):
+        cdbl_mid = cdbl if cdbl_mid is None else cdbl_mid
+        _check_channels(in_ch=in_ch, c3x3=c3x3, cdbl_reduce=cdbl_reduce, cdbl=cdbl,
+                        c3x3_reduce=c3x3_reduce, cdbl_mid=cdbl_mid, n=n)
+        if n and n % 2 != 1:
+            raise ValueError(f"n must be 0 or odd, got {n}")
+        unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        if c3x3_reduce:
+            branch3x3 = Sequential(unit(in_ch, c3x3_reduce, 1),
+                                   unit(c3x3_reduce, c3x3, 3, 2, 0))
+        else:
+            branch3x3 = unit(in_ch, c3x3, 3, 2, 0)
+        middle = ([unit(cdbl_reduce, cdbl_mid, (1, n)), unit(cdbl_mid, cdbl_mid, (n, 1))] if n
+                  else [unit(cdbl_reduce, cdbl_mid, 3)])
+        name = f"branch{n}x{n}x3" if n else "branch3x3dbl"
+        super().__init__(
+            [("branch3x3", branch3x3),
+             (name, Sequential(unit(in_ch, cdbl_reduce, 1), *middle,
+                               unit(cdbl_mid, cdbl, 3, 2, 0))),
+             ("branch_pool", MaxPool2d(3, stride=2))],
+            {"#3x3 reduce": c3x3_reduce, "#3x3": c3x3,
+             (f"#{n}x{n}x3 reduce" if n else "double #3x3 reduce"): cdbl_reduce,
+             (f"#{n}x{n}x3" if n else "double #3x3"): (f"{cdbl_mid}>{cdbl}" if cdbl_mid != cdbl
+                                                        else cdbl),
+             "pool+proj": "max+pass through"})
+        self.label = "reduction"
+
+    @classmethod
+    def grid_35_to_17(cls, in_ch=288, **kwargs):
+        """Inception-v3's Mixed_6a (torchvision's InceptionB): 3x3/2 with 384
+        filters; 1x1 64 -> 3x3 96 -> 3x3/2 96; max pool. 288 -> 768 channels."""
+        return cls(in_ch, 384, 64, 96, **kwargs)
+
+    @classmethod
+    def grid_17_to_8(cls, in_ch=768, **kwargs):
+        """Inception-v3's Mixed_7a (torchvision's InceptionD): 1x1 192 -> 3x3/2
+        320; 1x1 192 -> 1x7 -> 7x1 -> 3x3/2 192; max pool. 768 -> 1280 channels."""
+        return cls(in_ch, 320, 192, 192, c3x3_reduce=192, n=7, **kwargs)
+
+
+class Network(Module):
+    """Named stages applied in order, with optional auxiliary classifiers
+    that read the output of a stage.
+
+    ``forward(x)`` returns the main logits; in training mode, a network with
+    auxiliary heads returns ``(logits, [aux logits, ...])`` instead (as
+    torchvision's GoogLeNet and Inception3), in eval mode the heads do not
+    run. ``backward(dlogits, aux_grads)`` (or ``backward((dlogits,
+    aux_grads))``) takes the loss gradient of each head's logits; weight the
+    auxiliary losses in the loss (GoogLeNet: 0.3, Inception-v3: 0.4) and pass
+    their gradients; None for a head skips it.
+
+    macs() and summary() count every child, auxiliary heads included (the
+    cost of a training forward); ``summary`` prints GoogLeNet's Table 1.
+
+    Parameters
+    ----------
+    stages : list of (name, Module)
+    aux : list of (name, stage name it reads, Module)
+    """
+
+    def __init__(self, stages, aux=()):
+        names = [name for name, _ in stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage names must be unique, got {names}")
+        for name, module in stages:
+            if not isinstance(module, Module):
+                raise TypeError(f"stage {name!r} is {type(module).__name__}, not a Module")
+        for name, tap, module in aux:
+            if tap not in names:
+                raise ValueError(f"auxiliary head {name!r} reads unknown stage {tap!r}")
+        self.stages = list(stages)
+        self.aux = list(aux)
+        self._aux_ran = False
+
+    def children(self):
+        return list(self.stages) + [(name, module) for name, _, module in self.aux]
+
+    def __getitem__(self, name):
+        for child_name, child in self.children():
+            if child_name == name:
+                return child
+        raise KeyError(name)
+
+    def forward(self, x):
+        run_aux = self.training and bool(self.aux)
+        aux_out = {}
+        for name, stage in self.stages:
+            x = stage.forward(x)
+            if run_aux:
+                for aux_name, tap, head in self.aux:
+                    if tap == name:
+                        aux_out[aux_name] = head.forward(x)
+        self._aux_ran = run_aux
+        if run_aux:
+            return x, [aux_out[name] for name, _, _ in self.aux]
+        return x
+
+    def backward(self, dy, aux_grads=None):
+        if isinstance(dy, tuple):
+            dy, aux_grads = dy
+        if self._aux_ran:
+            if aux_grads is None or len(aux_grads) != len(self.aux):
+                raise ValueError(f"the forward ran {len(self.aux)} auxiliary heads; pass one "
+                                 "gradient (or None) for each as aux_grads")
+            grads = {name: grad for (name, _, _), grad in zip(self.aux, aux_grads)}
+        elif aux_grads is not None and any(g is not None for g in aux_grads):
+            raise ValueError("aux_grads given, but the auxiliary heads did not run "
+                             "(eval mode or no heads)")
+        for name, stage in reversed(self.stages):
+            if self._aux_ran:
+                for aux_name, tap, head in self.aux:
+                    if tap == name and grads[aux_name] is not None:
+                        dy = dy + head.backward(grads[aux_name])
+            dy = stage.backward(dy)
+        return dy
+
+    def output_shape(self, input_shape):
+        for _, stage in self.stages:
+            input_shape = stage.output_shape(input_shape)
+        return tuple(input_shape)
+
+    def _child_inputs(self, input_shape):
+        pairs, outputs = [], {}
+        for name, stage in self.stages:
+            pairs.append((stage, tuple(input_shape)))
+            input_shape = outputs[name] = stage.output_shape(input_shape)
+        pairs += [(head, tuple(outputs[tap])) for _, tap, head in self.aux]
+        return pairs
+
+    def summary(self, input_shape, file=None):
+        """The table of ``summary_table``: one row per stage and auxiliary head."""
+        return summary_table(self, input_shape, file)
+
+
+# --- the summary table ---------------------------------------------------
+
+_KINDS = {"MaxPool2d": "max pool", "AvgPool2d": "avg pool", "GlobalAvgPool2d": "avg pool",
+          "Linear": "linear", "ReLU": "relu", "Flatten": "flatten", "Conv2d": "convolution",
+          "BatchNorm2d": "batch norm", "Concat": "concat"}
+
+
+def _kind(module):
+    name = type(module).__name__
+    if isinstance(module, InceptionBlock):
+        return f"{module.label} ({name})"
+    if name == "ConvBNReLU":
+        return "conv+BN+ReLU" if _has_bn(module) else "conv+ReLU"
+    if name == "Dropout":
+        return f"dropout ({module.p:.0%})"
+    if isinstance(module, Sequential):
+        return " > ".join(_kind(layer) for layer in module.layers)
+    return _KINDS.get(name, name)
+
+
+def _has_bn(module):
+    return any(type(child).__name__ == "BatchNorm2d" for _, child in module.children())
+
+
+def _geometry(module):
+    """"7x7/2" for a convolution or pooling, "global" for global pooling."""
+    if type(module).__name__ == "GlobalAvgPool2d":
+        return "global"
+    if type(module).__name__ == "ConvBNReLU":
+        module = next(child for _, child in module.children()
+                      if type(child).__name__ == "Conv2d")
+    kernel = getattr(module, "kernel_size", None)
+    if kernel is None:
+        return ""
+    (kh, kw), (sh, sw) = _pair(kernel), _pair(module.stride if module.stride else kernel)
+    return f"{kh}x{kw}/{sh}" if sh == sw else f"{kh}x{kw}/{sh},{sw}"
+
+
+def _patch(module):
+    if isinstance(module, Sequential):
+        return " > ".join(filter(None, (_patch(layer) for layer in module.layers)))
+    return _geometry(module)
+
+
+def _size(shape):
+    """Table 1's output size: "28x28x256" for (N, C, H, W), "1000" for (N, F)."""
+    if len(shape) == 4:
+        return f"{shape[2]}x{shape[3]}x{shape[1]}"
+    return "x".join(str(s) for s in shape[1:])
+
+
+def summary_table(module, input_shape, file=None):
+    """Print (to file, default stdout) and return a table in the style of
+    GoogLeNet's Table 1, one row per direct child of module: type,
+    patch size/stride, output size (H x W x C, or features), the Inception
+    columns where a child is an Inception block (filter counts; "pool+proj"
+    as in the BN paper's Figure 5), weights (convolution and linear weights
+    only), params (every learnable value: also biases and BN gamma/beta; not
+    BN's running statistics) and MACs (multiply-accumulates of one forward of
+    input_shape; pooling, BN, ReLU count 0). The last row holds the totals,
+    which equal module.num_weights(), num_parameters() and macs(input_shape).
+    """
+    input_shape = tuple(input_shape)
+    rows, columns = [], []
+    for (name, child), (_, shape) in zip(module.children(), module._child_inputs(input_shape)):
+        filters = child.columns() if isinstance(child, InceptionBlock) else {}
+        columns += [key for key in filters if key not in columns]
+        rows.append([name, _kind(child), _patch(child), _size(child.output_shape(shape)),
+                     filters, f"{child.num_weights():,}", f"{child.num_parameters():,}",
+                     f"{child.macs(shape):,}"])
+    total = ["total", "", "", _size(module.output_shape(input_shape)), {},
+             f"{module.num_weights():,}", f"{module.num_parameters():,}",
+             f"{module.macs(input_shape):,}"]
+    header = ["name", "type", "patch/stride", "output", *columns, "weights", "params", "MACs"]
+    table = [header] + [row[:4] + [str(row[4].get(key, "")) for key in columns] + row[5:]
+                        for row in rows + [total]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    left = 4  # name, type, patch and output are left-aligned, numbers right-aligned
+    lines = ["  ".join(cell.ljust(width) if i < left else cell.rjust(width)
+                       for i, (cell, width) in enumerate(zip(row, widths))).rstrip()
+             for row in table]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    lines.append(f"input {input_shape}; weights: convolution and linear weights only; "
+                 "params: also biases and BN gamma/beta; MACs: multiply-accumulates of one "
+                 "forward (pooling, BN and ReLU count 0)")
+    text = "\n".join(lines)
+    print(text, file=sys.stdout if file is None else file)
+    return text
+
+
+# --- networks --------------------------------------------------------------
+
+def _stem_pool():
+    """3x3/2 max pooling with Caffe's rounding up (112 -> 56 -> 28 -> 14 -> 7)."""
+    return MaxPool2d(3, stride=2, ceil_mode=True)
+
+
+def _classifier(unit, in_features, num_classes, dropout):
+    head = [("avgpool", GlobalAvgPool2d())]
+    if dropout:
+        head.append(("dropout", unit.dropout(dropout)))
+    return head + [("flatten", Flatten()), ("fc", unit.linear(in_features, num_classes))]
+
+
+# GoogLeNet's Table 1: (name, in_ch, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj)
+GOOGLENET_INCEPTIONS = [
+    ("inception3a", 192, 64, 96, 128, 16, 32, 32),
+    ("inception3b", 256, 128, 128, 192, 32, 96, 64),
+    ("inception4a", 480, 192, 96, 208, 16, 48, 64),
+    ("inception4b", 512, 160, 112, 224, 24, 64, 64),
+    ("inception4c", 512, 128, 128, 256, 24, 64, 64),
+    ("inception4d", 512, 112, 144, 288, 32, 64, 64),
+    ("inception4e", 528, 256, 160, 320, 32, 128, 128),
+    ("inception5a", 832, 256, 160, 320, 32, 128, 128),
+    ("inception5b", 832, 384, 192, 384, 48, 128, 128),
+]
+
+
+def googlenet(num_classes=1000, aux_logits=False, *, in_channels=3, batch_norm=False,
+              numerics="standard", eps=None, momentum=None, dropout=0.4, dtype=np.float32,
+              seed=0):
+    """GoogLeNet (Szegedy et al. 2014) with the filter counts of Table 1, for
+    224x224 inputs.
+
+    Stem 7x7/2 conv, 3x3/2 max pool, 1x1 and 3x3 convs, 3x3/2 max pool
+    (pools round up, as Caffe); Inception 3a-5b with max pools after 3b and
+    4e; global average pool, dropout 40%, linear. The local response
+    normalizations of the original are left out. Every convolution has ReLU;
+    batch_norm=True adds BN (torchvision's variant, which however also uses a
+    3x3 in place of the 5x5; we keep the paper's 5x5).
+
+    aux_logits=True adds the two auxiliary classifiers on the outputs of 4a
+    and 4d (5x5/3 average pool, 1x1 conv 128, FC 1024 + ReLU, dropout 70%,
+    linear); see ``Network`` for how forward and backward treat them.
+
+    Returns
+    -------
+    Network
+    """
+    unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
+    stages = [("conv1", unit(in_channels, 64, 7, 2, 3)), ("pool1", _stem_pool()),
+              ("conv2_reduce", unit(64, 64, 1)), ("conv2", unit(64, 192, 3)),
+              ("pool2", _stem_pool())]
+    for name, *counts in GOOGLENET_INCEPTIONS:
+        stages.append((name, InceptionV1(*counts, batch_norm=batch_norm, numerics=numerics,
+                                         eps=eps, momentum=momentum, dtype=dtype,
+                                         rng=unit.rng)))
+        if name in ("inception3b", "inception4e"):
+            stages.append(("pool" + name[-2], _stem_pool()))
+    stages += _classifier(unit, 1024, num_classes, dropout)
+    aux = []
+    if aux_logits:
+        for aux_name, tap, in_ch in (("aux1", "inception4a", 512), ("aux2", "inception4d", 528)):
+            head = Sequential(AvgPool2d(5, stride=3), unit(in_ch, 128, 1), Flatten(),
+                              unit.linear(128 * 4 * 4, 1024), ReLU(), unit.dropout(0.7),
+                              unit.linear(1024, num_classes))
+            aux.append((aux_name, tap, head))
+    return Network(stages, aux)
+
+
+# The BN paper's Figure 5: (name, in_ch, #1x1, #3x3 reduce, #3x3, double #3x3 reduce,
+# double #3x3, pool proj (0: pass through), pool, stride). Its "depth" column says
+# 576 channels after 4c and 4d, but the filter counts give 608 (160 + 160 + 160 + 128),
+# so 4d reads 608 and 4e gives 192 + 256 + 608 = 1056, as the published Caffe model.
+BN_INCEPTIONS = [
+    ("inception3a", 192, 64, 64, 64, 64, 96, 32, "avg", 1),
+    ("inception3b", 256, 64, 64, 96, 64, 96, 64, "avg", 1),
+    ("inception3c", 320, 0, 128, 160, 64, 96, 0, "max", 2),
+    ("inception4a", 576, 224, 64, 96, 96, 128, 128, "avg", 1),
+    ("inception4b", 576, 192, 96, 128, 96, 128, 128, "avg", 1),
+    ("inception4c", 576, 160, 128, 160, 128, 160, 128, "avg", 1),
+    ("inception4d", 608, 96, 128, 192, 160, 192, 128, "avg", 1),
+    ("inception4e", 608, 0, 128, 192, 192, 256, 0, "max", 2),
+    ("inception5a", 1056, 352, 192, 320, 160, 224, 128, "avg", 1),
+    ("inception5b", 1024, 352, 192, 320, 192, 224, 128, "max", 1),
+]
+
+
+def bn_inception(num_classes=1000, *, in_channels=3, batch_norm=True, numerics="standard",
+                 eps=None, momentum=None, dropout=0.0, dtype=np.float32, seed=0):
+    """BN-Inception (Ioffe & Szegedy 2015, Figure 5), for 224x224 inputs.
+
+    Stem 7x7/2 conv (a plain convolution; the paper marks it as
+    depthwise-separable), 3x3/2 max pool, 1x1 64 and 3x3 192 convs, 3x3/2 max
+    pool; Inception 3a-5b (3c and 4e the stride-2 modules); global average
+    pool, linear. Every convolution Conv+BN+ReLU (batch_norm=False: conv with
+    bias + ReLU). No dropout by default, as the paper removed it.
+    """
+    unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
+    stages = [("conv1", unit(in_channels, 64, 7, 2, 3)), ("pool1", _stem_pool()),
+              ("conv2_reduce", unit(64, 64, 1)), ("conv2", unit(64, 192, 3)),
+              ("pool2", _stem_pool())]
+    for name, *counts, pool, stride in BN_INCEPTIONS:
+        stages.append((name, InceptionBN(*counts, pool=pool, stride=stride,
+                                         batch_norm=batch_norm, numerics=numerics, eps=eps,
+                                         momentum=momentum, dtype=dtype, rng=unit.rng)))
+    return Network(stages + _classifier(unit, 1024, num_classes, dropout))
+
+
+def inception_v3(num_classes=1000, aux_logits=False, *, in_channels=3, batch_norm=True,
+                 numerics="standard", eps=V3_EPS, momentum=None, dropout=0.5,
+                 dtype=np.float32, seed=0):
+    """Inception-v3 (Szegedy et al. 2016) with the layer names and channel
+    counts of torchvision's inception_v3 (the released TF model), for 299x299
+    inputs: 299 -> 149 -> 147 -> 73 -> 71 -> 35 (Mixed_5b-5d) -> 17 (6a-6e)
+    -> 8 (7a-7c) -> global average pool, dropout, linear 2048 -> num_classes.
+    Every convolution Conv+BN(eps 1e-3)+ReLU.
+
+    aux_logits=True adds the auxiliary classifier on Mixed_6e (5x5/3 average
+    pool, 1x1 conv 128, 5x5 conv 768, global average pool, linear), see
+    ``Network``. Parameter counts: 23,834,568 without, 27,161,264 with it
+    (torchvision's model, 1000 classes).
+    """
+    unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
+    kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,
+              dtype=dtype, rng=unit.rng)
+    stages = [("Conv2d_1a_3x3", unit(in_channels, 32, 3, 2, 0)),
+              ("Conv2d_2a_3x3", unit(32, 32, 3, 1, 0)),
+              ("Conv2d_2b_3x3", unit(32, 64, 3)),
+              ("maxpool1", MaxPool2d(3, stride=2)),
+              ("Conv2d_3b_1x1", unit(64, 80, 1)),
+              ("Conv2d_4a_3x3", unit(80, 192, 3, 1, 0)),
+              ("maxpool2", MaxPool2d(3, stride=2)),
+              ("Mixed_5b", InceptionV3A(192, 32, **kw)),
+              ("Mixed_5c", InceptionV3A(256, 64, **kw)),
+              ("Mixed_5d", InceptionV3A(288, 64, **kw)),
+              ("Mixed_6a", InceptionV3Reduction.grid_35_to_17(288, **kw)),
+              ("Mixed_6b", InceptionV3B(768, 128, **kw)),
+              ("Mixed_6c", InceptionV3B(768, 160, **kw)),
+              ("Mixed_6d", InceptionV3B(768, 160, **kw)),
+              ("Mixed_6e", InceptionV3B(768, 192, **kw)),
+              ("Mixed_7a", InceptionV3Reduction.grid_17_to_8(768, **kw)),
+              ("Mixed_7b", InceptionV3C(1280, **kw)),
+              ("Mixed_7c", InceptionV3C(2048, **kw))]
+    stages += _classifier(unit, 2048, num_classes, dropout)
+    aux = []
+    if aux_logits:
+        aux.append(("AuxLogits", "Mixed_6e",
+                    Sequential(AvgPool2d(5, stride=3), unit(768, 128, 1), unit(128, 768, 5, 1, 0),
+                               GlobalAvgPool2d(), Flatten(), unit.linear(768, num_classes))))
+    return Network(stages, aux)
+
+
+def small_inception(num_classes=10, in_channels=1, width=16, batch_norm=True,
+                    numerics="standard", dtype=np.float32, seed=0, *, eps=None, momentum=None):
+    """A small BN-Inception network for 8x8 images (scikit-learn's digits).
+
+    With w = width: stem Conv+BN+ReLU 3x3 w (8x8); InceptionBN with branches of
+    w (4w channels, 8x8); stride-2 InceptionBN (8x8 -> 4x4, 8w channels);
+    InceptionBN with branches of 2w (8w channels, 4x4); global average pool;
+    linear 8w -> num_classes. batch_norm=False gives the same convolutions
+    with biases and no BN, for comparing training with and without BN.
+    """
+    w = int(width)
+    if w < 2:
+        raise ValueError(f"width must be an int >= 2, got {width!r}")
+    unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
+    kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,
+              dtype=dtype, rng=unit.rng)
+    stages = [("stem", unit(in_channels, w, 3)),
+              ("inception1", InceptionBN(w, w, w, w, w, w, w, **kw)),
+              ("inception2", InceptionBN(4 * w, 0, w, 2 * w, w, 2 * w, 0, stride=2, **kw)),
+              ("inception3", InceptionBN(8 * w, 2 * w, 2 * w, 2 * w, 2 * w, 2 * w, 2 * w, **kw))]
+    return Network(stages + _classifier(unit, 8 * w, num_classes, 0.0))
+
+
+__all__ = ["InceptionBN", "InceptionBlock", "InceptionV1", "InceptionV1Naive", "InceptionV3A",
+           "InceptionV3B", "InceptionV3C", "InceptionV3Reduction", "Network", "bn_inception",
+           "googlenet", "inception_v3", "small_inception", "summary_table"]
