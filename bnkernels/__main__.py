@@ -1,5 +1,7 @@
-"""Command line: ``python -m bnkernels verify``, ``... bench`` and ``... darknet-check``."""
+"""Command line: ``python -m bnkernels verify``, ``... bench``, ``... train`` and
+``... darknet-check``."""
 import argparse
+import os
 import sys
 
 
@@ -22,6 +24,12 @@ def main(argv=None):
                     "with GB/s against the memory bandwidth measured in the same run. "
                     "See the module docstring of bnkernels.bench for what is measured.")
     _bench.add_arguments(bench)
+    from bnkernels import train as _train
+    train = commands.add_parser(
+        "train", help="train a small BN-Inception network on the 8x8 digits, with and "
+                      "without batch norm (needs scikit-learn)",
+        description=_train.__doc__.split("\n\n")[0].replace("\n", " "))
+    _train.add_arguments(train)
     from bnkernels import darknet_files as _darknet_files
     darknet_check = commands.add_parser(
         "darknet-check", help="summarize the batch norms of a Darknet .cfg + .weights",
@@ -37,10 +45,25 @@ def main(argv=None):
         return 0 if _verify.run(args.vectors) else 1
     if args.command == "bench":
         return _bench.run(args)
+    if args.command == "train":
+        return _train.run(args)
     if args.command == "darknet-check":
         return _darknet_files.check(args.cfg, args.weights, flavor=args.flavor, eps=args.eps)
     return 2
 
 
+def run_from_shell():
+    """main(), quiet when a reader such as ``head`` closes the pipe early."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's own recipe: point stdout at devnull so that the interpreter's
+        # final flush does not raise again, and exit as a closed pipe does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_from_shell())

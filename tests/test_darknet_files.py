@@ -8,6 +8,7 @@ Round trips are compared byte for byte, on arrays of random bit patterns
 (NaN payloads included).
 """
 import struct
+import os
 import subprocess
 import sys
 
@@ -523,3 +524,18 @@ def test_reexported_from_bnkernels_darknet():
     assert darknet.load_weights is darknet_files.load_weights
     assert darknet.save_weights is darknet_files.save_weights
     assert {"read_cfg", "load_weights", "save_weights"} <= set(darknet.__all__)
+
+
+def test_darknet_check_into_a_closed_pipe_exits_quietly(tmp_path):
+    # as `python -m bnkernels darknet-check ... | head -1` when head has quit
+    _, path, cfg = _small_file(tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "bnkernels", "darknet-check", str(cfg),
+                                 str(path)], stdout=write_end, stderr=subprocess.PIPE,
+                                text=True, check=False)
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 1
