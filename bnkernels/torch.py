@@ -29,11 +29,12 @@ except ImportError as error:
         "bnkernels.torch needs PyTorch, which is not installed: "
         "pip install bnkernels[torch]", name="torch") from error
 
+import numpy as np
 from torch.autograd.function import once_differentiable
 
 from bnkernels import batchnorm as _batchnorm
 
-__all__ = ["BatchNormFunction", "batch_norm", "BatchNorm2d", "convert"]
+__all__ = ["BatchNormFunction", "batch_norm", "BatchNorm2d", "Concat", "convert", "to_torch"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -293,3 +294,93 @@ def convert(module):
 
 
 replace_batchnorm = convert
+
+
+# --- bnkernels.layers networks as PyTorch modules --------------------------
+
+class Concat(torch.nn.ModuleList):
+    """Branches run on the same input, outputs concatenated along channels
+    (what bnkernels.layers.Concat and the Inception blocks compute)."""
+
+    def forward(self, x):
+        return torch.cat([branch(x) for branch in self], dim=1)
+
+
+def _tensor(array):
+    return torch.from_numpy(np.array(array, copy=True))
+
+
+def _to_torch_leaf(module, layers):
+    """The torch.nn twin of one bnkernels.layers leaf, with copied state."""
+    if isinstance(module, layers.Conv2d):
+        twin = torch.nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
+                               module.stride, module.padding, bias=module.bias is not None,
+                               dtype=_torch_dtype(module.dtype))
+    elif isinstance(module, layers.Linear):
+        twin = torch.nn.Linear(module.in_features, module.out_features,
+                               bias=module.bias is not None, dtype=_torch_dtype(module.dtype))
+    elif isinstance(module, layers.BatchNorm2d):
+        if module.numerics != "standard" or module.layout != "NCHW":
+            raise ValueError(f"to_torch: PyTorch has only standard-numerics NCHW batch norm; "
+                             f"this layer has numerics={module.numerics!r}, "
+                             f"layout={module.layout!r}")
+        twin = torch.nn.BatchNorm2d(module.num_features, module.eps, module.momentum,
+                                    module.affine, module.track_running_stats,
+                                    dtype=_torch_dtype(module.dtype))
+        state = {key: _tensor(value) for key, value in module.state_dict().items()}
+        twin.load_state_dict(state)
+        if module.activation == "relu":
+            twin = torch.nn.Sequential(twin, torch.nn.ReLU())
+        return twin
+    elif isinstance(module, layers.MaxPool2d):
+        return torch.nn.MaxPool2d(module.kernel_size, module.stride, module.padding,
+                                  ceil_mode=module.ceil_mode)
+    elif isinstance(module, layers.AvgPool2d):
+        return torch.nn.AvgPool2d(module.kernel_size, module.stride, module.padding,
+                                  ceil_mode=module.ceil_mode,
+                                  count_include_pad=module.count_include_pad)
+    elif isinstance(module, layers.GlobalAvgPool2d):
+        return torch.nn.AdaptiveAvgPool2d(1)
+    elif isinstance(module, layers.ReLU):
+        return torch.nn.ReLU()
+    elif isinstance(module, layers.Flatten):
+        return torch.nn.Flatten()
+    elif isinstance(module, layers.Dropout):
+        return torch.nn.Dropout(module.p)
+    else:
+        raise TypeError(f"to_torch: no PyTorch twin for {type(module).__name__}")
+    twin.load_state_dict({key: _tensor(value) for key, value in module.state_dict().items()})
+    return twin
+
+
+def _torch_dtype(dtype):
+    return torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+
+
+def to_torch(module):
+    """A torch.nn module computing what a bnkernels.layers module computes,
+    with a copy of its parameters and running statistics, in the same
+    training mode: the peer for comparisons and benchmarks.
+
+    Sequential, ConvBNReLU and Network (without auxiliary heads) become
+    torch.nn.Sequential, Concat and the Inception blocks ``Concat`` (a
+    ModuleList whose forward concatenates its branches), the leaves their
+    torch.nn namesakes (GlobalAvgPool2d: AdaptiveAvgPool2d(1); BatchNorm2d
+    with activation="relu": BatchNorm2d then ReLU). Batch norm must have
+    standard numerics: PyTorch has no Darknet ones.
+    """
+    from bnkernels import inception, layers
+
+    if isinstance(module, layers.Concat):
+        twin = Concat([to_torch(branch) for _, branch in module.children()])
+    elif isinstance(module, inception.Network):
+        if module.aux:
+            raise ValueError("to_torch: networks with auxiliary heads are not converted; "
+                             "build them with aux_logits=False")
+        twin = torch.nn.Sequential(*[to_torch(stage) for _, stage in module.stages])
+    elif isinstance(module, (layers.Sequential, layers.ConvBNReLU)):
+        twin = torch.nn.Sequential(*[to_torch(child) for _, child in module.children()])
+    else:
+        twin = _to_torch_leaf(module, layers)
+    twin.train(module.training)
+    return twin

@@ -12,6 +12,7 @@ error such as the biased variance in running_var (1/(n-1) ~ 3 % off here).
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip(
@@ -450,3 +451,67 @@ def test_without_torch_bnkernels_torch_says_how_to_install_it():
         "    print(error)\n")
     assert result.returncode == 0, result.stderr
     assert "pip install bnkernels[torch]" in result.stdout
+
+
+# --- to_torch: bnkernels.layers networks as torch.nn modules ------------------
+
+def _network_and_twin(training, dtype=np.float64):
+    from bnkernels import inception
+    net = inception.small_inception(width=4, dtype=dtype, seed=7)
+    net.train(training)
+    if not training:   # non-trivial running statistics for eval mode
+        for _, bn in _batch_norms(net):
+            rng = np.random.default_rng(len(bn.running_mean))
+            bn.running_mean[...] = rng.normal(size=bn.running_mean.shape)
+            bn.running_var[...] = rng.uniform(0.5, 2, size=bn.running_var.shape)
+    return net, bt.to_torch(net)
+
+
+def _batch_norms(module, prefix=""):
+    from bnkernels import layers
+    for name, child in module.children():
+        if isinstance(child, layers.BatchNorm2d):
+            yield prefix + name, child
+        else:
+            yield from _batch_norms(child, f"{prefix}{name}.")
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_to_torch_network_computes_the_same_forward_and_gradients(training):
+    # oracle: PyTorch's own conv, batch norm, pools and autograd, on a copy of
+    # the parameters; float64, so both sides agree to rounding (1e-10)
+    net, twin = _network_and_twin(training)
+    x = np.random.default_rng(0).random((5, 1, 8, 8))
+    y = net.forward(x)
+    x_t = torch.tensor(x, requires_grad=True)
+    y_t = twin(x_t)
+    np.testing.assert_allclose(y, y_t.detach().numpy(), rtol=1e-10, atol=1e-10)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    dx = net.backward(dy)
+    y_t.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-9, atol=1e-10)
+    grads = dict(zip((name for name, _ in twin.named_parameters()),
+                     (p.grad.numpy() for p in twin.parameters())))
+    ours = [grad for _, _, grad in net.named_parameters()]
+    assert len(ours) == len(grads)
+    for grad, (name, theirs) in zip(ours, grads.items()):
+        np.testing.assert_allclose(grad, theirs, rtol=1e-9, atol=1e-10, err_msg=name)
+    if training:   # running statistics updated alike
+        for (_, bn), theirs in zip(_batch_norms(net),
+                                   (m for m in twin.modules()
+                                    if isinstance(m, torch.nn.BatchNorm2d))):
+            np.testing.assert_allclose(bn.running_var, theirs.running_var.numpy(), rtol=1e-12)
+            np.testing.assert_allclose(bn.running_mean, theirs.running_mean.numpy(),
+                                       rtol=1e-12, atol=1e-14)
+
+
+def test_to_torch_keeps_the_dtype_and_mode_and_refuses_darknet_numerics():
+    from bnkernels import inception, layers
+    net = inception.small_inception(width=2, dtype=np.float32).eval()
+    twin = bt.to_torch(net)
+    assert not twin.training and all(not m.training for m in twin.modules())
+    assert all(p.dtype == torch.float32 for p in twin.parameters())
+    with pytest.raises(ValueError, match="numerics='darknet'"):
+        bt.to_torch(layers.ConvBNReLU(1, 2, 3, numerics="darknet"))
+    with pytest.raises(TypeError, match="no PyTorch twin for SoftmaxCrossEntropy"):
+        bt.to_torch(layers.SoftmaxCrossEntropy())
