@@ -528,16 +528,12 @@ def _kind(module):
     if isinstance(module, InceptionBlock):
         return f"{module.label} ({name})"
     if name == "ConvBNReLU":
-        return "conv+BN+ReLU" if _has_bn(module) else "conv+ReLU"
+        return "conv+BN+ReLU" if module.batch_norm else "conv+ReLU"
     if name == "Dropout":
         return f"dropout ({module.p:.0%})"
     if isinstance(module, Sequential):
         return " > ".join(_kind(layer) for layer in module.layers)
     return _KINDS.get(name, name)
-
-
-def _has_bn(module):
-    return any(type(child).__name__ == "BatchNorm2d" for _, child in module.children())
 
 
 def _geometry(module):
@@ -579,11 +575,13 @@ def summary_table(module, input_shape, file=None):
     which equal module.num_weights(), num_parameters() and macs(input_shape).
     """
     input_shape = tuple(input_shape)
+    taps = {name: tap for name, tap, _ in getattr(module, "aux", ())}
     rows, columns = [], []
     for (name, child), (_, shape) in zip(module.children(), module._child_inputs(input_shape)):
         filters = child.columns() if isinstance(child, InceptionBlock) else {}
         columns += [key for key in filters if key not in columns]
-        rows.append([name, _kind(child), _patch(child), _size(child.output_shape(shape)),
+        kind = f"aux classifier on {taps[name]}" if name in taps else _kind(child)
+        rows.append([name, kind, _patch(child), _size(child.output_shape(shape)),
                      filters, f"{child.num_weights():,}", f"{child.num_parameters():,}",
                      f"{child.macs(shape):,}"])
     total = ["total", "", "", _size(module.output_shape(input_shape)), {},
