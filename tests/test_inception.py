@@ -167,7 +167,9 @@ def test_float32_blocks_run_and_keep_dtype():
                   InceptionBN(8, 0, 2, 3, 2, 4, 0, stride=2, rng=0), InceptionV3A(8, 2, rng=0),
                   InceptionV3B(8, 4, rng=0), InceptionV3C(8, rng=0),
                   InceptionV3Reduction.grid_35_to_17(8, rng=0),
-                  InceptionV3Reduction.grid_17_to_8(8, rng=0)):
+                  InceptionV3Reduction.grid_17_to_8(8, rng=0),
+                  InceptionBN(8, 2, 2, 3, 2, 4, 2, numerics="darknet", rng=0),
+                  InceptionV3A(8, 2, numerics="darknet-alexeyab", rng=0)):
         y = block.forward(x)
         assert y.dtype == np.float32 and y.shape == block.output_shape(x.shape)
         dx = block.backward(np.ones_like(y))
@@ -190,6 +192,13 @@ def test_numerics_eps_and_momentum_reach_every_batchnorm():
     assert all((bn.numerics, bn.eps, bn.momentum) == ("darknet", 1e-4, 0.3) for bn in bns)
     v3 = [m for m in walk(InceptionV3C(4, rng=0)) if type(m).__name__ == "BatchNorm2d"]
     assert len(v3) == 9 and all(bn.eps == 1e-3 for bn in v3)  # the reference implementations'
+
+
+def test_googlenet_with_batch_norm_has_the_same_convolutions_plus_bn():
+    plain, with_bn = googlenet(), googlenet(batch_norm=True)
+    assert conv_shapes(plain) == conv_shapes(with_bn) and len(conv_shapes(plain)) == 57
+    bns = [m for m in walk(with_bn) if type(m).__name__ == "BatchNorm2d"]
+    assert len(bns) == 57 and not any(type(m).__name__ == "BatchNorm2d" for m in walk(plain))
 
 
 def walk(module):
