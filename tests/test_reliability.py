@@ -193,6 +193,8 @@ def public_calls():
     layer = bnkernels.BatchNorm2d(3, activation="relu")
     sync = distributed.SyncBatchNorm2d(3)
     bad = np.ones((2, 4, 2, 2), np.float32)
+    pooled, argmax = _kernels.max_pool2d_forward(x, 2, 1, 0)
+    cols = _kernels.im2col(x, (1, 2), 1, (0, 1))
 
     def rejected():
         try:
@@ -224,6 +226,16 @@ def public_calls():
         "SyncBatchNorm2d": lambda: (sync(x), sync.backward(dy)),
         "merge_moments": lambda: distributed.merge_moments(
             [4.0, 4.0], np.ones((2, 3)), np.ones((2, 3))),
+        "im2col/col2im": lambda: _kernels.col2im(_kernels.im2col(x, (1, 2), 1, (0, 1)),
+                                                 x.shape, (1, 2), 1, (0, 1)),
+        "col2im out=": lambda: _kernels.col2im(cols, x.shape, (1, 2), 1, (0, 1), out=out),
+        "max_pool2d": lambda: _kernels.max_pool2d_backward(
+            pooled, _kernels.max_pool2d_forward(x, 2, 1, 0)[1], x.shape),
+        "max_pool2d out=": lambda: _kernels.max_pool2d_backward(pooled, argmax, x.shape,
+                                                                out=out),
+        "avg_pool2d": lambda: _kernels.avg_pool2d_backward(
+            _kernels.avg_pool2d_forward(x, 2, 1, 1, ceil_mode=True), x.shape, 2, 1, 1,
+            ceil_mode=True),
         "a rejected call": rejected,
         "set/get_num_threads": lambda: (bnkernels.set_num_threads(2),
                                         bnkernels.get_num_threads()),
