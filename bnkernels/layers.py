@@ -482,8 +482,11 @@ class Conv2d(_WeightBias):
     (C*kh*kw, OH*OW) matrix, one NumPy matmul with the (O, C*kh*kw) weight
     gives the (N, O, OH*OW) output, already NCHW; the backward is two matmuls
     and col2im. A 1x1 kernel with stride 1 and no padding skips im2col (cols
-    is x itself). In training mode the layer keeps the columns of its last
-    call for the backward; in eval mode it keeps x and recomputes them.
+    is x itself). The layer keeps one columns buffer, (N, C*kh*kw, OH*OW),
+    and reuses it while the input shape stays the same: im2col writes into
+    it, and the backward overwrites it with dL/dcols once dL/dW is taken.
+    In training mode the columns of the last call stay for the backward; in
+    eval mode the backward recomputes them from x.
     x is referenced, not copied: do not modify it before the backward.
 
     Parameters
@@ -527,11 +530,22 @@ class Conv2d(_WeightBias):
         """1x1, stride 1, no padding: the columns are x itself."""
         return self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
 
+    _cols_buffer = None
+
     def _cols(self, x):
+        """x's columns, written into the layer's kept buffer when it has the
+        right shape (no allocation, no page faults after the first call)."""
         n, c, h, w = x.shape
         if self._pointwise:
             return x.reshape(n, c, h * w)
-        return self.kernels.im2col(x, self.kernel_size, self.stride, self.padding)
+        buffer = self._cols_buffer
+        oh, ow = self.output_shape(x.shape)[2:]
+        if buffer is None or buffer.dtype != x.dtype or buffer.shape != (
+                n, c * self.kernel_size[0] * self.kernel_size[1], oh * ow):
+            buffer = None
+        cols = self.kernels.im2col(x, self.kernel_size, self.stride, self.padding, out=buffer)
+        self._cols_buffer = cols
+        return cols
 
     def forward(self, x):
         """y (N, out_channels, OH, OW) for x (N, in_channels, H, W) of the
@@ -563,9 +577,12 @@ class Conv2d(_WeightBias):
         for start in range(0, n, step):
             chunk = slice(start, start + step)
             grad_weight += np.matmul(dy[chunk], cols[chunk].transpose(0, 2, 1)).sum(axis=0)
-        dcols = np.matmul(self.weight.reshape(o, k).T, dy)
         if self._pointwise:
-            return dcols.reshape(x.shape)
+            return np.matmul(self.weight.reshape(o, k).T, dy).reshape(x.shape)
+        # the columns are spent: their buffer takes dcols (a second backward of
+        # the same forward recomputes them from x)
+        dcols = np.matmul(self.weight.reshape(o, k).T, dy, out=cols)
+        self._saved = (x, None)
         return self.kernels.col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
 
     def output_shape(self, input_shape):

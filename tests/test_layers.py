@@ -862,3 +862,23 @@ def test_numpy_twin_computes_the_same_network_with_the_reference(numerics):
                                                           twin.named_parameters()):
         assert name == twin_name
         np.testing.assert_allclose(twin_grad, grad, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_conv2d_reuses_its_columns_buffer_and_a_second_backward_is_still_right():
+    # oracle: the direct loop's gradients; the buffer must not leak one call's
+    # columns (or dL/dcols) into the next
+    conv = Conv2d(2, 3, (2, 3), stride=1, padding=(1, 0), dtype=np.float64, rng=0)
+    x, x2 = rand((2, 2, 5, 5), 60), rand((2, 2, 5, 5), 61)
+    conv.forward(x)
+    first = conv._cols_buffer
+    y = conv.forward(x2)
+    assert conv._cols_buffer is first
+    np.testing.assert_allclose(y, direct_conv(x2, conv.weight, conv.bias, (1, 1), (1, 0)),
+                               rtol=1e-12, atol=1e-12)
+    dy = rand(y.shape, 62)
+    dx_expected, dw_expected = direct_conv_backward(x2, conv.weight, dy, (1, 1), (1, 0))[:2]
+    np.testing.assert_allclose(conv.backward(dy), dx_expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.backward(dy), dx_expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.grad_weight, 2 * dw_expected, rtol=1e-12, atol=1e-12)
+    conv.forward(rand((3, 2, 5, 5), 63))   # another batch size: a new buffer
+    assert conv._cols_buffer is not first and conv._cols_buffer.shape[0] == 3
