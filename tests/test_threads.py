@@ -185,3 +185,23 @@ def test_threadpoolctl_limits_the_default_thread_count():
             assert bnkernels.get_num_threads() == 2
     finally:
         bnkernels.set_num_threads(None)
+
+
+@pytest.mark.parametrize("user_setting, expected", [
+    ({}, "10000"),                                    # ours: a short spin
+    ({"GOMP_SPINCOUNT": "42"}, "42"),                 # the user's wins
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, None),            # a chosen policy is left alone
+])
+def test_import_asks_libgomp_for_a_short_spin_unless_the_user_chose(user_setting, expected):
+    # idle OpenMP threads spinning for libgomp's default ~300,000 turns took
+    # the cores of NumPy's BLAS threads (a GoogLeNet step 3.5x slower on 2 cores)
+    import os
+    import subprocess
+    import sys
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    env.update(user_setting)
+    code = "import os, bnkernels; print(os.environ.get('GOMP_SPINCOUNT'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == str(expected)
