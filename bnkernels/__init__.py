@@ -39,6 +39,7 @@ from bnkernels.batchnorm import (  # noqa: E402
     batch_norm_forward, defaults,
 )
 from bnkernels.folding import fold_batchnorm  # noqa: E402
+from bnkernels import inception, layers, optim  # noqa: E402  (built on the above)
 
 __version__ = "0.2.0"
 
@@ -61,5 +62,5 @@ def get_include():
 
 __all__ = ["ACTIVATIONS", "NUMERICS", "BatchNorm2d", "BatchNormSaved",
            "batch_norm_backward", "batch_norm_forward", "darknet", "defaults", "distributed",
-           "fold_batchnorm", "get_include", "get_num_threads", "openmp_enabled",
+           "fold_batchnorm", "get_include", "inception", "layers", "optim", "get_num_threads", "openmp_enabled",
            "reference", "set_num_threads"]

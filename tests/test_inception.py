@@ -28,6 +28,7 @@ import io
 
 import numpy as np
 import pytest
+from finite_differences import finite_difference
 
 from bnkernels.inception import (
     InceptionBN, InceptionV1, InceptionV1Naive, InceptionV3A, InceptionV3B, InceptionV3C,
@@ -36,7 +37,6 @@ from bnkernels.inception import (
 from bnkernels.layers import Flatten, GlobalAvgPool2d, Linear, Sequential, SoftmaxCrossEntropy, \
     ConvBNReLU
 
-FD_STEP = 1e-6
 FD_TOL = dict(rtol=1e-6, atol=1e-7)
 TORCH_TOL = dict(rtol=1e-9, atol=1e-10)
 TORCH_REASON = "PyTorch not installed (pip install .[torch]): the torch.nn oracle is skipped"
@@ -46,22 +46,6 @@ F64 = dict(dtype=np.float64)
 
 def rand(shape, seed=0, dtype=np.float64):
     return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
-def finite_difference(loss, a, indices, h=FD_STEP):
-    """d loss / d a[i] for each flat index i, by central differences (a is
-    perturbed in place and restored)."""
-    flat = a.reshape(-1)
-    grad = []
-    for i in indices:
-        saved = flat[i]
-        flat[i] = saved + h
-        plus = loss()
-        flat[i] = saved - h
-        minus = loss()
-        flat[i] = saved
-        grad.append((plus - minus) / (2 * h))
-    return np.array(grad)
 
 
 def check_gradients(module, x, seed=1, per_parameter=2):

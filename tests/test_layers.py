@@ -20,6 +20,7 @@ import io
 
 import numpy as np
 import pytest
+from finite_differences import finite_difference
 
 from bnkernels import layers, reference
 from bnkernels.layers import (
@@ -27,7 +28,6 @@ from bnkernels.layers import (
     Linear, MaxPool2d, ReLU, Sequential, SoftmaxCrossEntropy,
 )
 
-FD_STEP = 1e-6
 FD_TOL = dict(rtol=1e-6, atol=1e-7)
 
 
@@ -38,21 +38,6 @@ def rand(shape, seed=0, dtype=np.float64):
 # ---------------------------------------------------------------------------
 # oracles
 # ---------------------------------------------------------------------------
-
-def finite_difference(loss, a, h=FD_STEP):
-    """d loss / d a by central differences, perturbing a in place."""
-    grad = np.zeros(a.shape)
-    flat, out = a.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        saved = flat[i]
-        flat[i] = saved + h
-        plus = loss()
-        flat[i] = saved - h
-        minus = loss()
-        flat[i] = saved
-        out[i] = (plus - minus) / (2 * h)
-    return grad
-
 
 def check_gradients(module, x, seed=1, before_forward=None):
     """Backward of module at x (float64) against finite differences of
