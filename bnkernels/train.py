@@ -4,9 +4,10 @@ without batch normalization (``python -m bnkernels train``).
 Both runs use the same architecture (``inception.small_inception``: without
 BN every ConvBNReLU is a convolution with bias followed by ReLU), the same
 initial convolution weights, the same batches in the same order and the same
-SGD schedule. The learning rate is the one knob: at a high one the network
-without BN trains slowly or diverges while the one with BN does not, the
-effect the BN paper reports (Ioffe and Szegedy 2015, section 4.2.1).
+SGD schedule. The learning rate is the one knob: at the default 0.1 the
+network without BN needs several times more steps to reach the target
+accuracy, and at 0.5 it diverges while the one with BN trains: the effects
+the BN paper reports (Ioffe and Szegedy 2015, section 4.2).
 
 The data (1797 images of 8x8 pixels, 0..16, ten classes; the UCI optical
 digits test set) ships with scikit-learn, so nothing is downloaded. A fixed
@@ -89,8 +90,9 @@ def train_one(batch_norm, data, args, progress, log):
             progress.show(f"{name}: epoch {epoch}/{args.epochs}, step {step + 1}")
             pick = order[i * args.batch_size:(i + 1) * args.batch_size]
             optimizer.zero_grad()
-            logits = model.forward(x_train[pick])
-            loss = loss_fn.forward(logits, y_train[pick])
+            with np.errstate(over="ignore", invalid="ignore"):   # divergence: caught below
+                logits = model.forward(x_train[pick])
+                loss = loss_fn.forward(logits, y_train[pick])
             step += 1
             progress.advance()
             if not math.isfinite(loss):
@@ -154,9 +156,9 @@ def write_plot(path, result):
 
 
 def add_arguments(parser):
-    parser.add_argument("--epochs", type=positive_int, default=15)
+    parser.add_argument("--epochs", type=positive_int, default=20)
     parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--lr", type=float, default=0.5, help="SGD learning rate (default 0.5)")
+    parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1)")
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--width", type=positive_int, default=16,

@@ -82,3 +82,15 @@ def test_missing_scikit_learn_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_sklearn)
     assert main(["train", "--epochs", "1"]) == 2
     assert "pip install scikit-learn" in capsys.readouterr().err
+
+
+def test_a_diverging_run_is_reported_and_stops_without_warnings(tmp_path, capsys):
+    # at lr 50 the network without BN overflows within two epochs; pytest turns
+    # any RuntimeWarning from the overflow into a failure
+    path = tmp_path / "run.json"
+    assert main(["train", "--variants", "no-bn", "--lr", "50", "--epochs", "2", "--width", "4",
+                 "--json", str(path)]) == 0
+    run = json.loads(path.read_text())["runs"]["no-bn"]
+    assert run["diverged_at_step"] is not None and run["steps_to_target"] is None
+    assert len(run["epochs"]) < 2
+    assert f"diverged at step {run['diverged_at_step']}" in capsys.readouterr().out
