@@ -1,5 +1,6 @@
 /* Standard-numerics kernels for float32 and float64, from one template. */
 #include <math.h>
+#include <stdlib.h>
 
 #include "bnkernels.h"
 #include "dispatch.h"

@@ -15,10 +15,11 @@ import bnkernels
 from bnkernels import _kernels, reference
 
 DTYPES = [np.float32, np.float64]
-# C = 1: one lane; 5, 23: leftover channels after 16-wide strips; 200: the
-# row-by-row path; 1030: more channels than one tile of coefficients
-SHAPES = [(3, 1, 5, 7), (2, 5, 3, 3), (4, 23, 9, 9), (2, 200, 6, 7), (2, 1030, 3, 2),
-          (1, 16, 70, 1)]
+# C = 1: one lane; 5, 23: fewer channels than a 32-wide strip; 70: two
+# strips and a remainder, over several blocks of rows; 200: long rows, walked
+# whole in the backward; 1030: more channels than one tile of coefficients
+SHAPES = [(3, 1, 5, 7), (2, 5, 3, 3), (4, 23, 9, 9), (4, 70, 9, 9), (2, 200, 6, 7),
+          (2, 1030, 3, 2), (1, 16, 70, 1)]
 
 
 def to_nhwc(a):
@@ -126,7 +127,12 @@ def test_statistics_stay_accurate_at_mean_1e4_standard_deviations(dtype):
 
 @pytest.mark.skipif(not bnkernels.openmp_enabled(), reason="built without OpenMP")
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(16, 48, 14, 14), (4, 200, 10, 10), (2, 1030, 6, 5)])
+@pytest.mark.parametrize("shape", [
+    (16, 48, 14, 14),  # 32-channel strips and a remainder, 49 parts of one block
+    (8, 40, 32, 32),   # 64 parts of two blocks each
+    (4, 200, 10, 10),  # rows walked whole in the backward
+    (2, 1030, 8, 10),  # more channels than one tile
+])
 def test_every_nhwc_kernel_gives_the_same_bits_on_1_to_4_threads(shape, dtype):
     x, dy, weight, bias = make(shape, dtype, seed=4)
     x_t, dy_t = to_nhwc(x), to_nhwc(dy)
@@ -137,11 +143,13 @@ def test_every_nhwc_kernel_gives_the_same_bits_on_1_to_4_threads(shape, dtype):
             mean, var = _kernels.stats(x_t, nhwc=True)
             invstd = _kernels.invstd(var, 1e-5)
             y = _kernels.normalize_affine(x_t, mean, invstd, weight, bias, nhwc=True)
+            plain_sums = _kernels.backward_reduce(dy_t, x_t, mean, invstd, weight, bias,
+                                                  nhwc=True)
             sums = _kernels.backward_reduce(dy_t, x_t, mean, invstd, weight, bias, True,
                                             nhwc=True)
             dx = _kernels.backward_dx(dy_t, x_t, mean, invstd, weight, *sums, bias=bias,
                                       relu=True, nhwc=True)
-            results.append([mean, var, y, *sums, dx])
+            results.append([mean, var, y, *plain_sums, *sums, dx])
     finally:
         bnkernels.set_num_threads(None)
     for other in results[1:]:
