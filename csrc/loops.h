@@ -50,7 +50,9 @@ typedef double bn_v8d __attribute__((vector_size(64)));
 
 /* BN_PREFETCH(p, bytes): asks for the cache lines of [p, p + bytes) ahead
  * of their use, where a loop's own reads would leave the memory idle (the
- * second pass over a block in cache). A hint: no effect on any result. */
+ * second pass over a block in cache). A hint: no effect on any result.
+ * BN_PREFETCH_BYTES: how far ahead a second pass looks, at least. */
+#define BN_PREFETCH_BYTES 4096
 #if defined(__GNUC__) || defined(__clang__)
 #define BN_PREFETCH(p, bytes)                                                  \
     for (size_t o_ = 0; o_ < (size_t)(bytes); o_ += 64)                       \
