@@ -195,6 +195,16 @@ def public_calls():
     bad = np.ones((2, 4, 2, 2), np.float32)
     pooled, argmax = _kernels.max_pool2d_forward(x, 2, 1, 0)
     cols = _kernels.im2col(x, (1, 2), 1, (0, 1))
+    # channels last, big enough that the reductions split rows among threads
+    xt = rng.standard_normal((2, 16, 32, 40)).astype(np.float32)
+    mt, vt = _kernels.stats(xt, nhwc=True)
+    kt = _kernels.invstd(vt, 1e-5)
+
+    def nhwc_kernels():
+        _kernels.stats(xt, nhwc=True)
+        y = _kernels.normalize_affine(xt, mt, kt, nhwc=True)
+        sums = _kernels.backward_reduce(xt, xt, mt, kt, nhwc=True)
+        _kernels.backward_dx(xt, xt, mt, kt, None, *sums, nhwc=True, out=y)
 
     def rejected():
         try:
@@ -236,6 +246,7 @@ def public_calls():
         "avg_pool2d": lambda: _kernels.avg_pool2d_backward(
             _kernels.avg_pool2d_forward(x, 2, 1, 1, ceil_mode=True), x.shape, 2, 1, 1,
             ceil_mode=True),
+        "NHWC kernels": nhwc_kernels,
         "a rejected call": rejected,
         "set/get_num_threads": lambda: (bnkernels.set_num_threads(2),
                                         bnkernels.get_num_threads()),

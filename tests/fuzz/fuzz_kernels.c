@@ -2,7 +2,7 @@
  * A fuzz harness for the C kernels of csrc/, without Python.
  *
  * The input bytes choose the sizes (batch, channels, spatial, each small and
- * possibly 0), the thread count, the flags (ReLU, NULL weight or bias, eval
+ * possibly 0, sometimes large enough for threads), the thread count, the flags (ReLU, NULL weight or bias, eval
  * mode) and the values (raw float/double bit patterns: NaN, Inf, subnormals
  * and huge numbers included). Every kernel of bnkernels.h then runs, f32 and
  * f64, on buffers of exactly the size the header documents (the convolution
@@ -131,6 +131,21 @@ DEFINE_FILL(double, fill_f64)
                              eval ? NULL : s2, batch, channels, spatial, out); \
         bn_backward_dx_##SUF(dy, x, dm, dk, w, b, relu, s1, s2, batch,         \
                              channels, spatial, dy);                           \
+        /* the same buffers read as (batch, spatial, channels) */              \
+        bn_stats_nhwc_##SUF(x, batch, channels, spatial, dm, dv);              \
+        bn_invstd(channels, dv, 1e-5, dk);                                     \
+        bn_normalize_affine_nhwc_##SUF(x, dm, dk, no_weight ? NULL : w,        \
+                                       no_bias ? NULL : b, batch, channels,    \
+                                       spatial, relu, out);                    \
+        bn_backward_reduce_nhwc_##SUF(dy, x, dm, dk, no_weight ? NULL : w,     \
+                                      no_bias ? NULL : b, relu, batch,         \
+                                      channels, spatial, s1, s2);              \
+        bn_backward_dx_nhwc_##SUF(dy, x, dm, dk, no_weight ? NULL : w,         \
+                                  no_bias ? NULL : b, relu, eval ? NULL : s1,  \
+                                  eval ? NULL : s2, batch, channels, spatial,  \
+                                  out);                                        \
+        bn_backward_dx_nhwc_##SUF(dy, x, dm, dk, w, b, relu, s1, s2, batch,    \
+                                  channels, spatial, dy);                      \
         free(x); free(dy); free(xn); free(out); free(w); free(b);              \
         free(mean); free(var); free(r1); free(r2); free(md); free(vd);         \
         free(dm); free(dv); free(dk); free(s1); free(s2);                      \
@@ -172,9 +187,13 @@ DEFINE_FILL(double, fill_f64)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     Source source = {data, size, 0}, *in = &source;
-    const int64_t batch = next_byte(in) % 6, channels = next_byte(in) % 20;
-    const int64_t spatial = next_byte(in) % 40;
+    int64_t batch = next_byte(in) % 6, channels = next_byte(in) % 20;
+    int64_t spatial = next_byte(in) % 40;
     const uint8_t flags = next_byte(in);
+    if ((flags & 192) == 192) {  /* big enough for threads, NHWC strips and parts */
+        channels = next_byte(in) % 80;
+        spatial *= 8;
+    }
     const int relu = flags & 1, no_weight = (flags >> 1) & 1;
     const int no_bias = (flags >> 2) & 1, eval = (flags >> 3) & 1;
     const int64_t total = batch * channels * spatial;
