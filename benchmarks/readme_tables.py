@@ -4,7 +4,9 @@
     python benchmarks/readme_tables.py bench.json
 
 Prints Markdown: standard numerics with reused outputs, one table per
-(dtype, threads), then the Darknet-exact forward+backward rows.
+(dtype, threads), then the Darknet-exact forward+backward rows (when the run
+has them). A channels-last run (``--layout NHWC``) gets the layout in each
+table's heading; a column the run left out (``--no-numpy``) shows "-".
 """
 import json
 import sys
@@ -14,8 +16,11 @@ def ms(value):
     return f"{value:.3f}" if value < 1 else f"{value:.2f}"
 
 
-def standard_table(results, dtype, threads):
-    lines = [f"#### {dtype}, {threads} thread{'s' if threads > 1 else ''}", "",
+def standard_table(results, dtype, threads, layout="NCHW"):
+    title = f"{dtype}, {threads} thread{'s' if threads > 1 else ''}"
+    if layout != "NCHW":
+        title = f"{layout}, {title}"
+    lines = [f"#### {title}", "",
              "| shape | op | bnkernels ms | PyTorch ms | NumPy ms | vs PyTorch | vs NumPy "
              "| GB/s | % bw |",
              "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
@@ -23,13 +28,14 @@ def standard_table(results, dtype, threads):
         if (r["numerics"], r["dtype"], r["threads"], r["policy"]) != \
                 ("standard", dtype, threads, "reused"):
             continue
-        torch = r["torch"]
+        torch, numpy = r["torch"], r["numpy"]
         vs_torch = f"{r['speedup_vs_torch']:.2f}x" if torch else "-"
+        vs_numpy = f"{r['speedup_vs_numpy']:.1f}x" if numpy else "-"
         lines.append(
             f"| {'x'.join(map(str, r['shape']))} | {r['op']} | {ms(r['bnkernels']['median_ms'])} "
-            f"| {ms(torch['median_ms']) if torch else '-'} | {ms(r['numpy']['median_ms'])} "
-            f"| {vs_torch} "
-            f"| {r['speedup_vs_numpy']:.1f}x | {r['gbps']:.0f} "
+            f"| {ms(torch['median_ms']) if torch else '-'} "
+            f"| {ms(numpy['median_ms']) if numpy else '-'} | {vs_torch} "
+            f"| {vs_numpy} | {r['gbps']:.0f} "
             f"| {100 * r['bandwidth_fraction']:.0f}% |")
     return lines
 
@@ -55,12 +61,15 @@ def main(path):
           + ", ".join(f"{b['gbps']:.1f} GB/s on {b['threads']} thread(s)"
                       for b in report["bandwidth"]) + ".")
     settings = report["settings"]
+    layout = results[0].get("layout", "NCHW") if results else "NCHW"
     for dtype in settings["dtypes"]:
         for threads in settings["threads"]:
             print()
-            print("\n".join(standard_table(results, dtype, threads)))
-    print()
-    print("\n".join(darknet_table(results)))
+            print("\n".join(standard_table(results, dtype, threads, layout)))
+    darknet = darknet_table(results)
+    if len(darknet) > 2:
+        print()
+        print("\n".join(darknet))
 
 
 if __name__ == "__main__":

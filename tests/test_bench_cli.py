@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,3 +271,34 @@ def test_nhwc_tensors_are_channels_last_on_the_torch_side():
     expected, _ = bnkernels.batch_norm_forward(tensors.x, tensors.weight, tensors.bias,
                                                None, None, layout="NHWC")
     np.testing.assert_allclose(y.permute(0, 2, 3, 1).numpy(), expected, atol=1e-5)
+
+
+def readme_tables(path, capsys):
+    """benchmarks/readme_tables.py on a bench JSON: what it prints."""
+    spec = importlib.util.spec_from_file_location(
+        "readme_tables", Path(__file__).parent.parent / "benchmarks" / "readme_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(str(path))
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_readme_tables_show_each_reused_standard_row_of_the_json(capsys, tmp_path, layout):
+    path = tmp_path / "bench.json"
+    code, _, _ = run_bench(capsys, "--layout", layout, "--no-torch", "--json", str(path),
+                           *(["--no-numpy"] if layout == "NHWC" else []))
+    assert code == 0
+    report = json.loads(path.read_text())
+    text = readme_tables(path, capsys)
+    heading = "#### NHWC, float32, 1 thread" if layout == "NHWC" else "#### float32, 1 thread"
+    assert heading in text
+    rows = [row for row in table_rows(text) if len(row) == 9]
+    expected = [r for r in report["results"]
+                if r["numerics"] == "standard" and r["policy"] == "reused"]
+    assert [(row[0], row[1]) for row in rows] == [
+        ("x".join(map(str, r["shape"])), r["op"]) for r in expected]
+    for row, r in zip(rows, expected):
+        assert row[3] == "-"  # no PyTorch in this run
+        assert (row[4] == "-") == (r["numpy"] is None)
+    assert ("Darknet-exact" in text) == (layout == "NCHW")
