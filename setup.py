@@ -133,7 +133,7 @@ kernels = Extension(
     include_dirs=[numpy.get_include(), "csrc"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     depends=["csrc/bnkernels.h", "csrc/dispatch.h", "csrc/loops.h", "csrc/darknet.inc", "csrc/standard.inc",
-             "csrc/standard_nhwc.inc",
+             "csrc/standard_nhwc.inc", "csrc/standard_sums.inc",
              "csrc/conv_pool.inc", "bnkernels/_kernels.pxd", "bnkernels/bnkernels_h.pxd",
              "bnkernels/_capi.pxi", "bnkernels/_conv_pool.pxi"],
 )

@@ -17,6 +17,7 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
     defined(__GLIBC__) && !defined(BNKERNELS_NO_DISPATCH)
+#define BN_SIMD_CLONES_ENABLED 1
 #define BN_SIMD_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
 #else
 #define BN_SIMD_CLONES

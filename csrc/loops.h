@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dispatch.h"
+
 /* BN_INLINE: helpers that must be inlined into each SIMD clone of their
  * caller (dispatch.h); a call to an out-of-line copy would run baseline code. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -30,22 +32,83 @@
         for (; c < (c_hi); ++c) { const int width = 1; CALL; }                \
     }
 
-/* Eight doubles as one value, for the standard family's sums (GCC and Clang
- * vector extensions; each lane is an ordinary IEEE double, so the result is
- * the same whatever SIMD width the compiler maps it to: one AVX-512
- * register, two AVX2 or four SSE2 ones). LOAD8(p) widens p[0..7] to double.
- * Other compilers, or -DBNKERNELS_NO_VECTOR_EXT, get plain scalar loops
- * instead. */
+/* Eight doubles in fixed lanes, for the standard family's sums (GCC and
+ * Clang vector extensions; each lane is an ordinary IEEE double, so a sum
+ * gives the same bits whatever registers hold it). Two forms of the same
+ * eight lanes, with the same operations:
+ *   W8_*: one 64-byte vector (bn_v8d), one AVX-512 register;
+ *   S8_*: two 32-byte halves (bn_v8s: lanes 0-3, then 4-7), two AVX2
+ *         registers or four SSE2 ones.
+ * Each is fast only where it fits: without 64-byte registers GCC 12 keeps a
+ * bn_v8d in memory and moves it through the stack on every add (5-9x slower
+ * than the split form under AVX2), and with them the split form issues
+ * twice the instructions. standard_sums.inc is written once for either;
+ * SUMS_CALL (below) picks the form at run time. LOAD(p) widens p[0..7] to
+ * double; SUM adds the lanes in one fixed order. Other compilers, or
+ * -DBNKERNELS_NO_VECTOR_EXT, get plain scalar loops instead. */
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(BNKERNELS_NO_VECTOR_EXT)
 #define BN_VECTOR8 1
 typedef double bn_v8d __attribute__((vector_size(64)));
-#define LOAD8(p)                                                               \
+typedef double bn_v4d __attribute__((vector_size(32)));
+typedef struct { bn_v4d h[2]; } bn_v8s;  /* lane j: h[j / 4][j % 4] */
+
+#define W8_LOAD(p)                                                             \
     ((bn_v8d){(double)(p)[0], (double)(p)[1], (double)(p)[2], (double)(p)[3], \
               (double)(p)[4], (double)(p)[5], (double)(p)[6], (double)(p)[7]})
-#define SPLAT8(v) ((bn_v8d){(v), (v), (v), (v), (v), (v), (v), (v)})
-#define SUM8(v)                                                                \
-    ((((v)[0] + (v)[1]) + ((v)[2] + (v)[3])) +                                 \
-     (((v)[4] + (v)[5]) + ((v)[6] + (v)[7])))
+#define W8_SPLAT(v) ((bn_v8d){(v), (v), (v), (v), (v), (v), (v), (v)})
+#define W8_ADD(a, b) ((a) + (b))
+#define W8_SUB(a, b) ((a) - (b))
+#define W8_MUL(a, b) ((a) * (b))
+#define W8_LANE(v, j) ((v)[j])
+
+#define S8_LOAD(p)                                                             \
+    ((bn_v8s){{{(double)(p)[0], (double)(p)[1], (double)(p)[2], (double)(p)[3]}, \
+               {(double)(p)[4], (double)(p)[5], (double)(p)[6], (double)(p)[7]}}})
+/* (a statement expression: GCC 12 takes a compound literal of a variable
+ * for maybe uninitialized, wrongly, under -Wall) */
+#define S8_SPLAT(v)                                                            \
+    __extension__({                                                           \
+        const double v_ = (v);                                                 \
+        (bn_v8s){{(bn_v4d){v_, v_, v_, v_}, (bn_v4d){v_, v_, v_, v_}}};        \
+    })
+#define S8_ADD(a, b) ((bn_v8s){{(a).h[0] + (b).h[0], (a).h[1] + (b).h[1]}})
+#define S8_SUB(a, b) ((bn_v8s){{(a).h[0] - (b).h[0], (a).h[1] - (b).h[1]}})
+#define S8_MUL(a, b) ((bn_v8s){{(a).h[0] * (b).h[0], (a).h[1] * (b).h[1]}})
+#define S8_LANE(v, j) ((v).h[(j) / 4][(j) % 4])
+
+/* the lanes' sum, ((0+1) + (2+3)) + ((4+5) + (6+7)), for either form */
+#define SUM8(LANE, v)                                                          \
+    (((LANE(v, 0) + LANE(v, 1)) + (LANE(v, 2) + LANE(v, 3))) +                 \
+     ((LANE(v, 4) + LANE(v, 5)) + (LANE(v, 6) + LANE(v, 7))))
+
+/* BN_WIDE8(): whether the running CPU takes the one-vector form. With
+ * SIMD clones (dispatch.h) it is the loader's own test for the avx512f
+ * clone, so each clone runs the form its registers hold; without them the
+ * build's target decides. BN_HAS_WIDE8: the one-vector form is compiled. */
+#if defined(BN_SIMD_CLONES_ENABLED)
+#define BN_HAS_WIDE8 1
+#define BN_WIDE8() __builtin_cpu_supports("avx512f")
+#elif defined(__AVX512F__)
+#define BN_HAS_WIDE8 1
+#define BN_WIDE8() 1
+#endif
+#endif
+#ifndef BN_HAS_WIDE8
+#define BN_WIDE8() 0
+#endif
+
+/* SUMS_CALL(wide, f, ...): standard_sums.inc's helper f in the form that
+ * `wide` (a BN_WIDE8() read once per call of a worker) names. */
+#ifdef BN_HAS_WIDE8
+#define SUMS_CALL(wide, f, ...)                                                \
+    do {                                                                       \
+        if (wide)                                                              \
+            NAME(f##_wide)(__VA_ARGS__);                                       \
+        else                                                                   \
+            NAME(f##_split)(__VA_ARGS__);                                      \
+    } while (0)
+#else
+#define SUMS_CALL(wide, f, ...) ((void)(wide), NAME(f##_split)(__VA_ARGS__))
 #endif
 
 /* BN_PREFETCH(p, bytes): asks for the cache lines of [p, p + bytes) ahead

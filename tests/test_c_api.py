@@ -5,7 +5,10 @@ compiler, serial and with OpenMP.
 Oracles: float64 NumPy formulas, at the tolerances given with each test; and
 the extension: the same C code built by another compiler command gives the
 same bits (no fast-math, no contraction into FMAs, fixed orders of summation),
-as does the OpenMP build on 4 threads.
+as do the OpenMP build on 4 threads and the builds without SIMD dispatch for
+baseline x86-64, AVX2 and AVX-512F, which run the sums in the other form of
+their eight fixed lanes (loops.h: two 32-byte halves instead of one 64-byte
+vector, or the reverse).
 """
 import os
 import subprocess
@@ -67,23 +70,53 @@ def build_and_run(compiler, flags, path, env):
     return results
 
 
+def cpu_flags():
+    """The running CPU's feature flags (Linux's /proc/cpuinfo; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+# builds of use_kernels: their extra compiler flags, and the CPU flag each
+# needs to run (None: any CPU the compiler targets)
+NO_DISPATCH = "-DBNKERNELS_NO_DISPATCH"
+BUILDS = {
+    "serial": ([], None),
+    "openmp": (["-fopenmp"], None),
+    "no_dispatch": ([NO_DISPATCH], None),
+    "no_dispatch_avx2": ([NO_DISPATCH, "-mavx2"], "avx2"),
+    "no_dispatch_avx512f": ([NO_DISPATCH, "-mavx512f"], "avx512f"),
+}
+
+
 @pytest.fixture(scope="module")
 def outputs(c_compiler, inputs):
-    """use_kernels' results: "serial", and "openmp" on 4 threads (a str saying
-    why where the compiler lacks OpenMP)."""
+    """use_kernels' results for each of BUILDS ("openmp" on 4 threads), or a
+    str saying why a build cannot run here."""
     env = {**os.environ, "OMP_NUM_THREADS": "4"}
-    serial = build_and_run(c_compiler, [], inputs["path"], env)
-    assert not isinstance(serial, str), serial
-    return {"serial": serial,
-            "openmp": build_and_run(c_compiler, ["-fopenmp"], inputs["path"], env)}
+    results = {}
+    for name, (flags, needs) in BUILDS.items():
+        if needs is not None and needs not in cpu_flags():
+            results[name] = f"this CPU lacks {needs}"
+            continue
+        built = build_and_run(c_compiler, flags, inputs["path"], env)
+        results[name] = (f"the C compiler cannot build with {' '.join(flags)}: {built}"
+                         if isinstance(built, str) else built)
+    assert not isinstance(results["serial"], str), results["serial"]
+    return results
 
 
-@pytest.fixture(params=["serial", "openmp"])
+@pytest.fixture(params=list(BUILDS))
 def out(request, outputs):
     """The results of one build: {name: array of the printed values}."""
     results = outputs[request.param]
     if isinstance(results, str):
-        pytest.skip(f"the C compiler cannot build with -fopenmp: {results}")
+        pytest.skip(results)
     return {name: v.reshape(SHAPE) if v.size == np.prod(SHAPE) else v
             for name, v in results.items()}
 
@@ -134,6 +167,30 @@ def test_standard_f32_with_fused_relu_matches_numpy_float64(out, inputs):
                                    atol=2e-6 * np.abs(value).max(), err_msg=name)
 
 
+def nhwc(v):
+    """SHAPE's values read as use_kernels' channels-last tensor: (batch,
+    spatial / 2, 2 * channels)."""
+    batch, channels, spatial = SHAPE
+    return v.reshape(batch, spatial // 2, 2 * channels)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_nhwc_reductions_match_numpy_float64(out, inputs, dtype):
+    """Channel-last statistics and backward sums over 8192 rows of 32
+    channels (the program's x and dy rounded to dtype first): float64 sums of
+    per-block and per-part sums, within 1e-12 relative to each result's
+    largest value."""
+    x, dy = (nhwc(inputs[k]).astype(dtype).astype(np.float64) for k in ("x", "dy"))
+    suffix = "_f32" if dtype == np.float32 else ""
+    mean, var = x.mean(axis=(0, 1)), x.var(axis=(0, 1))
+    x_hat = (x - mean) / np.sqrt(var + EPS)
+    expected = {"nhwc_mean": mean, "nhwc_var": var, "nhwc_sum_dy": dy.sum(axis=(0, 1)),
+                "nhwc_sum_dy_xhat": (dy * x_hat).sum(axis=(0, 1))}
+    for name, value in expected.items():
+        np.testing.assert_allclose(out[name + suffix], value, rtol=0,
+                                   atol=1e-12 * np.abs(value).max(), err_msg=name + suffix)
+
+
 def test_darknet_forward_f32_matches_numpy_float64(out, inputs):
     """Darknet sums 8192 float32 values per channel one after another; the
     error bound of such a sum, 8192 * 2^-24 = 5e-4 of the sum of |values|,
@@ -171,6 +228,14 @@ def test_same_bits_as_the_extension(out, inputs):
                                                         relu=True)
     extension["relu_dx_f32"] = _kernels.backward_dx(dy32, x32, mean, invstd, w32, *sums,
                                                     bias=b32, relu=True)
+    for dtype, suffix in ((np.float64, ""), (np.float32, "_f32")):
+        x2, dy2 = (nhwc(inputs[k]).astype(dtype)[:, :, None, :] for k in ("x", "dy"))
+        mean, var = _kernels.stats(x2, nhwc=True)
+        invstd = _kernels.invstd(var, EPS)
+        sums = _kernels.backward_reduce(dy2, x2, mean, invstd, nhwc=True)
+        extension.update({"nhwc_mean" + suffix: mean, "nhwc_var" + suffix: var,
+                          "nhwc_sum_dy" + suffix: sums[0],
+                          "nhwc_sum_dy_xhat" + suffix: sums[1]})
     extension["dk_mean"] = darknet.mean_cpu(x32)
     extension["dk_variance"] = darknet.variance_cpu(x32, extension["dk_mean"])
     extension["dk_x_norm"] = darknet.normalize_cpu(x32, extension["dk_mean"],

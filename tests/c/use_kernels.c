@@ -1,7 +1,8 @@
 /*
  * A C program that uses bnkernels through bnkernels.h alone, without Python
  * (built and checked by tests/test_c_api.py): the standard-numerics forward
- * and backward in float64 and float32, and Darknet's forward in float32.
+ * and backward in float64 and float32, the channels-last reductions, and
+ * Darknet's forward in float32.
  *
  *   cc -std=c11 -O2 -ffp-contract=off -Icsrc csrc/darknet.c csrc/standard.c \
  *       csrc/threads.c tests/c/use_kernels.c -lm -o use_kernels
@@ -111,6 +112,37 @@ int main(int argc, char **argv)
                        batch, channels, spatial, dx32);
     print_f32("relu_y_f32", y32, n);
     print_f32("relu_dx_f32", dx32, n);
+
+    /* channels-last, float64 and float32: the same x and dy read as NHWC
+     * tensors of 2 * channels channels and spatial / 2 positions (rows of
+     * 32 values when channels = 16, which the reductions sum 32 channels
+     * at a time); no weight or bias, which these kernels need only with
+     * the ReLU */
+    if (spatial % 2 == 0) {
+        const int64_t c2 = 2 * channels, s2 = spatial / 2;
+        double *mean2 = buffer(c2, sizeof *mean2), *var2 = buffer(c2, sizeof *var2);
+        double *invstd2 = buffer(c2, sizeof *invstd2), *sum_dy2 = buffer(c2, sizeof *sum_dy2);
+        double *sum_dy_xhat2 = buffer(c2, sizeof *sum_dy_xhat2);
+        bn_stats_nhwc_f64(x, batch, c2, s2, mean2, var2);
+        bn_invstd(c2, var2, 1e-5, invstd2);
+        bn_backward_reduce_nhwc_f64(dy, x, mean2, invstd2, NULL, NULL, 0, batch, c2, s2,
+                                    sum_dy2, sum_dy_xhat2);
+        print_f64("nhwc_mean", mean2, c2);
+        print_f64("nhwc_var", var2, c2);
+        print_f64("nhwc_sum_dy", sum_dy2, c2);
+        print_f64("nhwc_sum_dy_xhat", sum_dy_xhat2, c2);
+        bn_stats_nhwc_f32(x32, batch, c2, s2, mean2, var2);
+        bn_invstd(c2, var2, 1e-5, invstd2);
+        bn_backward_reduce_nhwc_f32(dy32, x32, mean2, invstd2, NULL, NULL, 0, batch, c2, s2,
+                                    sum_dy2, sum_dy_xhat2);
+        print_f64("nhwc_mean_f32", mean2, c2);
+        print_f64("nhwc_var_f32", var2, c2);
+        print_f64("nhwc_sum_dy_f32", sum_dy2, c2);
+        print_f64("nhwc_sum_dy_xhat_f32", sum_dy_xhat2, c2);
+        void *nhwc_buffers[] = {mean2, var2, invstd2, sum_dy2, sum_dy_xhat2};
+        for (size_t i = 0; i < sizeof nhwc_buffers / sizeof nhwc_buffers[0]; ++i)
+            free(nhwc_buffers[i]);
+    }
 
     /* Darknet (pjreddie), float32: mean_cpu, variance_cpu, normalize_cpu */
     float *dk_mean = buffer(c, sizeof *dk_mean), *dk_variance = buffer(c, sizeof *dk_variance);
