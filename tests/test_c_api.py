@@ -191,6 +191,21 @@ def test_nhwc_reductions_match_numpy_float64(out, inputs, dtype):
                                    atol=1e-12 * np.abs(value).max(), err_msg=name + suffix)
 
 
+def test_short_row_reductions_match_numpy_float64(out, inputs):
+    """Statistics and backward sums of rows of 32 values (SHAPE read with 64
+    times the channels): within 1e-12 relative to each result's largest
+    value."""
+    batch, channels, spatial = SHAPE
+    x, dy = (inputs[k].reshape(batch, 64 * channels, spatial // 64) for k in ("x", "dy"))
+    mean, var = x.mean(axis=(0, 2)), x.var(axis=(0, 2))
+    x_hat = (x - per_channel(mean)) / per_channel(np.sqrt(var + EPS))
+    expected = {"short_mean": mean, "short_var": var, "short_sum_dy": dy.sum(axis=(0, 2)),
+                "short_sum_dy_xhat": (dy * x_hat).sum(axis=(0, 2))}
+    for name, value in expected.items():
+        np.testing.assert_allclose(out[name], value, rtol=0,
+                                   atol=1e-12 * np.abs(value).max(), err_msg=name)
+
+
 def test_darknet_forward_f32_matches_numpy_float64(out, inputs):
     """Darknet sums 8192 float32 values per channel one after another; the
     error bound of such a sum, 8192 * 2^-24 = 5e-4 of the sum of |values|,
@@ -236,6 +251,12 @@ def test_same_bits_as_the_extension(out, inputs):
         extension.update({"nhwc_mean" + suffix: mean, "nhwc_var" + suffix: var,
                           "nhwc_sum_dy" + suffix: sums[0],
                           "nhwc_sum_dy_xhat" + suffix: sums[1]})
+    batch, channels, spatial = SHAPE
+    x3, dy3 = (inputs[k].reshape(batch, 64 * channels, spatial // 64, 1) for k in ("x", "dy"))
+    mean, var = _kernels.stats(x3)
+    sums = _kernels.backward_reduce(dy3, x3, mean, _kernels.invstd(var, EPS))
+    extension.update({"short_mean": mean, "short_var": var, "short_sum_dy": sums[0],
+                      "short_sum_dy_xhat": sums[1]})
     extension["dk_mean"] = darknet.mean_cpu(x32)
     extension["dk_variance"] = darknet.variance_cpu(x32, extension["dk_mean"])
     extension["dk_x_norm"] = darknet.normalize_cpu(x32, extension["dk_mean"],

@@ -1,8 +1,8 @@
 /*
  * A C program that uses bnkernels through bnkernels.h alone, without Python
  * (built and checked by tests/test_c_api.py): the standard-numerics forward
- * and backward in float64 and float32, the channels-last reductions, and
- * Darknet's forward in float32.
+ * and backward in float64 and float32, the reductions on short rows and on
+ * channels-last tensors, and Darknet's forward in float32.
  *
  *   cc -std=c11 -O2 -ffp-contract=off -Icsrc csrc/darknet.c csrc/standard.c \
  *       csrc/threads.c tests/c/use_kernels.c -lm -o use_kernels
@@ -142,6 +142,28 @@ int main(int argc, char **argv)
         void *nhwc_buffers[] = {mean2, var2, invstd2, sum_dy2, sum_dy_xhat2};
         for (size_t i = 0; i < sizeof nhwc_buffers / sizeof nhwc_buffers[0]; ++i)
             free(nhwc_buffers[i]);
+    }
+
+    /* float64 statistics and backward sums on short rows: the same x and dy
+     * read as 64 times the channels of spatial / 64 values (rows of 256
+     * bytes for spatial = 2048, which an AVX-512 CPU sums in one 64-byte
+     * vector and the other builds in two halves: same bits) */
+    if (spatial % 64 == 0) {
+        const int64_t c3 = 64 * channels, s3 = spatial / 64;
+        double *mean3 = buffer(c3, sizeof *mean3), *var3 = buffer(c3, sizeof *var3);
+        double *invstd3 = buffer(c3, sizeof *invstd3), *sum_dy3 = buffer(c3, sizeof *sum_dy3);
+        double *sum_dy_xhat3 = buffer(c3, sizeof *sum_dy_xhat3);
+        bn_stats_f64(x, batch, c3, s3, mean3, var3);
+        bn_invstd(c3, var3, 1e-5, invstd3);
+        bn_backward_reduce_f64(dy, x, mean3, invstd3, NULL, NULL, 0, batch, c3, s3, sum_dy3,
+                               sum_dy_xhat3);
+        print_f64("short_mean", mean3, c3);
+        print_f64("short_var", var3, c3);
+        print_f64("short_sum_dy", sum_dy3, c3);
+        print_f64("short_sum_dy_xhat", sum_dy_xhat3, c3);
+        void *short_buffers[] = {mean3, var3, invstd3, sum_dy3, sum_dy_xhat3};
+        for (size_t i = 0; i < sizeof short_buffers / sizeof short_buffers[0]; ++i)
+            free(short_buffers[i]);
     }
 
     /* Darknet (pjreddie), float32: mean_cpu, variance_cpu, normalize_cpu */
