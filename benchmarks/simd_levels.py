@@ -7,7 +7,8 @@ benchmarks/c/time_standard.c with csrc/ once per level, without dispatch
 dispatch as the extension is built; it runs each build on the same shape,
 prints the milliseconds side by side, and checks that every build gives the
 same bits. A level's column is the code a CPU with that level (and no wider)
-would run, timed on this CPU; levels this CPU lacks are left out.
+would run, timed on this CPU ("baseline": the compiler's default target,
+SSE2 on x86-64); levels this CPU lacks are left out.
 
     python benchmarks/simd_levels.py [--shape 32x64x56x56] [--reps 10]
         [--cc gcc] [--csrc DIR] [--json PATH]
@@ -18,6 +19,7 @@ would run, timed on this CPU; levels this CPU lacks are left out.
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,7 +31,7 @@ FLAGS = ["-O3", "-std=c11", "-fno-fast-math", "-ffp-contract=off"]
 NO_DISPATCH = "-DBNKERNELS_NO_DISPATCH"
 # (column, extra compiler flags, the /proc/cpuinfo flag a CPU needs to run it)
 LEVELS = [
-    ("x86-64", [NO_DISPATCH], None),
+    ("baseline", [NO_DISPATCH], None),
     ("AVX2", [NO_DISPATCH, "-mavx2"], "avx2"),
     ("AVX-512F", [NO_DISPATCH, "-mavx512f"], "avx512f"),
     ("dispatch", [], None),
@@ -50,7 +52,7 @@ def cpu_flags():
 
 def build(cc, csrc, flags, binary):
     sources = [csrc / "standard.c", csrc / "threads.c", DRIVER]
-    subprocess.run([cc, *FLAGS, *flags, f"-I{csrc}", *map(str, sources), "-lm",
+    subprocess.run([*shlex.split(cc), *FLAGS, *flags, f"-I{csrc}", *map(str, sources), "-lm",
                     "-o", str(binary)], check=True)
 
 

@@ -302,3 +302,26 @@ def test_readme_tables_show_each_reused_standard_row_of_the_json(capsys, tmp_pat
         assert row[3] == "-"  # no PyTorch in this run
         assert (row[4] == "-") == (r["numpy"] is None)
     assert ("Darknet-exact" in text) == (layout == "NCHW")
+
+
+def test_simd_levels_builds_every_level_this_cpu_has_with_the_same_bits(c_compiler, tmp_path):
+    """benchmarks/simd_levels.py: one build per SIMD level (without dispatch)
+    and one with dispatch; every kernel timed in each, and the outputs' bytes
+    hashed equal across builds (the oracle: the builds differ only in the
+    SIMD form of the same fixed lanes)."""
+    script = Path(__file__).parent.parent / "benchmarks" / "simd_levels.py"
+    if not script.is_file():
+        pytest.skip("needs benchmarks/ of a source checkout")
+    report = tmp_path / "levels.json"
+    done = subprocess.run([sys.executable, str(script), "--shape", "2x40x4x4", "--reps", "1",
+                           "--cc", " ".join(c_compiler), "--json", str(report)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    levels = json.loads(report.read_text())
+    assert levels["same_bits"] is True
+    assert levels["levels"][0] == "baseline" and levels["levels"][-1] == "dispatch"
+    kernels = {f"{k}{suffix} {dtype}" for k in ("stats", "normalize_affine", "backward_reduce",
+                                                "backward_dx")
+               for suffix in ("", "_nhwc") for dtype in ("f32", "f64")}
+    for level in levels["levels"]:
+        assert set(levels["ms"][level]) == kernels
