@@ -129,7 +129,7 @@ class BuildExt(build_ext):
 kernels = Extension(
     "bnkernels._kernels",
     sources=["bnkernels/_kernels.pyx", "csrc/conv_pool.c", "csrc/darknet.c",
-             "csrc/standard.c", "csrc/threads.c"],
+             "csrc/standard.c", "csrc/stream.c", "csrc/threads.c"],
     include_dirs=[numpy.get_include(), "csrc"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     depends=["csrc/bnkernels.h", "csrc/dispatch.h", "csrc/loops.h", "csrc/darknet.inc", "csrc/standard.inc",

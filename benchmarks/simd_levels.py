@@ -51,7 +51,9 @@ def cpu_flags():
 
 
 def build(cc, csrc, flags, binary):
-    sources = [csrc / "standard.c", csrc / "threads.c", DRIVER]
+    # stream.c (streaming stores) is absent from older checkouts (--csrc)
+    sources = [csrc / name for name in ("standard.c", "stream.c", "threads.c")
+               if (csrc / name).exists()] + [DRIVER]
     subprocess.run([*shlex.split(cc), *FLAGS, *flags, f"-I{csrc}", *map(str, sources), "-lm",
                     "-o", str(binary)], check=True)
 

@@ -33,7 +33,10 @@ def _short_openmp_spin():
 _short_openmp_spin()
 
 from bnkernels import darknet, distributed, reference  # noqa: E402 (after the spin setting)
-from bnkernels._kernels import get_num_threads, openmp_enabled, set_num_threads  # noqa: E402
+from bnkernels._kernels import (  # noqa: E402
+    get_num_threads, get_streaming_threshold, openmp_enabled, set_num_threads,
+    set_streaming_threshold, streaming_available,
+)
 from bnkernels.batchnorm import (  # noqa: E402
     ACTIVATIONS, NUMERICS, BatchNorm2d, BatchNormSaved, batch_norm_backward,
     batch_norm_forward, defaults,
@@ -62,5 +65,6 @@ def get_include():
 
 __all__ = ["ACTIVATIONS", "NUMERICS", "BatchNorm2d", "BatchNormSaved",
            "batch_norm_backward", "batch_norm_forward", "darknet", "defaults", "distributed",
-           "fold_batchnorm", "get_include", "inception", "layers", "optim", "get_num_threads", "openmp_enabled",
-           "reference", "set_num_threads"]
+           "fold_batchnorm", "get_include", "inception", "layers", "optim", "get_num_threads",
+           "get_streaming_threshold", "openmp_enabled", "reference", "set_num_threads",
+           "set_streaming_threshold", "streaming_available"]

@@ -213,3 +213,12 @@ cdef int bn_get_num_threads() noexcept nogil:
 
 cdef int bn_openmp_enabled() noexcept nogil:
     return h.bn_openmp_enabled()
+
+cdef void bn_set_stream_min_bytes(int64_t bytes) noexcept nogil:
+    h.bn_set_stream_min_bytes(bytes)
+
+cdef int64_t bn_get_stream_min_bytes() noexcept nogil:
+    return h.bn_get_stream_min_bytes()
+
+cdef int bn_stream_available() noexcept nogil:
+    return h.bn_stream_available()

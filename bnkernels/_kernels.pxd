@@ -98,3 +98,6 @@ cdef int64_t bn_pool_output_size(int64_t size, int64_t kernel, int64_t stride, i
 cdef void bn_set_num_threads(int threads) noexcept nogil
 cdef int bn_get_num_threads() noexcept nogil
 cdef int bn_openmp_enabled() noexcept nogil
+cdef void bn_set_stream_min_bytes(int64_t bytes) noexcept nogil
+cdef int64_t bn_get_stream_min_bytes() noexcept nogil
+cdef int bn_stream_available() noexcept nogil

@@ -987,6 +987,43 @@ def openmp_enabled():
 
 
 # --------------------------------------------------------------------------
+# streaming stores
+# --------------------------------------------------------------------------
+
+def set_streaming_threshold(nbytes):
+    """Write outputs of at least `nbytes` bytes with streaming (non-temporal)
+    stores; None: never. The default, 16 MiB, streams what would not stay
+    in a 32 MB cache beside its input.
+
+    Streaming stores write whole cache lines without first reading them and
+    without keeping them in cache: an output larger than the cache is
+    written in 10-15 % less time, but a small one would leave the cache just
+    before the next kernel reads it. They apply to the standard training
+    and inference forward and the backward's dx (NCHW, and NHWC up to 1024
+    channels), on CPUs with AVX-512 (``streaming_available``). Results are
+    the same bits either way."""
+    if nbytes is None:
+        bn_set_stream_min_bytes(-1)
+        return
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
+        raise ValueError(f"nbytes must be a non-negative int or None, got {nbytes!r}")
+    bn_set_stream_min_bytes(<int64_t>min(int(nbytes), (1 << 62)))
+
+
+def get_streaming_threshold():
+    """The output size in bytes from which streaming stores are used, or
+    None when they are off (see set_streaming_threshold)."""
+    cdef int64_t nbytes = bn_get_stream_min_bytes()
+    return None if nbytes < 0 else int(nbytes)
+
+
+def streaming_available():
+    """Whether this CPU has the streaming stores the kernels use (x86-64 with
+    AVX-512F); elsewhere every output is written through the cache."""
+    return bool(bn_stream_available())
+
+
+# --------------------------------------------------------------------------
 # the checks, for the Python layer to validate arguments before it changes
 # any state
 # --------------------------------------------------------------------------

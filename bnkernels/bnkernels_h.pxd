@@ -86,3 +86,6 @@ cdef extern from "bnkernels.h" nogil:
     void bn_set_num_threads(int threads)
     int bn_get_num_threads()
     int bn_openmp_enabled()
+    void bn_set_stream_min_bytes(int64_t bytes)
+    int64_t bn_get_stream_min_bytes()
+    int bn_stream_available()

@@ -237,6 +237,20 @@ int bn_get_num_threads(void);
 /* 1 if built with OpenMP, else 0. */
 int bn_openmp_enabled(void);
 
+/* ------------------------------------------------------------------------ */
+/* Streaming stores. The elementwise standard kernels (bn_normalize_affine, */
+/* bn_backward_dx and their NHWC forms) write an output of at least         */
+/* bn_get_stream_min_bytes() bytes with non-temporal stores, which skip the */
+/* read of each line before it is written and do not keep the output in     */
+/* cache: for outputs larger than the cache, 10-15 % less time. Only CPUs   */
+/* with AVX-512 stream (bn_stream_available). Same bits either way.         */
+/* ------------------------------------------------------------------------ */
+/* bytes < 0: never stream. The default is 16 MiB.                          */
+void bn_set_stream_min_bytes(int64_t bytes);
+int64_t bn_get_stream_min_bytes(void);
+/* 1 if this CPU has the stores (x86-64 with AVX-512F), else 0.             */
+int bn_stream_available(void);
+
 #ifdef __cplusplus
 }
 #endif

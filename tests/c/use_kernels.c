@@ -4,8 +4,8 @@
  * and backward in float64 and float32, the reductions on short rows and on
  * channels-last tensors, and Darknet's forward in float32.
  *
- *   cc -std=c11 -O2 -ffp-contract=off -Icsrc csrc/darknet.c csrc/standard.c \
- *       csrc/threads.c tests/c/use_kernels.c -lm -o use_kernels
+ *   cc -std=c11 -O2 -ffp-contract=off -Icsrc csrc/*.c tests/c/use_kernels.c \
+ *       -lm -o use_kernels
  *   ./use_kernels inputs.bin
  * (add -fopenmp for threads; OMP_NUM_THREADS then says how many).
  *

@@ -14,13 +14,11 @@
  * With clang's libFuzzer (coverage-guided; add -fopenmp where libomp is
  * installed; 47,000 inputs in 30 s and no report with Debian's clang 14):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DBN_LIBFUZZER -Icsrc \
- *       csrc/conv_pool.c csrc/darknet.c csrc/standard.c csrc/threads.c \
- *       tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
+ *       csrc/*.c tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
  *   ./fuzz_kernels -max_total_time=600 tests/fuzz/corpus
  * With GCC (random inputs for a bounded time, then every file given):
  *   gcc -std=c11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
- *       -fopenmp -Icsrc csrc/conv_pool.c csrc/darknet.c csrc/standard.c \
- *       csrc/threads.c tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
+ *       -fopenmp -Icsrc csrc/*.c tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
  *   ./fuzz_kernels 20 tests/fuzz/corpus/[a-z]*        # 20 seconds of random inputs
  * An input that crashes goes into tests/fuzz/corpus/ (a regression input).
  */
@@ -188,7 +186,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     Source source = {data, size, 0}, *in = &source;
     int64_t batch = next_byte(in) % 6, channels = next_byte(in) % 20;
-    int64_t spatial = next_byte(in) % 40;
+    const uint8_t spatial_byte = next_byte(in);
+    int64_t spatial = spatial_byte % 40;
+    /* streaming stores forced on, or off (the byte's otherwise unused part) */
+    const int stream = (spatial_byte / 40) & 1;
     const uint8_t flags = next_byte(in);
     if ((flags & 192) == 192) {  /* big enough for threads, NHWC strips and parts */
         channels = next_byte(in) % 80;
@@ -198,8 +199,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const int no_bias = (flags >> 2) & 1, eval = (flags >> 3) & 1;
     const int64_t total = batch * channels * spatial;
     bn_set_num_threads(1 + (flags >> 4) % 4);
+    const int64_t stream_default = bn_get_stream_min_bytes();
+    bn_set_stream_min_bytes(stream ? 0 : -1);
     RUN_FAMILY(float, f32, fill_f32)
     RUN_FAMILY(double, f64, fill_f64)
+    bn_set_stream_min_bytes(stream_default);
 
     /* merge any number of shards' moments, some empty */
     const int64_t parts = next_byte(in) % 5;
