@@ -997,11 +997,12 @@ def set_streaming_threshold(nbytes):
 
     Streaming stores write whole cache lines without first reading them and
     without keeping them in cache: an output larger than the cache is
-    written in 10-15 % less time, but a small one would leave the cache just
-    before the next kernel reads it. They apply to the standard training
-    and inference forward and the backward's dx (NCHW, and NHWC up to 1024
-    channels), on CPUs with AVX-512 (``streaming_available``). Results are
-    the same bits either way."""
+    written in less time (5-30 % on the standard kernels at the benchmark
+    shapes), but a small one would leave the cache just before the next
+    kernel reads it. They apply to the standard forward's y (training and
+    inference) and the backward's dx, NCHW with rows (H * W) of at least 256
+    bytes, on CPUs with AVX-512 (``streaming_available``). Results are the
+    same bits either way."""
     if nbytes is None:
         bn_set_stream_min_bytes(-1)
         return

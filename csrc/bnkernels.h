@@ -238,12 +238,12 @@ int bn_get_num_threads(void);
 int bn_openmp_enabled(void);
 
 /* ------------------------------------------------------------------------ */
-/* Streaming stores. The elementwise standard kernels (bn_normalize_affine, */
-/* bn_backward_dx and their NHWC forms) write an output of at least         */
-/* bn_get_stream_min_bytes() bytes with non-temporal stores, which skip the */
-/* read of each line before it is written and do not keep the output in     */
-/* cache: for outputs larger than the cache, 10-15 % less time. Only CPUs   */
-/* with AVX-512 stream (bn_stream_available). Same bits either way.         */
+/* Streaming stores. bn_normalize_affine and bn_backward_dx write an        */
+/* output of at least bn_get_stream_min_bytes() bytes, in rows (H * W) of   */
+/* at least 256 bytes, with non-temporal stores, which skip the read of     */
+/* each line before it is written and do not keep the output in cache: for  */
+/* outputs larger than the cache, 5-30 % less time. Only CPUs with AVX-512  */
+/* stream (bn_stream_available); NHWC outputs never do. Same bits always.   */
 /* ------------------------------------------------------------------------ */
 /* bytes < 0: never stream. The default is 16 MiB.                          */
 void bn_set_stream_min_bytes(int64_t bytes);

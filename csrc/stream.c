@@ -1,18 +1,20 @@
 /* Streaming (non-temporal) stores for large outputs.
  *
  * A store to a line that is not in cache first reads the line from memory
- * (to own it), then writes it back when evicted: three transfers of the
- * output where two would do. A non-temporal store writes whole lines
- * without reading them and without keeping them in cache. For an output
- * larger than the cache, which could not stay there anyway, that saves the
- * read; for a small one it would throw away lines the next kernel reads,
- * hence the threshold. Measured on Zen 5 (one thread, y = x*a + b over
- * 25.7 and 51 MB): 10-15 % faster with 64-byte streaming stores, slower
+ * (to own it) and writes it back later: writing an output costs two
+ * transfers of it where one would do. A non-temporal store writes whole
+ * lines without reading them and without keeping them in cache. For an
+ * output larger than the cache, which could not stay there anyway, that
+ * saves the read; for a small one it would throw away lines the next
+ * kernel reads, hence the threshold. Measured on Zen 5 (y = x*a + b over
+ * 25.7 and 51 MB): 10-20 % faster with 64-byte streaming stores, slower
  * with 16-byte ones, so only CPUs with AVX-512 stream.
  *
  * The kernels compute their output a tile at a time into a buffer in L1
  * and copy it out with bn_stream_copy (loops.h, BN_WRITE_OUTPUT): the
- * values, and so the bits, are the same either way. */
+ * values, and so the bits, are the same either way. The NHWC kernels, tried
+ * the same way, ran slower streamed at some channel counts (1024 channels:
+ * 1.4x slower, for a reason not found), so they do not stream. */
 #include <string.h>
 
 #include "bnkernels.h"
