@@ -664,6 +664,7 @@ def report_notes(args, torch, bandwidth, rows, extra_notes):
         "threads: bnkernels.set_num_threads(n) and torch.set_num_threads(n); the NumPy "
         "reference is single-threaded, timed once and reused for every thread count",
     ]
+    notes.append(streaming_note())
     l3 = l3_cache_bytes()
     if l3 is not None and args.bandwidth_mb * 2**20 < 2 * l3:
         notes.append(f"the bandwidth buffers ({args.bandwidth_mb} MiB each) are under "
@@ -684,6 +685,20 @@ def report_notes(args, torch, bandwidth, rows, extra_notes):
     if args.no_numpy:
         notes.append("NumPy reference left out (--no-numpy)")
     return notes + extra_notes
+
+
+def streaming_note():
+    """What this run's bnkernels did with streaming stores (see
+    bnkernels.set_streaming_threshold)."""
+    import bnkernels
+    threshold = bnkernels.get_streaming_threshold()
+    if not bnkernels.streaming_available():
+        return "streaming stores: none (this CPU has no AVX-512F)"
+    if threshold is None:
+        return "streaming stores: off (the default; see set_streaming_threshold)"
+    return (f"streaming stores: bnkernels writes y and dx of {threshold / 2**20:g} MiB "
+            "and more with non-temporal stores (NCHW, rows of 256 bytes or more), "
+            "bypassing the cache")
 
 
 def print_report(rows, numerics_list, notes, out):

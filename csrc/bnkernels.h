@@ -245,7 +245,7 @@ int bn_openmp_enabled(void);
 /* outputs larger than the cache, 5-30 % less time. Only CPUs with AVX-512  */
 /* stream (bn_stream_available); NHWC outputs never do. Same bits always.   */
 /* ------------------------------------------------------------------------ */
-/* bytes < 0: never stream. The default is 16 MiB.                          */
+/* bytes < 0: never stream, the default (see stream.c: not always faster). */
 void bn_set_stream_min_bytes(int64_t bytes);
 int64_t bn_get_stream_min_bytes(void);
 /* 1 if this CPU has the stores (x86-64 with AVX-512F), else 0.             */

@@ -149,7 +149,6 @@ typedef struct { bn_v4d h[2]; } bn_v8s;  /* lane j: h[j / 4][j % 4] */
  * that divide a page and start on one. */
 #define BN_STREAM_TILE_BYTES 1024
 #define BN_STREAM_PAGE_BYTES 4096
-#define BN_STREAM_DEFAULT_MIN_BYTES ((int64_t)16 << 20)
 /* Rows shorter than this (NCHW: H * W values) do not stream: a tile then
  * crosses several rows, each with its coefficients and loop tails, and on
  * Zen 5 float32 7 x 7 rows (196 B) ran 0-10 % slower streamed, float64

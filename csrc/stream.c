@@ -12,9 +12,13 @@
  *
  * The kernels compute their output a tile at a time into a buffer in L1
  * and copy it out with bn_stream_copy (loops.h, BN_WRITE_OUTPUT): the
- * values, and so the bits, are the same either way. The NHWC kernels, tried
- * the same way, ran slower streamed at some channel counts (1024 channels:
- * 1.4x slower, for a reason not found), so they do not stream. */
+ * values, and so the bits, are the same either way.
+ *
+ * Off by default: on Zen 5 some placements of x relative to y (in pages)
+ * ran slower streamed, once 2x, for a reason not found (4 KB aliasing of
+ * x's loads with the pending streaming stores is a guess). The NHWC
+ * kernels, tried the same way, ran slower streamed at some channel counts
+ * (1024 channels: 1.4x slower), so they never stream. */
 #include <string.h>
 
 #include "bnkernels.h"
@@ -28,9 +32,9 @@
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && \
     !defined(__STDC_NO_ATOMICS__)
 #include <stdatomic.h>
-static _Atomic int64_t stream_min_bytes = BN_STREAM_DEFAULT_MIN_BYTES;
+static _Atomic int64_t stream_min_bytes = -1;  /* off until asked */
 #else
-static volatile int64_t stream_min_bytes = BN_STREAM_DEFAULT_MIN_BYTES;
+static volatile int64_t stream_min_bytes = -1;
 #endif
 
 void bn_set_stream_min_bytes(int64_t bytes)

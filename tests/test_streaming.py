@@ -152,15 +152,15 @@ def test_streamed_outputs_do_not_depend_on_the_thread_count(threads, streaming):
 
 
 def test_the_threshold_setting():
-    assert bnkernels.get_streaming_threshold() == 16 << 20  # the default
+    assert bnkernels.get_streaming_threshold() is None  # the default: off
     try:
         bnkernels.set_streaming_threshold(1 << 30)
         assert bnkernels.get_streaming_threshold() == 1 << 30
-        bnkernels.set_streaming_threshold(None)
-        assert bnkernels.get_streaming_threshold() is None
+        bnkernels.set_streaming_threshold(0)
+        assert bnkernels.get_streaming_threshold() == 0
         for bad in (-1, 1.5, "16M", True):
             with pytest.raises(ValueError, match=r"nbytes must be a non-negative int or None"):
                 bnkernels.set_streaming_threshold(bad)
-        assert bnkernels.get_streaming_threshold() is None  # a bad value changed nothing
+        assert bnkernels.get_streaming_threshold() == 0  # a bad value changed nothing
     finally:
         bnkernels.set_streaming_threshold(DEFAULT)

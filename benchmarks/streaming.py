@@ -1,0 +1,122 @@
+"""Streaming stores on and off, side by side: each standard-numerics pass
+that writes a tensor (inference, training forward, backward), timed with
+bnkernels.set_streaming_threshold at 16 MiB (or --threshold) and at None (never stream,
+the default),
+calls alternating, outputs reused (out=).
+
+    python benchmarks/streaming.py                       # float32 and float64, 1 and 2 threads
+    python benchmarks/streaming.py --shapes 8x64x32x32 --threads 1 --json streaming.json
+
+Prints one row per shape, dtype, threads and op: best ms of each side, and
+their ratio (through the cache / streamed: above 1, streaming is faster). The
+same bits either way (checked on every row). Timings are the machine's of the
+moment: compare the columns of one run.
+"""
+import argparse
+import json
+import platform
+import sys
+import time
+
+import numpy as np
+
+import bnkernels
+
+DEFAULT = bnkernels.get_streaming_threshold()
+DEFAULT_SHAPES = [(32, 64, 56, 56), (64, 256, 28, 28), (128, 1024, 7, 7)]
+
+
+def parse_shapes(text):
+    try:
+        return [tuple(int(n) for n in item.split("x")) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shapes are NxCxHxW,...; got {text!r}") from None
+
+
+def passes(shape, dtype, seed=0):
+    """{op: call} for one shape, each writing into its own preallocated output."""
+    rng = np.random.default_rng(seed)
+    channels = shape[1]
+    x = rng.standard_normal(shape).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    y, dx = np.empty_like(x), np.empty_like(x)
+    weight = rng.uniform(0.5, 2, channels).astype(dtype)
+    bias = rng.standard_normal(channels).astype(dtype)
+    running_mean, running_var = np.zeros(channels, dtype), np.ones(channels, dtype)
+    _, saved = bnkernels.batch_norm_forward(x, weight, bias, None, None)
+    return {
+        "inference": (y, lambda: bnkernels.batch_norm_forward(
+            x, weight, bias, running_mean, running_var, training=False, out=y)),
+        "training forward": (y, lambda: bnkernels.batch_norm_forward(
+            x, weight, bias, None, None, out=y)),
+        "backward": (dx, lambda: bnkernels.batch_norm_backward(dy, saved, out=dx)),
+    }
+
+
+def best_of_both(call, output, threshold, repeat):
+    """Best seconds of `call` through the cache and streamed, alternating, and
+    whether both wrote the same bytes."""
+    best = {"cached": float("inf"), "streamed": float("inf")}
+    written = {}
+    settings = {"cached": None, "streamed": threshold}
+    try:
+        for _ in range(repeat):
+            for side, setting in settings.items():
+                bnkernels.set_streaming_threshold(setting)
+                start = time.perf_counter()
+                call()
+                best[side] = min(best[side], time.perf_counter() - start)
+                written[side] = output.tobytes()
+    finally:
+        bnkernels.set_streaming_threshold(DEFAULT)
+    return best, written["cached"] == written["streamed"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shapes", type=parse_shapes, default=DEFAULT_SHAPES)
+    parser.add_argument("--dtype", default="float32,float64")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--threshold", type=int, metavar="BYTES",
+                        help="the streamed side's threshold (default 16 MiB)")
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args(argv)
+    threshold = 16 << 20 if args.threshold is None else args.threshold
+    if not bnkernels.streaming_available():
+        print("this CPU has no AVX-512F, so the kernels never stream: nothing to compare",
+              file=sys.stderr)
+        return 1
+    rows = []
+    print(f"{'shape':>14} {'dtype':>7} {'threads':>7} {'op':>16} {'cached ms':>10} "
+          f"{'streamed ms':>11} {'ratio':>6}")
+    for threads in [int(n) for n in args.threads.split(",")]:
+        bnkernels.set_num_threads(threads)
+        for dtype in args.dtype.split(","):
+            for shape in args.shapes:
+                for op, (output, call) in passes(shape, np.dtype(dtype)).items():
+                    best, same = best_of_both(call, output, threshold, args.repeat)
+                    if not same:
+                        raise SystemExit(f"{op} {shape} {dtype}: streamed bytes differ")
+                    row = {"shape": "x".join(map(str, shape)), "dtype": dtype,
+                           "threads": threads, "op": op,
+                           "cached_ms": best["cached"] * 1e3,
+                           "streamed_ms": best["streamed"] * 1e3,
+                           "ratio": best["cached"] / best["streamed"],
+                           "bytes_per_output": int(np.prod(shape)) * np.dtype(dtype).itemsize}
+                    rows.append(row)
+                    print(f"{row['shape']:>14} {dtype:>7} {threads:>7} {op:>16} "
+                          f"{row['cached_ms']:>10.3f} {row['streamed_ms']:>11.3f} "
+                          f"{row['ratio']:>5.2f}x", flush=True)
+    bnkernels.set_num_threads(None)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": platform.processor() or platform.machine(),
+                       "numpy": np.__version__, "bnkernels": bnkernels.__version__,
+                       "threshold_bytes": threshold, "repeat": args.repeat,
+                       "results": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
