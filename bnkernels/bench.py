@@ -19,7 +19,10 @@ How
 ---
 * Time: ``time.perf_counter`` around one call, after one warm-up call;
   ``--repeat`` calls (``--reference-repeat`` for the slow NumPy reference),
-  garbage collector off. The table shows the median; --json keeps min too.
+  garbage collector off. bnkernels (each numerics) and PyTorch take turns,
+  one call each per round, so a burst of background load on a shared
+  machine lands on both sides. The table shows the median; --json keeps
+  min too.
 * Allocation policy, both reported, the same on every side:
   ``reused`` (the headline): preallocated outputs passed with ``out=``
   (bnkernels and the reference: ``out=``; PyTorch: ``native_batch_norm.out``
@@ -65,6 +68,7 @@ import numpy as np
 
 OPS = ("training forward", "inference", "backward", "forward+backward")
 POLICIES = ("reused", "fresh")
+TORCH_SIDE = "PyTorch"   # its key among the interleaved sides (numerics names are lower case)
 TRAFFIC_PASSES = {"training forward": 3, "inference": 2, "backward": 5,
                   "forward+backward": 8}
 DEFAULT_SHAPES = ((32, 64, 56, 56), (64, 256, 28, 28), (128, 1024, 7, 7), (8, 32, 14, 14))
@@ -241,8 +245,8 @@ class ProgressBar:
         self.stream.write("\r" + line[:columns].ljust(columns))
         self.stream.flush()
 
-    def advance(self):
-        self.done += 1
+    def advance(self, steps=1):
+        self.done += steps
 
     def close(self):
         if self.enabled:
@@ -274,20 +278,30 @@ class Timing:
 
 def time_call(fn, repeat):
     """One warm-up call, then ``repeat`` calls each timed alone."""
-    fn()
-    times = []
+    return time_calls_interleaved({"only": fn}, repeat)["only"]
+
+
+def time_calls_interleaved(fns, repeat):
+    """{name: Timing}: one warm-up call of each function, then ``repeat``
+    rounds calling each once in turn, each call timed alone. Taking turns
+    puts every side under the same background load (on a shared machine a
+    burst of it would otherwise land on whichever side ran during it)."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         for _ in range(repeat):
-            start = time.perf_counter()
-            result = fn()
-            times.append(time.perf_counter() - start)
-            del result   # freed outside the timing
+            for name, fn in fns.items():
+                start = time.perf_counter()
+                result = fn()
+                times[name].append(time.perf_counter() - start)
+                del result   # freed outside the timing
     finally:
         if gc_was_enabled:
             gc.enable()
-    return Timing(times)
+    return {name: Timing(t) for name, t in times.items()}
 
 
 def measure_bandwidth(megabytes, threads, repeat=BANDWIDTH_REPEAT):
@@ -555,19 +569,18 @@ def run_suite(args, torch, progress):
                         numpy_timings[dtype, shape, policy, op] = time_call(
                             numpy_ops[op], args.reference_repeat)
                         progress.advance()
-                    torch_timing = None
+                    # bnkernels (each numerics) and PyTorch take turns, call by call
+                    fns = {numerics: calls[op] for numerics, calls in sides.items()}
                     if torch_ops is not None:
-                        progress.show(f"{label} PyTorch {op} {policy}")
-                        torch_timing = time_call(torch_ops[op], args.repeat)
-                        progress.advance()
-                    for numerics, calls in sides.items():
-                        progress.show(f"{label} bnkernels {numerics} {op} {policy}")
-                        timing = time_call(calls[op], args.repeat)
-                        progress.advance()
+                        fns[TORCH_SIDE] = torch_ops[op]
+                    progress.show(f"{label} {' / '.join(fns)} {op} {policy}")
+                    timings = time_calls_interleaved(fns, args.repeat)
+                    progress.advance(len(fns))
+                    for numerics in sides:
                         rows.append(make_row(shape, dtype, n, effective, op, numerics,
-                                             policy, timing,
+                                             policy, timings[numerics],
                                              numpy_timings.get((dtype, shape, policy, op)),
-                                             torch_timing, gbps, args.layout))
+                                             timings.get(TORCH_SIDE), gbps, args.layout))
                 del sides, torch_ops, numpy_ops
     return bandwidth, rows
 
@@ -644,7 +657,8 @@ def report_notes(args, torch, bandwidth, rows, extra_notes):
                                     "arrays; PyTorch on channels_last tensors)"
                                     if args.layout == "NHWC" else ""),
         f"times: median of {args.repeat} calls, each timed alone with time.perf_counter "
-        f"after one warm-up call{numpy_policy}; min in --json",
+        f"after one warm-up call{numpy_policy}; min in --json; bnkernels and PyTorch "
+        "take turns call by call, so both run under the same background load",
         f"policy reused: {POLICY_TEXT['reused']}",
         f"policy fresh: {POLICY_TEXT['fresh']}",
         "vs NumPy / vs PyTorch: how many times faster bnkernels is (their ms / bnkernels "

@@ -350,3 +350,12 @@ def test_streaming_script_times_every_pass_both_ways_with_the_same_bits(tmp_path
     for row in results["results"]:
         assert row["cached_ms"] > 0 and row["streamed_ms"] > 0
         assert row["ratio"] == pytest.approx(row["cached_ms"] / row["streamed_ms"])
+
+
+def test_sides_take_turns_call_by_call_after_one_warm_up_each():
+    calls = []
+    timings = bench.time_calls_interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeat=3)
+    assert calls == ["a", "b"] + ["a", "b"] * 3
+    assert [len(timings[side].times) for side in "ab"] == [3, 3]
+    assert all(t >= 0 for side in "ab" for t in timings[side].times)
