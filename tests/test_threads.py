@@ -205,3 +205,20 @@ def test_import_asks_libgomp_for_a_short_spin_unless_the_user_chose(user_setting
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == str(expected)
+
+
+@pytest.mark.parametrize("spatial", [(1, 1), (3, 5), (4, 4), (7, 7), (4, 5), (14, 14), (16, 16),
+                                     (17, 17)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_channels_statistics_do_not_depend_on_its_neighbours(dtype, spatial):
+    """Short rows of 8 neighbouring channels are summed together (one
+    transposed tree for 8 rows' lanes); a channel alone takes the row-by-row
+    code. Oracle: each channel's statistics computed alone; tolerance: none."""
+    from bnkernels import _kernels
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((3, 19, *spatial)) * 3 + 50).astype(dtype)
+    mean, var = _kernels.stats(x)
+    for c in range(x.shape[1]):
+        alone_mean, alone_var = _kernels.stats(np.ascontiguousarray(x[:, c:c + 1]))
+        assert (mean[c].tobytes(), var[c].tobytes()) == (alone_mean.tobytes(),
+                                                         alone_var.tobytes()), c
