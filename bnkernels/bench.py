@@ -68,6 +68,7 @@ import numpy as np
 
 OPS = ("training forward", "inference", "backward", "forward+backward")
 POLICIES = ("reused", "fresh")
+DEFAULT_STREAMING_THRESHOLD = 16 << 20   # bnkernels.h: BN_STREAM_DEFAULT_MIN_BYTES
 TORCH_SIDE = "PyTorch"   # its key among the interleaved sides (numerics names are lower case)
 TRAFFIC_PASSES = {"training forward": 3, "inference": 2, "backward": 5,
                   "forward+backward": 8}
@@ -709,10 +710,11 @@ def streaming_note():
     if not bnkernels.streaming_available():
         return "streaming stores: none (this CPU has no AVX-512F)"
     if threshold is None:
-        return "streaming stores: off (the default; see set_streaming_threshold)"
+        return "streaming stores: off (set_streaming_threshold(None))"
+    default = " (the default)" if threshold == DEFAULT_STREAMING_THRESHOLD else ""
     return (f"streaming stores: bnkernels writes y and dx of {threshold / 2**20:g} MiB "
-            "and more with non-temporal stores (NCHW, rows of 256 bytes or more), "
-            "bypassing the cache")
+            f"and more{default} with non-temporal stores (NCHW), bypassing the cache; "
+            "PyTorch and the NumPy reference write through the cache")
 
 
 def print_report(rows, numerics_list, notes, out):

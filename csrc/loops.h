@@ -159,61 +159,51 @@ static inline __attribute__((always_inline)) void bn_sum8_rows(const bn_v8d *v,
          r < (r_hi); ++r, c = (c + 1 == channels ? 0 : c + 1))
 
 /* Streaming stores (stream.c): outputs of at least bn_get_stream_min_bytes()
- * bytes, on CPUs with 64-byte streaming stores, bypass the cache.
- *
- * BN_WRITE_OUTPUT(T, stream, out, e_lo, e_hi, FILL) writes elements
- * [e_lo, e_hi) of out, where FILL(e0, e1, dst) computes elements [e0, e1)
- * into dst[0, e1 - e0) (an elementwise kernel's body over any range of its
- * output). Without `stream` that is one FILL straight into out. With it,
- * the elements before out's first page boundary are written straight, and
- * the rest a tile at a time: computed into an aligned buffer that stays in
- * L1, then copied out by streaming stores (bn_stream_copy), and a fence
- * after the last. The values, so the bits, are FILL's either way.
- * Measured on Zen 5 (y = x*a + b, one thread): tiles of 512 B to 2 KB were
- * best, 8 KB and more slower than ordinary stores; and tiles that crossed
- * a 4 KB page of out ran 1.5x slower than ordinary stores, hence tiles
- * that divide a page and start on one. */
-#define BN_STREAM_TILE_BYTES 1024
-#define BN_STREAM_PAGE_BYTES 4096
-/* Rows shorter than this (NCHW: H * W values) do not stream: a tile then
- * crosses several rows, each with its coefficients and loop tails, and on
- * Zen 5 float32 7 x 7 rows (196 B) ran 0-10 % slower streamed, float64
- * ones (392 B) 7-16 % faster. */
-#define BN_STREAM_MIN_ROW_BYTES 256
-int bn_stream_output(int64_t bytes);
-void bn_stream_copy(void *dst, const void *src, int64_t bytes);
-void bn_stream_fence(void);
-#if defined(__GNUC__) || defined(__clang__)
-#define BN_ALIGN64 __attribute__((aligned(64)))
-#else
-#define BN_ALIGN64
+ * bytes, on CPUs with 64-byte streaming stores, bypass the cache. A kernel
+ * that streams writes the elements [e_lo, e_hi) of its range in three
+ * spans (bn_stream_span): the partial 64-byte line at each end with its
+ * ordinary loop, and the whole lines between by its bn_stream_* twin,
+ * which needs rows (NCHW: H * W values) of one vector at least. */
+#define BN_STREAM_MIN_ROW_VALUES 16
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define BN_STREAM_KERNELS 1  /* the bn_stream_* twins exist (AVX-512F code) */
 #endif
+int bn_stream_output(int64_t bytes);
+void bn_stream_normalize_affine_f32(const float *x, const double *mean,
+                                    const double *invstd, const float *weight,
+                                    const float *bias, int64_t channels,
+                                    int64_t spatial, int relu, int64_t e_lo,
+                                    int64_t e_hi, float *y);
+void bn_stream_normalize_affine_f64(const double *x, const double *mean,
+                                    const double *invstd, const double *weight,
+                                    const double *bias, int64_t channels,
+                                    int64_t spatial, int relu, int64_t e_lo,
+                                    int64_t e_hi, double *y);
+void bn_stream_backward_dx_f32(const float *dy, const float *x,
+                               const float *terms, int64_t channels,
+                               int64_t spatial, int64_t e_lo, int64_t e_hi,
+                               float *dx);
+void bn_stream_backward_dx_f64(const double *dy, const double *x,
+                               const double *terms, int64_t channels,
+                               int64_t spatial, int64_t e_lo, int64_t e_hi,
+                               double *dx);
 
-#define BN_WRITE_OUTPUT(T, stream, out, e_lo, e_hi, FILL)                      \
-    do {                                                                       \
-        const int64_t lo_ = (e_lo), hi_ = (e_hi);                              \
-        if (!(stream)) {                                                       \
-            FILL(lo_, hi_, (out) + lo_);                                       \
-            break;                                                             \
-        }                                                                      \
-        BN_ALIGN64 T tile_[BN_STREAM_TILE_BYTES / sizeof(T)];                  \
-        const int64_t per_tile_ = BN_STREAM_TILE_BYTES / (int64_t)sizeof(T);   \
-        const int64_t past_ =                                                  \
-            (int64_t)((uintptr_t)((out) + lo_) % BN_STREAM_PAGE_BYTES);        \
-        int64_t e_ = lo_ + (past_ ? (BN_STREAM_PAGE_BYTES - past_) /           \
-                                        (int64_t)sizeof(T) : 0);               \
-        if (e_ > hi_)                                                          \
-            e_ = hi_;                                                          \
-        if (e_ > lo_)                                                          \
-            FILL(lo_, e_, (out) + lo_);                                        \
-        for (; e_ < hi_; e_ += per_tile_) {                                    \
-            const int64_t end_ = hi_ - e_ < per_tile_ ? hi_ : e_ + per_tile_;  \
-            FILL(e_, end_, tile_);                                             \
-            bn_stream_copy((out) + e_, tile_,                                  \
-                           (end_ - e_) * (int64_t)sizeof(T));                  \
-        }                                                                      \
-        bn_stream_fence();                                                     \
-    } while (0)
+/* The whole 64-byte lines of out[e_lo, e_hi) (elements of `size` bytes):
+ * [*s_lo, *s_hi), empty when out is not aligned to its element size. */
+static inline void bn_stream_span(const void *out, int64_t size, int64_t e_lo,
+                                  int64_t e_hi, int64_t *s_lo, int64_t *s_hi)
+{
+    const uintptr_t start = (uintptr_t)out + (uintptr_t)(e_lo * size);
+    const int64_t past = (int64_t)(start % 64);
+    *s_lo = *s_hi = e_lo;
+    if ((uintptr_t)out % (uintptr_t)size)
+        return;
+    const int64_t first = e_lo + (past ? (64 - past) / size : 0);
+    if (first >= e_hi)
+        return;
+    *s_lo = first;
+    *s_hi = first + (e_hi - first) / (64 / size) * (64 / size);
+}
 
 /* Threads. BN_PARALLEL_RANGES(items, work_per_item, lo, hi, CALL) splits the
  * items [0, items) into one contiguous range [lo, hi) per thread and runs

@@ -1,11 +1,14 @@
 """Streaming (non-temporal) stores: large NCHW outputs of the elementwise
-standard kernels bypass the cache, computed a tile at a time into a buffer and copied
-out. They must change no value and write nothing outside the output.
+standard kernels bypass the cache, their whole 64-byte lines computed in
+registers by AVX-512 twins of the kernels (csrc/stream.c), the partial lines
+at the ends of each thread's range by the kernels themselves. They must
+change no value and write nothing outside the output.
 
 Oracles: the same call with streaming off (bit for bit), and the float64
 NumPy reference (bnkernels.reference). Every test here forces streaming on
-small tensors (threshold 0), so that the tiles, the part before the first
-page boundary and the last partial tile all run, at many offsets."""
+small tensors (threshold 0), so that the partial lines at both ends, vectors
+that straddle two rows and rows that end on a vector's last lane all run,
+at many offsets."""
 import numpy as np
 import pytest
 
@@ -16,12 +19,14 @@ needs_streaming = pytest.mark.skipif(
     not bnkernels.streaming_available(),
     reason="this CPU has no AVX-512F, so the kernels never use streaming stores here")
 
-# NCHW (NHWC outputs are never streamed), each tensor bigger than a 4 KB
-# page and with rows of at least 256 bytes (shorter ones are not streamed):
-# long rows split across tiles, and 72- and 70-value rows several per tile
-SHAPES = [(3, 5, 17, 23), (4, 24, 8, 9), (2, 3, 40, 40), (9, 7, 1, 70)]
-# elements before the output's start in its buffer: the part written before
-# the first page boundary takes every length from none to almost a page
+# NCHW (NHWC outputs are never streamed), rows (H * W) of at least 16
+# values (shorter ones are not streamed): long rows, 72- and 70-value rows,
+# 7 x 7 rows (most vectors of 16 or 8 values straddle two rows) and rows of
+# exactly one float32 vector
+SHAPES = [(3, 5, 17, 23), (4, 24, 8, 9), (2, 3, 40, 40), (9, 7, 1, 70),
+          (5, 6, 7, 7), (7, 5, 4, 4)]
+# elements before the output's start in its buffer: the partial line before
+# the first whole one takes lengths from none to 15 values
 OFFSETS = [0, 1, 7, 333]
 GUARD = 1100  # elements of sentinel after the output
 
@@ -119,8 +124,8 @@ def test_streamed_outputs_match_the_float64_reference(shape, dtype, streaming):
 @needs_streaming
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_streamed_in_place_inference_and_backward(dtype, streaming):
-    """out=x (inference) and out=dy (backward): each tile is computed whole
-    before it is copied over the values it read."""
+    """out=x (inference) and out=dy (backward): each vector is loaded before
+    its line is stored over."""
     x, dy, weight, bias, running_mean, running_var = arguments((3, 5, 17, 23), dtype)
 
     def run(in_place):
@@ -136,7 +141,8 @@ def test_streamed_in_place_inference_and_backward(dtype, streaming):
 @needs_streaming
 @pytest.mark.parametrize("threads", [1, 2, 3, 4])
 def test_streamed_outputs_do_not_depend_on_the_thread_count(threads, streaming):
-    """Each thread streams its own range of rows, with its own first page."""
+    """Each thread streams the whole lines of its own range of rows; a line
+    that two threads share is partial for both, and written as usual."""
     x, dy, weight, bias, running_mean, running_var = arguments((8, 64, 13, 11), np.float32)
 
     def run():
@@ -152,7 +158,7 @@ def test_streamed_outputs_do_not_depend_on_the_thread_count(threads, streaming):
 
 
 def test_the_threshold_setting():
-    assert bnkernels.get_streaming_threshold() is None  # the default: off
+    assert bnkernels.get_streaming_threshold() == 16 << 20  # the default: 16 MiB
     try:
         bnkernels.set_streaming_threshold(1 << 30)
         assert bnkernels.get_streaming_threshold() == 1 << 30
@@ -164,3 +170,19 @@ def test_the_threshold_setting():
         assert bnkernels.get_streaming_threshold() == 0  # a bad value changed nothing
     finally:
         bnkernels.set_streaming_threshold(DEFAULT)
+
+
+@needs_streaming
+def test_outputs_of_16_mib_stream_by_default_with_the_same_bits(streaming):
+    """The default threshold streams the benchmark shapes' outputs; this one is
+    exactly 16 MiB of float32."""
+    assert DEFAULT == 16 << 20
+    x, dy, weight, bias, running_mean, running_var = arguments((4, 16, 256, 256),
+                                                               np.float32)
+    assert x.nbytes == DEFAULT
+
+    def run():
+        return [a.tobytes() for a in forward_backward(
+            x, dy, weight, bias, running_mean, running_var, training=True,
+            activation=None, offset=0)]
+    assert streaming(DEFAULT, run) == streaming(None, run)
