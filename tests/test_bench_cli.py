@@ -327,10 +327,12 @@ def test_simd_levels_builds_every_level_this_cpu_has_with_the_same_bits(c_compil
         assert set(levels["ms"][level]) == kernels
 
 
-def test_streaming_script_times_every_pass_both_ways_with_the_same_bits(tmp_path):
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_streaming_script_times_every_pass_both_ways_with_the_same_bits(tmp_path, layout):
     """benchmarks/streaming.py on a tiny shape (forced to stream with a
-    threshold of 0 bytes): a row per pass, dtype and thread count, each with
-    both times; the script itself fails if the streamed bytes differ."""
+    threshold of 0 bytes): a row per pass, dtype, thread count and output
+    offset, each with both times; the script itself fails if the streamed
+    bytes differ."""
     script = Path(__file__).parent.parent / "benchmarks" / "streaming.py"
     if not script.is_file():
         pytest.skip("needs benchmarks/ of a source checkout")
@@ -338,15 +340,18 @@ def test_streaming_script_times_every_pass_both_ways_with_the_same_bits(tmp_path
         pytest.skip("this CPU has no AVX-512F: the script has nothing to compare")
     report = tmp_path / "streaming.json"
     done = subprocess.run([sys.executable, str(script), "--shapes", "2x3x9x9", "--repeat", "2",
-                           "--threshold", "0", "--json", str(report)],
+                           "--threshold", "0", "--layout", layout, "--offsets", "0,3",
+                           "--json", str(report)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     results = json.loads(report.read_text())
     assert results["threshold_bytes"] == 0
-    rows = {(r["op"], r["dtype"], r["threads"]) for r in results["results"]}
-    assert rows == {(op, dtype, threads)
+    rows = {(r["op"], r["dtype"], r["threads"], r["offset"], r["layout"])
+            for r in results["results"]}
+    assert rows == {(op, dtype, threads, offset, layout)
                     for op in ("inference", "training forward", "backward")
-                    for dtype in ("float32", "float64") for threads in (1, 2)}
+                    for dtype in ("float32", "float64") for threads in (1, 2)
+                    for offset in (0, 3)}
     for row in results["results"]:
         assert row["cached_ms"] > 0 and row["streamed_ms"] > 0
         assert row["ratio"] == pytest.approx(row["cached_ms"] / row["streamed_ms"])

@@ -113,6 +113,11 @@ int main(int argc, char **argv)
         return 2;
     }
     const size_t n = (size_t)(N * C * S), c = (size_t)C;
+#ifdef BN_STREAM_DEFAULT_MIN_BYTES
+    /* the SIMD level's own stores: no streaming (on by default for large
+     * outputs since that macro exists; off before) */
+    bn_set_stream_min_bytes(-1);
+#endif
     TIME_ALL(float, f32)
     TIME_ALL(double, f64)
     return 0;
