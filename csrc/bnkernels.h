@@ -245,7 +245,7 @@ int bn_openmp_enabled(void);
 /* written and do not keep the output in cache: on Zen 5, a writing pass   */
 /* at the benchmark shapes (25.7 MB and more) took 1.0-1.6x less time.     */
 /* Only CPUs with AVX-512 stream                                             */
-/* (bn_stream_available). Channels last: float32 y only. Same bits always.  */
+/* (bn_stream_available); NHWC outputs never do. Same bits always.          */
 /* ------------------------------------------------------------------------ */
 /* The default: outputs of 16 MiB and more, which would not stay in a       */
 /* 32 MB cache beside their input anyway.                                   */

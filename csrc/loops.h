@@ -187,12 +187,6 @@ void bn_stream_backward_dx_f64(const double *dy, const double *x,
                                const double *terms, int64_t channels,
                                int64_t spatial, int64_t e_lo, int64_t e_hi,
                                double *dx);
-void bn_stream_normalize_affine_nhwc_f32(const float *x, const double *a,
-                                         const double *o, int64_t channels,
-                                         int relu, int64_t e_lo, int64_t e_hi,
-                                         float *y);
-/* NHWC coefficient arrays: channels + BN_STREAM_WRAP values each */
-#define BN_STREAM_WRAP 16
 
 /* The whole 64-byte lines of out[e_lo, e_hi) (elements of `size` bytes):
  * [*s_lo, *s_hi), empty when out is not aligned to its element size. */

@@ -18,15 +18,19 @@
  * rows' coefficients (a masked blend), so rows need only be one vector
  * long.
  *
- * Measured on Zen 5 (y = x*a + b over 25.7-51 MB, y at 4 to 7 page offsets
- * from x per case): 1.11-1.32x faster than ordinary stores at every offset,
- * float32 and float64, 1 and 2 threads, 7 x 7 rows included. An earlier form, which
- * computed each 1 KB tile into a buffer in L1 and copied it out, ran up to
- * 1.6x slower than ordinary stores at some offsets (y 192 bytes after x, or
- * 64 before) and was dropped: loads from a buffer while streaming stores are
- * pending seem to be what hurts (4K aliasing is the guess), and the NHWC
- * twin, which loads its per-channel coefficients from arrays, is kept to
- * float32 for the same reason (bn_normalize_affine_nhwc). */
+ * Measured on Zen 5 (benchmarks/streaming.py, y = x*a + b and dx over
+ * 25.7-51 MB, outputs at 6 offsets from their buffers' starts): every pass
+ * 1.04-1.32x faster than with ordinary stores, float32 and float64, 1 and 2
+ * threads, 7 x 7 rows included.
+ *
+ * What did not work, because loads from memory while streaming stores are
+ * pending ran slow at some placements of the output (4K aliasing is the
+ * guess): computing 1 KB tiles into a buffer in L1 and copying them out (up
+ * to 1.6x slower than ordinary stores, y 192 bytes after x or 64 before);
+ * and channels-last twins, which load their per-channel coefficients from
+ * arrays: float32 y ran 0.78-0.80x at 1024 channels with y 496 or 752
+ * values into its buffer (reproduced), float32 dx 0.67-0.79x and float64 y
+ * 0.83-0.92x at some offsets. NHWC outputs do not stream. */
 #include "bnkernels.h"
 #include "loops.h"
 
@@ -298,42 +302,4 @@ void bn_stream_backward_dx_f64(const double *dy, const double *x,
     }
     _mm_sfence();
 }
-/* The channels-last twin (float32 only: see bn_normalize_affine_nhwc):
- * element e of a rows x channels tensor belongs to channel e % channels,
- * and the per-channel coefficients come as arrays of channels + 16 values,
- * value i for channel i % channels, so that the 16 lanes of a vector load
- * theirs in one go even across a row's end. */
-
-/* bn_stream_normalize_affine_f32 for NHWC: coefficients a and
- * o = shift - mean * a, extended as above. */
-BN_STREAM_TARGET
-void bn_stream_normalize_affine_nhwc_f32(const float *x, const double *a,
-                                         const double *o, int64_t channels,
-                                         int relu, int64_t e_lo, int64_t e_hi,
-                                         float *y)
-{
-    int64_t j = e_lo % channels;
-    const __m512 zero = _mm512_setzero_ps();
-    for (int64_t e = e_lo; e < e_hi; e += 16) {
-        const __m512 v = _mm512_loadu_ps(x + e);
-        const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-        const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(
-            _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-        const __m512d y_lo = _mm512_add_pd(_mm512_mul_pd(lo, _mm512_loadu_pd(a + j)),
-                                           _mm512_loadu_pd(o + j));
-        const __m512d y_hi = _mm512_add_pd(_mm512_mul_pd(hi, _mm512_loadu_pd(a + j + 8)),
-                                           _mm512_loadu_pd(o + j + 8));
-        __m512 out = _mm512_castpd_ps(_mm512_insertf64x4(
-            _mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(y_lo))),
-            _mm256_castps_pd(_mm512_cvtpd_ps(y_hi)), 1));
-        if (relu)
-            out = _mm512_mask_mov_ps(out, _mm512_cmp_ps_mask(out, zero, _CMP_LT_OQ),
-                                     zero);
-        _mm512_stream_ps(y + e, out);
-        for (j += 16; j >= channels;)
-            j -= channels;
-    }
-    _mm_sfence();
-}
-
 #endif

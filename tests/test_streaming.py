@@ -1,5 +1,5 @@
 """Streaming (non-temporal) stores: large NCHW outputs of the elementwise
-standard kernels (and NHWC float32 y) bypass the cache, their whole 64-byte lines computed in
+standard kernels bypass the cache, their whole 64-byte lines computed in
 registers by AVX-512 twins of the kernels (csrc/stream.c), the partial lines
 at the ends of each thread's range by the kernels themselves. They must
 change no value and write nothing outside the output.
@@ -19,7 +19,7 @@ needs_streaming = pytest.mark.skipif(
     not bnkernels.streaming_available(),
     reason="this CPU has no AVX-512F, so the kernels never use streaming stores here")
 
-# NCHW (NHWC: the last test), rows (H * W) of at least 16
+# NCHW (NHWC outputs are never streamed), rows (H * W) of at least 16
 # values (shorter ones are not streamed): long rows, 72- and 70-value rows,
 # 7 x 7 rows (most vectors of 16 or 8 values straddle two rows) and rows of
 # exactly one float32 vector
@@ -189,30 +189,18 @@ def test_outputs_of_16_mib_stream_by_default_with_the_same_bits(streaming):
 
 
 @needs_streaming
-@pytest.mark.parametrize("threads", [1, 3])
-@pytest.mark.parametrize("activation", [None, "relu"])
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("channels", [1, 3, 16, 17, 64, 1030])
-def test_streamed_nhwc_float32_y_is_bit_for_bit_the_cached_one(channels, training,
-                                                               activation, threads,
-                                                               streaming):
-    """Channels last, float32: y streams (dx and float64 do not); a vector's
-    16 lanes take their channels' coefficients across a row's end."""
+@pytest.mark.parametrize("channels", [3, 64, 1030])
+def test_nhwc_outputs_are_the_same_bits_whatever_the_threshold(channels, streaming):
+    """Channels-last outputs never stream (their twins ran slower at some
+    placements); the threshold must change nothing there either."""
     x, dy, weight, bias, running_mean, running_var = arguments((3, channels, 5, 7),
                                                                np.float32)
     x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    for offset in OFFSETS:
-        def run():
-            bnkernels.set_num_threads(threads)
-            try:
-                buffer, y = output_in_buffer(x, offset)
-                bnkernels.batch_norm_forward(x, weight, bias, running_mean.copy(),
-                                             running_var.copy(), training=training,
-                                             activation=activation, layout="NHWC",
-                                             out=y)
-                return buffer
-            finally:
-                bnkernels.set_num_threads(None)
-        cached, streamed = streaming(None, run), streaming(0, run)
-        assert cached.tobytes() == streamed.tobytes(), f"y differs at offset {offset}"
-        assert (streamed[:offset] == -7.25).all() and (streamed[-GUARD:] == -7.25).all()
+    dy = np.ascontiguousarray(dy.transpose(0, 2, 3, 1))
+
+    def run():
+        y, saved = bnkernels.batch_norm_forward(x, weight, bias, None, None,
+                                                layout="NHWC")
+        dx, _, _ = bnkernels.batch_norm_backward(dy, saved)
+        return y.tobytes(), dx.tobytes()
+    assert streaming(0, run) == streaming(None, run)
