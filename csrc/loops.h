@@ -205,6 +205,17 @@ static inline void bn_stream_span(const void *out, int64_t size, int64_t e_lo,
     *s_hi = first + (e_hi - first) / (64 / size) * (64 / size);
 }
 
+/* BN_IVDEP before a loop: its iterations are independent (no element is
+ * written by one and read by another), so the compiler may vectorize it
+ * without checking its pointers for overlap at run time. */
+#if defined(__clang__)
+#define BN_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define BN_IVDEP _Pragma("GCC ivdep")
+#else
+#define BN_IVDEP
+#endif
+
 /* Threads. BN_PARALLEL_RANGES(items, work_per_item, lo, hi, CALL) splits the
  * items [0, items) into one contiguous range [lo, hi) per thread and runs
  * CALL on each. Items are independent units of a kernel (a channel, or a

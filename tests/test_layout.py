@@ -98,6 +98,32 @@ def test_normalize_and_dx_give_nchw_bits_for_the_same_statistics(shape, dtype, r
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES + [(3, 40, 5, 7)])
+@pytest.mark.parametrize("relu", [False, True])
+def test_nhwc_normalize_and_dx_in_place_give_the_out_of_place_bits(shape, dtype, relu):
+    # the NHWC elementwise kernels walk several ranges of rows side by side;
+    # writing y over x (and dx over dy) must read every value before its
+    # own index is overwritten, and touch no other row
+    x, dy, weight, bias = make(shape, dtype, seed=5)
+    x_t, dy_t = to_nhwc(x), to_nhwc(dy)
+    mean, var = _kernels.stats(x_t, nhwc=True)
+    invstd = _kernels.invstd(var, 1e-5)
+    y = _kernels.normalize_affine(x_t, mean, invstd, weight, bias, relu=relu, nhwc=True)
+    in_place = x_t.copy()
+    _kernels.normalize_affine(in_place, mean, invstd, weight, bias, out=in_place,
+                              relu=relu, nhwc=True)
+    np.testing.assert_array_equal(in_place, y)
+    sums = _kernels.backward_reduce(dy_t, x_t, mean, invstd, weight, bias, relu, nhwc=True)
+    for s in [sums, (None, None)]:  # training, eval
+        dx = _kernels.backward_dx(dy_t, x_t, mean, invstd, weight, *s, bias=bias,
+                                  relu=relu, nhwc=True)
+        g = dy_t.copy()
+        _kernels.backward_dx(g, x_t, mean, invstd, weight, *s, out=g, bias=bias,
+                             relu=relu, nhwc=True)
+        np.testing.assert_array_equal(g, dx)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_eval_mode_is_bitwise_nchw(dtype):
     x, dy, weight, bias = make((3, 40, 5, 6), dtype, seed=2)
     running_mean = np.linspace(-1, 1, 40).astype(dtype)
