@@ -55,7 +55,15 @@ def main(path):
         report = json.load(f)
     results = report["results"]
     machine = report["machine"]
-    print(f"Machine: {machine['cpu_model']}, {machine['logical_cores']} logical cores; "
+    cpu = machine["cpu_model"]
+    if machine.get("cpu_family") is not None:
+        cpu += f" (family {machine['cpu_family']}, model {machine['cpu_model_number']}"
+        if machine.get("l1d_cache_bytes"):
+            cpu += f", {machine['l1d_cache_bytes'] // 1024} KB L1d per core"
+        if machine.get("l3_cache_bytes"):
+            cpu += f", {machine['l3_cache_bytes'] // 2**20} MB L3"
+        cpu += ")"
+    print(f"Machine: {cpu}, {machine['logical_cores']} logical cores; "
           f"Python {machine['python']}, NumPy {machine['numpy']}, PyTorch {machine['torch']}, "
           f"bnkernels {machine['bnkernels']}. Copy bandwidth in the same run: "
           + ", ".join(f"{b['gbps']:.1f} GB/s on {b['threads']} thread(s)"

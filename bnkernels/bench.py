@@ -477,13 +477,37 @@ def cpu_model():
     return platform.processor() or platform.machine() or None
 
 
-def l3_cache_bytes():
-    """Size of the CPU's L3 cache (of cpu0) from sysfs, or None."""
+def cpu_family_and_model():
+    """(cpu family, model) numbers of the first CPU from /proc/cpuinfo, or
+    (None, None): on AMD, family 25 is Zen 3 and Zen 4, 26 is Zen 5."""
+    found = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key in ("cpu family", "model") and key not in found:
+                    found[key] = int(value.strip())
+                if not line.strip() and found:
+                    break
+    except (OSError, ValueError):
+        pass
+    return found.get("cpu family"), found.get("model")
+
+
+def cache_bytes(level, kind="Unified"):
+    """Size of cpu0's cache of that level and kind (Data, Instruction,
+    Unified) from sysfs, or None."""
     folder = "/sys/devices/system/cpu/cpu0/cache"
     try:
         for index in sorted(os.listdir(folder)):
+            if not index.startswith("index"):
+                continue
             with open(os.path.join(folder, index, "level"), encoding="ascii") as f:
-                if f.read().strip() != "3":
+                if f.read().strip() != str(level):
+                    continue
+            with open(os.path.join(folder, index, "type"), encoding="ascii") as f:
+                if f.read().strip() != kind:
                     continue
             with open(os.path.join(folder, index, "size"), encoding="ascii") as f:
                 size = f.read().strip().upper()
@@ -494,6 +518,11 @@ def l3_cache_bytes():
     return None
 
 
+def l3_cache_bytes():
+    """Size of the CPU's L3 cache (of cpu0) from sysfs, or None."""
+    return cache_bytes(3)
+
+
 def describe_machine(torch):
     import bnkernels
     openmp = getattr(bnkernels, "openmp_enabled", None)
@@ -501,9 +530,13 @@ def describe_machine(torch):
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = None
+    family, model = cpu_family_and_model()
     return {
         "cpu_model": cpu_model(),
+        "cpu_family": family,
+        "cpu_model_number": model,
         "logical_cores": os.cpu_count(),
+        "l1d_cache_bytes": cache_bytes(1, "Data"),
         "l3_cache_bytes": l3_cache_bytes(),
         "usable_cores": usable,
         "platform": platform.platform(),

@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,23 @@ def test_json_has_the_documented_keys_and_positive_finite_times(capsys, tmp_path
             "bnkernels_openmp"} <= set(doc["machine"])
     assert doc["machine"]["numpy"] == np.__version__
     assert doc["machine"]["bnkernels"] == bnkernels.__version__
+    # the CPU's family and caches, as the kernels' speed depends on them
+    # (sysfs and /proc/cpuinfo read independently here, on Linux)
+    cpu0 = "/sys/devices/system/cpu/cpu0/cache"
+    if os.path.isdir(cpu0):
+        sizes = {}
+        for index in (i for i in os.listdir(cpu0) if i.startswith("index")):
+            def read(name):
+                with open(os.path.join(cpu0, index, name)) as f:
+                    return f.read().strip()
+            sizes[(read("level"), read("type"))] = read("size")
+        l1d = sizes.get(("1", "Data"))
+        assert doc["machine"]["l1d_cache_bytes"] == (int(l1d[:-1]) * 1024 if l1d else None)
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            family = next((int(line.split(":")[1]) for line in f
+                           if line.startswith("cpu family")), None)
+        assert doc["machine"]["cpu_family"] == family
     assert doc["settings"]["statistic"] == "median"
     assert set(doc["policies"]) == {"reused", "fresh"}
     assert doc["traffic"] == {"training forward": 3, "inference": 2, "backward": 5,
