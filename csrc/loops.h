@@ -194,6 +194,15 @@ void bn_stream_normalize_affine_f64(const double *x, const double *mean,
                                     const double *bias, int64_t channels,
                                     int64_t spatial, int relu, int64_t e_lo,
                                     int64_t e_hi, double *y);
+void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
+                                          const double *co, int64_t channels,
+                                          int relu, int64_t e_lo, int64_t e_hi,
+                                          int64_t stride, float *y);
+void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
+                                          const double *ca, const double *cs,
+                                          int64_t channels, int relu,
+                                          int64_t e_lo, int64_t e_hi,
+                                          int64_t stride, double *y);
 void bn_stream_backward_dx_f32(const float *dy, const float *x,
                                const float *terms, int64_t channels,
                                int64_t spatial, int64_t e_lo, int64_t e_hi,

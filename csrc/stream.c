@@ -27,10 +27,18 @@
  * pending ran slow at some placements of the output (4K aliasing is the
  * guess): computing 1 KB tiles into a buffer in L1 and copying them out (up
  * to 1.6x slower than ordinary stores, y 192 bytes after x or 64 before);
- * and channels-last twins, which load their per-channel coefficients from
- * arrays: float32 y ran 0.78-0.80x at 1024 channels with y 496 or 752
- * values into its buffer (reproduced), float32 dx 0.67-0.79x and float64 y
- * 0.83-0.92x at some offsets. NHWC outputs do not stream. */
+ * and channels-last twins that walked the rows one range at a time, loading
+ * the per-channel coefficients for every vector: on Zen 5, float32 y ran
+ * 0.78-0.80x at 1024 channels with y 496 or 752 values into its buffer,
+ * float32 dx 0.67-0.79x and float64 y 0.83-0.92x at some offsets.
+ *
+ * Channels-last y streams again, from the four-range walk of
+ * bn_normalize_affine_nhwc (one load of the coefficients for four vectors),
+ * measured on Zen 4 only (32 KB L1; y placed at 16 page offsets from x):
+ * 1.08-1.70x at 64, 256 and 1024 channels, float32 and float64, except
+ * with y 16 to 96 bytes past x modulo 4 KB (0.69-0.78x: each load of x
+ * waits on the store to its page offset), where the kernel uses ordinary
+ * stores instead. NHWC dx does not stream. */
 #include "bnkernels.h"
 #include "loops.h"
 
@@ -302,4 +310,87 @@ void bn_stream_backward_dx_f64(const double *dy, const double *x,
     }
     _mm_sfence();
 }
+
+/* Channels last (bn_normalize_affine_nhwc): four ranges of the output side
+ * by side, as the ordinary kernel walks them, element e of range k at
+ * x[e + k * stride]. Element e belongs to channel e % channels in every
+ * range (stride is a multiple of channels), and the per-channel
+ * coefficients come as arrays extended past the last channel (value i for
+ * channel i % channels, channels + 16 values), so a vector's lanes load
+ * theirs in one go across a row's end. One load of the coefficients serves
+ * four vectors. */
+
+/* lanes of element e's channel onward: the next coefficient offset */
+static int64_t advance_channel(int64_t j, int64_t lanes, int64_t channels)
+{
+    for (j += lanes; j >= channels;)
+        j -= channels;
+    return j;
+}
+
+/* float32: y = fl( x * ca + co ) (affine_value with its float32 offset),
+ * then max(y, 0) if relu, for e in [e_lo, e_hi) of each range: y + e_lo
+ * and stride * 4 bytes multiples of 64, e_hi - e_lo a multiple of 16. */
+BN_STREAM_TARGET
+void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
+                                          const double *co, int64_t channels,
+                                          int relu, int64_t e_lo, int64_t e_hi,
+                                          int64_t stride, float *y)
+{
+    int64_t j = e_lo % channels;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t e = e_lo; e < e_hi; e += 16) {
+        const __m512d a_lo = _mm512_loadu_pd(ca + j), a_hi = _mm512_loadu_pd(ca + j + 8);
+        const __m512d o_lo = _mm512_loadu_pd(co + j), o_hi = _mm512_loadu_pd(co + j + 8);
+        __m512 v[4];
+        for (int k = 0; k < 4; ++k)
+            v[k] = _mm512_loadu_ps(x + e + k * stride);
+        for (int k = 0; k < 4; ++k) {
+            const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v[k]));
+            const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(
+                _mm512_extractf64x4_pd(_mm512_castps_pd(v[k]), 1)));
+            const __m512d y_lo = _mm512_add_pd(_mm512_mul_pd(lo, a_lo), o_lo);
+            const __m512d y_hi = _mm512_add_pd(_mm512_mul_pd(hi, a_hi), o_hi);
+            __m512 out = _mm512_castpd_ps(_mm512_insertf64x4(
+                _mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(y_lo))),
+                _mm256_castps_pd(_mm512_cvtpd_ps(y_hi)), 1));
+            if (relu)  /* v < 0 ? 0 : v: NaN and -0 stay */
+                out = _mm512_mask_mov_ps(
+                    out, _mm512_cmp_ps_mask(out, zero, _CMP_LT_OQ), zero);
+            _mm512_stream_ps(y + e + k * stride, out);
+        }
+        j = advance_channel(j, 16, channels);
+    }
+    _mm_sfence();
+}
+
+/* float64: y = fl( (x - cm) * ca + cs ), then max(y, 0) if relu: as above,
+ * stride * 8 bytes a multiple of 64, e_hi - e_lo a multiple of 8. */
+BN_STREAM_TARGET
+void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
+                                          const double *ca, const double *cs,
+                                          int64_t channels, int relu,
+                                          int64_t e_lo, int64_t e_hi,
+                                          int64_t stride, double *y)
+{
+    int64_t j = e_lo % channels;
+    const __m512d zero = _mm512_setzero_pd();
+    for (int64_t e = e_lo; e < e_hi; e += 8) {
+        const __m512d m = _mm512_loadu_pd(cm + j), a = _mm512_loadu_pd(ca + j),
+                      sh = _mm512_loadu_pd(cs + j);
+        __m512d v[4];
+        for (int k = 0; k < 4; ++k)
+            v[k] = _mm512_loadu_pd(x + e + k * stride);
+        for (int k = 0; k < 4; ++k) {
+            __m512d out = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(v[k], m), a), sh);
+            if (relu)
+                out = _mm512_mask_mov_pd(
+                    out, _mm512_cmp_pd_mask(out, zero, _CMP_LT_OQ), zero);
+            _mm512_stream_pd(y + e + k * stride, out);
+        }
+        j = advance_channel(j, 8, channels);
+    }
+    _mm_sfence();
+}
+
 #endif

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bnkernels
-from bnkernels import reference
+from bnkernels import _kernels, reference
 
 needs_streaming = pytest.mark.skipif(
     not bnkernels.streaming_available(),
@@ -188,11 +188,85 @@ def test_outputs_of_16_mib_stream_by_default_with_the_same_bits(streaming):
     assert streaming(DEFAULT, run) == streaming(None, run)
 
 
+def placed(shape, dtype, byte_offset, fill=-7.25):
+    """An array of `shape` starting `byte_offset` bytes past a page boundary
+    of a larger buffer of sentinels (`fill`), with at least GUARD of them
+    after it: (view, the sentinels before and after it)."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    buffer = np.full(size + (3 * 4096 + byte_offset) // dtype.itemsize + GUARD, fill, dtype)
+    start = ((-buffer.ctypes.data) % 4096 + 4096 + byte_offset) // dtype.itemsize
+    return (buffer[start:start + size].reshape(shape),
+            lambda: np.concatenate([buffer[:start], buffer[start + size:]]))
+
+
+# channels: one lane; fewer than a vector; a vector and a bit; 64; one
+# whole tile of coefficients (1024); more than a tile (1030: not streamed)
+NHWC_CHANNELS = [1, 3, 17, 64, 1024, 1030]
+# bytes from x's page offset to y's: the same offset; 64 (y a little past x,
+# where loads of x would wait on streaming stores: ordinary stores then);
+# a partial line (4); far apart
+NHWC_GAPS = [0, 4, 64, 1000, 2048]
+
+
+@needs_streaming
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", NHWC_CHANNELS)
+def test_nhwc_streamed_outputs_are_bit_for_bit_the_cached_ones(channels, dtype, relu,
+                                                               streaming):
+    """Channels-last y streams in four ranges of rows side by side (a
+    multiple of 16 rows each), with the partial lines of each range and the
+    leftover rows by ordinary stores: 150 rows leave 22 over."""
+    x_nchw, _, weight, bias, _, _ = arguments((6, channels, 5, 5), dtype)
+    x_values = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1))
+    mean, var = _kernels.stats(x_values, nhwc=True)
+    invstd = _kernels.invstd(var, 1e-5)
+    x, _ = placed(x_values.shape, dtype, 0)
+    x[...] = x_values
+    for gap in NHWC_GAPS:
+        def run():
+            y, sentinels = placed(x.shape, dtype, gap)
+            _kernels.normalize_affine(x, mean, invstd, weight, bias, out=y, relu=relu,
+                                      nhwc=True)
+            # nothing written outside y
+            assert (sentinels() == -7.25).all(), f"y {gap} bytes past x"
+            return y
+        cached, streamed = streaming(None, run), streaming(0, run)
+        assert cached.tobytes() == streamed.tobytes(), f"y differs {gap} bytes past x"
+
+
+@needs_streaming
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nhwc_streamed_in_place_and_threads(dtype, streaming):
+    """y over x, and 1 to 3 threads (each thread's rows in four ranges of
+    its own): the cached bits."""
+    x_nchw, dy, weight, bias, _, _ = arguments((8, 40, 6, 6), dtype)
+    x = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1))
+    mean, var = _kernels.stats(x, nhwc=True)
+    invstd = _kernels.invstd(var, 1e-5)
+    expected = streaming(None, lambda: _kernels.normalize_affine(
+        x, mean, invstd, weight, bias, nhwc=True))
+    threads = bnkernels.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            bnkernels.set_num_threads(n)
+            y = streaming(0, lambda: _kernels.normalize_affine(
+                x, mean, invstd, weight, bias, nhwc=True))
+            assert y.tobytes() == expected.tobytes(), f"{n} threads"
+            z = x.copy()
+            streaming(0, lambda: _kernels.normalize_affine(
+                z, mean, invstd, weight, bias, out=z, nhwc=True))
+            assert z.tobytes() == expected.tobytes(), f"in place, {n} threads"
+    finally:
+        bnkernels.set_num_threads(threads)
+
+
 @needs_streaming
 @pytest.mark.parametrize("channels", [3, 64, 1030])
 def test_nhwc_outputs_are_the_same_bits_whatever_the_threshold(channels, streaming):
-    """Channels-last outputs never stream (their twins ran slower at some
-    placements); the threshold must change nothing there either."""
+    """Through the layer API: forward (y streams) and backward (dx does not)
+    give the same bits with streaming forced or off."""
     x, dy, weight, bias, running_mean, running_var = arguments((3, channels, 5, 7),
                                                                np.float32)
     x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
