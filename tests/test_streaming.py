@@ -1,7 +1,7 @@
 """Streaming (non-temporal) stores: large NCHW outputs of the elementwise
-standard kernels bypass the cache, their whole 64-byte lines computed in
-registers by AVX-512 twins of the kernels (csrc/stream.c), the partial lines
-at the ends of each thread's range by the kernels themselves. They must
+standard kernels, and NHWC y, bypass the cache, their whole 64-byte lines
+computed in registers by AVX-512 twins of the kernels (csrc/stream.c), the
+partial lines at the ends of each thread's range by the kernels themselves. They must
 change no value and write nothing outside the output.
 
 Oracles: the same call with streaming off (bit for bit), and the float64
@@ -19,7 +19,7 @@ needs_streaming = pytest.mark.skipif(
     not bnkernels.streaming_available(),
     reason="this CPU has no AVX-512F, so the kernels never use streaming stores here")
 
-# NCHW (NHWC outputs are never streamed), rows (H * W) of at least 16
+# NCHW (NHWC below), rows (H * W) of at least 16
 # values (shorter ones are not streamed): long rows, 72- and 70-value rows,
 # 7 x 7 rows (most vectors of 16 or 8 values straddle two rows) and rows of
 # exactly one float32 vector
