@@ -143,12 +143,14 @@ static inline __attribute__((always_inline)) void bn_sum8_rows(const bn_v8d *v,
  * BN_PREFETCH_BYTES: how far ahead a second pass looks, at least. */
 #define BN_PREFETCH_BYTES 4096
 #if defined(__GNUC__) || defined(__clang__)
-#define BN_PREFETCH(p, bytes)                                                  \
+/* the lines of [p, p + bytes), with __builtin_prefetch's locality hint */
+#define BN_PREFETCH_LINES(p, bytes, locality)                                  \
     for (size_t o_ = 0; o_ < (size_t)(bytes); o_ += 64)                       \
-        __builtin_prefetch((const char *)(p) + o_)
+        __builtin_prefetch((const char *)(p) + o_, 0, locality)
 #else
-#define BN_PREFETCH(p, bytes) ((void)0)
+#define BN_PREFETCH_LINES(p, bytes, locality) ((void)0)
 #endif
+#define BN_PREFETCH(p, bytes) BN_PREFETCH_LINES(p, bytes, 3)
 /* BN_PREFETCH_L2: the same, into the L2 cache and not the L1, for the NHWC
  * reductions, which ask for the next block a strip (a few lines per row) at
  * a time: the lines wait in the L2 instead of holding the L1's miss
@@ -157,13 +159,7 @@ static inline __attribute__((always_inline)) void bn_sum8_rows(const bn_v8d *v,
  * float64 7.7-8.3 -> 4.4-6.1; at (32,64,56,56) float32 1.8-1.9 -> 1.45-1.49,
  * float64 4.0-4.2 -> 2.5-3.1, and the backward sums there float64 6.6-7.0
  * -> 4.5-4.6. (NCHW keeps BN_PREFETCH: it was measured on Zen 5 with it.) */
-#if defined(__GNUC__) || defined(__clang__)
-#define BN_PREFETCH_L2(p, bytes)                                               \
-    for (size_t o_ = 0; o_ < (size_t)(bytes); o_ += 64)                       \
-        __builtin_prefetch((const char *)(p) + o_, 0, 2)
-#else
-#define BN_PREFETCH_L2(p, bytes) ((void)0)
-#endif
+#define BN_PREFETCH_L2(p, bytes) BN_PREFETCH_LINES(p, bytes, 2)
 
 /* FOR_ROWS(r, c, r_lo, r_hi): the (b, c) rows r = b * channels + c in
  * [r_lo, r_hi), with c = r % channels kept up to date without a division per
