@@ -14,9 +14,9 @@
  * with ordinary stores (bn_stream_span). Each kernel repeats, lane by lane,
  * the IEEE operations of its twin in standard.inc (affine_value,
  * backward_dx_elements' common case), so the bits are the same either way.
- * A vector of values may straddle two (b, c) rows: its lanes then take two
- * rows' coefficients (a masked blend), so rows need only be one vector
- * long.
+ * The vectors inside one (b, c) row take its coefficients as they are; a
+ * vector that straddles two rows takes each lane's from its own row (a
+ * masked blend), so rows need only be one vector long.
  *
  * Measured on Zen 5 (benchmarks/streaming.py, y = x*a + b and dx over
  * 25.7-51 MB, outputs at 6 offsets from their buffers' starts): every pass
@@ -31,6 +31,13 @@
  * the per-channel coefficients for every vector: on Zen 5, float32 y ran
  * 0.78-0.80x at 1024 channels with y 496 or 752 values into its buffer,
  * float32 dx 0.67-0.79x and float64 y 0.83-0.92x at some offsets.
+ *
+ * On Zen 4 (AVX-512 run on 256-bit units) float32 y, computed in double,
+ * was compute bound when every vector blended two rows' coefficients: 14
+ * cycles per 64-byte line from L2, and 0.77-0.89x of ordinary stores on 1
+ * thread. Blending only the straddling vectors: 8.5 cycles per line (as
+ * float64's, which the stores bound), and 1.00-1.25x of ordinary stores
+ * (benchmarks/streaming.py, 1 and 2 threads, the three large shapes).
  *
  * Channels-last y streams again, from the four-range walk of
  * bn_normalize_affine_nhwc (one load of the coefficients for four vectors),
@@ -125,8 +132,37 @@ static double shift_of(const void *bias, int f32, int64_t c)
                  : ((const double *)bias)[c];
 }
 
+/* where the vectors of `lanes` values from e that lie wholly inside the row
+ * ending at row_end stop, at most at e_hi */
+static int64_t whole_vectors_end(int64_t e, int64_t row_end, int64_t lanes,
+                                 int64_t e_hi)
+{
+    const int64_t end = e + (row_end - e) / lanes * lanes;
+    return end < e_hi ? end : e_hi;
+}
+
 /* lanes [k, 8) (k < 8) or none of eight: the lanes that belong to the next row */
 #define NEXT_ROW_LANES8(k) ((__mmask8)((k) < 8 ? 0xFFu << (k) : 0u))
+
+/* fl( x * a + o ) for the 16 floats at x, in double (affine_value for
+ * float32): lanes 0-7 with (a_lo, o_lo), lanes 8-15 with (a_hi, o_hi);
+ * then max(y, 0) if relu (v < 0 ? 0 : v: NaN and -0 stay). */
+BN_STREAM_TARGET
+static inline __m512 affine16_f32(const float *x, __m512d a_lo, __m512d o_lo,
+                                  __m512d a_hi, __m512d o_hi, int relu)
+{
+    const __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(x));
+    const __m512d hi = _mm512_cvtps_pd(_mm256_loadu_ps(x + 8));
+    const __m256 y_lo = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(lo, a_lo), o_lo));
+    const __m256 y_hi = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(hi, a_hi), o_hi));
+    __m512 out = _mm512_castpd_ps(_mm512_insertf64x4(
+        _mm512_castps_pd(_mm512_castps256_ps512(y_lo)), _mm256_castps_pd(y_hi), 1));
+    if (relu)
+        out = _mm512_mask_mov_ps(out, _mm512_cmp_ps_mask(out, _mm512_setzero_ps(),
+                                                         _CMP_LT_OQ),
+                                 _mm512_setzero_ps());
+    return out;
+}
 
 /* y[e] = fl( x[e] * a + (shift - mean * a) ), then max(y, 0) if relu
  * (affine_value for float32), for e in [e_lo, e_hi): y + e_lo 64-byte
@@ -141,43 +177,49 @@ void bn_stream_normalize_affine_f32(const float *x, const double *mean,
     row_walk w = walk_from(e_lo, channels, spatial);
     double a = scale_of(invstd, weight, 1, w.c);
     double o = shift_of(bias, 1, w.c) - mean[w.c] * a;
-    int64_t n = next_channel(&w);
-    double a_next = scale_of(invstd, weight, 1, n);
-    double o_next = shift_of(bias, 1, n) - mean[n] * a_next;
-    const __m512 zero = _mm512_setzero_ps();
-    for (int64_t e = e_lo; e < e_hi; e += 16) {
-        const int64_t k = w.row_end - e;  /* lanes [0, k) in this row */
+    int64_t e = e_lo;
+    while (e < e_hi) {
         const __m512d va = _mm512_set1_pd(a), vo = _mm512_set1_pd(o);
-        const __m512d na = _mm512_set1_pd(a_next), no = _mm512_set1_pd(o_next);
-        const __mmask8 next_lo = NEXT_ROW_LANES8(k);
-        const __mmask8 next_hi = NEXT_ROW_LANES8(k < 8 ? 0 : k - 8);
-        const __m512 v = _mm512_loadu_ps(x + e);
-        const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-        const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(
-            _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-        const __m512d y_lo = _mm512_add_pd(
-            _mm512_mul_pd(lo, _mm512_mask_blend_pd(next_lo, va, na)),
-            _mm512_mask_blend_pd(next_lo, vo, no));
-        const __m512d y_hi = _mm512_add_pd(
-            _mm512_mul_pd(hi, _mm512_mask_blend_pd(next_hi, va, na)),
-            _mm512_mask_blend_pd(next_hi, vo, no));
-        __m512 out = _mm512_castpd_ps(_mm512_insertf64x4(
-            _mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(y_lo))),
-            _mm256_castps_pd(_mm512_cvtpd_ps(y_hi)), 1));
-        if (relu)  /* v < 0 ? 0 : v: NaN and -0 stay */
-            out = _mm512_mask_mov_ps(out, _mm512_cmp_ps_mask(out, zero, _CMP_LT_OQ),
-                                     zero);
-        _mm512_stream_ps(y + e, out);
-        if (k <= 16) {  /* the next vector starts in the next row */
-            step_row(&w);
-            a = a_next;
-            o = o_next;
-            n = next_channel(&w);
-            a_next = scale_of(invstd, weight, 1, n);
-            o_next = shift_of(bias, 1, n) - mean[n] * a_next;
+        for (const int64_t end = whole_vectors_end(e, w.row_end, 16, e_hi);
+             e < end; e += 16)
+            _mm512_stream_ps(y + e, affine16_f32(x + e, va, vo, va, vo, relu));
+        if (e == e_hi)
+            break;
+        /* the row ends at e, or inside the vector at e */
+        const int64_t n = next_channel(&w);
+        const double a_next = scale_of(invstd, weight, 1, n);
+        const double o_next = shift_of(bias, 1, n) - mean[n] * a_next;
+        if (e < w.row_end) {
+            const int64_t k = w.row_end - e;  /* lanes [0, k) in this row */
+            const __m512d na = _mm512_set1_pd(a_next), no = _mm512_set1_pd(o_next);
+            const __mmask8 next_lo = NEXT_ROW_LANES8(k);
+            const __mmask8 next_hi = NEXT_ROW_LANES8(k < 8 ? 0 : k - 8);
+            _mm512_stream_ps(y + e, affine16_f32(
+                x + e, _mm512_mask_blend_pd(next_lo, va, na),
+                _mm512_mask_blend_pd(next_lo, vo, no),
+                _mm512_mask_blend_pd(next_hi, va, na),
+                _mm512_mask_blend_pd(next_hi, vo, no), relu));
+            e += 16;
         }
+        step_row(&w);
+        a = a_next;
+        o = o_next;
     }
     _mm_sfence();
+}
+
+/* fl( (x - m) * a + s ) for the 8 doubles at x (affine_value for float64),
+ * then max(y, 0) if relu. */
+BN_STREAM_TARGET
+static inline __m512d affine8_f64(const double *x, __m512d m, __m512d a,
+                                  __m512d s, int relu)
+{
+    __m512d out = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(_mm512_loadu_pd(x), m), a), s);
+    if (relu)
+        out = _mm512_mask_mov_pd(out, _mm512_cmp_pd_mask(out, _mm512_setzero_pd(),
+                                                         _CMP_LT_OQ),
+                                 _mm512_setzero_pd());
+    return out;
 }
 
 /* y[e] = fl( (x[e] - mean) * a + shift ), then max(y, 0) if relu
@@ -194,33 +236,29 @@ void bn_stream_normalize_affine_f64(const double *x, const double *mean,
     __m512d vm = _mm512_set1_pd(mean[w.c]);
     __m512d va = _mm512_set1_pd(scale_of(invstd, weight, 0, w.c));
     __m512d vs = _mm512_set1_pd(shift_of(bias, 0, w.c));
-    int64_t n = next_channel(&w);
-    __m512d nm = _mm512_set1_pd(mean[n]);
-    __m512d na = _mm512_set1_pd(scale_of(invstd, weight, 0, n));
-    __m512d ns = _mm512_set1_pd(shift_of(bias, 0, n));
-    const __m512d zero = _mm512_setzero_pd();
-    for (int64_t e = e_lo; e < e_hi; e += 8) {
-        const int64_t k = w.row_end - e;
-        const __mmask8 next = NEXT_ROW_LANES8(k);
-        const __m512d v = _mm512_loadu_pd(x + e);
-        __m512d out = _mm512_add_pd(
-            _mm512_mul_pd(_mm512_sub_pd(v, _mm512_mask_blend_pd(next, vm, nm)),
-                          _mm512_mask_blend_pd(next, va, na)),
-            _mm512_mask_blend_pd(next, vs, ns));
-        if (relu)
-            out = _mm512_mask_mov_pd(out, _mm512_cmp_pd_mask(out, zero, _CMP_LT_OQ),
-                                     zero);
-        _mm512_stream_pd(y + e, out);
-        if (k <= 8) {
-            step_row(&w);
-            vm = nm;
-            va = na;
-            vs = ns;
-            n = next_channel(&w);
-            nm = _mm512_set1_pd(mean[n]);
-            na = _mm512_set1_pd(scale_of(invstd, weight, 0, n));
-            ns = _mm512_set1_pd(shift_of(bias, 0, n));
+    int64_t e = e_lo;
+    while (e < e_hi) {
+        for (const int64_t end = whole_vectors_end(e, w.row_end, 8, e_hi);
+             e < end; e += 8)
+            _mm512_stream_pd(y + e, affine8_f64(x + e, vm, va, vs, relu));
+        if (e == e_hi)
+            break;
+        /* the row ends at e, or inside the vector at e */
+        const int64_t n = next_channel(&w);
+        const __m512d nm = _mm512_set1_pd(mean[n]);
+        const __m512d na = _mm512_set1_pd(scale_of(invstd, weight, 0, n));
+        const __m512d ns = _mm512_set1_pd(shift_of(bias, 0, n));
+        if (e < w.row_end) {  /* lanes [0, row_end - e) in this row */
+            const __mmask8 next = NEXT_ROW_LANES8(w.row_end - e);
+            _mm512_stream_pd(y + e, affine8_f64(x + e, _mm512_mask_blend_pd(next, vm, nm),
+                                                _mm512_mask_blend_pd(next, va, na),
+                                                _mm512_mask_blend_pd(next, vs, ns), relu));
+            e += 8;
         }
+        step_row(&w);
+        vm = nm;
+        va = na;
+        vs = ns;
     }
     _mm_sfence();
 }
