@@ -380,15 +380,14 @@ void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
     for (int64_t e = e_lo; e < e_hi; e += 16) {
         const __m512d a_lo = _mm512_loadu_pd(ca + j), a_hi = _mm512_loadu_pd(ca + j + 8);
         const __m512d o_lo = _mm512_loadu_pd(co + j), o_hi = _mm512_loadu_pd(co + j + 8);
-        __m512 v[4];
-        for (int k = 0; k < 4; ++k)
-            v[k] = _mm512_loadu_ps(x + e + k * stride);
+        __m256 v_lo[4], v_hi[4];  /* all four ranges' loads before their stores */
         for (int k = 0; k < 4; ++k) {
-            const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v[k]));
-            const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(
-                _mm512_extractf64x4_pd(_mm512_castps_pd(v[k]), 1)));
-            const __m512d y_lo = _mm512_add_pd(_mm512_mul_pd(lo, a_lo), o_lo);
-            const __m512d y_hi = _mm512_add_pd(_mm512_mul_pd(hi, a_hi), o_hi);
+            v_lo[k] = _mm256_loadu_ps(x + e + k * stride);
+            v_hi[k] = _mm256_loadu_ps(x + e + k * stride + 8);
+        }
+        for (int k = 0; k < 4; ++k) {
+            const __m512d y_lo = _mm512_add_pd(_mm512_mul_pd(_mm512_cvtps_pd(v_lo[k]), a_lo), o_lo);
+            const __m512d y_hi = _mm512_add_pd(_mm512_mul_pd(_mm512_cvtps_pd(v_hi[k]), a_hi), o_hi);
             __m512 out = _mm512_castpd_ps(_mm512_insertf64x4(
                 _mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(y_lo))),
                 _mm256_castps_pd(_mm512_cvtpd_ps(y_hi)), 1));
