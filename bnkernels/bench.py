@@ -746,7 +746,7 @@ def streaming_note():
         return "streaming stores: off (set_streaming_threshold(None))"
     default = " (the default)" if threshold == DEFAULT_STREAMING_THRESHOLD else ""
     return (f"streaming stores: bnkernels writes y and dx of {threshold / 2**20:g} MiB "
-            f"and more{default} with non-temporal stores (NCHW; NHWC y only), bypassing "
+            f"and more{default} with non-temporal stores (NCHW and NHWC), bypassing "
             "the cache; "
             "PyTorch and the NumPy reference write through the cache")
 

@@ -199,6 +199,16 @@ void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
                                           int64_t channels, int relu,
                                           int64_t e_lo, int64_t e_hi,
                                           int64_t stride, double *y);
+void bn_stream_backward_dx_nhwc4_f32(const float *dy, const float *x,
+                                     const float *ta, const float *tm,
+                                     const float *tq, const float *tp,
+                                     int64_t channels, int64_t e_lo,
+                                     int64_t e_hi, int64_t stride, float *dx);
+void bn_stream_backward_dx_nhwc4_f64(const double *dy, const double *x,
+                                     const double *da, const double *dm,
+                                     const double *dq, const double *dp,
+                                     int64_t channels, int64_t e_lo,
+                                     int64_t e_hi, int64_t stride, double *dx);
 void bn_stream_backward_dx_f32(const float *dy, const float *x,
                                const float *terms, int64_t channels,
                                int64_t spatial, int64_t e_lo, int64_t e_hi,

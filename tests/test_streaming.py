@@ -237,6 +237,64 @@ def test_nhwc_streamed_outputs_are_bit_for_bit_the_cached_ones(channels, dtype, 
 
 
 @needs_streaming
+@pytest.mark.parametrize("mode", ["training", "relu", "eval"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", NHWC_CHANNELS)
+def test_nhwc_streamed_dx_is_bit_for_bit_the_cached_one(channels, dtype, mode, streaming):
+    """Channels-last dx streams in the common case (training, no ReLU) on the
+    same four-range walk as y; with dx placed at every gap from both dy and
+    x, and in ReLU and eval mode (never streamed), the cached bits and
+    nothing written outside dx."""
+    x_nchw, dy_nchw, weight, bias, _, _ = arguments((6, channels, 5, 5), dtype)
+    x_values = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1))
+    mean, var = _kernels.stats(x_values, nhwc=True)
+    invstd = _kernels.invstd(var, 1e-5)
+    relu = mode == "relu"
+    x, _ = placed(x_values.shape, dtype, 0)
+    x[...] = x_values
+    dy, _ = placed(x_values.shape, dtype, 0)
+    dy[...] = np.ascontiguousarray(dy_nchw.transpose(0, 2, 3, 1))
+    sums = (None, None) if mode == "eval" else _kernels.backward_reduce(
+        dy, x, mean, invstd, weight, bias, relu=relu, nhwc=True)
+    for gap in NHWC_GAPS:
+        def run():
+            dx, sentinels = placed(x.shape, dtype, gap)
+            _kernels.backward_dx(dy, x, mean, invstd, weight, *sums, out=dx, bias=bias,
+                                 relu=relu, nhwc=True)
+            assert (sentinels() == -7.25).all(), f"dx {gap} bytes past dy and x"
+            return dx
+        cached, streamed = streaming(None, run), streaming(0, run)
+        assert cached.tobytes() == streamed.tobytes(), f"dx differs {gap} bytes past dy"
+
+
+@needs_streaming
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nhwc_streamed_dx_in_place_and_threads(dtype, streaming):
+    """dx over dy, and 1 to 3 threads: the cached bits."""
+    x_nchw, dy_nchw, weight, bias, _, _ = arguments((8, 40, 6, 6), dtype)
+    x = np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1))
+    dy = np.ascontiguousarray(dy_nchw.transpose(0, 2, 3, 1))
+    mean, var = _kernels.stats(x, nhwc=True)
+    invstd = _kernels.invstd(var, 1e-5)
+    sums = _kernels.backward_reduce(dy, x, mean, invstd, weight, nhwc=True)
+    expected = streaming(None, lambda: _kernels.backward_dx(
+        dy, x, mean, invstd, weight, *sums, nhwc=True))
+    threads = bnkernels.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            bnkernels.set_num_threads(n)
+            dx = streaming(0, lambda: _kernels.backward_dx(
+                dy, x, mean, invstd, weight, *sums, nhwc=True))
+            assert dx.tobytes() == expected.tobytes(), f"{n} threads"
+            g = dy.copy()
+            streaming(0, lambda: _kernels.backward_dx(
+                g, x, mean, invstd, weight, *sums, out=g, nhwc=True))
+            assert g.tobytes() == expected.tobytes(), f"in place, {n} threads"
+    finally:
+        bnkernels.set_num_threads(threads)
+
+
+@needs_streaming
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_nhwc_streamed_in_place_and_threads(dtype, streaming):
     """y over x, and 1 to 3 threads (each thread's rows in four ranges of
@@ -265,8 +323,8 @@ def test_nhwc_streamed_in_place_and_threads(dtype, streaming):
 @needs_streaming
 @pytest.mark.parametrize("channels", [3, 64, 1030])
 def test_nhwc_outputs_are_the_same_bits_whatever_the_threshold(channels, streaming):
-    """Through the layer API: forward (y streams) and backward (dx does not)
-    give the same bits with streaming forced or off."""
+    """Through the layer API: forward and backward (y and dx stream) give
+    the same bits with streaming forced or off."""
     x, dy, weight, bias, running_mean, running_var = arguments((3, channels, 5, 7),
                                                                np.float32)
     x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
