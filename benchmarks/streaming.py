@@ -1,7 +1,8 @@
 """Streaming stores on and off, side by side: each standard-numerics pass
 that writes a tensor (inference, training forward, backward), timed with
 bnkernels.set_streaming_threshold at 16 MiB (the default, or --threshold) and
-at None (never stream), calls alternating, outputs reused (out=).
+at None (never stream), in turns as `bench` times its sides (one untimed call,
+then three timed), outputs reused (out=).
 
     python benchmarks/streaming.py                       # float32 and float64, 1 and 2 threads
     python benchmarks/streaming.py --shapes 8x64x32x32 --threads 1 --json streaming.json
@@ -24,6 +25,7 @@ import time
 import numpy as np
 
 import bnkernels
+from bnkernels.bench import time_calls_interleaved
 
 DEFAULT = bnkernels.get_streaming_threshold()
 DEFAULT_SHAPES = [(32, 64, 56, 56), (64, 256, 28, 28), (128, 1024, 7, 7)]
@@ -67,21 +69,27 @@ def passes(shape, dtype, layout="NCHW", offsets=(0,), seed=0):
 
 
 def best_of_both(call, output, threshold, repeat):
-    """Best seconds of `call` through the cache and streamed, alternating, and
+    """Best seconds of `call` through the cache and streamed, in turns as
+    `bench` times its sides (one untimed call, then three timed), and
     whether both wrote the same bytes."""
-    best = {"cached": float("inf"), "streamed": float("inf")}
-    written = {}
     settings = {"cached": None, "streamed": threshold}
+
+    def with_setting(setting):
+        def run():
+            bnkernels.set_streaming_threshold(setting)
+            call()
+        return run
+    written = {}
     try:
-        for _ in range(repeat):
-            for side, setting in settings.items():
-                bnkernels.set_streaming_threshold(setting)
-                start = time.perf_counter()
-                call()
-                best[side] = min(best[side], time.perf_counter() - start)
-                written[side] = output.tobytes()
+        timings = time_calls_interleaved(
+            {side: with_setting(setting) for side, setting in settings.items()}, repeat)
+        for side, setting in settings.items():
+            output[...] = 0
+            with_setting(setting)()
+            written[side] = output.tobytes()
     finally:
         bnkernels.set_streaming_threshold(DEFAULT)
+    best = {side: min(timing.times) for side, timing in timings.items()}
     return best, written["cached"] == written["streamed"]
 
 

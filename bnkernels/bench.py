@@ -17,12 +17,16 @@ every row group.
 
 How
 ---
-* Time: ``time.perf_counter`` around one call, after one warm-up call;
-  ``--repeat`` calls (``--reference-repeat`` for the slow NumPy reference),
-  garbage collector off. bnkernels (each numerics) and PyTorch take turns,
-  one call each per round, so a burst of background load on a shared
-  machine lands on both sides. The table shows the median; --json keeps
-  min too.
+* Time: ``time.perf_counter`` around one call; ``--repeat`` calls
+  (``--reference-repeat`` for the slow NumPy reference, after one warm-up
+  call), garbage collector off. bnkernels (each numerics) and PyTorch take
+  short turns, so a burst of background load on a shared machine lands on
+  both sides: one untimed call, then three timed calls, then the other
+  side. The untimed call makes each side start from the cache state of its
+  own calls: with turns of one call, bnkernels' streamed y left x in the L3
+  cache for PyTorch's next call, while PyTorch's y pushed x out before
+  bnkernels' (time_calls_interleaved). The table shows the median; --json
+  keeps min too.
 * Allocation policy, both reported, the same on every side:
   ``reused`` (the headline): preallocated outputs passed with ``out=``
   (bnkernels and the reference: ``out=``; PyTorch: ``native_batch_norm.out``
@@ -282,23 +286,33 @@ def time_call(fn, repeat):
     return time_calls_interleaved({"only": fn}, repeat)["only"]
 
 
-def time_calls_interleaved(fns, repeat):
-    """{name: Timing}: one warm-up call of each function, then ``repeat``
-    rounds calling each once in turn, each call timed alone. Taking turns
-    puts every side under the same background load (on a shared machine a
-    burst of it would otherwise land on whichever side ran during it)."""
-    for fn in fns.values():
-        fn()
+# timed calls per turn of a side, after one untimed call (see time_calls_interleaved)
+TURN_CALLS = 3
+
+
+def time_calls_interleaved(fns, repeat, turn_calls=TURN_CALLS):
+    """{name: Timing} of ``repeat`` calls of each function, each call timed
+    alone. The sides take turns: one untimed call, then ``turn_calls`` timed
+    calls, then the next side. Short turns put every side under the same
+    background load (on a shared machine a burst of it would otherwise land
+    on whichever side ran during it); the untimed call lets each side time
+    the cache state its own calls leave, not the one the other side's last
+    call left (one side's output evicting the input from L3 would slow the
+    other side's next call). One function: one warm-up call, then ``repeat``
+    calls."""
+    turn = repeat if len(fns) == 1 else turn_calls
     times = {name: [] for name in fns}
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(repeat):
+        while any(len(t) < repeat for t in times.values()):
             for name, fn in fns.items():
-                start = time.perf_counter()
-                result = fn()
-                times[name].append(time.perf_counter() - start)
-                del result   # freed outside the timing
+                fn()  # untimed: this side's warm-up
+                for _ in range(min(turn, repeat - len(times[name]))):
+                    start = time.perf_counter()
+                    result = fn()
+                    times[name].append(time.perf_counter() - start)
+                    del result   # freed outside the timing
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -603,7 +617,7 @@ def run_suite(args, torch, progress):
                         numpy_timings[dtype, shape, policy, op] = time_call(
                             numpy_ops[op], args.reference_repeat)
                         progress.advance()
-                    # bnkernels (each numerics) and PyTorch take turns, call by call
+                    # bnkernels (each numerics) and PyTorch take short turns
                     fns = {numerics: calls[op] for numerics, calls in sides.items()}
                     if torch_ops is not None:
                         fns[TORCH_SIDE] = torch_ops[op]
@@ -690,9 +704,10 @@ def report_notes(args, torch, bandwidth, rows, extra_notes):
         f"layout: {args.layout}" + (" (bnkernels and the NumPy reference on (N, H, W, C) "
                                     "arrays; PyTorch on channels_last tensors)"
                                     if args.layout == "NHWC" else ""),
-        f"times: median of {args.repeat} calls, each timed alone with time.perf_counter "
-        f"after one warm-up call{numpy_policy}; min in --json; bnkernels and PyTorch "
-        "take turns call by call, so both run under the same background load",
+        f"times: median of {args.repeat} calls, each timed alone with time.perf_counter"
+        f"{numpy_policy}; min in --json; bnkernels and PyTorch take turns of one untimed "
+        f"and {TURN_CALLS} timed calls, so both run under the same background load and "
+        "each from the cache state its own calls leave",
         f"policy reused: {POLICY_TEXT['reused']}",
         f"policy fresh: {POLICY_TEXT['fresh']}",
         "vs NumPy / vs PyTorch: how many times faster bnkernels is (their ms / bnkernels "

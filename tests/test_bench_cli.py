@@ -375,10 +375,18 @@ def test_streaming_script_times_every_pass_both_ways_with_the_same_bits(tmp_path
         assert row["ratio"] == pytest.approx(row["cached_ms"] / row["streamed_ms"])
 
 
-def test_sides_take_turns_call_by_call_after_one_warm_up_each():
+def test_sides_take_short_turns_each_opened_by_an_untimed_call():
     calls = []
     timings = bench.time_calls_interleaved(
-        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeat=3)
-    assert calls == ["a", "b"] + ["a", "b"] * 3
-    assert [len(timings[side].times) for side in "ab"] == [3, 3]
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeat=4,
+        turn_calls=3)
+    # a turn: one untimed call, then up to 3 timed; the last turn takes what is left
+    assert calls == ["a"] * 4 + ["b"] * 4 + ["a"] * 2 + ["b"] * 2
+    assert [len(timings[side].times) for side in "ab"] == [4, 4]
     assert all(t >= 0 for side in "ab" for t in timings[side].times)
+
+
+def test_one_side_alone_is_timed_after_one_warm_up_call():
+    calls = []
+    timing = bench.time_call(lambda: calls.append("a"), repeat=5)
+    assert calls == ["a"] * 6 and len(timing.times) == 5
