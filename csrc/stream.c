@@ -33,11 +33,12 @@
  * float32 dx 0.67-0.79x and float64 y 0.83-0.92x at some offsets.
  *
  * On Zen 4 (AVX-512 run on 256-bit units) float32 y, computed in double,
- * was compute bound when every vector blended two rows' coefficients: 14
- * cycles per 64-byte line from L2, and 0.77-0.89x of ordinary stores on 1
- * thread. Blending only the straddling vectors: 8.5 cycles per line (as
- * float64's, which the stores bound), and 1.00-1.25x of ordinary stores
- * (benchmarks/streaming.py, 1 and 2 threads, the three large shapes).
+ * was compute bound when every vector blended two rows' coefficients: 3.8
+ * ns per 64-byte line with x in L2, and 0.77-0.89x of ordinary stores on 1
+ * thread. Blending only the straddling vectors: 2.3 ns per line (as
+ * float64's, which the stores bound), and float32 y 1.01-1.19x of ordinary
+ * stores on 1 thread, 1.00-1.36x on 2 but for inference at (32, 64, 56, 56),
+ * 0.89x (benchmarks/results_streaming_nchw_zen4.json).
  *
  * Channels-last y streams again, from the four-range walk of
  * bn_normalize_affine_nhwc (one load of the coefficients for four vectors),
