@@ -148,15 +148,15 @@ static int64_t whole_vectors_end(int64_t e, int64_t row_end, int64_t lanes,
 /* lanes [k, 8) (k < 8) or none of eight: the lanes that belong to the next row */
 #define NEXT_ROW_LANES8(k) ((__mmask8)((k) < 8 ? 0xFFu << (k) : 0u))
 
-/* fl( x * a + o ) for the 16 floats at x, in double (affine_value for
- * float32): lanes 0-7 with (a_lo, o_lo), lanes 8-15 with (a_hi, o_hi);
+/* fl( x * a + o ) for 16 floats (x_lo, then x_hi), in double (affine_value
+ * for float32): lanes 0-7 with (a_lo, o_lo), lanes 8-15 with (a_hi, o_hi);
  * then max(y, 0) if relu (v < 0 ? 0 : v: NaN and -0 stay). */
 BN_STREAM_TARGET
-static inline __m512 affine16_f32(const float *x, __m512d a_lo, __m512d o_lo,
-                                  __m512d a_hi, __m512d o_hi, int relu)
+static inline __m512 affine16_f32(__m256 x_lo, __m256 x_hi, __m512d a_lo,
+                                  __m512d o_lo, __m512d a_hi, __m512d o_hi,
+                                  int relu)
 {
-    const __m512d lo = _mm512_cvtps_pd(_mm256_loadu_ps(x));
-    const __m512d hi = _mm512_cvtps_pd(_mm256_loadu_ps(x + 8));
+    const __m512d lo = _mm512_cvtps_pd(x_lo), hi = _mm512_cvtps_pd(x_hi);
     const __m256 y_lo = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(lo, a_lo), o_lo));
     const __m256 y_hi = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(hi, a_hi), o_hi));
     __m512 out = _mm512_castpd_ps(_mm512_insertf64x4(
@@ -186,7 +186,9 @@ void bn_stream_normalize_affine_f32(const float *x, const double *mean,
         const __m512d va = _mm512_set1_pd(a), vo = _mm512_set1_pd(o);
         for (const int64_t end = whole_vectors_end(e, w.row_end, 16, e_hi);
              e < end; e += 16)
-            _mm512_stream_ps(y + e, affine16_f32(x + e, va, vo, va, vo, relu));
+            _mm512_stream_ps(y + e, affine16_f32(_mm256_loadu_ps(x + e),
+                                                 _mm256_loadu_ps(x + e + 8), va, vo,
+                                                 va, vo, relu));
         if (e == e_hi)
             break;
         /* the row ends at e, or inside the vector at e */
@@ -199,7 +201,8 @@ void bn_stream_normalize_affine_f32(const float *x, const double *mean,
             const __mmask8 next_lo = NEXT_ROW_LANES8(k);
             const __mmask8 next_hi = NEXT_ROW_LANES8(k < 8 ? 0 : k - 8);
             _mm512_stream_ps(y + e, affine16_f32(
-                x + e, _mm512_mask_blend_pd(next_lo, va, na),
+                _mm256_loadu_ps(x + e), _mm256_loadu_ps(x + e + 8),
+                _mm512_mask_blend_pd(next_lo, va, na),
                 _mm512_mask_blend_pd(next_lo, vo, no),
                 _mm512_mask_blend_pd(next_hi, va, na),
                 _mm512_mask_blend_pd(next_hi, vo, no), relu));
@@ -212,13 +215,13 @@ void bn_stream_normalize_affine_f32(const float *x, const double *mean,
     _mm_sfence();
 }
 
-/* fl( (x - m) * a + s ) for the 8 doubles at x (affine_value for float64),
- * then max(y, 0) if relu. */
+/* fl( (x - m) * a + s ) for 8 doubles (affine_value for float64), then
+ * max(y, 0) if relu. */
 BN_STREAM_TARGET
-static inline __m512d affine8_f64(const double *x, __m512d m, __m512d a,
-                                  __m512d s, int relu)
+static inline __m512d affine8_f64(__m512d x, __m512d m, __m512d a, __m512d s,
+                                  int relu)
 {
-    __m512d out = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(_mm512_loadu_pd(x), m), a), s);
+    __m512d out = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(x, m), a), s);
     if (relu)
         out = _mm512_mask_mov_pd(out, _mm512_cmp_pd_mask(out, _mm512_setzero_pd(),
                                                          _CMP_LT_OQ),
@@ -244,7 +247,7 @@ void bn_stream_normalize_affine_f64(const double *x, const double *mean,
     while (e < e_hi) {
         for (const int64_t end = whole_vectors_end(e, w.row_end, 8, e_hi);
              e < end; e += 8)
-            _mm512_stream_pd(y + e, affine8_f64(x + e, vm, va, vs, relu));
+            _mm512_stream_pd(y + e, affine8_f64(_mm512_loadu_pd(x + e), vm, va, vs, relu));
         if (e == e_hi)
             break;
         /* the row ends at e, or inside the vector at e */
@@ -254,7 +257,8 @@ void bn_stream_normalize_affine_f64(const double *x, const double *mean,
         const __m512d ns = _mm512_set1_pd(shift_of(bias, 0, n));
         if (e < w.row_end) {  /* lanes [0, row_end - e) in this row */
             const __mmask8 next = NEXT_ROW_LANES8(w.row_end - e);
-            _mm512_stream_pd(y + e, affine8_f64(x + e, _mm512_mask_blend_pd(next, vm, nm),
+            _mm512_stream_pd(y + e, affine8_f64(_mm512_loadu_pd(x + e),
+                                                _mm512_mask_blend_pd(next, vm, nm),
                                                 _mm512_mask_blend_pd(next, va, na),
                                                 _mm512_mask_blend_pd(next, vs, ns), relu));
             e += 8;
@@ -380,7 +384,6 @@ void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
                                           int64_t stride, float *y)
 {
     int64_t j = e_lo % channels;
-    const __m512 zero = _mm512_setzero_ps();
     for (int64_t e = e_lo; e < e_hi; e += 16) {
         const __m512d a_lo = _mm512_loadu_pd(ca + j), a_hi = _mm512_loadu_pd(ca + j + 8);
         const __m512d o_lo = _mm512_loadu_pd(co + j), o_hi = _mm512_loadu_pd(co + j + 8);
@@ -389,17 +392,9 @@ void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
             v_lo[k] = _mm256_loadu_ps(x + e + k * stride);
             v_hi[k] = _mm256_loadu_ps(x + e + k * stride + 8);
         }
-        for (int k = 0; k < 4; ++k) {
-            const __m512d y_lo = _mm512_add_pd(_mm512_mul_pd(_mm512_cvtps_pd(v_lo[k]), a_lo), o_lo);
-            const __m512d y_hi = _mm512_add_pd(_mm512_mul_pd(_mm512_cvtps_pd(v_hi[k]), a_hi), o_hi);
-            __m512 out = _mm512_castpd_ps(_mm512_insertf64x4(
-                _mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(y_lo))),
-                _mm256_castps_pd(_mm512_cvtpd_ps(y_hi)), 1));
-            if (relu)  /* v < 0 ? 0 : v: NaN and -0 stay */
-                out = _mm512_mask_mov_ps(
-                    out, _mm512_cmp_ps_mask(out, zero, _CMP_LT_OQ), zero);
-            _mm512_stream_ps(y + e + k * stride, out);
-        }
+        for (int k = 0; k < 4; ++k)
+            _mm512_stream_ps(y + e + k * stride,
+                             affine16_f32(v_lo[k], v_hi[k], a_lo, o_lo, a_hi, o_hi, relu));
         j = advance_channel(j, 16, channels);
     }
     _mm_sfence();
@@ -415,20 +410,14 @@ void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
                                           int64_t stride, double *y)
 {
     int64_t j = e_lo % channels;
-    const __m512d zero = _mm512_setzero_pd();
     for (int64_t e = e_lo; e < e_hi; e += 8) {
         const __m512d m = _mm512_loadu_pd(cm + j), a = _mm512_loadu_pd(ca + j),
                       sh = _mm512_loadu_pd(cs + j);
         __m512d v[4];
         for (int k = 0; k < 4; ++k)
             v[k] = _mm512_loadu_pd(x + e + k * stride);
-        for (int k = 0; k < 4; ++k) {
-            __m512d out = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(v[k], m), a), sh);
-            if (relu)
-                out = _mm512_mask_mov_pd(
-                    out, _mm512_cmp_pd_mask(out, zero, _CMP_LT_OQ), zero);
-            _mm512_stream_pd(y + e + k * stride, out);
-        }
+        for (int k = 0; k < 4; ++k)
+            _mm512_stream_pd(y + e + k * stride, affine8_f64(v[k], m, a, sh, relu));
         j = advance_channel(j, 8, channels);
     }
     _mm_sfence();
