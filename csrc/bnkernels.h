@@ -25,8 +25,9 @@
  *            -ffp-contract=off.
  *   bn_*     Standard numerics (standard.c), the convention of the BN paper,
  *            PyTorch and cuDNN. Statistics are accumulated in double, two passes
- *            per (b, c) row merged by Chan et al.'s update, and per-channel
- *            statistics are kept in double.
+ *            per (b, c) row merged by Chan et al.'s update (NHWC: per block of
+ *            rows; float32 NHWC in one pass about each 64 rows' first row),
+ *            and per-channel statistics are kept in double.
  *
  * Aliasing: an elementwise kernel's output may be the very same buffer as its
  * elementwise input (Darknet works in place); any other overlap is undefined.

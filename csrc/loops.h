@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dispatch.h"
 
@@ -60,6 +61,8 @@ typedef struct { bn_v4d h[2]; } bn_v8s;  /* lane j: h[j / 4][j % 4] */
 #define W8_SUB(a, b) ((a) - (b))
 #define W8_MUL(a, b) ((a) * (b))
 #define W8_LANE(v, j) ((v)[j])
+/* STORE(p, v): the eight lanes to doubles p[0..7], as whole vectors */
+#define W8_STORE(p, v) memcpy((p), &(v), sizeof(bn_v8d))
 
 #define S8_LOAD(p)                                                             \
     ((bn_v8s){{{(double)(p)[0], (double)(p)[1], (double)(p)[2], (double)(p)[3]}, \
@@ -75,6 +78,9 @@ typedef struct { bn_v4d h[2]; } bn_v8s;  /* lane j: h[j / 4][j % 4] */
 #define S8_SUB(a, b) ((bn_v8s){{(a).h[0] - (b).h[0], (a).h[1] - (b).h[1]}})
 #define S8_MUL(a, b) ((bn_v8s){{(a).h[0] * (b).h[0], (a).h[1] * (b).h[1]}})
 #define S8_LANE(v, j) ((v).h[(j) / 4][(j) % 4])
+#define S8_STORE(p, v)                                                         \
+    (memcpy((p), &(v).h[0], sizeof(bn_v4d)),                                   \
+     memcpy((p) + 4, &(v).h[1], sizeof(bn_v4d)))
 
 /* the lanes' sum, ((0+1) + (2+3)) + ((4+5) + (6+7)), for either form */
 #define SUM8(LANE, v)                                                          \

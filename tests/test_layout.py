@@ -151,6 +151,46 @@ def test_statistics_stay_accurate_at_mean_1e4_standard_deviations(dtype):
     np.testing.assert_allclose(var, exact_var, rtol=1e-11)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_statistics_stay_accurate_when_the_first_row_is_an_outlier(dtype):
+    """float32 sums each part's rows about the part's first row in one pass:
+    here that row lies 3e4 standard deviations from the others, the worst
+    place for a shift. Cancellation costs at most rows-per-part (1024 here)
+    times float64's rounding, 1e-13. Oracle: NumPy's two-pass float64
+    statistics of the same values; allowed: 1e-12 relative."""
+    x = np.random.default_rng(4).standard_normal((16, 2, 64, 64)).astype(dtype)
+    x[0, :, 0, 0] = 3e4
+    mean, var = _kernels.stats(to_nhwc(x), nhwc=True)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(mean, x64.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(var, x64.var(axis=(0, 2, 3)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channels", [3, 40])  # one by one; a strip and a remainder
+def test_constant_channels_have_zero_variance_and_nan_stays_nan(dtype, channels):
+    """A constant channel's variance is exactly 0, never negative (a shifted
+    sum of squares minus the squared sum could round below 0); a NaN or an
+    infinity gives its channel a NaN variance (not 0) and leaves the other
+    channels alone."""
+    x = np.random.default_rng(2).standard_normal((4, channels, 9, 9)).astype(dtype)
+    x[:, 0] = 7.25
+    x[:, 1] = np.float32(0.1) * (1 + np.arange(81) % 2 * np.finfo(np.float32).eps)[None, :].reshape(1, 9, 9)
+    x[2, 2, 4, 4] = np.nan
+    x[1, -1, 0, 3] = np.inf
+    with np.errstate(invalid="ignore"):
+        mean, var = _kernels.stats(to_nhwc(x), nhwc=True)
+        x64 = x.astype(np.float64)
+        exact = x64.var(axis=(0, 2, 3))
+    assert mean[0] == 7.25 and var[0] == 0.0
+    # channel 1 (0.1 and the next float32, mean/std 1.3e7) is 1e3 past the
+    # promised mean/std of 1e4: merging blocks' means rounds the mean to
+    # 1e-9 of a standard deviation, which costs ~1e-11 of the variance
+    assert var[1] >= 0 and abs(var[1] - exact[1]) <= 1e-10 * exact[1]
+    assert np.isnan(var[2]) and np.isnan(var[-1])
+    np.testing.assert_allclose(var[3:-1], exact[3:-1], rtol=1e-12)
+
+
 @pytest.mark.skipif(not bnkernels.openmp_enabled(), reason="built without OpenMP")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [
