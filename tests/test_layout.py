@@ -168,16 +168,18 @@ def test_statistics_stay_accurate_when_the_first_row_is_an_outlier(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("channels", [3, 40])  # one by one; a strip and a remainder
-def test_constant_channels_have_zero_variance_and_nan_stays_nan(dtype, channels):
+@pytest.mark.parametrize("batch, side", [(4, 9), (1, 4)])  # many blocks; one block
+def test_constant_channels_have_zero_variance_and_nan_stays_nan(dtype, channels, batch, side):
     """A constant channel's variance is exactly 0, never negative (a shifted
     sum of squares minus the squared sum could round below 0); a NaN or an
     infinity gives its channel a NaN variance (not 0) and leaves the other
     channels alone."""
-    x = np.random.default_rng(2).standard_normal((4, channels, 9, 9)).astype(dtype)
+    x = np.random.default_rng(2).standard_normal((batch, channels, side, side)).astype(dtype)
     x[:, 0] = 7.25
-    x[:, 1] = np.float32(0.1) * (1 + np.arange(81) % 2 * np.finfo(np.float32).eps)[None, :].reshape(1, 9, 9)
-    x[2, 2, 4, 4] = np.nan
-    x[1, -1, 0, 3] = np.inf
+    alternate = 1 + np.arange(side * side) % 2 * np.finfo(np.float32).eps
+    x[:, 1] = np.float32(0.1) * alternate.reshape(1, side, side)
+    x[-1, 2, 2, 3] = np.nan
+    x[0, -1, 0, 3] = np.inf
     with np.errstate(invalid="ignore"):
         mean, var = _kernels.stats(to_nhwc(x), nhwc=True)
         x64 = x.astype(np.float64)
