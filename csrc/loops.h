@@ -199,12 +199,14 @@ void bn_stream_normalize_affine_f64(const double *x, const double *mean,
 void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
                                           const double *co, int64_t channels,
                                           int relu, int64_t e_lo, int64_t e_hi,
-                                          int64_t stride, float *y);
+                                          int64_t stride, int descending,
+                                          float *y);
 void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
                                           const double *ca, const double *cs,
                                           int64_t channels, int relu,
                                           int64_t e_lo, int64_t e_hi,
-                                          int64_t stride, double *y);
+                                          int64_t stride, int descending,
+                                          double *y);
 void bn_stream_backward_dx_nhwc4_f32(const float *dy, const float *x,
                                      const float *ta, const float *tm,
                                      const float *tq, const float *tp,

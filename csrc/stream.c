@@ -374,6 +374,21 @@ static int64_t advance_channel(int64_t j, int64_t lanes, int64_t channels)
     return j;
 }
 
+/* The channel of the vector before the one at channel j. */
+static int64_t retreat_channel(int64_t j, int64_t lanes, int64_t channels)
+{
+    for (j -= lanes; j < 0;)
+        j += channels;
+    return j;
+}
+
+/* The NHWC y twins walk each range up from e_lo, or with `descending` down
+ * from e_hi: for y 1 to 255 bytes past x modulo 4 KB. Walking up, each load
+ * of x would come just after a streaming store to y at the same page
+ * offset, and wait on it (4K aliasing); walking down, every store to y at
+ * that offset comes after the load. (Zen 4, 1024 channels float32, y 64
+ * bytes past x: see bn_normalize_affine_nhwc.) */
+
 /* float32: y = fl( x * ca + co ) (affine_value with its float32 offset),
  * then max(y, 0) if relu, for e in [e_lo, e_hi) of each range: y + e_lo
  * and stride * 4 bytes multiples of 64, e_hi - e_lo a multiple of 16. */
@@ -381,10 +396,13 @@ BN_STREAM_TARGET
 void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
                                           const double *co, int64_t channels,
                                           int relu, int64_t e_lo, int64_t e_hi,
-                                          int64_t stride, float *y)
+                                          int64_t stride, int descending,
+                                          float *y)
 {
-    int64_t j = e_lo % channels;
-    for (int64_t e = e_lo; e < e_hi; e += 16) {
+    const int64_t step = descending ? -16 : 16;
+    int64_t e = descending ? e_hi - 16 : e_lo;
+    int64_t j = e % channels;
+    for (int64_t left = (e_hi - e_lo) / 16; left > 0; --left, e += step) {
         const __m512d a_lo = _mm512_loadu_pd(ca + j), a_hi = _mm512_loadu_pd(ca + j + 8);
         const __m512d o_lo = _mm512_loadu_pd(co + j), o_hi = _mm512_loadu_pd(co + j + 8);
         __m256 v_lo[4], v_hi[4];  /* all four ranges' loads before their stores */
@@ -395,7 +413,7 @@ void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
         for (int k = 0; k < 4; ++k)
             _mm512_stream_ps(y + e + k * stride,
                              affine16_f32(v_lo[k], v_hi[k], a_lo, o_lo, a_hi, o_hi, relu));
-        j = advance_channel(j, 16, channels);
+        j = descending ? retreat_channel(j, 16, channels) : advance_channel(j, 16, channels);
     }
     _mm_sfence();
 }
@@ -407,10 +425,13 @@ void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
                                           const double *ca, const double *cs,
                                           int64_t channels, int relu,
                                           int64_t e_lo, int64_t e_hi,
-                                          int64_t stride, double *y)
+                                          int64_t stride, int descending,
+                                          double *y)
 {
-    int64_t j = e_lo % channels;
-    for (int64_t e = e_lo; e < e_hi; e += 8) {
+    const int64_t step = descending ? -8 : 8;
+    int64_t e = descending ? e_hi - 8 : e_lo;
+    int64_t j = e % channels;
+    for (int64_t left = (e_hi - e_lo) / 8; left > 0; --left, e += step) {
         const __m512d m = _mm512_loadu_pd(cm + j), a = _mm512_loadu_pd(ca + j),
                       sh = _mm512_loadu_pd(cs + j);
         __m512d v[4];
@@ -418,7 +439,7 @@ void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
             v[k] = _mm512_loadu_pd(x + e + k * stride);
         for (int k = 0; k < 4; ++k)
             _mm512_stream_pd(y + e + k * stride, affine8_f64(v[k], m, a, sh, relu));
-        j = advance_channel(j, 8, channels);
+        j = descending ? retreat_channel(j, 8, channels) : advance_channel(j, 8, channels);
     }
     _mm_sfence();
 }

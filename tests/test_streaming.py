@@ -203,10 +203,11 @@ def placed(shape, dtype, byte_offset, fill=-7.25):
 # channels: one lane; fewer than a vector; a vector and a bit; 64; one
 # whole tile of coefficients (1024); more than a tile (1030: not streamed)
 NHWC_CHANNELS = [1, 3, 17, 64, 1024, 1030]
-# bytes from x's page offset to y's: the same offset; 64 (y a little past x,
-# where loads of x would wait on streaming stores: ordinary stores then);
-# a partial line (4); far apart
-NHWC_GAPS = [0, 4, 64, 1000, 2048]
+# bytes from x's page offset to y's: the same offset; 4, 8, 64 and 248 (y a
+# little past x, where walking up each load of x would wait on a streaming
+# store: y streams walking down, float64 at 4 rounds to 0); 256, the first
+# gap walked up; far apart
+NHWC_GAPS = [0, 4, 8, 64, 248, 256, 1000, 2048]
 
 
 @needs_streaming
