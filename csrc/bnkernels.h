@@ -246,8 +246,9 @@ int bn_openmp_enabled(void);
 /* written and do not keep the output in cache: on Zen 5, a writing pass   */
 /* at the benchmark shapes (25.7 MB and more) took 1.0-1.6x less time.     */
 /* bn_normalize_affine_nhwc and bn_backward_dx_nhwc (training, no ReLU)   */
-/* stream too, except when the output starts 1-255 bytes past an input     */
-/* modulo 4 KB (up to 1.7x for y, 1.34x for dx, on Zen 4).                  */
+/* stream too (up to 1.9x for y, 1.34x for dx, on Zen 4): y walking down   */
+/* when it starts 4-252 bytes past x modulo 4 KB; dx not when it starts    */
+/* 1-255 bytes past dy or x, nor y when its values are not aligned like x's. */
 /* Only CPUs with AVX-512 stream (bn_stream_available). Same bits always.   */
 /* ------------------------------------------------------------------------ */
 /* The default: outputs of 16 MiB and more, which would not stay in a       */
