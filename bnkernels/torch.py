@@ -3,7 +3,8 @@
 ``batch_norm`` has ``torch.nn.functional.batch_norm``'s signature and meaning,
 ``BatchNorm2d`` is a ``torch.nn.BatchNorm2d`` (same arguments, parameters,
 buffers, state_dict, errors) whose forward and backward run bnkernels'
-C kernels, and ``convert`` swaps them into an existing model.
+C kernels, and ``convert`` makes the BatchNorm2d layers of an existing model
+those, in place.
 
 CPU tensors only (float32 or float64, (N, C, H, W)); CUDA tensors are
 rejected. Tensors reach the kernels without copies: ``t.detach().numpy()``
@@ -460,30 +461,51 @@ def _scratch_copy(tensor):
     return tensor.detach().clone()
 
 
+def _check_convertible(layer, path):
+    """Raise if a torch.nn.BatchNorm2d cannot run on bnkernels' kernels."""
+    where = f"convert: {path or 'the module'} (torch.nn.BatchNorm2d)"
+    try:
+        _check_eps(layer.eps, training=True)
+        if layer.momentum is not None:
+            _check_momentum(layer.momentum)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{where}: {error}") from None
+    for name, tensor in BatchNorm2d._own_tensors(layer):
+        if tensor.device.type not in ("cpu", "meta"):
+            raise ValueError(f"{where} has {name} on {tensor.device}; bnkernels.torch "
+                             "runs on the CPU only")
+        if name != "num_batches_tracked" and tensor.dtype not in _DTYPES:
+            raise TypeError(f"{where} has {name} of dtype {tensor.dtype}; bnkernels.torch "
+                            "runs float32 and float64 only")
+
+
 def convert(module):
-    """Replace every torch.nn.BatchNorm2d in `module` by a bnkernels one.
+    """Make every torch.nn.BatchNorm2d in `module` a bnkernels one, in place.
 
     Only modules whose type is exactly torch.nn.BatchNorm2d (not subclasses,
-    which may have their own forward). The new layers take over the old
-    ones' Parameter and buffer objects (an optimizer made before keeps
-    working) and training flag; hooks registered on an old layer are not
-    carried over. Returns the converted module: the module itself with its
-    children replaced, or a new BatchNorm2d if `module` is one.
+    which may have their own forward, nor layers inside TorchScript modules).
+    Each keeps its identity and everything it holds (Parameters, buffers,
+    hooks, training flag): only its class changes, to BatchNorm2d, so an
+    optimizer made before keeps working. Returns `module`.
+
+    Raises before changing anything, naming the layer, for a layer
+    BatchNorm2d cannot run: parameters or buffers on a device other than the
+    CPU (or "meta", to be materialized later) or of a dtype other than
+    float32/float64, eps not positive and finite, momentum outside [0, 1].
+    TypeError for something other than a torch.nn.Module, or a TorchScript
+    module.
     """
-    if type(module) is torch.nn.BatchNorm2d:
-        converted = BatchNorm2d(module.num_features, module.eps, module.momentum,
-                                module.affine, module.track_running_stats,
-                                device="meta")  # placeholders, replaced below
-        for name in ("weight", "bias"):
-            setattr(converted, name, getattr(module, name))
-        for name in ("running_mean", "running_var", "num_batches_tracked"):
-            setattr(converted, name, getattr(module, name))
-        converted.train(module.training)
-        return converted
-    for name, child in module.named_children():
-        replacement = convert(child)
-        if replacement is not child:
-            setattr(module, name, replacement)
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"convert expects a torch.nn.Module, got {type(module).__name__}")
+    if isinstance(module, torch.jit.ScriptModule):
+        raise TypeError("convert: got a TorchScript module, whose layers cannot be "
+                        "replaced; convert the Python module before scripting it")
+    layers = [(path, layer) for path, layer in module.named_modules()
+              if type(layer) is torch.nn.BatchNorm2d]
+    for path, layer in layers:  # all checked before any is changed
+        _check_convertible(layer, path)
+    for _, layer in layers:
+        layer.__class__ = BatchNorm2d
     return module
 
 
@@ -504,8 +526,9 @@ def _tensor(array):
     return torch.from_numpy(np.array(array, copy=True))
 
 
-def _to_torch_leaf(module, layers):
-    """The torch.nn twin of one bnkernels.layers leaf, with copied state."""
+def _to_torch_leaf(module, layers, where):
+    """The torch.nn twin of one bnkernels.layers leaf, with copied state;
+    `where` ("to_torch: " and the leaf's path) begins error messages."""
     if isinstance(module, layers.Conv2d):
         twin = torch.nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
                                module.stride, module.padding, bias=module.bias is not None,
@@ -515,7 +538,7 @@ def _to_torch_leaf(module, layers):
                                bias=module.bias is not None, dtype=_torch_dtype(module.dtype))
     elif isinstance(module, layers.BatchNorm2d):
         if module.numerics != "standard" or module.layout != "NCHW":
-            raise ValueError(f"to_torch: PyTorch has only standard-numerics NCHW batch norm; "
+            raise ValueError(f"{where}PyTorch has only standard-numerics NCHW batch norm; "
                              f"this layer has numerics={module.numerics!r}, "
                              f"layout={module.layout!r}")
         twin = torch.nn.BatchNorm2d(module.num_features, module.eps, module.momentum,
@@ -542,7 +565,7 @@ def _to_torch_leaf(module, layers):
     elif isinstance(module, layers.Dropout):
         return torch.nn.Dropout(module.p)
     else:
-        raise TypeError(f"to_torch: no PyTorch twin for {type(module).__name__}")
+        raise TypeError(f"{where}no PyTorch twin for {type(module).__name__}")
     twin.load_state_dict({key: _tensor(value) for key, value in module.state_dict().items()})
     return twin
 
@@ -562,19 +585,40 @@ def to_torch(module):
     torch.nn namesakes (GlobalAvgPool2d: AdaptiveAvgPool2d(1); BatchNorm2d
     with activation="relu": BatchNorm2d then ReLU). Batch norm must have
     standard numerics: PyTorch has no Darknet ones.
+
+    Raises TypeError for anything but a bnkernels.layers module (a torch.nn
+    module included) and for a layer without a twin, ValueError for Darknet
+    numerics or auxiliary heads; the message names the layer's path.
     """
+    from bnkernels import layers
+
+    if isinstance(module, torch.nn.Module):
+        raise TypeError(f"to_torch converts bnkernels.layers modules to torch.nn; got "
+                        f"{type(module).__module__}.{type(module).__qualname__}, which "
+                        "is a torch.nn.Module already")
+    if not isinstance(module, layers.Module):
+        raise TypeError(f"to_torch expects a bnkernels.layers module, got "
+                        f"{type(module).__name__}")
+    return _to_torch(module, "")
+
+
+def _to_torch(module, path):
     from bnkernels import inception, layers
 
+    where = f"to_torch: {path[:-1]}: " if path else "to_torch: "
     if isinstance(module, layers.Concat):
-        twin = Concat([to_torch(branch) for _, branch in module.children()])
+        twin = Concat([_to_torch(branch, f"{path}{name}.")
+                       for name, branch in module.children()])
     elif isinstance(module, inception.Network):
         if module.aux:
-            raise ValueError("to_torch: networks with auxiliary heads are not converted; "
+            raise ValueError(f"{where}networks with auxiliary heads are not converted; "
                              "build them with aux_logits=False")
-        twin = torch.nn.Sequential(*[to_torch(stage) for _, stage in module.stages])
+        twin = torch.nn.Sequential(*[_to_torch(stage, f"{path}{name}.")
+                                     for name, stage in module.stages])
     elif isinstance(module, (layers.Sequential, layers.ConvBNReLU)):
-        twin = torch.nn.Sequential(*[to_torch(child) for _, child in module.children()])
+        twin = torch.nn.Sequential(*[_to_torch(child, f"{path}{name}.")
+                                     for name, child in module.children()])
     else:
-        twin = _to_torch_leaf(module, layers)
+        twin = _to_torch_leaf(module, layers, where)
     twin.train(module.training)
     return twin

@@ -12,6 +12,7 @@ error such as the biased variance in running_var (1/(n-1) ~ 3 % off here).
 import copy
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -888,3 +889,89 @@ def test_load_state_dict_non_strict_with_missing_keys_loads_the_rest_as_torch():
         assert result.missing_keys == ["running_var"]
     for key, value in ref.state_dict().items():
         assert torch.equal(ours.state_dict()[key], value), key
+
+
+# ---------------------------------------------------------------------------
+# convert and to_torch on odd inputs
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [None, 42, "model", np.zeros(3)], ids=repr)
+def test_convert_rejects_what_is_not_a_torch_module(value):
+    with pytest.raises(TypeError, match="convert expects a torch.nn.Module, got"):
+        bt.convert(value)
+
+
+def test_convert_rejects_bnkernels_layers_and_torchscript_modules():
+    from bnkernels import layers
+    with pytest.raises(TypeError, match="convert expects a torch.nn.Module, got BatchNorm2d"):
+        bt.convert(layers.BatchNorm2d(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script is
+        scripted = torch.jit.script(torch.nn.Sequential(torch.nn.BatchNorm2d(2)))
+    with pytest.raises(TypeError, match="TorchScript"):
+        bt.convert(scripted)
+
+
+@pytest.mark.parametrize("problem", ["float16", "bfloat16", "momentum_nan", "eps_zero",
+                                     "momentum_above_1"])
+def test_convert_refuses_a_layer_it_cannot_run_naming_it_and_changing_nothing(problem):
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(3),
+                                torch.nn.Sequential(torch.nn.ReLU(), torch.nn.BatchNorm2d(3)))
+    bad = model[1][1]
+    if problem in ("float16", "bfloat16"):
+        bad.to(getattr(torch, problem))
+    elif problem == "momentum_nan":
+        bad.momentum = float("nan")
+    elif problem == "momentum_above_1":
+        bad.momentum = 1.5
+    else:
+        bad.eps = 0.0
+    error = TypeError if problem.endswith("float16") else ValueError
+    with pytest.raises(error, match=r"convert: 1\.1 \(torch\.nn\.BatchNorm2d\)"):
+        bt.convert(model)
+    assert type(model[0]) is torch.nn.BatchNorm2d  # checked before any is changed
+    assert type(bad) is torch.nn.BatchNorm2d
+
+
+def test_convert_keeps_identity_hooks_and_shared_layers():
+    shared = torch.nn.BatchNorm2d(3)
+    model = torch.nn.Sequential(shared, torch.nn.ReLU(), shared)
+    calls = []
+    handle = shared.register_forward_hook(lambda module, args, output: calls.append(module))
+    assert bt.convert(model) is model
+    assert model[0] is shared and model[2] is shared and type(shared) is bt.BatchNorm2d
+    model(torch.randn(2, 3, 4, 4))
+    assert calls == [shared, shared]
+    handle.remove()
+    model(torch.randn(2, 3, 4, 4))
+    assert len(calls) == 2
+    assert int(shared.num_batches_tracked) == 4  # 2 forwards through it, twice each
+    assert bt.convert(model) is model  # converting again changes nothing
+
+
+def test_convert_a_meta_model_then_materialize_it():
+    with torch.device("meta"):
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    bt.convert(model)
+    model.to_empty(device="cpu")
+    model[1].reset_parameters()
+    model[0].reset_parameters()
+    assert type(model[1]) is bt.BatchNorm2d
+    reference = copy.deepcopy(model)
+    reference[1].__class__ = torch.nn.BatchNorm2d
+    x = torch.randn(2, 3, 6, 6)
+    assert_close(model(x), reference(x), torch.float32)
+
+
+def test_to_torch_rejects_odd_inputs_clearly():
+    from bnkernels import layers
+    with pytest.raises(TypeError, match="to_torch expects a bnkernels.layers module, got "
+                                        "NoneType"):
+        bt.to_torch(None)
+    with pytest.raises(TypeError, match=r"got torch\.nn\.modules\.activation\.ReLU, which "
+                                        r"is a torch\.nn\.Module already"):
+        bt.to_torch(torch.nn.ReLU())
+    with pytest.raises(TypeError, match=r"to_torch: 1\.1: no PyTorch twin for "
+                                        "SoftmaxCrossEntropy"):
+        bt.to_torch(layers.Sequential(layers.ReLU(), layers.Sequential(
+            layers.ReLU(), layers.SoftmaxCrossEntropy())))
