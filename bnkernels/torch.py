@@ -3,15 +3,18 @@
 ``batch_norm`` has ``torch.nn.functional.batch_norm``'s signature and meaning,
 ``BatchNorm2d`` is a ``torch.nn.BatchNorm2d`` (same arguments, parameters,
 buffers, state_dict, errors) whose forward and backward run bnkernels'
-C kernels, and ``convert`` swaps them into an existing model.
+C kernels, and ``convert`` makes the BatchNorm2d layers of an existing model
+those, in place.
 
 CPU tensors only (float32 or float64, (N, C, H, W)); CUDA tensors are
 rejected. Tensors reach the kernels without copies: ``t.detach().numpy()``
-shares the tensor's memory, results come back with ``torch.from_numpy``, and
-running_mean/running_var are updated in place in the torch buffers. A
-channels_last input runs through the NHWC kernels without a copy, and its
-output and gradient are channels_last too; any other input that is not
-C-contiguous is copied to NCHW first, as torch's own CPU batch_norm does.
+shares the tensor's memory, outputs are new tensors allocated by torch that
+the kernels write into (so autograd treats them as any op's output: in-place
+operations on them work), and running_mean/running_var are updated in place
+in the torch buffers. A channels_last input runs through the NHWC kernels
+without a copy, and its output and gradient are channels_last too; any other
+input that is not C-contiguous is copied to NCHW first, as torch's own CPU
+batch_norm does.
 
 Needs PyTorch (``pip install bnkernels[torch]``); ``import bnkernels`` never
 imports it.
@@ -29,50 +32,78 @@ except ImportError as error:
         "bnkernels.torch needs PyTorch, which is not installed: "
         "pip install bnkernels[torch]", name="torch") from error
 
+import math
+import numbers
+
 import numpy as np
 from torch.autograd.function import once_differentiable
 
 from bnkernels import batchnorm as _batchnorm
 
-__all__ = ["BatchNormFunction", "batch_norm", "BatchNorm2d", "Concat", "convert", "to_torch"]
+__all__ = ["BatchNormFunction", "batch_norm", "BatchNorm2d", "BatchNormTypeError",
+           "BatchNormValueError", "Concat", "convert", "to_torch"]
 
 _DTYPES = (torch.float32, torch.float64)
 
 
 # ---------------------------------------------------------------------------
-# tensors <-> the arrays the kernels read (zero-copy)
+# errors: torch's exception types, bnkernels' messages
 # ---------------------------------------------------------------------------
 
-# The axes that turn an (N, C, H, W) tensor into an array of the layout.
+class BatchNormValueError(ValueError, RuntimeError):
+    """A vector of the wrong shape, or one running statistic without the
+    other. A ValueError, as bnkernels reports bad arguments, and a
+    RuntimeError, as torch.nn.functional.batch_norm reports these: an
+    ``except`` clause written for either catches it."""
+
+
+class BatchNormTypeError(TypeError, RuntimeError):
+    """A vector whose dtype is not input's: a TypeError, as in bnkernels, and
+    a RuntimeError, as torch.nn.functional.batch_norm's "mixed dtype"."""
+
+
+# ---------------------------------------------------------------------------
+# tensors <-> the arrays the kernels read and write (zero-copy)
+# ---------------------------------------------------------------------------
+
+# The axes that turn an (N, C, H, W) tensor into an array of the layout, and
+# the memory format in which that array is C-contiguous.
 _PERMUTATION = {"NCHW": (0, 1, 2, 3), "NHWC": (0, 2, 3, 1)}
-_INVERSE = {"NCHW": (0, 1, 2, 3), "NHWC": (0, 3, 1, 2)}
+_MEMORY_FORMAT = {"NCHW": torch.contiguous_format, "NHWC": torch.channels_last}
 
 
-def _kernel_view(tensor, layout=None):
-    """``(array, layout)``: the C-contiguous NumPy array the kernels read for
-    an (N, C, H, W) tensor, sharing its memory when its strides allow.
+def _layout(tensor):
+    """The layout of the kernels that read an (N, C, H, W) tensor without a
+    copy: NHWC for a channels_last tensor, NCHW for any other (a strided
+    one is copied to NCHW, as torch's own CPU batch_norm does)."""
+    if not tensor.is_contiguous() and \
+            tensor.is_contiguous(memory_format=torch.channels_last):
+        return "NHWC"
+    return "NCHW"
 
-    The one place that picks the memory layout. ``layout=None`` picks from
-    the tensor's strides (the forward's input); otherwise the array is made in
-    that layout (dy follows x), copying if the tensor is in another one.
-    """
-    if layout is None:
-        layout = "NCHW"
-        if not tensor.is_contiguous() and \
-                tensor.is_contiguous(memory_format=torch.channels_last):
-            layout = "NHWC"  # the permuted view is C-contiguous: no copy
-    array = tensor.detach().permute(*_PERMUTATION[layout]).contiguous().numpy()
-    return array, layout
+
+def _in_layout(tensor, layout):
+    """tensor, detached, in the layout's memory format: itself, or a copy."""
+    return tensor.detach().contiguous(memory_format=_MEMORY_FORMAT[layout])
+
+
+def _empty(like, layout):
+    """A new tensor of like's shape and dtype in the layout's memory format,
+    for a kernel to write (an output owned by torch, not a view)."""
+    return torch.empty(like.shape, dtype=like.dtype, memory_format=_MEMORY_FORMAT[layout])
+
+
+def _array(tensor, layout):
+    """The C-contiguous array, (N, C, H, W) or (N, H, W, C), over the memory
+    of a tensor in the layout's memory format (see _in_layout, _empty)."""
+    if layout == "NCHW":
+        return tensor.numpy()
+    return tensor.permute(*_PERMUTATION[layout]).numpy()
 
 
 def _layout_arguments(layout):
-    """The keywords that tell batch_norm_forward/backward the array layout."""
+    """The keywords that tell batch_norm_forward the array layout."""
     return {} if layout == "NCHW" else {"layout": layout}
-
-
-def _from_kernel(array, layout):
-    """The (N, C, H, W) tensor sharing the memory of a kernel's output array."""
-    return torch.from_numpy(array).permute(*_INVERSE[layout])
 
 
 def _vector(tensor):
@@ -80,20 +111,71 @@ def _vector(tensor):
     return None if tensor is None else tensor.detach().contiguous().numpy()
 
 
-def _running(tensor, name):
-    """running_mean or running_var as a NumPy view, written in place."""
-    if tensor is None:
-        return None
-    if not tensor.is_contiguous():
-        raise ValueError(f"{name} must be contiguous: it is updated in place "
-                         f"(got strides {tensor.stride()})")
-    return tensor.detach().numpy()
+def _running(tensor):
+    """running_mean or running_var as the contiguous NumPy vector the kernel
+    updates: a view of the tensor, or for a strided one a copy that the
+    forward writes back (_write_back)."""
+    return None if tensor is None else tensor.detach().contiguous().numpy()
 
 
-def _check_arguments(input, running_mean, running_var, weight, bias, training, eps):
-    """torch's checks of F.batch_norm, then the kernels' limits, in torch's terms."""
+def _write_back(tensor, array):
+    """Put an updated copy (_running) back into a strided running statistic."""
+    if tensor is not None and not tensor.is_contiguous():
+        tensor.detach().numpy()[...] = array
+
+
+# ---------------------------------------------------------------------------
+# argument checks
+# ---------------------------------------------------------------------------
+
+def _scalar(value, name):
+    """value as a float: a Python or NumPy number, or a one-element tensor
+    (torch's batch_norm takes those too); TypeError for anything else."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    return float(value)
+
+
+def _check_momentum(momentum):
+    """momentum as a float in [0, 1], the weight of a batch's statistics in
+    the running ones. torch takes any float, but outside [0, 1] (or NaN)
+    the running statistics become meaningless, running_var negative or NaN."""
+    if momentum is None:
+        raise TypeError("momentum must be a float, not None (torch.nn.BatchNorm2d's "
+                        "momentum=None passes 1 / num_batches_tracked)")
+    momentum = _scalar(momentum, "momentum")
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"batch_norm momentum must be in [0, 1], but got {momentum}")
+    return momentum
+
+
+def _check_eps(eps, training):
+    """eps as a float: positive in training and non-negative in evaluation,
+    as torch requires, and finite (torch takes NaN, which makes every output
+    NaN, and inf, which makes it the bias)."""
+    eps = _scalar(eps, "eps")
+    if not math.isfinite(eps):
+        raise ValueError(f"batch_norm eps must be finite, but got {eps}")
+    if training and eps <= 0.0:
+        raise ValueError(f"batch_norm eps must be positive during training, "
+                         f"but got {eps}")
+    if eps < 0.0:
+        raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
+    return eps
+
+
+def _check_arguments(input, running_mean, running_var, weight, bias, training,
+                     momentum, eps):
+    """torch's checks of F.batch_norm, then the kernels' limits, in torch's
+    terms. Returns training, momentum and eps as bool, float, float."""
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+    if not isinstance(training, (bool, np.bool_)):
+        raise TypeError(f"training must be a bool, got {type(training).__name__}")
+    training = bool(training)
+    momentum, eps = _check_momentum(momentum), _check_eps(eps, training)
     if input.device.type != "cpu":
         raise ValueError(f"input is on {input.device}, expected a CPU tensor: "
                          "bnkernels.torch runs bnkernels' CPU kernels; use "
@@ -105,8 +187,8 @@ def _check_arguments(input, running_mean, running_var, weight, bias, training, e
         raise ValueError(f"input must be 4-D (N, C, H, W), got {input.dim()}-D input "
                          f"of shape {tuple(input.shape)}")
     if (running_mean is None) != (running_var is None):
-        raise ValueError("running_mean and running_var must either both be None "
-                         "or neither be None")
+        raise BatchNormValueError("running_mean and running_var must either both be "
+                                  "None or neither be None")
     if not training and running_mean is None:
         raise RuntimeError("running_mean must be defined in evaluation mode")
     channels = input.shape[1]
@@ -121,21 +203,22 @@ def _check_arguments(input, running_mean, running_var, weight, bias, training, e
             raise ValueError(f"{name} is on {vector.device}, expected a CPU tensor "
                              "like input")
         if vector.dtype != input.dtype:
-            raise TypeError(f"{name} has dtype {vector.dtype}, expected {input.dtype} "
-                            "to match input")
+            raise BatchNormTypeError(f"{name} has dtype {vector.dtype}, expected "
+                                     f"{input.dtype} to match input")
         if tuple(vector.shape) != (channels,):
-            raise ValueError(f"{name} has shape {tuple(vector.shape)}, expected "
-                             f"({channels},) to match input's {channels} channels")
+            raise BatchNormValueError(f"{name} has shape {tuple(vector.shape)}, expected "
+                                      f"({channels},) to match input's {channels} "
+                                      "channels")
+    for name, vector in (("running_mean", running_mean), ("running_var", running_var)):
+        if training and vector is not None and channels > 1 and vector.stride(0) == 0:
+            raise ValueError(f"{name} has stride 0 (an expanded tensor): its {channels} "
+                             "values share one memory location, but each is updated")
     if training:
         size = input.shape
         if size[0] * size[2] * size[3] == 1:
             raise ValueError("Expected more than 1 value per channel when training, "
                              f"got input size {size}")
-        if eps <= 0.0:
-            raise ValueError(f"batch_norm eps must be positive during training, "
-                             f"but got {eps}")
-    elif eps < 0.0:
-        raise ValueError(f"batch_norm eps must be non-negative, but got {eps}")
+    return training, momentum, eps
 
 
 # ---------------------------------------------------------------------------
@@ -150,40 +233,66 @@ class BatchNormFunction(torch.autograd.Function):
 
     Differentiable once (w.r.t. input, weight and bias; the running
     statistics are not differentiated, as in torch): a double backward raises.
+    The output is a new tensor that the kernel writes, never a view or an
+    input, so in-place operations on it (``ReLU(inplace=True)``, ``out +=
+    identity``) work, and the backward does not read it. The backward reads
+    input and weight through ``save_for_backward``, which also holds the
+    running statistics as torch's batch norm does: changing one of them in
+    place before the backward raises torch's "modified by an inplace
+    operation" error.
     """
 
     @staticmethod
     def forward(ctx, input, running_mean, running_var, weight, bias, training,
                 momentum, eps):
-        if momentum is None:
-            raise TypeError("momentum must be a float, not None (torch.nn.BatchNorm2d's "
-                            "momentum=None passes 1 / num_batches_tracked)")
-        momentum, eps, training = float(momentum), float(eps), bool(training)
-        _check_arguments(input, running_mean, running_var, weight, bias, training, eps)
-        x, layout = _kernel_view(input)
-        y, saved = _batchnorm.batch_norm_forward(
-            x, _vector(weight), _vector(bias),
-            _running(running_mean, "running_mean"), _running(running_var, "running_var"),
+        training, momentum, eps = _check_arguments(
+            input, running_mean, running_var, weight, bias, training, momentum, eps)
+        for index, name in ((1, "running_mean"), (2, "running_var")):
+            if ctx.needs_input_grad[index]:
+                raise RuntimeError(
+                    f"batch_norm is not differentiable with respect to {name}: it "
+                    "cannot have requires_grad=True (torch.nn.functional.batch_norm "
+                    f"raises too); pass {name}.detach()")
+        layout = _layout(input)
+        x = _in_layout(input, layout)  # input's memory, or a copy of it
+        y = _empty(input, layout)
+        stats = _running(running_mean), _running(running_var)
+        _, saved = _batchnorm.batch_norm_forward(
+            _array(x, layout), _vector(weight), _vector(bias), *stats,
             training=training, momentum=momentum, eps=eps, numerics="standard",
-            **_layout_arguments(layout))
-        # saved keeps views of input's and weight's memory: saving the tensors
-        # too makes autograd report an in-place change to them before backward
-        ctx.save_for_backward(input, weight, bias)
+            out=_array(y, layout), **_layout_arguments(layout))
+        if training:
+            for tensor, array in zip((running_mean, running_var), stats):
+                _write_back(tensor, array)
+        # the backward takes x and weight from the saved tensors, so that
+        # autograd checks their versions and saved-tensor hooks apply to them;
+        # of the rest it reads the statistics, and bias only to know whether
+        # there is one (its values are needed only after a fused ReLU)
+        saved.x = saved.weight = None
+        ctx.save_for_backward(input if x.data_ptr() == input.data_ptr() else x,
+                              weight, running_mean, running_var)
         ctx.bn_saved, ctx.bn_layout = saved, layout
-        return _from_kernel(y, layout)
+        return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        _ = ctx.saved_tensors  # raises if input, weight or bias changed in place
-        dy, _ = _kernel_view(grad_output, ctx.bn_layout)
+        # raises if input, weight or a running statistic changed in place
+        input, weight, _, _ = ctx.saved_tensors
+        layout, forward = ctx.bn_layout, ctx.bn_saved
+        saved = _batchnorm.BatchNormSaved(
+            "standard", forward.training, _array(_in_layout(input, layout), layout),
+            _vector(weight), forward.bias, forward.mean, forward.invstd, nhwc=forward.nhwc)
+        dx = _empty(input, layout)
         # dx is computed in any case: the kernel computes dweight and dbias
         # in the same two passes
-        dx, dweight, dbias = _batchnorm.batch_norm_backward(dy, ctx.bn_saved)
+        _, dweight, dbias = _batchnorm.batch_norm_backward(
+            _array(_in_layout(grad_output, layout), layout), saved,
+            out=_array(dx, layout))
         need_input, need_weight, need_bias = (ctx.needs_input_grad[0],
                                               ctx.needs_input_grad[3],
                                               ctx.needs_input_grad[4])
-        return (_from_kernel(dx, ctx.bn_layout) if need_input else None, None, None,
+        return (dx if need_input else None, None, None,
                 torch.from_numpy(dweight) if need_weight else None,
                 torch.from_numpy(dbias) if need_bias else None, None, None, None)
 
@@ -195,33 +304,45 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,
     Parameters
     ----------
     input : Tensor, (N, C, H, W), float32 or float64, on the CPU
-        Any strides; not C-contiguous means one copy (as torch's CPU kernel).
+        Any strides; not C-contiguous nor channels_last means one copy (as
+        torch's CPU kernel).
     running_mean, running_var : Tensor, (C,), input's dtype, or None (both)
         Used for normalizing when ``training`` is false. When ``training`` is
-        true and they are given, they are updated in place (contiguous ones
-        only): ``r = (1 - momentum) * r + momentum * batch``, the variance
-        unbiased.
+        true and they are given, they are updated in place: ``r = (1 -
+        momentum) * r + momentum * batch``, the variance unbiased. Not
+        differentiable: while autograd records, they must not require grad.
     weight, bias : Tensor, (C,), input's dtype, or None
     training : bool
         Normalize with the batch statistics (True) or the running ones.
-    momentum : float
+    momentum : float in [0, 1]
     eps : float
-        Added to the variance inside the square root.
+        Added to the variance inside the square root; finite, positive in
+        training, non-negative in evaluation.
 
     Returns
     -------
-    Tensor, (N, C, H, W), in input's memory format when that is NCHW- or
-    channels_last-contiguous (else NCHW), differentiable once w.r.t. input,
-    weight and bias.
+    Tensor, (N, C, H, W), new (not a view), in input's memory format when
+    that is NCHW- or channels_last-contiguous (else NCHW), differentiable once
+    w.r.t. input, weight and bias.
 
     Raises
     ------
     ValueError, TypeError, RuntimeError
-        As torch's for its own checks (e.g. ``Expected more than 1 value per
-        channel when training``); ValueError for a non-CPU tensor or a shape
-        that is not 4-D, TypeError for a dtype other than input's or than
-        float32/float64.
+        Each where torch's F.batch_norm raises it for the same argument (e.g.
+        ``Expected more than 1 value per channel when training``; RuntimeError
+        for running statistics that require grad). A vector of the wrong shape
+        raises BatchNormValueError, of the wrong dtype BatchNormTypeError:
+        ValueError or TypeError as in bnkernels, and RuntimeError as in torch.
+        Stricter than torch: ValueError for a non-CPU tensor, a shape that is
+        not 4-D, NaN or infinite eps, momentum outside [0, 1]; TypeError for a
+        dtype other than float32/float64. Nothing is changed when it raises.
     """
+    if not torch.is_grad_enabled():
+        # torch requires running statistics without grad only where autograd
+        # records; detached, they are the same memory and version counter
+        running_mean, running_var = (
+            tensor.detach() if isinstance(tensor, torch.Tensor) else tensor
+            for tensor in (running_mean, running_var))
     return BatchNormFunction.apply(input, running_mean, running_var, weight, bias,
                                    training, momentum, eps)
 
@@ -240,56 +361,151 @@ class BatchNorm2d(torch.nn.BatchNorm2d):
     repr and errors: only ``forward`` is bnkernels'. An instance of
     torch.nn.BatchNorm2d, so code that looks for BN layers finds it.
 
+    Stricter than torch where torch accepts what breaks the statistics: eps
+    must be positive and finite, momentum None or in [0, 1] (ValueError).
+    Changes are all or nothing: a forward that raises leaves the running
+    statistics and num_batches_tracked as they were, and so does a
+    ``load_state_dict`` that raises for this layer (torch's copies the
+    entries that fit before it reports the others).
+
     CPU only, float32 or float64; a channels_last input gives a channels_last
     output (NHWC kernels, no copy). Not
     scriptable with torch.jit (the forward is a custom autograd Function).
     """
 
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, *args, **kwargs):
+        _check_eps(eps, training=True)
+        if momentum is not None:
+            _check_momentum(momentum)
+        super().__init__(num_features, eps, momentum, *args, **kwargs)
+
     def forward(self, input):
+        if not isinstance(input, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
         self._check_input_dim(input)
         # torch.nn.modules.batchnorm._BatchNorm.forward's logic: the factor for
         # the running statistics (1 / batches seen when momentum is None) ...
+        count = self.training and self.track_running_stats and \
+            self.num_batches_tracked is not None
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and \
-                self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative moving average
-                factor = 1.0 / float(self.num_batches_tracked)
+        if count and self.momentum is None:  # cumulative moving average
+            factor = 1.0 / (float(self.num_batches_tracked) + 1.0)
         # ... batch statistics in training, and in eval mode without buffers ...
         use_batch_stats = self.training or (self.running_mean is None
                                             and self.running_var is None)
         # ... and the buffers only where they are read or updated
         pass_buffers = not self.training or self.track_running_stats
-        return batch_norm(input,
-                          self.running_mean if pass_buffers else None,
-                          self.running_var if pass_buffers else None,
-                          self.weight, self.bias, use_batch_stats, factor, self.eps)
+        output = batch_norm(input,
+                            self.running_mean if pass_buffers else None,
+                            self.running_var if pass_buffers else None,
+                            self.weight, self.bias, use_batch_stats, factor, self.eps)
+        if count:  # the batch counts once it went through (torch counts it first)
+            self.num_batches_tracked.add_(1)
+        return output
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        # torch passes strict=True to every _load_from_state_dict and decides
+        # at the end; this layer's needs the real flag, known only here
+        self.__dict__["_bnkernels_strict"] = bool(strict)
+        try:
+            return super().load_state_dict(state_dict, strict, assign)
+        finally:
+            del self.__dict__["_bnkernels_strict"]
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        # torch's copies each entry that fits, then reports the others: load
+        # into a scratch layer holding copies of this layer's tensors, and
+        # take the result only if nothing of this layer was reported. Missing
+        # and unexpected keys count only in a strict load of this layer
+        # itself: within a model, torch's load of the model does not say
+        # whether it is strict, and a non-strict one loads the rest.
+        strict_load = self.__dict__.get("_bnkernels_strict", False)
+        scratch = object.__new__(type(self))
+        scratch.__dict__.update(self.__dict__)
+        scratch._parameters = {name: _scratch_copy(tensor)
+                               for name, tensor in self._parameters.items()}
+        scratch._buffers = {name: _scratch_copy(tensor)
+                            for name, tensor in self._buffers.items()}
+        copies = {name: (tensor, tensor._version) for name, tensor in scratch._own_tensors()}
+        counts = len(missing_keys), len(unexpected_keys), len(error_msgs)
+        super(BatchNorm2d, scratch)._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+            error_msgs)
+        if len(error_msgs) > counts[2] or strict_load and (
+                len(missing_keys) > counts[0] or len(unexpected_keys) > counts[1]):
+            return
+        for name, tensor in self._own_tensors():
+            container = self._parameters if name in self._parameters else self._buffers
+            loaded = getattr(scratch, "_parameters" if container is self._parameters
+                             else "_buffers")[name]
+            copied, version = copies[name]
+            if loaded is not copied:  # assign=True: the loaded tensor replaces this one
+                container[name] = loaded
+            elif loaded._version != version:  # loaded: copy it over, as torch would
+                with torch.no_grad():
+                    tensor.copy_(loaded)
+
+    def _own_tensors(self):
+        return [(name, tensor) for name, tensor in
+                list(self._parameters.items()) + list(self._buffers.items())
+                if tensor is not None]
+
+
+def _scratch_copy(tensor):
+    """A copy of a parameter or buffer for a trial load_state_dict."""
+    if tensor is None:
+        return None
+    if isinstance(tensor, torch.nn.Parameter):
+        return torch.nn.Parameter(tensor.detach().clone(), tensor.requires_grad)
+    return tensor.detach().clone()
+
+
+def _check_convertible(layer, path):
+    """Raise if a torch.nn.BatchNorm2d cannot run on bnkernels' kernels."""
+    where = f"convert: {path or 'the module'} (torch.nn.BatchNorm2d)"
+    try:
+        _check_eps(layer.eps, training=True)
+        if layer.momentum is not None:
+            _check_momentum(layer.momentum)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{where}: {error}") from None
+    for name, tensor in BatchNorm2d._own_tensors(layer):
+        if tensor.device.type not in ("cpu", "meta"):
+            raise ValueError(f"{where} has {name} on {tensor.device}; bnkernels.torch "
+                             "runs on the CPU only")
+        if name != "num_batches_tracked" and tensor.dtype not in _DTYPES:
+            raise TypeError(f"{where} has {name} of dtype {tensor.dtype}; bnkernels.torch "
+                            "runs float32 and float64 only")
 
 
 def convert(module):
-    """Replace every torch.nn.BatchNorm2d in `module` by a bnkernels one.
+    """Make every torch.nn.BatchNorm2d in `module` a bnkernels one, in place.
 
     Only modules whose type is exactly torch.nn.BatchNorm2d (not subclasses,
-    which may have their own forward). The new layers take over the old
-    ones' Parameter and buffer objects (an optimizer made before keeps
-    working) and training flag; hooks registered on an old layer are not
-    carried over. Returns the converted module: the module itself with its
-    children replaced, or a new BatchNorm2d if `module` is one.
+    which may have their own forward, nor layers inside TorchScript modules).
+    Each keeps its identity and everything it holds (Parameters, buffers,
+    hooks, training flag): only its class changes, to BatchNorm2d, so an
+    optimizer made before keeps working. Returns `module`.
+
+    Raises before changing anything, naming the layer, for a layer
+    BatchNorm2d cannot run: parameters or buffers on a device other than the
+    CPU (or "meta", to be materialized later) or of a dtype other than
+    float32/float64, eps not positive and finite, momentum outside [0, 1].
+    TypeError for something other than a torch.nn.Module, or a TorchScript
+    module.
     """
-    if type(module) is torch.nn.BatchNorm2d:
-        converted = BatchNorm2d(module.num_features, module.eps, module.momentum,
-                                module.affine, module.track_running_stats,
-                                device="meta")  # placeholders, replaced below
-        for name in ("weight", "bias"):
-            setattr(converted, name, getattr(module, name))
-        for name in ("running_mean", "running_var", "num_batches_tracked"):
-            setattr(converted, name, getattr(module, name))
-        converted.train(module.training)
-        return converted
-    for name, child in module.named_children():
-        replacement = convert(child)
-        if replacement is not child:
-            setattr(module, name, replacement)
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"convert expects a torch.nn.Module, got {type(module).__name__}")
+    if isinstance(module, torch.jit.ScriptModule):
+        raise TypeError("convert: got a TorchScript module, whose layers cannot be "
+                        "replaced; convert the Python module before scripting it")
+    layers = [(path, layer) for path, layer in module.named_modules()
+              if type(layer) is torch.nn.BatchNorm2d]
+    for path, layer in layers:  # all checked before any is changed
+        _check_convertible(layer, path)
+    for _, layer in layers:
+        layer.__class__ = BatchNorm2d
     return module
 
 
@@ -310,8 +526,9 @@ def _tensor(array):
     return torch.from_numpy(np.array(array, copy=True))
 
 
-def _to_torch_leaf(module, layers):
-    """The torch.nn twin of one bnkernels.layers leaf, with copied state."""
+def _to_torch_leaf(module, layers, where):
+    """The torch.nn twin of one bnkernels.layers leaf, with copied state;
+    `where` ("to_torch: " and the leaf's path) begins error messages."""
     if isinstance(module, layers.Conv2d):
         twin = torch.nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
                                module.stride, module.padding, bias=module.bias is not None,
@@ -321,7 +538,7 @@ def _to_torch_leaf(module, layers):
                                bias=module.bias is not None, dtype=_torch_dtype(module.dtype))
     elif isinstance(module, layers.BatchNorm2d):
         if module.numerics != "standard" or module.layout != "NCHW":
-            raise ValueError(f"to_torch: PyTorch has only standard-numerics NCHW batch norm; "
+            raise ValueError(f"{where}PyTorch has only standard-numerics NCHW batch norm; "
                              f"this layer has numerics={module.numerics!r}, "
                              f"layout={module.layout!r}")
         twin = torch.nn.BatchNorm2d(module.num_features, module.eps, module.momentum,
@@ -348,7 +565,7 @@ def _to_torch_leaf(module, layers):
     elif isinstance(module, layers.Dropout):
         return torch.nn.Dropout(module.p)
     else:
-        raise TypeError(f"to_torch: no PyTorch twin for {type(module).__name__}")
+        raise TypeError(f"{where}no PyTorch twin for {type(module).__name__}")
     twin.load_state_dict({key: _tensor(value) for key, value in module.state_dict().items()})
     return twin
 
@@ -368,19 +585,40 @@ def to_torch(module):
     torch.nn namesakes (GlobalAvgPool2d: AdaptiveAvgPool2d(1); BatchNorm2d
     with activation="relu": BatchNorm2d then ReLU). Batch norm must have
     standard numerics: PyTorch has no Darknet ones.
+
+    Raises TypeError for anything but a bnkernels.layers module (a torch.nn
+    module included) and for a layer without a twin, ValueError for Darknet
+    numerics or auxiliary heads; the message names the layer's path.
     """
+    from bnkernels import layers
+
+    if isinstance(module, torch.nn.Module):
+        raise TypeError(f"to_torch converts bnkernels.layers modules to torch.nn; got "
+                        f"{type(module).__module__}.{type(module).__qualname__}, which "
+                        "is a torch.nn.Module already")
+    if not isinstance(module, layers.Module):
+        raise TypeError(f"to_torch expects a bnkernels.layers module, got "
+                        f"{type(module).__name__}")
+    return _to_torch(module, "")
+
+
+def _to_torch(module, path):
     from bnkernels import inception, layers
 
+    where = f"to_torch: {path[:-1]}: " if path else "to_torch: "
     if isinstance(module, layers.Concat):
-        twin = Concat([to_torch(branch) for _, branch in module.children()])
+        twin = Concat([_to_torch(branch, f"{path}{name}.")
+                       for name, branch in module.children()])
     elif isinstance(module, inception.Network):
         if module.aux:
-            raise ValueError("to_torch: networks with auxiliary heads are not converted; "
+            raise ValueError(f"{where}networks with auxiliary heads are not converted; "
                              "build them with aux_logits=False")
-        twin = torch.nn.Sequential(*[to_torch(stage) for _, stage in module.stages])
+        twin = torch.nn.Sequential(*[_to_torch(stage, f"{path}{name}.")
+                                     for name, stage in module.stages])
     elif isinstance(module, (layers.Sequential, layers.ConvBNReLU)):
-        twin = torch.nn.Sequential(*[to_torch(child) for _, child in module.children()])
+        twin = torch.nn.Sequential(*[_to_torch(child, f"{path}{name}.")
+                                     for name, child in module.children()])
     else:
-        twin = _to_torch_leaf(module, layers)
+        twin = _to_torch_leaf(module, layers, where)
     twin.train(module.training)
     return twin

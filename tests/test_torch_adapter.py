@@ -9,8 +9,10 @@ tolerances below (float32: 2e-5, float64: 1e-12, both relative and absolute)
 leave a margin of 10 to 40 over that, and are far below the size of a formula
 error such as the biased variance in running_var (1/(n-1) ~ 3 % off here).
 """
+import copy
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -328,7 +330,7 @@ def small_cnn(batchnorm, dtype):
         torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 10)).to(dtype)
 
 
-def train(model, dtype, steps=5):
+def train(model, dtype, steps=5, memory_format=torch.contiguous_format):
     generator = torch.Generator().manual_seed(5)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     losses = []
@@ -336,7 +338,8 @@ def train(model, dtype, steps=5):
         x = torch.randn(16, 3, 8, 8, generator=generator, dtype=dtype)
         target = torch.randint(0, 10, (16,), generator=generator)
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), target)
+        loss = torch.nn.functional.cross_entropy(
+            model(x.contiguous(memory_format=memory_format)), target)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
@@ -357,6 +360,55 @@ def test_small_cnn_trains_like_with_torch_batchnorm(dtype):
     for (name, p_ours), p_ref in zip(ours.state_dict().items(),
                                      reference.state_dict().values()):
         torch.testing.assert_close(p_ours, p_ref, rtol=tolerance, atol=tolerance, msg=name)
+
+
+class BasicBlock(torch.nn.Module):
+    """torchvision's ResNet BasicBlock: conv, BN, in-place ReLU, conv, BN,
+    ``out += identity``, in-place ReLU: in-place operations on BN outputs."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(channels)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.conv2 = torch.nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+def small_resnet(dtype):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(inplace=True), BasicBlock(8), BasicBlock(8),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 10)).to(dtype)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last],
+                         ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_resnet_blocks_converted_train_like_with_torch_batchnorm(dtype, memory_format):
+    # 5 SGD steps through 5 BN layers, in-place ReLUs and residual additions,
+    # after bt.convert of a copy of the torch model; as above, rounding
+    # differences carry from step to step: we measure at most 3e-7 in float32
+    # and 1.5e-15 in float64 (losses, weights, running statistics), hence
+    # 1e-5 and 1e-12
+    tolerance = {torch.float32: 1e-5, torch.float64: 1e-12}[dtype]
+    reference = small_resnet(dtype).to(memory_format=memory_format)
+    ours = bt.convert(copy.deepcopy(reference))
+    assert sum(type(m) is bt.BatchNorm2d for m in ours.modules()) == 5
+    torch.testing.assert_close(train(ours, dtype, memory_format=memory_format),
+                               train(reference, dtype, memory_format=memory_format),
+                               rtol=tolerance, atol=tolerance)
+    for (name, mine), theirs in zip(ours.state_dict().items(),
+                                    reference.state_dict().values()):
+        torch.testing.assert_close(mine, theirs, rtol=tolerance, atol=tolerance, msg=name)
 
 
 # ---------------------------------------------------------------------------
@@ -515,3 +567,411 @@ def test_to_torch_keeps_the_dtype_and_mode_and_refuses_darknet_numerics():
         bt.to_torch(layers.ConvBNReLU(1, 2, 3, numerics="darknet"))
     with pytest.raises(TypeError, match="no PyTorch twin for SoftmaxCrossEntropy"):
         bt.to_torch(layers.SoftmaxCrossEntropy())
+
+
+# ---------------------------------------------------------------------------
+# errors as torch's: the same exception types for the same bad arguments
+# ---------------------------------------------------------------------------
+
+def torch_and_ours_raise(call, *args, **kwargs):
+    """The exceptions torch.nn.functional.batch_norm and ours raise for the
+    same call (args copied for each, so no call sees the other's changes)."""
+    errors = []
+    for function in (torch.nn.functional.batch_norm, bt.batch_norm):
+        copied = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+        try:
+            call(function, *copied, **kwargs)
+        except Exception as error:  # noqa: BLE001 - compared below
+            errors.append(error)
+        else:
+            errors.append(None)
+    return errors
+
+
+def bn_call(function, x, running_mean, running_var, weight=None, bias=None, **kwargs):
+    return function(x, running_mean, running_var, weight, bias, **kwargs)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("name", ["running_mean", "running_var"])
+def test_running_statistics_that_require_grad_raise_runtime_error_as_torch(name, training):
+    x = torch.randn(2, 3, 2, 2)
+    stats = {"running_mean": torch.zeros(3), "running_var": torch.ones(3)}
+    stats[name].requires_grad_()
+    for function in (torch.nn.functional.batch_norm, bt.batch_norm):
+        with pytest.raises(RuntimeError, match=f"not differentiable with respect to "
+                                               f"(argument ')?{name}"):
+            function(x, stats["running_mean"], stats["running_var"], training=training)
+        with torch.no_grad():  # torch checks only where autograd records
+            function(x, stats["running_mean"], stats["running_var"], training=training)
+    ref, ours = make_pair(torch.float32)
+    for module in (ref, ours):
+        module.train(training)
+        getattr(module, name).requires_grad_()
+        with pytest.raises(RuntimeError, match="not differentiable"):
+            module(torch.randn(2, 5, 2, 2))
+
+
+def test_running_statistics_that_require_grad_change_nothing():
+    bn = bt.BatchNorm2d(3)
+    bn.running_var.requires_grad_()
+    with torch.no_grad():
+        state = {k: v.clone() for k, v in bn.state_dict().items()}
+    with pytest.raises(RuntimeError, match="not differentiable"):
+        bn(torch.randn(4, 3, 2, 2))
+    for key, value in bn.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+BAD_VECTORS = {
+    "running_mean_shape": (torch.zeros(4), torch.ones(3), None, None),
+    "running_var_shape": (torch.zeros(3), torch.ones(4), None, None),
+    "running_mean_2d": (torch.zeros(1, 3), torch.ones(3), None, None),
+    "weight_shape": (torch.zeros(3), torch.ones(3), torch.ones(4), None),
+    "bias_shape": (torch.zeros(3), torch.ones(3), None, torch.ones(2)),
+    "running_mean_dtype": (torch.zeros(3, dtype=torch.float64), torch.ones(3), None, None),
+    "running_var_int": (torch.zeros(3), torch.ones(3, dtype=torch.int64), None, None),
+    "weight_dtype": (torch.zeros(3), torch.ones(3), torch.ones(3, dtype=torch.float64),
+                     None),
+}
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("case", BAD_VECTORS.keys())
+def test_bad_vectors_raise_torchs_runtime_error_and_bnkernels_value_or_type_error(case,
+                                                                                    training):
+    x = torch.randn(2, 3, 2, 2)
+    theirs, ours = torch_and_ours_raise(bn_call, x, *BAD_VECTORS[case], training=training)
+    assert isinstance(theirs, RuntimeError), theirs
+    assert isinstance(ours, RuntimeError), ours  # so `except RuntimeError` works as with torch
+    if case.endswith(("dtype", "int")):
+        assert isinstance(ours, TypeError) and isinstance(ours, bt.BatchNormTypeError)
+        assert "dtype" in str(ours)
+    else:
+        assert isinstance(ours, ValueError) and isinstance(ours, bt.BatchNormValueError)
+        assert "has shape" in str(ours)
+    assert case.split("_")[0] in str(ours)  # names the argument
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_one_running_statistic_without_the_other_raises_what_torch_raises(training):
+    x = torch.randn(2, 3, 2, 2)
+    theirs, ours = torch_and_ours_raise(bn_call, x, torch.zeros(3), None, training=training)
+    # torch: ValueError in training, RuntimeError in eval; ours is both
+    assert isinstance(ours, type(theirs)), (theirs, ours)
+    assert isinstance(ours, ValueError) and isinstance(ours, RuntimeError)
+
+
+@pytest.mark.parametrize("case", [
+    dict(momentum="fast"), dict(eps="small"), dict(momentum=[0.1]), dict(training="yes"),
+    dict(training=1)], ids=lambda case: f"{next(iter(case))}={next(iter(case.values()))}")
+def test_scalars_of_the_wrong_type_raise_type_error_as_torch(case):
+    kwargs = dict(training=True, momentum=0.1, eps=1e-5)
+    kwargs.update(case)
+    x = torch.randn(2, 3, 2, 2)
+    theirs, ours = torch_and_ours_raise(bn_call, x, torch.zeros(3), torch.ones(3), **kwargs)
+    assert isinstance(theirs, TypeError), theirs
+    assert isinstance(ours, TypeError), ours
+    assert next(iter(case)) in str(ours)
+
+
+def test_scalars_torch_also_takes():
+    # a one-element tensor for eps, an int or a bool for momentum, NumPy numbers
+    x = torch.randn(2, 3, 2, 2)
+    for kwargs in (dict(eps=torch.tensor(1e-3)), dict(momentum=1), dict(momentum=True),
+                   dict(momentum=np.float32(0.25), eps=np.float64(1e-4))):
+        stats_ref, stats_ours = (torch.zeros(3), torch.ones(3)), (torch.zeros(3), torch.ones(3))
+        expected = torch.nn.functional.batch_norm(x, *stats_ref, training=True, **kwargs)
+        assert_close(bt.batch_norm(x, *stats_ours, training=True, **kwargs), expected,
+                     torch.float32)
+        assert_close(stats_ours, stats_ref, torch.float32)
+    # and a NumPy bool for training, which torch refuses
+    assert_close(bt.batch_norm(x, None, None, training=np.bool_(True)),
+                 torch.nn.functional.batch_norm(x, None, None, training=True), torch.float32)
+
+
+BAD_SCALARS = {
+    "eps_nan": dict(eps=float("nan")),
+    "eps_inf": dict(eps=float("inf")),
+    "eps_zero_training": dict(eps=0.0),
+    "eps_negative": dict(eps=-1e-5),
+    "momentum_nan": dict(momentum=float("nan")),
+    "momentum_inf": dict(momentum=float("inf")),
+    "momentum_negative": dict(momentum=-0.1),
+    "momentum_above_1": dict(momentum=1.5),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SCALARS.keys())
+def test_bad_eps_and_momentum_raise_value_error_before_changing_anything(case):
+    # torch raises for eps <= 0 in training (ValueError) and takes the rest,
+    # which turn the output or the running statistics into NaN, inf or
+    # negative variances; we raise ValueError for all of them
+    x = torch.randn(2, 3, 2, 2)
+    running_mean, running_var = torch.zeros(3), torch.ones(3)
+    with pytest.raises(ValueError, match=case.split("_")[0]):
+        bt.batch_norm(x, running_mean, running_var, training=True, **BAD_SCALARS[case])
+    assert torch.equal(running_mean, torch.zeros(3))
+    assert torch.equal(running_var, torch.ones(3))
+
+
+def test_eps_zero_allowed_in_eval_mode_as_torch():
+    x = torch.randn(2, 3, 2, 2)
+    stats = torch.zeros(3), torch.rand(3) + 0.5
+    assert_close(bt.batch_norm(x, *stats, training=False, eps=0.0),
+                 torch.nn.functional.batch_norm(x, *stats, training=False, eps=0.0),
+                 torch.float32)
+
+
+@pytest.mark.parametrize("kwargs", [dict(eps=0.0), dict(eps=-1.0), dict(eps=float("nan")),
+                                    dict(eps=float("inf")), dict(momentum=float("nan")),
+                                    dict(momentum=float("inf")), dict(momentum=-0.5),
+                                    dict(momentum=2.0), dict(momentum="0.1")], ids=str)
+def test_constructor_validates_eps_and_momentum(kwargs):
+    with pytest.raises((ValueError, TypeError), match=next(iter(kwargs))):
+        bt.BatchNorm2d(3, **kwargs)
+    args = (1e-5 if "eps" not in kwargs else kwargs["eps"],
+            0.1 if "momentum" not in kwargs else kwargs["momentum"])
+    with pytest.raises((ValueError, TypeError), match=next(iter(kwargs))):
+        bt.BatchNorm2d(3, *args)  # positional, as torch's signature allows
+
+
+def test_constructor_takes_what_torch_takes_within_range():
+    for kwargs in (dict(momentum=None), dict(momentum=0.0), dict(momentum=1.0),
+                   dict(eps=1e-12), dict(affine=False, track_running_stats=False),
+                   dict(bias=False), dict(dtype=torch.float64)):
+        assert repr(bt.BatchNorm2d(3, **kwargs)) == repr(torch.nn.BatchNorm2d(3, **kwargs))
+
+
+def test_running_statistics_that_are_strided_are_updated_as_torch():
+    x = torch.randn(4, 3, 2, 2)
+    results = []
+    for function in (torch.nn.functional.batch_norm, bt.batch_norm):
+        storage = torch.arange(12, dtype=torch.float32)
+        running_mean, running_var = storage[::4], storage[1::4]
+        y = function(x, running_mean, running_var, training=True, momentum=0.3)
+        results.append((y, storage))
+    assert_close(results[1][0], results[0][0], torch.float32)
+    assert_close(results[1][1], results[0][1], torch.float32)  # the gaps untouched too
+
+
+def test_expanded_running_statistics_are_rejected_in_training():
+    # torch writes every channel's update to the one shared value (the last
+    # one wins); we refuse
+    x = torch.randn(4, 3, 2, 2)
+    running_mean = torch.zeros(1).expand(3)
+    with pytest.raises(ValueError, match="running_mean has stride 0"):
+        bt.batch_norm(x, running_mean, torch.ones(3), training=True)
+    assert torch.equal(running_mean, torch.zeros(3))
+    bt.batch_norm(x, running_mean, torch.ones(3), training=False)  # only read: fine
+
+
+# ---------------------------------------------------------------------------
+# atomic state: a call that raises changes nothing
+# ---------------------------------------------------------------------------
+
+def snapshot(module, *tensors):
+    """Values and version counters of a module's state and of tensors."""
+    items = list(module.state_dict(keep_vars=True).items()) + \
+        [(f"tensor{i}", t) for i, t in enumerate(tensors)]
+    return {key: (value, value.detach().clone(), value._version) for key, value in items}
+
+
+def assert_unchanged(module, before, *tensors):
+    after = snapshot(module, *tensors)
+    assert after.keys() == before.keys()
+    for key, (value, copy_, version) in before.items():
+        assert after[key][0] is value, f"{key} was replaced"
+        assert torch.equal(after[key][1], copy_), f"{key} changed"
+        assert after[key][2] == version, f"{key} was written"
+
+
+def _set(name, value):
+    return lambda bn: setattr(bn, name, value)
+
+
+def _nothing(bn):
+    pass
+
+
+# (what makes the forward fail, set before the state is recorded; the call)
+BAD_FORWARDS = {
+    "one_value_per_channel": (_nothing, lambda bn: bn(torch.randn(1, 5, 1, 1))),
+    "wrong_channels": (_nothing, lambda bn: bn(torch.randn(4, 6, 3, 3))),
+    "float16_input": (_nothing, lambda bn: bn(torch.randn(4, 5, 3, 3).half())),
+    "3d_input": (_nothing, lambda bn: bn(torch.randn(4, 5, 3))),
+    "not_a_tensor": (_nothing, lambda bn: bn(np.zeros((4, 5, 3, 3), np.float32))),
+    "momentum_nan": (_set("momentum", float("nan")), lambda bn: bn(torch.randn(4, 5, 3, 3))),
+    "eps_zero": (_set("eps", 0.0), lambda bn: bn(torch.randn(4, 5, 3, 3))),
+    "running_mean_requires_grad": (lambda bn: bn.running_mean.requires_grad_(),
+                                   lambda bn: bn(torch.randn(4, 5, 3, 3))),
+    "weight_of_another_dtype": (
+        lambda bn: setattr(bn, "weight", torch.nn.Parameter(bn.weight.detach().double())),
+        lambda bn: bn(torch.randn(4, 5, 3, 3))),
+}
+
+
+@pytest.mark.parametrize("momentum", [0.1, None], ids=["momentum", "cumulative"])
+@pytest.mark.parametrize("case", BAD_FORWARDS.keys())
+def test_forward_that_raises_changes_no_state(case, momentum):
+    # torch.nn.BatchNorm2d counts the batch in num_batches_tracked before it
+    # checks it: its one_value_per_channel leaves the count one higher
+    ref, bn = make_pair(torch.float32, momentum=momentum)
+    for x, dy in batches(torch.float32, 2):
+        step_both(ref, bn, x, dy, torch.float32)
+    setup, call = BAD_FORWARDS[case]
+    setup(bn)
+    before = snapshot(bn)
+    with pytest.raises((ValueError, TypeError, RuntimeError)):
+        call(bn)
+    assert_unchanged(bn, before)
+    assert int(bn.num_batches_tracked) == 2
+
+
+def test_functional_forward_that_raises_changes_no_input():
+    x = torch.randn(4, 3, 2, 2)
+    tensors = (x, torch.zeros(3), torch.ones(3), torch.rand(3), torch.rand(3))
+    before = [(t.clone(), t._version) for t in tensors]
+    for bad in (dict(momentum=float("nan")), dict(eps=-1.0), dict(weight=torch.ones(4))):
+        kwargs = dict(weight=tensors[3], bias=tensors[4], training=True)
+        kwargs.update(bad)
+        with pytest.raises((ValueError, RuntimeError)):
+            bt.batch_norm(x, tensors[1], tensors[2], **kwargs)
+    for t, (value, version) in zip(tensors, before):
+        assert torch.equal(t, value) and t._version == version
+
+
+def bad_state(case):
+    state = make_pair(torch.float32)[0].state_dict()
+    state = {key: value + 1 for key, value in state.items()}  # all different
+    if case == "shape":
+        state["bias"] = torch.zeros(4)
+    elif case == "missing":
+        del state["running_var"]
+    elif case == "unexpected":
+        state["extra"] = torch.zeros(5)
+    elif case == "not_a_tensor":
+        state["bias"] = [0.0] * 5
+    return state
+
+
+@pytest.mark.parametrize("assign", [False, True], ids=["copy", "assign"])
+@pytest.mark.parametrize("case", ["shape", "missing", "unexpected", "not_a_tensor"])
+def test_load_state_dict_that_fails_changes_nothing(case, assign):
+    # torch's own copies the entries that fit, then raises for the others
+    ref, ours = make_pair(torch.float32)
+    with pytest.raises(RuntimeError, match="Error"):
+        ref.load_state_dict(bad_state(case), assign=assign)
+    assert not torch.equal(ref.weight, make_pair(torch.float32)[0].weight)  # half loaded
+    before = snapshot(ours)
+    with pytest.raises(RuntimeError, match="Error"):
+        ours.load_state_dict(bad_state(case), assign=assign)
+    assert_unchanged(ours, before)
+
+
+def test_load_state_dict_inside_a_model_leaves_a_failing_layer_unchanged():
+    ref, ours = make_pair(torch.float32)
+    model = torch.nn.Sequential(torch.nn.Identity(), ours)
+    state = {f"1.{key}": value for key, value in bad_state("shape").items()}
+    before = snapshot(ours)
+    with pytest.raises(RuntimeError, match="size mismatch for 1.bias"):
+        model.load_state_dict(state)
+    assert_unchanged(ours, before)
+    good = {f"1.{key}": value + 1 for key, value in ref.state_dict().items()}
+    model.load_state_dict(good)
+    assert torch.equal(ours.weight.detach(), good["1.weight"])
+
+
+def test_load_state_dict_non_strict_with_missing_keys_loads_the_rest_as_torch():
+    ref, ours = make_pair(torch.float32)
+    for module in (ref, ours):
+        result = module.load_state_dict(bad_state("missing"), strict=False)
+        assert result.missing_keys == ["running_var"]
+    for key, value in ref.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
+
+
+# ---------------------------------------------------------------------------
+# convert and to_torch on odd inputs
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [None, 42, "model", np.zeros(3)], ids=repr)
+def test_convert_rejects_what_is_not_a_torch_module(value):
+    with pytest.raises(TypeError, match="convert expects a torch.nn.Module, got"):
+        bt.convert(value)
+
+
+def test_convert_rejects_bnkernels_layers_and_torchscript_modules():
+    from bnkernels import layers
+    with pytest.raises(TypeError, match="convert expects a torch.nn.Module, got BatchNorm2d"):
+        bt.convert(layers.BatchNorm2d(3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script is
+        scripted = torch.jit.script(torch.nn.Sequential(torch.nn.BatchNorm2d(2)))
+    with pytest.raises(TypeError, match="TorchScript"):
+        bt.convert(scripted)
+
+
+@pytest.mark.parametrize("problem", ["float16", "bfloat16", "momentum_nan", "eps_zero",
+                                     "momentum_above_1"])
+def test_convert_refuses_a_layer_it_cannot_run_naming_it_and_changing_nothing(problem):
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(3),
+                                torch.nn.Sequential(torch.nn.ReLU(), torch.nn.BatchNorm2d(3)))
+    bad = model[1][1]
+    if problem in ("float16", "bfloat16"):
+        bad.to(getattr(torch, problem))
+    elif problem == "momentum_nan":
+        bad.momentum = float("nan")
+    elif problem == "momentum_above_1":
+        bad.momentum = 1.5
+    else:
+        bad.eps = 0.0
+    error = TypeError if problem.endswith("float16") else ValueError
+    with pytest.raises(error, match=r"convert: 1\.1 \(torch\.nn\.BatchNorm2d\)"):
+        bt.convert(model)
+    assert type(model[0]) is torch.nn.BatchNorm2d  # checked before any is changed
+    assert type(bad) is torch.nn.BatchNorm2d
+
+
+def test_convert_keeps_identity_hooks_and_shared_layers():
+    shared = torch.nn.BatchNorm2d(3)
+    model = torch.nn.Sequential(shared, torch.nn.ReLU(), shared)
+    calls = []
+    handle = shared.register_forward_hook(lambda module, args, output: calls.append(module))
+    assert bt.convert(model) is model
+    assert model[0] is shared and model[2] is shared and type(shared) is bt.BatchNorm2d
+    model(torch.randn(2, 3, 4, 4))
+    assert calls == [shared, shared]
+    handle.remove()
+    model(torch.randn(2, 3, 4, 4))
+    assert len(calls) == 2
+    assert int(shared.num_batches_tracked) == 4  # 2 forwards through it, twice each
+    assert bt.convert(model) is model  # converting again changes nothing
+
+
+def test_convert_a_meta_model_then_materialize_it():
+    with torch.device("meta"):
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    bt.convert(model)
+    model.to_empty(device="cpu")
+    model[1].reset_parameters()
+    model[0].reset_parameters()
+    assert type(model[1]) is bt.BatchNorm2d
+    reference = copy.deepcopy(model)
+    reference[1].__class__ = torch.nn.BatchNorm2d
+    x = torch.randn(2, 3, 6, 6)
+    assert_close(model(x), reference(x), torch.float32)
+
+
+def test_to_torch_rejects_odd_inputs_clearly():
+    from bnkernels import layers
+    with pytest.raises(TypeError, match="to_torch expects a bnkernels.layers module, got "
+                                        "NoneType"):
+        bt.to_torch(None)
+    with pytest.raises(TypeError, match=r"got torch\.nn\.modules\.activation\.ReLU, which "
+                                        r"is a torch\.nn\.Module already"):
+        bt.to_torch(torch.nn.ReLU())
+    with pytest.raises(TypeError, match=r"to_torch: 1\.1: no PyTorch twin for "
+                                        "SoftmaxCrossEntropy"):
+        bt.to_torch(layers.Sequential(layers.ReLU(), layers.Sequential(
+            layers.ReLU(), layers.SoftmaxCrossEntropy())))
