@@ -25,7 +25,8 @@ int bn_get_num_threads(void)
 {
 #ifdef _OPENMP
     const int requested = requested_threads;
-    return requested > 0 ? requested : omp_get_max_threads();
+    const int threads = requested > 0 ? requested : omp_get_max_threads();
+    return threads < BN_MAX_THREADS ? threads : BN_MAX_THREADS;
 #else
     return 1;
 #endif
