@@ -993,6 +993,19 @@ def set_num_threads(threads):
         threads is not an int or None (a bool, a float, a string...).
     ValueError
         threads is negative or above 1024.
+
+    Notes
+    -----
+    A child process made by fork (``os.fork``, a multiprocessing 'fork'
+    pool, a torch DataLoader's workers on Linux) starts at one thread,
+    whatever the parent set: an OpenMP runtime's threads do not survive
+    fork, and GNU libgomp's next parallel region would wait for them
+    forever. Results are the same bits on one thread. Calling
+    set_num_threads in the child is the caller's responsibility: with
+    libgomp, if the parent had run a call on 2 or more threads, the child's
+    next call on 2 or more threads never returns (LLVM's libomp starts its
+    threads anew in a child). A process started with 'spawn' is new and
+    starts at the default.
     """
     expected = f"an int from 0 to {h.BN_MAX_THREADS} or None"
     count = 0 if threads is None else _whole_number(threads, "threads", expected)
@@ -1003,7 +1016,9 @@ def set_num_threads(threads):
 
 
 def get_num_threads():
-    """The number of threads a large kernel call uses (1 without OpenMP)."""
+    """The number of threads a large kernel call uses: 1 without OpenMP, and
+    in a child process made by fork until it calls set_num_threads (see
+    there)."""
     return bn_get_num_threads()
 
 
