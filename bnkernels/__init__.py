@@ -8,6 +8,10 @@ pure-NumPy twin of every public function.
 Large calls run on several threads when the extension was built with OpenMP
 (``openmp_enabled()``); ``set_num_threads`` / ``get_num_threads`` control how
 many. Every result is the same, bit for bit, whatever the number of threads.
+A child process made by fork (``os.fork``, a multiprocessing 'fork' pool, a
+PyTorch DataLoader's workers) runs the kernels on one thread, since OpenMP's
+threads do not survive fork, until it calls ``set_num_threads`` itself (see
+there for when that is safe).
 
 Other Cython extensions can call the C kernels directly (``cimport`` from
 ``bnkernels._kernels``, see ``get_include``).

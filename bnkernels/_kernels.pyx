@@ -966,18 +966,59 @@ def standard_backward(dy, x, mean, invstd, weight, bias, bint batch_stats,
 # threads
 # --------------------------------------------------------------------------
 
+def _whole_number(value, name, expected):
+    """value as a Python int, or a TypeError naming the argument (bool, float,
+    str and the like are not counts, even 2.0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
+    return int(value)
+
+
 def set_num_threads(threads):
-    """Use `threads` threads in large kernel calls; None or 0 restores the
-    default (OpenMP's: OMP_NUM_THREADS, or what threadpoolctl sets)."""
-    if threads is None:
-        threads = 0
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
-        raise ValueError(f"threads must be a non-negative int or None, got {threads!r}")
-    bn_set_num_threads(<int>min(int(threads), 1 << 20))
+    """Use `threads` threads in large kernel calls.
+
+    Parameters
+    ----------
+    threads : int or None
+        1 to 1024. 0 or None: OpenMP's default (OMP_NUM_THREADS, or what
+        threadpoolctl sets, else one per core), also at most 1024. The cap
+        catches a mistyped count, which the OpenMP runtime would try to start
+        and end the process when it cannot ("libgomp: Thread creation
+        failed"); more threads than cores only slow the kernels down. Without
+        OpenMP every call runs on one thread whatever is set.
+
+    Raises
+    ------
+    TypeError
+        threads is not an int or None (a bool, a float, a string...).
+    ValueError
+        threads is negative or above 1024.
+
+    Notes
+    -----
+    A child process made by fork (``os.fork``, a multiprocessing 'fork'
+    pool, a torch DataLoader's workers on Linux) starts at one thread,
+    whatever the parent set: an OpenMP runtime's threads do not survive
+    fork, and GNU libgomp's next parallel region would wait for them
+    forever. Results are the same bits on one thread. Calling
+    set_num_threads in the child is the caller's responsibility: with
+    libgomp, if the parent had run a call on 2 or more threads, the child's
+    next call on 2 or more threads never returns (LLVM's libomp starts its
+    threads anew in a child). A process started with 'spawn' is new and
+    starts at the default.
+    """
+    expected = f"an int from 0 to {h.BN_MAX_THREADS} or None"
+    count = 0 if threads is None else _whole_number(threads, "threads", expected)
+    if not 0 <= count <= h.BN_MAX_THREADS:
+        raise ValueError(f"threads must be {expected} (0 or None: OpenMP's default), "
+                         f"got {count}")
+    bn_set_num_threads(count)
 
 
 def get_num_threads():
-    """The number of threads a large kernel call uses (1 without OpenMP)."""
+    """The number of threads a large kernel call uses: 1 without OpenMP, and
+    in a child process made by fork until it calls set_num_threads (see
+    there)."""
     return bn_get_num_threads()
 
 
@@ -1006,13 +1047,21 @@ def set_streaming_threshold(nbytes):
     bytes past x modulo 4 KB, where loads of x would wait on the stores), on
     CPUs with AVX-512 (``streaming_available``). On a Zen 4 machine NCHW
     float32 y ran 0.77-0.96x streamed (README, Streaming stores). Results
-    are the same bits either way."""
+    are the same bits either way.
+
+    Raises TypeError when nbytes is not an int or None (a bool, a float...),
+    ValueError when it is negative or above 2**63 - 1 (the C setting is an
+    int64_t; no array is larger); the setting is then left as it was."""
     if nbytes is None:
         bn_set_stream_min_bytes(-1)
         return
-    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
-        raise ValueError(f"nbytes must be a non-negative int or None, got {nbytes!r}")
-    bn_set_stream_min_bytes(<int64_t>min(int(nbytes), (1 << 62)))
+    expected = "a non-negative int or None"
+    count = _whole_number(nbytes, "nbytes", expected)
+    if count < 0:
+        raise ValueError(f"nbytes must be {expected}, got {count}")
+    if count > (1 << 63) - 1:
+        raise ValueError(f"nbytes must be at most 2**63 - 1 (int64), got {count}")
+    bn_set_stream_min_bytes(<int64_t>count)
 
 
 def get_streaming_threshold():

@@ -231,7 +231,16 @@ int64_t bn_pool_output_size(int64_t size, int64_t kernel, int64_t stride,
 /* gives the same bits whatever the number of threads: threads split the   */
 /* channels or (b, c) rows, never one channel's sum.                        */
 /* ------------------------------------------------------------------------ */
+/* The most threads a kernel call starts: a guard against a mistyped count, */
+/* which the OpenMP runtime would try to start and end the process when it  */
+/* cannot (libgomp: "Thread creation failed").                              */
+#define BN_MAX_THREADS 1024
 /* threads <= 0: back to OpenMP's default (OMP_NUM_THREADS, threadpoolctl). */
+/* A count above BN_MAX_THREADS, set here or by default, is BN_MAX_THREADS. */
+/* A child process made by fork() starts at 1 thread, since the OpenMP      */
+/* runtime's threads do not survive fork; calling bn_set_num_threads in the */
+/* child is the caller's risk: with GNU libgomp, if the parent had run a    */
+/* parallel call, the child's next one on 2+ threads never returns.         */
 void bn_set_num_threads(int threads);
 /* The number of threads a large kernel call will use (1 without OpenMP). */
 int bn_get_num_threads(void);

@@ -6,14 +6,54 @@
 #include <omp.h>
 #endif
 
+/* pthread_atfork, where there are POSIX threads (and so fork) to guard. */
+#if defined(_OPENMP) && (defined(__unix__) || defined(__APPLE__))
+#include <unistd.h>
+#if defined(_POSIX_THREADS) && _POSIX_THREADS > 0
+#include <pthread.h>
+#define BN_FORK_GUARD 1
+#endif
+#endif
+
 /* The caller's choice, 0 for OpenMP's default. Read by every kernel call
- * (possibly from several threads at once), written by bn_set_num_threads. */
+ * (possibly from several threads at once), written by bn_set_num_threads
+ * and, in a forked child, by the fork guard. */
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && \
     !defined(__STDC_NO_ATOMICS__)
 #include <stdatomic.h>
 static _Atomic int requested_threads = 0;
 #else
 static volatile int requested_threads = 0;
+#endif
+
+#ifdef BN_FORK_GUARD
+/* Fork guard. An OpenMP runtime's pool of threads does not survive fork:
+ * the child has only the forking thread, and GNU libgomp's next parallel
+ * region of more than one thread waits for the missing ones forever. So a
+ * child starts at one thread, where BN_PARALLEL_RANGES runs its CALL on the
+ * calling thread without entering a parallel region at all, until it calls
+ * bn_set_num_threads itself. The handler is registered once, when the
+ * library is loaded (GCC and Clang) and in any case before the library's
+ * first parallel region (bn_threads_for). */
+static void one_thread_in_child(void)
+{
+    requested_threads = 1;
+}
+
+static void register_fork_guard(void)
+{
+    (void)pthread_atfork(NULL, NULL, one_thread_in_child);
+}
+
+static pthread_once_t fork_guard_once = PTHREAD_ONCE_INIT;
+
+#if defined(__GNUC__)
+__attribute__((constructor))
+#endif
+static void install_fork_guard(void)
+{
+    pthread_once(&fork_guard_once, register_fork_guard);
+}
 #endif
 
 void bn_set_num_threads(int threads)
@@ -25,7 +65,8 @@ int bn_get_num_threads(void)
 {
 #ifdef _OPENMP
     const int requested = requested_threads;
-    return requested > 0 ? requested : omp_get_max_threads();
+    const int threads = requested > 0 ? requested : omp_get_max_threads();
+    return threads < BN_MAX_THREADS ? threads : BN_MAX_THREADS;
 #else
     return 1;
 #endif
@@ -45,7 +86,11 @@ int bn_openmp_enabled(void)
 int bn_threads_for(int64_t items, int64_t work_per_item)
 {
     const int64_t by_work = items * work_per_item / BN_MIN_WORK_PER_THREAD;
-    int64_t threads = bn_get_num_threads();
+    int64_t threads;
+#ifdef BN_FORK_GUARD
+    install_fork_guard();
+#endif
+    threads = bn_get_num_threads();
     if (threads > items)
         threads = items;
     if (threads > by_work)

@@ -70,10 +70,146 @@ def test_set_num_threads_is_what_get_num_threads_reports():
     assert bnkernels.get_num_threads() >= 1
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "2", True])
-def test_set_num_threads_rejects_what_is_not_a_count(bad):
-    with pytest.raises(ValueError, match="threads must be a non-negative int"):
+# ---------------------------------------------------------------------------
+# Validation of the thread count and the streaming threshold: a bad value
+# raises, naming the argument, and leaves the setting as it was
+# ---------------------------------------------------------------------------
+
+MAX_THREADS = 1024  # the documented cap (BN_MAX_THREADS in csrc/bnkernels.h)
+
+
+@pytest.fixture
+def thread_setting():
+    """Start at 3 threads, a value no bad call may change; restore the default."""
+    bnkernels.set_num_threads(3)
+    yield 3 if bnkernels.openmp_enabled() else 1
+    bnkernels.set_num_threads(None)
+
+
+@pytest.mark.parametrize("bad", [1.5, 2.0, float("nan"), float("inf"), np.float64(2), "2", b"2",
+                                 [2], True, False, np.bool_(True)],
+                         ids=repr)
+def test_set_num_threads_rejects_what_is_not_an_int_with_type_error(bad, thread_setting):
+    with pytest.raises(TypeError,
+                       match=rf"threads must be an int from 0 to {MAX_THREADS} or None, got "
+                             rf"{type(bad).__name__} "):
         bnkernels.set_num_threads(bad)
+    assert bnkernels.get_num_threads() == thread_setting
+
+
+@pytest.mark.parametrize("bad", [-1, np.int64(-1), MAX_THREADS + 1, 10**9, 2**31, 2**64],
+                         ids=repr)
+def test_set_num_threads_rejects_counts_out_of_range_naming_the_cap(bad, thread_setting):
+    with pytest.raises(ValueError,
+                       match=rf"threads must be an int from 0 to {MAX_THREADS} or None "
+                             rf"\(0 or None: OpenMP's default\), got {int(bad)}$"):
+        bnkernels.set_num_threads(bad)
+    assert bnkernels.get_num_threads() == thread_setting
+
+
+@pytest.mark.parametrize("count", [1, 2, np.int32(2), np.uint8(4), MAX_THREADS], ids=repr)
+def test_set_num_threads_accepts_ints_up_to_the_cap(count, thread_setting):
+    bnkernels.set_num_threads(count)
+    assert bnkernels.get_num_threads() == (int(count) if bnkernels.openmp_enabled() else 1)
+
+
+def test_a_refused_huge_count_leaves_large_calls_working(thread_setting):
+    """set_num_threads(10**9) once was accepted, and the next large call ended
+    the interpreter ("libgomp: Thread creation failed"). Oracle: the same
+    call on one thread; tolerance: none."""
+    x = np.random.default_rng(3).standard_normal((8, 64, 32, 32)).astype(np.float32)
+    with pytest.raises(ValueError):
+        bnkernels.set_num_threads(10**9)
+    from bnkernels import _kernels
+    many = [a.tobytes() for a in _kernels.stats(x)]
+    bnkernels.set_num_threads(1)
+    assert many == [a.tobytes() for a in _kernels.stats(x)]
+
+
+@pytest.mark.skipif(not bnkernels.openmp_enabled(), reason="built without OpenMP")
+def test_the_default_thread_count_is_capped_too():
+    import os
+    import subprocess
+    import sys
+    code = "import bnkernels; print(bnkernels.get_num_threads())"
+    env = {**os.environ, "OMP_NUM_THREADS": str(MAX_THREADS * 5)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    assert out.strip() == str(MAX_THREADS)
+
+
+def c_function(name, restype, *argtypes):
+    """A C function of the extension, through ctypes (the extension module's
+    own copy of the library, with its settings), or skip."""
+    import ctypes
+    from bnkernels import _kernels
+    try:
+        function = getattr(ctypes.CDLL(_kernels.__file__), name)
+    except (OSError, AttributeError):
+        pytest.skip(f"{name} is not an exported symbol of the extension on this platform")
+    function.restype, function.argtypes = restype, argtypes
+    return function
+
+
+@pytest.mark.skipif(not bnkernels.openmp_enabled(), reason="built without OpenMP")
+def test_c_bn_set_num_threads_clamps_for_c_callers():
+    """C callers get no exception: counts above the cap are the cap, counts
+    below 1 the default."""
+    import ctypes
+    set_threads = c_function("bn_set_num_threads", None, ctypes.c_int)
+    try:
+        bnkernels.set_num_threads(None)
+        default = bnkernels.get_num_threads()
+        set_threads(10**9)
+        assert bnkernels.get_num_threads() == MAX_THREADS
+        set_threads(MAX_THREADS + 1)
+        assert bnkernels.get_num_threads() == MAX_THREADS
+        set_threads(-(2**31))
+        assert bnkernels.get_num_threads() == default
+        set_threads(5)
+        assert bnkernels.get_num_threads() == 5
+    finally:
+        bnkernels.set_num_threads(None)
+
+
+@pytest.fixture
+def streaming_setting():
+    """Start at a threshold no bad call may change; restore the default."""
+    bnkernels.set_streaming_threshold(12345)
+    yield 12345
+    bnkernels.set_streaming_threshold(16 << 20)
+
+
+@pytest.mark.parametrize("bad", [1.5, 1e9, float("nan"), float("inf"), np.float32(1), "16M",
+                                 True, np.bool_(False), [1]], ids=repr)
+def test_set_streaming_threshold_rejects_what_is_not_an_int_with_type_error(
+        bad, streaming_setting):
+    with pytest.raises(TypeError, match=rf"nbytes must be a non-negative int or None, got "
+                                        rf"{type(bad).__name__} "):
+        bnkernels.set_streaming_threshold(bad)
+    assert bnkernels.get_streaming_threshold() == streaming_setting
+
+
+@pytest.mark.parametrize("bad, message", [
+    (-1, "nbytes must be a non-negative int or None, got -1$"),
+    (np.int64(-(2**63)), f"nbytes must be a non-negative int or None, got {-(2**63)}$"),
+    (2**63, rf"nbytes must be at most 2\*\*63 - 1 \(int64\), got {2**63}$"),
+    (np.uint64(2**64 - 1), rf"at most 2\*\*63 - 1 \(int64\), got {2**64 - 1}$"),
+    (10**30, rf"at most 2\*\*63 - 1 \(int64\), got {10**30}$"),
+], ids=repr)
+def test_set_streaming_threshold_rejects_negative_and_int64_overflow(bad, message,
+                                                                     streaming_setting):
+    with pytest.raises(ValueError, match=message):
+        bnkernels.set_streaming_threshold(bad)
+    assert bnkernels.get_streaming_threshold() == streaming_setting
+
+
+@pytest.mark.parametrize("nbytes", [0, 1, np.uint64(5), np.int32(7), 2**62, 2**63 - 1], ids=repr)
+def test_set_streaming_threshold_keeps_any_int64_exactly(nbytes, streaming_setting):
+    bnkernels.set_streaming_threshold(nbytes)
+    assert bnkernels.get_streaming_threshold() == int(nbytes)
+    bnkernels.set_streaming_threshold(None)
+    assert bnkernels.get_streaming_threshold() is None
 
 
 def every_kernel_output(dtype, seed=0):
