@@ -870,12 +870,13 @@ def save_weights(path, cfg, weights):
 # ---------------------------------------------------------------------------
 
 def add_arguments(parser):
+    from bnkernels.bench import positive_float
     parser.add_argument("cfg", help="the network's .cfg file")
     parser.add_argument("weights", help="its .weights file")
     parser.add_argument("--flavor", choices=_darknet.FLAVORS, default="pjreddie",
                         help="which Darknet wrote the file and whose inference formula "
                              "to compare with (default: pjreddie)")
-    parser.add_argument("--eps", type=float, default=1e-5,
+    parser.add_argument("--eps", type=positive_float, default=1e-5,
                         help="the standard-convention epsilon for the conversion "
                              "(default: 1e-5)")
 
