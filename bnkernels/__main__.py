@@ -1,19 +1,45 @@
 """Command line: ``python -m bnkernels verify``, ``... bench``, ``... train`` and
-``... darknet-check``."""
+``... darknet-check``.
+
+Bad input ends a command with ``python -m bnkernels <command>: error: <why>``
+on stderr, never a traceback: option values are checked by argparse (exit
+status 2), and the errors the library raises for bad input it was given
+(ValueError, with DarknetFileError and verify's VectorFileError among them;
+OSError for files; MemoryError) are caught here (exit status 1). Any other
+exception is a bug and keeps its traceback; ``--traceback`` shows it for the
+caught ones too.
+"""
 import argparse
 import os
 import sys
 
+# the errors bad input raises; anything else is a bug, reported with its traceback
+INPUT_ERRORS = (ValueError, OSError, MemoryError)
+
+
+def _vector_dir(text):
+    """--vectors: a directory of vector files, checked before the run."""
+    from bnkernels import verify as _verify
+    try:
+        return _verify.check_vector_dir(text)
+    except _verify.VectorFileError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
 
 def main(argv=None):
+    from bnkernels import __version__
     parser = argparse.ArgumentParser(
         prog="python -m bnkernels",
         description="bnkernels: batch-normalization kernels in C for NumPy.")
+    parser.add_argument("--version", action="version", version=f"bnkernels {__version__}")
+    parser.add_argument("--traceback", action="store_true",
+                        help="on an error, show Python's traceback instead of one line")
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser(
         "verify", help="check this installation against Darknet's vectors "
                        "(bit for bit) and finite-difference gradients")
     verify.add_argument("--vectors", action="append", default=[], metavar="DIR",
+                        type=_vector_dir,
                         help="also check the vectors in DIR (laid out as "
                              "DIR/<fork>/<case>.npz); may be repeated")
     from bnkernels import bench as _bench
@@ -40,15 +66,24 @@ def main(argv=None):
     _darknet_files.add_arguments(darknet_check)
     args = parser.parse_args(argv)
 
-    if args.command == "verify":
-        from bnkernels import verify as _verify
-        return 0 if _verify.run(args.vectors) else 1
-    if args.command == "bench":
-        return _bench.run(args)
-    if args.command == "train":
-        return _train.run(args)
-    if args.command == "darknet-check":
-        return _darknet_files.check(args.cfg, args.weights, flavor=args.flavor, eps=args.eps)
+    try:
+        if args.command == "verify":
+            from bnkernels import verify as _verify
+            return 0 if _verify.run(args.vectors) else 1
+        if args.command == "bench":
+            return _bench.run(args)
+        if args.command == "train":
+            return _train.run(args)
+        if args.command == "darknet-check":
+            return _darknet_files.check(args.cfg, args.weights, flavor=args.flavor,
+                                        eps=args.eps)
+    except INPUT_ERRORS as error:
+        if args.traceback or isinstance(error, BrokenPipeError):   # see run_from_shell
+            raise
+        sys.stdout.flush()
+        what = "out of memory: " if isinstance(error, MemoryError) else ""
+        print(f"{parser.prog} {args.command}: error: {what}{error}", file=sys.stderr)
+        return 1
     return 2
 
 
@@ -62,6 +97,9 @@ def run_from_shell():
         # final flush does not raise again, and exit as a closed pipe does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:
+        print("python -m bnkernels: interrupted", file=sys.stderr)
+        return 130
     return status
 
 

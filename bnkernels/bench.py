@@ -151,12 +151,21 @@ def parse_dtypes(text):
     return _one_of(text, DTYPES, "float32,float64")
 
 
+def max_threads():
+    """The most threads bench runs with: 4 per logical core, at least 64."""
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
 def parse_threads(text):
     threads = []
     for item in _comma_list(text, "1,2"):
-        if not item.isdigit() or int(item) < 1:
-            raise argparse.ArgumentTypeError(f"{item!r} is not a positive integer")
-        threads.append(int(item))
+        number = positive_int(item)
+        if number > max_threads():
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is more threads than bench runs with: at most {max_threads()} "
+                f"(4 per logical core, at least 64; this machine has {os.cpu_count()} "
+                "logical cores)")
+        threads.append(number)
     return list(dict.fromkeys(threads))
 
 
@@ -172,10 +181,91 @@ def parse_layout(text):
     return name
 
 
+def _integer(text):
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def positive_int(text):
-    if not text.isdigit() or int(text) < 1:
+    """An option value that is an integer >= 1 (ASCII digits only)."""
+    number = _integer(text)
+    if number is None or number < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
+    return number
+
+
+def nonnegative_int(text):
+    """An option value that is an integer >= 0 (ASCII digits only)."""
+    number = _integer(text)
+    if number is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return number
+
+
+def _finite(text, what, accept):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not accept(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value
+
+
+def nonnegative_float(text):
+    """An option value that is a finite number >= 0."""
+    return _finite(text, "a finite number >= 0", lambda v: v >= 0)
+
+
+def positive_float(text):
+    """An option value that is a finite number > 0."""
+    return _finite(text, "a finite number > 0", lambda v: v > 0)
+
+
+def fraction(text):
+    """An option value that is a number from 0 to 1."""
+    return _finite(text, "a number from 0 to 1", lambda v: 0 <= v <= 1)
+
+
+def output_path_error(option, path):
+    """Why path cannot be written as option's output file (None: it can), so
+    that a command finds out before it runs rather than after."""
+    if path is None:
+        return None
+    if os.path.isdir(path):
+        return f"{option}: {path!r} is a directory, expected a file name"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"{option}: no folder {folder!r}"
+    if not os.access(folder, os.W_OK):
+        return f"{option}: cannot write in {folder!r}"
+    return None
+
+
+def memory_bytes():
+    """This machine's physical memory in bytes, or None where unknown."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def memory_error(args):
+    """Why the buffers of a bench run cannot fit in this machine's memory
+    (None: they may)."""
+    total = memory_bytes()
+    if not total:
+        return None
+    have = f"more than this machine's {total / 2**30:.1f} GiB of memory"
+    if 2 * args.bandwidth_mb * 2**20 > total:
+        return (f"--bandwidth-mb {args.bandwidth_mb}: the copy needs two buffers of "
+                f"{args.bandwidth_mb} MiB, {have}")
+    for dtype in args.dtype:
+        for shape in args.shapes:
+            need = 4 * math.prod(shape) * np.dtype(dtype).itemsize
+            if need > total:
+                return (f"--shapes {shape_text(shape)}: x, dy, y and dx in {dtype} need "
+                        f"{need / 2**30:.1f} GiB, {have}")
+    return None
 
 
 def add_arguments(parser):
@@ -828,11 +918,11 @@ def run(args, out=None):
         print("python -m bnkernels bench: error: --plot needs matplotlib, which is not "
               "installed: pip install matplotlib", file=sys.stderr)
         return 2
-    for option, path in (("--json", args.json), ("--plot", args.plot)):
-        folder = os.path.dirname(os.path.abspath(path)) if path else None
-        if folder and not os.path.isdir(folder):
-            print(f"python -m bnkernels bench: error: {option}: no folder {folder!r}",
-                  file=sys.stderr)
+    problems = [output_path_error("--json", args.json),
+                output_path_error("--plot", args.plot), memory_error(args)]
+    for problem in problems:
+        if problem:
+            print(f"python -m bnkernels bench: error: {problem}", file=sys.stderr)
             return 2
     started = time.perf_counter()
     extra_notes = []

@@ -34,7 +34,7 @@ __all__ = [
     "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
     "variance_delta_cpu", "normalize_delta_cpu", "backward_batchnorm_layer",
     "StandardParams", "DarknetParams", "to_standard", "from_standard",
-    "read_cfg", "load_weights", "save_weights",
+    "read_cfg", "load_weights", "save_weights", "DarknetFileError",
 ]
 
 FLAVORS = ("pjreddie", "alexeyab")
@@ -525,4 +525,5 @@ def from_standard(weight, bias, running_mean, running_var, *, eps=1e-5,
 
 # Darknet's .cfg and .weights files (bnkernels.darknet_files, imported last: it
 # uses this module)
-from bnkernels.darknet_files import load_weights, read_cfg, save_weights  # noqa: E402
+from bnkernels.darknet_files import (  # noqa: E402
+    DarknetFileError, load_weights, read_cfg, save_weights)

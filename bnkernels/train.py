@@ -30,9 +30,11 @@ import time
 import numpy as np
 
 from bnkernels.batchnorm import NUMERICS
-from bnkernels.bench import ProgressBar, positive_int
+from bnkernels.bench import (ProgressBar, fraction, nonnegative_float, nonnegative_int,
+                             output_path_error, positive_int)
 
 VARIANTS = {"bn": True, "no-bn": False}
+MAX_WIDTH = 256   # the 8x8 digits need far less; 256 is about 10 M parameters
 
 
 def load_digits(seed=0, test_size=360):
@@ -155,54 +157,71 @@ def write_plot(path, result):
     figure.savefig(path, dpi=100)
 
 
+def parse_width(text):
+    width = positive_int(text)
+    if not 2 <= width <= MAX_WIDTH:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a width from 2 to {MAX_WIDTH}")
+    return width
+
+
 def add_arguments(parser):
     parser.add_argument("--epochs", type=positive_int, default=20)
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (default 0.1)")
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
-    parser.add_argument("--width", type=positive_int, default=16,
-                        help="channels of the stem; the blocks scale with it (default 16)")
+    parser.add_argument("--batch-size", type=positive_int, default=64,
+                        help="images per step, at most the 1437 training images (default 64)")
+    parser.add_argument("--lr", type=nonnegative_float, default=0.1,
+                        help="SGD learning rate (default 0.1)")
+    parser.add_argument("--momentum", type=nonnegative_float, default=0.9)
+    parser.add_argument("--weight-decay", type=nonnegative_float, default=5e-4)
+    parser.add_argument("--width", type=parse_width, default=16,
+                        help=f"channels of the stem, 2 to {MAX_WIDTH}; the blocks scale with "
+                             "it (default 16)")
     parser.add_argument("--numerics", choices=NUMERICS, default="standard",
                         help="batch-norm numerics of the BN run (default standard)")
-    parser.add_argument("--variants", default="bn,no-bn",
+    parser.add_argument("--variants", type=parse_variants, default="bn,no-bn",
                         help="comma-separated runs: bn, no-bn (default both)")
-    parser.add_argument("--target", type=float, default=0.95,
+    parser.add_argument("--target", type=fraction, default=0.95,
                         help="test accuracy whose first step is reported (default 0.95)")
     parser.add_argument("--eval-every", type=positive_int, default=5,
                         help="steps between test evaluations (default 5)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--json", metavar="PATH", help="write curves and summary as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write the curves as a PNG (matplotlib)")
     return parser
 
 
 def parse_variants(text):
+    """``"bn,no-bn"`` -> ``["bn", "no-bn"]`` (the --variants option)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in VARIANTS]
     if not names or unknown:
-        raise ValueError(f"--variants takes a comma-separated list of {sorted(VARIANTS)}, "
-                         f"got {text!r}")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of "
+                                         f"{', '.join(VARIANTS)}")
     return list(dict.fromkeys(names))
 
 
 def run(args, out=None):
     """Run the command; returns the exit status."""
     out = sys.stdout if out is None else out
-    try:
-        variants = parse_variants(args.variants)
-    except ValueError as error:
-        print(f"python -m bnkernels train: error: {error}", file=sys.stderr)
+
+    def usage_error(message):
+        print(f"python -m bnkernels train: error: {message}", file=sys.stderr)
         return 2
+
     if args.plot and importlib.util.find_spec("matplotlib") is None:
-        print("python -m bnkernels train: error: --plot needs matplotlib, which is not "
-              "installed: pip install matplotlib", file=sys.stderr)
-        return 2
+        return usage_error("--plot needs matplotlib, which is not installed: "
+                           "pip install matplotlib")
+    for problem in (output_path_error("--json", args.json),
+                    output_path_error("--plot", args.plot)):
+        if problem:
+            return usage_error(problem)
     try:
         data = load_digits(args.seed)
     except ImportError as error:
-        print(f"python -m bnkernels train: error: {error}", file=sys.stderr)
-        return 2
+        return usage_error(error)
+    if args.batch_size > len(data[1]):
+        return usage_error(f"--batch-size {args.batch_size} is more than the "
+                           f"{len(data[1])} training images")
+    variants = args.variants
 
     def log(line):
         print(line, file=out, flush=True)
@@ -211,7 +230,8 @@ def run(args, out=None):
     progress = ProgressBar(steps * len(variants))
     config = {key: value for key, value in vars(args).items()
               if key not in ("json", "plot", "command")}
-    config.update(train_images=len(data[1]), test_images=len(data[3]))
+    config.update(variants=",".join(variants), train_images=len(data[1]),
+                  test_images=len(data[3]))
     log(f"digits 8x8: {len(data[1])} training, {len(data[3])} test images; "
         f"{args.epochs} epochs of {len(data[1]) // args.batch_size} steps, batch "
         f"{args.batch_size}, SGD lr {args.lr:g} momentum {args.momentum:g} "

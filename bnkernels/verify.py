@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import hashlib
 import warnings
 from pathlib import Path
+import zipfile
 
 import numpy as np
 
@@ -78,14 +79,81 @@ def sha256_of(array):
 # the vectors
 # ---------------------------------------------------------------------------
 
+class VectorFileError(ValueError):
+    """A vector directory or file that verify cannot use, with where and why."""
+
+
+# what each vector file holds: per-channel arrays (C,), and whole tensors
+# (N, C, H, W) of which the elementwise outputs keep the samples out_batch_index
+_CHANNEL_KEYS = ("scales", "biases", "rolling_mean_in", "rolling_variance_in", "mean",
+                 "variance", "rolling_mean_out", "rolling_variance_out", "backward_bias",
+                 "backward_scale", "mean_delta", "variance_delta", "scale_updates")
+_LAYOUT = "a directory holding pjreddie/<case>.npz and/or AlexeyAB/<case>.npz"
+
+
+def _vector_files_in(root):
+    return [(flavor, p) for fork, flavor in FORKS.items()
+            for p in sorted((root / fork).glob("*.npz"))]
+
+
+def check_vector_dir(path):
+    """path as a Path, if it is a directory with vector files in it (laid
+    out like data/darknet_vectors: <fork>/<case>.npz); VectorFileError if not."""
+    root = Path(path)
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise VectorFileError(f"{str(path)!r} {what}; expected {_LAYOUT}")
+    if not _vector_files_in(root):
+        raise VectorFileError(f"{str(path)!r} has no vector files; expected {_LAYOUT}")
+    return root
+
+
 def vector_files(*extra_dirs):
     """Every (flavor, path) of the shipped vectors, plus those in extra_dirs
-    (directories laid out like data/darknet_vectors: <fork>/<case>.npz)."""
-    found = []
-    for root in (VECTOR_DIR, *map(Path, extra_dirs)):
-        for fork, flavor in FORKS.items():
-            found += [(flavor, p) for p in sorted((root / fork).glob("*.npz"))]
-    return found
+    (directories laid out like data/darknet_vectors: <fork>/<case>.npz;
+    VectorFileError for one that is not, or holds none)."""
+    roots = [VECTOR_DIR] + [check_vector_dir(d) for d in extra_dirs]
+    return [found for root in roots for found in _vector_files_in(root)]
+
+
+def load_vector(path):
+    """{key: array} of one vector file, checked to hold every array
+    compare_case reads, float32 and of consistent shapes; VectorFileError
+    (naming the file and the array) if not."""
+    if not zipfile.is_zipfile(path):
+        raise VectorFileError(f"{path}: not an .npz file (a zip archive of .npy arrays)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {key: z[key] for key in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise VectorFileError(f"{path}: not a readable .npz file ({error})") from None
+
+    def need(key, shape, dtype=np.float32):
+        value = data.get(key)
+        if not isinstance(value, np.ndarray):
+            raise VectorFileError(f"{path}: has no array {key!r}")
+        if value.dtype != dtype or value.shape != shape:
+            raise VectorFileError(f"{path}: {key} is {value.dtype} {value.shape}, expected "
+                                  f"{np.dtype(dtype)} {shape}")
+
+    x = data.get("x")
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        given = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else "missing"
+        raise VectorFileError(f"{path}: x is {given}, expected a float32 (N, C, H, W) array")
+    need("x", x.shape)
+    need("delta", x.shape)
+    for key in _CHANNEL_KEYS:
+        need(key, (x.shape[1],))
+    index = data.get("out_batch_index")
+    if not isinstance(index, np.ndarray) or index.ndim != 1 or index.dtype.kind not in "iu" \
+            or not ((0 <= index) & (index < x.shape[0])).all():
+        raise VectorFileError(f"{path}: out_batch_index must be a 1-D integer array of "
+                              f"sample indices in [0, {x.shape[0]})")
+    for key in _ELEMENTWISE:
+        need(key, (len(index),) + x.shape[1:])
+        if f"sha256_{key}" in data:
+            need(f"sha256_{key}", (32,), np.uint8)
+    return data
 
 
 def darknet_outputs(z, flavor):
@@ -144,7 +212,7 @@ def compare_case(z, flavor):
         expected = z[vector_key]
         ok = True
         if vector_key in _ELEMENTWISE:
-            if f"sha256_{vector_key}" in z.files:
+            if f"sha256_{vector_key}" in z:
                 ok = bool((sha256_of(mine) == z[f"sha256_{vector_key}"]).all())
             mine = mine[index]
         abs_err, ulp_err = max_errors(mine, expected)
@@ -174,10 +242,10 @@ def darknet_rows(*extra_dirs):
     files = vector_files(*extra_dirs)
     if not files:
         raise FileNotFoundError(f"no Darknet vectors under {VECTOR_DIR}")
-    for flavor, path in files:
-        with np.load(path) as z:
-            for key, ok, abs_err, ulp_err in compare_case(z, flavor):
-                rows.setdefault((key, flavor), Row(_LABELS[key], flavor)).add(ok, abs_err, ulp_err)
+    cases = [(flavor, load_vector(path)) for flavor, path in files]   # all checked first
+    for flavor, case in cases:
+        for key, ok, abs_err, ulp_err in compare_case(case, flavor):
+            rows.setdefault((key, flavor), Row(_LABELS[key], flavor)).add(ok, abs_err, ulp_err)
     return list(rows.values())
 
 

@@ -194,10 +194,12 @@ def test_bn_channels_of_each_kind_of_layer(tmp_path):
     (NET + "[convolutional]\nsize=3\n",
      r"layer 0 \[convolutional\] \(line 6\): needs filters=, which is missing"),
     (NET + "[convolutional]\nfilters=8\n[route]\nlayers=-1,5\n",
-     r"layer 1 \[route\] \(line 8\): layers= refers to layer 5 \(index 5\), expected one "
+     r"layer 1 \[route\] \(line 8\): layers=-1,5 \(line 9\) refers to layer 5 \(index 5\), "
+     r"expected one "
      r"of the layers before it \(0 to 0, or -1 to -1\)"),
     (NET + "[shortcut]\nfrom=-1\n",
-     r"layer 0 \[shortcut\] \(line 6\): from= refers to layer -1 \(index -1\)"),
+     r"layer 0 \[shortcut\] \(line 6\): from=-1 \(line 7\) refers to layer -1, but there "
+     r"is no layer before it \(it is layer 0\)"),
     ("[convolutional]\nfilters=8\n",
      r"the first section must be \[net\] or \[network\], found \[convolutional\] at line 1"),
     (NET + "[convolutional]\nfilters\n",
@@ -207,13 +209,15 @@ def test_bn_channels_of_each_kind_of_layer(tmp_path):
     (NET + "[teleport]\n", r"layer 0 \[teleport\] \(line 6\): unknown section type"),
     (NET + "[lstm]\noutput=4\n", r"layer 0 \[lstm\] \(line 6\): not supported"),
     (NET + "[convolutional]\nfilters=eight\n",
-     r"layer 0 \[convolutional\] \(line 6\): filters='eight', expected an integer"),
+     r"layer 0 \[convolutional\] \(line 6\): filters=eight \(line 7\), expected a positive "
+     r"integer \(1 to 2147483647, a C int\)"),
     (NET + "[convolutional]\nfilters=8\ngroups=2\n",
-     r"groups=2 with 3 input channels, expected groups dividing the input channels"),
+     r"groups=2 \(line 8\) with 3 input channels and 8 filters, expected groups dividing "
+     r"both"),
     (NET + "[convolutional]\nfilters=0\n",
-     r"layer 0 \[convolutional\] \(line 6\): filters=0, expected a positive integer"),
+     r"layer 0 \[convolutional\] \(line 6\): filters=0 \(line 7\), expected a positive integer"),
     (NET + "[maxpool]\nstride=0\n",
-     r"layer 0 \[maxpool\] \(line 6\): stride=0, expected a positive integer"),
+     r"layer 0 \[maxpool\] \(line 6\): stride=0 \(line 7\), expected a positive integer"),
     ("[net]\nbatch=1\n[convolutional]\nfilters=8\n",
      r"layer 0 \[convolutional\] \(line 3\): its input's channel count is unknown "
      r"\(give channels= in \[net\]\)"),
@@ -311,7 +315,7 @@ size=1
 batch_normalize=1
 dontloadscales=1
 [convolutional]
-filters=2
+filters=3
 size=1
 dontload=1
 [convolutional]
@@ -340,7 +344,7 @@ weights_type=per_feature
     w.put("0.biases", [1, 2])
     w.put("0.weights", np.ones(6))
     w.put("2.biases", [3, 4])
-    w.put("2.weights", np.ones(4))  # its input: layer 1's 2 channels
+    w.put("2.weights", np.ones(6))  # its input: layer 1's 3 channels
     weights = load_weights(cfg, w.save(tmp_path / "w"), flavor="pjreddie")
     assert [e.index for e in weights.layers] == [0, 2]
 
@@ -503,7 +507,7 @@ def test_darknet_check_bad_file_exits_1_with_one_line(tmp_path, capsys):
     assert main(["darknet-check", str(cfg), str(path)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith("darknet-check: error: ")
+    assert captured.err.startswith("python -m bnkernels darknet-check: error: ")
     assert "truncated in layer 0 [convolutional]" in captured.err
     assert captured.err.count("\n") == 1
     assert main(["darknet-check", str(cfg), str(tmp_path / "missing.weights")]) == 1

@@ -67,8 +67,10 @@ def test_both_variants_start_from_the_same_convolution_weights():
 
 
 def test_unknown_variant_is_a_usage_error(capsys):
-    assert main(["train", "--variants", "bn,dropout"]) == 2
-    assert "--variants" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--variants", "bn,dropout"])
+    assert exit_info.value.code == 2
+    assert "argument --variants: 'bn,dropout' is not" in capsys.readouterr().err
 
 
 def test_missing_scikit_learn_is_a_clear_error(monkeypatch, capsys):

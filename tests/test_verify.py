@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from bnkernels import verify
 
@@ -50,3 +51,51 @@ def test_verify_fails_when_a_vector_disagrees(tmp_path):
     result = run_verify("--vectors", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 1
     assert "FAIL" in result.stdout and "mean_cpu" in result.stdout
+
+
+def test_extra_vector_dirs_must_exist_and_hold_vectors(tmp_path):
+    (tmp_path / "file.npz").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
+    for path, message in ((tmp_path / "missing", "does not exist"),
+                          (tmp_path / "file.npz", "is not a directory"),
+                          (tmp_path / "empty", "has no vector files")):
+        with pytest.raises(verify.VectorFileError, match=message):
+            verify.vector_files(path)
+
+
+def _one_vector():
+    _, path = verify.vector_files()[0]
+    with np.load(path) as z:
+        return {key: z[key] for key in z.files}
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.pop("delta"), r"has no array 'delta'"),
+    (lambda d: d.update(mean=d["mean"][:0]), r"mean is float32 \(0,\), expected float32"),
+    (lambda d: d.update(x=d["x"].astype(np.float64)), r"x is float64 .*, expected float32"),
+    (lambda d: d.update(x=d["x"][0]), r"x is float32 .*, expected a float32 \(N, C, H, W\)"),
+    (lambda d: d.update(out_batch_index=np.array([-1])), r"out_batch_index must be"),
+    (lambda d: d.update(dx=d["dx"][:, :, :0]), r"dx is float32"),
+    (lambda d: d.update(sha256_dx=d["sha256_dx"][:3]), r"sha256_dx is uint8 \(3,\)"),
+    (lambda d: d.update(scales=np.array([object()])), r"not a readable \.npz file"),
+])
+def test_a_broken_vector_file_is_named_with_what_is_wrong(tmp_path, change, message):
+    data = _one_vector()
+    change(data)
+    path = tmp_path / "case.npz"
+    np.savez(path, **data)
+    with pytest.raises(verify.VectorFileError, match=message) as error:
+        verify.load_vector(path)
+    assert str(error.value).startswith(f"{path}: ")
+
+
+def test_a_file_that_is_not_npz_is_named(tmp_path):
+    path = tmp_path / "case.npz"
+    path.write_bytes(b"\x93NUMPY not a zip")
+    with pytest.raises(verify.VectorFileError, match=r"not an \.npz file"):
+        verify.load_vector(path)
+
+
+def test_the_shipped_vectors_pass_the_checks():
+    for _, path in verify.vector_files():
+        assert set(verify.load_vector(path)) >= {"x", "delta", "dx", "out_batch_index"}
