@@ -1,6 +1,6 @@
 """Inception blocks and networks on the layers of ``bnkernels.layers``.
 
-Blocks (each a ``Concat`` of named branches, NCHW in and out):
+Blocks (each a ``Concat`` of branches with named submodules, NCHW in and out):
 
 - ``InceptionV1Naive``: 1x1, 3x3, 5x5 convolutions and 3x3/1 max pooling in
   parallel (GoogLeNet paper, Figure 2a).
@@ -10,7 +10,8 @@ Blocks (each a ``Concat`` of named branches, NCHW in and out):
   or max pooling, and the stride-2 variant that halves the grid.
 - ``InceptionV3A`` / ``InceptionV3B`` / ``InceptionV3C`` / ``InceptionV3Reduction``:
   the Inception-v3 modules (Szegedy et al. 2016, Figures 5, 6, 7 and 10) with
-  the channel counts of the released model (TF-slim, torchvision).
+  the channel counts of the released model (TF-slim, torchvision), their
+  units named as torchvision's (``branch5x5_1``, ``branch3x3_2a``, ...).
 
 Networks (``Network``: named stages in order, optional auxiliary heads, and a
 ``summary`` in the style of GoogLeNet's Table 1): ``googlenet``,
@@ -72,36 +73,103 @@ def _check_channels(**counts):
 
 
 class InceptionBlock(Concat):
-    """A Concat whose branches have names (``branch1x1``, ``branch_pool``, ...,
-    used in parameter and state_dict keys) and whose filter counts fill the
-    Inception columns of the summary table."""
+    """A Concat of branches whose submodules have names (used in parameter and
+    state_dict keys) and whose filter counts fill the Inception columns of the
+    summary table.
+
+    Parameters
+    ----------
+    branches : list of Module
+        Run on the same input, outputs concatenated (Sequential and Concat
+        wire the units inside a branch).
+    columns : dict
+        {Table 1 column: filter count or text}.
+    children : list of (name, Module)
+        The named submodules, which every module of the branches lies in:
+        either the branches themselves (keys "branch3x3.0.conv.weight", as
+        torchvision's GoogLeNet) or the units the branches are wired from,
+        one by one (keys "branch3x3_1.conv.weight", as torchvision's
+        Inception3, whose blocks hold their convolutions as attributes).
+    """
 
     label = "inception"
 
-    def __init__(self, named_branches, columns):
-        super().__init__(*[branch for _, branch in named_branches])
-        self._names = [name for name, _ in named_branches]
+    def __init__(self, branches, columns, children):
+        super().__init__(*branches)
+        self._children = list(children)
         self._columns = dict(columns)
+        named = {id(module) for _, child in self._children for module in _walk(child)}
+        for branch in self.branches:
+            for module in _wiring(branch):
+                if not isinstance(module, (Sequential, Concat)) and id(module) not in named:
+                    raise ValueError(f"{type(module).__name__} in a branch is in no named "
+                                     "submodule")
 
     def children(self):
-        return list(zip(self._names, self.branches))
+        return list(self._children)
 
     def __getattr__(self, name):
-        names = self.__dict__.get("_names", [])
-        if name in names:
-            return self.__dict__["branches"][names.index(name)]
+        for child_name, child in self.__dict__.get("_children", ()):
+            if child_name == name:
+                return child
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def _child_inputs(self, input_shape):
+        shapes = {}
+        for branch in self.branches:
+            _record_inputs(branch, tuple(input_shape), shapes)
+        return [(child, shapes[id(child)]) for _, child in self._children]
 
     def columns(self):
         """{Table 1 column: filter count or text} of this block."""
         return dict(self._columns)
 
     def summary(self, input_shape, file=None):
-        """The table of ``summary_table`` with one row per branch."""
+        """The table of ``summary_table`` with one row per named submodule."""
         return summary_table(self, input_shape, file)
 
     def _describe(self):
         return ", ".join(f"{key}={value}" for key, value in self._columns.items())
+
+
+def _walk(module):
+    """module and every module below it (through children())."""
+    yield module
+    for _, child in module.children():
+        yield from _walk(child)
+
+
+def _wiring(module):
+    """module and every module inside it through Sequential and Concat,
+    the containers that wire a branch."""
+    yield module
+    inner = (module.layers if isinstance(module, Sequential)
+             else module.branches if isinstance(module, Concat) else ())
+    for part in inner:
+        yield from _wiring(part)
+
+
+def _record_inputs(module, input_shape, shapes):
+    """{id(m): the input shape m receives} for every module of a branch."""
+    shapes[id(module)] = input_shape
+    if isinstance(module, Sequential):
+        for layer in module.layers:
+            _record_inputs(layer, input_shape, shapes)
+            input_shape = layer.output_shape(input_shape)
+    elif isinstance(module, Concat):
+        for branch in module.branches:
+            _record_inputs(branch, input_shape, shapes)
+
+
+def _wired(units, *specs):
+    """Branches wired from named units: a name is that unit, a list runs its
+    items in sequence, a tuple runs them on the same input and concatenates."""
+    def build(spec):
+        if isinstance(spec, str):
+            return units[spec]
+        parts = [build(part) for part in spec]
+        return Sequential(*parts) if isinstance(spec, list) else Concat(*parts)
+    return [build(spec) for spec in specs]
 
 
 class InceptionV1Naive(InceptionBlock):
@@ -124,12 +192,12 @@ class InceptionV1Naive(InceptionBlock):
                  eps=None, momentum=None, dtype=np.float32, rng=None):
         _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3=c3x3, c5x5=c5x5)
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
-        super().__init__(
-            [("branch1x1", unit(in_ch, c1x1, 1)),
-             ("branch3x3", unit(in_ch, c3x3, 3)),
-             ("branch5x5", unit(in_ch, c5x5, 5)),
-             ("branch_pool", MaxPool2d(3, stride=1, padding=1))],
-            {"#1x1": c1x1, "#3x3": c3x3, "#5x5": c5x5, "pool proj": "max"})
+        named = [("branch1x1", unit(in_ch, c1x1, 1)),
+                 ("branch3x3", unit(in_ch, c3x3, 3)),
+                 ("branch5x5", unit(in_ch, c5x5, 5)),
+                 ("branch_pool", MaxPool2d(3, stride=1, padding=1))]
+        super().__init__([branch for _, branch in named],
+                         {"#1x1": c1x1, "#3x3": c3x3, "#5x5": c5x5, "pool proj": "max"}, named)
 
 
 class InceptionV1(InceptionBlock):
@@ -153,14 +221,18 @@ class InceptionV1(InceptionBlock):
         _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3_reduce=c3x3_reduce, c3x3=c3x3,
                         c5x5_reduce=c5x5_reduce, c5x5=c5x5, pool_proj=pool_proj)
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        named = [("branch1x1", unit(in_ch, c1x1, 1)),
+                 ("branch3x3", Sequential(unit(in_ch, c3x3_reduce, 1),
+                                          unit(c3x3_reduce, c3x3, 3))),
+                 ("branch5x5", Sequential(unit(in_ch, c5x5_reduce, 1),
+                                          unit(c5x5_reduce, c5x5, 5))),
+                 ("branch_pool", Sequential(MaxPool2d(3, stride=1, padding=1),
+                                            unit(in_ch, pool_proj, 1)))]
         super().__init__(
-            [("branch1x1", unit(in_ch, c1x1, 1)),
-             ("branch3x3", Sequential(unit(in_ch, c3x3_reduce, 1), unit(c3x3_reduce, c3x3, 3))),
-             ("branch5x5", Sequential(unit(in_ch, c5x5_reduce, 1), unit(c5x5_reduce, c5x5, 5))),
-             ("branch_pool", Sequential(MaxPool2d(3, stride=1, padding=1),
-                                        unit(in_ch, pool_proj, 1)))],
+            [branch for _, branch in named],
             {"#1x1": c1x1, "#3x3 reduce": c3x3_reduce, "#3x3": c3x3,
-             "#5x5 reduce": c5x5_reduce, "#5x5": c5x5, "pool proj": pool_proj})
+             "#5x5 reduce": c5x5_reduce, "#5x5": c5x5, "pool proj": pool_proj},
+            named)
 
 
 class InceptionBN(InceptionBlock):
@@ -221,10 +293,11 @@ class InceptionBN(InceptionBlock):
              else pooling)]
         self.stride = stride
         super().__init__(
-            branches,
+            [branch for _, branch in branches],
             {"#1x1": c1x1, "#3x3 reduce": c3x3_reduce, "#3x3": c3x3,
              "double #3x3 reduce": d3x3_reduce, "double #3x3": d3x3,
-             "pool+proj": f"{pool}+{pool_proj}" if pool_proj else f"{pool}+pass through"})
+             "pool+proj": f"{pool}+{pool_proj}" if pool_proj else f"{pool}+pass through"},
+            branches)
         if stride == 2:
             self.label = "inception stride 2"
 
@@ -259,18 +332,22 @@ class InceptionV3A(InceptionBlock):
         if kernel_5x5 not in (3, 5):
             raise ValueError(f"kernel_5x5 must be 5 or 3, got {kernel_5x5!r}")
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        units = {"branch1x1": unit(in_ch, c1x1, 1),
+                 "branch5x5_1": unit(in_ch, c5x5_reduce, 1),
+                 "branch5x5_2": unit(c5x5_reduce, c5x5, kernel_5x5),
+                 "branch3x3dbl_1": unit(in_ch, c3x3dbl_reduce, 1),
+                 "branch3x3dbl_2": unit(c3x3dbl_reduce, c3x3dbl, 3),
+                 "branch3x3dbl_3": unit(c3x3dbl, c3x3dbl, 3),
+                 "pool": AvgPool2d(3, stride=1, padding=1),
+                 "branch_pool": unit(in_ch, pool_features, 1)}
         super().__init__(
-            [("branch1x1", unit(in_ch, c1x1, 1)),
-             ("branch5x5", Sequential(unit(in_ch, c5x5_reduce, 1),
-                                      unit(c5x5_reduce, c5x5, kernel_5x5))),
-             ("branch3x3dbl", Sequential(unit(in_ch, c3x3dbl_reduce, 1),
-                                         unit(c3x3dbl_reduce, c3x3dbl, 3),
-                                         unit(c3x3dbl, c3x3dbl, 3))),
-             ("branch_pool", Sequential(AvgPool2d(3, stride=1, padding=1),
-                                        unit(in_ch, pool_features, 1)))],
+            _wired(units, "branch1x1", ["branch5x5_1", "branch5x5_2"],
+                   ["branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"],
+                   ["pool", "branch_pool"]),
             {"#1x1": c1x1, f"#{kernel_5x5}x{kernel_5x5} reduce": c5x5_reduce,
              f"#{kernel_5x5}x{kernel_5x5}": c5x5, "double #3x3 reduce": c3x3dbl_reduce,
-             "double #3x3": c3x3dbl, "pool+proj": f"avg+{pool_features}"})
+             "double #3x3": c3x3dbl, "pool+proj": f"avg+{pool_features}"},
+            units.items())
 
 
 class InceptionV3B(InceptionBlock):
@@ -300,19 +377,25 @@ class InceptionV3B(InceptionBlock):
         if n % 2 != 1:
             raise ValueError(f"n must be odd (the grid is kept), got {n}")
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
-        c7 = channels_7x7
+        c7, nxn = channels_7x7, f"branch{n}x{n}"
+        units = {"branch1x1": unit(in_ch, c1x1, 1),
+                 f"{nxn}_1": unit(in_ch, c7, 1),
+                 f"{nxn}_2": unit(c7, c7, (1, n)),
+                 f"{nxn}_3": unit(c7, c7x7, (n, 1)),
+                 f"{nxn}dbl_1": unit(in_ch, c7, 1),
+                 f"{nxn}dbl_2": unit(c7, c7, (n, 1)),
+                 f"{nxn}dbl_3": unit(c7, c7, (1, n)),
+                 f"{nxn}dbl_4": unit(c7, c7, (n, 1)),
+                 f"{nxn}dbl_5": unit(c7, c7x7, (1, n)),
+                 "pool": AvgPool2d(3, stride=1, padding=1),
+                 "branch_pool": unit(in_ch, pool_proj, 1)}
         super().__init__(
-            [("branch1x1", unit(in_ch, c1x1, 1)),
-             ("branch7x7", Sequential(unit(in_ch, c7, 1), unit(c7, c7, (1, n)),
-                                      unit(c7, c7x7, (n, 1)))),
-             ("branch7x7dbl", Sequential(unit(in_ch, c7, 1), unit(c7, c7, (n, 1)),
-                                         unit(c7, c7, (1, n)), unit(c7, c7, (n, 1)),
-                                         unit(c7, c7x7, (1, n)))),
-             ("branch_pool", Sequential(AvgPool2d(3, stride=1, padding=1),
-                                        unit(in_ch, pool_proj, 1)))],
+            _wired(units, "branch1x1", [f"{nxn}_{i}" for i in (1, 2, 3)],
+                   [f"{nxn}dbl_{i}" for i in (1, 2, 3, 4, 5)], ["pool", "branch_pool"]),
             {"#1x1": c1x1, f"#{n}x{n} reduce": c7, f"#{n}x{n}": c7x7,
              f"double #{n}x{n} reduce": c7, f"double #{n}x{n}": c7x7,
-             "pool+proj": f"avg+{pool_proj}"})
+             "pool+proj": f"avg+{pool_proj}"},
+            units.items())
 
 
 class InceptionV3C(InceptionBlock):
@@ -338,20 +421,24 @@ class InceptionV3C(InceptionBlock):
                         c3x3dbl_reduce=c3x3dbl_reduce, c3x3dbl_mid=c3x3dbl_mid,
                         c3x3dbl=c3x3dbl, pool_proj=pool_proj)
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        units = {"branch1x1": unit(in_ch, c1x1, 1),
+                 "branch3x3_1": unit(in_ch, c3x3_reduce, 1),
+                 "branch3x3_2a": unit(c3x3_reduce, c3x3, (1, 3)),
+                 "branch3x3_2b": unit(c3x3_reduce, c3x3, (3, 1)),
+                 "branch3x3dbl_1": unit(in_ch, c3x3dbl_reduce, 1),
+                 "branch3x3dbl_2": unit(c3x3dbl_reduce, c3x3dbl_mid, 3),
+                 "branch3x3dbl_3a": unit(c3x3dbl_mid, c3x3dbl, (1, 3)),
+                 "branch3x3dbl_3b": unit(c3x3dbl_mid, c3x3dbl, (3, 1)),
+                 "pool": AvgPool2d(3, stride=1, padding=1),
+                 "branch_pool": unit(in_ch, pool_proj, 1)}
         super().__init__(
-            [("branch1x1", unit(in_ch, c1x1, 1)),
-             ("branch3x3", Sequential(unit(in_ch, c3x3_reduce, 1),
-                                      Concat(unit(c3x3_reduce, c3x3, (1, 3)),
-                                             unit(c3x3_reduce, c3x3, (3, 1))))),
-             ("branch3x3dbl", Sequential(unit(in_ch, c3x3dbl_reduce, 1),
-                                         unit(c3x3dbl_reduce, c3x3dbl_mid, 3),
-                                         Concat(unit(c3x3dbl_mid, c3x3dbl, (1, 3)),
-                                                unit(c3x3dbl_mid, c3x3dbl, (3, 1))))),
-             ("branch_pool", Sequential(AvgPool2d(3, stride=1, padding=1),
-                                        unit(in_ch, pool_proj, 1)))],
+            _wired(units, "branch1x1", ["branch3x3_1", ("branch3x3_2a", "branch3x3_2b")],
+                   ["branch3x3dbl_1", "branch3x3dbl_2", ("branch3x3dbl_3a", "branch3x3dbl_3b")],
+                   ["pool", "branch_pool"]),
             {"#1x1": c1x1, "#3x3 reduce": c3x3_reduce, "#3x3": f"2x{c3x3}",
              "double #3x3 reduce": c3x3dbl_reduce, "double #3x3": f"{c3x3dbl_mid}>2x{c3x3dbl}",
-             "pool+proj": f"avg+{pool_proj}"})
+             "pool+proj": f"avg+{pool_proj}"},
+            units.items())
 
 
 class InceptionV3Reduction(InceptionBlock):
@@ -388,24 +475,26 @@ class InceptionV3Reduction(InceptionBlock):
         if n and n % 2 != 1:
             raise ValueError(f"n must be 0 or odd, got {n}")
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
-        if c3x3_reduce:
-            branch3x3 = Sequential(unit(in_ch, c3x3_reduce, 1),
-                                   unit(c3x3_reduce, c3x3, 3, 2, 0))
-        else:
-            branch3x3 = unit(in_ch, c3x3, 3, 2, 0)
+        first = ([unit(in_ch, c3x3_reduce, 1)] if c3x3_reduce else []) + \
+            [unit(c3x3_reduce or in_ch, c3x3, 3, 2, 0)]
         middle = ([unit(cdbl_reduce, cdbl_mid, (1, n)), unit(cdbl_mid, cdbl_mid, (n, 1))] if n
                   else [unit(cdbl_reduce, cdbl_mid, 3)])
+        second = [unit(in_ch, cdbl_reduce, 1), *middle, unit(cdbl_mid, cdbl, 3, 2, 0)]
+        # torchvision's names: branch3x3 alone, or branch3x3_1 -> branch3x3_2 after
+        # a reduction; the second branch's units numbered from _1
+        first_names = ["branch3x3_1", "branch3x3_2"] if c3x3_reduce else ["branch3x3"]
         name = f"branch{n}x{n}x3" if n else "branch3x3dbl"
+        second_names = [f"{name}_{i}" for i in range(1, len(second) + 1)]
+        units = {**dict(zip(first_names, first)), **dict(zip(second_names, second)),
+                 "pool": MaxPool2d(3, stride=2)}
         super().__init__(
-            [("branch3x3", branch3x3),
-             (name, Sequential(unit(in_ch, cdbl_reduce, 1), *middle,
-                               unit(cdbl_mid, cdbl, 3, 2, 0))),
-             ("branch_pool", MaxPool2d(3, stride=2))],
+            _wired(units, first_names, second_names, "pool"),
             {"#3x3 reduce": c3x3_reduce, "#3x3": c3x3,
              (f"#{n}x{n}x3 reduce" if n else "double #3x3 reduce"): cdbl_reduce,
              (f"#{n}x{n}x3" if n else "double #3x3"): (f"{cdbl_mid}>{cdbl}" if cdbl_mid != cdbl
                                                         else cdbl),
-             "pool+proj": "max+pass through"})
+             "pool+proj": "max+pass through"},
+            units.items())
         self.label = "reduction"
 
     @classmethod

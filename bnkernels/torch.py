@@ -372,7 +372,7 @@ def to_torch(module):
     from bnkernels import inception, layers
 
     if isinstance(module, layers.Concat):
-        twin = Concat([to_torch(branch) for _, branch in module.children()])
+        twin = Concat([to_torch(branch) for branch in module.branches])
     elif isinstance(module, inception.Network):
         if module.aux:
             raise ValueError("to_torch: networks with auxiliary heads are not converted; "
