@@ -198,9 +198,13 @@ def test_same_seed_same_weights_and_branch_names_in_keys():
     # Inception-v3 blocks name their units as torchvision's Inception3 does
     assert "branch3x3dbl_3.conv.weight" in sa and "branch_pool.bn.running_var" in sa
     assert a.branch_pool is a.branches[3][1] and a.branch3x3dbl_1 is a.branches[2][0]
-    # GoogLeNet's module names its branches
+    # GoogLeNet's module names its branches (paper: branch1x1..., torchvision: branch1...)
     paper = InceptionV1(8, 2, 2, 3, 2, 4, 2, rng=0).state_dict()
+    tv = InceptionV1(8, 2, 2, 3, 2, 4, 2, variant="torchvision", rng=0).state_dict()
     assert "branch5x5.1.conv.weight" in paper and "branch_pool.1.conv.bias" in paper
+    assert "branch3.1.conv.weight" in tv and "branch4.1.bn.running_var" in tv
+    assert paper["branch5x5.1.conv.weight"].shape == (4, 2, 5, 5)
+    assert tv["branch3.1.conv.weight"].shape == (4, 2, 3, 3)  # torchvision's 3x3
 
 
 def test_block_refuses_a_branch_module_outside_its_named_submodules():
