@@ -1,6 +1,6 @@
 """Inception blocks and networks on the layers of ``bnkernels.layers``.
 
-Blocks (each a ``Concat`` of named branches, NCHW in and out):
+Blocks (each a ``Concat`` of branches with named submodules, NCHW in and out):
 
 - ``InceptionV1Naive``: 1x1, 3x3, 5x5 convolutions and 3x3/1 max pooling in
   parallel (GoogLeNet paper, Figure 2a).
@@ -10,11 +10,16 @@ Blocks (each a ``Concat`` of named branches, NCHW in and out):
   or max pooling, and the stride-2 variant that halves the grid.
 - ``InceptionV3A`` / ``InceptionV3B`` / ``InceptionV3C`` / ``InceptionV3Reduction``:
   the Inception-v3 modules (Szegedy et al. 2016, Figures 5, 6, 7 and 10) with
-  the channel counts of the released model (TF-slim, torchvision).
+  the channel counts of the released model (TF-slim, torchvision), their
+  units named as torchvision's (``branch5x5_1``, ``branch3x3_2a``, ...).
 
 Networks (``Network``: named stages in order, optional auxiliary heads, and a
-``summary`` in the style of GoogLeNet's Table 1): ``googlenet``,
-``bn_inception``, ``inception_v3`` and ``small_inception`` (8x8 images).
+``summary`` in the style of GoogLeNet's Table 1): ``googlenet`` (the paper's,
+or torchvision's with ``variant="torchvision"``), ``bn_inception``,
+``inception_v3`` (torchvision's) and ``small_inception`` (8x8 images). The
+torchvision networks have torchvision's state_dict keys, so its checkpoints
+load as they are; ``TransformInput`` and ``AdaptiveAvgPool2d`` are the two
+layers they add.
 
 Every convolution is a ``ConvBNReLU``; ``batch_norm=False`` makes it a
 convolution with bias followed by ReLU, so the same architecture trains with
@@ -29,11 +34,12 @@ import numpy as np
 
 from bnkernels.layers import (
     AvgPool2d, Concat, ConvBNReLU, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
-    Module, ReLU, Sequential,
+    Module, ReLU, Sequential, _check_grad, _float_array, _need,
 )
 
-# Inception-v3's reference implementations (TF-slim, torchvision) use BN eps 1e-3.
-V3_EPS = 1e-3
+# Inception-v3's reference implementations (TF-slim, torchvision) use BN eps 1e-3,
+# and so does torchvision's GoogLeNet.
+TORCHVISION_EPS = V3_EPS = 1e-3
 
 
 def _pair(value):
@@ -72,36 +78,103 @@ def _check_channels(**counts):
 
 
 class InceptionBlock(Concat):
-    """A Concat whose branches have names (``branch1x1``, ``branch_pool``, ...,
-    used in parameter and state_dict keys) and whose filter counts fill the
-    Inception columns of the summary table."""
+    """A Concat of branches whose submodules have names (used in parameter and
+    state_dict keys) and whose filter counts fill the Inception columns of the
+    summary table.
+
+    Parameters
+    ----------
+    branches : list of Module
+        Run on the same input, outputs concatenated (Sequential and Concat
+        wire the units inside a branch).
+    columns : dict
+        {Table 1 column: filter count or text}.
+    children : list of (name, Module)
+        The named submodules, which every module of the branches lies in:
+        either the branches themselves (keys "branch3x3.0.conv.weight", as
+        torchvision's GoogLeNet) or the units the branches are wired from,
+        one by one (keys "branch3x3_1.conv.weight", as torchvision's
+        Inception3, whose blocks hold their convolutions as attributes).
+    """
 
     label = "inception"
 
-    def __init__(self, named_branches, columns):
-        super().__init__(*[branch for _, branch in named_branches])
-        self._names = [name for name, _ in named_branches]
+    def __init__(self, branches, columns, children):
+        super().__init__(*branches)
+        self._children = list(children)
         self._columns = dict(columns)
+        named = {id(module) for _, child in self._children for module in _walk(child)}
+        for branch in self.branches:
+            for module in _wiring(branch):
+                if not isinstance(module, (Sequential, Concat)) and id(module) not in named:
+                    raise ValueError(f"{type(module).__name__} in a branch is in no named "
+                                     "submodule")
 
     def children(self):
-        return list(zip(self._names, self.branches))
+        return list(self._children)
 
     def __getattr__(self, name):
-        names = self.__dict__.get("_names", [])
-        if name in names:
-            return self.__dict__["branches"][names.index(name)]
+        for child_name, child in self.__dict__.get("_children", ()):
+            if child_name == name:
+                return child
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def _child_inputs(self, input_shape):
+        shapes = {}
+        for branch in self.branches:
+            _record_inputs(branch, tuple(input_shape), shapes)
+        return [(child, shapes[id(child)]) for _, child in self._children]
 
     def columns(self):
         """{Table 1 column: filter count or text} of this block."""
         return dict(self._columns)
 
     def summary(self, input_shape, file=None):
-        """The table of ``summary_table`` with one row per branch."""
+        """The table of ``summary_table`` with one row per named submodule."""
         return summary_table(self, input_shape, file)
 
     def _describe(self):
         return ", ".join(f"{key}={value}" for key, value in self._columns.items())
+
+
+def _walk(module):
+    """module and every module below it (through children())."""
+    yield module
+    for _, child in module.children():
+        yield from _walk(child)
+
+
+def _wiring(module):
+    """module and every module inside it through Sequential and Concat,
+    the containers that wire a branch."""
+    yield module
+    inner = (module.layers if isinstance(module, Sequential)
+             else module.branches if isinstance(module, Concat) else ())
+    for part in inner:
+        yield from _wiring(part)
+
+
+def _record_inputs(module, input_shape, shapes):
+    """{id(m): the input shape m receives} for every module of a branch."""
+    shapes[id(module)] = input_shape
+    if isinstance(module, Sequential):
+        for layer in module.layers:
+            _record_inputs(layer, input_shape, shapes)
+            input_shape = layer.output_shape(input_shape)
+    elif isinstance(module, Concat):
+        for branch in module.branches:
+            _record_inputs(branch, input_shape, shapes)
+
+
+def _wired(units, *specs):
+    """Branches wired from named units: a name is that unit, a list runs its
+    items in sequence, a tuple runs them on the same input and concatenates."""
+    def build(spec):
+        if isinstance(spec, str):
+            return units[spec]
+        parts = [build(part) for part in spec]
+        return Sequential(*parts) if isinstance(spec, list) else Concat(*parts)
+    return [build(spec) for spec in specs]
 
 
 class InceptionV1Naive(InceptionBlock):
@@ -124,12 +197,12 @@ class InceptionV1Naive(InceptionBlock):
                  eps=None, momentum=None, dtype=np.float32, rng=None):
         _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3=c3x3, c5x5=c5x5)
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
-        super().__init__(
-            [("branch1x1", unit(in_ch, c1x1, 1)),
-             ("branch3x3", unit(in_ch, c3x3, 3)),
-             ("branch5x5", unit(in_ch, c5x5, 5)),
-             ("branch_pool", MaxPool2d(3, stride=1, padding=1))],
-            {"#1x1": c1x1, "#3x3": c3x3, "#5x5": c5x5, "pool proj": "max"})
+        named = [("branch1x1", unit(in_ch, c1x1, 1)),
+                 ("branch3x3", unit(in_ch, c3x3, 3)),
+                 ("branch5x5", unit(in_ch, c5x5, 5)),
+                 ("branch_pool", MaxPool2d(3, stride=1, padding=1))]
+        super().__init__([branch for _, branch in named],
+                         {"#1x1": c1x1, "#3x3": c3x3, "#5x5": c5x5, "pool proj": "max"}, named)
 
 
 class InceptionV1(InceptionBlock):
@@ -141,26 +214,54 @@ class InceptionV1(InceptionBlock):
     ----------
     in_ch, c1x1, c3x3_reduce, c3x3, c5x5_reduce, c5x5, pool_proj : int
         The columns of GoogLeNet's Table 1.
-    batch_norm : bool
-        False (default, the original): convolutions with bias + ReLU.
-        True: Conv + BN + ReLU (as torchvision's GoogLeNet).
-    numerics, eps, momentum, dtype, rng : as InceptionV1Naive
+    variant : {"paper", "torchvision"}
+        "paper": branches branch1x1, branch3x3, branch5x5, branch_pool.
+        "torchvision": torchvision's Inception module: branches branch1 to
+        branch4 (the same state_dict keys), a 3x3 convolution where the paper
+        has the 5x5 (c5x5_reduce -> c5x5 with a 3x3 kernel, torchvision's
+        known deviation, kept by its released weights), the max pool in
+        ceil mode (the same output at stride 1).
+    batch_norm : bool or None
+        False: convolutions with bias + ReLU; True: Conv + BN + ReLU.
+        None: False for "paper" (the original), True for "torchvision".
+    eps : float or None
+        The BN's; None: 1e-3 for "torchvision" (torchvision's BasicConv2d),
+        the numerics family's default for "paper".
+    numerics, momentum, dtype, rng : as InceptionV1Naive
     """
 
     def __init__(self, in_ch, c1x1, c3x3_reduce, c3x3, c5x5_reduce, c5x5, pool_proj, *,
-                 batch_norm=False, numerics="standard", eps=None, momentum=None,
-                 dtype=np.float32, rng=None):
+                 variant="paper", batch_norm=None, numerics="standard", eps=None,
+                 momentum=None, dtype=np.float32, rng=None):
         _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3_reduce=c3x3_reduce, c3x3=c3x3,
                         c5x5_reduce=c5x5_reduce, c5x5=c5x5, pool_proj=pool_proj)
+        torchvision = _variant(variant)
+        if batch_norm is None:
+            batch_norm = torchvision
+        if eps is None and torchvision:
+            eps = TORCHVISION_EPS
+        names = (("branch1", "branch2", "branch3", "branch4") if torchvision
+                 else ("branch1x1", "branch3x3", "branch5x5", "branch_pool"))
+        kernel_5x5 = 3 if torchvision else 5
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        named = list(zip(names, [
+            unit(in_ch, c1x1, 1),
+            Sequential(unit(in_ch, c3x3_reduce, 1), unit(c3x3_reduce, c3x3, 3)),
+            Sequential(unit(in_ch, c5x5_reduce, 1), unit(c5x5_reduce, c5x5, kernel_5x5)),
+            Sequential(MaxPool2d(3, stride=1, padding=1, ceil_mode=torchvision),
+                       unit(in_ch, pool_proj, 1))]))
         super().__init__(
-            [("branch1x1", unit(in_ch, c1x1, 1)),
-             ("branch3x3", Sequential(unit(in_ch, c3x3_reduce, 1), unit(c3x3_reduce, c3x3, 3))),
-             ("branch5x5", Sequential(unit(in_ch, c5x5_reduce, 1), unit(c5x5_reduce, c5x5, 5))),
-             ("branch_pool", Sequential(MaxPool2d(3, stride=1, padding=1),
-                                        unit(in_ch, pool_proj, 1)))],
+            [branch for _, branch in named],
             {"#1x1": c1x1, "#3x3 reduce": c3x3_reduce, "#3x3": c3x3,
-             "#5x5 reduce": c5x5_reduce, "#5x5": c5x5, "pool proj": pool_proj})
+             "#5x5 reduce": c5x5_reduce, "#5x5": c5x5, "pool proj": pool_proj},
+            named)
+
+
+def _variant(variant):
+    """True for "torchvision", False for "paper"."""
+    if variant not in ("paper", "torchvision"):
+        raise ValueError(f"variant must be 'paper' or 'torchvision', got {variant!r}")
+    return variant == "torchvision"
 
 
 class InceptionBN(InceptionBlock):
@@ -221,10 +322,11 @@ class InceptionBN(InceptionBlock):
              else pooling)]
         self.stride = stride
         super().__init__(
-            branches,
+            [branch for _, branch in branches],
             {"#1x1": c1x1, "#3x3 reduce": c3x3_reduce, "#3x3": c3x3,
              "double #3x3 reduce": d3x3_reduce, "double #3x3": d3x3,
-             "pool+proj": f"{pool}+{pool_proj}" if pool_proj else f"{pool}+pass through"})
+             "pool+proj": f"{pool}+{pool_proj}" if pool_proj else f"{pool}+pass through"},
+            branches)
         if stride == 2:
             self.label = "inception stride 2"
 
@@ -259,18 +361,22 @@ class InceptionV3A(InceptionBlock):
         if kernel_5x5 not in (3, 5):
             raise ValueError(f"kernel_5x5 must be 5 or 3, got {kernel_5x5!r}")
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        units = {"branch1x1": unit(in_ch, c1x1, 1),
+                 "branch5x5_1": unit(in_ch, c5x5_reduce, 1),
+                 "branch5x5_2": unit(c5x5_reduce, c5x5, kernel_5x5),
+                 "branch3x3dbl_1": unit(in_ch, c3x3dbl_reduce, 1),
+                 "branch3x3dbl_2": unit(c3x3dbl_reduce, c3x3dbl, 3),
+                 "branch3x3dbl_3": unit(c3x3dbl, c3x3dbl, 3),
+                 "pool": AvgPool2d(3, stride=1, padding=1),
+                 "branch_pool": unit(in_ch, pool_features, 1)}
         super().__init__(
-            [("branch1x1", unit(in_ch, c1x1, 1)),
-             ("branch5x5", Sequential(unit(in_ch, c5x5_reduce, 1),
-                                      unit(c5x5_reduce, c5x5, kernel_5x5))),
-             ("branch3x3dbl", Sequential(unit(in_ch, c3x3dbl_reduce, 1),
-                                         unit(c3x3dbl_reduce, c3x3dbl, 3),
-                                         unit(c3x3dbl, c3x3dbl, 3))),
-             ("branch_pool", Sequential(AvgPool2d(3, stride=1, padding=1),
-                                        unit(in_ch, pool_features, 1)))],
+            _wired(units, "branch1x1", ["branch5x5_1", "branch5x5_2"],
+                   ["branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"],
+                   ["pool", "branch_pool"]),
             {"#1x1": c1x1, f"#{kernel_5x5}x{kernel_5x5} reduce": c5x5_reduce,
              f"#{kernel_5x5}x{kernel_5x5}": c5x5, "double #3x3 reduce": c3x3dbl_reduce,
-             "double #3x3": c3x3dbl, "pool+proj": f"avg+{pool_features}"})
+             "double #3x3": c3x3dbl, "pool+proj": f"avg+{pool_features}"},
+            units.items())
 
 
 class InceptionV3B(InceptionBlock):
@@ -300,19 +406,25 @@ class InceptionV3B(InceptionBlock):
         if n % 2 != 1:
             raise ValueError(f"n must be odd (the grid is kept), got {n}")
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
-        c7 = channels_7x7
+        c7, nxn = channels_7x7, f"branch{n}x{n}"
+        units = {"branch1x1": unit(in_ch, c1x1, 1),
+                 f"{nxn}_1": unit(in_ch, c7, 1),
+                 f"{nxn}_2": unit(c7, c7, (1, n)),
+                 f"{nxn}_3": unit(c7, c7x7, (n, 1)),
+                 f"{nxn}dbl_1": unit(in_ch, c7, 1),
+                 f"{nxn}dbl_2": unit(c7, c7, (n, 1)),
+                 f"{nxn}dbl_3": unit(c7, c7, (1, n)),
+                 f"{nxn}dbl_4": unit(c7, c7, (n, 1)),
+                 f"{nxn}dbl_5": unit(c7, c7x7, (1, n)),
+                 "pool": AvgPool2d(3, stride=1, padding=1),
+                 "branch_pool": unit(in_ch, pool_proj, 1)}
         super().__init__(
-            [("branch1x1", unit(in_ch, c1x1, 1)),
-             ("branch7x7", Sequential(unit(in_ch, c7, 1), unit(c7, c7, (1, n)),
-                                      unit(c7, c7x7, (n, 1)))),
-             ("branch7x7dbl", Sequential(unit(in_ch, c7, 1), unit(c7, c7, (n, 1)),
-                                         unit(c7, c7, (1, n)), unit(c7, c7, (n, 1)),
-                                         unit(c7, c7x7, (1, n)))),
-             ("branch_pool", Sequential(AvgPool2d(3, stride=1, padding=1),
-                                        unit(in_ch, pool_proj, 1)))],
+            _wired(units, "branch1x1", [f"{nxn}_{i}" for i in (1, 2, 3)],
+                   [f"{nxn}dbl_{i}" for i in (1, 2, 3, 4, 5)], ["pool", "branch_pool"]),
             {"#1x1": c1x1, f"#{n}x{n} reduce": c7, f"#{n}x{n}": c7x7,
              f"double #{n}x{n} reduce": c7, f"double #{n}x{n}": c7x7,
-             "pool+proj": f"avg+{pool_proj}"})
+             "pool+proj": f"avg+{pool_proj}"},
+            units.items())
 
 
 class InceptionV3C(InceptionBlock):
@@ -338,20 +450,24 @@ class InceptionV3C(InceptionBlock):
                         c3x3dbl_reduce=c3x3dbl_reduce, c3x3dbl_mid=c3x3dbl_mid,
                         c3x3dbl=c3x3dbl, pool_proj=pool_proj)
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
+        units = {"branch1x1": unit(in_ch, c1x1, 1),
+                 "branch3x3_1": unit(in_ch, c3x3_reduce, 1),
+                 "branch3x3_2a": unit(c3x3_reduce, c3x3, (1, 3)),
+                 "branch3x3_2b": unit(c3x3_reduce, c3x3, (3, 1)),
+                 "branch3x3dbl_1": unit(in_ch, c3x3dbl_reduce, 1),
+                 "branch3x3dbl_2": unit(c3x3dbl_reduce, c3x3dbl_mid, 3),
+                 "branch3x3dbl_3a": unit(c3x3dbl_mid, c3x3dbl, (1, 3)),
+                 "branch3x3dbl_3b": unit(c3x3dbl_mid, c3x3dbl, (3, 1)),
+                 "pool": AvgPool2d(3, stride=1, padding=1),
+                 "branch_pool": unit(in_ch, pool_proj, 1)}
         super().__init__(
-            [("branch1x1", unit(in_ch, c1x1, 1)),
-             ("branch3x3", Sequential(unit(in_ch, c3x3_reduce, 1),
-                                      Concat(unit(c3x3_reduce, c3x3, (1, 3)),
-                                             unit(c3x3_reduce, c3x3, (3, 1))))),
-             ("branch3x3dbl", Sequential(unit(in_ch, c3x3dbl_reduce, 1),
-                                         unit(c3x3dbl_reduce, c3x3dbl_mid, 3),
-                                         Concat(unit(c3x3dbl_mid, c3x3dbl, (1, 3)),
-                                                unit(c3x3dbl_mid, c3x3dbl, (3, 1))))),
-             ("branch_pool", Sequential(AvgPool2d(3, stride=1, padding=1),
-                                        unit(in_ch, pool_proj, 1)))],
+            _wired(units, "branch1x1", ["branch3x3_1", ("branch3x3_2a", "branch3x3_2b")],
+                   ["branch3x3dbl_1", "branch3x3dbl_2", ("branch3x3dbl_3a", "branch3x3dbl_3b")],
+                   ["pool", "branch_pool"]),
             {"#1x1": c1x1, "#3x3 reduce": c3x3_reduce, "#3x3": f"2x{c3x3}",
              "double #3x3 reduce": c3x3dbl_reduce, "double #3x3": f"{c3x3dbl_mid}>2x{c3x3dbl}",
-             "pool+proj": f"avg+{pool_proj}"})
+             "pool+proj": f"avg+{pool_proj}"},
+            units.items())
 
 
 class InceptionV3Reduction(InceptionBlock):
@@ -388,24 +504,26 @@ class InceptionV3Reduction(InceptionBlock):
         if n and n % 2 != 1:
             raise ValueError(f"n must be 0 or odd, got {n}")
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
-        if c3x3_reduce:
-            branch3x3 = Sequential(unit(in_ch, c3x3_reduce, 1),
-                                   unit(c3x3_reduce, c3x3, 3, 2, 0))
-        else:
-            branch3x3 = unit(in_ch, c3x3, 3, 2, 0)
+        first = ([unit(in_ch, c3x3_reduce, 1)] if c3x3_reduce else []) + \
+            [unit(c3x3_reduce or in_ch, c3x3, 3, 2, 0)]
         middle = ([unit(cdbl_reduce, cdbl_mid, (1, n)), unit(cdbl_mid, cdbl_mid, (n, 1))] if n
                   else [unit(cdbl_reduce, cdbl_mid, 3)])
+        second = [unit(in_ch, cdbl_reduce, 1), *middle, unit(cdbl_mid, cdbl, 3, 2, 0)]
+        # torchvision's names: branch3x3 alone, or branch3x3_1 -> branch3x3_2 after
+        # a reduction; the second branch's units numbered from _1
+        first_names = ["branch3x3_1", "branch3x3_2"] if c3x3_reduce else ["branch3x3"]
         name = f"branch{n}x{n}x3" if n else "branch3x3dbl"
+        second_names = [f"{name}_{i}" for i in range(1, len(second) + 1)]
+        units = {**dict(zip(first_names, first)), **dict(zip(second_names, second)),
+                 "pool": MaxPool2d(3, stride=2)}
         super().__init__(
-            [("branch3x3", branch3x3),
-             (name, Sequential(unit(in_ch, cdbl_reduce, 1), *middle,
-                               unit(cdbl_mid, cdbl, 3, 2, 0))),
-             ("branch_pool", MaxPool2d(3, stride=2))],
+            _wired(units, first_names, second_names, "pool"),
             {"#3x3 reduce": c3x3_reduce, "#3x3": c3x3,
              (f"#{n}x{n}x3 reduce" if n else "double #3x3 reduce"): cdbl_reduce,
              (f"#{n}x{n}x3" if n else "double #3x3"): (f"{cdbl_mid}>{cdbl}" if cdbl_mid != cdbl
                                                         else cdbl),
-             "pool+proj": "max+pass through"})
+             "pool+proj": "max+pass through"},
+            units.items())
         self.label = "reduction"
 
     @classmethod
@@ -419,6 +537,117 @@ class InceptionV3Reduction(InceptionBlock):
         """Inception-v3's Mixed_7a (torchvision's InceptionD): 1x1 192 -> 3x3/2
         320; 1x1 192 -> 1x7 -> 7x1 -> 3x3/2 192; max pool. 768 -> 1280 channels."""
         return cls(in_ch, 320, 192, 192, c3x3_reduce=192, n=7, **kwargs)
+
+
+# --- torchvision's input transform and adaptive pooling ---------------------
+
+# ImageNet's per-channel mean and standard deviation, as torchvision normalizes
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class TransformInput(Module):
+    """torchvision's ``transform_input`` for its GoogLeNet and Inception3: x
+    normalized with ImageNet's statistics, (image - mean) / std per channel,
+    becomes (image - 0.5) / 0.5, the input the ported Google weights expect:
+
+        y[:, c] = x[:, c] * (std[c] / 0.5) + (mean[c] - 0.5) / 0.5
+
+    The scale and shift are computed in float64 and rounded to x's dtype, then
+    one multiply and one add in that dtype (as torchvision's tensor-by-scalar
+    arithmetic). x: (N, 3, H, W) float32 or float64.
+    """
+
+    _saved = None
+
+    def __init__(self):
+        mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+        self.scale, self.shift = std / 0.5, (mean - 0.5) / 0.5
+
+    def _coefficients(self, dtype):
+        view = (1, 3, 1, 1)
+        return self.scale.astype(dtype).reshape(view), self.shift.astype(dtype).reshape(view)
+
+    def forward(self, x):
+        self._saved = None
+        x = _float_array(x)
+        self.output_shape(x.shape)
+        scale, shift = self._coefficients(x.dtype)
+        self._saved = (x.shape, x.dtype)
+        return x * scale + shift
+
+    def backward(self, dy):
+        shape, dtype = _need(self._saved, self)
+        return _check_grad(dy, shape, dtype) * self._coefficients(dtype)[0]
+
+    def output_shape(self, input_shape):
+        shape = tuple(int(v) for v in input_shape)
+        if len(shape) != 4 or shape[1] != 3:
+            raise ValueError(f"TransformInput takes (N, 3, H, W) RGB inputs, got shape {shape}")
+        return shape
+
+    def macs(self, input_shape):
+        return 0
+
+
+class AdaptiveAvgPool2d(Module):
+    """torch.nn.AdaptiveAvgPool2d: (N, C, H, W) -> (N, C, OH, OW), output cell
+    (i, j) the mean of rows floor(i*H/OH) to ceil((i+1)*H/OH) - 1 and the
+    columns alike (windows overlap when OH does not divide H: 14 -> 4 takes
+    rows 0-3, 3-6, 7-10, 10-13). Computed as P_h @ x @ P_w.T with P holding
+    1/window-length in each window, in x's dtype (NumPy; the windows' sums
+    are small).
+
+    Parameters
+    ----------
+    output_size : int or (OH, OW)
+    """
+
+    _saved = None
+
+    def __init__(self, output_size):
+        size = (output_size, output_size) if np.isscalar(output_size) else tuple(output_size)
+        if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
+                                 or v < 1 for v in size):
+            raise ValueError(f"output_size must be an int >= 1 or a pair of them, "
+                             f"got {output_size!r}")
+        self.output_size = (int(size[0]), int(size[1]))
+
+    @staticmethod
+    def _averaging(size, out, dtype):
+        """(out, size) matrix: row i averages the input window of output i."""
+        matrix = np.zeros((out, size))
+        for i in range(out):
+            start, stop = (i * size) // out, -(-((i + 1) * size) // out)
+            matrix[i, start:stop] = 1.0 / (stop - start)
+        return matrix.astype(dtype)
+
+    def forward(self, x):
+        self._saved = None
+        x = _float_array(x)
+        self.output_shape(x.shape)
+        rows = self._averaging(x.shape[2], self.output_size[0], x.dtype)
+        cols = self._averaging(x.shape[3], self.output_size[1], x.dtype)
+        self._saved = (x.shape, rows, cols)
+        return np.ascontiguousarray(np.einsum("ih,nchw,jw->ncij", rows, x, cols))
+
+    def backward(self, dy):
+        shape, rows, cols = _need(self._saved, self)
+        dy = _check_grad(dy, shape[:2] + self.output_size, rows.dtype)
+        return np.ascontiguousarray(np.einsum("ih,ncij,jw->nchw", rows, dy, cols))
+
+    def output_shape(self, input_shape):
+        shape = tuple(int(v) for v in input_shape)
+        if len(shape) != 4 or min(shape[2:]) < 1:
+            raise ValueError(f"AdaptiveAvgPool2d takes (N, C, H, W) inputs with H, W >= 1, "
+                             f"got shape {shape}")
+        return shape[:2] + self.output_size
+
+    def macs(self, input_shape):
+        return 0
+
+    def _describe(self):
+        return f"output_size={self.output_size}"
 
 
 class Network(Module):
@@ -519,8 +748,18 @@ class Network(Module):
 # --- the summary table ---------------------------------------------------
 
 _KINDS = {"MaxPool2d": "max pool", "AvgPool2d": "avg pool", "GlobalAvgPool2d": "avg pool",
-          "Linear": "linear", "ReLU": "relu", "Flatten": "flatten", "Conv2d": "convolution",
-          "BatchNorm2d": "batch norm", "Concat": "concat"}
+          "AdaptiveAvgPool2d": "adaptive avg pool", "Linear": "linear", "ReLU": "relu",
+          "Flatten": "flatten", "Conv2d": "convolution", "BatchNorm2d": "batch norm",
+          "Concat": "concat", "TransformInput": "input transform"}
+
+
+def _sequence(module):
+    """The layers of a Sequential or the stages of a Network, else None."""
+    if isinstance(module, Sequential):
+        return module.layers
+    if isinstance(module, Network):
+        return [stage for _, stage in module.stages]
+    return None
 
 
 def _kind(module):
@@ -531,8 +770,8 @@ def _kind(module):
         return "conv+BN+ReLU" if module.batch_norm else "conv+ReLU"
     if name == "Dropout":
         return f"dropout ({module.p:.0%})"
-    if isinstance(module, Sequential):
-        return " > ".join(_kind(layer) for layer in module.layers)
+    if _sequence(module) is not None:
+        return " > ".join(_kind(layer) for layer in _sequence(module))
     return _KINDS.get(name, name)
 
 
@@ -540,6 +779,8 @@ def _geometry(module):
     """"7x7/2" for a convolution or pooling, "global" for global pooling."""
     if type(module).__name__ == "GlobalAvgPool2d":
         return "global"
+    if isinstance(module, AdaptiveAvgPool2d):
+        return "to {}x{}".format(*module.output_size)
     if type(module).__name__ == "ConvBNReLU":
         module = next(child for _, child in module.children()
                       if type(child).__name__ == "Conv2d")
@@ -551,8 +792,8 @@ def _geometry(module):
 
 
 def _patch(module):
-    if isinstance(module, Sequential):
-        return " > ".join(filter(None, (_patch(layer) for layer in module.layers)))
+    if _sequence(module) is not None:
+        return " > ".join(filter(None, (_patch(layer) for layer in _sequence(module))))
     return _geometry(module)
 
 
@@ -633,44 +874,99 @@ GOOGLENET_INCEPTIONS = [
 ]
 
 
-def googlenet(num_classes=1000, aux_logits=False, *, in_channels=3, batch_norm=False,
-              numerics="standard", eps=None, momentum=None, dropout=0.4, dtype=np.float32,
-              seed=0):
+def _input_stages(transform_input, in_channels):
+    """[("transform_input", TransformInput())] when asked for (3 channels only)."""
+    if not transform_input:
+        return []
+    if in_channels != 3:
+        raise ValueError(f"transform_input re-normalizes RGB inputs: in_channels must be 3, "
+                         f"got {in_channels!r}")
+    return [("transform_input", TransformInput())]
+
+
+def googlenet(num_classes=1000, aux_logits=False, *, variant="paper", in_channels=3,
+              batch_norm=None, numerics="standard", eps=None, momentum=None, dropout=None,
+              transform_input=False, dtype=np.float32, seed=0):
     """GoogLeNet (Szegedy et al. 2014) with the filter counts of Table 1, for
     224x224 inputs.
 
-    Stem 7x7/2 conv, 3x3/2 max pool, 1x1 and 3x3 convs, 3x3/2 max pool
-    (pools round up, as Caffe); Inception 3a-5b with max pools after 3b and
-    4e; global average pool, dropout 40%, linear. The local response
-    normalizations of the original are left out. Every convolution has ReLU;
-    batch_norm=True adds BN (torchvision's variant, which however also uses a
-    3x3 in place of the 5x5; we keep the paper's 5x5).
-
+    variant="paper" (default): stem 7x7/2 conv, 3x3/2 max pool, 1x1 and 3x3
+    convs, 3x3/2 max pool (pools round up, as Caffe); Inception 3a-5b
+    (``InceptionV1``) with 3x3/2 max pools after 3b and 4e; global average
+    pool, dropout 40%, linear. The local response normalizations of the
+    original are left out. Every convolution has ReLU; batch_norm=True adds BN.
     aux_logits=True adds the two auxiliary classifiers on the outputs of 4a
     and 4d (5x5/3 average pool, 1x1 conv 128, FC 1024 + ReLU, dropout 70%,
-    linear); see ``Network`` for how forward and backward treat them.
+    linear).
+
+    variant="torchvision": torchvision's GoogLeNet, its state_dict keys
+    included (``load_state_dict`` takes its state as it is): every
+    convolution Conv+BN(eps 1e-3)+ReLU, a 3x3 convolution in each module's
+    third branch where the paper has the 5x5, a 2x2/2 ceil-mode max pool
+    after 4e, global average pool, dropout 20%, linear; its auxiliary heads
+    average-pool adaptively to 4x4 (torch's windows), then 1x1 conv 128
+    (Conv+BN+ReLU), FC 1024 + ReLU, dropout 70%, linear.
+
+    See ``Network`` for how forward and backward treat the auxiliary heads
+    (a training forward returns ``(logits, [aux1, aux2])``; torchvision
+    returns them as (logits, aux2, aux1)).
+
+    Parameters
+    ----------
+    batch_norm : bool or None
+        None: False for "paper", True for "torchvision".
+    eps : float or None
+        The BN's; None: 1e-3 for "torchvision", the numerics family's default
+        for "paper".
+    dropout : float or None
+        Before the last linear layer; None: 0.4 ("paper"), 0.2 ("torchvision").
+    transform_input : bool
+        Start with ``TransformInput`` (torchvision's transform_input=True).
 
     Returns
     -------
     Network
     """
+    torchvision = _variant(variant)
+    if batch_norm is None:
+        batch_norm = torchvision
+    if eps is None and torchvision:
+        eps = TORCHVISION_EPS
+    if dropout is None:
+        dropout = 0.2 if torchvision else 0.4
     unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
-    stages = [("conv1", unit(in_channels, 64, 7, 2, 3)), ("pool1", _stem_pool()),
-              ("conv2_reduce", unit(64, 64, 1)), ("conv2", unit(64, 192, 3)),
-              ("pool2", _stem_pool())]
+    stages = _input_stages(transform_input, in_channels)
+    names = (("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "maxpool3", "maxpool4")
+             if torchvision else
+             ("conv1", "pool1", "conv2_reduce", "conv2", "pool2", "pool3", "pool4"))
+    stages += list(zip(names, [unit(in_channels, 64, 7, 2, 3), _stem_pool(), unit(64, 64, 1),
+                               unit(64, 192, 3), _stem_pool()]))
     for name, *counts in GOOGLENET_INCEPTIONS:
-        stages.append((name, InceptionV1(*counts, batch_norm=batch_norm, numerics=numerics,
-                                         eps=eps, momentum=momentum, dtype=dtype,
-                                         rng=unit.rng)))
-        if name in ("inception3b", "inception4e"):
-            stages.append(("pool" + name[-2], _stem_pool()))
-    stages += _classifier(unit, 1024, num_classes, dropout)
+        stages.append((name, InceptionV1(*counts, variant=variant, batch_norm=batch_norm,
+                                         numerics=numerics, eps=eps, momentum=momentum,
+                                         dtype=dtype, rng=unit.rng)))
+        if name == "inception3b":
+            stages.append((names[5], _stem_pool()))
+        elif name == "inception4e":
+            stages.append((names[6], MaxPool2d(2, stride=2, ceil_mode=True) if torchvision
+                           else _stem_pool()))
+    if torchvision:
+        stages += [("avgpool", GlobalAvgPool2d()), ("flatten", Flatten()),
+                   ("dropout", unit.dropout(dropout)), ("fc", unit.linear(1024, num_classes))]
+    else:
+        stages += _classifier(unit, 1024, num_classes, dropout)
     aux = []
     if aux_logits:
         for aux_name, tap, in_ch in (("aux1", "inception4a", 512), ("aux2", "inception4d", 528)):
-            head = Sequential(AvgPool2d(5, stride=3), unit(in_ch, 128, 1), Flatten(),
-                              unit.linear(128 * 4 * 4, 1024), ReLU(), unit.dropout(0.7),
-                              unit.linear(1024, num_classes))
+            if torchvision:
+                head = Network([("avgpool", AdaptiveAvgPool2d(4)), ("conv", unit(in_ch, 128, 1)),
+                                ("flatten", Flatten()), ("fc1", unit.linear(128 * 4 * 4, 1024)),
+                                ("relu", ReLU()), ("dropout", unit.dropout(0.7)),
+                                ("fc2", unit.linear(1024, num_classes))])
+            else:
+                head = Sequential(AvgPool2d(5, stride=3), unit(in_ch, 128, 1), Flatten(),
+                                  unit.linear(128 * 4 * 4, 1024), ReLU(), unit.dropout(0.7),
+                                  unit.linear(1024, num_classes))
             aux.append((aux_name, tap, head))
     return Network(stages, aux)
 
@@ -716,45 +1012,50 @@ def bn_inception(num_classes=1000, *, in_channels=3, batch_norm=True, numerics="
 
 def inception_v3(num_classes=1000, aux_logits=False, *, in_channels=3, batch_norm=True,
                  numerics="standard", eps=V3_EPS, momentum=None, dropout=0.5,
-                 dtype=np.float32, seed=0):
-    """Inception-v3 (Szegedy et al. 2016) with the layer names and channel
-    counts of torchvision's inception_v3 (the released TF model), for 299x299
-    inputs: 299 -> 149 -> 147 -> 73 -> 71 -> 35 (Mixed_5b-5d) -> 17 (6a-6e)
-    -> 8 (7a-7c) -> global average pool, dropout, linear 2048 -> num_classes.
-    Every convolution Conv+BN(eps 1e-3)+ReLU.
+                 transform_input=False, dtype=np.float32, seed=0):
+    """Inception-v3 (Szegedy et al. 2016) as torchvision's inception_v3 (the
+    released TF model), its state_dict keys included (``load_state_dict``
+    takes torchvision's state as it is), for 299x299 inputs: 299 -> 149 ->
+    147 -> 73 -> 71 -> 35 (Mixed_5b-5d) -> 17 (6a-6e) -> 8 (7a-7c) -> global
+    average pool, dropout, linear 2048 -> num_classes. Every convolution
+    Conv+BN(eps 1e-3)+ReLU.
 
     aux_logits=True adds the auxiliary classifier on Mixed_6e (5x5/3 average
     pool, 1x1 conv 128, 5x5 conv 768, global average pool, linear), see
     ``Network``. Parameter counts: 23,834,568 without, 27,161,264 with it
-    (torchvision's model, 1000 classes).
+    (torchvision's model, 1000 classes). transform_input=True starts with
+    ``TransformInput`` (torchvision's transform_input=True).
     """
     unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
     kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,
               dtype=dtype, rng=unit.rng)
-    stages = [("Conv2d_1a_3x3", unit(in_channels, 32, 3, 2, 0)),
-              ("Conv2d_2a_3x3", unit(32, 32, 3, 1, 0)),
-              ("Conv2d_2b_3x3", unit(32, 64, 3)),
-              ("maxpool1", MaxPool2d(3, stride=2)),
-              ("Conv2d_3b_1x1", unit(64, 80, 1)),
-              ("Conv2d_4a_3x3", unit(80, 192, 3, 1, 0)),
-              ("maxpool2", MaxPool2d(3, stride=2)),
-              ("Mixed_5b", InceptionV3A(192, 32, **kw)),
-              ("Mixed_5c", InceptionV3A(256, 64, **kw)),
-              ("Mixed_5d", InceptionV3A(288, 64, **kw)),
-              ("Mixed_6a", InceptionV3Reduction.grid_35_to_17(288, **kw)),
-              ("Mixed_6b", InceptionV3B(768, 128, **kw)),
-              ("Mixed_6c", InceptionV3B(768, 160, **kw)),
-              ("Mixed_6d", InceptionV3B(768, 160, **kw)),
-              ("Mixed_6e", InceptionV3B(768, 192, **kw)),
-              ("Mixed_7a", InceptionV3Reduction.grid_17_to_8(768, **kw)),
-              ("Mixed_7b", InceptionV3C(1280, **kw)),
-              ("Mixed_7c", InceptionV3C(2048, **kw))]
+    stages = _input_stages(transform_input, in_channels) + [
+        ("Conv2d_1a_3x3", unit(in_channels, 32, 3, 2, 0)),
+        ("Conv2d_2a_3x3", unit(32, 32, 3, 1, 0)),
+        ("Conv2d_2b_3x3", unit(32, 64, 3)),
+        ("maxpool1", MaxPool2d(3, stride=2)),
+        ("Conv2d_3b_1x1", unit(64, 80, 1)),
+        ("Conv2d_4a_3x3", unit(80, 192, 3, 1, 0)),
+        ("maxpool2", MaxPool2d(3, stride=2)),
+        ("Mixed_5b", InceptionV3A(192, 32, **kw)),
+        ("Mixed_5c", InceptionV3A(256, 64, **kw)),
+        ("Mixed_5d", InceptionV3A(288, 64, **kw)),
+        ("Mixed_6a", InceptionV3Reduction.grid_35_to_17(288, **kw)),
+        ("Mixed_6b", InceptionV3B(768, 128, **kw)),
+        ("Mixed_6c", InceptionV3B(768, 160, **kw)),
+        ("Mixed_6d", InceptionV3B(768, 160, **kw)),
+        ("Mixed_6e", InceptionV3B(768, 192, **kw)),
+        ("Mixed_7a", InceptionV3Reduction.grid_17_to_8(768, **kw)),
+        ("Mixed_7b", InceptionV3C(1280, **kw)),
+        ("Mixed_7c", InceptionV3C(2048, **kw))]
     stages += _classifier(unit, 2048, num_classes, dropout)
     aux = []
     if aux_logits:
         aux.append(("AuxLogits", "Mixed_6e",
-                    Sequential(AvgPool2d(5, stride=3), unit(768, 128, 1), unit(128, 768, 5, 1, 0),
-                               GlobalAvgPool2d(), Flatten(), unit.linear(768, num_classes))))
+                    Network([("avgpool5x5", AvgPool2d(5, stride=3)),
+                             ("conv0", unit(768, 128, 1)), ("conv1", unit(128, 768, 5, 1, 0)),
+                             ("avgpool", GlobalAvgPool2d()), ("flatten", Flatten()),
+                             ("fc", unit.linear(768, num_classes))])))
     return Network(stages, aux)
 
 
@@ -781,6 +1082,7 @@ def small_inception(num_classes=10, in_channels=1, width=16, batch_norm=True,
     return Network(stages + _classifier(unit, 8 * w, num_classes, 0.0))
 
 
-__all__ = ["InceptionBN", "InceptionBlock", "InceptionV1", "InceptionV1Naive", "InceptionV3A",
-           "InceptionV3B", "InceptionV3C", "InceptionV3Reduction", "Network", "bn_inception",
-           "googlenet", "inception_v3", "small_inception", "summary_table"]
+__all__ = ["AdaptiveAvgPool2d", "InceptionBN", "InceptionBlock", "InceptionV1", "InceptionV1Naive",
+           "InceptionV3A", "InceptionV3B", "InceptionV3C", "InceptionV3Reduction", "Network",
+           "TransformInput", "bn_inception", "googlenet", "inception_v3", "small_inception",
+           "summary_table"]

@@ -607,8 +607,8 @@ def _to_torch(module, path):
 
     where = f"to_torch: {path[:-1]}: " if path else "to_torch: "
     if isinstance(module, layers.Concat):
-        twin = Concat([_to_torch(branch, f"{path}{name}.")
-                       for name, branch in module.children()])
+        twin = Concat([_to_torch(branch, f"{path}{i}.")
+                       for i, branch in enumerate(module.branches)])
     elif isinstance(module, inception.Network):
         if module.aux:
             raise ValueError(f"{where}networks with auxiliary heads are not converted; "

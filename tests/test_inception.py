@@ -195,8 +195,24 @@ def test_same_seed_same_weights_and_branch_names_in_keys():
     a, b = InceptionV3A(8, 4, rng=5), InceptionV3A(8, 4, rng=5)
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
-    assert "branch3x3dbl.2.conv.weight" in sa and "branch_pool.1.bn.running_var" in sa
-    assert a.branch_pool is a.branches[3]
+    # Inception-v3 blocks name their units as torchvision's Inception3 does
+    assert "branch3x3dbl_3.conv.weight" in sa and "branch_pool.bn.running_var" in sa
+    assert a.branch_pool is a.branches[3][1] and a.branch3x3dbl_1 is a.branches[2][0]
+    # GoogLeNet's module names its branches (paper: branch1x1..., torchvision: branch1...)
+    paper = InceptionV1(8, 2, 2, 3, 2, 4, 2, rng=0).state_dict()
+    tv = InceptionV1(8, 2, 2, 3, 2, 4, 2, variant="torchvision", rng=0).state_dict()
+    assert "branch5x5.1.conv.weight" in paper and "branch_pool.1.conv.bias" in paper
+    assert "branch3.1.conv.weight" in tv and "branch4.1.bn.running_var" in tv
+    assert paper["branch5x5.1.conv.weight"].shape == (4, 2, 5, 5)
+    assert tv["branch3.1.conv.weight"].shape == (4, 2, 3, 3)  # torchvision's 3x3
+
+
+def test_block_refuses_a_branch_module_outside_its_named_submodules():
+    from bnkernels.inception import InceptionBlock
+    from bnkernels.layers import MaxPool2d
+    conv, pool = ConvBNReLU(2, 3, 1, rng=0), MaxPool2d(3, stride=1, padding=1)
+    with pytest.raises(ValueError, match="MaxPool2d in a branch is in no named submodule"):
+        InceptionBlock([conv, Sequential(pool, conv)], {}, [("conv", conv)])
 
 
 # ---------------------------------------------------------------------------
@@ -515,45 +531,86 @@ def torch_blocks(torch):
                      ("branch_pool", S(pooling, Basic(cin, pp, 1, eps=eps)) if pp else pooling)]
         return Cat(*branches)
 
+    class Wired(nn.Module):
+        """torchvision's Inception-v3 blocks: the units are attributes, named
+        one by one; branches list the units' names in order (a tuple: run on
+        the same input and concatenated), pools as modules."""
+
+        def __init__(self, units, *branches):
+            super().__init__()
+            for name, module in units:
+                self.add_module(name, module)
+            self.wiring = branches
+
+        def run(self, spec, x):
+            if isinstance(spec, str):
+                return getattr(self, spec)(x)
+            if isinstance(spec, list):
+                for part in spec:
+                    x = self.run(part, x)
+                return x
+            if isinstance(spec, tuple):
+                return torch.cat([self.run(part, x) for part in spec], 1)
+            return spec(x)
+
+        def forward(self, x):
+            return torch.cat([self.run(branch, x) for branch in self.wiring], 1)
+
     def v3a(cin, pool_features, c1=64, r5=48, c5=64, rd=64, d=96):  # torchvision InceptionA
-        return Cat(("branch1x1", Basic(cin, c1, 1)),
-                   ("branch5x5", S(Basic(cin, r5, 1), Basic(r5, c5, 5, padding=2))),
-                   ("branch3x3dbl", S(Basic(cin, rd, 1), Basic(rd, d, 3, padding=1),
-                                      Basic(d, d, 3, padding=1))),
-                   ("branch_pool", S(nn.AvgPool2d(3, 1, 1), Basic(cin, pool_features, 1))))
+        return Wired([("branch1x1", Basic(cin, c1, 1)), ("branch5x5_1", Basic(cin, r5, 1)),
+                      ("branch5x5_2", Basic(r5, c5, 5, padding=2)),
+                      ("branch3x3dbl_1", Basic(cin, rd, 1)),
+                      ("branch3x3dbl_2", Basic(rd, d, 3, padding=1)),
+                      ("branch3x3dbl_3", Basic(d, d, 3, padding=1)),
+                      ("branch_pool", Basic(cin, pool_features, 1))],
+                     "branch1x1", ["branch5x5_1", "branch5x5_2"],
+                     ["branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"],
+                     [nn.AvgPool2d(3, 1, 1), "branch_pool"])
 
     def v3b(cin, c7, c1=192, out7=192, pp=192):  # torchvision InceptionC
-        return Cat(("branch1x1", Basic(cin, c1, 1)),
-                   ("branch7x7", S(Basic(cin, c7, 1), Basic(c7, c7, (1, 7), padding=(0, 3)),
-                                   Basic(c7, out7, (7, 1), padding=(3, 0)))),
-                   ("branch7x7dbl", S(Basic(cin, c7, 1), Basic(c7, c7, (7, 1), padding=(3, 0)),
-                                      Basic(c7, c7, (1, 7), padding=(0, 3)),
-                                      Basic(c7, c7, (7, 1), padding=(3, 0)),
-                                      Basic(c7, out7, (1, 7), padding=(0, 3)))),
-                   ("branch_pool", S(nn.AvgPool2d(3, 1, 1), Basic(cin, pp, 1))))
+        return Wired([("branch1x1", Basic(cin, c1, 1)), ("branch7x7_1", Basic(cin, c7, 1)),
+                      ("branch7x7_2", Basic(c7, c7, (1, 7), padding=(0, 3))),
+                      ("branch7x7_3", Basic(c7, out7, (7, 1), padding=(3, 0))),
+                      ("branch7x7dbl_1", Basic(cin, c7, 1)),
+                      ("branch7x7dbl_2", Basic(c7, c7, (7, 1), padding=(3, 0))),
+                      ("branch7x7dbl_3", Basic(c7, c7, (1, 7), padding=(0, 3))),
+                      ("branch7x7dbl_4", Basic(c7, c7, (7, 1), padding=(3, 0))),
+                      ("branch7x7dbl_5", Basic(c7, out7, (1, 7), padding=(0, 3))),
+                      ("branch_pool", Basic(cin, pp, 1))],
+                     "branch1x1", ["branch7x7_1", "branch7x7_2", "branch7x7_3"],
+                     [f"branch7x7dbl_{i}" for i in range(1, 6)],
+                     [nn.AvgPool2d(3, 1, 1), "branch_pool"])
 
     def v3c(cin, c1=320, r3=384, c3=384, rd=448, dm=384, d=384, pp=192):  # InceptionE
-        return Cat(("branch1x1", Basic(cin, c1, 1)),
-                   ("branch3x3", S(Basic(cin, r3, 1),
-                                   Cat(("0", Basic(r3, c3, (1, 3), padding=(0, 1))),
-                                       ("1", Basic(r3, c3, (3, 1), padding=(1, 0)))))),
-                   ("branch3x3dbl", S(Basic(cin, rd, 1), Basic(rd, dm, 3, padding=1),
-                                      Cat(("0", Basic(dm, d, (1, 3), padding=(0, 1))),
-                                          ("1", Basic(dm, d, (3, 1), padding=(1, 0)))))),
-                   ("branch_pool", S(nn.AvgPool2d(3, 1, 1), Basic(cin, pp, 1))))
+        return Wired([("branch1x1", Basic(cin, c1, 1)), ("branch3x3_1", Basic(cin, r3, 1)),
+                      ("branch3x3_2a", Basic(r3, c3, (1, 3), padding=(0, 1))),
+                      ("branch3x3_2b", Basic(r3, c3, (3, 1), padding=(1, 0))),
+                      ("branch3x3dbl_1", Basic(cin, rd, 1)),
+                      ("branch3x3dbl_2", Basic(rd, dm, 3, padding=1)),
+                      ("branch3x3dbl_3a", Basic(dm, d, (1, 3), padding=(0, 1))),
+                      ("branch3x3dbl_3b", Basic(dm, d, (3, 1), padding=(1, 0))),
+                      ("branch_pool", Basic(cin, pp, 1))],
+                     "branch1x1", ["branch3x3_1", ("branch3x3_2a", "branch3x3_2b")],
+                     ["branch3x3dbl_1", "branch3x3dbl_2", ("branch3x3dbl_3a", "branch3x3dbl_3b")],
+                     [nn.AvgPool2d(3, 1, 1), "branch_pool"])
 
     def v3_35to17(cin, c3=384, rd=64, d=96):  # torchvision InceptionB
-        return Cat(("branch3x3", Basic(cin, c3, 3, stride=2)),
-                   ("branch3x3dbl", S(Basic(cin, rd, 1), Basic(rd, d, 3, padding=1),
-                                      Basic(d, d, 3, stride=2))),
-                   ("branch_pool", nn.MaxPool2d(3, 2)))
+        return Wired([("branch3x3", Basic(cin, c3, 3, stride=2)),
+                      ("branch3x3dbl_1", Basic(cin, rd, 1)),
+                      ("branch3x3dbl_2", Basic(rd, d, 3, padding=1)),
+                      ("branch3x3dbl_3", Basic(d, d, 3, stride=2))],
+                     "branch3x3", ["branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"],
+                     nn.MaxPool2d(3, 2))
 
     def v3_17to8(cin, r3=192, c3=320, r7=192, c7=192):  # torchvision InceptionD
-        return Cat(("branch3x3", S(Basic(cin, r3, 1), Basic(r3, c3, 3, stride=2))),
-                   ("branch7x7x3", S(Basic(cin, r7, 1), Basic(r7, c7, (1, 7), padding=(0, 3)),
-                                     Basic(c7, c7, (7, 1), padding=(3, 0)),
-                                     Basic(c7, c7, 3, stride=2))),
-                   ("branch_pool", nn.MaxPool2d(3, 2)))
+        return Wired([("branch3x3_1", Basic(cin, r3, 1)),
+                      ("branch3x3_2", Basic(r3, c3, 3, stride=2)),
+                      ("branch7x7x3_1", Basic(cin, r7, 1)),
+                      ("branch7x7x3_2", Basic(r7, c7, (1, 7), padding=(0, 3))),
+                      ("branch7x7x3_3", Basic(c7, c7, (7, 1), padding=(3, 0))),
+                      ("branch7x7x3_4", Basic(c7, c7, 3, stride=2))],
+                     ["branch3x3_1", "branch3x3_2"],
+                     [f"branch7x7x3_{i}" for i in range(1, 5)], nn.MaxPool2d(3, 2))
 
     return dict(Basic=Basic, Cat=Cat, v1_naive=v1_naive, v1=v1, bn=bn_module, v3a=v3a,
                 v3b=v3b, v3c=v3c, v3_35to17=v3_35to17, v3_17to8=v3_17to8)
