@@ -1,20 +1,20 @@
 """PyTorch front end: bnkernels' standard-numerics kernels behind torch's BN API.
 
 ``batch_norm`` has ``torch.nn.functional.batch_norm``'s signature and meaning,
-``BatchNorm2d`` is a ``torch.nn.BatchNorm2d`` (same arguments, parameters,
-buffers, state_dict, errors) whose forward and backward run bnkernels'
-C kernels, and ``convert`` makes the BatchNorm2d layers of an existing model
-those, in place.
+``BatchNorm1d``, ``BatchNorm2d`` and ``BatchNorm3d`` are torch.nn's (same
+arguments, parameters, buffers, state_dict, errors) whose forward and
+backward run bnkernels' C kernels, and ``convert`` makes the BatchNorm layers
+of an existing model those, in place.
 
-CPU tensors only (float32 or float64, (N, C, H, W)); CUDA tensors are
+CPU tensors only (float32 or float64, (N, C, *spatial)); CUDA tensors are
 rejected. Tensors reach the kernels without copies: ``t.detach().numpy()``
 shares the tensor's memory, outputs are new tensors allocated by torch that
 the kernels write into (so autograd treats them as any op's output: in-place
 operations on them work), and running_mean/running_var are updated in place
-in the torch buffers. A channels_last input runs through the NHWC kernels
-without a copy, and its output and gradient are channels_last too; any other
-input that is not C-contiguous is copied to NCHW first, as torch's own CPU
-batch_norm does.
+in the torch buffers. A channels_last (4-D) or channels_last_3d (5-D) input
+runs through the NHWC kernels without a copy, and its output and gradient
+are in its memory format too; any other input that is not C-contiguous is
+copied to a contiguous one first, as torch's own CPU batch_norm does.
 
 Needs PyTorch (``pip install bnkernels[torch]``); ``import bnkernels`` never
 imports it.
@@ -40,8 +40,8 @@ from torch.autograd.function import once_differentiable
 
 from bnkernels import batchnorm as _batchnorm
 
-__all__ = ["BatchNormFunction", "batch_norm", "BatchNorm2d", "BatchNormTypeError",
-           "BatchNormValueError", "Concat", "convert", "to_torch"]
+__all__ = ["BatchNormFunction", "batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
+           "BatchNormTypeError", "BatchNormValueError", "Concat", "convert", "to_torch"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -66,39 +66,51 @@ class BatchNormTypeError(TypeError, RuntimeError):
 # tensors <-> the arrays the kernels read and write (zero-copy)
 # ---------------------------------------------------------------------------
 
-# The axes that turn an (N, C, H, W) tensor into an array of the layout, and
-# the memory format in which that array is C-contiguous.
-_PERMUTATION = {"NCHW": (0, 1, 2, 3), "NHWC": (0, 2, 3, 1)}
-_MEMORY_FORMAT = {"NCHW": torch.contiguous_format, "NHWC": torch.channels_last}
+# The memory format in which a tensor of each rank is channels last (torch
+# has one for 4-D and 5-D tensors only).
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 def _layout(tensor):
-    """The layout of the kernels that read an (N, C, H, W) tensor without a
-    copy: NHWC for a channels_last tensor, NCHW for any other (a strided
-    one is copied to NCHW, as torch's own CPU batch_norm does)."""
-    if not tensor.is_contiguous() and \
-            tensor.is_contiguous(memory_format=torch.channels_last):
+    """The layout of the kernels that read an (N, C, *spatial) tensor without
+    a copy: NHWC for a channels_last (4-D) or channels_last_3d (5-D) tensor,
+    NCHW for any other (a strided one is copied to contiguous, as torch's own
+    CPU batch_norm does)."""
+    channels_last = _CHANNELS_LAST.get(tensor.dim())
+    if channels_last is not None and not tensor.is_contiguous() and \
+            tensor.is_contiguous(memory_format=channels_last):
         return "NHWC"
     return "NCHW"
 
 
+def _memory_format(layout, rank):
+    return torch.contiguous_format if layout == "NCHW" else _CHANNELS_LAST[rank]
+
+
 def _in_layout(tensor, layout):
     """tensor, detached, in the layout's memory format: itself, or a copy."""
-    return tensor.detach().contiguous(memory_format=_MEMORY_FORMAT[layout])
+    return tensor.detach().contiguous(memory_format=_memory_format(layout, tensor.dim()))
 
 
 def _empty(like, layout):
     """A new tensor of like's shape and dtype in the layout's memory format,
     for a kernel to write (an output owned by torch, not a view)."""
-    return torch.empty(like.shape, dtype=like.dtype, memory_format=_MEMORY_FORMAT[layout])
+    return torch.empty(like.shape, dtype=like.dtype,
+                       memory_format=_memory_format(layout, like.dim()))
 
 
 def _array(tensor, layout):
-    """The C-contiguous array, (N, C, H, W) or (N, H, W, C), over the memory
-    of a tensor in the layout's memory format (see _in_layout, _empty)."""
+    """The C-contiguous 4-D array that the kernels of the layout take, over
+    the memory of a tensor in the layout's memory format (see _in_layout,
+    _empty): (N, C, S, 1) for NCHW, (N, S, 1, C) for NHWC, where S is the
+    product of the spatial sizes (1 for an (N, C) tensor). Normalizing per
+    channel over N and the spatial positions does not depend on how those
+    positions are arranged, so this is the same batch norm."""
+    n, c, spatial = tensor.shape[0], tensor.shape[1], math.prod(tensor.shape[2:])
     if layout == "NCHW":
-        return tensor.numpy()
-    return tensor.permute(*_PERMUTATION[layout]).numpy()
+        return tensor.view(n, c, spatial, 1).numpy()  # view: never a copy
+    channels_last = tensor.permute(0, *range(2, tensor.dim()), 1)  # (N, *spatial, C)
+    return channels_last.view(n, spatial, 1, c).numpy()
 
 
 def _layout_arguments(layout):
@@ -143,8 +155,8 @@ def _check_momentum(momentum):
     the running ones. torch takes any float, but outside [0, 1] (or NaN)
     the running statistics become meaningless, running_var negative or NaN."""
     if momentum is None:
-        raise TypeError("momentum must be a float, not None (torch.nn.BatchNorm2d's "
-                        "momentum=None passes 1 / num_batches_tracked)")
+        raise TypeError("momentum must be a float, not None (torch.nn's BatchNorm "
+                        "modules' momentum=None passes 1 / num_batches_tracked)")
     momentum = _scalar(momentum, "momentum")
     if not 0.0 <= momentum <= 1.0:
         raise ValueError(f"batch_norm momentum must be in [0, 1], but got {momentum}")
@@ -179,13 +191,13 @@ def _check_arguments(input, running_mean, running_var, weight, bias, training,
     if input.device.type != "cpu":
         raise ValueError(f"input is on {input.device}, expected a CPU tensor: "
                          "bnkernels.torch runs bnkernels' CPU kernels; use "
-                         "torch.nn.BatchNorm2d on other devices")
+                         "torch.nn's batch norm on other devices")
     if input.dtype not in _DTYPES:
         raise TypeError(f"input has dtype {input.dtype}, expected torch.float32 or "
                         "torch.float64")
-    if input.dim() != 4:
-        raise ValueError(f"input must be 4-D (N, C, H, W), got {input.dim()}-D input "
-                         f"of shape {tuple(input.shape)}")
+    if input.dim() < 2:
+        raise ValueError(f"input must be (N, C, *spatial), at least 2-D, got "
+                         f"{input.dim()}-D input of shape {tuple(input.shape)}")
     if (running_mean is None) != (running_var is None):
         raise BatchNormValueError("running_mean and running_var must either both be "
                                   "None or neither be None")
@@ -215,7 +227,7 @@ def _check_arguments(input, running_mean, running_var, weight, bias, training,
                              "values share one memory location, but each is updated")
     if training:
         size = input.shape
-        if size[0] * size[2] * size[3] == 1:
+        if size[0] * math.prod(size[2:]) == 1:
             raise ValueError("Expected more than 1 value per channel when training, "
                              f"got input size {size}")
     return training, momentum, eps
@@ -299,12 +311,14 @@ class BatchNormFunction(torch.autograd.Function):
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None,
                training=False, momentum=0.1, eps=1e-5):
-    """torch.nn.functional.batch_norm on bnkernels' kernels, for 4-D CPU tensors.
+    """torch.nn.functional.batch_norm on bnkernels' kernels, for CPU tensors.
 
     Parameters
     ----------
-    input : Tensor, (N, C, H, W), float32 or float64, on the CPU
-        Any strides; not C-contiguous nor channels_last means one copy (as
+    input : Tensor, (N, C, *spatial), float32 or float64, on the CPU
+        Zero or more spatial dimensions: (N, C) after a Linear layer, (N, C,
+        L), (N, C, H, W), (N, C, D, H, W), ... Any strides; neither contiguous
+        nor channels_last (4-D) or channels_last_3d (5-D) means one copy (as
         torch's CPU kernel).
     running_mean, running_var : Tensor, (C,), input's dtype, or None (both)
         Used for normalizing when ``training`` is false. When ``training`` is
@@ -321,9 +335,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,
 
     Returns
     -------
-    Tensor, (N, C, H, W), new (not a view), in input's memory format when
-    that is NCHW- or channels_last-contiguous (else NCHW), differentiable once
-    w.r.t. input, weight and bias.
+    Tensor, input's shape, new (not a view), in input's memory format when
+    that is contiguous, channels_last or channels_last_3d (else contiguous),
+    differentiable once w.r.t. input, weight and bias.
 
     Raises
     ------
@@ -333,9 +347,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,
         for running statistics that require grad). A vector of the wrong shape
         raises BatchNormValueError, of the wrong dtype BatchNormTypeError:
         ValueError or TypeError as in bnkernels, and RuntimeError as in torch.
-        Stricter than torch: ValueError for a non-CPU tensor, a shape that is
-        not 4-D, NaN or infinite eps, momentum outside [0, 1]; TypeError for a
-        dtype other than float32/float64. Nothing is changed when it raises.
+        Stricter than torch: ValueError for a non-CPU tensor, input with fewer
+        than 2 dimensions, NaN or infinite eps, momentum outside [0, 1];
+        TypeError for a dtype other than float32/float64. Nothing is changed
+        when it raises.
     """
     if not torch.is_grad_enabled():
         # torch requires running statistics without grad only where autograd
@@ -351,27 +366,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,
 # the module
 # ---------------------------------------------------------------------------
 
-class BatchNorm2d(torch.nn.BatchNorm2d):
-    """torch.nn.BatchNorm2d whose forward and backward run bnkernels' kernels.
-
-    Same constructor (``num_features, eps=1e-5, momentum=0.1, affine=True,
-    track_running_stats=True, device=None, dtype=None``, and what else
-    torch.nn.BatchNorm2d takes), parameters, buffers, state_dict (loads
-    torch's and vice versa), ``reset_parameters``, ``reset_running_stats``,
-    repr and errors: only ``forward`` is bnkernels'. An instance of
-    torch.nn.BatchNorm2d, so code that looks for BN layers finds it.
-
-    Stricter than torch where torch accepts what breaks the statistics: eps
-    must be positive and finite, momentum None or in [0, 1] (ValueError).
-    Changes are all or nothing: a forward that raises leaves the running
-    statistics and num_batches_tracked as they were, and so does a
-    ``load_state_dict`` that raises for this layer (torch's copies the
-    entries that fit before it reports the others).
-
-    CPU only, float32 or float64; a channels_last input gives a channels_last
-    output (NHWC kernels, no copy). Not
-    scriptable with torch.jit (the forward is a custom autograd Function).
-    """
+class _BatchNorm:
+    """What bnkernels.torch's BatchNorm1d, BatchNorm2d and BatchNorm3d add to
+    torch.nn's: the forward on bnkernels' kernels, checks of eps and
+    momentum, and an all-or-nothing load_state_dict. First in their bases,
+    so that these override torch.nn's _BatchNorm; the input-dimension check
+    (``_check_input_dim``) is torch.nn's class's own."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, *args, **kwargs):
         _check_eps(eps, training=True)
@@ -427,15 +427,15 @@ class BatchNorm2d(torch.nn.BatchNorm2d):
                                for name, tensor in self._parameters.items()}
         scratch._buffers = {name: _scratch_copy(tensor)
                             for name, tensor in self._buffers.items()}
-        copies = {name: (tensor, tensor._version) for name, tensor in scratch._own_tensors()}
+        copies = {name: (tensor, tensor._version) for name, tensor in _own_tensors(scratch)}
         counts = len(missing_keys), len(unexpected_keys), len(error_msgs)
-        super(BatchNorm2d, scratch)._load_from_state_dict(
+        super(_BatchNorm, scratch)._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
             error_msgs)
         if len(error_msgs) > counts[2] or strict_load and (
                 len(missing_keys) > counts[0] or len(unexpected_keys) > counts[1]):
             return
-        for name, tensor in self._own_tensors():
+        for name, tensor in _own_tensors(self):
             container = self._parameters if name in self._parameters else self._buffers
             loaded = getattr(scratch, "_parameters" if container is self._parameters
                              else "_buffers")[name]
@@ -446,10 +446,62 @@ class BatchNorm2d(torch.nn.BatchNorm2d):
                 with torch.no_grad():
                     tensor.copy_(loaded)
 
-    def _own_tensors(self):
-        return [(name, tensor) for name, tensor in
-                list(self._parameters.items()) + list(self._buffers.items())
-                if tensor is not None]
+
+class BatchNorm1d(_BatchNorm, torch.nn.BatchNorm1d):
+    """torch.nn.BatchNorm1d whose forward and backward run bnkernels' kernels.
+
+    Input (N, C), as after a Linear layer, or (N, C, L); any other number of
+    dimensions raises torch's ValueError ``expected 2D or 3D input (got 4D
+    input)``. Everything else as BatchNorm2d.
+    """
+
+
+class BatchNorm2d(_BatchNorm, torch.nn.BatchNorm2d):
+    """torch.nn.BatchNorm2d whose forward and backward run bnkernels' kernels.
+
+    Input (N, C, H, W); any other number of dimensions raises torch's
+    ValueError ``expected 4D input (got 3D input)``. Same constructor
+    (``num_features, eps=1e-5, momentum=0.1, affine=True,
+    track_running_stats=True, device=None, dtype=None``, and what else
+    torch.nn.BatchNorm2d takes), parameters, buffers, state_dict (loads
+    torch's and vice versa), ``momentum=None`` (the cumulative moving average
+    over num_batches_tracked), ``reset_parameters``, ``reset_running_stats``,
+    repr and errors: only ``forward`` is bnkernels'. An instance of
+    torch.nn.BatchNorm2d, so code that looks for BN layers finds it.
+
+    Stricter than torch where torch accepts what breaks the statistics: eps
+    must be positive and finite, momentum None or in [0, 1] (ValueError).
+    Changes are all or nothing: a forward that raises leaves the running
+    statistics and num_batches_tracked as they were, and so does a
+    ``load_state_dict`` that raises for this layer (torch's copies the
+    entries that fit before it reports the others).
+
+    CPU only, float32 or float64; a channels_last input gives a channels_last
+    output (NHWC kernels, no copy). Not scriptable with torch.jit (the
+    forward is a custom autograd Function).
+    """
+
+
+class BatchNorm3d(_BatchNorm, torch.nn.BatchNorm3d):
+    """torch.nn.BatchNorm3d whose forward and backward run bnkernels' kernels.
+
+    Input (N, C, D, H, W); any other number of dimensions raises torch's
+    ValueError ``expected 5D input (got 4D input)``. A channels_last_3d input
+    gives a channels_last_3d output (NHWC kernels, no copy). Everything else
+    as BatchNorm2d.
+    """
+
+
+# each torch.nn class that convert replaces, and its bnkernels twin
+_TWINS = {torch.nn.BatchNorm1d: BatchNorm1d, torch.nn.BatchNorm2d: BatchNorm2d,
+          torch.nn.BatchNorm3d: BatchNorm3d}
+
+
+def _own_tensors(layer):
+    """A BatchNorm layer's parameters and buffers that are not None, by name."""
+    return [(name, tensor) for name, tensor in
+            list(layer._parameters.items()) + list(layer._buffers.items())
+            if tensor is not None]
 
 
 def _scratch_copy(tensor):
@@ -462,15 +514,15 @@ def _scratch_copy(tensor):
 
 
 def _check_convertible(layer, path):
-    """Raise if a torch.nn.BatchNorm2d cannot run on bnkernels' kernels."""
-    where = f"convert: {path or 'the module'} (torch.nn.BatchNorm2d)"
+    """Raise if a torch.nn BatchNorm layer cannot run on bnkernels' kernels."""
+    where = f"convert: {path or 'the module'} (torch.nn.{type(layer).__name__})"
     try:
         _check_eps(layer.eps, training=True)
         if layer.momentum is not None:
             _check_momentum(layer.momentum)
     except (TypeError, ValueError) as error:
         raise type(error)(f"{where}: {error}") from None
-    for name, tensor in BatchNorm2d._own_tensors(layer):
+    for name, tensor in _own_tensors(layer):
         if tensor.device.type not in ("cpu", "meta"):
             raise ValueError(f"{where} has {name} on {tensor.device}; bnkernels.torch "
                              "runs on the CPU only")
@@ -480,16 +532,18 @@ def _check_convertible(layer, path):
 
 
 def convert(module):
-    """Make every torch.nn.BatchNorm2d in `module` a bnkernels one, in place.
+    """Make every torch.nn BatchNorm1d, BatchNorm2d and BatchNorm3d in
+    `module` a bnkernels one, in place.
 
-    Only modules whose type is exactly torch.nn.BatchNorm2d (not subclasses,
-    which may have their own forward, nor layers inside TorchScript modules).
-    Each keeps its identity and everything it holds (Parameters, buffers,
-    hooks, training flag): only its class changes, to BatchNorm2d, so an
-    optimizer made before keeps working. Returns `module`.
+    Only modules whose type is exactly one of those three (not subclasses,
+    which may have their own forward, nor SyncBatchNorm, nor layers inside
+    TorchScript modules). Each keeps its identity and everything it holds
+    (Parameters, buffers, hooks, training flag): only its class changes, to
+    its namesake here, so an optimizer made before keeps working. Returns
+    `module`.
 
     Raises before changing anything, naming the layer, for a layer
-    BatchNorm2d cannot run: parameters or buffers on a device other than the
+    bnkernels cannot run: parameters or buffers on a device other than the
     CPU (or "meta", to be materialized later) or of a dtype other than
     float32/float64, eps not positive and finite, momentum outside [0, 1].
     TypeError for something other than a torch.nn.Module, or a TorchScript
@@ -501,11 +555,11 @@ def convert(module):
         raise TypeError("convert: got a TorchScript module, whose layers cannot be "
                         "replaced; convert the Python module before scripting it")
     layers = [(path, layer) for path, layer in module.named_modules()
-              if type(layer) is torch.nn.BatchNorm2d]
+              if type(layer) in _TWINS]
     for path, layer in layers:  # all checked before any is changed
         _check_convertible(layer, path)
     for _, layer in layers:
-        layer.__class__ = BatchNorm2d
+        layer.__class__ = _TWINS[type(layer)]
     return module
 
 

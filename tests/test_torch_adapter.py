@@ -300,7 +300,7 @@ def test_convert_swaps_every_batchnorm2d_keeping_state_and_parameters():
         torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
         torch.nn.Sequential(torch.nn.ReLU(), torch.nn.BatchNorm2d(4, momentum=None,
                                                                   affine=False)),
-        torch.nn.BatchNorm1d(4, 4))
+        torch.nn.SyncBatchNorm(4, 4))
     model[1](torch.randn(2, 4, 5, 5))  # some running statistics
     model.eval()
     x = torch.randn(2, 3, 7, 7)
@@ -308,7 +308,7 @@ def test_convert_swaps_every_batchnorm2d_keeping_state_and_parameters():
     weight, running_mean = model[1].weight, model[1].running_mean
     assert bt.convert(model) is model
     assert type(model[1]) is bt.BatchNorm2d and type(model[2][1]) is bt.BatchNorm2d
-    assert type(model[3]) is torch.nn.BatchNorm1d  # only BatchNorm2d is swapped
+    assert type(model[3]) is torch.nn.SyncBatchNorm  # only BatchNorm1d/2d/3d are swapped
     assert model[1].weight is weight and model[1].running_mean is running_mean
     assert int(model[1].num_batches_tracked) == 1
     assert model[2][1].momentum is None and model[2][1].weight is None
@@ -453,8 +453,7 @@ def test_module_rejects_3d_input_as_torch():
     x = torch.randn(2, 5, 4)
     with pytest.raises(ValueError, match=r"^expected 4D input \(got 3D input\)$"):
         bt.BatchNorm2d(5)(x)
-    with pytest.raises(ValueError, match=r"input must be 4-D \(N, C, H, W\), got 3-D"):
-        bt.batch_norm(x, None, None, training=True)
+    bt.batch_norm(x, None, None, training=True)  # F.batch_norm takes any rank
 
 
 def test_one_value_per_channel_in_training_raises_as_torch():
