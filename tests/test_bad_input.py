@@ -579,7 +579,7 @@ def test_rejects_out_overlapping_bias_before_writing_anything(numerics):
     storage = np.zeros(6, np.float32)
     out, bias = storage[:4].reshape(1, 2, 1, 2), storage[3:5]
     running_mean, running_var = np.zeros(2, np.float32), np.ones(2, np.float32)
-    with pytest.raises(ValueError, match="out overlaps bias"):
+    with pytest.raises(ValueError, match="out overlaps input bias"):
         bnkernels.batch_norm_forward(x, None, bias, running_mean, running_var,
                                      numerics=numerics, out=out)
     assert not storage.any() and not running_mean.any() and (running_var == 1).all()
