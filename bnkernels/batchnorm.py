@@ -335,6 +335,17 @@ def _darknet_backward(dy, saved, out):
 # the layer
 # ---------------------------------------------------------------------------
 
+def _check_count(value, name):
+    """value as a non-negative Python int: an integer (or an integer-valued
+    0-d array), not a bool."""
+    array = np.asarray(value)
+    if array.shape != () or array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be a non-negative integer, got {value!r}")
+    if array < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(array)
+
+
 class BatchNorm2d:
     """Batch normalization layer over (N, C, H, W) inputs (or (N, H, W, C)
     with ``layout="NHWC"``), with its state.
@@ -518,18 +529,33 @@ class BatchNorm2d:
         return state
 
     def load_state_dict(self, state):
-        """Copy values in from a state_dict (shapes must match)."""
+        """Copy values in from a state_dict (keys and shapes must match).
+
+        Every entry is checked before any is written, so a bad one raises
+        and leaves the layer as it was: arrays of real numbers of the
+        expected shape (cast to the layer's dtype), num_batches_tracked a
+        non-negative integer."""
         expected = set(self.state_dict())
         if set(state) != expected:
             raise KeyError(f"state keys {sorted(state)} do not match {sorted(expected)}")
-        for key in expected - {"num_batches_tracked"}:
-            value = np.asarray(state[key])
+        values = {}
+        for key in sorted(expected - {"num_batches_tracked"}):
             target = getattr(self, key)
+            value = np.asarray(state[key])
+            if value.dtype.kind not in "fiu":
+                raise TypeError(f"{key} has dtype {value.dtype}, expected real numbers "
+                                f"(it is cast to {target.dtype})")
             if value.shape != target.shape:
                 raise ValueError(f"{key} has shape {value.shape}, expected {target.shape}")
-            target[...] = value
+            # a copy: the entries may share memory with the layer's arrays
+            values[key] = value.astype(target.dtype, copy=True)
+        tracked = None
         if "num_batches_tracked" in state:
-            self.num_batches_tracked = int(state["num_batches_tracked"])
+            tracked = _check_count(state["num_batches_tracked"], "num_batches_tracked")
+        for key, value in values.items():
+            getattr(self, key)[...] = value
+        if tracked is not None:
+            self.num_batches_tracked = tracked
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.num_features}, numerics={self.numerics!r}, "

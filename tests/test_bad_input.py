@@ -591,3 +591,55 @@ def test_rejects_running_stats_that_are_not_arrays_in_training():
         bnkernels.batch_norm_forward(x, None, None, [0.0] * 3, [1.0] * 3)
     y, _ = bnkernels.batch_norm_forward(x, None, None, [0.0] * 3, [1.0] * 3, training=False)
     assert y.shape == x.shape   # read-only use of lists is fine
+
+
+# ---------------------------------------------------------------------------
+# load_state_dict: all or nothing
+# ---------------------------------------------------------------------------
+
+def _state(layer):
+    return {key: np.array(value, copy=True) for key, value in layer.state_dict().items()}
+
+
+BAD_STATES = {
+    "bias of wrong shape": ("bias", np.zeros(C + 1)),
+    "running_var of strings": ("running_var", np.array(["a"] * C)),
+    "weight of complex numbers": ("weight", np.ones(C, np.complex64)),
+    "num_batches_tracked negative": ("num_batches_tracked", -1),
+    "num_batches_tracked float": ("num_batches_tracked", 2.5),
+    "num_batches_tracked bool": ("num_batches_tracked", True),
+    "num_batches_tracked array": ("num_batches_tracked", np.array([1, 2])),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_STATES)
+@pytest.mark.parametrize("numerics", bnkernels.NUMERICS)
+def test_load_state_dict_checks_every_entry_before_writing_any(numerics, bad):
+    layer = bnkernels.BatchNorm2d(C, numerics=numerics)
+    layer.forward(tensor())
+    before = _state(layer)
+    rng = np.random.default_rng(7)
+    state = {key: rng.uniform(0.5, 2.0, C) for key in ("weight", "bias", "running_mean",
+                                                        "running_var")}
+    state["num_batches_tracked"] = np.int64(5)
+    key, value = BAD_STATES[bad]
+    state[key] = value
+    with pytest.raises((TypeError, ValueError), match=key):
+        layer.load_state_dict(state)
+    after = _state(layer)
+    assert after.keys() == before.keys()
+    for key in before:
+        assert after[key].tobytes() == before[key].tobytes(), key
+
+
+def test_load_state_dict_takes_every_entry_as_it_was_when_called():
+    """An entry may be one of the layer's own arrays: it is read before any
+    entry is written, so the loaded weight is the old running_mean."""
+    layer = bnkernels.BatchNorm2d(C)
+    layer.running_mean[:] = [1.0, 2.0, 3.0]
+    state = layer.state_dict()
+    state["weight"] = layer.running_mean              # the live array, not a copy
+    state["running_mean"] = np.zeros(C, np.float32)
+    layer.load_state_dict(state)
+    np.testing.assert_array_equal(layer.weight, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(layer.running_mean, np.zeros(C))
