@@ -14,7 +14,8 @@ or o starting 8 bytes into w (the two may have different dtypes, e.g. a
 float32 out over a float64 mean). Oracle for a documented in-place pair on the
 same memory: the same call without aliasing, bit for bit. For every other
 case: ValueError whose message names w and o, and every array exactly as it
-was before the call.
+was before the call. And for each in-place pair (out=x), every other argument
+carved from x's memory: ValueError too (out overlaps it, even though out is x).
 """
 import re
 
@@ -118,6 +119,36 @@ def test_documented_in_place_modes_are_exact(entry, dtype):
         result = entry.call(aliased)
         for name in expected:
             assert _bits(result[name]) == _bits(expected[name]), name
+
+
+def _in_place_cases():
+    cases = []
+    for entry in ENTRIES:
+        arrays = entry.build(np.dtype(np.float32), np.random.default_rng(0))
+        for written, partner in entry.in_place:
+            for other in arrays:
+                if other not in (written, partner):
+                    cases.append(pytest.param(entry.name, written, partner, other,
+                                              id=f"{entry.name}-{written}={partner}-{other}"))
+    return cases
+
+
+@pytest.mark.parametrize("entry, written, partner, other", _in_place_cases())
+def test_in_place_output_with_another_argument_inside_its_input(entry, written, partner,
+                                                                 other):
+    """out=x (in place) while another argument, weight say, is a view into
+    x: out overlaps it, and the call raises before writing anything."""
+    entry = BY_NAME[entry]
+    arrays = carve(entry.build(np.dtype(np.float32), np.random.default_rng(4)),
+                   other, partner, "written inside other")
+    arrays[written] = arrays[partner]
+    before = {name: value.tobytes() for name, value in arrays.items()}
+    with pytest.raises(ValueError) as error:
+        entry.call(arrays)
+    for name in (written, other):
+        assert re.search(rf"(?<!\w){re.escape(name)}(?!\w)", str(error.value)), error.value
+    for name, value in arrays.items():
+        assert value.tobytes() == before[name], f"{name} changed"
 
 
 def test_the_matrix_covers_every_entry_point_that_writes():
