@@ -1181,10 +1181,27 @@ def same_memory(a, b):
     return _same_memory(a, b)
 
 
-def check_output_like(v, name, x):
-    """v as an array of x's shape and dtype the call writes (C-contiguous,
-    writeable), or raise."""
-    return _writable_like(v, name, _tensor(x, "x"))
+def check_darknet_backward(dy, out, x, x_norm, mean, variance, weight, bias):
+    """The arguments of a Darknet-numerics backward, all checked before it
+    writes anything (its fused ReLU writes out first): dy (checked by the
+    caller) and out of x's shape and dtype, out writeable and sharing no
+    memory with dy (unless it is dy itself) or with what the backward reads
+    from its forward (the aliasing rule). Returns (out, x, x_norm, mean,
+    variance, weight, bias) checked."""
+    X = _tensor(x, "x")
+    XN = _tensor_like(x_norm, "x_norm", X, "x")
+    M = _channels(mean, "mean", X, "x")
+    V = _channels(variance, "variance", X, "x")
+    W = None if weight is None else _channels(weight, "weight", X, "x")
+    B = None if bias is None else _channels(bias, "bias", X, "x")
+    O = None
+    if out is not None:
+        G = _tensor_like(dy, "dy", X, "x")
+        O = _writable_like(out, "out", X)
+        _check_writes(((O, "out"),), ((G, "dy"), (X, "x"), (XN, "x_norm"), (M, "mean"),
+                                      (V, "variance"), (W, "weight"), (B, "bias")),
+                      O, G, "dy")
+    return O, X, XN, M, V, W, B
 
 
 def check_writes(written, read, in_place=None):

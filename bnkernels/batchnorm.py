@@ -298,18 +298,8 @@ def _darknet_backward(dy, saved, out):
             "Darknet numerics define the backward only after a training forward "
             "(Darknet's backward_batchnorm_layer uses the batch statistics)")
     # everything checked up front: the ReLU mask below writes out first
-    x = _kernels.check_tensor(saved.x, "x")
-    x_norm = _kernels.check_tensor_like(saved.x_norm, "x_norm", x, "x")
-    mean, variance, weight, bias = (
-        None if value is None else _kernels.check_channels(value, name, x, "x")
-        for value, name in ((saved.mean, "mean"), (saved.variance, "variance"),
-                            (saved.weight, "weight"), (saved.bias, "bias")))
-    if out is not None:
-        out = _kernels.check_output_like(out, "out", x)
-        _kernels.check_writes([(out, "out")], [(dy, "dy"), (x, "x"), (x_norm, "x_norm"),
-                                               (mean, "mean"), (variance, "variance"),
-                                               (weight, "weight"), (bias, "bias")],
-                              in_place=(out, dy))
+    out, x, x_norm, mean, variance, weight, bias = _kernels.check_darknet_backward(
+        dy, out, saved.x, saved.x_norm, saved.mean, saved.variance, saved.weight, saved.bias)
     has_weight, has_bias = weight is not None, bias is not None
     weight = _or_constant(weight, 1, x)
     if saved.relu:  # Darknet's gradient_array: dy where the output y > 0
