@@ -6,9 +6,12 @@ writeability, aliasing), allocates the output when none is given, releases the
 GIL and calls one C kernel. Error messages use the public argument names.
 No math lives here.
 """
+import numbers
+
 import numpy as np
 
 cimport numpy as cnp
+from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
 
 from bnkernels._kernels cimport *
@@ -17,6 +20,7 @@ cnp.import_array()
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _F64 = np.dtype(np.float64)
+_REAL = numbers.Real
 
 
 # --------------------------------------------------------------------------
@@ -147,13 +151,47 @@ cdef object _channels(obj, str name, x, str x_name, dtype=None, bint nhwc=False)
     return a
 
 
+# --------------------------------------------------------------------------
+# the aliasing rule, one check for every entry point: an array the call
+# writes shares no byte with any other argument it reads or writes, except
+# that an output may be its documented in-place partner itself (the same
+# start, shape and dtype: an elementwise kernel reads each element before it
+# writes it there). Running statistics, workspaces and gradient accumulators
+# are written too; a backward's reads include the arrays its forward saved.
+# --------------------------------------------------------------------------
+
+cdef inline bint _extent(cnp.ndarray a, char **lo, char **hi) noexcept:
+    """Set [lo, hi) to the bytes a's elements lie in: all of them for a
+    C-contiguous array, also the gaps between for a strided one. False for an
+    empty array, which holds no memory."""
+    cdef int d
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(a)
+    cdef char *first = <char*>cnp.PyArray_DATA(a)
+    cdef char *last = first
+    for d in range(cnp.PyArray_NDIM(a)):
+        if dims[d] == 0:
+            return False
+        if strides[d] < 0:
+            first += strides[d] * (dims[d] - 1)
+        else:
+            last += strides[d] * (dims[d] - 1)
+    lo[0] = first
+    hi[0] = last + cnp.PyArray_ITEMSIZE(a)
+    return True
+
+
 cdef bint _overlaps(a, b):
-    """Whether two C-contiguous arrays' byte ranges intersect."""
-    cdef char *pa = <char*>cnp.PyArray_DATA(<cnp.ndarray>a)
-    cdef char *pb = <char*>cnp.PyArray_DATA(<cnp.ndarray>b)
-    cdef Py_ssize_t na = cnp.PyArray_NBYTES(<cnp.ndarray>a)
-    cdef Py_ssize_t nb = cnp.PyArray_NBYTES(<cnp.ndarray>b)
-    return na > 0 and nb > 0 and pa < pb + nb and pb < pa + na
+    """Whether two arrays' extents intersect: exactly whether they share
+    memory for C-contiguous arrays (the kernels' arguments), conservatively
+    for strided ones."""
+    cdef char *la
+    cdef char *ha
+    cdef char *lb
+    cdef char *hb
+    if not _extent(<cnp.ndarray>a, &la, &ha) or not _extent(<cnp.ndarray>b, &lb, &hb):
+        return False
+    return la < hb and lb < ha
 
 
 cdef bint _same_memory(a, b):
@@ -161,24 +199,51 @@ cdef bint _same_memory(a, b):
             and a.shape == b.shape and a.dtype == b.dtype)
 
 
-cdef bint _is_one_of(obj, tuple candidates):
-    cdef object c
-    for c in candidates:
-        if obj is c:
-            return True
-    return False
+cdef int _disjoint(a, str a_name, b, str b_name, bint b_written, partner,
+                   str partner_name) except -1:
+    """Raise unless a, an array the call writes, shares no memory with b,
+    another argument it reads (or, b_written, also writes); a may be
+    `partner` itself (None: no in-place mode)."""
+    if a is None or b is None or not _overlaps(a, b):
+        return 0
+    if partner is not None and b is partner and _same_memory(a, b):
+        return 0
+    if partner is None:
+        hint = "pass arrays that share no memory"
+    elif b is partner:
+        hint = f"it may be {partner_name} itself (in place) but not overlap it otherwise"
+    else:
+        hint = (f"it may be {partner_name} itself (in place) but share no memory with "
+                f"any other argument")
+    raise ValueError(f"{a_name} overlaps {'' if b_written else 'input '}{b_name}; {hint}")
 
 
-cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
-                    tuple in_place_ok=(), bint zero=False):
-    """The array a kernel writes: `obj` checked, or a new one if obj is None.
+cdef int _check_writes(tuple written, tuple read, in_place_out=None, in_place_in=None,
+                       str in_place_name=None) except -1:
+    """The aliasing rule for a call that writes several arrays: written and
+    read are ((array or None, name), ...); each written array is checked
+    against every other written one and every read one. in_place_out may be
+    in_place_in itself."""
+    cdef Py_ssize_t i, j
+    cdef tuple w, o
+    for i in range(len(written)):
+        w = written[i]
+        if w[0] is None:
+            continue
+        for j in range(i + 1, len(written)):
+            o = written[j]
+            _disjoint(w[0], w[1], o[0], o[1], True, None, None)
+        for o in read:
+            if w[0] is in_place_out:
+                _disjoint(w[0], w[1], o[0], o[1], False, in_place_in, in_place_name)
+            else:
+                _disjoint(w[0], w[1], o[0], o[1], False, None, None)
+    return 0
 
-    inputs are (array or None, name) pairs the output must not overlap; an input in
-    in_place_ok may be the output itself (elementwise kernels read each
-    element before writing it), but may not overlap it otherwise.
-    """
-    if obj is None:
-        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+
+cdef object _writable(obj, str name, tuple shape, dtype):
+    """obj, an array the call writes, as a plain ndarray over its memory:
+    of `shape` and `dtype`, C-contiguous, aligned and writeable."""
     a = _array(obj, name, True)
     if a.dtype != dtype:
         raise TypeError(f"{name} has dtype {a.dtype}, expected {np.dtype(dtype)}")
@@ -187,19 +252,75 @@ cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
     _require_c_contiguous(a, name)
     if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
         raise ValueError(f"{name} is read-only; pass a writeable array")
-    cdef tuple pair
-    for pair in inputs:
-        other = pair[0]
-        if other is None or not _overlaps(a, other):
-            continue
-        if _is_one_of(other, in_place_ok) and _same_memory(a, other):
-            continue
-        allowed = [n for i, n in inputs if _is_one_of(i, in_place_ok)]
-        hint = (f"it may be {allowed[0]} itself (in place) but not overlap "
-                "an input otherwise" if allowed
-                else "pass an array that shares no memory with the inputs")
-        raise ValueError(f"{name} overlaps input {pair[1]}; {hint}")
     return a
+
+
+cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
+                    tuple in_place_ok=(), bint zero=False):
+    """The array a kernel writes: `obj` checked, or a new one if obj is None.
+
+    inputs are (array or None, name) pairs the output must not overlap (the
+    aliasing rule); in_place_ok holds at most one of them, which the output
+    may be itself (elementwise kernels read each element before writing it).
+    """
+    if obj is None:
+        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+    a = _writable(obj, name, shape, dtype)
+    partner = in_place_ok[0] if in_place_ok else None
+    cdef str partner_name = None
+    cdef tuple pair
+    if partner is not None:
+        for pair in inputs:
+            if pair[0] is partner:
+                partner_name = pair[1]
+    for pair in inputs:
+        _disjoint(a, name, pair[0], pair[1], False, partner, partner_name)
+    return a
+
+
+# --------------------------------------------------------------------------
+# scalars
+# --------------------------------------------------------------------------
+
+cdef double _real(value, str name, str expected) except? -1.0:
+    """value as a C double: a real number (not a bool, not a string)."""
+    if type(value) is float:
+        return value
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, _REAL):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} "
+                        f"{value!r} (expected: {expected})")
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond the doubles: out of every range
+        return INFINITY if value > 0 else -INFINITY
+
+
+cdef double _check_eps(value, str name) except? -1.0:
+    """An epsilon: finite and >= 0."""
+    cdef double v = _real(value, name, "finite and >= 0")
+    if not (v >= 0. and v < INFINITY):
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    return v
+
+
+cdef double _check_momentum(value, str name) except? -1.0:
+    """A momentum (the weight of the new statistic): finite, in [0, 1]."""
+    cdef double v = _real(value, name, "finite and in [0, 1]")
+    if not (v >= 0. and v <= 1.):
+        raise ValueError(f"{name} must be finite and in [0, 1], got {value!r}")
+    return v
+
+
+def check_eps(eps, name="eps"):
+    """eps as a float: TypeError unless a real number (bool is not),
+    ValueError unless finite and >= 0."""
+    return _check_eps(eps, name)
+
+
+def check_momentum(momentum, name="momentum"):
+    """momentum as a float: TypeError unless a real number (bool is not),
+    ValueError unless finite and in [0, 1]."""
+    return _check_momentum(momentum, name)
 
 
 cdef inline bint _is_f32(a):
@@ -251,8 +372,11 @@ def dk_variance(x, mean, out=None):
     return O
 
 
-def dk_rolling_update(double keep, double take, stat, rolling):
-    """rolling = fl(fl(rolling * keep) + fl(take * stat)), in place."""
+def dk_rolling_update(keep, take, stat, rolling):
+    """rolling = fl(fl(rolling * keep) + fl(take * stat)), in place; keep
+    and take in [0, 1]."""
+    cdef double keep64 = _check_momentum(keep, "keep")
+    cdef double take64 = _check_momentum(take, "take")
     S = _array(stat, "stat")
     if S.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"stat must have dtype float32 or float64, got {S.dtype!r}")
@@ -265,17 +389,17 @@ def dk_rolling_update(double keep, double take, stat, rolling):
     R = _output(rolling, "rolling", (c,), S.dtype, ((S, "stat"),))
     cdef void *ps = _ptr(S)
     cdef void *pr = _ptr(R)
-    cdef float keep32 = <float>keep, take32 = <float>take
+    cdef float keep32 = <float>keep64, take32 = <float>take64
     cdef bint f32 = _is_f32(S)
     with nogil:
         if f32:
             bn_dk_rolling_update_f32(c, keep32, take32, <float*>ps, <float*>pr)
         else:
-            bn_dk_rolling_update_f64(c, keep, take, <double*>ps, <double*>pr)
+            bn_dk_rolling_update_f64(c, keep64, take64, <double*>ps, <double*>pr)
     return R
 
 
-def dk_normalize(x, mean, variance, double eps, bint eps_inside, out=None):
+def dk_normalize(x, mean, variance, eps, bint eps_inside, out=None):
     X = _tensor(x, "x")
     M = _channels(mean, "mean", X, "x")
     V = _channels(variance, "variance", X, "x")
@@ -287,7 +411,8 @@ def dk_normalize(x, mean, variance, double eps, bint eps_inside, out=None):
     cdef void *pm = _ptr(M)
     cdef void *pv = _ptr(V)
     cdef void *po = _ptr(O)
-    cdef float eps32 = <float>eps
+    cdef double eps64 = _check_eps(eps, "eps")
+    cdef float eps32 = <float>eps64
     cdef bint f32 = _is_f32(X)
     with nogil:
         if f32:
@@ -300,10 +425,10 @@ def dk_normalize(x, mean, variance, double eps, bint eps_inside, out=None):
         else:
             if eps_inside:
                 bn_dk_normalize_eps_inside_f64(<double*>px, <double*>pm, <double*>pv,
-                                               n, c, s, eps, <double*>po)
+                                               n, c, s, eps64, <double*>po)
             else:
                 bn_dk_normalize_eps_outside_f64(<double*>px, <double*>pm, <double*>pv,
-                                                n, c, s, eps, <double*>po)
+                                                n, c, s, eps64, <double*>po)
     return O
 
 
@@ -405,7 +530,7 @@ def dk_backward_scale(x_norm, delta, out=None, bint accumulate=False):
     return O
 
 
-def dk_mean_delta(delta, variance, double eps, out=None):
+def dk_mean_delta(delta, variance, eps, out=None):
     D = _tensor(delta, "delta")
     V = _channels(variance, "variance", D, "delta")
     cdef int64_t n = D.shape[0], c = D.shape[1], s = D.shape[2] * D.shape[3]
@@ -414,17 +539,18 @@ def dk_mean_delta(delta, variance, double eps, out=None):
     cdef void *pd = _ptr(D)
     cdef void *pv = _ptr(V)
     cdef void *po = _ptr(O)
-    cdef float eps32 = <float>eps
+    cdef double eps64 = _check_eps(eps, "eps")
+    cdef float eps32 = <float>eps64
     cdef bint f32 = _is_f32(D)
     with nogil:
         if f32:
             bn_dk_mean_delta_f32(<float*>pd, <float*>pv, n, c, s, eps32, <float*>po)
         else:
-            bn_dk_mean_delta_f64(<double*>pd, <double*>pv, n, c, s, eps, <double*>po)
+            bn_dk_mean_delta_f64(<double*>pd, <double*>pv, n, c, s, eps64, <double*>po)
     return O
 
 
-def dk_variance_delta(x, delta, mean, variance, double eps, out=None):
+def dk_variance_delta(x, delta, mean, variance, eps, out=None):
     X = _tensor(x, "x")
     D = _tensor_like(delta, "delta", X, "x")
     M = _channels(mean, "mean", X, "x")
@@ -438,7 +564,8 @@ def dk_variance_delta(x, delta, mean, variance, double eps, out=None):
     cdef void *pm = _ptr(M)
     cdef void *pv = _ptr(V)
     cdef void *po = _ptr(O)
-    cdef float eps32 = <float>eps
+    cdef double eps64 = _check_eps(eps, "eps")
+    cdef float eps32 = <float>eps64
     cdef bint f32 = _is_f32(X)
     with nogil:
         if f32:
@@ -446,12 +573,12 @@ def dk_variance_delta(x, delta, mean, variance, double eps, out=None):
                                      n, c, s, eps32, <float*>po)
         else:
             bn_dk_variance_delta_f64(<double*>px, <double*>pd, <double*>pm,
-                                     <double*>pv, n, c, s, eps, <double*>po)
+                                     <double*>pv, n, c, s, eps64, <double*>po)
     return O
 
 
 def dk_normalize_delta(x, mean, variance, mean_delta, variance_delta, delta,
-                       double eps, bint eps_inside, out=None):
+                       eps, bint eps_inside, out=None):
     X = _tensor(x, "x")
     M = _channels(mean, "mean", X, "x")
     V = _channels(variance, "variance", X, "x")
@@ -470,7 +597,8 @@ def dk_normalize_delta(x, mean, variance, mean_delta, variance_delta, delta,
     cdef void *pvd = _ptr(VD)
     cdef void *pd = _ptr(D)
     cdef void *po = _ptr(O)
-    cdef float eps32 = <float>eps
+    cdef double eps64 = _check_eps(eps, "eps")
+    cdef float eps32 = <float>eps64
     cdef bint f32 = _is_f32(X)
     with nogil:
         if f32:
@@ -486,15 +614,15 @@ def dk_normalize_delta(x, mean, variance, mean_delta, variance_delta, delta,
             if eps_inside:
                 bn_dk_normalize_delta_eps_inside_f64(
                     <double*>px, <double*>pm, <double*>pv, <double*>pmd,
-                    <double*>pvd, <double*>pd, n, c, s, eps, <double*>po)
+                    <double*>pvd, <double*>pd, n, c, s, eps64, <double*>po)
             else:
                 bn_dk_normalize_delta_eps_outside_f64(
                     <double*>px, <double*>pm, <double*>pv, <double*>pmd,
-                    <double*>pvd, <double*>pd, n, c, s, eps, <double*>po)
+                    <double*>pvd, <double*>pd, n, c, s, eps64, <double*>po)
     return O
 
 
-def dk_backward(x, x_norm, delta, mean, variance, scales, double eps,
+def dk_backward(x, x_norm, delta, mean, variance, scales, eps,
                 bint eps_inside, out=None):
     """Darknet's backward_batchnorm_layer in two passes, the same bits as its
     six kernels: returns (dx, scale_updates, bias_updates), the updates
@@ -524,7 +652,8 @@ def dk_backward(x, x_norm, delta, mean, variance, scales, double eps,
     cdef void *psu = _ptr(SU)
     cdef void *pmd = _ptr(MD)
     cdef void *pvd = _ptr(VD)
-    cdef float eps32 = <float>eps
+    cdef double eps64 = _check_eps(eps, "eps")
+    cdef float eps32 = <float>eps64
     cdef bint f32 = _is_f32(X)
     with nogil:
         if f32:
@@ -542,17 +671,17 @@ def dk_backward(x, x_norm, delta, mean, variance, scales, double eps,
         else:
             bn_dk_backward_sums_f64(<double*>px, <double*>pxn, <double*>pd,
                                     <double*>pm, <double*>pv, <double*>ps, n, c, s,
-                                    eps, <double*>pbu, <double*>psu, <double*>pmd,
+                                    eps64, <double*>pbu, <double*>psu, <double*>pmd,
                                     <double*>pvd)
             if eps_inside:
                 bn_dk_backward_dx_eps_inside_f64(
                     <double*>px, <double*>pm, <double*>pv, <double*>pmd,
-                    <double*>pvd, <double*>pd, <double*>ps, n, c, s, eps,
+                    <double*>pvd, <double*>pd, <double*>ps, n, c, s, eps64,
                     <double*>po)
             else:
                 bn_dk_backward_dx_eps_outside_f64(
                     <double*>px, <double*>pm, <double*>pv, <double*>pmd,
-                    <double*>pvd, <double*>pd, <double*>ps, n, c, s, eps,
+                    <double*>pvd, <double*>pd, <double*>ps, n, c, s, eps64,
                     <double*>po)
     return O, SU, BU
 
@@ -618,8 +747,9 @@ cdef _stats(X, bint nhwc, M, V):
             k64(<double*>px, n, c, s, pm, pv)
 
 
-def invstd(var, double eps):
+def invstd(var, eps):
     """1 / sqrt(var + eps) for a float64 vector."""
+    cdef double eps64 = _check_eps(eps, "eps")
     V = _array(var, "var")
     if V.ndim != 1 or V.dtype != _F64:
         raise TypeError(f"var must be a 1-D float64 array, got {_describe(V)}")
@@ -629,7 +759,7 @@ def invstd(var, double eps):
     cdef double *pv = <double*>_ptr(V)
     cdef double *po = <double*>_ptr(O)
     with nogil:
-        bn_invstd(c, pv, eps, po)
+        bn_invstd(c, pv, eps64, po)
     return O
 
 
@@ -696,24 +826,31 @@ cdef _normalize_affine(X, M, K, W, B, bint relu, O, bint nhwc):
             k64(<double*>px, pm, pk, <double*>pw, <double*>pb, n, c, s, relu, <double*>po)
 
 
-def rolling_update(double momentum, int64_t count, mean, var, running_mean,
+def rolling_update(momentum, int64_t count, mean, var, running_mean,
                    running_var):
     """running = (1 - momentum) * running + momentum * batch statistic, in
     place; var is the biased batch variance, corrected to count / (count - 1)."""
-    RM = _array(running_mean, "running_mean")
+    cdef double m = _check_momentum(momentum, "momentum")
+    if count < 2:
+        raise ValueError(f"count must be >= 2 (the unbiased variance divides by "
+                         f"count - 1), got {count}")
+    for name, value in (("running_mean", running_mean), ("running_var", running_var)):
+        if value is None:
+            raise TypeError(f"{name} must be an array (it is updated in place), got None")
+    RM = _array(running_mean, "running_mean", True)
     if RM.ndim != 1 or RM.dtype not in _FLOAT_DTYPES:
         raise TypeError(
             f"running_mean must be a 1-D float32 or float64 array, got {_describe(RM)}")
     cdef int64_t c = RM.shape[0]
-    RM = _output(running_mean, "running_mean", (c,), RM.dtype, ())
-    RV = _output(running_var, "running_var", (c,), RM.dtype,
-                                  ((RM, "running_mean"),))
+    RM = _writable(RM, "running_mean", (c,), RM.dtype)
+    RV = _writable(running_var, "running_var", (c,), RM.dtype)
     M = _array(mean, "mean")
     V = _array(var, "var")
     if M.shape != (c,) or M.dtype != _F64 or V.shape != (c,) or V.dtype != _F64:
         raise TypeError(f"mean and var must be float64 arrays of shape ({c},)")
     _require_c_contiguous(M, "mean")
     _require_c_contiguous(V, "var")
+    _check_writes(((RM, "running_mean"), (RV, "running_var")), ((M, "mean"), (V, "var")))
     cdef double *pm = <double*>_ptr(M)
     cdef double *pv = <double*>_ptr(V)
     cdef void *prm = _ptr(RM)
@@ -721,9 +858,9 @@ def rolling_update(double momentum, int64_t count, mean, var, running_mean,
     cdef bint f32 = _is_f32(RM)
     with nogil:
         if f32:
-            bn_rolling_update_f32(c, momentum, count, pm, pv, <float*>prm, <float*>prv)
+            bn_rolling_update_f32(c, m, count, pm, pv, <float*>prm, <float*>prv)
         else:
-            bn_rolling_update_f64(c, momentum, count, pm, pv, <double*>prm, <double*>prv)
+            bn_rolling_update_f64(c, m, count, pm, pv, <double*>prm, <double*>prv)
 
 
 def backward_reduce(dy, x, mean, invstd, weight=None, bias=None, bint relu=False,
@@ -818,16 +955,12 @@ cdef _backward_dx(G, X, M, K, W, B, bint relu, SG, SGX, O, bint nhwc):
 # fast path: one crossing from Python, the checks done once)
 # --------------------------------------------------------------------------
 
-cdef _reject_overlap(a, str a_name, b, str b_name):
-    if a is not None and b is not None and _overlaps(a, b):
-        raise ValueError(f"{a_name} overlaps {b_name}; pass arrays that share no memory")
-
-
 def check_forward(x, weight, bias, running_mean, running_var, bint training, out,
-                  bint nhwc=False):
+                  bint nhwc=False, workspace=None):
     """Validate every argument of a batch-norm forward up front, so that a bad
     argument changes no state. Returns the checked arrays (x, weight, bias,
-    running_mean, running_var, out)."""
+    running_mean, running_var, out). workspace: an array of x's shape the
+    caller writes too (Darknet's x_norm), checked like out."""
     X = _tensor(x, "x", nhwc)
     W = None if weight is None else _channels(weight, "weight", X, "x", None, nhwc)
     B = None if bias is None else _channels(bias, "bias", X, "x", None, nhwc)
@@ -849,28 +982,29 @@ def check_forward(x, weight, bias, running_mean, running_var, bint training, out
                 if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>value):
                     raise ValueError(f"{name} is read-only; it is updated in place, "
                                      f"pass a writeable array")
-    O = None
-    if out is not None:
-        O = _tensor_like(_array(out, "out", True), "out", X, "x")
-        if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>O):
-            raise ValueError("out is read-only; pass a writeable array")
-    # what the call writes may overlap nothing else (out may be x itself)
-    written = []
+    O = None if out is None else _writable_like(out, "out", X)
+    WS = None if workspace is None else _writable_like(workspace, "workspace", X)
     if training:
-        written += [("running_mean", RM), ("running_var", RV)]
-    if O is not None and not _same_memory(O, X):
-        written.append(("out", O))
-    read = [("x", X), ("weight", W), ("bias", B)]
-    if not training:
-        read += [("running_mean", RM), ("running_var", RV)]
-    for i in range(len(written)):
-        for other_name, other in written[i + 1:] + read:
-            _reject_overlap(written[i][1], written[i][0], other, other_name)
+        _check_writes(((WS, "workspace"), (O, "out"), (RM, "running_mean"),
+                       (RV, "running_var")),
+                      ((X, "x"), (W, "weight"), (B, "bias")), O, X, "x")
+    else:
+        _check_writes(((WS, "workspace"), (O, "out")),
+                      ((X, "x"), (W, "weight"), (B, "bias"), (RM, "running_mean"),
+                       (RV, "running_var")), O, X, "x")
     return X, W, B, RM, RV, O
 
 
+cdef object _writable_like(obj, str name, X):
+    """An array of X's shape and dtype the call writes."""
+    a = _tensor_like(_array(obj, name, True), name, X, "x")
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
+        raise ValueError(f"{name} is read-only; pass a writeable array")
+    return a
+
+
 def standard_forward(x, weight, bias, running_mean, running_var, bint training,
-                     double momentum, double eps, bint relu, out, bint nhwc=False):
+                     momentum, eps, bint relu, out, bint nhwc=False):
     """Standard-numerics forward: checks, statistics, normalize (+ ReLU) and
     the running-statistics update.
 
@@ -880,6 +1014,8 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
     whether y was written over x (out=x).
     Raises ValueError for training with one value per channel, as PyTorch.
     """
+    cdef double m = _check_momentum(momentum, "momentum")
+    cdef double e = _check_eps(eps, "eps")
     X, W, B, RM, RV, O = check_forward(x, weight, bias, running_mean, running_var,
                                        training, out, nhwc)
     cdef int64_t n, c, s
@@ -925,17 +1061,17 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
             for j in range(c):
                 pm[j] = (<float*>prm)[j] if f32 else (<double*>prm)[j]
                 pv[j] = (<float*>prv)[j] if f32 else (<double*>prv)[j]
-        bn_invstd(c, pv, eps, pk)
+        bn_invstd(c, pv, e, pk)
         if f32:
             norm32(<float*>px, pm, pk, <float*>pw, <float*>pb, n, c, s, relu, <float*>po)
             if update:
-                bn_rolling_update_f32(c, momentum, count, pm, pv, <float*>prm,
+                bn_rolling_update_f32(c, m, count, pm, pv, <float*>prm,
                                       <float*>prv)
         else:
             norm64(<double*>px, pm, pk, <double*>pw, <double*>pb, n, c, s, relu,
                    <double*>po)
             if update:
-                bn_rolling_update_f64(c, momentum, count, pm, pv, <double*>prm,
+                bn_rolling_update_f64(c, m, count, pm, pv, <double*>prm,
                                       <double*>prv)
     return O, X, W, M, K, batch_stats, y_is_x
 
@@ -1092,6 +1228,75 @@ def same_memory(a, b):
     """Whether two checked arrays are the very same memory (same start, shape
     and dtype): the one aliasing an elementwise output may have."""
     return _same_memory(a, b)
+
+
+def check_darknet_backward(dy, out, x, x_norm, mean, variance, weight, bias):
+    """The arguments of a Darknet-numerics backward, all checked before it
+    writes anything (its fused ReLU writes out first): dy (checked by the
+    caller) and out of x's shape and dtype, out writeable and sharing no
+    memory with dy (unless it is dy itself) or with what the backward reads
+    from its forward (the aliasing rule). Returns (out, x, x_norm, mean,
+    variance, weight, bias) checked."""
+    X = _tensor(x, "x")
+    XN = _tensor_like(x_norm, "x_norm", X, "x")
+    M = _channels(mean, "mean", X, "x")
+    V = _channels(variance, "variance", X, "x")
+    W = None if weight is None else _channels(weight, "weight", X, "x")
+    B = None if bias is None else _channels(bias, "bias", X, "x")
+    O = None
+    if out is not None:
+        G = _tensor_like(dy, "dy", X, "x")
+        O = _writable_like(out, "out", X)
+        _check_writes(((O, "out"),), ((G, "dy"), (X, "x"), (XN, "x_norm"), (M, "mean"),
+                                      (V, "variance"), (W, "weight"), (B, "bias")),
+                      O, G, "dy")
+    return O, X, XN, M, V, W, B
+
+
+def check_writes(written, read, in_place=None):
+    """The aliasing rule (see _check_writes) for checked arrays: written and
+    read are sequences of (ndarray or None, name); in_place an (output,
+    input) pair of them the output may be itself. Raises ValueError naming
+    both arrays of the first overlap."""
+    written, read = tuple(written), tuple(read)
+    for pair in written + read:
+        if pair[0] is not None and not isinstance(pair[0], np.ndarray):
+            raise TypeError(f"{pair[1]} must be a NumPy array or None, got "
+                            f"{type(pair[0]).__name__}")
+    out, partner = (None, None) if in_place is None else in_place
+    name = next((n for a, n in read if a is partner), None) if partner is not None else None
+    _check_writes(written, read, out, partner, name)
+
+
+cdef object _saved(a, str name):
+    """An array a forward saved, as a plain ndarray (or None)."""
+    if a is None or type(a) is np.ndarray:
+        return a
+    if isinstance(a, np.ndarray):
+        return np.asarray(a)
+    raise TypeError(f"saved.{name} must be a NumPy array or None, got {type(a).__name__}")
+
+
+def check_gradients(grad_weight, grad_bias, dy, x, x_norm, mean, invstd, variance,
+                    weight, bias, bint nhwc=False):
+    """Check the gradients a layer's backward adds into, before it runs: (C,)
+    vectors of x's dtype, writeable, sharing no memory with each other, with
+    dy or with what the backward reads from its forward (x, x_norm, mean,
+    invstd, variance, weight, bias: the aliasing rule)."""
+    GW = _channels(_array(grad_weight, "grad_weight", True), "grad_weight", x, "x", None, nhwc)
+    GB = _channels(_array(grad_bias, "grad_bias", True), "grad_bias", x, "x", None, nhwc)
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>GW):
+        raise ValueError("grad_weight is read-only; it is updated in place, pass a "
+                         "writeable array")
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>GB):
+        raise ValueError("grad_bias is read-only; it is updated in place, pass a "
+                         "writeable array")
+    _check_writes(((GW, "grad_weight"), (GB, "grad_bias")),
+                  ((_tensor_like(dy, "dy", x, "x"), "dy"), (_saved(x, "x"), "x"),
+                   (_saved(x_norm, "x_norm"), "x_norm"), (_saved(mean, "mean"), "mean"),
+                   (_saved(invstd, "invstd"), "invstd"),
+                   (_saved(variance, "variance"), "variance"),
+                   (_saved(weight, "weight"), "weight"), (_saved(bias, "bias"), "bias")))
 
 
 def check_tensor_like(v, name, x, x_name):

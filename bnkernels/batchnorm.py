@@ -133,6 +133,9 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
     momentum, eps : float, optional
         None takes the family's default (see ``defaults``). For the Darknet
         families eps is the forward epsilon; the backward keeps Darknet's 1e-5.
+        eps must be finite and >= 0, momentum finite and in [0, 1] (a bool or
+        a string is a TypeError, NaN, infinity or a value out of range a
+        ValueError), in every mode.
     numerics : {"standard", "darknet", "darknet-alexeyab"}
     activation : {None, "relu"}
         "relu" returns max(y, 0) (NaN stays NaN), fused into the normalizing
@@ -144,7 +147,7 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
     workspace : ndarray, (N, C, H, W), optional
         Darknet numerics in training: where to keep x_norm (Darknet's
         ``l.x_norm``) instead of a new array, so that repeated calls allocate
-        nothing. Must not overlap x or out. Standard numerics need no
+        nothing. Standard numerics, and Darknet's eval mode, need no
         workspace and ignore it.
     layout : {"NCHW", "NHWC"}
         "NHWC": x, out and y are channels last, (N, H, W, C), as Keras and
@@ -165,6 +168,11 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
 
     An empty batch (N*H*W == 0) gives an empty y and leaves the running
     statistics unchanged.
+
+    Arrays the call writes (out, workspace, and running_mean and running_var
+    in training) share no memory with any other argument, given or written;
+    the one exception is out=x. A call that breaks this, or raises for any
+    other reason, raises before it writes anything.
     """
     relu = check_activation(activation)
     nhwc = layout == "NHWC" or (layout != "NCHW" and check_layout(layout, numerics))
@@ -178,10 +186,12 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
     numerics = check_numerics(numerics)
     check_layout(layout, numerics)
     default_eps, default_momentum = defaults(numerics)
-    eps = default_eps if eps is None else float(eps)
-    momentum = default_momentum if momentum is None else float(momentum)
+    eps = default_eps if eps is None else _kernels.check_eps(eps)
+    momentum = default_momentum if momentum is None else _kernels.check_momentum(momentum)
+    if not (training or running_mean is None):
+        workspace = None  # eval mode with running statistics keeps no x_norm
     x, weight, bias, running_mean, running_var, out = _kernels.check_forward(
-        x, weight, bias, running_mean, running_var, training, out)
+        x, weight, bias, running_mean, running_var, training, out, workspace=workspace)
     return _darknet_forward(x, weight, bias, running_mean, running_var,
                             training, momentum, eps, numerics, relu, out, workspace)
 
@@ -196,7 +206,10 @@ def batch_norm_backward(dy, saved, *, out=None):
     saved : BatchNormSaved
         From batch_norm_forward.
     out : ndarray, (N, C, H, W), optional
-        Where to write dx; may be dy itself.
+        Where to write dx; may be dy itself, but share no memory with any
+        other array the backward reads (dy, and the forward's x, weight,
+        bias and statistics in saved). A bad out raises before anything is
+        written.
 
     Returns
     -------
@@ -257,11 +270,6 @@ def _darknet_forward(x, weight, bias, running_mean, running_var, training,
                 RuntimeWarning, stacklevel=3)
         mean = darknet.mean_cpu(x)
         variance = darknet.variance_cpu(x, mean)
-        for name, other in (("x", x), ("out", out)):
-            if workspace is not None and other is not None and \
-                    np.may_share_memory(workspace, other):
-                raise ValueError(f"workspace overlaps {name}; pass arrays that share "
-                                 "no memory (x is needed by the backward)")
         # Darknet keeps x_norm for its backward (in the workspace, if given)
         x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor, eps=eps,
                                        out=workspace)
@@ -289,32 +297,44 @@ def _darknet_backward(dy, saved, out):
         raise ValueError(
             "Darknet numerics define the backward only after a training forward "
             "(Darknet's backward_batchnorm_layer uses the batch statistics)")
-    x = saved.x
-    weight = _or_constant(saved.weight, 1, x)
+    # everything checked up front: the ReLU mask below writes out first
+    out, x, x_norm, mean, variance, weight, bias = _kernels.check_darknet_backward(
+        dy, out, saved.x, saved.x_norm, saved.mean, saved.variance, saved.weight, saved.bias)
+    has_weight, has_bias = weight is not None, bias is not None
+    weight = _or_constant(weight, 1, x)
     if saved.relu:  # Darknet's gradient_array: dy where the output y > 0
         # dy * 1 copies dy exactly, into out if given (checked like any out;
         # it may be dy itself); then zero it where y, recomputed a block of
         # channels at a time (small temporaries), is not positive.
         masked = darknet.scale_bias(dy, _or_constant(None, 1, x), out=out)
-        bias = _or_constant(saved.bias, 0, x)
+        bias = _or_constant(bias, 0, x)
         step = max(1, 16384 // max(1, x.shape[2] * x.shape[3]))
         for b in range(x.shape[0]):
             for c in range(0, x.shape[1], step):
                 block = slice(b, b + 1), slice(c, c + step)
-                y = darknet.scale_add_bias(saved.x_norm[block], weight[c:c + step],
+                y = darknet.scale_add_bias(x_norm[block], weight[c:c + step],
                                            bias[c:c + step])
                 np.copyto(masked[block], 0, where=~(y > 0))
         dy = out = masked  # our own array now: dx may overwrite it
     dx, dweight, dbias = darknet.backward_batchnorm_layer(
-        x, saved.x_norm, dy, saved.mean, saved.variance, weight,
-        flavor=_FLAVOR[saved.numerics], out=out)
-    return (dx, dweight if saved.weight is not None else None,
-            dbias if saved.bias is not None else None)
+        x, x_norm, dy, mean, variance, weight, flavor=_FLAVOR[saved.numerics], out=out)
+    return (dx, dweight if has_weight else None, dbias if has_bias else None)
 
 
 # ---------------------------------------------------------------------------
 # the layer
 # ---------------------------------------------------------------------------
+
+def _check_count(value, name):
+    """value as a non-negative Python int: an integer (or an integer-valued
+    0-d array), not a bool."""
+    array = np.asarray(value)
+    if array.shape != () or array.dtype.kind not in "iu":
+        raise TypeError(f"{name} must be a non-negative integer, got {value!r}")
+    if array < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(array)
+
 
 class BatchNorm2d:
     """Batch normalization layer over (N, C, H, W) inputs (or (N, H, W, C)
@@ -326,7 +346,8 @@ class BatchNorm2d:
         C, the number of channels.
     numerics : {"standard", "darknet", "darknet-alexeyab"}
     eps, momentum : float, optional
-        None takes the family's default (standard: 1e-5 and 0.1).
+        None takes the family's default (standard: 1e-5 and 0.1). Checked as
+        in batch_norm_forward, here and whenever they are set later.
     affine : bool
         Learn weight (gamma, starts at 1) and bias (beta, starts at 0).
     track_running_stats : bool
@@ -369,10 +390,9 @@ class BatchNorm2d:
         if dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         self.numerics = check_numerics(numerics)
-        default_eps, default_momentum = defaults(numerics)
         self.num_features = int(num_features)
-        self.eps = default_eps if eps is None else float(eps)
-        self.momentum = default_momentum if momentum is None else float(momentum)
+        self.eps = eps
+        self.momentum = momentum
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         self.dtype = dtype
@@ -396,6 +416,25 @@ class BatchNorm2d:
         self.layout = "NHWC" if check_layout(layout, self.numerics) else "NCHW"
         self._saved = None
         self._buffers = {}
+
+    @property
+    def eps(self):
+        return self._eps
+
+    @eps.setter
+    def eps(self, value):
+        """None: the family's default; otherwise finite and >= 0."""
+        self._eps = defaults(self.numerics)[0] if value is None else _kernels.check_eps(value)
+
+    @property
+    def momentum(self):
+        return self._momentum
+
+    @momentum.setter
+    def momentum(self, value):
+        """None: the family's default; otherwise finite and in [0, 1]."""
+        self._momentum = (defaults(self.numerics)[1] if value is None
+                          else _kernels.check_momentum(value))
 
     def forward(self, x, training=True):
         """Normalize x; in training, update the running statistics.
@@ -426,6 +465,12 @@ class BatchNorm2d:
         """dL/dx for the last forward; adds dL/dweight, dL/dbias to the grads."""
         if self._saved is None:
             raise RuntimeError("backward called before forward")
+        saved = self._saved
+        if self.affine and isinstance(saved, BatchNormSaved):
+            # the gradients are written too: checked before anything runs
+            _kernels.check_gradients(self.grad_weight, self.grad_bias, dy, saved.x,
+                                     saved.x_norm, saved.mean, saved.invstd,
+                                     saved.variance, saved.weight, saved.bias, saved.nhwc)
         out = self._buffer("dx", self._saved.x) if self.reuse_buffers else None
         dx, dweight, dbias = self._backward(dy, self._saved, out=out)
         if self.affine:
@@ -474,18 +519,33 @@ class BatchNorm2d:
         return state
 
     def load_state_dict(self, state):
-        """Copy values in from a state_dict (shapes must match)."""
+        """Copy values in from a state_dict (keys and shapes must match).
+
+        Every entry is checked before any is written, so a bad one raises
+        and leaves the layer as it was: arrays of real numbers of the
+        expected shape (cast to the layer's dtype), num_batches_tracked a
+        non-negative integer."""
         expected = set(self.state_dict())
         if set(state) != expected:
             raise KeyError(f"state keys {sorted(state)} do not match {sorted(expected)}")
-        for key in expected - {"num_batches_tracked"}:
-            value = np.asarray(state[key])
+        values = {}
+        for key in sorted(expected - {"num_batches_tracked"}):
             target = getattr(self, key)
+            value = np.asarray(state[key])
+            if value.dtype.kind not in "fiu":
+                raise TypeError(f"{key} has dtype {value.dtype}, expected real numbers "
+                                f"(it is cast to {target.dtype})")
             if value.shape != target.shape:
                 raise ValueError(f"{key} has shape {value.shape}, expected {target.shape}")
-            target[...] = value
+            # a copy: the entries may share memory with the layer's arrays
+            values[key] = value.astype(target.dtype, copy=True)
+        tracked = None
         if "num_batches_tracked" in state:
-            self.num_batches_tracked = int(state["num_batches_tracked"])
+            tracked = _check_count(state["num_batches_tracked"], "num_batches_tracked")
+        for key, value in values.items():
+            getattr(self, key)[...] = value
+        if tracked is not None:
+            self.num_batches_tracked = tracked
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.num_features}, numerics={self.numerics!r}, "

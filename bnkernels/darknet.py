@@ -20,7 +20,14 @@ Two Darknet code bases differ, and ``flavor=`` picks one where they do:
     gradient (it stays 0); ``backward_bias`` here still computes the real one.
 
 The epsilons are Darknet's float constants (``.000001f``, ``.00001f``), also in
-float64; ``eps=`` overrides them.
+float64; ``eps=`` overrides them. Every ``eps=`` must be finite and >= 0, every
+``momentum=`` finite and in [0, 1]; a bool or a string is a TypeError, NaN,
+infinity or a value out of range a ValueError, raised before anything is
+written.
+
+Every array a function writes (``out``, ``rolling``) shares no memory with
+any other argument; the only exception is the in-place mode documented on the
+function (``out`` may be x itself, or delta itself).
 """
 from typing import NamedTuple
 
@@ -65,7 +72,8 @@ def default_momentum(flavor="pjreddie"):
 
 
 def _eps(eps, default):
-    return default if eps is None else float(eps)
+    """The flavor's default for None; the kernels check any other value."""
+    return default if eps is None else eps
 
 
 def mean_cpu(x, *, out=None):
@@ -157,11 +165,13 @@ def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie"):
     Parameters
     ----------
     rolling : ndarray, (C,)
-        Updated in place and returned.
+        Updated in place and returned; shares no memory with stat.
     stat : ndarray, (C,), same dtype
         The batch statistic (mean, or the n-1 variance).
+    momentum : float, optional
+        Finite, in [0, 1].
     """
-    m = default_momentum(flavor) if momentum is None else float(momentum)
+    m = default_momentum(flavor) if momentum is None else _kernels.check_momentum(momentum)
     return _kernels.dk_rolling_update(1.0 - m, m, stat, rolling)
 
 
@@ -333,13 +343,9 @@ def check_channel_vectors(**vectors):
 
 
 def check_eps(eps, name="eps"):
-    """eps as a float; TypeError unless a real number, ValueError unless finite and >= 0."""
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {type(eps).__name__}")
-    eps = float(eps)
-    if not (eps >= 0 and np.isfinite(eps)):
-        raise ValueError(f"{name} must be finite and >= 0, got {eps!r}")
-    return eps
+    """eps as a float; TypeError unless a real number (a bool is not),
+    ValueError unless finite and >= 0."""
+    return _kernels.check_eps(eps, name)
 
 
 def divisor(running_var, eps, *, inside):

@@ -188,6 +188,7 @@ class SyncBatchNorm2d(BatchNorm2d):
                                     numerics=numerics, activation=activation, out=out,
                                     layout=layout)
         nhwc = check_layout(layout)
+        momentum, eps = _kernels.check_momentum(momentum), _kernels.check_eps(eps)
         x, weight, bias, running_mean, running_var, out = _kernels.check_forward(
             x, weight, bias, running_mean, running_var, True, out, nhwc)
         c = x.shape[3] if nhwc else x.shape[1]

@@ -6,6 +6,8 @@ argument rules of batch_norm_forward / batch_norm_backward / BatchNorm2d, and
 the edge cases the docstrings promise: an empty batch, one value per channel,
 and no state change when a call fails.
 """
+import re
+
 import numpy as np
 import pytest
 
@@ -579,7 +581,7 @@ def test_rejects_out_overlapping_bias_before_writing_anything(numerics):
     storage = np.zeros(6, np.float32)
     out, bias = storage[:4].reshape(1, 2, 1, 2), storage[3:5]
     running_mean, running_var = np.zeros(2, np.float32), np.ones(2, np.float32)
-    with pytest.raises(ValueError, match="out overlaps bias"):
+    with pytest.raises(ValueError, match="out overlaps input bias"):
         bnkernels.batch_norm_forward(x, None, bias, running_mean, running_var,
                                      numerics=numerics, out=out)
     assert not storage.any() and not running_mean.any() and (running_var == 1).all()
@@ -591,3 +593,194 @@ def test_rejects_running_stats_that_are_not_arrays_in_training():
         bnkernels.batch_norm_forward(x, None, None, [0.0] * 3, [1.0] * 3)
     y, _ = bnkernels.batch_norm_forward(x, None, None, [0.0] * 3, [1.0] * 3, training=False)
     assert y.shape == x.shape   # read-only use of lists is fine
+
+
+# ---------------------------------------------------------------------------
+# scalars, for every entry point that takes one (generated from the table of
+# tests/entry_points.py)
+# ---------------------------------------------------------------------------
+
+from entry_points import BY_NAME, ENTRIES  # noqa: E402
+
+EXPECTED_RANGE = {"eps": "finite and >= 0", "momentum": "finite and in [0, 1]"}
+BAD_SCALARS = {
+    "eps": [float("nan"), float("inf"), float("-inf"), -1e-5, np.float32(-1.0)],
+    "momentum": [float("nan"), float("inf"), float("-inf"), -0.1, 1.5, np.float64(2.0)],
+}
+WRONG_TYPES = [True, False, np.bool_(True), "0.1", 1j, [0.1]]
+
+
+def _scalar_cases():
+    for entry in ENTRIES:
+        for name, kind in entry.scalars.items():
+            for value in BAD_SCALARS[kind]:
+                yield pytest.param(entry.name, name, value, ValueError,
+                                   id=f"{entry.name}-{name}={value!r}")
+            for value in WRONG_TYPES:
+                yield pytest.param(entry.name, name, value, TypeError,
+                                   id=f"{entry.name}-{name}={value!r}")
+
+
+def _snapshot(arrays):
+    return {name: value.tobytes() for name, value in arrays.items()}
+
+
+@pytest.mark.parametrize("entry, name, value, error", list(_scalar_cases()))
+def test_bad_scalar_raises_naming_it_and_changes_nothing(entry, name, value, error):
+    entry = BY_NAME[entry]
+    arrays = entry.build(np.dtype(np.float32), np.random.default_rng(0))
+    before = _snapshot(arrays)
+    with pytest.raises(error) as raised:
+        entry.call(arrays, **{name: value})
+    message = str(raised.value)
+    assert message.startswith(f"{name} must be"), message
+    assert EXPECTED_RANGE[entry.scalars[name]] in message, message
+    assert repr(value) in message, message
+    assert _snapshot(arrays) == before
+
+
+@pytest.mark.parametrize("entry", sorted(e.name for e in ENTRIES if e.scalars))
+def test_scalars_at_the_ends_of_their_range_and_of_other_real_types_are_accepted(entry):
+    """0 and the top of the range are valid, and an int or a NumPy scalar
+    gives the same bits as the same value as a Python float."""
+    entry = BY_NAME[entry]
+    arrays = entry.build(np.dtype(np.float64), np.random.default_rng(3))
+    for name, kind in entry.scalars.items():
+        for value in ([0, np.float32(0.25), 1] if kind == "momentum" else
+                      [0, np.float32(1e-3), 2]):
+            given = {k: v.copy() for k, v in arrays.items()}
+            as_float = {k: v.copy() for k, v in arrays.items()}
+            with np.errstate(divide="ignore", invalid="ignore"):
+                result = entry.call(given, **{name: value})
+                expected = entry.call(as_float, **{name: float(value)})
+            for key in expected:
+                assert expected[key].tobytes() == result[key].tobytes(), (name, value, key)
+            for key in arrays:
+                assert given[key].tobytes() == as_float[key].tobytes(), (name, value, key)
+
+
+@pytest.mark.parametrize("numerics", bnkernels.NUMERICS)
+def test_momentum_0_keeps_the_running_stats_and_1_replaces_them(numerics):
+    """Oracle: the definition, running = (1 - m) * running + m * batch."""
+    x = tensor(np.float64)
+    mean, var = np.array([0.5, -1.0, 2.0]), np.array([1.5, 0.25, 3.0])
+    forward(x, numerics, running_mean=mean, running_var=var, momentum=0)
+    np.testing.assert_array_equal(mean, [0.5, -1.0, 2.0])
+    np.testing.assert_array_equal(var, [1.5, 0.25, 3.0])
+    _, saved = forward(x, numerics, running_mean=mean, running_var=var, momentum=1.0)
+    np.testing.assert_array_equal(mean, saved.mean)
+    n = x.shape[0] * x.shape[2] * x.shape[3]
+    unbiased = (x.var(axis=(0, 2, 3)) * n / (n - 1))
+    np.testing.assert_allclose(var, unbiased, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls", ["BatchNorm2d", "SyncBatchNorm2d"])
+@pytest.mark.parametrize("name", ["eps", "momentum"])
+def test_layer_setters_check_the_scalar_and_keep_the_old_value(cls, name):
+    from bnkernels.distributed import SyncBatchNorm2d
+    layer = bnkernels.BatchNorm2d(C) if cls == "BatchNorm2d" else SyncBatchNorm2d(C)
+    old = getattr(layer, name)
+    for value in BAD_SCALARS[name]:
+        with pytest.raises(ValueError, match=rf"{name} must be {re.escape(EXPECTED_RANGE[name])}"):
+            setattr(layer, name, value)
+        assert getattr(layer, name) == old
+    for value in WRONG_TYPES:
+        with pytest.raises(TypeError, match=f"{name} must be a real number"):
+            setattr(layer, name, value)
+        assert getattr(layer, name) == old
+    setattr(layer, name, np.float32(0.5))
+    assert getattr(layer, name) == 0.5 and type(getattr(layer, name)) is float
+    setattr(layer, name, None)  # the family's default, as in the constructor
+    assert getattr(layer, name) == old
+
+
+# ---------------------------------------------------------------------------
+# a call that raises changes nothing: every argument of every entry point made
+# bad in turn (wrong number of axes, wrong dtype), every array compared bit
+# for bit after the raise
+# ---------------------------------------------------------------------------
+
+# dtypes that are valid choices, not mistakes (fold_batchnorm's BN arrays may
+# have another dtype than conv_weight)
+FREE_DTYPE = {("fold_batchnorm", "conv_weight")}
+
+
+def _atomicity_cases():
+    for entry in ENTRIES:
+        arrays = entry.build(np.dtype(np.float32), np.random.default_rng(0))
+        for name in arrays:
+            yield pytest.param(entry.name, name, "axes", id=f"{entry.name}-{name}-axes")
+            if (entry.name, name) not in FREE_DTYPE:
+                yield pytest.param(entry.name, name, "dtype", id=f"{entry.name}-{name}-dtype")
+
+
+def _spoil(value, how):
+    if how == "axes":  # one axis fewer for a tensor, one more for a vector
+        return value.reshape(value.shape[:2] + (-1,)) if value.ndim == 4 else value[None]
+    return value.astype(np.float32 if value.dtype == np.float64 else np.float64)
+
+
+@pytest.mark.parametrize("entry, name, how", list(_atomicity_cases()))
+def test_failed_call_leaves_every_array_as_it_was(entry, name, how):
+    entry = BY_NAME[entry]
+    arrays = entry.build(np.dtype(np.float32), np.random.default_rng(0))
+    arrays[name] = _spoil(arrays[name], how)
+    before = _snapshot(arrays)
+    with pytest.raises((TypeError, ValueError)) as raised:
+        entry.call(arrays)
+    # it names the argument, or the one it conflicts with (x for out's dtype)
+    assert any(re.search(rf"(?<!\w){k}(?!\w)", str(raised.value)) for k in arrays), \
+        str(raised.value)
+    assert _snapshot(arrays) == before
+
+
+# ---------------------------------------------------------------------------
+# load_state_dict: all or nothing
+# ---------------------------------------------------------------------------
+
+def _state(layer):
+    return {key: np.array(value, copy=True) for key, value in layer.state_dict().items()}
+
+
+BAD_STATES = {
+    "bias of wrong shape": ("bias", np.zeros(C + 1)),
+    "running_var of strings": ("running_var", np.array(["a"] * C)),
+    "weight of complex numbers": ("weight", np.ones(C, np.complex64)),
+    "num_batches_tracked negative": ("num_batches_tracked", -1),
+    "num_batches_tracked float": ("num_batches_tracked", 2.5),
+    "num_batches_tracked bool": ("num_batches_tracked", True),
+    "num_batches_tracked array": ("num_batches_tracked", np.array([1, 2])),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_STATES)
+@pytest.mark.parametrize("numerics", bnkernels.NUMERICS)
+def test_load_state_dict_checks_every_entry_before_writing_any(numerics, bad):
+    layer = bnkernels.BatchNorm2d(C, numerics=numerics)
+    layer.forward(tensor())
+    before = _state(layer)
+    rng = np.random.default_rng(7)
+    state = {key: rng.uniform(0.5, 2.0, C) for key in ("weight", "bias", "running_mean",
+                                                        "running_var")}
+    state["num_batches_tracked"] = np.int64(5)
+    key, value = BAD_STATES[bad]
+    state[key] = value
+    with pytest.raises((TypeError, ValueError), match=key):
+        layer.load_state_dict(state)
+    after = _state(layer)
+    assert after.keys() == before.keys()
+    for key in before:
+        assert after[key].tobytes() == before[key].tobytes(), key
+
+
+def test_load_state_dict_takes_every_entry_as_it_was_when_called():
+    """An entry may be one of the layer's own arrays: it is read before any
+    entry is written, so the loaded weight is the old running_mean."""
+    layer = bnkernels.BatchNorm2d(C)
+    layer.running_mean[:] = [1.0, 2.0, 3.0]
+    state = layer.state_dict()
+    state["weight"] = layer.running_mean              # the live array, not a copy
+    state["running_mean"] = np.zeros(C, np.float32)
+    layer.load_state_dict(state)
+    np.testing.assert_array_equal(layer.weight, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(layer.running_mean, np.zeros(C))

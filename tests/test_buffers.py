@@ -109,7 +109,7 @@ def test_darknet_workspace_holds_x_norm(numerics):
     with pytest.raises(ValueError, match="workspace overlaps out"):
         bnkernels.batch_norm_forward(x, None, None, None, None, numerics=numerics,
                                      workspace=workspace, out=workspace)
-    with pytest.raises(ValueError, match="workspace overlaps x"):
+    with pytest.raises(ValueError, match="workspace overlaps input x"):
         bnkernels.batch_norm_forward(x, None, None, None, None, numerics=numerics,
                                      workspace=x)
 
