@@ -340,3 +340,28 @@ def test_fold_batchnorm_takes_linear_and_convolutions_of_any_rank(weight_shape, 
         expected = bn.forward(z, training=False)
         np.testing.assert_allclose(x @ folded_w.T + folded_b, expected, rtol=1e-12,
                                    atol=1e-12)
+
+
+@pytest.mark.parametrize("ddof", [0, 1])
+def test_torch_modules_take_running_var_ddof(ddof):
+    """bnkernels.torch.BatchNorm1d(running_var_ddof=...): y, gradients and
+    running mean as torch.nn.BatchNorm1d (the default, 1, is torch's own
+    module bit for bit in the running variance's formula); the running variance
+    is the formula with n / (n - ddof)."""
+    torch = pytest.importorskip("torch")
+    from bnkernels.torch import BatchNorm1d
+    rng = np.random.default_rng(9)
+    x = torch.tensor(rng.standard_normal((6, 3, 4)) * 2 + 1, requires_grad=True)
+    ours, theirs = BatchNorm1d(3, running_var_ddof=ddof).double(), torch.nn.BatchNorm1d(3)
+    theirs = theirs.double()
+    y, y_torch = ours(x), theirs(x)
+    np.testing.assert_allclose(y.detach().numpy(), y_torch.detach().numpy(), rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(ours.running_mean.numpy(), theirs.running_mean.numpy(),
+                               rtol=1e-14)
+    xs = x.detach().numpy()
+    expected = 0.9 + 0.1 * xs.var(axis=(0, 2), ddof=ddof)
+    np.testing.assert_allclose(ours.running_var.numpy(), expected, rtol=1e-14)
+    assert ("running_var_ddof=0" in repr(ours)) == (ddof == 0)
+    with pytest.raises(ValueError, match="running_var_ddof"):
+        BatchNorm1d(3, running_var_ddof=2)
