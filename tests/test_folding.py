@@ -248,7 +248,7 @@ def test_rejects_bn_and_arrays_together_and_neither():
     with pytest.raises(TypeError, match=r"needs bn \(a BatchNorm layer\) or running_mean and "
                                         r"running_var"):
         fold_batchnorm(weight, bias, running_mean=np.zeros(OUT_CH, np.float32))
-    with pytest.raises(TypeError, match=r"bn must be a bnkernels.BatchNorm2d, got dict"):
+    with pytest.raises(TypeError, match=r"bn must be a bnkernels BatchNorm layer \(BatchNorm1d, BatchNorm2d, \.\.\.\), got dict"):
         fold_batchnorm(weight, bias, {"running_mean": None})
 
 
