@@ -61,8 +61,8 @@ cdef void bn_stats_f32(const float *x, int64_t batch, int64_t channels, int64_t 
 cdef void bn_normalize_affine_f32(const float *x, const double *mean, const double *invstd, const float *weight, const float *bias, int64_t batch, int64_t channels, int64_t spatial, int relu, float *y) noexcept nogil:
     h.bn_normalize_affine_f32(x, mean, invstd, weight, bias, batch, channels, spatial, relu, y)
 
-cdef void bn_rolling_update_f32(int64_t channels, double momentum, int64_t count, const double *mean, const double *var, float *running_mean, float *running_var) noexcept nogil:
-    h.bn_rolling_update_f32(channels, momentum, count, mean, var, running_mean, running_var)
+cdef void bn_rolling_update_f32(int64_t channels, double momentum, int64_t count, int64_t ddof, const double *mean, const double *var, float *running_mean, float *running_var) noexcept nogil:
+    h.bn_rolling_update_f32(channels, momentum, count, ddof, mean, var, running_mean, running_var)
 
 cdef void bn_backward_reduce_f32(const float *dy, const float *x, const double *mean, const double *invstd, const float *weight, const float *bias, int relu, int64_t batch, int64_t channels, int64_t spatial, double *sum_dy, double *sum_dy_xhat) noexcept nogil:
     h.bn_backward_reduce_f32(dy, x, mean, invstd, weight, bias, relu, batch, channels, spatial, sum_dy, sum_dy_xhat)
@@ -127,8 +127,8 @@ cdef void bn_stats_f64(const double *x, int64_t batch, int64_t channels, int64_t
 cdef void bn_normalize_affine_f64(const double *x, const double *mean, const double *invstd, const double *weight, const double *bias, int64_t batch, int64_t channels, int64_t spatial, int relu, double *y) noexcept nogil:
     h.bn_normalize_affine_f64(x, mean, invstd, weight, bias, batch, channels, spatial, relu, y)
 
-cdef void bn_rolling_update_f64(int64_t channels, double momentum, int64_t count, const double *mean, const double *var, double *running_mean, double *running_var) noexcept nogil:
-    h.bn_rolling_update_f64(channels, momentum, count, mean, var, running_mean, running_var)
+cdef void bn_rolling_update_f64(int64_t channels, double momentum, int64_t count, int64_t ddof, const double *mean, const double *var, double *running_mean, double *running_var) noexcept nogil:
+    h.bn_rolling_update_f64(channels, momentum, count, ddof, mean, var, running_mean, running_var)
 
 cdef void bn_backward_reduce_f64(const double *dy, const double *x, const double *mean, const double *invstd, const double *weight, const double *bias, int relu, int64_t batch, int64_t channels, int64_t spatial, double *sum_dy, double *sum_dy_xhat) noexcept nogil:
     h.bn_backward_reduce_f64(dy, x, mean, invstd, weight, bias, relu, batch, channels, spatial, sum_dy, sum_dy_xhat)

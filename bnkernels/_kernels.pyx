@@ -81,22 +81,32 @@ cdef inline bint _plain_float(cnp.ndarray a, int type_num):
             and cnp.PyArray_ISCARRAY_RO(a))
 
 
-cdef object _tensor(obj, str name, bint nhwc=False):
-    """An (N, C, H, W) (or with nhwc, (N, H, W, C)) float32 or float64
-    C-contiguous array."""
-    if type(obj) is np.ndarray and cnp.PyArray_NDIM(<cnp.ndarray>obj) == 4 and (
+cdef object _bn_tensor(obj, str name, bint nhwc=False):
+    """An (N, C, *spatial) (or with nhwc, (N, *spatial, C)) float32 or float64
+    C-contiguous array, with zero or more spatial axes."""
+    if type(obj) is np.ndarray and cnp.PyArray_NDIM(<cnp.ndarray>obj) >= 2 and (
             _plain_float(obj, cnp.NPY_FLOAT32) or _plain_float(obj, cnp.NPY_FLOAT64)):
         return obj  # the common case, checked without touching Python attributes
     a = _array(obj, name)
-    if a.ndim != 4:
+    if a.ndim < 2:
         raise ValueError(
-            f"{name} must be 4-D {'(N, H, W, C)' if nhwc else '(N, C, H, W)'}, got "
+            f"{name} must have at least 2 axes, "
+            f"{'(N, *spatial, C)' if nhwc else '(N, C, *spatial)'}, got "
             f"{a.ndim}-D {_describe(a)}")
     if a.dtype not in _FLOAT_DTYPES:
         raise TypeError(
             f"{name} must have dtype float32 or float64 (native byte order), "
             f"got {a.dtype!r}")
     _require_c_contiguous(a, name)
+    return a
+
+
+cdef object _tensor(obj, str name):
+    """An (N, C, H, W) float32 or float64 C-contiguous array (convolution
+    and pooling, whose kernels are 2-D)."""
+    a = _bn_tensor(obj, name)
+    if cnp.PyArray_NDIM(<cnp.ndarray>a) != 4:
+        raise ValueError(f"{name} must be 4-D (N, C, H, W), got {a.ndim}-D {_describe(a)}")
     return a
 
 
@@ -109,6 +119,20 @@ cdef inline bint _same_layout(cnp.ndarray a, cnp.ndarray x):
         if cnp.PyArray_DIMS(a)[d] != cnp.PyArray_DIMS(x)[d]:
             return False
     return True
+
+
+cdef inline void _sizes(X, bint nhwc, int64_t *n, int64_t *c, int64_t *s):
+    """batch, channels and spatial size (the product of the spatial axes, 1
+    if there are none) of a checked tensor, any rank >= 2."""
+    cdef cnp.npy_intp *d = cnp.PyArray_DIMS(<cnp.ndarray>X)
+    cdef int ndim = cnp.PyArray_NDIM(<cnp.ndarray>X)
+    cdef int first = 1 if nhwc else 2
+    cdef int k
+    n[0] = d[0]
+    c[0] = d[ndim - 1] if nhwc else d[1]
+    s[0] = 1
+    for k in range(first, first + ndim - 2):
+        s[0] *= d[k]
 
 
 cdef object _tensor_like(obj, str name, x, str x_name):
@@ -127,10 +151,10 @@ cdef object _tensor_like(obj, str name, x, str x_name):
 
 
 cdef object _channels(obj, str name, x, str x_name, dtype=None, bint nhwc=False):
-    """A per-channel vector of x's C channels (axis 1, or 3 with nhwc), of
-    x's dtype (or `dtype`)."""
+    """A per-channel vector of x's C channels (axis 1, or the last with nhwc),
+    of x's dtype (or `dtype`)."""
     cdef int type_num = cnp.PyArray_TYPE(<cnp.ndarray>x) if dtype is None else cnp.NPY_FLOAT64
-    cdef int axis = 3 if nhwc else 1
+    cdef int axis = cnp.PyArray_NDIM(<cnp.ndarray>x) - 1 if nhwc else 1
     if (type(obj) is np.ndarray and cnp.PyArray_NDIM(<cnp.ndarray>obj) == 1
             and cnp.PyArray_DIMS(<cnp.ndarray>obj)[0] == cnp.PyArray_DIMS(<cnp.ndarray>x)[axis]
             and _plain_float(obj, type_num)):
@@ -311,6 +335,23 @@ cdef double _check_momentum(value, str name) except? -1.0:
     return v
 
 
+cdef int64_t _check_ddof(value) except -1:
+    """running_var_ddof: 1 (the unbiased variance) or 0 (the biased one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"running_var_ddof must be the int 0 or 1, got "
+                        f"{type(value).__name__} {value!r}")
+    if value != 0 and value != 1:
+        raise ValueError(f"running_var_ddof must be 0 (biased running variance) or 1 "
+                         f"(unbiased), got {value!r}")
+    return value
+
+
+def check_ddof(ddof):
+    """running_var_ddof as an int: TypeError unless an int (bool is not),
+    ValueError unless 0 or 1."""
+    return _check_ddof(ddof)
+
+
 def check_eps(eps, name="eps"):
     """eps as a float: TypeError unless a real number (bool is not),
     ValueError unless finite and >= 0."""
@@ -340,8 +381,9 @@ cdef inline void* _ptr_or_null(a):
 # --------------------------------------------------------------------------
 
 def dk_mean(x, out=None):
-    X = _tensor(x, "x")
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    X = _bn_tensor(x, "x")
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
     O = _output(out, "out", (c,), X.dtype, ((X, "x"),))
     cdef void *px = _ptr(X)
     cdef void *po = _ptr(O)
@@ -355,9 +397,10 @@ def dk_mean(x, out=None):
 
 
 def dk_variance(x, mean, out=None):
-    X = _tensor(x, "x")
+    X = _bn_tensor(x, "x")
     M = _channels(mean, "mean", X, "x")
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
     O = _output(out, "out", (c,), X.dtype,
                                  ((X, "x"), (M, "mean")))
     cdef void *px = _ptr(X)
@@ -400,10 +443,11 @@ def dk_rolling_update(keep, take, stat, rolling):
 
 
 def dk_normalize(x, mean, variance, eps, bint eps_inside, out=None):
-    X = _tensor(x, "x")
+    X = _bn_tensor(x, "x")
     M = _channels(mean, "mean", X, "x")
     V = _channels(variance, "variance", X, "x")
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
     O = _output(out, "out", X.shape, X.dtype,
                                  ((X, "x"), (M, "mean"), (V, "variance")),
                                  (X,))
@@ -433,9 +477,10 @@ def dk_normalize(x, mean, variance, eps, bint eps_inside, out=None):
 
 
 def dk_scale_bias(x, scales, out=None):
-    X = _tensor(x, "x")
+    X = _bn_tensor(x, "x")
     G = _channels(scales, "scales", X, "x")
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
     O = _output(out, "out", X.shape, X.dtype,
                                  ((X, "x"), (G, "scales")), (X,))
     cdef void *px = _ptr(X)
@@ -451,9 +496,10 @@ def dk_scale_bias(x, scales, out=None):
 
 
 def dk_add_bias(x, biases, out=None):
-    X = _tensor(x, "x")
+    X = _bn_tensor(x, "x")
     B = _channels(biases, "biases", X, "x")
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
     O = _output(out, "out", X.shape, X.dtype,
                                  ((X, "x"), (B, "biases")), (X,))
     cdef void *px = _ptr(X)
@@ -469,10 +515,11 @@ def dk_add_bias(x, biases, out=None):
 
 
 def dk_scale_add_bias(x, scales, biases, out=None):
-    X = _tensor(x, "x")
+    X = _bn_tensor(x, "x")
     G = _channels(scales, "scales", X, "x")
     B = _channels(biases, "biases", X, "x")
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
     O = _output(out, "out", X.shape, X.dtype,
                 ((X, "x"), (G, "scales"), (B, "biases")), (X,))
     cdef void *px = _ptr(X)
@@ -493,8 +540,9 @@ def dk_scale_add_bias(x, scales, biases, out=None):
 def dk_backward_bias(delta, out=None, bint accumulate=False):
     """Each channel's gradient sum, added into out when accumulate is true
     (Darknet's +=), written over out otherwise."""
-    D = _tensor(delta, "delta")
-    cdef int64_t n = D.shape[0], c = D.shape[1], s = D.shape[2] * D.shape[3]
+    D = _bn_tensor(delta, "delta")
+    cdef int64_t n, c, s
+    _sizes(D, False, &n, &c, &s)
     O = _output(out, "out", (c,), D.dtype, ((D, "delta"),), (), True)
     if out is not None and not accumulate:
         O.fill(0)
@@ -512,9 +560,10 @@ def dk_backward_bias(delta, out=None, bint accumulate=False):
 def dk_backward_scale(x_norm, delta, out=None, bint accumulate=False):
     """Each channel's sum of delta * x_norm, added into out when accumulate is
     true (Darknet's +=), written over out otherwise."""
-    X = _tensor(x_norm, "x_norm")
+    X = _bn_tensor(x_norm, "x_norm")
     D = _tensor_like(delta, "delta", X, "x_norm")
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
     O = _output(out, "out", (c,), X.dtype, ((X, "x_norm"), (D, "delta")), (), True)
     if out is not None and not accumulate:
         O.fill(0)
@@ -531,9 +580,10 @@ def dk_backward_scale(x_norm, delta, out=None, bint accumulate=False):
 
 
 def dk_mean_delta(delta, variance, eps, out=None):
-    D = _tensor(delta, "delta")
+    D = _bn_tensor(delta, "delta")
     V = _channels(variance, "variance", D, "delta")
-    cdef int64_t n = D.shape[0], c = D.shape[1], s = D.shape[2] * D.shape[3]
+    cdef int64_t n, c, s
+    _sizes(D, False, &n, &c, &s)
     O = _output(out, "out", (c,), D.dtype,
                                  ((D, "delta"), (V, "variance")))
     cdef void *pd = _ptr(D)
@@ -551,11 +601,12 @@ def dk_mean_delta(delta, variance, eps, out=None):
 
 
 def dk_variance_delta(x, delta, mean, variance, eps, out=None):
-    X = _tensor(x, "x")
+    X = _bn_tensor(x, "x")
     D = _tensor_like(delta, "delta", X, "x")
     M = _channels(mean, "mean", X, "x")
     V = _channels(variance, "variance", X, "x")
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
     O = _output(out, "out", (c,), X.dtype,
                                  ((X, "x"), (D, "delta"), (M, "mean"),
                                   (V, "variance")))
@@ -579,13 +630,14 @@ def dk_variance_delta(x, delta, mean, variance, eps, out=None):
 
 def dk_normalize_delta(x, mean, variance, mean_delta, variance_delta, delta,
                        eps, bint eps_inside, out=None):
-    X = _tensor(x, "x")
+    X = _bn_tensor(x, "x")
     M = _channels(mean, "mean", X, "x")
     V = _channels(variance, "variance", X, "x")
     MD = _channels(mean_delta, "mean_delta", X, "x")
     VD = _channels(variance_delta, "variance_delta", X, "x")
     D = _tensor_like(delta, "delta", X, "x")
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
     O = _output(
         out, "out", X.shape, X.dtype,
         ((X, "x"), (M, "mean"), (V, "variance"), (MD, "mean_delta"),
@@ -627,7 +679,7 @@ def dk_backward(x, x_norm, delta, mean, variance, scales, eps,
     """Darknet's backward_batchnorm_layer in two passes, the same bits as its
     six kernels: returns (dx, scale_updates, bias_updates), the updates
     starting from 0. out may be delta itself."""
-    X = _tensor(x, "x")
+    X = _bn_tensor(x, "x")
     XN = _tensor_like(x_norm, "x_norm", X, "x")
     D = _tensor_like(delta, "delta", X, "x")
     M = _channels(mean, "mean", X, "x")
@@ -636,7 +688,8 @@ def dk_backward(x, x_norm, delta, mean, variance, scales, eps,
     O = _output(out, "out", X.shape, X.dtype,
                 ((X, "x"), (XN, "x_norm"), (D, "delta"), (M, "mean"), (V, "variance"),
                  (S, "scales")), (D,))
-    cdef int64_t n = X.shape[0], c = X.shape[1], s = X.shape[2] * X.shape[3]
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
     BU = np.zeros(c, X.dtype)
     SU = np.zeros(c, X.dtype)
     MD = np.empty(c, X.dtype)
@@ -688,7 +741,7 @@ def dk_backward(x, x_norm, delta, mean, variance, scales, eps,
 
 # --------------------------------------------------------------------------
 # Standard family (per-channel statistics are float64 whatever x's dtype).
-# nhwc=True: x is (N, H, W, C), channels last; the *_nhwc kernels take the
+# nhwc=True: x is (N, *spatial, C), channels last; the *_nhwc kernels take the
 # same arguments as their NCHW twins.
 # --------------------------------------------------------------------------
 
@@ -712,17 +765,9 @@ ctypedef void (*dx_f64_t)(const double*, const double*, const double*, const dou
                           int64_t, int64_t, int64_t, double*) noexcept nogil
 
 
-cdef inline void _sizes(X, bint nhwc, int64_t *n, int64_t *c, int64_t *s):
-    """batch, channels and spatial size of a checked tensor."""
-    cdef cnp.npy_intp *d = cnp.PyArray_DIMS(<cnp.ndarray>X)
-    n[0] = d[0]
-    c[0] = d[3] if nhwc else d[1]
-    s[0] = d[1] * d[2] if nhwc else d[2] * d[3]
-
-
 def stats(x, bint nhwc=False):
     """(mean, biased variance) per channel, as float64 arrays."""
-    X = _tensor(x, "x", nhwc)
+    X = _bn_tensor(x, "x", nhwc)
     cdef int64_t n, c, s
     _sizes(X, nhwc, &n, &c, &s)
     M = np.empty(c, np.float64)
@@ -795,7 +840,7 @@ def normalize_affine(x, mean, invstd, weight=None, bias=None, out=None,
                      bint relu=False, bint nhwc=False):
     """y = (x - mean) * invstd * weight + bias, then max(y, 0) if relu;
     mean, invstd float64."""
-    X = _tensor(x, "x", nhwc)
+    X = _bn_tensor(x, "x", nhwc)
     M = _channels(mean, "mean", X, "x", _F64, nhwc)
     K = _channels(invstd, "invstd", X, "x", _F64, nhwc)
     W = None if weight is None else _channels(weight, "weight", X, "x", None, nhwc)
@@ -827,10 +872,12 @@ cdef _normalize_affine(X, M, K, W, B, bint relu, O, bint nhwc):
 
 
 def rolling_update(momentum, int64_t count, mean, var, running_mean,
-                   running_var):
+                   running_var, ddof=1):
     """running = (1 - momentum) * running + momentum * batch statistic, in
-    place; var is the biased batch variance, corrected to count / (count - 1)."""
+    place; var is the biased batch variance, scaled by count / (count - ddof)
+    for the running one (ddof 1: unbiased, 0: biased)."""
     cdef double m = _check_momentum(momentum, "momentum")
+    cdef int64_t d = _check_ddof(ddof)
     if count < 2:
         raise ValueError(f"count must be >= 2 (the unbiased variance divides by "
                          f"count - 1), got {count}")
@@ -858,9 +905,9 @@ def rolling_update(momentum, int64_t count, mean, var, running_mean,
     cdef bint f32 = _is_f32(RM)
     with nogil:
         if f32:
-            bn_rolling_update_f32(c, m, count, pm, pv, <float*>prm, <float*>prv)
+            bn_rolling_update_f32(c, m, count, d, pm, pv, <float*>prm, <float*>prv)
         else:
-            bn_rolling_update_f64(c, m, count, pm, pv, <double*>prm, <double*>prv)
+            bn_rolling_update_f64(c, m, count, d, pm, pv, <double*>prm, <double*>prv)
 
 
 def backward_reduce(dy, x, mean, invstd, weight=None, bias=None, bint relu=False,
@@ -868,7 +915,7 @@ def backward_reduce(dy, x, mean, invstd, weight=None, bias=None, bint relu=False
     """(sum g, sum g * xhat) per channel, float64: dL/dbias and dL/dweight.
     g is dy, or with relu dy where the forward's y (recomputed from x, weight
     and bias) was positive."""
-    X = _tensor(x, "x", nhwc)
+    X = _bn_tensor(x, "x", nhwc)
     G = _tensor_like(dy, "dy", X, "x")
     M = _channels(mean, "mean", X, "x", _F64, nhwc)
     K = _channels(invstd, "invstd", X, "x", _F64, nhwc)
@@ -907,7 +954,7 @@ def backward_dx(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, out=None,
                 bias=None, bint relu=False, bint nhwc=False):
     """dx of training-mode batch norm from the sums of backward_reduce; with
     sum_dy and sum_dy_xhat None, of eval mode (dx = weight * invstd * g)."""
-    X = _tensor(x, "x", nhwc)
+    X = _bn_tensor(x, "x", nhwc)
     G = _tensor_like(dy, "dy", X, "x")
     M = _channels(mean, "mean", X, "x", _F64, nhwc)
     K = _channels(invstd, "invstd", X, "x", _F64, nhwc)
@@ -961,7 +1008,7 @@ def check_forward(x, weight, bias, running_mean, running_var, bint training, out
     argument changes no state. Returns the checked arrays (x, weight, bias,
     running_mean, running_var, out). workspace: an array of x's shape the
     caller writes too (Darknet's x_norm), checked like out."""
-    X = _tensor(x, "x", nhwc)
+    X = _bn_tensor(x, "x", nhwc)
     W = None if weight is None else _channels(weight, "weight", X, "x", None, nhwc)
     B = None if bias is None else _channels(bias, "bias", X, "x", None, nhwc)
     if (running_mean is None) != (running_var is None):
@@ -1004,7 +1051,7 @@ cdef object _writable_like(obj, str name, X):
 
 
 def standard_forward(x, weight, bias, running_mean, running_var, bint training,
-                     momentum, eps, bint relu, out, bint nhwc=False):
+                     momentum, eps, bint relu, out, bint nhwc=False, ddof=1):
     """Standard-numerics forward: checks, statistics, normalize (+ ReLU) and
     the running-statistics update.
 
@@ -1016,6 +1063,7 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
     """
     cdef double m = _check_momentum(momentum, "momentum")
     cdef double e = _check_eps(eps, "eps")
+    cdef int64_t d = _check_ddof(ddof)
     X, W, B, RM, RV, O = check_forward(x, weight, bias, running_mean, running_var,
                                        training, out, nhwc)
     cdef int64_t n, c, s
@@ -1065,13 +1113,13 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
         if f32:
             norm32(<float*>px, pm, pk, <float*>pw, <float*>pb, n, c, s, relu, <float*>po)
             if update:
-                bn_rolling_update_f32(c, m, count, pm, pv, <float*>prm,
+                bn_rolling_update_f32(c, m, count, d, pm, pv, <float*>prm,
                                       <float*>prv)
         else:
             norm64(<double*>px, pm, pk, <double*>pw, <double*>pb, n, c, s, relu,
                    <double*>po)
             if update:
-                bn_rolling_update_f64(c, m, count, pm, pv, <double*>prm,
+                bn_rolling_update_f64(c, m, count, d, pm, pv, <double*>prm,
                                       <double*>prv)
     return O, X, W, M, K, batch_stats, y_is_x
 
@@ -1081,7 +1129,7 @@ def standard_backward(dy, x, mean, invstd, weight, bias, bint batch_stats,
     """Standard-numerics backward: (dx, sum_dy, sum_dy_xhat), the sums being
     dL/dbias and dL/dweight (float64). batch_stats: the forward normalized
     with the batch's statistics (training mode) rather than constants."""
-    X = _tensor(x, "x", nhwc)
+    X = _bn_tensor(x, "x", nhwc)
     G = _tensor_like(dy, "dy", X, "x")
     M = _channels(mean, "mean", X, "x", _F64, nhwc)
     K = _channels(invstd, "invstd", X, "x", _F64, nhwc)
@@ -1219,9 +1267,9 @@ def streaming_available():
 # --------------------------------------------------------------------------
 
 def check_tensor(x, name, bint nhwc=False):
-    """x as an (N, C, H, W) (nhwc: (N, H, W, C)) float32/float64 C-contiguous
+    """x as an (N, C, *spatial) (nhwc: (N, *spatial, C)) float32/float64 C-contiguous
     array, or raise."""
-    return _tensor(x, name, nhwc)
+    return _bn_tensor(x, name, nhwc)
 
 
 def same_memory(a, b):
@@ -1237,7 +1285,7 @@ def check_darknet_backward(dy, out, x, x_norm, mean, variance, weight, bias):
     memory with dy (unless it is dy itself) or with what the backward reads
     from its forward (the aliasing rule). Returns (out, x, x_norm, mean,
     variance, weight, bias) checked."""
-    X = _tensor(x, "x")
+    X = _bn_tensor(x, "x")
     XN = _tensor_like(x_norm, "x_norm", X, "x")
     M = _channels(mean, "mean", X, "x")
     V = _channels(variance, "variance", X, "x")

@@ -1,5 +1,6 @@
-"""Batch normalization over NCHW (or, with standard numerics, NHWC) tensors:
-functions and a layer.
+"""Batch normalization over (N, C, *spatial) tensors of any rank >= 2 (or,
+with standard numerics, channels last, (N, *spatial, C)): functions and the
+layers BatchNorm (any rank), BatchNorm1d, BatchNorm2d and BatchNorm3d.
 
 Three numerics families, chosen with ``numerics=``:
 
@@ -18,13 +19,16 @@ Three numerics families, chosen with ``numerics=``:
     root and momentum 0.1.
 """
 import warnings
+from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
 from bnkernels import _kernels, darknet
 
 __all__ = ["NUMERICS", "ACTIVATIONS", "LAYOUTS", "defaults", "BatchNormSaved",
-           "batch_norm_forward", "batch_norm_backward", "BatchNorm2d"]
+           "batch_norm_forward", "batch_norm_backward", "BatchNorm", "BatchNorm1d",
+           "BatchNorm2d", "BatchNorm3d", "DEFAULT", "IncompatibleKeys", "StateDictError"]
 
 NUMERICS = ("standard", "darknet", "darknet-alexeyab")
 _FLAVOR = {"darknet": "pjreddie", "darknet-alexeyab": "alexeyab"}
@@ -113,13 +117,15 @@ def check_activation(activation):
 def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
                        training=True, momentum=None, eps=None,
                        numerics="standard", activation=None, out=None,
-                       workspace=None, layout="NCHW"):
-    """Batch-normalize an NCHW (or NHWC) tensor per channel.
+                       workspace=None, layout="NCHW", running_var_ddof=1):
+    """Batch-normalize a tensor per channel.
 
     Parameters
     ----------
-    x : ndarray, (N, C, H, W), float32 or float64, C-contiguous
-        Or (N, H, W, C) with ``layout="NHWC"``. Any object NumPy can view
+    x : ndarray, (N, C, *spatial), float32 or float64, C-contiguous
+        Zero or more spatial axes: (N, C) after a linear layer, (N, C, L),
+        (N, C, H, W), (N, C, D, H, W), ... Or channels last,
+        (N, *spatial, C), with ``layout="NHWC"``. Any object NumPy can view
         without a copy is accepted (``__dlpack__``, e.g. a PyTorch CPU tensor,
         ``__array_interface__``, the buffer protocol).
     weight, bias : ndarray, (C,), x's dtype, or None
@@ -141,32 +147,39 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
         "relu" returns max(y, 0) (NaN stays NaN), fused into the normalizing
         pass with standard numerics; the backward then passes dy only where
         y > 0 (the Conv+BN+ReLU unit of BN-Inception).
-    out : ndarray, (N, C, H, W), optional
+    out : ndarray, x's shape, optional
         Where to write y. May be x itself (in place, for inference); the
         backward then raises, since it needs x.
-    workspace : ndarray, (N, C, H, W), optional
+    workspace : ndarray, x's shape, optional
         Darknet numerics in training: where to keep x_norm (Darknet's
         ``l.x_norm``) instead of a new array, so that repeated calls allocate
         nothing. Standard numerics, and Darknet's eval mode, need no
         workspace and ignore it.
     layout : {"NCHW", "NHWC"}
-        "NHWC": x, out and y are channels last, (N, H, W, C), as Keras and
-        TensorFlow store them and PyTorch's ``channels_last`` (permuted to
-        (N, H, W, C)). Standard numerics only.
+        "NCHW": channels first, (N, C, *spatial). "NHWC": x, out and y are
+        channels last, (N, *spatial, C), as Keras, TensorFlow and Flax store
+        them and PyTorch's ``channels_last`` (permuted). Standard numerics
+        only. The two are the same for (N, C).
+    running_var_ddof : {1, 0}
+        What the running variance tracks in training: 1, the unbiased batch
+        variance (sum of squares / (n - 1), PyTorch, Darknet, Caffe); 0, the
+        biased one (/ n, ONNX, Keras 3, Flax). y is normalized with the
+        biased variance either way. Darknet numerics take 1 only.
 
     Returns
     -------
-    y : ndarray, (N, C, H, W)
+    y : ndarray, x's shape
     saved : BatchNormSaved
         Pass it to batch_norm_backward.
 
     Raises
     ------
     ValueError
-        Standard numerics with one value per channel in training (N*H*W == 1),
+        Standard numerics with one value per channel in training (N times the
+        spatial size == 1),
         as PyTorch. Darknet numerics compute Darknet's NaN instead and warn.
 
-    An empty batch (N*H*W == 0) gives an empty y and leaves the running
+    An empty batch (no values per channel) gives an empty y and leaves the running
     statistics unchanged.
 
     Arrays the call writes (out, workspace, and running_mean and running_var
@@ -180,11 +193,15 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
         y, x, weight, mean, invstd, batch_stats, overwritten = _kernels.standard_forward(
             x, weight, bias, running_mean, running_var, training,
             0.1 if momentum is None else momentum, 1e-5 if eps is None else eps,
-            relu, out, nhwc)
+            relu, out, nhwc, running_var_ddof)
         return y, BatchNormSaved("standard", batch_stats, x, weight, bias, mean,
                                  invstd, x_overwritten=overwritten, relu=relu, nhwc=nhwc)
     numerics = check_numerics(numerics)
     check_layout(layout, numerics)
+    if _kernels.check_ddof(running_var_ddof) != 1:
+        raise ValueError(f"numerics={numerics!r} keeps Darknet's unbiased variance in the "
+                         f"running variance: running_var_ddof must be 1, got "
+                         f"{running_var_ddof!r}")
     default_eps, default_momentum = defaults(numerics)
     eps = default_eps if eps is None else _kernels.check_eps(eps)
     momentum = default_momentum if momentum is None else _kernels.check_momentum(momentum)
@@ -201,11 +218,11 @@ def batch_norm_backward(dy, saved, *, out=None):
 
     Parameters
     ----------
-    dy : ndarray, (N, C, H, W)
+    dy : ndarray, x's shape
         dL/dy, same shape and dtype as the forward's x.
     saved : BatchNormSaved
         From batch_norm_forward.
-    out : ndarray, (N, C, H, W), optional
+    out : ndarray, x's shape, optional
         Where to write dx; may be dy itself, but share no memory with any
         other array the backward reads (dy, and the forward's x, weight,
         bias and statistics in saved). A bad out raises before anything is
@@ -213,7 +230,7 @@ def batch_norm_backward(dy, saved, *, out=None):
 
     Returns
     -------
-    dx : ndarray, (N, C, H, W)
+    dx : ndarray, x's shape
     dweight, dbias : ndarray, (C,), or None where the forward had no weight or
         bias. With Darknet numerics they are Darknet's ``scale_updates`` and
         ``backward_bias`` (AlexeyAB's own CPU layer leaves the latter at 0).
@@ -234,8 +251,13 @@ def batch_norm_backward(dy, saved, *, out=None):
 # standard numerics
 # ---------------------------------------------------------------------------
 
+def _spatial_size(x):
+    """The product of an NCHW tensor's spatial axes (1 for (N, C))."""
+    return int(np.prod(x.shape[2:], dtype=np.int64))
+
+
 def _values_per_channel(x):
-    return x.shape[0] * x.shape[2] * x.shape[3]
+    return x.shape[0] * _spatial_size(x)
 
 
 def _standard_backward(dy, saved, out):
@@ -308,7 +330,7 @@ def _darknet_backward(dy, saved, out):
         # channels at a time (small temporaries), is not positive.
         masked = darknet.scale_bias(dy, _or_constant(None, 1, x), out=out)
         bias = _or_constant(bias, 0, x)
-        step = max(1, 16384 // max(1, x.shape[2] * x.shape[3]))
+        step = max(1, 16384 // max(1, _spatial_size(x)))
         for b in range(x.shape[0]):
             for c in range(0, x.shape[1], step):
                 block = slice(b, b + 1), slice(c, c + step)
@@ -336,18 +358,47 @@ def _check_count(value, name):
     return int(array)
 
 
-class BatchNorm2d:
-    """Batch normalization layer over (N, C, H, W) inputs (or (N, H, W, C)
-    with ``layout="NHWC"``), with its state.
+class StateDictError(RuntimeError, KeyError, ValueError):
+    """A state_dict that does not fit the layer (missing or unexpected keys,
+    a wrong shape): a RuntimeError as in PyTorch; also a KeyError and a
+    ValueError, what bnkernels raised before."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
+class IncompatibleKeys(NamedTuple):
+    """What load_state_dict returns, as PyTorch's: the layer's keys the state
+    lacked and the state's keys the layer does not have."""
+    missing_keys: list
+    unexpected_keys: list
+
+
+DEFAULT = "default"  # momentum=DEFAULT: the numerics family's own (see defaults)
+
+
+class BatchNorm:
+    """Batch normalization layer over (N, C, *spatial) inputs of any rank >= 2
+    (or (N, *spatial, C) with ``layout="NHWC"``), with its state, and
+    torch.nn's layer semantics (train()/eval(), momentum=None, state_dict).
+
+    BatchNorm1d, BatchNorm2d and BatchNorm3d are this layer with PyTorch's
+    input-rank check.
 
     Parameters
     ----------
     num_features : int
         C, the number of channels.
     numerics : {"standard", "darknet", "darknet-alexeyab"}
-    eps, momentum : float, optional
-        None takes the family's default (standard: 1e-5 and 0.1). Checked as
-        in batch_norm_forward, here and whenever they are set later.
+    eps : float, optional
+        None takes the family's default (standard: 1e-5).
+    momentum : float, None or "default"
+        The weight of the batch statistic in the running ones. "default"
+        takes the family's (standard: 0.1); None, as in PyTorch, makes the
+        running statistics the cumulative average of every batch's: the
+        momentum of a training call is 1 / num_batches_tracked (after
+        counting that call). eps and momentum are checked as in
+        batch_norm_forward, here and whenever they are set later.
     affine : bool
         Learn weight (gamma, starts at 1) and bias (beta, starts at 0).
     track_running_stats : bool
@@ -362,11 +413,17 @@ class BatchNorm2d:
         layers do: no allocation, no page faults. Each call then returns the
         same arrays, overwritten; copy a result you want to keep.
     layout : {"NCHW", "NHWC"}
-        The layout of x, y, dy and dx (see batch_norm_forward); NHWC needs
-        standard numerics.
+        Channels first or last in x, y, dy and dx (see batch_norm_forward);
+        NHWC needs standard numerics.
+    running_var_ddof : {1, 0}
+        1: running_var tracks the unbiased batch variance (PyTorch, Darknet);
+        0: the biased one (ONNX, Keras 3, Flax). See batch_norm_forward.
 
     Attributes
     ----------
+    training : bool
+        The mode ``layer(x)`` runs in: ``train()`` sets it, ``eval()`` clears
+        it (True for a new layer).
     weight, bias, grad_weight, grad_bias : ndarray, (C,), or None if not affine
         Gradients accumulate (``+=``) across backward calls, as in PyTorch and
         Darknet; ``zero_grad()`` resets them. With Darknet numerics,
@@ -374,15 +431,17 @@ class BatchNorm2d:
         CPU layer leaves it at 0.
     running_mean, running_var : ndarray, (C,), or None
     num_batches_tracked : int
+        Training calls that updated the running statistics.
     """
 
     _forward = staticmethod(batch_norm_forward)
     _backward = staticmethod(batch_norm_backward)
+    training = True
 
     def __init__(self, num_features, *, numerics="standard", eps=None,
-                 momentum=None, affine=True, track_running_stats=True,
+                 momentum=DEFAULT, affine=True, track_running_stats=True,
                  dtype=np.float32, activation=None, reuse_buffers=False,
-                 layout="NCHW"):
+                 layout="NCHW", running_var_ddof=1):
         if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
                 or num_features < 0:
             raise ValueError(f"num_features must be a non-negative int, got {num_features!r}")
@@ -393,6 +452,11 @@ class BatchNorm2d:
         self.num_features = int(num_features)
         self.eps = eps
         self.momentum = momentum
+        ddof = _kernels.check_ddof(running_var_ddof)
+        if ddof != 1 and self.numerics != "standard":
+            raise ValueError(f"numerics={numerics!r} keeps Darknet's unbiased variance: "
+                             f"running_var_ddof must be 1, got {running_var_ddof!r}")
+        self.running_var_ddof = int(ddof)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         self.dtype = dtype
@@ -414,6 +478,7 @@ class BatchNorm2d:
         self.activation = activation
         self.reuse_buffers = bool(reuse_buffers)
         self.layout = "NHWC" if check_layout(layout, self.numerics) else "NCHW"
+        self.training = True
         self._saved = None
         self._buffers = {}
 
@@ -432,18 +497,43 @@ class BatchNorm2d:
 
     @momentum.setter
     def momentum(self, value):
-        """None: the family's default; otherwise finite and in [0, 1]."""
-        self._momentum = (defaults(self.numerics)[1] if value is None
-                          else _kernels.check_momentum(value))
+        """"default": the family's; None: the cumulative average; otherwise
+        finite and in [0, 1]."""
+        if isinstance(value, str) and value == DEFAULT:
+            self._momentum = defaults(self.numerics)[1]
+        elif value is None:
+            self._momentum = None
+        else:
+            self._momentum = _kernels.check_momentum(value)
 
-    def forward(self, x, training=True):
+    def train(self, mode=True):
+        """Training mode (batch statistics, running statistics updated) if
+        mode, else eval mode; returns self."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Eval mode: normalize with the running statistics; returns self."""
+        return self.train(False)
+
+    def _check_input_dim(self, x):
+        """Raise for an input of a rank the layer does not take (any >= 2 here)."""
+
+    def forward(self, x, training=None):
         """Normalize x; in training, update the running statistics.
 
-        Returns y, an array of x's shape ((N, C, H, W), or (N, H, W, C) for
-        layout="NHWC") and the layer's dtype.
+        training: None follows the layer's mode (``self.training``). Returns
+        y, an array of x's shape and the layer's dtype.
         """
+        if training is None:
+            training = self.training
+        self._check_input_dim(x)
         # without running statistics, eval mode normalizes with the batch's too
         use_batch_stats = training or not self.track_running_stats
+        updates = training and self.track_running_stats
+        momentum = self.momentum
+        if momentum is None:  # the cumulative average, counting this call
+            momentum = 1.0 / (self.num_batches_tracked + 1) if updates else 0.0
         self._saved = None  # a failed call leaves no stale state behind
         buffers = {}
         if self.reuse_buffers:
@@ -452,10 +542,10 @@ class BatchNorm2d:
                 buffers["workspace"] = self._buffer("x_norm", x)
         y, self._saved = self._forward(
             x, self.weight, self.bias, self.running_mean, self.running_var,
-            training=use_batch_stats, momentum=self.momentum, eps=self.eps,
+            training=use_batch_stats, momentum=momentum, eps=self.eps,
             numerics=self.numerics, activation=self.activation, layout=self.layout,
-            **buffers)
-        if training and self.track_running_stats:
+            running_var_ddof=self.running_var_ddof, **buffers)
+        if updates:
             self.num_batches_tracked += 1
         return y
 
@@ -484,7 +574,7 @@ class BatchNorm2d:
         like_shape, like_dtype = np.shape(like), getattr(like, "dtype", None)
         buffer = self._buffers.get(name)
         if buffer is None or buffer.shape != like_shape or buffer.dtype != like_dtype:
-            if like_dtype not in (np.float32, np.float64) or len(like_shape) != 4:
+            if like_dtype not in (np.float32, np.float64) or len(like_shape) < 2:
                 return None  # let the forward report the bad input
             buffer = self._buffers[name] = np.empty(like_shape, like_dtype)
         return buffer
@@ -518,39 +608,91 @@ class BatchNorm2d:
             state["num_batches_tracked"] = np.int64(self.num_batches_tracked)
         return state
 
-    def load_state_dict(self, state):
-        """Copy values in from a state_dict (keys and shapes must match).
+    def load_state_dict(self, state, strict=True):
+        """Copy values in from a state_dict, as torch.nn.Module.load_state_dict.
 
-        Every entry is checked before any is written, so a bad one raises
-        and leaves the layer as it was: arrays of real numbers of the
-        expected shape (cast to the layer's dtype), num_batches_tracked a
-        non-negative integer."""
-        expected = set(self.state_dict())
-        if set(state) != expected:
-            raise KeyError(f"state keys {sorted(state)} do not match {sorted(expected)}")
+        strict: the keys must be exactly the layer's (else StateDictError
+        naming the missing and unexpected ones); strict=False loads the keys
+        both have and ignores the rest. Either way every entry is checked
+        before any is written, so a bad one raises and leaves the layer as
+        it was: arrays of real numbers of the expected shape (cast to the
+        layer's dtype), num_batches_tracked a non-negative integer.
+
+        Returns IncompatibleKeys(missing_keys, unexpected_keys).
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping (a state_dict), got "
+                            f"{type(state).__name__}")
+        expected = list(self.state_dict())
+        missing = [key for key in expected if key not in state]
+        unexpected = [key for key in state if key not in expected]
+        if strict and (missing or unexpected):
+            raise StateDictError(
+                f"Error(s) in loading state_dict for {type(self).__name__}: "
+                + "; ".join([f"missing key(s) {missing}"] * bool(missing)
+                            + [f"unexpected key(s) {unexpected}"] * bool(unexpected)))
         values = {}
-        for key in sorted(expected - {"num_batches_tracked"}):
+        for key in expected:
+            if key == "num_batches_tracked" or key not in state:
+                continue
             target = getattr(self, key)
             value = np.asarray(state[key])
             if value.dtype.kind not in "fiu":
                 raise TypeError(f"{key} has dtype {value.dtype}, expected real numbers "
                                 f"(it is cast to {target.dtype})")
             if value.shape != target.shape:
-                raise ValueError(f"{key} has shape {value.shape}, expected {target.shape}")
+                raise StateDictError(f"size mismatch for {key}: the state has shape "
+                                     f"{value.shape}, the layer {target.shape}")
             # a copy: the entries may share memory with the layer's arrays
             values[key] = value.astype(target.dtype, copy=True)
         tracked = None
-        if "num_batches_tracked" in state:
+        if "num_batches_tracked" in state and "num_batches_tracked" in expected:
             tracked = _check_count(state["num_batches_tracked"], "num_batches_tracked")
         for key, value in values.items():
             getattr(self, key)[...] = value
         if tracked is not None:
             self.num_batches_tracked = tracked
+        return IncompatibleKeys(missing, unexpected)
 
     def __repr__(self):
+        momentum = "None" if self.momentum is None else f"{self.momentum:g}"
         return (f"{type(self).__name__}({self.num_features}, numerics={self.numerics!r}, "
-                f"eps={self.eps:g}, momentum={self.momentum:g}, affine={self.affine}, "
+                f"eps={self.eps:g}, momentum={momentum}, affine={self.affine}, "
                 f"track_running_stats={self.track_running_stats}, dtype={self.dtype.name}"
                 + (f", activation={self.activation!r}" if self.activation else "")
                 + (", reuse_buffers=True" if self.reuse_buffers else "")
-                + (", layout='NHWC'" if self.layout == "NHWC" else "") + ")")
+                + (", layout='NHWC'" if self.layout == "NHWC" else "")
+                + (", running_var_ddof=0" if self.running_var_ddof == 0 else "") + ")")
+
+
+class BatchNorm1d(BatchNorm):
+    """BatchNorm over (N, C) or (N, C, L) inputs (torch.nn.BatchNorm1d);
+    arguments as BatchNorm."""
+
+    def _check_input_dim(self, x):
+        if np.ndim(x) not in (2, 3):
+            raise ValueError(f"expected 2D or 3D input (got {np.ndim(x)}D input): x has "
+                             f"shape {np.shape(x)}, expected (N, C) or (N, C, L)")
+
+
+class BatchNorm2d(BatchNorm):
+    """BatchNorm over (N, C, H, W) inputs, or (N, H, W, C) with
+    layout="NHWC" (torch.nn.BatchNorm2d); arguments as BatchNorm."""
+
+    def _check_input_dim(self, x):
+        if np.ndim(x) != 4:
+            raise ValueError(f"expected 4D input (got {np.ndim(x)}D input): x has shape "
+                             f"{np.shape(x)}, expected "
+                             + ("(N, H, W, C)" if self.layout == "NHWC" else "(N, C, H, W)"))
+
+
+class BatchNorm3d(BatchNorm):
+    """BatchNorm over (N, C, D, H, W) inputs, or (N, D, H, W, C) with
+    layout="NHWC" (torch.nn.BatchNorm3d); arguments as BatchNorm."""
+
+    def _check_input_dim(self, x):
+        if np.ndim(x) != 5:
+            raise ValueError(f"expected 5D input (got {np.ndim(x)}D input): x has shape "
+                             f"{np.shape(x)}, expected "
+                             + ("(N, D, H, W, C)" if self.layout == "NHWC"
+                                else "(N, C, D, H, W)"))

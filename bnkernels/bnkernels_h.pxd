@@ -30,7 +30,7 @@ cdef extern from "bnkernels.h" nogil:
     void bn_dk_backward_dx_eps_outside_f32(const float *x, const float *mean, const float *variance, const float *mean_delta, const float *variance_delta, const float *delta, const float *scales, int64_t batch, int64_t channels, int64_t spatial, float eps, float *out)
     void bn_stats_f32(const float *x, int64_t batch, int64_t channels, int64_t spatial, double *mean, double *var)
     void bn_normalize_affine_f32(const float *x, const double *mean, const double *invstd, const float *weight, const float *bias, int64_t batch, int64_t channels, int64_t spatial, int relu, float *y)
-    void bn_rolling_update_f32(int64_t channels, double momentum, int64_t count, const double *mean, const double *var, float *running_mean, float *running_var)
+    void bn_rolling_update_f32(int64_t channels, double momentum, int64_t count, int64_t ddof, const double *mean, const double *var, float *running_mean, float *running_var)
     void bn_backward_reduce_f32(const float *dy, const float *x, const double *mean, const double *invstd, const float *weight, const float *bias, int relu, int64_t batch, int64_t channels, int64_t spatial, double *sum_dy, double *sum_dy_xhat)
     void bn_backward_dx_f32(const float *dy, const float *x, const double *mean, const double *invstd, const float *weight, const float *bias, int relu, const double *sum_dy, const double *sum_dy_xhat, int64_t batch, int64_t channels, int64_t spatial, float *dx)
     # double
@@ -53,7 +53,7 @@ cdef extern from "bnkernels.h" nogil:
     void bn_dk_backward_dx_eps_outside_f64(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out)
     void bn_stats_f64(const double *x, int64_t batch, int64_t channels, int64_t spatial, double *mean, double *var)
     void bn_normalize_affine_f64(const double *x, const double *mean, const double *invstd, const double *weight, const double *bias, int64_t batch, int64_t channels, int64_t spatial, int relu, double *y)
-    void bn_rolling_update_f64(int64_t channels, double momentum, int64_t count, const double *mean, const double *var, double *running_mean, double *running_var)
+    void bn_rolling_update_f64(int64_t channels, double momentum, int64_t count, int64_t ddof, const double *mean, const double *var, double *running_mean, double *running_var)
     void bn_backward_reduce_f64(const double *dy, const double *x, const double *mean, const double *invstd, const double *weight, const double *bias, int relu, int64_t batch, int64_t channels, int64_t spatial, double *sum_dy, double *sum_dy_xhat)
     void bn_backward_dx_f64(const double *dy, const double *x, const double *mean, const double *invstd, const double *weight, const double *bias, int relu, const double *sum_dy, const double *sum_dy_xhat, int64_t batch, int64_t channels, int64_t spatial, double *dx)
     # channels-last (NHWC) twins of the standard kernels, the same arguments

@@ -21,29 +21,37 @@ process).
 import numpy as np
 
 from bnkernels import _kernels
-from bnkernels.batchnorm import BatchNorm2d, BatchNormSaved, check_activation, check_layout
+from bnkernels.batchnorm import (BatchNorm, BatchNorm2d, BatchNormSaved, check_activation,
+                                 check_layout)
 
 __all__ = ["shard_moments", "merge_moments", "shard_gradient_sums",
            "as_communicator", "SingleProcessCommunicator", "MPICommunicator",
-           "TorchDistributedCommunicator", "SyncBatchNorm2d"]
+           "TorchDistributedCommunicator", "SyncBatchNorm", "SyncBatchNorm2d"]
 
 
 # ---------------------------------------------------------------------------
 # the kernels of synchronized BN, for any communicator
 # ---------------------------------------------------------------------------
 
+def _channels(x, nhwc):
+    """C of an (N, C, *spatial) or, with nhwc, (N, *spatial, C) tensor."""
+    return x.shape[-1] if nhwc else x.shape[1]
+
+
 def _values_per_channel(x, nhwc):
-    """N * H * W of an NCHW or NHWC tensor."""
-    return x.shape[0] * (x.shape[1] * x.shape[2] if nhwc else x.shape[2] * x.shape[3])
+    """N times the spatial size: the values each channel's statistics span."""
+    spatial = x.shape[1:-1] if nhwc else x.shape[2:]
+    return x.shape[0] * int(np.prod(spatial, dtype=np.int64))
 
 
 def shard_moments(x, layout="NCHW"):
     """(count, mean, M2) of a shard: values per channel (int) and float64
     (C,) per-channel mean and sum of squared deviations. An empty shard
-    gives count 0 and zeros. layout: "NCHW" or "NHWC" (channels last)."""
+    gives count 0 and zeros. x: (N, C, *spatial), or with layout="NHWC"
+    (channels last) (N, *spatial, C)."""
     nhwc = check_layout(layout)
     x = _kernels.check_tensor(x, "x", nhwc)
-    c = x.shape[3] if nhwc else x.shape[1]
+    c = _channels(x, nhwc)
     count = _values_per_channel(x, nhwc)
     if count == 0:
         return 0, np.zeros(c), np.zeros(c)
@@ -154,10 +162,11 @@ class _SyncSaved(BatchNormSaved):
     __slots__ = ("count",)
 
 
-class SyncBatchNorm2d(BatchNorm2d):
-    """BatchNorm2d whose training statistics span every rank's shard.
+class SyncBatchNorm(BatchNorm):
+    """BatchNorm (any rank >= 2) whose training statistics span every rank's
+    shard, as torch.nn.SyncBatchNorm.
 
-    Parameters are those of BatchNorm2d (standard numerics only), plus
+    Parameters are those of BatchNorm (standard numerics only), plus
     ``comm`` (see the module docstring). Every rank must call forward and
     backward together (they are collectives), with shards of the same C, H,
     W and dtype; shards may have different N, including 0.
@@ -173,25 +182,26 @@ class SyncBatchNorm2d(BatchNorm2d):
     def __init__(self, num_features, comm=None, **kwargs):
         numerics = kwargs.pop("numerics", "standard")
         if numerics != "standard":
-            raise ValueError(f"SyncBatchNorm2d supports numerics='standard' only, got "
+            raise ValueError(f"{type(self).__name__} supports numerics='standard' only, got "
                              f"{numerics!r}")
         super().__init__(num_features, **kwargs)
         self.comm = as_communicator(comm)
 
     def _forward(self, x, weight, bias, running_mean, running_var, *, training,
                  momentum, eps, numerics, activation=None, out=None, workspace=None,
-                 layout="NCHW"):
+                 layout="NCHW", running_var_ddof=1):
         relu = check_activation(activation)
         if not training:
             return super()._forward(x, weight, bias, running_mean, running_var,
                                     training=False, momentum=momentum, eps=eps,
                                     numerics=numerics, activation=activation, out=out,
-                                    layout=layout)
+                                    layout=layout, running_var_ddof=running_var_ddof)
         nhwc = check_layout(layout)
         momentum, eps = _kernels.check_momentum(momentum), _kernels.check_eps(eps)
+        ddof = _kernels.check_ddof(running_var_ddof)
         x, weight, bias, running_mean, running_var, out = _kernels.check_forward(
             x, weight, bias, running_mean, running_var, True, out, nhwc)
-        c = x.shape[3] if nhwc else x.shape[1]
+        c = _channels(x, nhwc)
         local_count, local_mean, local_m2 = shard_moments(x, layout)
         parts = self.comm.allgather(
             np.concatenate([[float(local_count)], local_mean, local_m2]))
@@ -207,7 +217,8 @@ class SyncBatchNorm2d(BatchNorm2d):
         y = _kernels.normalize_affine(x, mean, invstd, weight, bias, out, relu=relu,
                                       nhwc=nhwc)
         if running_mean is not None and count > 1:
-            _kernels.rolling_update(momentum, count, mean, var, running_mean, running_var)
+            _kernels.rolling_update(momentum, count, mean, var, running_mean, running_var,
+                                    ddof)
         saved = _SyncSaved("standard", True, x, weight, bias, mean, invstd,
                            x_overwritten=out is not None and _kernels.same_memory(out, x),
                            relu=relu, nhwc=nhwc)
@@ -238,5 +249,9 @@ class SyncBatchNorm2d(BatchNorm2d):
         return dx, dweight, dbias
 
     def __repr__(self):
-        return super().__repr__().replace("BatchNorm2d(", "SyncBatchNorm2d(", 1)[:-1] + \
-            f", ranks={getattr(self.comm, 'size', '?')})"
+        return super().__repr__()[:-1] + f", ranks={getattr(self.comm, 'size', '?')})"
+
+
+class SyncBatchNorm2d(SyncBatchNorm, BatchNorm2d):
+    """SyncBatchNorm over (N, C, H, W) inputs (or (N, H, W, C) with
+    layout="NHWC"), with BatchNorm2d's input-rank check."""

@@ -194,7 +194,7 @@ class InceptionV1Naive(InceptionBlock):
     """
 
     def __init__(self, in_ch, c1x1, c3x3, c5x5, *, batch_norm=False, numerics="standard",
-                 eps=None, momentum=None, dtype=np.float32, rng=None):
+                 eps=None, momentum="default", dtype=np.float32, rng=None):
         _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3=c3x3, c5x5=c5x5)
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
         named = [("branch1x1", unit(in_ch, c1x1, 1)),
@@ -232,7 +232,7 @@ class InceptionV1(InceptionBlock):
 
     def __init__(self, in_ch, c1x1, c3x3_reduce, c3x3, c5x5_reduce, c5x5, pool_proj, *,
                  variant="paper", batch_norm=None, numerics="standard", eps=None,
-                 momentum=None, dtype=np.float32, rng=None):
+                 momentum="default", dtype=np.float32, rng=None):
         _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3_reduce=c3x3_reduce, c3x3=c3x3,
                         c5x5_reduce=c5x5_reduce, c5x5=c5x5, pool_proj=pool_proj)
         torchvision = _variant(variant)
@@ -287,14 +287,15 @@ class InceptionBN(InceptionBlock):
         2 needs c1x1 = 0 and no projection, as in the paper.
     batch_norm : bool
         True (default); False gives convolutions with bias + ReLU instead.
-    numerics, eps, momentum : passed to every BatchNorm2d (None: the
-        numerics family's defaults, 1e-5 and 0.1 for "standard")
+    numerics, eps, momentum : passed to every BatchNorm2d (eps None and
+        momentum "default": the numerics family's, 1e-5 and 0.1 for
+        "standard"; momentum None: the cumulative average, as in PyTorch)
     dtype, rng : as InceptionV1Naive
     """
 
     def __init__(self, in_ch, c1x1, c3x3_reduce, c3x3, d3x3_reduce, d3x3, pool_proj, *,
                  pool=None, stride=1, batch_norm=True, numerics="standard", eps=None,
-                 momentum=None, dtype=np.float32, rng=None):
+                 momentum="default", dtype=np.float32, rng=None):
         pool_proj = 0 if pool_proj is None else pool_proj
         _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3_reduce=c3x3_reduce, c3x3=c3x3,
                         d3x3_reduce=d3x3_reduce, d3x3=d3x3, pool_proj=pool_proj)
@@ -354,7 +355,7 @@ class InceptionV3A(InceptionBlock):
 
     def __init__(self, in_ch, pool_features, *, c1x1=64, c5x5_reduce=48, c5x5=64,
                  c3x3dbl_reduce=64, c3x3dbl=96, kernel_5x5=5, batch_norm=True,
-                 numerics="standard", eps=V3_EPS, momentum=None, dtype=np.float32, rng=None):
+                 numerics="standard", eps=V3_EPS, momentum="default", dtype=np.float32, rng=None):
         _check_channels(in_ch=in_ch, pool_features=pool_features, c1x1=c1x1,
                         c5x5_reduce=c5x5_reduce, c5x5=c5x5, c3x3dbl_reduce=c3x3dbl_reduce,
                         c3x3dbl=c3x3dbl)
@@ -399,7 +400,7 @@ class InceptionV3B(InceptionBlock):
     """
 
     def __init__(self, in_ch, channels_7x7, *, c1x1=192, c7x7=192, pool_proj=192, n=7,
-                 batch_norm=True, numerics="standard", eps=V3_EPS, momentum=None,
+                 batch_norm=True, numerics="standard", eps=V3_EPS, momentum="default",
                  dtype=np.float32, rng=None):
         _check_channels(in_ch=in_ch, channels_7x7=channels_7x7, c1x1=c1x1, c7x7=c7x7,
                         pool_proj=pool_proj, n=n)
@@ -445,7 +446,7 @@ class InceptionV3C(InceptionBlock):
 
     def __init__(self, in_ch, *, c1x1=320, c3x3_reduce=384, c3x3=384, c3x3dbl_reduce=448,
                  c3x3dbl_mid=384, c3x3dbl=384, pool_proj=192, batch_norm=True,
-                 numerics="standard", eps=V3_EPS, momentum=None, dtype=np.float32, rng=None):
+                 numerics="standard", eps=V3_EPS, momentum="default", dtype=np.float32, rng=None):
         _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3_reduce=c3x3_reduce, c3x3=c3x3,
                         c3x3dbl_reduce=c3x3dbl_reduce, c3x3dbl_mid=c3x3dbl_mid,
                         c3x3dbl=c3x3dbl, pool_proj=pool_proj)
@@ -496,7 +497,7 @@ class InceptionV3Reduction(InceptionBlock):
     """
 
     def __init__(self, in_ch, c3x3, cdbl_reduce, cdbl, *, c3x3_reduce=0, cdbl_mid=None, n=0,
-                 batch_norm=True, numerics="standard", eps=V3_EPS, momentum=None,
+                 batch_norm=True, numerics="standard", eps=V3_EPS, momentum="default",
                  dtype=np.float32, rng=None):
         cdbl_mid = cdbl if cdbl_mid is None else cdbl_mid
         _check_channels(in_ch=in_ch, c3x3=c3x3, cdbl_reduce=cdbl_reduce, cdbl=cdbl,
@@ -885,7 +886,7 @@ def _input_stages(transform_input, in_channels):
 
 
 def googlenet(num_classes=1000, aux_logits=False, *, variant="paper", in_channels=3,
-              batch_norm=None, numerics="standard", eps=None, momentum=None, dropout=None,
+              batch_norm=None, numerics="standard", eps=None, momentum="default", dropout=None,
               transform_input=False, dtype=np.float32, seed=0):
     """GoogLeNet (Szegedy et al. 2014) with the filter counts of Table 1, for
     224x224 inputs.
@@ -990,7 +991,7 @@ BN_INCEPTIONS = [
 
 
 def bn_inception(num_classes=1000, *, in_channels=3, batch_norm=True, numerics="standard",
-                 eps=None, momentum=None, dropout=0.0, dtype=np.float32, seed=0):
+                 eps=None, momentum="default", dropout=0.0, dtype=np.float32, seed=0):
     """BN-Inception (Ioffe & Szegedy 2015, Figure 5), for 224x224 inputs.
 
     Stem 7x7/2 conv (a plain convolution; the paper marks it as
@@ -1011,7 +1012,7 @@ def bn_inception(num_classes=1000, *, in_channels=3, batch_norm=True, numerics="
 
 
 def inception_v3(num_classes=1000, aux_logits=False, *, in_channels=3, batch_norm=True,
-                 numerics="standard", eps=V3_EPS, momentum=None, dropout=0.5,
+                 numerics="standard", eps=V3_EPS, momentum="default", dropout=0.5,
                  transform_input=False, dtype=np.float32, seed=0):
     """Inception-v3 (Szegedy et al. 2016) as torchvision's inception_v3 (the
     released TF model), its state_dict keys included (``load_state_dict``
@@ -1060,7 +1061,7 @@ def inception_v3(num_classes=1000, aux_logits=False, *, in_channels=3, batch_nor
 
 
 def small_inception(num_classes=10, in_channels=1, width=16, batch_norm=True,
-                    numerics="standard", dtype=np.float32, seed=0, *, eps=None, momentum=None):
+                    numerics="standard", dtype=np.float32, seed=0, *, eps=None, momentum="default"):
     """A small BN-Inception network for 8x8 images (scikit-learn's digits).
 
     With w = width: stem Conv+BN+ReLU 3x3 w (8x8); InceptionBN with branches of

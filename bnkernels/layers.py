@@ -875,7 +875,8 @@ class ConvBNReLU(Module):
         The BN's numerics family (see bnkernels.BatchNorm2d).
     batch_norm : bool
     eps, momentum : float, optional
-        The BN's; None takes the family's defaults.
+        The BN's (see bnkernels.BatchNorm2d): eps None and momentum
+        "default" take the family's defaults.
     dtype : numpy.float32 or numpy.float64
     rng : None, int or numpy.random.Generator
         For the convolution's He-normal weights.
@@ -885,7 +886,7 @@ class ConvBNReLU(Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
-                 numerics="standard", batch_norm=True, eps=None, momentum=None,
+                 numerics="standard", batch_norm=True, eps=None, momentum="default",
                  dtype=np.float32, rng=None):
         self.batch_norm = bool(batch_norm)
         self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding,

@@ -20,7 +20,8 @@ __all__ = [
     "mean_cpu", "variance_cpu", "normalize_cpu", "scale_bias", "add_bias",
     "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
     "variance_delta_cpu", "normalize_delta_cpu",
-    "batch_norm_forward", "batch_norm_backward", "BatchNorm2d",
+    "batch_norm_forward", "batch_norm_backward", "BatchNorm", "BatchNorm1d", "BatchNorm2d",
+    "BatchNorm3d",
     "pool_output_size", "im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
     "avg_pool2d_forward", "avg_pool2d_backward",
 ]
@@ -141,27 +142,36 @@ class Saved:
     variance: np.ndarray
     eps: float
     positive: np.ndarray | None = None  # the fused ReLU's mask, y > 0
-    nhwc: bool = False  # the caller's tensors are (N, H, W, C); x is kept as NCHW
+    nhwc: bool = False  # the caller's tensors are channels last; x is kept as NCHW
+    shape: tuple = ()  # the caller's shape; x is kept as (N, C, spatial size, 1)
 
 
 def _to_nchw(a, nhwc):
-    """An (N, H, W, C) array as an (N, C, H, W) view (nhwc), else a unchanged."""
-    return a.transpose(0, 3, 1, 2) if nhwc else a
+    """An (N, C, *spatial) array (with nhwc, (N, *spatial, C)) as
+    (N, C, S, 1), S the spatial size: every rank through one 4-D formula."""
+    if a.ndim < 2:
+        raise ValueError(f"x must have at least 2 axes, got shape {a.shape}")
+    a = np.moveaxis(a, -1, 1) if nhwc else a
+    return a.reshape(a.shape[0], a.shape[1], -1, 1)
 
 
-def _from_nchw(a, nhwc):
-    return a.transpose(0, 2, 3, 1) if nhwc else a
+def _from_nchw(a, nhwc, shape):
+    """_to_nchw's inverse: a back in the caller's shape and layout."""
+    if nhwc:
+        return np.moveaxis(a.reshape((shape[0], shape[-1]) + tuple(shape[1:-1])), 1, -1)
+    return a.reshape(shape)
 
 
 def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
                        training=True, momentum=None, eps=None,
                        numerics="standard", activation=None, out=None,
-                       workspace=None, layout="NCHW"):
+                       workspace=None, layout="NCHW", running_var_ddof=1):
     """batch_norm_forward in NumPy (workspace is accepted and not needed).
-    NHWC is computed as NCHW on a transposed view."""
+    Every rank and layout is computed as NCHW on (N, C, spatial size, 1)."""
     relu = _batchnorm.check_activation(activation)
     numerics = _batchnorm.check_numerics(numerics)
     nhwc = _batchnorm.check_layout(layout, numerics)
+    shape = np.shape(x)
     x = _to_nchw(np.asarray(x), nhwc)
     default_eps, default_momentum = _batchnorm.defaults(numerics)
     eps = default_eps if eps is None else eps
@@ -185,9 +195,9 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
         x_hat = (x - _per_channel(mean)) / np.sqrt(_per_channel(var) + x.dtype.type(eps))
         y = x_hat * _per_channel(weight_) + _per_channel(bias_)
         if training and running_mean is not None and n > 0:
-            unbiased = var * x.dtype.type(n / (n - 1))
+            tracked = var * x.dtype.type(n / (n - running_var_ddof))
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean
-            running_var[...] = (1 - momentum) * running_var + momentum * unbiased
+            running_var[...] = (1 - momentum) * running_var + momentum * tracked
     else:
         flavor = "pjreddie" if numerics == "darknet" else "alexeyab"
         if use_batch_stats:
@@ -209,13 +219,15 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
         positive = y > 0
         y = np.where(y < 0, x.dtype.type(0), y)
     saved = Saved(numerics, use_batch_stats, x, weight, bias is not None,
-                  mean, var, eps, positive, nhwc)
-    return _result(_from_nchw(y, nhwc), out), saved
+                  mean, var, eps, positive, nhwc, shape)
+    return _result(_from_nchw(y, nhwc, shape), out), saved
 
 
 def batch_norm_backward(dy, saved, *, out=None):
     x, n = saved.x, _count(saved.x)
     dy = _to_nchw(np.asarray(dy), saved.nhwc)
+    if dy.shape != x.shape:
+        raise ValueError(f"dy has shape {np.shape(dy)}, expected {saved.shape}")
     if saved.positive is not None:  # ReLU's gradient: dy where y > 0
         dy = np.where(saved.positive, dy, dy.dtype.type(0))
     weight = np.ones(x.shape[1], x.dtype) if saved.weight is None else saved.weight
@@ -242,15 +254,28 @@ def batch_norm_backward(dy, saved, *, out=None):
         vd = variance_delta_cpu(x, scaled, saved.mean, saved.variance)
         dx = normalize_delta_cpu(x, saved.mean, saved.variance, md, vd, scaled,
                                  flavor=flavor)
-    return (_result(_from_nchw(dx.astype(x.dtype, copy=False), saved.nhwc), out),
+    return (_result(_from_nchw(dx.astype(x.dtype, copy=False), saved.nhwc, saved.shape),
+                    out),
             dweight.astype(x.dtype) if saved.weight is not None else None,
             dbias.astype(x.dtype) if saved.has_bias else None)
 
 
-class BatchNorm2d(_batchnorm.BatchNorm2d):
-    """The layer of bnkernels.BatchNorm2d, running on this module's functions."""
+class BatchNorm(_batchnorm.BatchNorm):
+    """The layer of bnkernels.BatchNorm, running on this module's functions."""
     _forward = staticmethod(batch_norm_forward)
     _backward = staticmethod(batch_norm_backward)
+
+
+class BatchNorm1d(BatchNorm, _batchnorm.BatchNorm1d):
+    """bnkernels.BatchNorm1d on this module's functions."""
+
+
+class BatchNorm2d(BatchNorm, _batchnorm.BatchNorm2d):
+    """bnkernels.BatchNorm2d on this module's functions."""
+
+
+class BatchNorm3d(BatchNorm, _batchnorm.BatchNorm3d):
+    """bnkernels.BatchNorm3d on this module's functions."""
 
 
 # ---------------------------------------------------------------------------

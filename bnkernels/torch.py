@@ -38,6 +38,7 @@ import numbers
 import numpy as np
 from torch.autograd.function import once_differentiable
 
+from bnkernels import _kernels
 from bnkernels import batchnorm as _batchnorm
 
 __all__ = ["BatchNormFunction", "batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
@@ -240,8 +241,8 @@ def _check_arguments(input, running_mean, running_var, weight, bias, training,
 class BatchNormFunction(torch.autograd.Function):
     """Batch norm whose forward and backward are bnkernels' standard-numerics
     kernels. ``apply(input, running_mean, running_var, weight, bias,
-    training, momentum, eps)``, all positional, as torch.nn.functional.
-    batch_norm; prefer ``batch_norm``.
+    training, momentum, eps, running_var_ddof)``, all positional, as
+    torch.nn.functional.batch_norm plus the last; prefer ``batch_norm``.
 
     Differentiable once (w.r.t. input, weight and bias; the running
     statistics are not differentiated, as in torch): a double backward raises.
@@ -256,9 +257,10 @@ class BatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input, running_mean, running_var, weight, bias, training,
-                momentum, eps):
+                momentum, eps, running_var_ddof=1):
         training, momentum, eps = _check_arguments(
             input, running_mean, running_var, weight, bias, training, momentum, eps)
+        ddof = _kernels.check_ddof(running_var_ddof)
         for index, name in ((1, "running_mean"), (2, "running_var")):
             if ctx.needs_input_grad[index]:
                 raise RuntimeError(
@@ -272,7 +274,7 @@ class BatchNormFunction(torch.autograd.Function):
         _, saved = _batchnorm.batch_norm_forward(
             _array(x, layout), _vector(weight), _vector(bias), *stats,
             training=training, momentum=momentum, eps=eps, numerics="standard",
-            out=_array(y, layout), **_layout_arguments(layout))
+            out=_array(y, layout), running_var_ddof=ddof, **_layout_arguments(layout))
         if training:
             for tensor, array in zip((running_mean, running_var), stats):
                 _write_back(tensor, array)
@@ -306,11 +308,11 @@ class BatchNormFunction(torch.autograd.Function):
                                               ctx.needs_input_grad[4])
         return (dx if need_input else None, None, None,
                 torch.from_numpy(dweight) if need_weight else None,
-                torch.from_numpy(dbias) if need_bias else None, None, None, None)
+                torch.from_numpy(dbias) if need_bias else None, None, None, None, None)
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None,
-               training=False, momentum=0.1, eps=1e-5):
+               training=False, momentum=0.1, eps=1e-5, *, running_var_ddof=1):
     """torch.nn.functional.batch_norm on bnkernels' kernels, for CPU tensors.
 
     Parameters
@@ -332,6 +334,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,
     eps : float
         Added to the variance inside the square root; finite, positive in
         training, non-negative in evaluation.
+    running_var_ddof : {1, 0}
+        Not in torch: 1 (torch's) updates running_var with the unbiased batch
+        variance, 0 with the biased one (ONNX, Keras 3, Flax).
 
     Returns
     -------
@@ -359,7 +364,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,
             tensor.detach() if isinstance(tensor, torch.Tensor) else tensor
             for tensor in (running_mean, running_var))
     return BatchNormFunction.apply(input, running_mean, running_var, weight, bias,
-                                   training, momentum, eps)
+                                   training, momentum, eps, running_var_ddof)
 
 
 # ---------------------------------------------------------------------------
@@ -373,11 +378,14 @@ class _BatchNorm:
     so that these override torch.nn's _BatchNorm; the input-dimension check
     (``_check_input_dim``) is torch.nn's class's own."""
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, *args, **kwargs):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, *args, running_var_ddof=1,
+                 **kwargs):
         _check_eps(eps, training=True)
         if momentum is not None:
             _check_momentum(momentum)
+        ddof = _kernels.check_ddof(running_var_ddof)
         super().__init__(num_features, eps, momentum, *args, **kwargs)
+        self.running_var_ddof = int(ddof)
 
     def forward(self, input):
         if not isinstance(input, torch.Tensor):
@@ -398,10 +406,15 @@ class _BatchNorm:
         output = batch_norm(input,
                             self.running_mean if pass_buffers else None,
                             self.running_var if pass_buffers else None,
-                            self.weight, self.bias, use_batch_stats, factor, self.eps)
+                            self.weight, self.bias, use_batch_stats, factor, self.eps,
+                            running_var_ddof=getattr(self, "running_var_ddof", 1))
         if count:  # the batch counts once it went through (torch counts it first)
             self.num_batches_tracked.add_(1)
         return output
+
+    def extra_repr(self):
+        ddof = getattr(self, "running_var_ddof", 1)
+        return super().extra_repr() + (f", running_var_ddof={ddof}" if ddof != 1 else "")
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
         # torch passes strict=True to every _load_from_state_dict and decides
@@ -467,7 +480,9 @@ class BatchNorm2d(_BatchNorm, torch.nn.BatchNorm2d):
     torch's and vice versa), ``momentum=None`` (the cumulative moving average
     over num_batches_tracked), ``reset_parameters``, ``reset_running_stats``,
     repr and errors: only ``forward`` is bnkernels'. An instance of
-    torch.nn.BatchNorm2d, so code that looks for BN layers finds it.
+    torch.nn.BatchNorm2d, so code that looks for BN layers finds it. One
+    keyword more: ``running_var_ddof=1`` (torch's unbiased running variance;
+    0 keeps the biased one, as ONNX, Keras 3 and Flax).
 
     Stricter than torch where torch accepts what breaks the statistics: eps
     must be positive and finite, momentum None or in [0, 1] (ValueError).

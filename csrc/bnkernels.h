@@ -130,10 +130,12 @@ BN_DECLARE_DARKNET(double, f64)
         const T *x, const double *mean, const double *invstd,                  \
         const T *weight, const T *bias, int64_t batch, int64_t channels,       \
         int64_t spatial, int relu, T *y);                                      \
+    /* running_var takes var * count / (count - ddof): ddof 1 unbiased,     */\
+    /* 0 biased; needs count > ddof                                         */\
     void bn_rolling_update_##SUF(int64_t channels, double momentum,            \
-                                 int64_t count, const double *mean,            \
-                                 const double *var, T *running_mean,           \
-                                 T *running_var);                              \
+                                 int64_t count, int64_t ddof,                  \
+                                 const double *mean, const double *var,        \
+                                 T *running_mean, T *running_var);             \
     /* backward: relu != 0 masks dy where the forward's y was 0 (recomputed  */\
     /* from x, weight and bias, so y need not be kept)                       */\
     void bn_backward_reduce_##SUF(                                             \

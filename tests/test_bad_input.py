@@ -119,13 +119,13 @@ def test_rejects_big_endian_float32_weight():
 # shape and layout
 # ---------------------------------------------------------------------------
 
-def test_rejects_3d_x_with_message_mentioning_4d():
-    x = tensor(shape=(2, C, 16))
-    with pytest.raises(ValueError, match="x must be 4-D"):
+def test_rejects_1d_x_with_message_asking_for_two_axes():
+    x = tensor(shape=(2 * C * 16,))
+    with pytest.raises(ValueError, match=r"x must have at least 2 axes, \(N, C, \*spatial\)"):
         darknet.mean_cpu(x)
-    with pytest.raises(ValueError, match="x must be 4-D"):
+    with pytest.raises(ValueError, match=r"x must have at least 2 axes, \(N, C, \*spatial\)"):
         forward(x)
-    with pytest.raises(ValueError, match="delta must be 4-D"):
+    with pytest.raises(ValueError, match="delta must have at least 2 axes"):
         darknet.backward_bias(x)
 
 
@@ -690,7 +690,12 @@ def test_layer_setters_check_the_scalar_and_keep_the_old_value(cls, name):
         assert getattr(layer, name) == old
     setattr(layer, name, np.float32(0.5))
     assert getattr(layer, name) == 0.5 and type(getattr(layer, name)) is float
-    setattr(layer, name, None)  # the family's default, as in the constructor
+    if name == "eps":
+        setattr(layer, name, None)  # the family's default, as in the constructor
+    else:
+        setattr(layer, name, None)  # PyTorch's cumulative moving average
+        assert layer.momentum is None
+        setattr(layer, name, "default")  # the family's, as in the constructor
     assert getattr(layer, name) == old
 
 
@@ -716,7 +721,7 @@ def _atomicity_cases():
 
 def _spoil(value, how):
     if how == "axes":  # one axis fewer for a tensor, one more for a vector
-        return value.reshape(value.shape[:2] + (-1,)) if value.ndim == 4 else value[None]
+        return value.reshape(-1) if value.ndim >= 2 else value[None]
     return value.astype(np.float32 if value.dtype == np.float64 else np.float64)
 
 

@@ -210,8 +210,8 @@ def test_rejects_a_layer_without_running_statistics():
 
 
 @pytest.mark.parametrize("conv_weight,message", [
-    (np.ones((OUT_CH, IN_CH, K), np.float32),
-     r"conv_weight has shape \(6, 3, 3\), expected 4-D \(out_ch, in_ch, kh, kw\)"),
+    (np.ones((OUT_CH,), np.float32),
+     r"conv_weight has shape \(6,\), expected at least 2 axes, \(out_ch, in_ch, \*kernel\)"),
     (np.ones((OUT_CH, IN_CH, K, K), np.int64),
      r"conv_weight has dtype int64, expected float32 or float64"),
     ([[[[1.0]]]], r"conv_weight must be a NumPy array of float32 or float64, got list"),
@@ -245,10 +245,10 @@ def test_rejects_bn_and_arrays_together_and_neither():
     with pytest.raises(TypeError, match=r"give either bn or the BN arrays, not both: "
                                         r"got bn and eps, numerics"):
         fold_batchnorm(weight, bias, BatchNorm2d(OUT_CH), eps=1e-3, numerics="darknet")
-    with pytest.raises(TypeError, match=r"needs bn \(a BatchNorm2d\) or running_mean and "
+    with pytest.raises(TypeError, match=r"needs bn \(a BatchNorm layer\) or running_mean and "
                                         r"running_var"):
         fold_batchnorm(weight, bias, running_mean=np.zeros(OUT_CH, np.float32))
-    with pytest.raises(TypeError, match=r"bn must be a bnkernels.BatchNorm2d, got dict"):
+    with pytest.raises(TypeError, match=r"bn must be a bnkernels BatchNorm layer \(BatchNorm1d, BatchNorm2d, \.\.\.\), got dict"):
         fold_batchnorm(weight, bias, {"running_mean": None})
 
 

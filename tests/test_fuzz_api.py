@@ -193,8 +193,8 @@ def mutate(kind, value, rng):
         return view, view.flags.c_contiguous
     if kind == "byteswapped":
         return value.astype(value.dtype.newbyteorder()), value.dtype.itemsize == 1
-    if kind == "ndim":
-        return value[None], False
+    if kind == "ndim":  # a tensor flattened to 1-D (any rank >= 2 is valid), a vector 2-D
+        return (value.reshape(-1) if value.ndim >= 2 else value[None]), False
     if kind == "channels":
         axis = 1 if value.ndim == 4 else value.ndim - 1
         width = [(0, 0)] * value.ndim

@@ -119,7 +119,7 @@ DEFINE_FILL(double, fill_f64)
                                   no_bias ? NULL : b, batch, channels,         \
                                   spatial, relu, out);                         \
         if (batch * spatial > 1)                                               \
-            bn_rolling_update_##SUF(channels, 0.1, batch * spatial, dm, dv,    \
+            bn_rolling_update_##SUF(channels, 0.1, batch * spatial, 1, dm, dv, \
                                     r1, r2);                                   \
         bn_backward_reduce_##SUF(dy, x, dm, dk, no_weight ? NULL : w,          \
                                  no_bias ? NULL : b, relu, batch, channels,    \
