@@ -352,6 +352,16 @@ def check_ddof(ddof):
     return _check_ddof(ddof)
 
 
+def check_batch_eps(double eps, bint batch_stats):
+    """eps = 0 is refused where the batch's statistics normalize (training, or
+    no running statistics), as PyTorch does: a constant channel would give
+    0 / 0. Normalizing with running statistics, eps may be 0."""
+    if batch_stats and eps == 0.:
+        raise ValueError("eps must be > 0 when normalizing with the batch's statistics "
+                         "(training, or no running statistics), got 0.0: a constant "
+                         "channel would give 0 / 0")
+
+
 def check_eps(eps, name="eps"):
     """eps as a float: TypeError unless a real number (bool is not),
     ValueError unless finite and >= 0."""
@@ -1073,6 +1083,7 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
     if batch_stats and count == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, "
                          f"got input of shape {X.shape}")
+    check_batch_eps(e, batch_stats)
     cdef bint y_is_x = O is not None and _same_memory(O, X)
     if O is None:
         O = np.empty(X.shape, X.dtype)

@@ -205,6 +205,7 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
     default_eps, default_momentum = defaults(numerics)
     eps = default_eps if eps is None else _kernels.check_eps(eps)
     momentum = default_momentum if momentum is None else _kernels.check_momentum(momentum)
+    _kernels.check_batch_eps(eps, training or running_mean is None)
     if not (training or running_mean is None):
         workspace = None  # eval mode with running statistics keeps no x_norm
     x, weight, bias, running_mean, running_var, out = _kernels.check_forward(

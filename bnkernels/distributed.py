@@ -198,6 +198,7 @@ class SyncBatchNorm(BatchNorm):
                                     layout=layout, running_var_ddof=running_var_ddof)
         nhwc = check_layout(layout)
         momentum, eps = _kernels.check_momentum(momentum), _kernels.check_eps(eps)
+        _kernels.check_batch_eps(eps, True)
         ddof = _kernels.check_ddof(running_var_ddof)
         x, weight, bias, running_mean, running_var, out = _kernels.check_forward(
             x, weight, bias, running_mean, running_var, True, out, nhwc)

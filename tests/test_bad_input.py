@@ -641,13 +641,14 @@ def test_bad_scalar_raises_naming_it_and_changes_nothing(entry, name, value, err
 
 @pytest.mark.parametrize("entry", sorted(e.name for e in ENTRIES if e.scalars))
 def test_scalars_at_the_ends_of_their_range_and_of_other_real_types_are_accepted(entry):
-    """0 and the top of the range are valid, and an int or a NumPy scalar
+    """0 and the top of the range are valid (eps: ints; eps = 0 is refused
+    with batch statistics, tested on its own), and an int or a NumPy scalar
     gives the same bits as the same value as a Python float."""
     entry = BY_NAME[entry]
     arrays = entry.build(np.dtype(np.float64), np.random.default_rng(3))
     for name, kind in entry.scalars.items():
         for value in ([0, np.float32(0.25), 1] if kind == "momentum" else
-                      [0, np.float32(1e-3), 2]):
+                      [1, np.float32(1e-3), 2]):
             given = {k: v.copy() for k, v in arrays.items()}
             as_float = {k: v.copy() for k, v in arrays.items()}
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -789,3 +790,20 @@ def test_load_state_dict_takes_every_entry_as_it_was_when_called():
     layer.load_state_dict(state)
     np.testing.assert_array_equal(layer.weight, [1.0, 2.0, 3.0])
     np.testing.assert_array_equal(layer.running_mean, np.zeros(C))
+
+
+@pytest.mark.parametrize("numerics", ["standard", "darknet", "darknet-alexeyab"])
+def test_eps_zero_refused_with_batch_statistics_allowed_with_running_ones(numerics):
+    """As PyTorch: eps = 0 with batch statistics would make a constant
+    channel 0 / 0; with running statistics (given, positive) it is exact."""
+    x = tensor()
+    x[:, 0] = 3.0  # a constant channel
+    rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+    for running in ((rm, rv), (None, None)):
+        with pytest.raises(ValueError, match=r"eps must be > 0 when normalizing with the "
+                                             r"batch's statistics"):
+            bnkernels.batch_norm_forward(x, None, None, *running, eps=0.0, numerics=numerics)
+        assert (rm == 0).all() and (rv == 1).all()
+    y, _ = bnkernels.batch_norm_forward(x, None, None, rm, rv, training=False, eps=0.0,
+                                        numerics=numerics)
+    np.testing.assert_array_equal(y, x)  # (x - 0) / sqrt(1) or / (sqrt(1) + 0)
