@@ -468,17 +468,26 @@ class Network(Module):
     """
 
     def __init__(self, stages, aux=()):
+        stages, aux = list(stages), list(aux)
+        for i, stage in enumerate(stages):
+            if not (isinstance(stage, tuple) and len(stage) == 2 and isinstance(stage[0], str)):
+                raise TypeError(f"stages must be (name, Module) pairs; item {i} is {stage!r}")
+        for i, head in enumerate(aux):
+            if not (isinstance(head, tuple) and len(head) == 3 and isinstance(head[0], str)):
+                raise TypeError(f"aux must be (name, stage name, Module) triples; item {i} is "
+                                f"{head!r}")
         names = [name for name, _ in stages]
-        if len(set(names)) != len(names):
-            raise ValueError(f"stage names must be unique, got {names}")
-        for name, module in stages:
+        all_names = names + [name for name, _, _ in aux]
+        if len(set(all_names)) != len(all_names):
+            raise ValueError(f"stage and head names must be unique, got {all_names}")
+        for name, module in stages + [(name, module) for name, _, module in aux]:
             if not isinstance(module, Module):
                 raise TypeError(f"stage {name!r} is {type(module).__name__}, not a Module")
         for name, tap, module in aux:
             if tap not in names:
                 raise ValueError(f"auxiliary head {name!r} reads unknown stage {tap!r}")
-        self.stages = list(stages)
-        self.aux = list(aux)
+        self.stages = stages
+        self.aux = aux
         self._aux_ran = False
 
     def children(self):

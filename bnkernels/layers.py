@@ -982,7 +982,9 @@ class Flatten(Module):
 
     def output_shape(self, input_shape):
         shape = tuple(int(v) for v in input_shape)
-        return (shape[0], int(np.prod(shape[1:])))
+        if not shape:
+            raise ValueError(f"Flatten takes (N, ...) inputs, got input_shape {shape}")
+        return (shape[0], math.prod(shape[1:]))
 
 
 class Dropout(_Elementwise):

@@ -722,6 +722,20 @@ def test_blocks_and_networks_reject_bad_arguments_naming_them(make, message):
         make()
 
 
+def test_network_rejects_malformed_stages_and_heads():
+    unit = ConvBNReLU(2, 2, 1, **F64)
+    with pytest.raises(TypeError, match=r"stages must be \(name, Module\) pairs; item 0"):
+        Network([unit])
+    with pytest.raises(TypeError, match=r"aux must be \(name, stage name, Module\) triples"):
+        Network([("a", unit)], aux=[("h", "a")])
+    with pytest.raises(TypeError, match=r"stage 'h' is int, not a Module"):
+        Network([("a", unit)], aux=[("h", "a", 3)])
+    with pytest.raises(ValueError, match=r"stage and head names must be unique"):
+        Network([("a", unit)], aux=[("a", "a", Flatten())])
+    with pytest.raises(ValueError, match=r"reads unknown stage 'b'"):
+        Network([("a", unit)], aux=[("h", "b", Flatten())])
+
+
 def test_zero_drops_a_branch_where_documented():
     assert "branch1x1" not in dict(InceptionBN(4, 0, 2, 3, 2, 3, None, **F64).children())
     assert dict(InceptionV3Reduction(4, 2, 2, 2, c3x3_reduce=0, n=0, **F64).children())
