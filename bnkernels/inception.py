@@ -46,6 +46,12 @@ class _Units:
     settings and one random generator."""
 
     def __init__(self, batch_norm, numerics, eps, momentum, dtype, rng):
+        if not (rng is None or isinstance(rng, (np.random.Generator, np.random.SeedSequence,
+                                                np.random.BitGenerator))
+                or (isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_))
+                    and rng >= 0)):
+            raise ValueError(f"rng (a network's seed) must be None, an int >= 0 or a "
+                             f"numpy.random.Generator, got {rng!r}")
         self.rng = np.random.default_rng(rng)
         self.dtype = dtype
         self.kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,

@@ -716,6 +716,9 @@ def test_inception_v3_matches_a_torch_nn_assembly_at_75x75():
     (lambda: googlenet(aux_logits="yes"), r"aux_logits must be a bool, got 'yes'"),
     (lambda: bn_inception(num_classes=2.0), r"num_classes must be an int >= 1, got 2.0"),
     (lambda: inception_v3(dropout=-0.5), r"dropout must be a probability"),
+    (lambda: small_inception(seed=True), r"rng \(a network's seed\) must be None, an int"),
+    (lambda: small_inception(seed=-1), r"rng \(a network's seed\) must be"),
+    (lambda: InceptionBN(4, 2, 2, 3, 2, 3, 2, rng=1.5), r"rng \(a network's seed\) must be"),
 ])
 def test_blocks_and_networks_reject_bad_arguments_naming_them(make, message):
     with pytest.raises(ValueError, match=message):
