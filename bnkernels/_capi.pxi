@@ -205,6 +205,9 @@ cdef void bn_avg_pool2d_backward_f64(const double *dy, int64_t batch, int64_t ch
 cdef int64_t bn_pool_output_size(int64_t size, int64_t kernel, int64_t stride, int64_t pad, int ceil_mode) noexcept nogil:
     return h.bn_pool_output_size(size, kernel, stride, pad, ceil_mode)
 
+cdef int bn_pool_geometry_check(int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w) noexcept nogil:
+    return h.bn_pool_geometry_check(batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w)
+
 cdef void bn_set_num_threads(int threads) noexcept nogil:
     h.bn_set_num_threads(threads)
 

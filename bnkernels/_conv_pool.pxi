@@ -1,15 +1,36 @@
 # im2col / col2im and 2-D max and average pooling: checks, then one C kernel
 # of csrc/conv_pool.c with the GIL released. Included by _kernels.pyx.
 #
-# kernel_size, stride and padding are an int or an (h, w) pair of ints.
-# x_shape is the (N, C, H, W) of the forward's input.
+# kernel_size, stride and padding are an int or an (h, w) pair of ints, each
+# at most 2**60 (MAX_WINDOW_ARGUMENT); ceil_mode and count_include_pad bools.
+# x_shape is the (N, C, H, W) of the forward's input. Every size is checked
+# in Python integers before anything is allocated or any C runs: a bad one
+# raises TypeError or ValueError naming the argument, and no array (input,
+# output or columns) may hold more than BN_POOL_MAX_VALUES values, in all or
+# per (n, c) plane, which is bn_pool_geometry_check's rule (csrc/bnkernels.h).
+
+from bnkernels.bnkernels_h cimport BN_GEOMETRY_OK, BN_POOL_MAX_VALUES
+
+# The largest kernel_size, stride or padding: with any size an array can
+# have, size + 2*padding + kernel_size + stride then stays within int64.
+MAX_WINDOW_ARGUMENT = 2**60
+_INT64_MAX = 2**63 - 1
+_AXES = ("height", "width")
+
 
 cdef bint _is_int(v):
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+cdef bint _flag(value, str name) except -1:
+    """A bool (or NumPy bool, or the int 0 or 1) as a bint."""
+    if isinstance(value, (bool, np.bool_)) or (_is_int(value) and value in (0, 1)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
 cdef tuple _pair(value, str name, int64_t minimum):
-    """value as an (h, w) pair of Python ints, each >= minimum."""
+    """value as an (h, w) pair of Python ints, each in [minimum, MAX_WINDOW_ARGUMENT]."""
     if _is_int(value):
         pair = (int(value), int(value))
     else:
@@ -22,19 +43,24 @@ cdef tuple _pair(value, str name, int64_t minimum):
         pair = (int(pair[0]), int(pair[1]))
     if pair[0] < minimum or pair[1] < minimum:
         raise ValueError(f"{name} must be >= {minimum} along both axes, got {pair}")
+    if pair[0] > MAX_WINDOW_ARGUMENT or pair[1] > MAX_WINDOW_ARGUMENT:
+        raise ValueError(f"{name} must be at most 2**60 along both axes, got {pair}")
     return pair
 
 
-cdef object _int(value, str name, int64_t minimum):
+cdef object _int(value, str name, int64_t minimum, maximum=MAX_WINDOW_ARGUMENT):
     if not _is_int(value):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
     return int(value)
 
 
 cdef tuple _x_shape(x_shape):
-    """x_shape as an (N, C, H, W) tuple of Python ints, H and W >= 1."""
+    """x_shape as an (N, C, H, W) tuple of Python ints, H and W >= 1, of at
+    most BN_POOL_MAX_VALUES values."""
     try:
         shape = tuple(x_shape)
     except TypeError:
@@ -44,7 +70,21 @@ cdef tuple _x_shape(x_shape):
     shape = tuple(int(v) for v in shape)
     if shape[2] < 1 or shape[3] < 1:
         raise ValueError(f"x_shape must have height and width >= 1, got {shape}")
+    _check_values(shape, "x_shape")
     return shape
+
+
+cdef _check_values(tuple shape, str what, str context=""):
+    """shape holds at most BN_POOL_MAX_VALUES values, and so does one of its
+    (n, c) planes (a zero batch does not excuse an impossible plane): the
+    kernels' buffer sizes in bytes then fit in ptrdiff_t."""
+    plane = 1
+    for v in shape[2:]:
+        plane *= v
+    if plane > BN_POOL_MAX_VALUES or shape[0] * shape[1] * plane > BN_POOL_MAX_VALUES:
+        raise ValueError(
+            f"{context + ': ' if context else ''}{what} {shape} has more values than the "
+            f"kernels can address (at most {BN_POOL_MAX_VALUES} in all, and per (n, c) plane)")
 
 
 cdef object _image(obj, str name):
@@ -56,11 +96,14 @@ cdef object _image(obj, str name):
 
 
 cdef class _Windows:
-    """The windows of a pooling or im2col call: sizes per axis, checked."""
+    """The windows of a pooling or im2col call: sizes per axis, checked, so
+    that bn_pool_geometry_check accepts them (every product and coordinate
+    of the kernels fits in int64, every buffer's bytes in ptrdiff_t)."""
     cdef int64_t n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow
+    cdef readonly tuple pooled_shape, cols_shape
 
     def __init__(self, tuple x_shape, kernel_size, stride, padding, bint ceil_mode,
-                 bint pool, str x_name):
+                 bint pool, str x_name, str call):
         kernel = _pair(kernel_size, "kernel_size", 1)
         step = kernel if stride is None else _pair(stride, "stride", 1)
         pad = _pair(padding, "padding", 0)
@@ -68,7 +111,19 @@ cdef class _Windows:
             raise ValueError(
                 f"padding {pad} must be at most half of kernel_size {kernel} "
                 f"(PyTorch's rule: padding <= kernel_size // 2 on each axis)")
-        self.n, self.c, self.h, self.w = x_shape
+        n, c, h, w = x_shape
+        where = (f"{call} of {x_name} {x_shape} with kernel_size {kernel}, stride {step}, "
+                 f"padding {pad}")
+        _check_values(x_shape, x_name, where)
+        for a in (0, 1):
+            size = x_shape[2 + a]
+            extent = size + 2 * pad[a] + kernel[a] + step[a]
+            if extent > _INT64_MAX:
+                raise ValueError(
+                    f"{call}: {x_name}'s {_AXES[a]} {size} with kernel_size {kernel[a]}, "
+                    f"stride {step[a]} and padding {pad[a]} along it: {_AXES[a]} + "
+                    f"2*padding + kernel_size + stride = {extent} must be at most 2**63 - 1")
+        self.n, self.c, self.h, self.w = n, c, h, w
         self.kh, self.kw = kernel
         self.sh, self.sw = step
         self.ph, self.pw = pad
@@ -79,14 +134,20 @@ cdef class _Windows:
                 f"kernel_size {kernel} is larger than {x_name}'s padded height and width "
                 f"({self.h} + 2*{self.ph}, {self.w} + 2*{self.pw}) with stride {step}: "
                 f"the output would be {self.oh}x{self.ow}")
-
-    @property
-    def pooled_shape(self):
-        return (self.n, self.c, self.oh, self.ow)
-
-    @property
-    def cols_shape(self):
-        return (self.n, self.c * self.kh * self.kw, self.oh * self.ow)
+        oh, ow = int(self.oh), int(self.ow)
+        self.pooled_shape = (n, c, oh, ow)
+        self.cols_shape = (n, c * kernel[0] * kernel[1], oh * ow)
+        _check_values(self.pooled_shape, "the output (N, C, OH, OW)" if pool
+                      else "the grid of windows (N, C, OH, OW)", where)
+        _check_values((n, c, kernel[0] * kernel[1], oh * ow),
+                      "the columns (N, C, kh*kw, OH*OW)" if not pool
+                      else "the windows' values (N, C, kh*kw, OH*OW)", where)
+        cdef int code = bn_pool_geometry_check(self.n, self.c, self.h, self.w, self.kh,
+                                               self.kw, self.sh, self.sw, self.ph, self.pw,
+                                               self.oh, self.ow)
+        if code != BN_GEOMETRY_OK:  # the checks above are the C check's, with messages
+            raise ValueError(f"{where}: bn_pool_geometry_check rejects these sizes "
+                             f"(code {code})")
 
 
 def pool_output_size(size, kernel, stride, padding, ceil_mode):
@@ -95,15 +156,23 @@ def pool_output_size(size, kernel, stride, padding, ceil_mode):
     less one if ceil_mode would start the last window in the right padding.
     With ceil_mode False it is also a convolution's output size.
 
-    Raises ValueError unless kernel, stride >= 1, 0 <= padding <= kernel // 2
-    and the result is >= 1."""
-    n = _int(size, "size", 1)
+    Raises TypeError unless size, kernel, stride and padding are ints and
+    ceil_mode a bool; ValueError unless size >= 1, kernel, stride >= 1,
+    0 <= padding <= kernel // 2, kernel, stride and padding are at most
+    2**60, size + 2*padding + kernel + stride fits in int64, and the result
+    is >= 1."""
+    n = _int(size, "size", 1, _INT64_MAX)
     k = _int(kernel, "kernel", 1)
     s = _int(stride, "stride", 1)
     p = _int(padding, "padding", 0)
+    cdef bint ceil = _flag(ceil_mode, "ceil_mode")
     if p > k // 2:
         raise ValueError(f"padding {p} must be at most half of kernel {k} (PyTorch's rule)")
-    cdef int64_t out = bn_pool_output_size(n, k, s, p, bool(ceil_mode))
+    if n + 2 * p + k + s > _INT64_MAX:
+        raise ValueError(f"size + 2*padding + kernel + stride = {n + 2 * p + k + s} must be "
+                         f"at most 2**63 - 1, got size {n}, kernel {k}, stride {s}, "
+                         f"padding {p}")
+    cdef int64_t out = bn_pool_output_size(n, k, s, p, ceil)
     if out < 1:
         raise ValueError(f"kernel {k} is larger than size {n} padded by {p} on each side")
     return int(out)
@@ -118,7 +187,8 @@ def im2col(x, kernel_size, stride, padding, out=None):
     cols[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, oh*sh - ph + i, ow*sw - pw + j]
     (0 in the padding): torch.nn.functional.unfold's layout."""
     X = _image(x, "x")
-    cdef _Windows g = _Windows(X.shape, kernel_size, stride, padding, False, False, "x")
+    cdef _Windows g = _Windows(X.shape, kernel_size, stride, padding, False, False, "x",
+                               "im2col")
     O = _output(out, "out", g.cols_shape, X.dtype, ((X, "x"),))
     cdef void *px = _ptr(X)
     cdef void *po = _ptr(O)
@@ -138,7 +208,8 @@ def col2im(cols, x_shape, kernel_size, stride, padding, out=None):
     entries of cols that im2col read from it (torch.nn.functional.fold).
     Overwrites out; never accumulates into it."""
     shape = _x_shape(x_shape)
-    cdef _Windows g = _Windows(shape, kernel_size, stride, padding, False, False, "x_shape")
+    cdef _Windows g = _Windows(shape, kernel_size, stride, padding, False, False, "x_shape",
+                               "col2im")
     C = _array(cols, "cols")
     if C.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"cols must have dtype float32 or float64 (native byte order), "
@@ -170,7 +241,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False, out=Non
     and a NaN in the window wins (the first NaN). stride None means
     kernel_size. y (N, C, OH, OW) of x's dtype, indices int64."""
     X = _image(x, "x")
-    cdef _Windows g = _Windows(X.shape, kernel_size, stride, padding, ceil_mode, True, "x")
+    cdef _Windows g = _Windows(X.shape, kernel_size, stride, padding,
+                               _flag(ceil_mode, "ceil_mode"), True, "x", "max_pool2d_forward")
     Y = _output(out, "out", g.pooled_shape, X.dtype, ((X, "x"),))
     I = _output(indices, "indices", g.pooled_shape, np.int64, ((X, "x"), (Y, "out")))
     cdef void *px = _ptr(X)
@@ -194,6 +266,7 @@ def max_pool2d_backward(dy, indices, x_shape, out=None):
     if G.shape[:2] != shape[:2]:
         raise ValueError(f"dy has shape {G.shape}, expected (N, C) = {shape[:2]} "
                          f"to match x_shape {shape}")
+    _check_values(G.shape, "dy", "max_pool2d_backward")
     I = _array(indices, "indices")
     if I.dtype != np.dtype(np.int64):
         raise TypeError(f"indices must have dtype int64 (from max_pool2d_forward), "
@@ -226,11 +299,12 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False,
     divisor (count_include_pad: the window clipped to the padded input; else
     the input elements in it). Sums in float64. stride None means kernel_size."""
     X = _image(x, "x")
-    cdef _Windows g = _Windows(X.shape, kernel_size, stride, padding, ceil_mode, True, "x")
+    cdef _Windows g = _Windows(X.shape, kernel_size, stride, padding,
+                               _flag(ceil_mode, "ceil_mode"), True, "x", "avg_pool2d_forward")
+    cdef int with_pad = _flag(count_include_pad, "count_include_pad")
     Y = _output(out, "out", g.pooled_shape, X.dtype, ((X, "x"),))
     cdef void *px = _ptr(X)
     cdef void *py = _ptr(Y)
-    cdef int with_pad = bool(count_include_pad)
     cdef bint f32 = _is_f32(X)
     with nogil:
         if f32:
@@ -247,8 +321,10 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode=Fal
     """dx (x_shape): each dy / divisor spread over its window (the adjoint of
     avg_pool2d_forward with the same arguments). Overwrites out."""
     shape = _x_shape(x_shape)
-    cdef _Windows g = _Windows(shape, kernel_size, stride, padding, ceil_mode, True,
-                               "x_shape")
+    cdef _Windows g = _Windows(shape, kernel_size, stride, padding,
+                               _flag(ceil_mode, "ceil_mode"), True, "x_shape",
+                               "avg_pool2d_backward")
+    cdef int with_pad = _flag(count_include_pad, "count_include_pad")
     G = _tensor(dy, "dy")
     if G.shape != g.pooled_shape:
         raise ValueError(f"dy has shape {G.shape}, expected {g.pooled_shape} (the "
@@ -256,7 +332,6 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode=Fal
     O = _output(out, "out", shape, G.dtype, ((G, "dy"),))
     cdef void *pg = _ptr(G)
     cdef void *po = _ptr(O)
-    cdef int with_pad = bool(count_include_pad)
     cdef bint f32 = _is_f32(G)
     with nogil:
         if f32:

@@ -28,6 +28,7 @@ BatchNorm2d. Weights are initialized by the layers (see ``Conv2d``/``Linear``)
 from one ``np.random.Generator`` per block or network (``rng``: None, a seed
 or a Generator), so a seed fixes every weight.
 """
+import numbers
 import sys
 
 import numpy as np
@@ -51,6 +52,12 @@ class _Units:
     settings and one random generator."""
 
     def __init__(self, batch_norm, numerics, eps, momentum, dtype, rng):
+        if not (rng is None or isinstance(rng, (np.random.Generator, np.random.SeedSequence,
+                                                np.random.BitGenerator))
+                or (isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_))
+                    and rng >= 0)):
+            raise ValueError(f"rng (a network's seed) must be None, an int >= 0 or a "
+                             f"numpy.random.Generator, got {rng!r}")
         self.rng = np.random.default_rng(rng)
         self.dtype = dtype
         self.kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,
@@ -71,10 +78,33 @@ class _Units:
         return Dropout(p, rng=self.rng)
 
 
-def _check_channels(**counts):
+def _check_channels(zero_allowed=(), **counts):
+    """Each count an int >= 1 (>= 0 for the names in zero_allowed, whose 0
+    drops a branch or a layer)."""
     for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        minimum = 0 if name in zero_allowed else 1
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+                or value < minimum:
+            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_choice(value, name, choices):
+    """value, an int (not a bool) among choices."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return int(value)
+
+
+def _check_network(num_classes, dropout, aux_logits=False):
+    """The arguments every network function shares (in_channels, numerics,
+    eps, momentum and dtype are checked by the layers they reach)."""
+    _check_channels(num_classes=num_classes)
+    if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real) \
+            or not 0 <= dropout <= 1:
+        raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
+    if not isinstance(aux_logits, (bool, np.bool_)):
+        raise ValueError(f"aux_logits must be a bool, got {aux_logits!r}")
 
 
 class InceptionBlock(Concat):
@@ -297,10 +327,10 @@ class InceptionBN(InceptionBlock):
                  pool=None, stride=1, batch_norm=True, numerics="standard", eps=None,
                  momentum="default", dtype=np.float32, rng=None):
         pool_proj = 0 if pool_proj is None else pool_proj
-        _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3_reduce=c3x3_reduce, c3x3=c3x3,
-                        d3x3_reduce=d3x3_reduce, d3x3=d3x3, pool_proj=pool_proj)
-        if stride not in (1, 2):
-            raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+        _check_channels(("c1x1", "pool_proj"), in_ch=in_ch, c1x1=c1x1,
+                        c3x3_reduce=c3x3_reduce, c3x3=c3x3, d3x3_reduce=d3x3_reduce, d3x3=d3x3,
+                        pool_proj=pool_proj)
+        stride = _check_choice(stride, "stride", (1, 2))
         if stride == 2 and (c1x1 or pool_proj):
             raise ValueError("the stride-2 module has no 1x1 branch and no pool projection "
                              f"(c1x1 and pool_proj must be 0), got c1x1={c1x1}, "
@@ -359,8 +389,7 @@ class InceptionV3A(InceptionBlock):
         _check_channels(in_ch=in_ch, pool_features=pool_features, c1x1=c1x1,
                         c5x5_reduce=c5x5_reduce, c5x5=c5x5, c3x3dbl_reduce=c3x3dbl_reduce,
                         c3x3dbl=c3x3dbl)
-        if kernel_5x5 not in (3, 5):
-            raise ValueError(f"kernel_5x5 must be 5 or 3, got {kernel_5x5!r}")
+        kernel_5x5 = _check_choice(kernel_5x5, "kernel_5x5", (5, 3))
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
         units = {"branch1x1": unit(in_ch, c1x1, 1),
                  "branch5x5_1": unit(in_ch, c5x5_reduce, 1),
@@ -406,6 +435,7 @@ class InceptionV3B(InceptionBlock):
                         pool_proj=pool_proj, n=n)
         if n % 2 != 1:
             raise ValueError(f"n must be odd (the grid is kept), got {n}")
+        n = int(n)
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
         c7, nxn = channels_7x7, f"branch{n}x{n}"
         units = {"branch1x1": unit(in_ch, c1x1, 1),
@@ -500,10 +530,11 @@ class InceptionV3Reduction(InceptionBlock):
                  batch_norm=True, numerics="standard", eps=V3_EPS, momentum="default",
                  dtype=np.float32, rng=None):
         cdbl_mid = cdbl if cdbl_mid is None else cdbl_mid
-        _check_channels(in_ch=in_ch, c3x3=c3x3, cdbl_reduce=cdbl_reduce, cdbl=cdbl,
-                        c3x3_reduce=c3x3_reduce, cdbl_mid=cdbl_mid, n=n)
+        _check_channels(("c3x3_reduce", "n"), in_ch=in_ch, c3x3=c3x3, cdbl_reduce=cdbl_reduce,
+                        cdbl=cdbl, c3x3_reduce=c3x3_reduce, cdbl_mid=cdbl_mid, n=n)
         if n and n % 2 != 1:
             raise ValueError(f"n must be 0 or odd, got {n}")
+        n = int(n)
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
         first = ([unit(in_ch, c3x3_reduce, 1)] if c3x3_reduce else []) + \
             [unit(c3x3_reduce or in_ch, c3x3, 3, 2, 0)]
@@ -673,17 +704,26 @@ class Network(Module):
     """
 
     def __init__(self, stages, aux=()):
+        stages, aux = list(stages), list(aux)
+        for i, stage in enumerate(stages):
+            if not (isinstance(stage, tuple) and len(stage) == 2 and isinstance(stage[0], str)):
+                raise TypeError(f"stages must be (name, Module) pairs; item {i} is {stage!r}")
+        for i, head in enumerate(aux):
+            if not (isinstance(head, tuple) and len(head) == 3 and isinstance(head[0], str)):
+                raise TypeError(f"aux must be (name, stage name, Module) triples; item {i} is "
+                                f"{head!r}")
         names = [name for name, _ in stages]
-        if len(set(names)) != len(names):
-            raise ValueError(f"stage names must be unique, got {names}")
-        for name, module in stages:
+        all_names = names + [name for name, _, _ in aux]
+        if len(set(all_names)) != len(all_names):
+            raise ValueError(f"stage and head names must be unique, got {all_names}")
+        for name, module in stages + [(name, module) for name, _, module in aux]:
             if not isinstance(module, Module):
                 raise TypeError(f"stage {name!r} is {type(module).__name__}, not a Module")
         for name, tap, module in aux:
             if tap not in names:
                 raise ValueError(f"auxiliary head {name!r} reads unknown stage {tap!r}")
-        self.stages = list(stages)
-        self.aux = list(aux)
+        self.stages = stages
+        self.aux = aux
         self._aux_ran = False
 
     def children(self):
@@ -696,6 +736,10 @@ class Network(Module):
         raise KeyError(name)
 
     def forward(self, x):
+        return self._all_or_nothing(self._forward, x)
+
+    def _forward(self, x):
+        self._aux_ran = False
         run_aux = self.training and bool(self.aux)
         aux_out = {}
         for name, stage in self.stages:
@@ -709,8 +753,14 @@ class Network(Module):
             return x, [aux_out[name] for name, _, _ in self.aux]
         return x
 
+    def _forget(self):
+        self._aux_ran = False
+
     def backward(self, dy, aux_grads=None):
         if isinstance(dy, tuple):
+            if len(dy) != 2:
+                raise ValueError(f"dy as a tuple must be (dlogits, aux_grads), got "
+                                 f"{len(dy)} items")
             dy, aux_grads = dy
         if self._aux_ran:
             if aux_grads is None or len(aux_grads) != len(self.aux):
@@ -720,11 +770,15 @@ class Network(Module):
         elif aux_grads is not None and any(g is not None for g in aux_grads):
             raise ValueError("aux_grads given, but the auxiliary heads did not run "
                              "(eval mode or no heads)")
+        else:
+            grads = {}
+        return self._all_or_nothing(self._backward, dy, grads, forward=False)
+
+    def _backward(self, dy, grads):
         for name, stage in reversed(self.stages):
-            if self._aux_ran:
-                for aux_name, tap, head in self.aux:
-                    if tap == name and grads[aux_name] is not None:
-                        dy = dy + head.backward(grads[aux_name])
+            for aux_name, tap, head in self.aux:
+                if tap == name and grads.get(aux_name) is not None:
+                    dy = dy + head.backward(grads[aux_name])
             dy = stage.backward(dy)
         return dy
 
@@ -935,6 +989,7 @@ def googlenet(num_classes=1000, aux_logits=False, *, variant="paper", in_channel
         eps = TORCHVISION_EPS
     if dropout is None:
         dropout = 0.2 if torchvision else 0.4
+    _check_network(num_classes, dropout, aux_logits)
     unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
     stages = _input_stages(transform_input, in_channels)
     names = (("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "maxpool3", "maxpool4")
@@ -1000,6 +1055,7 @@ def bn_inception(num_classes=1000, *, in_channels=3, batch_norm=True, numerics="
     pool, linear. Every convolution Conv+BN+ReLU (batch_norm=False: conv with
     bias + ReLU). No dropout by default, as the paper removed it.
     """
+    _check_network(num_classes, dropout)
     unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
     stages = [("conv1", unit(in_channels, 64, 7, 2, 3)), ("pool1", _stem_pool()),
               ("conv2_reduce", unit(64, 64, 1)), ("conv2", unit(64, 192, 3)),
@@ -1027,6 +1083,7 @@ def inception_v3(num_classes=1000, aux_logits=False, *, in_channels=3, batch_nor
     (torchvision's model, 1000 classes). transform_input=True starts with
     ``TransformInput`` (torchvision's transform_input=True).
     """
+    _check_network(num_classes, dropout, aux_logits)
     unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
     kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,
               dtype=dtype, rng=unit.rng)
@@ -1070,9 +1127,11 @@ def small_inception(num_classes=10, in_channels=1, width=16, batch_norm=True,
     linear 8w -> num_classes. batch_norm=False gives the same convolutions
     with biases and no BN, for comparing training with and without BN.
     """
-    w = int(width)
-    if w < 2:
+    if isinstance(width, (bool, np.bool_)) or not isinstance(width, (int, np.integer)) \
+            or width < 2:
         raise ValueError(f"width must be an int >= 2, got {width!r}")
+    w = int(width)
+    _check_network(num_classes, 0.0)
     unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
     kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,
               dtype=dtype, rng=unit.rng)

@@ -18,13 +18,51 @@ kernels (im2col/col2im and the pools), matrix products on NumPy's BLAS.
 ``numpy_twin(module)`` gives a copy that computes with ``bnkernels.reference``
 (pure NumPy) instead of the C kernels: the oracle and the baseline of the
 benchmarks.
+
+A call that raises changes nothing a user can see: every argument is checked
+before anything is written, and when a part of a container (Sequential,
+Concat, ConvBNReLU, a network) raises mid-way, the BN running statistics and
+the gradients below the container are put back as they were. A forward that
+raises drops the module's saved forward (its backward then raises until the
+next forward). ``load_state_dict`` checks every entry before it writes one.
 """
 import copy
+import math
+import numbers
 import sys
+import threading
+from collections.abc import Mapping
 
 import numpy as np
 
 from bnkernels import _kernels, batchnorm, reference
+
+
+# whether this thread is inside a container's _all_or_nothing call
+_GUARD = threading.local()
+
+
+def _checked_state_array(value, target, key):
+    """value for the state entry `key` whose current array is target: an
+    array of target's shape, converted to target's dtype, finite."""
+    try:
+        array = np.asarray(value)
+    except Exception as error:  # e.g. a torch tensor that requires grad
+        raise TypeError(f"{key}: cannot read {type(value).__name__} as an array "
+                        f"({error})") from None
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{key} has dtype {array.dtype}, expected a real number dtype "
+                        f"(it is stored as {target.dtype})")
+    if array.shape != np.shape(target):
+        raise ValueError(f"{key} has shape {array.shape}, expected {np.shape(target)}")
+    with np.errstate(over="ignore"):  # values beyond the dtype's range: reported below
+        converted = np.array(array, dtype=target.dtype, copy=True)
+    if not np.isfinite(converted).all():
+        if np.isfinite(array).all():
+            raise ValueError(f"{key} has values beyond the range of {target.dtype} (largest "
+                             f"magnitude {np.abs(array).max()}), the dtype it is stored in")
+        raise ValueError(f"{key} has NaN or Inf values; expected finite values")
+    return converted
 
 
 class Module:
@@ -120,14 +158,29 @@ class Module:
         return state
 
     def load_state_dict(self, state):
-        """Copy values in from a state_dict; keys and shapes must match."""
+        """Copy values in from a state_dict (a mapping of the same keys).
+
+        Every entry is checked before any is written: the keys (none missing,
+        none unexpected: KeyError), each value's shape (ValueError), dtype (a
+        real float or integer dtype: TypeError) and values (finite, and still
+        finite in the module's dtype; running_var >= 0; num_batches_tracked
+        an integer >= 0: ValueError). On any error the module is unchanged.
+        Values are copied in the module's dtypes.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a mapping of names to arrays (a state_dict), "
+                            f"got {type(state).__name__}")
         targets = self._state_targets()
         if set(state) != set(targets):
             missing, extra = set(targets) - set(state), set(state) - set(targets)
             raise KeyError(f"state_dict keys do not match: missing {sorted(missing)}, "
-                           f"unexpected {sorted(extra)}")
-        for key, (owner, name) in targets.items():
-            owner._load_state_entry(name, np.asarray(state[key]), key)
+                           f"unexpected {sorted(extra, key=str)}")
+        # checked copies first (also unaffected by state arrays that are views
+        # of the module's own), then the writes, which cannot fail
+        staged = [(owner, name, owner._check_state_entry(name, state[key], key))
+                  for key, (owner, name) in targets.items()]
+        for owner, name, value in staged:
+            owner._write_state_entry(name, value)
 
     def _state_targets(self, prefix=""):
         targets = {prefix + name: (self, name) for name in self._own_state()}
@@ -135,11 +188,61 @@ class Module:
             targets.update(child._state_targets(f"{prefix}{name}."))
         return targets
 
-    def _load_state_entry(self, name, value, key):
-        target = self._own_state()[name]
-        if np.shape(target) != value.shape:
-            raise ValueError(f"{key} has shape {value.shape}, expected {np.shape(target)}")
-        target[...] = value
+    def _check_state_entry(self, name, value, key):
+        """value checked against the entry it would replace, as a new array
+        of that entry's dtype; raises naming key."""
+        return _checked_state_array(value, self._own_state()[name], key)
+
+    def _write_state_entry(self, name, value):
+        self._own_state()[name][...] = value
+
+    def _modules(self):
+        """self and every module below it."""
+        found, stack = [], [self]
+        while stack:
+            module = stack.pop()
+            found.append(module)
+            stack.extend(child for _, child in module.children())
+        return found
+
+    def _forget(self):
+        """Drop the saved forward (the next backward raises until a forward)."""
+        if hasattr(self, "_saved"):
+            self._saved = None
+
+    def _all_or_nothing(self, method, *args, forward=True):
+        """method(*args), a container's forward (or backward, forward=False).
+        If it raises, the BN running statistics and every gradient below self
+        are put back as they were and, after a forward, every module below
+        forgets its forward (some saw the new input, some not; a backward
+        leaves each module's saved forward usable); then the error propagates.
+        Only the outermost container of a call keeps these copies."""
+        if getattr(_GUARD, "active", False):
+            return method(*args)
+        modules = self._modules()
+        saved = [(array, array.copy()) for module in modules
+                 for array in module._restorable(forward)]
+        counts = [(module, module.num_batches_tracked) for module in modules
+                  if isinstance(module, BatchNorm2d)]
+        _GUARD.active = True
+        try:
+            return method(*args)
+        except BaseException:
+            for array, copy_ in saved:
+                array[...] = copy_
+            for module, count in counts:
+                module.num_batches_tracked = count
+            for module in modules if forward else ():
+                module._forget()
+            raise
+        finally:
+            _GUARD.active = False
+
+    def _restorable(self, forward):
+        """The arrays of this module (not its children) that a forward (or
+        a backward) writes and _all_or_nothing puts back: none (the
+        gradients)."""
+        return [] if forward else [grad for _, _, grad in self._own_parameters()]
 
     def summary(self, input_shape, file=None):
         """Print (to file, default stdout) and return a table of each direct
@@ -210,11 +313,17 @@ class Sequential(Module):
         return self.layers[i]
 
     def forward(self, x):
+        return self._all_or_nothing(self._forward, x)
+
+    def _forward(self, x):
         for module in self.layers:
             x = module.forward(x)
         return x
 
     def backward(self, dy):
+        return self._all_or_nothing(self._backward, dy, forward=False)
+
+    def _backward(self, dy):
         for module in reversed(self.layers):
             dy = module.backward(dy)
         return dy
@@ -244,29 +353,36 @@ class Concat(Module):
             if not isinstance(branch, Module):
                 raise TypeError(f"Concat takes Modules; branch {i} is {type(branch).__name__}")
         self.branches = list(branches)
-        self._channels = None
+        self._saved = None
 
     def children(self):
         return [(str(i), branch) for i, branch in enumerate(self.branches)]
 
     def forward(self, x):
+        return self._all_or_nothing(self._forward, x)
+
+    def _forward(self, x):
+        self._saved = None
         outputs = [branch.forward(x) for branch in self.branches]
-        spatial = {y.shape[2:] for y in outputs}
-        if len(spatial) != 1:
+        if any(np.ndim(y) != 4 for y in outputs) or len({y.shape[2:] for y in outputs}) != 1:
             raise ValueError("Concat branches must give the same H, W; got "
-                             + ", ".join(str(y.shape) for y in outputs))
-        self._channels = [y.shape[1] for y in outputs]
-        return np.concatenate(outputs, axis=1)
+                             + ", ".join(str(np.shape(y)) for y in outputs))
+        y = np.concatenate(outputs, axis=1)
+        self._saved = ([out.shape[1] for out in outputs], y.shape, y.dtype)
+        return y
 
     def backward(self, dy):
-        if self._channels is None:
-            raise RuntimeError("backward called before forward")
+        channels, shape, dtype = _need(self._saved, self)
+        dy = _check_grad(dy, shape, dtype)
+        return self._all_or_nothing(self._backward, dy, channels, forward=False)
+
+    def _backward(self, dy, channels):
         dx = None
         start = 0
-        for branch, channels in zip(self.branches, self._channels):
+        for branch, width in zip(self.branches, channels):
             # each branch gets a contiguous copy of its channels of dy
-            part = branch.backward(np.ascontiguousarray(dy[:, start:start + channels]))
-            start += channels
+            part = branch.backward(np.ascontiguousarray(dy[:, start:start + width]))
+            start += width
             dx = part if dx is None else dx + part
         return dx
 
@@ -320,14 +436,35 @@ class BatchNorm2d(batchnorm.BatchNorm2d, Module):
     def load_state_dict(self, state):
         return Module.load_state_dict(self, state)
 
-    def _load_state_entry(self, name, value, key):
+    def _check_state_entry(self, name, value, key):
         if name == "num_batches_tracked":
-            self.num_batches_tracked = int(value)
-            return
-        target = getattr(self, name)
-        if target.shape != value.shape:
-            raise ValueError(f"{key} has shape {value.shape}, expected {target.shape}")
-        target[...] = value
+            try:
+                count = np.asarray(value)
+            except Exception as error:
+                raise TypeError(f"{key}: cannot read {type(value).__name__} as a number "
+                                f"({error})") from None
+            if count.dtype.kind not in "iu" or count.shape not in ((), (1,)):
+                raise TypeError(f"{key} must be an integer (a count of batches), got "
+                                f"{count.dtype} of shape {count.shape}")
+            if int(count.reshape(())) < 0:
+                raise ValueError(f"{key} must be >= 0, got {int(count.reshape(()))}")
+            return int(count.reshape(()))
+        checked = _checked_state_array(value, getattr(self, name), key)
+        if name == "running_var" and (checked < 0).any():
+            raise ValueError(f"{key} has negative values (smallest {checked.min()}); a "
+                             f"variance is >= 0")
+        return checked
+
+    def _write_state_entry(self, name, value):
+        if name == "num_batches_tracked":
+            self.num_batches_tracked = value
+        else:
+            getattr(self, name)[...] = value
+
+    def _restorable(self, forward):
+        if forward:  # the running statistics
+            return [self.running_mean, self.running_var] if self.track_running_stats else []
+        return Module._restorable(self, forward)
 
     def __repr__(self):
         return batchnorm.BatchNorm2d.__repr__(self)
@@ -355,21 +492,44 @@ def _generator(rng):
     return np.random.default_rng(rng)
 
 
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _count(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if not _is_int(value) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
 
 
+def _flag(value, name):
+    """A bool (or NumPy bool, or the int 0 or 1) as a bool."""
+    if isinstance(value, (bool, np.bool_)) or (_is_int(value) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"{name} must be a bool, got {value!r}")
+
+
 def _pair(value, name, minimum):
-    """An int or an (h, w) pair of ints, each >= minimum, as an (h, w) tuple."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else value
+    """An int or an (h, w) pair of ints, each in [minimum, 2**60] (the
+    kernels' limit, _kernels.MAX_WINDOW_ARGUMENT), as an (h, w) tuple."""
+    pair = (value, value) if _is_int(value) else value
     if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2 \
-            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in pair):
+            or not all(_is_int(v) for v in pair):
         raise ValueError(f"{name} must be an int or a pair (h, w) of ints, got {value!r}")
     if min(pair) < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if max(pair) > _kernels.MAX_WINDOW_ARGUMENT:
+        raise ValueError(f"{name} must be at most 2**60, got {value!r}")
     return int(pair[0]), int(pair[1])
+
+
+def _parameter_count(shape, what):
+    """The number of values of a parameter of `shape`, which an array must
+    be able to hold (its float64 initial values included)."""
+    count = math.prod(shape)
+    if count * 8 > sys.maxsize:
+        raise ValueError(f"{what} = {count} values, more than an array can hold")
+    return count
 
 
 def _padding(padding, kernel_size, stride):
@@ -432,8 +592,9 @@ def _spatial_output(input_shape, kernel_size, stride, padding, name):
 
 def _shape4(input_shape, name):
     shape = tuple(int(v) for v in input_shape)
-    if len(shape) != 4:
-        raise ValueError(f"{name} takes (N, C, H, W) inputs, got input_shape {shape}")
+    if len(shape) != 4 or min(shape) < 0 or min(shape[2:]) < 1:
+        raise ValueError(f"{name} takes (N, C, H, W) inputs with H, W >= 1, got input_shape "
+                         f"{shape}")
     return shape
 
 
@@ -519,8 +680,10 @@ class Conv2d(_WeightBias):
         self.stride = _pair(stride, "stride", 1)
         self.padding = _padding(padding, self.kernel_size, self.stride)
         self.dtype = _float_dtype(dtype)
-        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        bias = _flag(bias, "bias")
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        _parameter_count(shape, "the weight: out_channels * in_channels * kh * kw")
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         std = np.sqrt(2.0 / fan_in)
         self._set_parameters(_generator(rng).standard_normal(shape) * std,
                              np.zeros(self.out_channels) if bias else None)
@@ -624,9 +787,11 @@ class Linear(_WeightBias):
         self.in_features = _count(in_features, "in_features", 1)
         self.out_features = _count(out_features, "out_features", 1)
         self.dtype = _float_dtype(dtype)
+        bias = _flag(bias, "bias")
         rng = _generator(rng)
         bound = 1.0 / np.sqrt(self.in_features)
         shape = (self.out_features, self.in_features)
+        _parameter_count(shape, "the weight: out_features * in_features")
         self._set_parameters(rng.uniform(-bound, bound, shape),
                              rng.uniform(-bound, bound, self.out_features) if bias else None)
 
@@ -677,7 +842,7 @@ class _Pool2d(Module):
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"padding must be at most half the kernel size, got "
                              f"padding={self.padding} for kernel_size={self.kernel_size}")
-        self.ceil_mode = bool(ceil_mode)
+        self.ceil_mode = _flag(ceil_mode, "ceil_mode")
         self._saved = None
 
     def output_shape(self, input_shape):
@@ -721,7 +886,7 @@ class AvgPool2d(_Pool2d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True):
         super().__init__(kernel_size, stride, padding, ceil_mode)
-        self.count_include_pad = bool(count_include_pad)
+        self.count_include_pad = _flag(count_include_pad, "count_include_pad")
 
     def _window(self):
         return (self.kernel_size, self.stride, self.padding, self.ceil_mode,
@@ -803,6 +968,7 @@ class Flatten(Module):
     _saved = None
 
     def forward(self, x):
+        self._saved = None
         x = np.asarray(x)
         if x.ndim < 1:
             raise ValueError(f"x has shape {x.shape}, expected (N, ...)")
@@ -816,7 +982,9 @@ class Flatten(Module):
 
     def output_shape(self, input_shape):
         shape = tuple(int(v) for v in input_shape)
-        return (shape[0], int(np.prod(shape[1:])))
+        if not shape:
+            raise ValueError(f"Flatten takes (N, ...) inputs, got input_shape {shape}")
+        return (shape[0], math.prod(shape[1:]))
 
 
 class Dropout(_Elementwise):
@@ -826,12 +994,13 @@ class Dropout(_Elementwise):
     Parameters
     ----------
     p : float in [0, 1]
+        1 zeroes everything (as torch.nn.Dropout); NaN is refused.
     rng : None, int or numpy.random.Generator
         Draws the masks (one per forward in training).
     """
 
     def __init__(self, p=0.5, rng=None):
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) \
+        if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real) \
                 or not 0 <= p <= 1:
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
         self.p = float(p)
@@ -888,7 +1057,7 @@ class ConvBNReLU(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
                  numerics="standard", batch_norm=True, eps=None, momentum="default",
                  dtype=np.float32, rng=None):
-        self.batch_norm = bool(batch_norm)
+        self.batch_norm = _flag(batch_norm, "batch_norm")
         self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding,
                            bias=not self.batch_norm, dtype=dtype, rng=rng)
         if self.batch_norm:
@@ -902,10 +1071,11 @@ class ConvBNReLU(Module):
         return self.bn if self.batch_norm else self.relu
 
     def forward(self, x):
-        return self._after.forward(self.conv.forward(x))
+        return self._all_or_nothing(lambda x: self._after.forward(self.conv.forward(x)), x)
 
     def backward(self, dy):
-        return self.conv.backward(self._after.backward(dy))
+        return self._all_or_nothing(lambda dy: self.conv.backward(self._after.backward(dy)),
+                                    dy, forward=False)
 
     def output_shape(self, input_shape):
         return self.conv.output_shape(input_shape)
@@ -940,8 +1110,8 @@ class SoftmaxCrossEntropy(Module):
     """
 
     def __init__(self, label_smoothing=0.0):
-        if isinstance(label_smoothing, bool) or \
-                not isinstance(label_smoothing, (int, float, np.floating)) \
+        if isinstance(label_smoothing, (bool, np.bool_)) or \
+                not isinstance(label_smoothing, numbers.Real) \
                 or not 0 <= label_smoothing <= 1:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
         self.label_smoothing = float(label_smoothing)
@@ -976,6 +1146,9 @@ class SoftmaxCrossEntropy(Module):
 
     def backward(self, dloss=1.0):
         difference, dtype = _need(self._saved, self)
+        if isinstance(dloss, (bool, np.bool_)) or not isinstance(dloss, numbers.Real) \
+                or not math.isfinite(dloss):
+            raise ValueError(f"dloss must be a finite number, got {dloss!r}")
         return (difference * (float(dloss) / difference.shape[0])).astype(dtype)
 
     def output_shape(self, input_shape):

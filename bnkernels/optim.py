@@ -1,4 +1,7 @@
 """Optimizers over (value, grad) pairs, such as ``Module.parameters()``."""
+import math
+import numbers
+
 import numpy as np
 
 __all__ = ["SGD"]
@@ -20,11 +23,15 @@ class SGD:
     ----------
     parameters : iterable of (value, grad), or a Module
         The arrays to update in place and their gradients (same shape and
-        dtype), e.g. ``module.parameters()``.
+        dtype), e.g. ``module.parameters()``. Values are writeable, and no
+        two of all these arrays share memory.
     lr : float
-    momentum, weight_decay : float, >= 0
+    momentum, weight_decay : float, finite and >= 0
     nesterov : bool
         Needs momentum > 0.
+
+    ``step`` checks that every value is still writeable before it updates
+    any, so a step that raises changes nothing.
     """
 
     def __init__(self, parameters, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
@@ -44,10 +51,16 @@ class SGD:
                                  f"{value.dtype} {value.shape} like its value")
             if value.dtype.kind != "f":
                 raise TypeError(f"parameter {i} has dtype {value.dtype}, expected a float dtype")
+            if not value.flags.writeable:
+                raise ValueError(f"parameter {i} is read-only; SGD updates values in place")
             self.params.append((value, grad))
+        _reject_shared_memory(self.params)
         for name, v in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or v < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) \
+                    or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise ValueError(f"nesterov must be a bool, got {nesterov!r}")
         if nesterov and momentum <= 0:
             raise ValueError("nesterov=True needs momentum > 0")
         self.lr = float(lr)
@@ -58,6 +71,9 @@ class SGD:
 
     def step(self):
         """Update every parameter in place from its current gradient."""
+        for i, (value, _) in enumerate(self.params):
+            if not value.flags.writeable:
+                raise ValueError(f"parameter {i} is read-only; SGD updates values in place")
         for i, (value, grad) in enumerate(self.params):
             d = grad + self.weight_decay * value if self.weight_decay else grad
             if self.momentum:
@@ -78,3 +94,19 @@ class SGD:
     def __repr__(self):
         return (f"SGD({len(self.params)} parameters, lr={self.lr:g}, momentum={self.momentum:g}, "
                 f"weight_decay={self.weight_decay:g}, nesterov={self.nesterov})")
+
+
+def _reject_shared_memory(params):
+    """ValueError if any two of the values and grads overlap in memory (a
+    value updated in place would change another, or its own gradient)."""
+    spans = []
+    for i, (value, grad) in enumerate(params):
+        for what, array in (("value", value), ("grad", grad)):
+            if array.size:
+                low, high = np.lib.array_utils.byte_bounds(array)
+                spans.append((low, high, f"parameter {i}'s {what}"))
+    spans.sort()
+    for (_, high, first), (low, _, second) in zip(spans, spans[1:]):
+        if low < high:
+            raise ValueError(f"{first} and {second} share memory; each value and gradient "
+                             f"must be an array of its own")

@@ -35,6 +35,7 @@
 #ifndef BNKERNELS_H
 #define BNKERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -188,6 +189,10 @@ void bn_merge_moments(int64_t parts, int64_t channels, const double *counts,
 /* over x padded by pad_h, pad_w zeros (for max pooling, -inf) on each      */
 /* side; there are out_h x out_w of them (bn_pool_output_size).  Outputs    */
 /* never alias inputs.  Each (b, c) plane is computed on its own.           */
+/* Precondition: bn_pool_geometry_check accepts the sizes (for             */
+/* bn_max_pool2d_backward, its conditions on batch, channels, height,      */
+/* width, out_h and out_w alone); on sizes it rejects, a kernel returns at  */
+/* once without reading or writing memory.                                  */
 /* ------------------------------------------------------------------------ */
 #define BN_POOL_GEOMETRY                                                       \
     int64_t batch, int64_t channels, int64_t height, int64_t width,            \
@@ -223,10 +228,30 @@ BN_DECLARE_CONV_POOL(double, f64)
 /* Windows along one axis, PyTorch's rule (dilation 1): floor((size + 2*pad -
  * kernel + (ceil_mode ? stride - 1 : 0)) / stride) + 1, less one when
  * ceil_mode would start the last window in the right padding. ceil_mode = 0
- * gives a convolution's output size. 0 for kernel or stride < 1 or pad < 0;
- * PyTorch's pools also require pad <= kernel / 2 and a result >= 1. */
+ * gives a convolution's output size. 0 for size < 0, kernel or stride < 1,
+ * pad < 0, or size + 2*pad + kernel + stride beyond INT64_MAX; PyTorch's
+ * pools also require pad <= kernel / 2 and a result >= 1. */
 int64_t bn_pool_output_size(int64_t size, int64_t kernel, int64_t stride,
                             int64_t pad, int ceil_mode);
+
+/* The most values one buffer of the convolution and pooling kernels may
+ * hold: its size in bytes (8 per value at most) fits in ptrdiff_t. */
+#define BN_POOL_MAX_VALUES ((int64_t)(PTRDIFF_MAX / 8))
+#define BN_GEOMETRY_OK 0
+#define BN_GEOMETRY_INVALID 1  /* a size out of its range (see below) */
+#define BN_GEOMETRY_OVERFLOW 2 /* a buffer or a coordinate too large */
+/* BN_GEOMETRY_OK when the convolution and pooling kernels can run on these
+ * sizes without overflow: batch, channels, pad_h, pad_w, out_h, out_w >= 0;
+ * height, width, kernel_h, kernel_w, stride_h, stride_w >= 1; out_h and out_w
+ * at most the window counts (bn_pool_output_size, the larger of ceil_mode 0
+ * and 1); size +
+ * 2*pad + kernel + stride within int64_t along each axis; x (batch x channels
+ * x height x width), the pooled outputs (batch x channels x out_h x out_w)
+ * and cols (batch x channels x kernel_h x kernel_w x out_h x out_w) each at
+ * most BN_POOL_MAX_VALUES values, and so are one plane of each and one
+ * window (kernel_h x kernel_w). Else BN_GEOMETRY_INVALID or
+ * BN_GEOMETRY_OVERFLOW. */
+int bn_pool_geometry_check(BN_POOL_GEOMETRY);
 
 /* ------------------------------------------------------------------------ */
 /* Threads (OpenMP, when the library was built with it).  Every kernel      */

@@ -14,6 +14,7 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import bnkernels
 from bnkernels import _kernels, reference
@@ -583,3 +584,240 @@ def test_im2col_allows_padding_wider_than_half_the_kernel():
     x = random((1, 2, 3, 3), np.float64, 21)
     np.testing.assert_array_equal(_kernels.im2col(x, 1, 1, 2),
                                   naive_im2col(x, (1, 1), (1, 1), (2, 2)))
+
+
+# ---------------------------------------------------------------------------
+# hostile sizes: every size is checked before anything is allocated or any C
+# runs (issue 20: padding=2**31 once made the window count wrap to 0 in 64
+# bits, a 0-byte output, and the kernel wrote past it)
+# ---------------------------------------------------------------------------
+
+# the most values one array may hold: bn_pool_geometry_check's
+# BN_POOL_MAX_VALUES, its bytes (8 per value at most) within ptrdiff_t
+MAX_VALUES = (2**63 - 1) // 8
+X1 = random((1, 1, 1, 1), np.float64, 23)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: _kernels.im2col(X1, 2, 1, 2**31),
+     r"im2col of x \(1, 1, 1, 1\) with kernel_size \(2, 2\), stride \(1, 1\), padding "
+     r"\(2147483648, 2147483648\): the grid of windows \(N, C, OH, OW\) "
+     r"\(1, 1, 4294967296, 4294967296\) has more values than the kernels can address"),
+    (lambda: _kernels.col2im(np.zeros((1, 4, 1)), (1, 1, 1, 1), 2, 1, 2**31),
+     r"col2im of x_shape \(1, 1, 1, 1\).*padding \(2147483648, 2147483648\)"),
+    (lambda: _kernels.im2col(X1, (1, 2**30), 1, (0, 2**30)),
+     r"the columns \(N, C, kh\*kw, OH\*OW\) \(1, 1, 1073741824, 1073741826\) has more"),
+    (lambda: _kernels.avg_pool2d_forward(X1, 2**40, 1, 2**39),
+     r"the windows' values \(N, C, kh\*kw, OH\*OW\)"),
+    (lambda: _kernels.im2col(X1, 2**60 + 1, 1, 0),
+     r"kernel_size must be at most 2\*\*60 along both axes, got \(1152921504606846977,"),
+    (lambda: _kernels.im2col(X1, 3, (1, 2**63), 1), r"stride must be at most 2\*\*60"),
+    (lambda: _kernels.max_pool2d_forward(X1, 3, 1, 2**64), r"padding must be at most 2\*\*60"),
+    (lambda: _kernels.col2im(np.zeros((1, 4, 1)), (1, 1, 2**62, 1), 2, 1, 0),
+     r"x_shape \(1, 1, 4611686018427387904, 1\) has more values than the kernels"),
+    (lambda: _kernels.col2im(np.zeros((0, 4, 1)), (0, 1, 2**61, 1), 2, 1, 0),
+     r"x_shape \(0, 1, 2305843009213693952, 1\) has more values"),
+    (lambda: _kernels.avg_pool2d_backward(np.zeros((1, 1, 1, 1)), (2**31, 2**31, 2, 2), 2, 2,
+                                          0),
+     r"x_shape \(2147483648, 2147483648, 2, 2\) has more values"),
+    (lambda: _kernels.max_pool2d_backward(np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1, 1),
+                                                                            np.int64),
+                                          (1, 1, 2**40, 2**40)),
+     r"x_shape \(1, 1, 1099511627776, 1099511627776\) has more values"),
+    (lambda: _kernels.pool_output_size(2**63, 3, 1, 1, False),
+     r"size must be at most 9223372036854775807"),
+    (lambda: _kernels.pool_output_size(2**63 - 2**60, 2**60, 2**60, 2**59, False),
+     r"size \+ 2\*padding \+ kernel \+ stride = 11529215046068469760 must be at most"),
+])
+def test_rejects_sizes_beyond_what_the_kernels_can_address(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: _kernels.max_pool2d_forward(X, 3, 1, 1, "yes"), r"ceil_mode must be a bool"),
+    (lambda: _kernels.avg_pool2d_forward(X, 3, 1, 1, np.nan), r"ceil_mode must be a bool"),
+    (lambda: _kernels.avg_pool2d_forward(X, 3, 1, 1, False, 2),
+     r"count_include_pad must be a bool, got 2"),
+    (lambda: _kernels.avg_pool2d_backward(np.zeros((2, 3, 9, 8)), SHAPE, 3, 1, 1, False,
+                                          None), r"count_include_pad must be a bool"),
+    (lambda: _kernels.pool_output_size(5, 3, 1, 1, "no"), r"ceil_mode must be a bool"),
+    (lambda: _kernels.im2col(X, 3, 1.0, 1), r"stride must be an int or an \(h, w\) pair"),
+    (lambda: _kernels.im2col(X, 3, 1, np.float64(1)), r"padding must be an int"),
+    (lambda: _kernels.im2col(X, "33", 1, 1), r"kernel_size must be an int"),
+])
+def test_rejects_flags_and_sizes_of_the_wrong_type(call, message):
+    with pytest.raises(TypeError, match=message):
+        call()
+
+
+def test_accepts_strides_and_paddings_near_the_limit_with_exact_results():
+    """Huge strides and paddings that leave a few windows: the coordinates of
+    the kernels (o * stride - padding) are near 2**60 and must not overflow."""
+    x = random((1, 2, 3, 3), np.float64, 24)
+    for k, s, p in [((2, 2), (2**60, 2**60), (2**59, 2**59)),
+                    ((1, 3), (2**60, 1), (2**60, 1)),
+                    ((3, 1), (2**40, 1), (2**40, 0))]:
+        cols = _kernels.im2col(x, k, s, p)
+        np.testing.assert_array_equal(cols, naive_im2col(x, k, s, p))
+        np.testing.assert_allclose(_kernels.col2im(cols, x.shape, k, s, p),
+                                   naive_col2im(cols, x.shape, k, s, p), rtol=1e-12)
+    for k, s, p, ceil_mode in [((2**30, 3), (2**60, 1), (2**29, 1), True),
+                               ((2**20, 2), (2**60, 2**60), (2**19, 1), False)]:
+        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode)
+        y_ref, idx_ref = naive_max_pool(x, k, s, p, ceil_mode)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(idx, idx_ref)
+        for include in (False, True):
+            np.testing.assert_allclose(_kernels.avg_pool2d_forward(x, k, s, p, ceil_mode,
+                                                                   include),
+                                       naive_avg_pool(x, k, s, p, ceil_mode, include),
+                                       rtol=1e-12)
+
+
+def test_a_zero_batch_does_not_excuse_an_impossible_plane():
+    """x of shape (0, C, H, W) holds nothing, but the rule is per (n, c) plane
+    too, as in bn_pool_geometry_check: 2**40 x 2**40 windows are refused."""
+    x = np.empty((0, 1, 1, 1))
+    assert _kernels.im2col(np.empty((0, 3, 5, 5)), 3, 1, 1).shape == (0, 27, 25)
+    with pytest.raises(ValueError, match=r"the grid of windows \(N, C, OH, OW\) "
+                                         r"\(0, 1, 1099511627777, 1099511627777\)"):
+        _kernels.im2col(x, 1, 1, 2**39)
+
+
+# -- Hypothesis: random geometries, hostile values among them -------------
+
+# a size argument: an ordinary small value, or something hostile
+HOSTILE_SIZES = [0, -1, -2**63, 2**31, 2**32 + 1, 2**40, 2**60, 2**60 + 1, 2**62, 2**63 - 1,
+                 2**63, 2**64, True, False, 2.0, float("nan"), np.int64(2), np.uint8(1),
+                 np.float32(1), None, "3", (3,), (3, 3, 3), (1, 2**31), (2**59, 1)]
+OPS = ["im2col", "col2im", "max_pool2d", "avg_pool2d"]
+
+
+def window_argument(value, minimum):
+    """The documented rule for kernel_size, stride and padding: an (h, w) pair
+    of ints (not bools) in [minimum, 2**60], else the exception type."""
+    def is_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+    if is_int(value):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, str)) and len(value) == 2 and all(map(is_int, value)):
+        pair = (int(value[0]), int(value[1]))
+    else:
+        return TypeError
+    if min(pair) < minimum or max(pair) > 2**60:
+        return ValueError
+    return pair
+
+
+def too_many(shape):
+    plane = shape[2] * shape[3]
+    return plane > MAX_VALUES or shape[0] * shape[1] * plane > MAX_VALUES
+
+
+def expected_geometry(op, shape, kernel, stride, padding, ceil_mode):
+    """((kh, kw), (sh, sw), (ph, pw), (oh, ow)) by the documented rules, or
+    the exception type the call must raise (checked in the calls' order:
+    the input, kernel_size, stride, padding, then the sizes)."""
+    pool = op.endswith("pool2d")
+    if shape[2] < 1 or shape[3] < 1:
+        return ValueError
+    k = window_argument(kernel, 1)
+    if isinstance(k, type):
+        return k
+    s = k if stride is None else window_argument(stride, 1)
+    if isinstance(s, type):
+        return s
+    p = window_argument(padding, 0)
+    if isinstance(p, type):
+        return p
+    if pool and (p[0] > k[0] // 2 or p[1] > k[1] // 2):
+        return ValueError
+    if any(shape[2 + a] + 2 * p[a] + k[a] + s[a] > 2**63 - 1 for a in (0, 1)):
+        return ValueError
+    out = tuple(out_size(shape[2 + a], k[a], s[a], p[a], pool and ceil_mode) for a in (0, 1))
+    if min(out) < 1:
+        return ValueError
+    n, c = shape[:2]
+    if too_many((n, c) + out) or too_many((n, c, k[0] * k[1], out[0] * out[1])):
+        return ValueError
+    return k, s, p, out
+
+
+def size_argument():
+    """Mostly ordinary (an int or a pair of 1 to 4), a quarter hostile."""
+    ordinary = st.one_of(st.integers(1, 4), st.tuples(st.integers(1, 4), st.integers(1, 4)))
+    hostile = st.one_of(st.sampled_from(HOSTILE_SIZES),
+                        st.tuples(st.sampled_from(HOSTILE_SIZES), st.integers(0, 3)))
+    return st.one_of(ordinary, ordinary, ordinary, hostile)
+
+
+SIDES = st.sampled_from([0, 1, 2, 3, 4, 5, 6, 3, 4, 5, 6])  # 0 rarely
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None)
+@given(op=st.sampled_from(OPS), dtype=st.sampled_from(DTYPES),
+       shape=st.tuples(st.integers(0, 2), st.integers(0, 2), SIDES, SIDES),
+       kernel=size_argument(), stride=st.one_of(st.none(), size_argument()),
+       padding=st.one_of(st.just(0), st.integers(0, 1), size_argument()),
+       ceil_mode=st.booleans(),
+       include=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_random_geometries_give_the_loops_result_or_a_clear_error(
+        op, dtype, shape, kernel, stride, padding, ceil_mode, include, seed):
+    """Oracle: the naive float64 loops above for every geometry the
+    documented rules accept (when its output is small enough to compute
+    here), and the rules' exception type otherwise; the inputs unchanged."""
+    want = expected_geometry(op, shape, kernel, stride, padding, ceil_mode)
+    x = random(shape, dtype, seed) if shape[2] and shape[3] else np.zeros(shape, dtype)
+    if isinstance(want, type):
+        before = x.copy()
+        with pytest.raises(want):
+            if op == "im2col":
+                _kernels.im2col(x, kernel, stride, padding)
+            elif op == "col2im":
+                _kernels.col2im(np.zeros((shape[0], 1, 1), dtype), shape, kernel, stride,
+                                padding)
+            elif op == "max_pool2d":
+                _kernels.max_pool2d_forward(x, kernel, stride, padding, ceil_mode)
+            else:
+                _kernels.avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, include)
+        if op == "avg_pool2d":
+            with pytest.raises(want):
+                _kernels.avg_pool2d_backward(np.zeros((1, 1, 1, 1), dtype), shape, kernel,
+                                             stride, padding, ceil_mode, include)
+        np.testing.assert_array_equal(x, before)
+        return
+    k, s, p, (oh, ow) = want
+    n, c = shape[:2]
+    if n * c * k[0] * k[1] * oh * ow > 20_000 or k[0] * k[1] * oh * ow > 20_000:
+        return  # valid, but the loops would take too long (the sizes are checked above)
+    before = x.copy()
+    if op in ("im2col", "col2im"):
+        cols = _kernels.im2col(x, kernel, stride, padding)
+        np.testing.assert_array_equal(cols, naive_im2col(x.astype(np.float64), k, s, p))
+        c_in = random(cols.shape, dtype, seed + 1)
+        np.testing.assert_allclose(_kernels.col2im(c_in, shape, kernel, stride, padding),
+                                   naive_col2im(c_in.astype(np.float64), shape, k, s, p),
+                                   **tolerance(dtype))
+    elif op == "max_pool2d":
+        y, idx = _kernels.max_pool2d_forward(x, kernel, stride, padding, ceil_mode)
+        y_ref, idx_ref = naive_max_pool(x, k, s, p, ceil_mode)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(idx, idx_ref)
+        dy = random(y.shape, dtype, seed + 2)
+        np.testing.assert_allclose(_kernels.max_pool2d_backward(dy, idx, shape),
+                                   naive_max_pool_backward(dy.astype(np.float64), idx, shape),
+                                   **tolerance(dtype))
+    else:
+        y = _kernels.avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, include)
+        assert y.shape == (n, c, oh, ow)
+        if n * c:
+            np.testing.assert_allclose(y, naive_avg_pool(x, k, s, p, ceil_mode, include),
+                                       **tolerance(dtype))
+        dy = random(y.shape, dtype, seed + 3)
+        np.testing.assert_allclose(
+            _kernels.avg_pool2d_backward(dy, shape, kernel, stride, padding, ceil_mode,
+                                         include),
+            naive_avg_pool_backward(dy.astype(np.float64), shape, k, s, p, ceil_mode,
+                                    include), **tolerance(dtype))
+    np.testing.assert_array_equal(x, before)

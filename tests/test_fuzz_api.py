@@ -13,6 +13,11 @@ invalid one must raise TypeError or ValueError. Either way the inputs are
 left bitwise unchanged and nothing is written outside `out`, which lives
 between guard bytes. The default profile is derandomized (the same examples
 on every run); BNKERNELS_FUZZ_EXAMPLES=N draws N random examples per test.
+
+The convolution and pooling layers are fuzzed on their geometry: kernel_size,
+stride and padding from ordinary and hostile values (0, negative, 2**31,
+2**60 + 1, 2**63, bools, floats, NaN, None, strings, wrong lengths), against
+the documented rules and the naive loops of test_conv_pool.py.
 """
 import os
 import warnings
@@ -314,3 +319,133 @@ def test_mutated_argument_gives_the_clean_result_or_a_clear_error(name, data):
         return
     assert raised is None, f"{name} rejected a valid {kind} {target}: {raised}"
     same(result, expected)
+
+
+# ---------------------------------------------------------------------------
+# the convolution and pooling layers on random geometries, hostile ones
+# among them
+# ---------------------------------------------------------------------------
+
+# the naive float64 loops of tests/test_conv_pool.py (window by window, Python
+# integers: exact for huge strides and paddings too)
+from test_conv_pool import (  # noqa: E402
+    naive_avg_pool, naive_avg_pool_backward, naive_col2im, naive_im2col, naive_max_pool,
+    naive_max_pool_backward, out_size,
+)
+
+from bnkernels import layers  # noqa: E402
+
+LAYER_HOSTILE = [0, -1, 2**31, 2**32 + 1, 2**60, 2**60 + 1, 2**63, True, 2.0, float("nan"),
+                 None, "2", (2,), (1, 2, 3), (2**40, 1), (1, 2**59)]
+SEED_STRATEGY = st.integers(0, 2**32 - 1)
+LAYER_SETTINGS = settings(max_examples=EXAMPLES or 600, deadline=None,
+                          derandomize=not EXAMPLES, database=None,
+                          suppress_health_check=list(HealthCheck))
+
+
+def layer_size():
+    ordinary = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    return st.one_of(ordinary, ordinary, ordinary, st.sampled_from(LAYER_HOSTILE))
+
+
+def layer_pair(value, minimum):
+    """The layers' rule for kernel_size, stride and padding: an (h, w) pair,
+    or None when the constructor must raise ValueError."""
+    def is_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+    pair = (value, value) if is_int(value) else value
+    if not isinstance(pair, tuple) or len(pair) != 2 or not all(map(is_int, pair)):
+        return None
+    if min(pair) < minimum or max(pair) > 2**60:
+        return None
+    return pair
+
+
+@pytest.mark.parametrize("kind", ["Conv2d", "MaxPool2d", "AvgPool2d"])
+@LAYER_SETTINGS
+@given(data=st.data())
+def test_layer_on_a_random_geometry_gives_the_loops_result_or_a_clear_error(kind, data):
+    """Constructor arguments from ordinary and hostile values; then a small
+    input. Oracle: the documented rules say whether the constructor and the
+    forward must raise ValueError; otherwise forward and backward equal the
+    naive float64 loops (the convolution as weight @ im2col), to 1e-10 in
+    float64 and 1e-4 in float32 (at most 3 * 3 * 3 products summed). A call
+    that raises leaves the input, the parameters and the gradients as they
+    were."""
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]), label="dtype")
+    kernel = data.draw(layer_size(), label="kernel_size")
+    stride = data.draw(st.one_of(st.none(), layer_size()) if kind != "Conv2d" else layer_size(),
+                       label="stride")
+    padding = data.draw(st.one_of(st.just(0), st.just(0), st.just(0), layer_size()),
+                        label="padding")
+    ceil_mode = data.draw(st.booleans(), label="ceil_mode")
+    c_in = data.draw(st.integers(1, 3), label="in_channels")
+    shape = (data.draw(st.integers(1, 2), label="N"), c_in,
+             data.draw(st.integers(1, 6), label="H"), data.draw(st.integers(1, 6), label="W"))
+    k, p = layer_pair(kernel, 1), layer_pair(padding, 0)
+    s = k if stride is None and kind != "Conv2d" else layer_pair(stride, 1)
+    valid = None not in (k, s, p) and (kind == "Conv2d" or all(
+        2 * p[a] <= k[a] for a in (0, 1)))
+    if valid and kind == "Conv2d" and 2 * c_in * k[0] * k[1] > 10**7:
+        return  # a weight too large for memory: NumPy's MemoryError, not asked for here
+        # (an AddressSanitizer build aborts on such a request instead)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            if kind == "Conv2d":
+                layer = layers.Conv2d(c_in, 2, kernel, stride, padding, dtype=dtype, rng=0)
+            elif kind == "MaxPool2d":
+                layer = layers.MaxPool2d(kernel, stride, padding, ceil_mode)
+            else:
+                layer = layers.AvgPool2d(kernel, stride, padding, ceil_mode)
+        except ValueError:
+            assert not valid, f"{kind} refused valid arguments"
+            return
+    assert valid, f"{kind} accepted kernel_size={kernel!r}, stride={stride!r}, " \
+                  f"padding={padding!r}"
+    pool_ceil = ceil_mode and kind != "Conv2d"
+    out = [out_size(shape[2 + a], k[a], s[a], p[a], pool_ceil) for a in (0, 1)]
+    x = np.random.default_rng(data.draw(SEED_STRATEGY, label="seed")).standard_normal(
+        shape).astype(dtype)
+    x_before = x.copy()
+    params = [(value.copy(), grad.copy()) for value, grad in layer.parameters()]
+    n, c = shape[:2]
+    windows = n * c * k[0] * k[1] * max(out[0], 0) * max(out[1], 0)
+    if min(out) < 1 or (out[0] * out[1] * k[0] * k[1] > (2**63 - 1) // 8):
+        with pytest.raises(ValueError):
+            layer.forward(x)
+        np.testing.assert_array_equal(x, x_before)
+        for (value, grad), (v0, g0) in zip(layer.parameters(), params):
+            np.testing.assert_array_equal(value, v0)
+            np.testing.assert_array_equal(grad, g0)
+        return
+    if windows > 20_000 or out[0] * out[1] > 20_000:
+        return  # valid, but too large for the loops here (and im2col's checks are
+        # tested in test_conv_pool.py)
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    x64 = x.astype(np.float64)
+    y = layer.forward(x)
+    dy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+    dx = layer.backward(dy)
+    dy64 = dy.astype(np.float64)
+    if kind == "Conv2d":
+        cols = naive_im2col(x64, k, s, p)
+        w = params[0][0].astype(np.float64).reshape(2, -1)
+        expected = (np.matmul(w, cols) + params[1][0].astype(np.float64)[:, None]).reshape(
+            y.shape)
+        np.testing.assert_allclose(y, expected, **tol)
+        g = dy64.reshape(n, 2, -1)
+        np.testing.assert_allclose(dx, naive_col2im(np.matmul(w.T, g), shape, k, s, p), **tol)
+        np.testing.assert_allclose(layer.grad_weight.reshape(2, -1),
+                                   np.einsum("nop,nkp->ok", g, cols), **tol)
+        np.testing.assert_allclose(layer.grad_bias, g.sum(axis=(0, 2)), **tol)
+    elif kind == "MaxPool2d":
+        y_ref, idx = naive_max_pool(x64, k, s, p, ceil_mode)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_allclose(dx, naive_max_pool_backward(dy64, idx, shape), **tol)
+    else:
+        np.testing.assert_allclose(y, naive_avg_pool(x64, k, s, p, ceil_mode), **tol)
+        np.testing.assert_allclose(dx, naive_avg_pool_backward(dy64, shape, k, s, p, ceil_mode),
+                                   **tol)
+    np.testing.assert_array_equal(x, x_before)
+

@@ -740,3 +740,117 @@ def test_inception_v3_matches_a_torch_nn_assembly_at_75x75():
     with torch.no_grad():
         expected = theirs(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(ours.forward(x), expected, rtol=1e-9, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# argument checks, and calls that raise change nothing
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: InceptionV1(192, 0, 96, 128, 16, 32, 32), r"c1x1 must be an int >= 1, got 0"),
+    (lambda: InceptionV1(192, 64, 96, 128, 16, 32, 0), r"pool_proj must be an int >= 1, got 0"),
+    (lambda: InceptionV1Naive(4, 2, 2.0, 2), r"c3x3 must be an int >= 1, got 2.0"),
+    (lambda: InceptionV1Naive(True, 2, 2, 2), r"in_ch must be an int >= 1, got True"),
+    (lambda: InceptionBN(4, 2, 2, 3, 2, 3, -1), r"pool_proj must be an int >= 0, got -1"),
+    (lambda: InceptionBN(4, 0, 2, 3, 2, 3, 0, stride=True), r"stride must be one of 1, 2"),
+    (lambda: InceptionBN(4, 0, 2, 3, 2, 3, 0, stride=2.0), r"stride must be one of 1, 2"),
+    (lambda: InceptionBN(4, 2, 2, 3, 2, 3, 2, batch_norm="yes"), r"batch_norm must be a bool"),
+    (lambda: InceptionV3A(4, 2, kernel_5x5=3.0), r"kernel_5x5 must be one of 5, 3, got 3.0"),
+    (lambda: InceptionV3B(4, 2, n=-1), r"n must be an int >= 1, got -1"),
+    (lambda: InceptionV3B(4, 2, n=4), r"n must be odd"),
+    (lambda: InceptionV3C(4, c3x3=np.nan), r"c3x3 must be an int >= 1, got nan"),
+    (lambda: InceptionV3Reduction(4, 2, 2, 2, n=-3), r"n must be an int >= 0, got -3"),
+    (lambda: InceptionV3Reduction(4, 2, 2, 2, c3x3_reduce=-1),
+     r"c3x3_reduce must be an int >= 0, got -1"),
+    (lambda: small_inception(width=2.5), r"width must be an int >= 2, got 2.5"),
+    (lambda: small_inception(width=float("nan")), r"width must be an int >= 2, got nan"),
+    (lambda: small_inception(width=True), r"width must be an int >= 2, got True"),
+    (lambda: small_inception(num_classes=0), r"num_classes must be an int >= 1, got 0"),
+    (lambda: small_inception(in_channels=0), r"in_channels must be an int >= 1, got 0"),
+    (lambda: googlenet(num_classes=-1), r"num_classes must be an int >= 1, got -1"),
+    (lambda: googlenet(dropout=1.5), r"dropout must be a probability in \[0, 1\], got 1.5"),
+    (lambda: googlenet(dropout=float("nan")), r"dropout must be a probability"),
+    (lambda: googlenet(aux_logits="yes"), r"aux_logits must be a bool, got 'yes'"),
+    (lambda: bn_inception(num_classes=2.0), r"num_classes must be an int >= 1, got 2.0"),
+    (lambda: inception_v3(dropout=-0.5), r"dropout must be a probability"),
+    (lambda: small_inception(seed=True), r"rng \(a network's seed\) must be None, an int"),
+    (lambda: small_inception(seed=-1), r"rng \(a network's seed\) must be"),
+    (lambda: InceptionBN(4, 2, 2, 3, 2, 3, 2, rng=1.5), r"rng \(a network's seed\) must be"),
+])
+def test_blocks_and_networks_reject_bad_arguments_naming_them(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_network_rejects_malformed_stages_and_heads():
+    unit = ConvBNReLU(2, 2, 1, **F64)
+    with pytest.raises(TypeError, match=r"stages must be \(name, Module\) pairs; item 0"):
+        Network([unit])
+    with pytest.raises(TypeError, match=r"aux must be \(name, stage name, Module\) triples"):
+        Network([("a", unit)], aux=[("h", "a")])
+    with pytest.raises(TypeError, match=r"stage 'h' is int, not a Module"):
+        Network([("a", unit)], aux=[("h", "a", 3)])
+    with pytest.raises(ValueError, match=r"stage and head names must be unique"):
+        Network([("a", unit)], aux=[("a", "a", Flatten())])
+    with pytest.raises(ValueError, match=r"reads unknown stage 'b'"):
+        Network([("a", unit)], aux=[("h", "b", Flatten())])
+
+
+def test_zero_drops_a_branch_where_documented():
+    assert "branch1x1" not in dict(InceptionBN(4, 0, 2, 3, 2, 3, None, **F64).children())
+    assert dict(InceptionV3Reduction(4, 2, 2, 2, c3x3_reduce=0, n=0, **F64).children())
+
+
+def aux_network():
+    return Network(
+        [("a", ConvBNReLU(2, 3, 3, padding=1, rng=0, **F64)),
+         ("b", ConvBNReLU(3, 4, 3, stride=2, padding=1, rng=1, **F64)),
+         ("pool", GlobalAvgPool2d()), ("flat", Flatten()), ("fc", Linear(4, 3, rng=2, **F64))],
+        aux=[("aux", "a", Sequential(GlobalAvgPool2d(), Flatten(), Linear(3, 2, rng=3, **F64)))])
+
+
+def snapshot(module):
+    return ({k: np.array(v, copy=True) for k, v in module.state_dict().items()},
+            {name: grad.copy() for name, _, grad in module.named_parameters()})
+
+
+def assert_same(module, before):
+    state, grads = snapshot(module)
+    for key in before[0]:
+        np.testing.assert_array_equal(state[key], before[0][key], err_msg=key)
+    for key in before[1]:
+        np.testing.assert_array_equal(grads[key], before[1][key], err_msg=key)
+
+
+def test_a_bad_aux_gradient_leaves_every_gradient_as_it_was():
+    """The main stages after the tap run their backward before the head's
+    gradient is read: when the head refuses it, their gradients are put back."""
+    net = aux_network()
+    x = rand((2, 2, 5, 5), 80)
+    logits, (aux,) = net.forward(x)
+    net.backward(rand(logits.shape, 81), [rand(aux.shape, 82)])
+    before = snapshot(net)
+    for bad in ([rand((2, 3), 83)], [rand(aux.shape, 84).astype(np.float32)], [None, None]):
+        with pytest.raises((ValueError, TypeError)):
+            net.backward(rand(logits.shape, 85), bad)
+        assert_same(net, before)
+    with pytest.raises(ValueError, match="dy as a tuple must be"):
+        net.backward((rand(logits.shape, 85),))
+    dx = net.backward(rand(logits.shape, 85), [None])  # the head skipped: still works
+    assert dx.shape == x.shape
+
+
+def test_a_forward_failing_in_a_late_stage_leaves_the_running_statistics():
+    """A 7x7 input reaches the Linear with 4 x 4 x 4 features instead of 4:
+    the BN stages ran first; their statistics and counts are put back."""
+    net = Network([("a", ConvBNReLU(2, 3, 3, padding=1, rng=0, **F64)),
+                   ("b", ConvBNReLU(3, 4, 3, stride=2, padding=1, rng=1, **F64)),
+                   ("flat", Flatten()), ("fc", Linear(4, 3, rng=2, **F64))])
+    before = snapshot(net)
+    with pytest.raises(ValueError, match="x has 64 features, expected 4"):
+        net.forward(rand((2, 2, 7, 7), 86))
+    assert_same(net, before)
+    assert net["a"].bn.num_batches_tracked == 0
+    with pytest.raises(RuntimeError, match="before forward"):
+        net.backward(rand((2, 3), 87))
+    assert_same(net, before)

@@ -451,12 +451,8 @@ def _wrong_shape(state):
     return "fc.weight"
 
 
-@pytest.mark.parametrize("spoil", [
-    _missing, _unexpected,
-    pytest.param(_wrong_shape, marks=pytest.mark.xfail(
-        reason="load_state_dict checks each shape as it writes; the atomic load "
-               "(issue 21, layers.py) checks them all first", raises=AssertionError))],
-    ids=["missing", "unexpected", "wrong-shape"])
+@pytest.mark.parametrize("spoil", [_missing, _unexpected, _wrong_shape],
+                         ids=["missing", "unexpected", "wrong-shape"])
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_a_state_that_does_not_fit_raises_and_writes_nothing(name, spoil):
     """Another seed's state (its weights differ), spoiled in one key."""

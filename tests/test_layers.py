@@ -867,3 +867,327 @@ def test_conv2d_reuses_its_columns_buffer_and_a_second_backward_is_still_right()
     np.testing.assert_allclose(conv.grad_weight, 2 * dw_expected, rtol=1e-12, atol=1e-12)
     conv.forward(rand((3, 2, 5, 5), 63))   # another batch size: a new buffer
     assert conv._cols_buffer is not first and conv._cols_buffer.shape[0] == 3
+
+
+# ---------------------------------------------------------------------------
+# argument checks: every constructor argument, hostile values included
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Conv2d(0, 2, 3), r"in_channels must be an int >= 1, got 0"),
+    (lambda: Conv2d(True, 2, 3), r"in_channels must be an int >= 1, got True"),
+    (lambda: Conv2d(2.0, 2, 3), r"in_channels must be an int >= 1, got 2.0"),
+    (lambda: Conv2d(2, np.nan, 3), r"out_channels must be an int >= 1, got nan"),
+    (lambda: Conv2d(2, -1, 3), r"out_channels must be an int >= 1, got -1"),
+    (lambda: Conv2d(2**40, 2**40, 1), r"the weight: out_channels \* in_channels \* kh \* kw = "
+                                      r"1208925819614629174706176 values, more than an array"),
+    (lambda: Conv2d(2, 2, 2**61), r"kernel_size must be at most 2\*\*60"),
+    (lambda: Conv2d(2, 2, 3, stride=(1, 2**63)), r"stride must be at most 2\*\*60"),
+    (lambda: Conv2d(2, 2, 3, padding=-1), r"padding must be >= 0"),
+    (lambda: Conv2d(2, 2, 3, padding=np.float64(1)), r"padding must be an int or a pair"),
+    (lambda: Conv2d(2, 2, 3, padding="valid"), r"padding must be an int, a pair \(h, w\) or"),
+    (lambda: Conv2d(2, 2, (3, True)), r"kernel_size must be an int or a pair"),
+    (lambda: Conv2d(2, 2, 3, bias="yes"), r"bias must be a bool, got 'yes'"),
+    (lambda: Linear(0, 2), r"in_features must be an int >= 1, got 0"),
+    (lambda: Linear(2, 1.5), r"out_features must be an int >= 1, got 1.5"),
+    (lambda: Linear(2, 2, bias=2), r"bias must be a bool, got 2"),
+    (lambda: Linear(2**40, 2**30), r"the weight: out_features \* in_features"),
+    (lambda: MaxPool2d(0), r"kernel_size must be >= 1"),
+    (lambda: MaxPool2d(3, stride=0), r"stride must be >= 1"),
+    (lambda: MaxPool2d(3, padding=2), r"padding must be at most half the kernel size"),
+    (lambda: MaxPool2d(3, ceil_mode="no"), r"ceil_mode must be a bool, got 'no'"),
+    (lambda: AvgPool2d(3, count_include_pad=np.nan), r"count_include_pad must be a bool"),
+    (lambda: AvgPool2d(2**61), r"kernel_size must be at most 2\*\*60"),
+    (lambda: Dropout(-0.1), r"p must be a probability in \[0, 1\], got -0.1"),
+    (lambda: Dropout(1.5), r"p must be a probability in \[0, 1\], got 1.5"),
+    (lambda: Dropout(float("nan")), r"p must be a probability in \[0, 1\], got nan"),
+    (lambda: Dropout(True), r"p must be a probability"),
+    (lambda: Dropout("0.5"), r"p must be a probability"),
+    (lambda: SoftmaxCrossEntropy(-1e-9), r"label_smoothing must be in \[0, 1\]"),
+    (lambda: SoftmaxCrossEntropy(float("nan")), r"label_smoothing must be in \[0, 1\]"),
+    (lambda: SoftmaxCrossEntropy(1.01), r"label_smoothing must be in \[0, 1\]"),
+    (lambda: ConvBNReLU(2, 2, 3, batch_norm="no"), r"batch_norm must be a bool, got 'no'"),
+    (lambda: ConvBNReLU(2, 0, 3), r"out_channels must be an int >= 1, got 0"),
+])
+def test_constructors_reject_bad_arguments_naming_them(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_constructors_accept_numpy_scalars_and_the_closed_ends():
+    assert Conv2d(np.int64(2), np.int32(3), np.int16(3), stride=np.uint8(1),
+                  bias=np.bool_(False)).bias is None
+    assert Dropout(np.float32(1)).p == 1.0 and Dropout(0).p == 0.0
+    assert SoftmaxCrossEntropy(np.float64(1)).label_smoothing == 1.0
+    assert MaxPool2d(3, ceil_mode=np.bool_(True)).ceil_mode is True
+
+
+def test_dropout_1_zeroes_everything_and_backward_too():
+    layer = Dropout(1.0, rng=0)
+    x = rand((2, 3, 4, 4), 60)
+    np.testing.assert_array_equal(layer.forward(x), np.zeros_like(x))
+    np.testing.assert_array_equal(layer.backward(np.ones_like(x)), np.zeros_like(x))
+
+
+def test_loss_backward_rejects_a_non_finite_dloss():
+    loss = SoftmaxCrossEntropy()
+    loss(rand((3, 4), 61), np.array([0, 1, 3]))
+    for bad in (float("nan"), float("inf"), "1", None, True):
+        with pytest.raises(ValueError, match="dloss must be a finite number"):
+            loss.backward(bad)
+    assert np.isfinite(loss.backward(np.float32(2))).all()
+
+
+def test_conv2d_with_padding_2pow31_raises_instead_of_writing_past_its_columns():
+    """Issue 20: Conv2d(1, 1, 2, padding=2**31) on a 1x1 input had 2**32 x
+    2**32 windows, a count that wrapped to 0 in 64 bits: im2col got a
+    0-value buffer and wrote past it (a segfault)."""
+    conv = Conv2d(1, 1, 2, padding=2**31, rng=0)
+    weight = conv.weight.copy()
+    x = np.ones((1, 1, 1, 1), np.float32)
+    assert conv.output_shape(x.shape) == (1, 1, 2**32, 2**32)
+    with pytest.raises(ValueError, match=r"im2col of x \(1, 1, 1, 1\) with kernel_size "
+                                         r"\(2, 2\), stride \(1, 1\), padding \(2147483648, "
+                                         r"2147483648\).*more values than the kernels can"):
+        conv.forward(x)
+    np.testing.assert_array_equal(conv.weight, weight)
+    np.testing.assert_array_equal(x, np.ones((1, 1, 1, 1)))
+
+
+@pytest.mark.parametrize("layer", [Conv2d(1, 1, 1), MaxPool2d(1), AvgPool2d(1),
+                                   GlobalAvgPool2d()], ids=["conv", "max", "avg", "global"])
+def test_output_shape_rejects_an_empty_plane_as_forward_does(layer):
+    with pytest.raises(ValueError, match=r"takes \(N, C, H, W\) inputs with H, W >= 1"):
+        layer.output_shape((1, 1, 0, 3))
+    with pytest.raises(ValueError, match="H, W >= 1|height and width >= 1"):
+        layer.forward(np.zeros((1, 1, 0, 3), np.float32))
+
+
+# ---------------------------------------------------------------------------
+# all or nothing: load_state_dict, and forward/backward calls that raise
+# ---------------------------------------------------------------------------
+
+def arrays_of(module):
+    """Copies of everything a failed call must leave alone: the state
+    (parameters, running statistics, num_batches_tracked) and the gradients."""
+    state = module.state_dict()
+    grads = {name: grad.copy() for name, _, grad in module.named_parameters()}
+    return state, grads
+
+
+def assert_unchanged(module, before):
+    state, grads = arrays_of(module)
+    assert state.keys() == before[0].keys() and grads.keys() == before[1].keys()
+    for key in state:
+        np.testing.assert_array_equal(state[key], before[0][key], err_msg=key)
+        assert np.asarray(state[key]).dtype == np.asarray(before[0][key]).dtype, key
+    for key in grads:
+        np.testing.assert_array_equal(grads[key], before[1][key], err_msg=key)
+
+
+def bad_states(good):
+    """(name, state, exception) for each way a state_dict can be wrong, the
+    bad entry placed last in the module's order, so that a loader writing
+    entries one by one would have written all the others."""
+    keys = list(good)
+    floats = [k for k in keys if np.asarray(good[k]).dtype.kind == "f"]
+    last = floats[-1]
+
+    def replaced(key, value):
+        state = dict(good)
+        state[key] = value
+        return state
+
+    shape = np.shape(good[last])
+    yield "wrong shape", replaced(last, np.zeros(shape + (1,))), ValueError
+    yield "one fewer value", replaced(last, np.zeros(shape)[..., :-1]), ValueError
+    yield "complex dtype", replaced(last, np.zeros(shape, np.complex64)), TypeError
+    yield "bool dtype", replaced(last, np.zeros(shape, bool)), TypeError
+    yield "object dtype", replaced(last, np.zeros(shape, object)), TypeError
+    yield "strings", replaced(last, np.full(shape, "1")), TypeError
+    yield "a NaN", replaced(last, np.where(np.arange(np.size(good[last])).reshape(shape) == 0,
+                                           np.nan, good[last])), ValueError
+    yield "an Inf", replaced(last, np.full(shape, -np.inf)), ValueError
+    yield "None", replaced(last, None), TypeError
+    missing = dict(good)
+    del missing[keys[-1]]
+    yield "a missing key", missing, KeyError
+    yield "an unexpected key", {**good, "extra.weight": np.zeros(3)}, KeyError
+    yield "a list, not a mapping", list(good.items()), TypeError
+    if np.asarray(good[last]).dtype == np.float32:
+        yield "beyond float32", replaced(last, np.full(shape, 1e39)), ValueError
+    variances = [k for k in keys if k.endswith("running_var")]
+    if variances:
+        v = variances[-1]
+        yield "a negative variance", replaced(v, -np.abs(good[v]) - 1), ValueError
+        count = [k for k in keys if k.endswith("num_batches_tracked")][-1]
+        yield "a float count", replaced(count, 2.5), TypeError
+        yield "a negative count", replaced(count, np.int64(-1)), ValueError
+        yield "a vector count", replaced(count, np.array([1, 2])), TypeError
+
+
+def state_cases():
+    """name: (make(seed), an input shape it takes)"""
+    from bnkernels import inception
+    return {
+        "conv": (lambda seed: Conv2d(3, 4, 3, padding=1, rng=seed), (2, 3, 5, 5)),
+        "convbnrelu": (lambda seed: ConvBNReLU(3, 4, 3, padding=1, rng=seed), (2, 3, 5, 5)),
+        "inception block": (lambda seed: inception.InceptionBN(4, 2, 2, 3, 2, 3, 2, rng=seed),
+                            (2, 4, 6, 6)),
+        "small_inception": (lambda seed: inception.small_inception(width=2, seed=seed),
+                            (2, 1, 8, 8)),
+        "small network float64": (lambda seed: Sequential(small_network(), ReLU()),
+                                  (2, 2, 4, 4)),
+    }
+
+
+@pytest.mark.parametrize("name", list(state_cases()))
+def test_load_state_dict_writes_nothing_when_any_entry_is_bad(name):
+    make, shape = state_cases()[name]
+    module = make(0)
+    other = make(1)
+    other.forward(rand(shape, 62, other.parameters()[0][0].dtype))  # running statistics move
+    good = other.state_dict()
+    before = arrays_of(module)
+    checked = 0
+    for case, state, error in bad_states(good):
+        with pytest.raises(error):
+            module.load_state_dict(state)
+        assert_unchanged(module, before)
+        checked += 1
+    assert checked >= 13
+    module.load_state_dict(good)  # and a good one is loaded whole
+    for key, value in module.state_dict().items():
+        np.testing.assert_array_equal(value, good[key], err_msg=key)
+
+
+def test_load_state_dict_of_googlenet_is_all_or_nothing():
+    """A whole network of the paper's size: the last of 100+ entries bad."""
+    from bnkernels import inception
+    net = inception.googlenet(num_classes=10, seed=0)
+    good = inception.googlenet(num_classes=10, seed=1).state_dict()
+    before = arrays_of(net)
+    for bad_key in (list(good)[-1], list(good)[len(good) // 2]):
+        state = dict(good)
+        state[bad_key] = np.full(np.shape(good[bad_key]), np.nan, np.float32)
+        with pytest.raises(ValueError, match=f"{bad_key} has NaN or Inf values"):
+            net.load_state_dict(state)
+        assert_unchanged(net, before)
+
+
+def test_load_state_dict_with_values_that_are_views_of_the_module_itself():
+    """Swapping two convolutions' weights through views of the module's own
+    arrays: every entry is read before any is written."""
+    net = Sequential(Conv2d(2, 2, 3, rng=1), Conv2d(2, 2, 3, rng=2))
+    a, b = net[0].weight.copy(), net[1].weight.copy()
+    state = net.state_dict()
+    state["0.weight"], state["1.weight"] = net[1].weight, net[0].weight
+    net.load_state_dict(state)
+    np.testing.assert_array_equal(net[0].weight, b)
+    np.testing.assert_array_equal(net[1].weight, a)
+
+
+def test_load_state_dict_converts_dtypes_and_counts():
+    conv = ConvBNReLU(2, 3, 1, rng=0)
+    state = {k: (np.asarray(v, np.float64) if np.asarray(v).dtype.kind == "f" else v)
+             for k, v in ConvBNReLU(2, 3, 1, rng=1).state_dict().items()}
+    state["bn.num_batches_tracked"] = 7  # a Python int, as torch's .item() gives
+    state["bn.bias"] = [1, 2, 3]  # an integer list
+    conv.load_state_dict(state)
+    assert conv.conv.weight.dtype == np.float32 and conv.bn.num_batches_tracked == 7
+    np.testing.assert_array_equal(conv.bn.bias, [1, 2, 3])
+
+
+LAYERS_AND_INPUTS = [
+    (lambda: Conv2d(3, 4, 3, padding=1, dtype=np.float64, rng=0), (2, 3, 5, 5)),
+    (lambda: ConvBNReLU(3, 4, 3, padding=1, dtype=np.float64, rng=0), (2, 3, 5, 5)),
+    (lambda: small_network(), (2, 2, 4, 4)),
+    (lambda: Linear(6, 2, dtype=np.float64, rng=0), (3, 6)),
+    (lambda: MaxPool2d(2), (2, 3, 4, 4)),
+]
+LAYER_IDS = ["conv", "convbnrelu", "network", "linear", "maxpool"]
+
+
+@pytest.mark.parametrize("make, shape", LAYERS_AND_INPUTS, ids=LAYER_IDS)
+def test_failed_calls_change_nothing_and_a_good_backward_still_works(make, shape):
+    """A bad input after a good forward, a dy of the wrong shape or dtype:
+    each raises and leaves the parameters, gradients, running statistics and
+    its inputs as they were; after the bad dy, the right one gives the
+    gradient a fresh forward and backward give."""
+    layer = make()
+    x = rand(shape, 63)
+    y = layer.forward(x)
+    dy = rand(y.shape, 64)
+    before = arrays_of(layer)
+    wrong_x = rand(shape[1:], 65)  # no batch axis
+    wrong_x_before = wrong_x.copy()
+    for bad in (rand(y.shape[:-1] + (y.shape[-1] + 1,), 66), dy.astype(np.float32),
+                dy[..., None]):
+        with pytest.raises((ValueError, TypeError)):
+            layer.backward(bad)
+        assert_unchanged(layer, before)
+    dx = layer.backward(dy)
+    fresh = make()
+    fresh.forward(x)
+    np.testing.assert_array_equal(dx, fresh.backward(dy))
+    before = arrays_of(layer)
+    with pytest.raises((ValueError, TypeError)):
+        layer.forward(wrong_x)
+    assert_unchanged(layer, before)
+    np.testing.assert_array_equal(wrong_x, wrong_x_before)
+    with pytest.raises(RuntimeError, match="before forward"):
+        layer.backward(dy)  # the failed forward dropped the saved one
+    assert_unchanged(layer, before)
+
+
+def test_backward_before_forward_changes_nothing():
+    for layer in (Conv2d(2, 2, 1), ConvBNReLU(2, 2, 1), small_network(), GlobalAvgPool2d()):
+        before = arrays_of(layer)
+        with pytest.raises(RuntimeError, match="before forward"):
+            layer.backward(np.zeros((2, 2, 3, 3)))
+        assert_unchanged(layer, before)
+
+
+def test_a_forward_failing_mid_network_restores_running_statistics():
+    """The Linear at the end refuses the features: the BN layers before it
+    already normalized the batch, but their running statistics, counts and
+    the network's saved forwards are put back (dropped)."""
+    net = Sequential(ConvBNReLU(2, 3, 3, padding=1, dtype=np.float64, rng=0),
+                     ConvBNReLU(3, 3, 1, dtype=np.float64, rng=1), GlobalAvgPool2d(),
+                     Flatten(), Linear(4, 2, dtype=np.float64, rng=2))
+    before = arrays_of(net)
+    with pytest.raises(ValueError, match="x has 3 features, expected 4"):
+        net.forward(rand((2, 2, 5, 5), 67))
+    assert_unchanged(net, before)
+    assert net[0].bn.num_batches_tracked == 0
+    for module in net._modules():
+        assert getattr(module, "_saved", None) is None
+
+
+def test_a_backward_failing_mid_network_restores_the_gradients():
+    """A layer run again on its own between the network's forward and
+    backward (its saved input no longer matches): the layers after it have
+    added their gradients when it raises; they are put back."""
+    net = small_network()
+    x = rand((2, 2, 4, 4), 68)
+    net.forward(x)
+    net.backward(rand((2, 3), 69))  # nonzero gradients to keep
+    net.forward(x)
+    net[0].forward(rand((2, 2, 6, 6), 70))  # the Concat now expects 6x6
+    before = arrays_of(net)
+    with pytest.raises(ValueError, match="dy has shape"):
+        net.backward(rand((2, 3), 71))
+    assert_unchanged(net, before)
+
+
+def test_concat_backward_rejects_dy_with_channels_its_branches_do_not_have():
+    """dy with an extra channel was split into the branches' slices and the
+    rest silently ignored."""
+    concat = Concat(Conv2d(2, 3, 1, dtype=np.float64, rng=1), Conv2d(2, 1, 1, dtype=np.float64,
+                                                                    rng=2))
+    y = concat.forward(rand((2, 2, 4, 4), 72))
+    before = arrays_of(concat)
+    with pytest.raises(ValueError, match=r"dy has shape \(2, 5, 4, 4\), expected \(2, 4, 4, 4\)"):
+        concat.backward(rand((2, 5, 4, 4), 73))
+    assert_unchanged(concat, before)
+    assert concat.backward(rand(y.shape, 74)).shape == (2, 2, 4, 4)

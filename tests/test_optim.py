@@ -117,9 +117,62 @@ def test_sgd_rejects_bad_arguments_naming_them():
     value = np.zeros(3)
     with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
         SGD([(value, np.zeros(3))], 0.1, nesterov=True)
-    with pytest.raises(ValueError, match="lr must be a number >= 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
         SGD([(value, np.zeros(3))], -1)
     with pytest.raises(ValueError, match="parameter 0: grad is float32"):
         SGD([(value, np.zeros(3, np.float32))], 0.1)
     with pytest.raises(TypeError, match=r"parameters must be \(value, grad\) pairs"):
         SGD([value], 0.1)
+
+
+@pytest.mark.parametrize("name", ["lr", "momentum", "weight_decay"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), -1e-3, True,
+                                 "0.1", None, np.float64("nan"), 1 + 0j])
+def test_sgd_rejects_non_finite_negative_or_non_numeric_scalars(name, bad):
+    """A NaN lr once passed (NaN < 0 is False) and turned every weight NaN."""
+    value = np.zeros(3)
+    kwargs = {"lr": 0.1, name: bad}
+    with pytest.raises(ValueError, match=f"{name} must be a finite number >= 0, got"):
+        SGD([(value, np.zeros(3))], **kwargs)
+
+
+def test_sgd_accepts_numpy_scalars_and_zero():
+    value, grad = np.ones(3), np.full(3, 2.0)
+    opt = SGD([(value, grad)], np.float32(0.5), momentum=np.int64(0), weight_decay=0)
+    opt.step()
+    np.testing.assert_array_equal(value, np.zeros(3))
+    SGD([(value, grad)], 0)  # lr 0, as torch.optim.SGD allows
+
+
+def test_sgd_rejects_parameters_that_share_memory():
+    """An update in place would change the other array too: a value that is
+    its own gradient, two values overlapping, a grad inside another value."""
+    a = np.zeros(8)
+    with pytest.raises(ValueError, match="parameter 0's grad and parameter 0's value share"):
+        SGD([(a, a)], 0.1)
+    with pytest.raises(ValueError, match="share memory"):
+        SGD([(a[:5], np.zeros(5)), (a[4:], np.zeros(4))], 0.1)
+    with pytest.raises(ValueError, match="share memory"):
+        SGD([(a, np.zeros(8)), (np.zeros(2), a[6:])], 0.1)
+    SGD([(a[:4], np.zeros(4)), (a[4:], np.zeros(4))], 0.1)  # adjacent is fine
+    with pytest.raises(ValueError, match="nesterov must be a bool"):
+        SGD([(np.zeros(2), np.zeros(2))], 0.1, momentum=0.9, nesterov="yes")
+
+
+def test_a_step_that_raises_changes_no_parameter_and_no_momentum_buffer():
+    """Parameter 1 made read-only after construction: step raises before it
+    updates parameter 0 or any momentum buffer."""
+    params, grads = problem(np.float64, 3)
+    opt = SGD([(p, g) for p, g in zip(params, grads[0])], 0.1, momentum=0.9)
+    opt.step()
+    before = [p.copy() for p in params]
+    buffers = [b.copy() for b in opt.momentum_buffers]
+    params[1].flags.writeable = False
+    with pytest.raises(ValueError, match="parameter 1 is read-only"):
+        opt.step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p, b)
+    for buf, b in zip(opt.momentum_buffers, buffers):
+        np.testing.assert_array_equal(buf, b)
+    with pytest.raises(ValueError, match="parameter 0 is read-only"):
+        SGD([(params[1], np.zeros_like(params[1]))], 0.1)

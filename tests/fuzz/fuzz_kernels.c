@@ -11,6 +11,18 @@
  * with AddressSanitizer reports any read or write outside them, and UBSan any
  * undefined behaviour.
  *
+ * Then hostile geometries: each of the 12 sizes of the convolution and
+ * pooling kernels small or an extreme (negative, 2**31, 2**62, INT64_MAX,
+ * ...). bn_pool_geometry_check must agree with the header's rules computed
+ * here in 128-bit arithmetic; on sizes it rejects, every kernel must leave
+ * its buffers untouched; on sizes it accepts that fit in memory, the kernels
+ * run on exact buffers and im2col is compared with a direct loop (the
+ * coordinates of huge strides and paddings included). An input that starts
+ * with "GEOM" is one such case written out: 12 little-endian int64 (batch,
+ * channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+ * pad_w, out_h, out_w) and a flags byte (1: ceil_mode, 2: count_include_pad);
+ * tests/fuzz/corpus/geom_* are such regression inputs.
+ *
  * With clang's libFuzzer (coverage-guided; add -fopenmp where libomp is
  * installed; 47,000 inputs in 30 s and no report with Debian's clang 14):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DBN_LIBFUZZER -Icsrc \
@@ -182,8 +194,249 @@ DEFINE_FILL(double, fill_f64)
         free(x); free(dx); free(cols); free(y); free(dy); free(at);            \
     }
 
+/* ---- hostile geometries of the convolution and pooling kernels ---- */
+
+__extension__ typedef __int128 i128;
+
+/* a * b for a, b >= 0, or CAP when it is larger (no 128-bit overflow). */
+#define CAP ((i128)1 << 100)
+static i128 mul(i128 a, i128 b)
+{
+    return a != 0 && b > CAP / a ? CAP : a * b;
+}
+
+/* The header's conditions on batch, channels, height, width, out_h, out_w
+ * (what bn_max_pool2d_backward checks), in 128 bits. */
+static int planes_ok(const int64_t *g)
+{
+    const int64_t batch = g[0], channels = g[1], height = g[2], width = g[3];
+    const int64_t out_h = g[10], out_w = g[11];
+    if (batch < 0 || channels < 0 || height < 1 || width < 1 || out_h < 0 || out_w < 0)
+        return 0;
+    const i128 max = BN_POOL_MAX_VALUES, planes = mul(batch, channels);
+    const i128 plane = mul(height, width), outs = mul(out_h, out_w);
+    return plane <= max && outs <= max && mul(planes, plane) <= max &&
+           mul(planes, outs) <= max;
+}
+
+static i128 floor_div128(i128 a, i128 b)
+{
+    const i128 q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+/* PyTorch's window count in 128 bits (no overflow for any int64 input). */
+static i128 count128(i128 size, i128 kernel, i128 stride, i128 pad, int ceil_mode)
+{
+    i128 out = floor_div128(size + 2 * pad - kernel + (ceil_mode ? stride - 1 : 0), stride) + 1;
+    if (ceil_mode && (out - 1) * stride >= size + pad)
+        --out;
+    return out;
+}
+
+/* bn_pool_output_size's documented result, from the 128-bit count. */
+static int64_t expected_output_size(int64_t size, int64_t kernel, int64_t stride,
+                                    int64_t pad, int ceil_mode)
+{
+    if (size < 0 || kernel < 1 || stride < 1 || pad < 0 ||
+        (i128)size + 2 * (i128)pad + kernel + stride > INT64_MAX)
+        return 0;
+    return (int64_t)count128(size, kernel, stride, pad, ceil_mode);
+}
+
+/* Whether bn_pool_geometry_check must accept g (bnkernels.h's rules). */
+static int geometry_ok(const int64_t *g)
+{
+    if (!planes_ok(g))
+        return 0;
+    for (int a = 0; a < 2; ++a) {
+        const int64_t size = g[2 + a], kernel = g[4 + a], stride = g[6 + a];
+        const int64_t pad = g[8 + a], out = g[10 + a];
+        if (kernel < 1 || stride < 1 || pad < 0)
+            return 0;
+        if ((i128)size + 2 * (i128)pad + kernel + stride > INT64_MAX)
+            return 0;
+        i128 most = count128(size, kernel, stride, pad, 0);
+        const i128 ceil_count = count128(size, kernel, stride, pad, 1);
+        most = ceil_count > most ? ceil_count : most;
+        if (out > (most > 0 ? most : 0))
+            return 0;
+    }
+    const i128 window = mul(g[4], g[5]), cols = mul(window, mul(g[10], g[11]));
+    return window <= BN_POOL_MAX_VALUES && cols <= BN_POOL_MAX_VALUES &&
+           mul(mul(g[0], g[1]), cols) <= BN_POOL_MAX_VALUES;
+}
+
+#define SENTINEL 4
+
+/* Every kernel on 4-value buffers filled with a byte pattern: on sizes the
+ * check rejects, none may read past or write any of them. */
+#define RUN_REJECTED(T, SUF)                                                   \
+    {                                                                          \
+        T x[SENTINEL], out[SENTINEL], before[SENTINEL];                        \
+        int64_t at[SENTINEL], at_before[SENTINEL];                             \
+        memset(x, 0x5a, sizeof x);                                             \
+        memset(out, 0xa5, sizeof out);                                         \
+        memset(at, 0x3c, sizeof at);                                           \
+        memcpy(before, out, sizeof out);                                       \
+        memcpy(at_before, at, sizeof at);                                      \
+        bn_im2col_##SUF(x, G12, out);                                          \
+        bn_col2im_##SUF(x, G12, out);                                          \
+        bn_max_pool2d_forward_##SUF(x, G12, out, at);                          \
+        bn_avg_pool2d_forward_##SUF(x, G12, include_pad, out);                 \
+        bn_avg_pool2d_backward_##SUF(x, G12, include_pad, out);                \
+        if (!planes_ok(g))                                                     \
+            bn_max_pool2d_backward_##SUF(x, at, g[0], g[1], g[2], g[3], g[10], \
+                                         g[11], out);                          \
+        if (memcmp(out, before, sizeof out) || memcmp(at, at_before, sizeof at)) { \
+            fprintf(stderr, "a " #SUF " kernel wrote on rejected sizes\n");    \
+            abort();                                                           \
+        }                                                                      \
+    }
+
+/* The kernels on exact buffers; im2col against the definition, element by
+ * element (coordinates in 128 bits). */
+#define RUN_ACCEPTED(T, SUF, FILL)                                             \
+    {                                                                          \
+        T *x = NEW(T, x_n), *dx = NEW(T, x_n), *cols = NEW(T, cols_n);        \
+        T *y = NEW(T, y_n), *dy = NEW(T, y_n);                                 \
+        int64_t *at = NEW(int64_t, y_n);                                       \
+        FILL(in, x, x_n);                                                      \
+        FILL(in, dy, y_n);                                                     \
+        bn_im2col_##SUF(x, G12, cols);                                         \
+        int64_t k = 0;                                                         \
+        for (int64_t p = 0; p < g[0] * g[1] && cols_n > 0; ++p)                \
+            for (int64_t i = 0; i < g[4]; ++i)                                 \
+                for (int64_t j = 0; j < g[5]; ++j)                             \
+                    for (int64_t oh = 0; oh < g[10]; ++oh)                     \
+                        for (int64_t ow = 0; ow < g[11]; ++ow, ++k) {          \
+                            const i128 h = (i128)oh * g[6] - g[8] + i;         \
+                            const i128 w = (i128)ow * g[7] - g[9] + j;         \
+                            T want = 0;                                        \
+                            if (h >= 0 && h < g[2] && w >= 0 && w < g[3])      \
+                                want = x[p * g[2] * g[3] + (int64_t)h * g[3] + (int64_t)w]; \
+                            if (memcmp(&want, &cols[k], sizeof want)) {        \
+                                fprintf(stderr, "im2col_" #SUF " differs from " \
+                                        "its definition at %lld\n", (long long)k); \
+                                abort();                                       \
+                            }                                                  \
+                        }                                                      \
+        bn_col2im_##SUF(cols, G12, dx);                                        \
+        bn_max_pool2d_forward_##SUF(x, G12, y, at);                            \
+        bn_max_pool2d_backward_##SUF(dy, at, g[0], g[1], g[2], g[3], g[10],   \
+                                     g[11], dx);                               \
+        bn_avg_pool2d_forward_##SUF(x, G12, include_pad, y);                   \
+        bn_avg_pool2d_backward_##SUF(dy, G12, include_pad, dx);                \
+        free(x); free(dx); free(cols); free(y); free(dy); free(at);            \
+    }
+
+#define G12 g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11]
+
+/* Buffers of at most this many values are allocated to run accepted sizes. */
+#define MOST_VALUES ((i128)1 << 16)
+
+static void run_geometry(Source *in, const int64_t *g, int ceil_mode, int include_pad)
+{
+    for (int a = 0; a < 2; ++a)
+        for (int c = 0; c < 2; ++c) {
+            const int64_t got = bn_pool_output_size(g[2 + a], g[4 + a], g[6 + a], g[8 + a], c);
+            if (got != expected_output_size(g[2 + a], g[4 + a], g[6 + a], g[8 + a], c)) {
+                fprintf(stderr, "bn_pool_output_size(%lld, %lld, %lld, %lld, %d) = %lld\n",
+                        (long long)g[2 + a], (long long)g[4 + a], (long long)g[6 + a],
+                        (long long)g[8 + a], c, (long long)got);
+                abort();
+            }
+        }
+    const int accepted = bn_pool_geometry_check(G12) == BN_GEOMETRY_OK;
+    if (accepted != geometry_ok(g)) {
+        fprintf(stderr, "bn_pool_geometry_check %s:", accepted ? "accepts" : "rejects");
+        for (int i = 0; i < 12; ++i)
+            fprintf(stderr, " %lld", (long long)g[i]);
+        fprintf(stderr, "\n");
+        abort();
+    }
+    (void)ceil_mode;
+    if (!accepted) {
+        RUN_REJECTED(float, f32)
+        RUN_REJECTED(double, f64)
+        return;
+    }
+    const i128 planes = mul(g[0], g[1]);
+    const i128 x_values = mul(planes, mul(g[2], g[3]));
+    const i128 y_values = mul(planes, mul(g[10], g[11]));
+    const i128 cols_values = mul(y_values, mul(g[4], g[5]));
+    if (x_values > MOST_VALUES || cols_values > MOST_VALUES)
+        return;  /* accepted, but more than this harness allocates */
+    const int64_t x_n = (int64_t)x_values, y_n = (int64_t)y_values;
+    const int64_t cols_n = (int64_t)cols_values;
+    RUN_ACCEPTED(float, f32, fill_f32)
+    RUN_ACCEPTED(double, f64, fill_f64)
+}
+
+/* Extreme sizes: negative, around 2**31, 2**32, 2**60 and INT64_MAX. */
+static const int64_t extremes[] = {
+    INT64_MIN, -INT64_MAX, -((int64_t)1 << 32), -2, -1, 0,
+    ((int64_t)1 << 31) - 1, (int64_t)1 << 31, (int64_t)1 << 32, ((int64_t)1 << 32) + 1,
+    (int64_t)1 << 60, ((int64_t)1 << 61) + 1, (int64_t)1 << 62, INT64_MAX / 2,
+    INT64_MAX / 3, INT64_MAX - 2, INT64_MAX - 1, INT64_MAX};
+
+/* 12 sizes from the bytes: small valid ones (padding up to twice the
+ * kernel's half, out_h and out_w the window counts or one off), then 0 to
+ * 3 of them replaced by extremes. */
+static void hostile_geometry(Source *in)
+{
+    int64_t g[12];
+    g[0] = next_byte(in) % 4;           /* batch */
+    g[1] = next_byte(in) % 4;           /* channels */
+    for (int a = 0; a < 2; ++a) {
+        g[2 + a] = 1 + next_byte(in) % 8;  /* height, width */
+        g[4 + a] = 1 + next_byte(in) % 8;  /* kernel */
+        g[6 + a] = 1 + next_byte(in) % 4;  /* stride */
+        g[8 + a] = next_byte(in) % (g[4 + a] + 1);  /* pad */
+    }
+    const uint8_t flags = next_byte(in);
+    const int ceil_mode = flags & 1, include_pad = (flags >> 1) & 1;
+    for (int a = 0; a < 2; ++a) {
+        const uint8_t b = next_byte(in);
+        const int64_t count = bn_pool_output_size(g[2 + a], g[4 + a], g[6 + a], g[8 + a],
+                                                  ceil_mode);
+        g[10 + a] = b < 192 ? count : count + (b & 1 ? 1 : -1);
+    }
+    for (int n = next_byte(in) % 4; n > 0; --n) {
+        const int at = next_byte(in) % 12;
+        g[at] = extremes[next_byte(in) % (sizeof extremes / sizeof extremes[0])];
+        if (at >= 2 && at < 10 && next_byte(in) & 1) {  /* and the counts follow */
+            const int a = at % 2;
+            g[10 + a] = bn_pool_output_size(g[2 + a], g[4 + a], g[6 + a], g[8 + a],
+                                            ceil_mode);
+        }
+    }
+    run_geometry(in, g, ceil_mode, include_pad);
+}
+
+/* "GEOM", 12 little-endian int64 and a flags byte: one hostile case. */
+static void written_geometry(const uint8_t *data, size_t size)
+{
+    int64_t g[12];
+    for (int i = 0; i < 12; ++i) {
+        uint64_t v = 0;
+        for (int b = 0; b < 8; ++b) {
+            const size_t at = 4 + (size_t)i * 8 + (size_t)b;
+            v |= (uint64_t)(at < size ? data[at] : 0) << (8 * b);
+        }
+        memcpy(&g[i], &v, sizeof v);
+    }
+    const uint8_t flags = size > 100 ? data[100] : 0;
+    Source rest = {data, size, 0};
+    run_geometry(&rest, g, flags & 1, (flags >> 1) & 1);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size >= 4 && memcmp(data, "GEOM", 4) == 0) {
+        written_geometry(data, size);
+        return 0;
+    }
     Source source = {data, size, 0}, *in = &source;
     int64_t batch = next_byte(in) % 6, channels = next_byte(in) % 20;
     const uint8_t spatial_byte = next_byte(in);
@@ -233,6 +486,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         RUN_CONV_POOL(float, f32, fill_f32)
         RUN_CONV_POOL(double, f64, fill_f64)
     }
+    hostile_geometry(in);
     bn_set_num_threads(0);
     return 0;
 }
