@@ -157,30 +157,37 @@ class Module:
             state.update(child.state_dict(f"{prefix}{name}."))
         return state
 
-    def load_state_dict(self, state):
-        """Copy values in from a state_dict (a mapping of the same keys).
+    def load_state_dict(self, state, strict=True):
+        """Copy values in from a state_dict, as torch.nn.Module.load_state_dict.
 
-        Every entry is checked before any is written: the keys (none missing,
-        none unexpected: KeyError), each value's shape (ValueError), dtype (a
-        real float or integer dtype: TypeError) and values (finite, and still
-        finite in the module's dtype; running_var >= 0; num_batches_tracked
-        an integer >= 0: ValueError). On any error the module is unchanged.
-        Values are copied in the module's dtypes.
+        strict: the keys must be exactly the module's (else StateDictError, a
+        RuntimeError as in PyTorch and a KeyError, naming the missing and
+        unexpected ones); strict=False loads the keys both have. Every entry
+        is checked before any is written: each value's shape (ValueError),
+        dtype (a real float or integer dtype: TypeError) and values (finite,
+        and still finite in the module's dtype; running_var >= 0;
+        num_batches_tracked an integer >= 0: ValueError). On any error the
+        module is unchanged. Values are copied in the module's dtypes.
+
+        Returns IncompatibleKeys(missing_keys, unexpected_keys).
         """
         if not isinstance(state, Mapping):
             raise TypeError(f"state must be a mapping of names to arrays (a state_dict), "
                             f"got {type(state).__name__}")
         targets = self._state_targets()
-        if set(state) != set(targets):
-            missing, extra = set(targets) - set(state), set(state) - set(targets)
-            raise KeyError(f"state_dict keys do not match: missing {sorted(missing)}, "
-                           f"unexpected {sorted(extra, key=str)}")
+        missing = [key for key in targets if key not in state]
+        unexpected = [key for key in state if key not in targets]
+        if strict and (missing or unexpected):
+            raise batchnorm.StateDictError(
+                f"state_dict keys do not match: missing {missing}, unexpected "
+                f"{sorted(unexpected, key=str)}")
         # checked copies first (also unaffected by state arrays that are views
         # of the module's own), then the writes, which cannot fail
         staged = [(owner, name, owner._check_state_entry(name, state[key], key))
-                  for key, (owner, name) in targets.items()]
+                  for key, (owner, name) in targets.items() if key in state]
         for owner, name, value in staged:
             owner._write_state_entry(name, value)
+        return batchnorm.IncompatibleKeys(missing, unexpected)
 
     def _state_targets(self, prefix=""):
         targets = {prefix + name: (self, name) for name in self._own_state()}
@@ -433,8 +440,8 @@ class BatchNorm2d(batchnorm.BatchNorm2d, Module):
     def state_dict(self, prefix=""):
         return Module.state_dict(self, prefix)
 
-    def load_state_dict(self, state):
-        return Module.load_state_dict(self, state)
+    def load_state_dict(self, state, strict=True):
+        return Module.load_state_dict(self, state, strict)
 
     def _check_state_entry(self, name, value, key):
         if name == "num_batches_tracked":

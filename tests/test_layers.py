@@ -17,6 +17,7 @@ avoid. So rtol = 1e-6 with atol = 1e-7 leaves two orders of magnitude of
 margin while catching any wrong term (those are O(1) relative errors).
 """
 import io
+import re
 
 import numpy as np
 import pytest
@@ -1191,3 +1192,29 @@ def test_concat_backward_rejects_dy_with_channels_its_branches_do_not_have():
         concat.backward(rand((2, 5, 4, 4), 73))
     assert_unchanged(concat, before)
     assert concat.backward(rand(y.shape, 74)).shape == (2, 2, 4, 4)
+
+
+def test_module_load_state_dict_strict_and_not_strict_like_torch():
+    """torch.nn.Module.load_state_dict: strict raises (RuntimeError) naming
+    missing and unexpected keys and writes nothing; strict=False loads the
+    keys both have and returns them as (missing_keys, unexpected_keys)."""
+    import bnkernels
+    from bnkernels import inception
+    net = inception.small_inception(num_classes=3, in_channels=1, width=8, seed=0)
+    other = inception.small_inception(num_classes=3, in_channels=1, width=8, seed=1).state_dict()
+    before = net.state_dict()
+    dropped = sorted(other)[0]
+    partial = {k: v for k, v in other.items() if k != dropped}
+    partial["head.extra"] = np.ones(2)
+    with pytest.raises(RuntimeError, match=rf"missing \['{re.escape(dropped)}'\], "
+                                           r"unexpected \['head.extra'\]"):
+        net.load_state_dict(partial)
+    for key, value in net.state_dict().items():
+        assert np.array_equal(value, before[key]), key
+    result = net.load_state_dict(partial, strict=False)
+    assert result == bnkernels.IncompatibleKeys([dropped], ["head.extra"])
+    after = net.state_dict()
+    assert np.array_equal(after[dropped], before[dropped])
+    for key in partial.keys() - {"head.extra"}:
+        assert np.array_equal(after[key], np.asarray(other[key], after[key].dtype)), key
+    assert net.load_state_dict(other) == bnkernels.IncompatibleKeys([], [])
