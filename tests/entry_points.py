@@ -155,6 +155,62 @@ ENTRIES = [
 ]
 
 
+# --- convolution and pooling helpers (bnkernels._kernels, the layers' kernels) -
+
+KERNEL, STRIDE, PAD = 3, 1, 1  # (N, C, 4, 4) -> 4x4 windows; pools 2x2 of stride 2
+
+
+def _conv_pool_arrays(dtype, rng):
+    x = tensor(dtype, rng)
+    cols_shape = (N, C * KERNEL * KERNEL, H * W)
+    pooled = (N, C, H // 2, W // 2)
+    _, indices = _kernels.max_pool2d_forward(x, 2, 2, 0)
+    return {"x": x, "cols": rng.standard_normal(cols_shape).astype(dtype),
+            "cols_out": np.empty(cols_shape, dtype), "x_out": np.empty(SHAPE, dtype),
+            "y": np.empty(pooled, dtype), "indices": indices,
+            "indices_out": np.empty(pooled, np.int64),
+            "dy": rng.standard_normal(pooled).astype(dtype)}
+
+
+def _pick(*names, rename=None):
+    """A build function: the named arrays of _conv_pool_arrays, renamed as the
+    entry point's messages name them (rename: {ours: its})."""
+    rename = rename or {}
+
+    def build(dtype, rng):
+        arrays = _conv_pool_arrays(dtype, rng)
+        return {rename.get(name, name): arrays[name] for name in names}
+    return build
+
+
+ENTRIES += [
+    Entry("_kernels.im2col", _pick("x", "cols_out", rename={"cols_out": "out"}),
+          lambda a: _out(_kernels.im2col(a["x"], KERNEL, STRIDE, PAD, out=a["out"])),
+          ("out",)),
+    Entry("_kernels.col2im", _pick("cols", "x_out", rename={"x_out": "out"}),
+          lambda a: _out(_kernels.col2im(a["cols"], SHAPE, KERNEL, STRIDE, PAD,
+                                         out=a["out"])),
+          ("out",)),
+    Entry("_kernels.max_pool2d_forward",
+          _pick("x", "y", "indices_out", rename={"y": "out", "indices_out": "indices"}),
+          lambda a: dict(zip(("out", "indices"), _kernels.max_pool2d_forward(
+              a["x"], 2, 2, 0, out=a["out"], indices=a["indices"]))),
+          ("out", "indices")),
+    Entry("_kernels.max_pool2d_backward", _pick("dy", "indices", "x_out",
+                                                rename={"x_out": "out"}),
+          lambda a: _out(_kernels.max_pool2d_backward(a["dy"], a["indices"], SHAPE,
+                                                      out=a["out"])),
+          ("out",)),
+    Entry("_kernels.avg_pool2d_forward", _pick("x", "y", rename={"y": "out"}),
+          lambda a: _out(_kernels.avg_pool2d_forward(a["x"], 2, 2, 0, out=a["out"])),
+          ("out",)),
+    Entry("_kernels.avg_pool2d_backward", _pick("dy", "x_out", rename={"x_out": "out"}),
+          lambda a: _out(_kernels.avg_pool2d_backward(a["dy"], SHAPE, 2, 2, 0,
+                                                      out=a["out"])),
+          ("out",)),
+]
+
+
 # --- bnkernels.batch_norm_forward / batch_norm_backward ----------------------
 
 def _forward_entry(numerics, training, activation, layout="NCHW"):
