@@ -173,6 +173,9 @@ def results(scratch):
 def test_bad_input_is_one_error_line_and_a_nonzero_exit(results, args, message):
     if args[:2] == ["train", "--batch-size"] and args[2] != "0":
         pytest.importorskip("sklearn", reason="the batch size is checked against the data")
+    if "--plot" in args:
+        pytest.importorskip("matplotlib", reason="without matplotlib --plot is refused "
+                                                 "for that first")
     result = results[tuple(args)]
     assert result.returncode in (1, 2), result
     assert "Traceback" not in result.stderr, result.stderr
