@@ -13,6 +13,10 @@ BNKERNELS_SANITIZE=address,undefined (any -fsanitize= list) builds a checking
 extension with GCC or Clang's sanitizers; run Python with the ASan runtime
 preloaded (see the README).
 
+Debug information: kept by builds in the source tree (pip install -e,
+build_ext --inplace) and sanitizer builds; a wheel or plain install is built
+with -g0 and, on Linux, linked with -s (stripped).
+
 bnkernels/include/ (bnkernels.get_include()) is written by the build, next to
 the extension, from csrc/bnkernels.h and bnkernels/_kernels.pxd.
 """
@@ -92,6 +96,8 @@ class BuildExt(build_ext):
     """Pick flags by compiler family (unix-like vs MSVC), with OpenMP where
     the compiler supports it."""
 
+    in_tree = False  # set by run()
+
     def build_extensions(self):
         if self.compiler.compiler_type == "msvc":
             args = ["/O2", "/fp:precise"]
@@ -108,6 +114,12 @@ class BuildExt(build_ext):
                 flags.append("-fno-sanitize-recover=undefined")
             args = [a for a in args if a != "-O3"] + ["-O1"] + flags
             link_args += flags
+        elif self.compiler.compiler_type != "msvc" and not self.in_tree:
+            # a wheel or plain install: no debug information (Python's CFLAGS
+            # has -g), and on Linux no symbol table past the dynamic one
+            args.append("-g0")
+            if sys.platform.startswith("linux"):
+                link_args.append("-s")
         openmp = openmp_flags(self.compiler)
         if openmp is None:
             warnings.warn("bnkernels: building without OpenMP (the compiler lacks it, or "
@@ -121,6 +133,10 @@ class BuildExt(build_ext):
         super().build_extensions()
 
     def run(self):
+        # build_ext --inplace or pip install -e: a build in the source tree, for
+        # development, keeps its debug information (setuptools clears inplace
+        # while it builds, so it is read here)
+        self.in_tree = bool(self.inplace or getattr(self, "editable_mode", False))
         super().run()
         if self.inplace:  # build_ext --inplace, pip install -e: in the source tree
             copy_include(self, "bnkernels")
