@@ -5,13 +5,20 @@ Cython layer. Floating-point flags matter: the Darknet-exact kernels must not be
 contracted into fused multiply-adds or reordered, so the build uses
 -ffp-contract=off (GCC, Clang) and never -ffast-math; MSVC gets /fp:precise.
 
-OpenMP: used when a probe program compiles and links with -fopenmp (or
-/openmp); otherwise the build is serial, with a warning. BNKERNELS_OPENMP=0
-builds serial on purpose.
+OpenMP: used when a probe program compiles and links with -fopenmp, or with
+Apple clang's -Xpreprocessor -fopenmp and -lomp (Homebrew's libomp found in
+its keg); MSVC gets /openmp. Otherwise the build is serial, with a warning.
+BNKERNELS_OPENMP=0 builds serial on purpose.
+
+MSVC compiles in C11 mode (/std:c11, Visual Studio 2019 16.8 or later).
 
 BNKERNELS_SANITIZE=address,undefined (any -fsanitize= list) builds a checking
 extension with GCC or Clang's sanitizers; run Python with the ASan runtime
 preloaded (see the README).
+
+Debug information: kept by builds in the source tree (pip install -e,
+build_ext --inplace) and sanitizer builds; a wheel or plain install is built
+with -g0 and, on Linux, linked with -s (stripped).
 
 bnkernels/include/ (bnkernels.get_include()) is written by the build, next to
 the extension, from csrc/bnkernels.h and bnkernels/_kernels.pxd.
@@ -42,26 +49,55 @@ int main(void)
 """
 
 
-def openmp_flags(compiler):
-    """(compile args, link args) that enable OpenMP, or None if this compiler
-    cannot build and link the probe above (or BNKERNELS_OPENMP=0)."""
-    if os.environ.get("BNKERNELS_OPENMP", "1").strip().lower() in ("0", "false", "no", "off"):
-        return None
-    if compiler.compiler_type == "msvc":
-        return ["/openmp"], []
-    flags = ["-fopenmp"]
+def openmp_candidates():
+    """(compile args, link args) that may enable OpenMP, in the order tried:
+    -fopenmp (GCC, LLVM's clang), then Apple clang's form, whose driver takes
+    no -fopenmp: the flag passed to its preprocessor and LLVM's libomp linked,
+    from Homebrew's libomp where it is installed (a keg outside the default
+    paths), else from the default paths."""
+    yield ["-fopenmp"], ["-fopenmp"]
+    homes = [os.environ.get("HOMEBREW_PREFIX"), "/opt/homebrew", "/usr/local"]
+    for home in dict.fromkeys(h for h in homes if h):
+        prefix = os.path.join(home, "opt", "libomp")
+        if os.path.isfile(os.path.join(prefix, "include", "omp.h")):
+            yield (["-Xpreprocessor", "-fopenmp", "-I" + os.path.join(prefix, "include")],
+                   ["-L" + os.path.join(prefix, "lib"), "-lomp"])
+    yield ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+
+
+def links_openmp(compiler, compile_args, link_args):
+    """Whether the probe above compiles with compile_args and links with
+    link_args."""
     tmp = tempfile.mkdtemp(prefix="bnkernels-openmp-")
     try:
         source = os.path.join(tmp, "probe.c")
         with open(source, "w") as f:
             f.write(OPENMP_PROBE)
-        objects = compiler.compile([source], output_dir=tmp, extra_postargs=flags)
-        compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=flags)
-    except Exception:  # any compile or link failure means no usable OpenMP
-        return None
+        objects = compiler.compile([source], output_dir=tmp, extra_postargs=compile_args)
+        compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=link_args)
+    except Exception:  # any compile or link failure means no usable OpenMP this way
+        return False
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return flags, flags
+    return True
+
+
+def openmp_disabled():
+    return os.environ.get("BNKERNELS_OPENMP", "1").strip().lower() in ("0", "false", "no", "off")
+
+
+def openmp_flags(compiler):
+    """(compile args, link args) that enable OpenMP: /openmp for MSVC, else
+    the first of openmp_candidates() with which the probe builds; None if
+    none does (or BNKERNELS_OPENMP=0)."""
+    if openmp_disabled():
+        return None
+    if compiler.compiler_type == "msvc":
+        return ["/openmp"], []
+    for compile_args, link_args in openmp_candidates():
+        if links_openmp(compiler, compile_args, link_args):
+            return compile_args, link_args
+    return None
 
 
 # What bnkernels.get_include() holds, for other extensions: the C header and
@@ -92,9 +128,12 @@ class BuildExt(build_ext):
     """Pick flags by compiler family (unix-like vs MSVC), with OpenMP where
     the compiler supports it."""
 
+    in_tree = False  # set by run()
+
     def build_extensions(self):
         if self.compiler.compiler_type == "msvc":
-            args = ["/O2", "/fp:precise"]
+            # C11 for _Pragma (the OpenMP loops of loops.h)
+            args = ["/O2", "/fp:precise", "/std:c11"]
         else:
             args = ["-O3", "-std=c11", "-fno-fast-math", "-ffp-contract=off",
                     "-fno-strict-aliasing"]
@@ -108,10 +147,23 @@ class BuildExt(build_ext):
                 flags.append("-fno-sanitize-recover=undefined")
             args = [a for a in args if a != "-O3"] + ["-O1"] + flags
             link_args += flags
+        elif self.compiler.compiler_type != "msvc" and not self.in_tree:
+            # a wheel or plain install: no debug information (Python's CFLAGS
+            # has -g), and on Linux no symbol table past the dynamic one
+            args.append("-g0")
+            if sys.platform.startswith("linux"):
+                link_args.append("-s")
         openmp = openmp_flags(self.compiler)
-        if openmp is None:
-            warnings.warn("bnkernels: building without OpenMP (the compiler lacks it, or "
-                          "BNKERNELS_OPENMP=0): the kernels will run on one thread")
+        if openmp is None and openmp_disabled():
+            warnings.warn("bnkernels: building without OpenMP, as BNKERNELS_OPENMP asks: "
+                          "the kernels will run on one thread")
+        elif openmp is None:
+            tried = ", then ".join(" ".join(dict.fromkeys(c + l)) for c, l in openmp_candidates())
+            # a warning, not a print: pip 26.3 on relays a backend's warnings to
+            # its normal output; no pip shows what a build prints without -v
+            warnings.warn(f"bnkernels: building without OpenMP: the compiler built no "
+                          f"OpenMP program with {tried} (on macOS: brew install libomp). "
+                          f"The kernels will run on one thread")
         else:
             args += openmp[0]
             link_args += openmp[1]
@@ -121,6 +173,10 @@ class BuildExt(build_ext):
         super().build_extensions()
 
     def run(self):
+        # build_ext --inplace or pip install -e: a build in the source tree, for
+        # development, keeps its debug information (setuptools clears inplace
+        # while it builds, so it is read here)
+        self.in_tree = bool(self.inplace or getattr(self, "editable_mode", False))
         super().run()
         if self.inplace:  # build_ext --inplace, pip install -e: in the source tree
             copy_include(self, "bnkernels")

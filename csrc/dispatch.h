@@ -1,8 +1,8 @@
 /* Runtime SIMD dispatch for elementwise kernels (private to csrc/).
  *
  * BN_SIMD_CLONES compiles a function for baseline x86-64 and again for AVX2
- * and AVX-512F; the loader picks the widest the CPU has (GCC target_clones,
- * via ifunc on glibc). The default build therefore runs on any x86-64 and
+ * and AVX-512F; the loader picks the widest the CPU has (GCC's and Clang's
+ * target_clones, via ifunc on glibc). The default build therefore runs on any x86-64 and
  * still uses wide vectors where they exist. Clones are given only to kernels
  * whose order of operations the ISA cannot change: elementwise kernels (one
  * IEEE-rounded expression per element), sums written with fixed vector lanes
@@ -15,9 +15,13 @@
 #ifndef BNKERNELS_DISPATCH_H
 #define BNKERNELS_DISPATCH_H
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && \
-    defined(__GLIBC__) && !defined(BNKERNELS_NO_DISPATCH)
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && \
+    !defined(BNKERNELS_NO_DISPATCH) && defined(__has_attribute)
+#if __has_attribute(target_clones)  /* GCC 6 and Clang 14 on */
 #define BN_SIMD_CLONES_ENABLED 1
+#endif
+#endif
+#ifdef BN_SIMD_CLONES_ENABLED
 #define BN_SIMD_CLONES __attribute__((target_clones("default", "avx2", "avx512f")))
 #else
 #define BN_SIMD_CLONES

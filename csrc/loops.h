@@ -16,6 +16,14 @@
 #define BN_INLINE static inline
 #endif
 
+/* BN_RESTRICT: C99's restrict, which MSVC spells __restrict (its C mode
+ * has no restrict keyword before /std:c11, and C++ has none). */
+#if defined(_MSC_VER) || defined(__cplusplus)
+#define BN_RESTRICT __restrict
+#else
+#define BN_RESTRICT restrict
+#endif
+
 /* A channel's reduction is one chain of dependent adds, limited by the add's
  * latency. Reducing CB channels at once, each in its own accumulator, runs CB
  * independent chains that overlap in the CPU's pipelines, and changes no
