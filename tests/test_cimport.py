@@ -51,13 +51,12 @@ def x():
 
 def test_get_include_holds_the_header_and_the_pxd():
     include = Path(bnkernels.get_include())
-    package = Path(bnkernels.__file__).parent
-    assert (include / "bnkernels.h").is_file()
-    assert (include / "bnkernels" / "_kernels.pxd").read_text() == \
-        (package / "_kernels.pxd").read_text()
-    header = HERE.parent / "csrc" / "bnkernels.h"
-    if header.is_file():  # a source checkout: the copy is current
-        assert (include / "bnkernels.h").read_text() == header.read_text()
+    copies = {include / "bnkernels.h": HERE.parent / "csrc" / "bnkernels.h",
+              include / "bnkernels" / "_kernels.pxd": HERE.parent / "bnkernels" / "_kernels.pxd"}
+    for copy, source in copies.items():
+        assert copy.is_file()
+        if source.is_file():  # a source checkout or an unpacked sdist: the copy is current
+            assert copy.read_text() == source.read_text()
 
 
 def test_every_kernel_of_the_header_is_exported_to_cython(c_compiler):
