@@ -312,24 +312,32 @@ def main(argv=None):
 
 
 # ---------------------------------------------------------------------------
-# progress bar (stderr, only when it is a terminal)
+# progress (stderr): a bar redrawn in place on a terminal, plain lines otherwise
 # ---------------------------------------------------------------------------
 
 class ProgressBar:
-    """``[#######.......]  12/136  0:07  <what runs now>`` redrawn in place.
-
-    Draws only when ``stream`` is a terminal, so piped or redirected output
-    gets nothing.
+    """``[#######.......]  12/136  0:07  <what runs now>`` redrawn in place
+    when ``stream`` is a terminal. Otherwise (piped, redirected, a CI log) a
+    plain ``bench: 12/136 0:07 <what runs now>`` line at most every
+    ``every`` seconds, so that a long run is never silent.
     """
 
-    def __init__(self, total, stream=None, width=24):
+    def __init__(self, total, stream=None, width=24, every=10.0):
         self.stream = sys.stderr if stream is None else stream
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
         self.total, self.width, self.done = max(total, 1), width, 0
         self.start = time.perf_counter()
+        self.every, self.last_line = every, None
 
     def show(self, label):
         if not self.enabled:
+            now = time.perf_counter()
+            if self.last_line is None or now - self.last_line >= self.every:
+                self.last_line = now
+                elapsed = int(now - self.start)
+                self.stream.write(f"bench: {self.done}/{self.total} "
+                                  f"{elapsed // 60}:{elapsed % 60:02d}  {label}\n")
+                self.stream.flush()
             return
         filled = self.width * min(self.done, self.total) // self.total
         elapsed = int(time.perf_counter() - self.start)

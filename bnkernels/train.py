@@ -165,13 +165,16 @@ def parse_width(text):
 
 
 def add_arguments(parser):
-    parser.add_argument("--epochs", type=positive_int, default=20)
+    parser.add_argument("--epochs", type=positive_int, default=20,
+                        help="passes over the training images (default 20)")
     parser.add_argument("--batch-size", type=positive_int, default=64,
                         help="images per step, at most the 1437 training images (default 64)")
     parser.add_argument("--lr", type=nonnegative_float, default=0.1,
                         help="SGD learning rate (default 0.1)")
-    parser.add_argument("--momentum", type=nonnegative_float, default=0.9)
-    parser.add_argument("--weight-decay", type=nonnegative_float, default=5e-4)
+    parser.add_argument("--momentum", type=nonnegative_float, default=0.9,
+                        help="SGD momentum (default 0.9)")
+    parser.add_argument("--weight-decay", type=nonnegative_float, default=5e-4,
+                        help="SGD L2 weight decay (default 5e-4)")
     parser.add_argument("--width", type=parse_width, default=16,
                         help=f"channels of the stem, 2 to {MAX_WIDTH}; the blocks scale with "
                              "it (default 16)")
@@ -183,7 +186,9 @@ def add_arguments(parser):
                         help="test accuracy whose first step is reported (default 0.95)")
     parser.add_argument("--eval-every", type=positive_int, default=5,
                         help="steps between test evaluations (default 5)")
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0,
+                        help="seed of the weights, the data split and the batch order "
+                             "(default 0)")
     parser.add_argument("--json", metavar="PATH", help="write curves and summary as JSON")
     parser.add_argument("--plot", metavar="PATH", help="write the curves as a PNG (matplotlib)")
     return parser

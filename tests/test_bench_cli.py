@@ -198,7 +198,7 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_progress_bar_draws_on_a_terminal_only():
+def test_progress_bar_redraws_on_a_terminal_and_prints_lines_when_piped():
     terminal = FakeTerminal()
     bar = bench.ProgressBar(4, stream=terminal, width=8)
     bar.show("first")
@@ -211,10 +211,19 @@ def test_progress_bar_draws_on_a_terminal_only():
     assert "\r[####....] 2/4" in text and "third" in text
     assert text.endswith("\r")
     piped = io.StringIO()
-    bar = bench.ProgressBar(4, stream=piped)
-    bar.show("x")
+    bar = bench.ProgressBar(4, stream=piped, every=3600.0)
+    bar.show("first")  # the first line always; then at most one an hour
+    bar.advance()
+    bar.show("second")
     bar.close()
-    assert piped.getvalue() == ""
+    assert piped.getvalue() == "bench: 0/4 0:00  first\n"
+    piped = io.StringIO()
+    bar = bench.ProgressBar(4, stream=piped, every=0.0)
+    for label in ("a", "b"):
+        bar.show(label)
+        bar.advance()
+    assert piped.getvalue().splitlines() == ["bench: 0/4 0:00  a", "bench: 1/4 0:00  b"]
+    assert "\r" not in piped.getvalue()
 
 
 @pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed "
