@@ -517,8 +517,17 @@ class BatchNorm:
         """Eval mode: normalize with the running statistics; returns self."""
         return self.train(False)
 
+    _ranks = None     # the input ranks a subclass takes (None: any >= 2)
+    _expected = None  # {layout: the shape it expects}, for the message
+
     def _check_input_dim(self, x):
-        """Raise for an input of a rank the layer does not take (any >= 2 here)."""
+        """Raise, with PyTorch's words, for an input of a rank the layer does
+        not take (BatchNorm itself takes any >= 2, checked by the kernels)."""
+        if self._ranks is None or np.ndim(x) in self._ranks:
+            return
+        ranks = " or ".join(f"{r}D" for r in self._ranks)
+        raise ValueError(f"expected {ranks} input (got {np.ndim(x)}D input): x has shape "
+                         f"{np.shape(x)}, expected {self._expected[self.layout]}")
 
     def forward(self, x, training=None):
         """Normalize x; in training, update the running statistics.
@@ -669,31 +678,19 @@ class BatchNorm:
 class BatchNorm1d(BatchNorm):
     """BatchNorm over (N, C) or (N, C, L) inputs (torch.nn.BatchNorm1d);
     arguments as BatchNorm."""
-
-    def _check_input_dim(self, x):
-        if np.ndim(x) not in (2, 3):
-            raise ValueError(f"expected 2D or 3D input (got {np.ndim(x)}D input): x has "
-                             f"shape {np.shape(x)}, expected (N, C) or (N, C, L)")
+    _ranks = (2, 3)
+    _expected = {"NCHW": "(N, C) or (N, C, L)", "NHWC": "(N, C) or (N, C, L)"}
 
 
 class BatchNorm2d(BatchNorm):
     """BatchNorm over (N, C, H, W) inputs, or (N, H, W, C) with
     layout="NHWC" (torch.nn.BatchNorm2d); arguments as BatchNorm."""
-
-    def _check_input_dim(self, x):
-        if np.ndim(x) != 4:
-            raise ValueError(f"expected 4D input (got {np.ndim(x)}D input): x has shape "
-                             f"{np.shape(x)}, expected "
-                             + ("(N, H, W, C)" if self.layout == "NHWC" else "(N, C, H, W)"))
+    _ranks = (4,)
+    _expected = {"NCHW": "(N, C, H, W)", "NHWC": "(N, H, W, C)"}
 
 
 class BatchNorm3d(BatchNorm):
     """BatchNorm over (N, C, D, H, W) inputs, or (N, D, H, W, C) with
     layout="NHWC" (torch.nn.BatchNorm3d); arguments as BatchNorm."""
-
-    def _check_input_dim(self, x):
-        if np.ndim(x) != 5:
-            raise ValueError(f"expected 5D input (got {np.ndim(x)}D input): x has shape "
-                             f"{np.shape(x)}, expected "
-                             + ("(N, D, H, W, C)" if self.layout == "NHWC"
-                                else "(N, C, D, H, W)"))
+    _ranks = (5,)
+    _expected = {"NCHW": "(N, C, D, H, W)", "NHWC": "(N, D, H, W, C)"}
