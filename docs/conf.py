@@ -33,6 +33,9 @@ myst_enable_extensions = ["dollarmath"]
 myst_heading_anchors = 3
 
 autosummary_generate = True
+# PyTorch is optional: without it, bnkernels.torch is documented against a stand-in
+if importlib.util.find_spec("torch") is None:
+    autodoc_mock_imports = ["torch"]
 autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
