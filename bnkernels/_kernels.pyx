@@ -375,11 +375,11 @@ def check_momentum(momentum, name="momentum"):
 
 
 # --------------------------------------------------------------------------
-# the crossing into C: every entry point checks its arguments above, takes
-# its arrays' data pointers, and calls _bn_<kernel>(f32, ...) of the
-# generated _dispatch.pxi with f32 = x's dtype is float32: the pair's fused
-# function (bnkernels/_kernels.pxd) for that dtype. The checks guarantee each
-# pointer is of the dtype its kernel reads or writes there.
+# the crossing into C: every entry point checks its arguments, takes its
+# arrays' data pointers, and calls _bn_<kernel>(f32, ...) of the generated
+# _dispatch.pxi, f32 true for float32 tensors, which calls the pair's fused
+# function (bnkernels/_kernels.pxd) for float or double. The checks
+# guarantee each pointer is of the dtype its kernel reads or writes there.
 # --------------------------------------------------------------------------
 
 include "_dispatch.pxi"
