@@ -191,7 +191,7 @@ kernels = Extension(
     depends=["csrc/bnkernels.h", "csrc/dispatch.h", "csrc/loops.h", "csrc/darknet.inc", "csrc/standard.inc",
              "csrc/standard_nhwc.inc", "csrc/standard_sums.inc",
              "csrc/conv_pool.inc", "bnkernels/_kernels.pxd", "bnkernels/bnkernels_h.pxd",
-             "bnkernels/_capi.pxi", "bnkernels/_conv_pool.pxi"],
+             "bnkernels/_capi.pxi", "bnkernels/_dispatch.pxi", "bnkernels/_conv_pool.pxi"],
 )
 
 setup(

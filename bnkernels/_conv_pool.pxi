@@ -194,12 +194,8 @@ def im2col(x, kernel_size, stride, padding, out=None):
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            bn_im2col_f32(<float*>px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw,
-                          g.ph, g.pw, g.oh, g.ow, <float*>po)
-        else:
-            bn_im2col_f64(<double*>px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw,
-                          g.ph, g.pw, g.oh, g.ow, <double*>po)
+        _bn_im2col(f32, px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.oh,
+                   g.ow, po)
     return O
 
 
@@ -223,12 +219,8 @@ def col2im(cols, x_shape, kernel_size, stride, padding, out=None):
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(C)
     with nogil:
-        if f32:
-            bn_col2im_f32(<float*>pc, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw,
-                          g.ph, g.pw, g.oh, g.ow, <float*>po)
-        else:
-            bn_col2im_f64(<double*>pc, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw,
-                          g.ph, g.pw, g.oh, g.ow, <double*>po)
+        _bn_col2im(f32, pc, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.oh,
+                   g.ow, po)
     return O
 
 
@@ -250,12 +242,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False, out=Non
     cdef int64_t *pi = <int64_t*>_ptr(I)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            bn_max_pool2d_forward_f32(<float*>px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh,
-                                      g.sw, g.ph, g.pw, g.oh, g.ow, <float*>py, pi)
-        else:
-            bn_max_pool2d_forward_f64(<double*>px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh,
-                                      g.sw, g.ph, g.pw, g.oh, g.ow, <double*>py, pi)
+        _bn_max_pool2d_forward(f32, px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph,
+                               g.pw, g.oh, g.ow, py, pi)
     return Y, I
 
 
@@ -286,10 +274,7 @@ def max_pool2d_backward(dy, indices, x_shape, out=None):
     cdef int64_t oh = G.shape[2], ow = G.shape[3]
     cdef bint f32 = _is_f32(G)
     with nogil:
-        if f32:
-            bn_max_pool2d_backward_f32(<float*>pg, pi, n, c, h, w, oh, ow, <float*>po)
-        else:
-            bn_max_pool2d_backward_f64(<double*>pg, pi, n, c, h, w, oh, ow, <double*>po)
+        _bn_max_pool2d_backward(f32, pg, pi, n, c, h, w, oh, ow, po)
     return O
 
 
@@ -307,12 +292,8 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False,
     cdef void *py = _ptr(Y)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            bn_avg_pool2d_forward_f32(<float*>px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh,
-                                      g.sw, g.ph, g.pw, g.oh, g.ow, with_pad, <float*>py)
-        else:
-            bn_avg_pool2d_forward_f64(<double*>px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh,
-                                      g.sw, g.ph, g.pw, g.oh, g.ow, with_pad, <double*>py)
+        _bn_avg_pool2d_forward(f32, px, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph,
+                               g.pw, g.oh, g.ow, with_pad, py)
     return Y
 
 
@@ -334,10 +315,6 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode=Fal
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(G)
     with nogil:
-        if f32:
-            bn_avg_pool2d_backward_f32(<float*>pg, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh,
-                                       g.sw, g.ph, g.pw, g.oh, g.ow, with_pad, <float*>po)
-        else:
-            bn_avg_pool2d_backward_f64(<double*>pg, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh,
-                                       g.sw, g.ph, g.pw, g.oh, g.ow, with_pad, <double*>po)
+        _bn_avg_pool2d_backward(f32, pg, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph,
+                                g.pw, g.oh, g.ow, with_pad, po)
     return O

@@ -374,6 +374,17 @@ def check_momentum(momentum, name="momentum"):
     return _check_momentum(momentum, name)
 
 
+# --------------------------------------------------------------------------
+# the crossing into C: every entry point checks its arguments, takes its
+# arrays' data pointers, and calls _bn_<kernel>(f32, ...) of the generated
+# _dispatch.pxi, f32 true for float32 tensors, which calls the pair's fused
+# function (bnkernels/_kernels.pxd) for float or double. The checks
+# guarantee each pointer is of the dtype its kernel reads or writes there.
+# --------------------------------------------------------------------------
+
+include "_dispatch.pxi"
+
+
 cdef inline bint _is_f32(a):
     return cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32
 
@@ -384,6 +395,17 @@ cdef inline void* _ptr(a):
 
 cdef inline void* _ptr_or_null(a):
     return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline double* _f64(a):
+    """The data of a checked float64 array (or NULL for None)."""
+    return NULL if a is None else <double*>cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef inline void _widen(const real *src, int64_t count, double *dst) noexcept nogil:
+    cdef int64_t j
+    for j in range(count):
+        dst[j] = src[j]
 
 
 # --------------------------------------------------------------------------
@@ -399,10 +421,7 @@ def dk_mean(x, out=None):
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            bn_dk_mean_f32(<float*>px, n, c, s, <float*>po)
-        else:
-            bn_dk_mean_f64(<double*>px, n, c, s, <double*>po)
+        _bn_dk_mean(f32, px, n, c, s, po)
     return O
 
 
@@ -411,17 +430,13 @@ def dk_variance(x, mean, out=None):
     M = _channels(mean, "mean", X, "x")
     cdef int64_t n, c, s
     _sizes(X, False, &n, &c, &s)
-    O = _output(out, "out", (c,), X.dtype,
-                                 ((X, "x"), (M, "mean")))
+    O = _output(out, "out", (c,), X.dtype, ((X, "x"), (M, "mean")))
     cdef void *px = _ptr(X)
     cdef void *pm = _ptr(M)
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            bn_dk_variance_f32(<float*>px, <float*>pm, n, c, s, <float*>po)
-        else:
-            bn_dk_variance_f64(<double*>px, <double*>pm, n, c, s, <double*>po)
+        _bn_dk_variance(f32, px, pm, n, c, s, po)
     return O
 
 
@@ -442,13 +457,9 @@ def dk_rolling_update(keep, take, stat, rolling):
     R = _output(rolling, "rolling", (c,), S.dtype, ((S, "stat"),))
     cdef void *ps = _ptr(S)
     cdef void *pr = _ptr(R)
-    cdef float keep32 = <float>keep64, take32 = <float>take64
     cdef bint f32 = _is_f32(S)
     with nogil:
-        if f32:
-            bn_dk_rolling_update_f32(c, keep32, take32, <float*>ps, <float*>pr)
-        else:
-            bn_dk_rolling_update_f64(c, keep64, take64, <double*>ps, <double*>pr)
+        _bn_dk_rolling_update(f32, c, keep64, take64, ps, pr)
     return R
 
 
@@ -459,30 +470,18 @@ def dk_normalize(x, mean, variance, eps, bint eps_inside, out=None):
     cdef int64_t n, c, s
     _sizes(X, False, &n, &c, &s)
     O = _output(out, "out", X.shape, X.dtype,
-                                 ((X, "x"), (M, "mean"), (V, "variance")),
-                                 (X,))
+                ((X, "x"), (M, "mean"), (V, "variance")), (X,))
     cdef void *px = _ptr(X)
     cdef void *pm = _ptr(M)
     cdef void *pv = _ptr(V)
     cdef void *po = _ptr(O)
-    cdef double eps64 = _check_eps(eps, "eps")
-    cdef float eps32 = <float>eps64
+    cdef double e = _check_eps(eps, "eps")
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            if eps_inside:
-                bn_dk_normalize_eps_inside_f32(<float*>px, <float*>pm, <float*>pv,
-                                               n, c, s, eps32, <float*>po)
-            else:
-                bn_dk_normalize_eps_outside_f32(<float*>px, <float*>pm, <float*>pv,
-                                                n, c, s, eps32, <float*>po)
+        if eps_inside:
+            _bn_dk_normalize_eps_inside(f32, px, pm, pv, n, c, s, e, po)
         else:
-            if eps_inside:
-                bn_dk_normalize_eps_inside_f64(<double*>px, <double*>pm, <double*>pv,
-                                               n, c, s, eps64, <double*>po)
-            else:
-                bn_dk_normalize_eps_outside_f64(<double*>px, <double*>pm, <double*>pv,
-                                                n, c, s, eps64, <double*>po)
+            _bn_dk_normalize_eps_outside(f32, px, pm, pv, n, c, s, e, po)
     return O
 
 
@@ -491,17 +490,13 @@ def dk_scale_bias(x, scales, out=None):
     G = _channels(scales, "scales", X, "x")
     cdef int64_t n, c, s
     _sizes(X, False, &n, &c, &s)
-    O = _output(out, "out", X.shape, X.dtype,
-                                 ((X, "x"), (G, "scales")), (X,))
+    O = _output(out, "out", X.shape, X.dtype, ((X, "x"), (G, "scales")), (X,))
     cdef void *px = _ptr(X)
     cdef void *pg = _ptr(G)
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            bn_dk_scale_bias_f32(<float*>px, <float*>pg, n, c, s, <float*>po)
-        else:
-            bn_dk_scale_bias_f64(<double*>px, <double*>pg, n, c, s, <double*>po)
+        _bn_dk_scale_bias(f32, px, pg, n, c, s, po)
     return O
 
 
@@ -510,17 +505,13 @@ def dk_add_bias(x, biases, out=None):
     B = _channels(biases, "biases", X, "x")
     cdef int64_t n, c, s
     _sizes(X, False, &n, &c, &s)
-    O = _output(out, "out", X.shape, X.dtype,
-                                 ((X, "x"), (B, "biases")), (X,))
+    O = _output(out, "out", X.shape, X.dtype, ((X, "x"), (B, "biases")), (X,))
     cdef void *px = _ptr(X)
     cdef void *pb = _ptr(B)
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            bn_dk_add_bias_f32(<float*>px, <float*>pb, n, c, s, <float*>po)
-        else:
-            bn_dk_add_bias_f64(<double*>px, <double*>pb, n, c, s, <double*>po)
+        _bn_dk_add_bias(f32, px, pb, n, c, s, po)
     return O
 
 
@@ -538,12 +529,7 @@ def dk_scale_add_bias(x, scales, biases, out=None):
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            bn_dk_scale_add_bias_f32(<float*>px, <float*>pg, <float*>pb, n, c, s,
-                                     <float*>po)
-        else:
-            bn_dk_scale_add_bias_f64(<double*>px, <double*>pg, <double*>pb, n, c, s,
-                                     <double*>po)
+        _bn_dk_scale_add_bias(f32, px, pg, pb, n, c, s, po)
     return O
 
 
@@ -560,10 +546,7 @@ def dk_backward_bias(delta, out=None, bint accumulate=False):
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(D)
     with nogil:
-        if f32:
-            bn_dk_backward_bias_f32(<float*>pd, n, c, s, <float*>po)
-        else:
-            bn_dk_backward_bias_f64(<double*>pd, n, c, s, <double*>po)
+        _bn_dk_backward_bias(f32, pd, n, c, s, po)
     return O
 
 
@@ -582,10 +565,7 @@ def dk_backward_scale(x_norm, delta, out=None, bint accumulate=False):
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            bn_dk_backward_scale_f32(<float*>px, <float*>pd, n, c, s, <float*>po)
-        else:
-            bn_dk_backward_scale_f64(<double*>px, <double*>pd, n, c, s, <double*>po)
+        _bn_dk_backward_scale(f32, px, pd, n, c, s, po)
     return O
 
 
@@ -594,19 +574,14 @@ def dk_mean_delta(delta, variance, eps, out=None):
     V = _channels(variance, "variance", D, "delta")
     cdef int64_t n, c, s
     _sizes(D, False, &n, &c, &s)
-    O = _output(out, "out", (c,), D.dtype,
-                                 ((D, "delta"), (V, "variance")))
+    O = _output(out, "out", (c,), D.dtype, ((D, "delta"), (V, "variance")))
     cdef void *pd = _ptr(D)
     cdef void *pv = _ptr(V)
     cdef void *po = _ptr(O)
-    cdef double eps64 = _check_eps(eps, "eps")
-    cdef float eps32 = <float>eps64
+    cdef double e = _check_eps(eps, "eps")
     cdef bint f32 = _is_f32(D)
     with nogil:
-        if f32:
-            bn_dk_mean_delta_f32(<float*>pd, <float*>pv, n, c, s, eps32, <float*>po)
-        else:
-            bn_dk_mean_delta_f64(<double*>pd, <double*>pv, n, c, s, eps64, <double*>po)
+        _bn_dk_mean_delta(f32, pd, pv, n, c, s, e, po)
     return O
 
 
@@ -618,23 +593,16 @@ def dk_variance_delta(x, delta, mean, variance, eps, out=None):
     cdef int64_t n, c, s
     _sizes(X, False, &n, &c, &s)
     O = _output(out, "out", (c,), X.dtype,
-                                 ((X, "x"), (D, "delta"), (M, "mean"),
-                                  (V, "variance")))
+                ((X, "x"), (D, "delta"), (M, "mean"), (V, "variance")))
     cdef void *px = _ptr(X)
     cdef void *pd = _ptr(D)
     cdef void *pm = _ptr(M)
     cdef void *pv = _ptr(V)
     cdef void *po = _ptr(O)
-    cdef double eps64 = _check_eps(eps, "eps")
-    cdef float eps32 = <float>eps64
+    cdef double e = _check_eps(eps, "eps")
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            bn_dk_variance_delta_f32(<float*>px, <float*>pd, <float*>pm, <float*>pv,
-                                     n, c, s, eps32, <float*>po)
-        else:
-            bn_dk_variance_delta_f64(<double*>px, <double*>pd, <double*>pm,
-                                     <double*>pv, n, c, s, eps64, <double*>po)
+        _bn_dk_variance_delta(f32, px, pd, pm, pv, n, c, s, e, po)
     return O
 
 
@@ -659,28 +627,13 @@ def dk_normalize_delta(x, mean, variance, mean_delta, variance_delta, delta,
     cdef void *pvd = _ptr(VD)
     cdef void *pd = _ptr(D)
     cdef void *po = _ptr(O)
-    cdef double eps64 = _check_eps(eps, "eps")
-    cdef float eps32 = <float>eps64
+    cdef double e = _check_eps(eps, "eps")
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            if eps_inside:
-                bn_dk_normalize_delta_eps_inside_f32(
-                    <float*>px, <float*>pm, <float*>pv, <float*>pmd, <float*>pvd,
-                    <float*>pd, n, c, s, eps32, <float*>po)
-            else:
-                bn_dk_normalize_delta_eps_outside_f32(
-                    <float*>px, <float*>pm, <float*>pv, <float*>pmd, <float*>pvd,
-                    <float*>pd, n, c, s, eps32, <float*>po)
+        if eps_inside:
+            _bn_dk_normalize_delta_eps_inside(f32, px, pm, pv, pmd, pvd, pd, n, c, s, e, po)
         else:
-            if eps_inside:
-                bn_dk_normalize_delta_eps_inside_f64(
-                    <double*>px, <double*>pm, <double*>pv, <double*>pmd,
-                    <double*>pvd, <double*>pd, n, c, s, eps64, <double*>po)
-            else:
-                bn_dk_normalize_delta_eps_outside_f64(
-                    <double*>px, <double*>pm, <double*>pv, <double*>pmd,
-                    <double*>pvd, <double*>pd, n, c, s, eps64, <double*>po)
+            _bn_dk_normalize_delta_eps_outside(f32, px, pm, pv, pmd, pvd, pd, n, c, s, e, po)
     return O
 
 
@@ -715,37 +668,14 @@ def dk_backward(x, x_norm, delta, mean, variance, scales, eps,
     cdef void *psu = _ptr(SU)
     cdef void *pmd = _ptr(MD)
     cdef void *pvd = _ptr(VD)
-    cdef double eps64 = _check_eps(eps, "eps")
-    cdef float eps32 = <float>eps64
+    cdef double e = _check_eps(eps, "eps")
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            bn_dk_backward_sums_f32(<float*>px, <float*>pxn, <float*>pd, <float*>pm,
-                                    <float*>pv, <float*>ps, n, c, s, eps32,
-                                    <float*>pbu, <float*>psu, <float*>pmd, <float*>pvd)
-            if eps_inside:
-                bn_dk_backward_dx_eps_inside_f32(
-                    <float*>px, <float*>pm, <float*>pv, <float*>pmd, <float*>pvd,
-                    <float*>pd, <float*>ps, n, c, s, eps32, <float*>po)
-            else:
-                bn_dk_backward_dx_eps_outside_f32(
-                    <float*>px, <float*>pm, <float*>pv, <float*>pmd, <float*>pvd,
-                    <float*>pd, <float*>ps, n, c, s, eps32, <float*>po)
+        _bn_dk_backward_sums(f32, px, pxn, pd, pm, pv, ps, n, c, s, e, pbu, psu, pmd, pvd)
+        if eps_inside:
+            _bn_dk_backward_dx_eps_inside(f32, px, pm, pv, pmd, pvd, pd, ps, n, c, s, e, po)
         else:
-            bn_dk_backward_sums_f64(<double*>px, <double*>pxn, <double*>pd,
-                                    <double*>pm, <double*>pv, <double*>ps, n, c, s,
-                                    eps64, <double*>pbu, <double*>psu, <double*>pmd,
-                                    <double*>pvd)
-            if eps_inside:
-                bn_dk_backward_dx_eps_inside_f64(
-                    <double*>px, <double*>pm, <double*>pv, <double*>pmd,
-                    <double*>pvd, <double*>pd, <double*>ps, n, c, s, eps64,
-                    <double*>po)
-            else:
-                bn_dk_backward_dx_eps_outside_f64(
-                    <double*>px, <double*>pm, <double*>pv, <double*>pmd,
-                    <double*>pvd, <double*>pd, <double*>ps, n, c, s, eps64,
-                    <double*>po)
+            _bn_dk_backward_dx_eps_outside(f32, px, pm, pv, pmd, pvd, pd, ps, n, c, s, e, po)
     return O, SU, BU
 
 
@@ -755,26 +685,6 @@ def dk_backward(x, x_norm, delta, mean, variance, scales, eps,
 # same arguments as their NCHW twins.
 # --------------------------------------------------------------------------
 
-ctypedef void (*stats_f32_t)(const float*, int64_t, int64_t, int64_t, double*, double*) noexcept nogil
-ctypedef void (*stats_f64_t)(const double*, int64_t, int64_t, int64_t, double*, double*) noexcept nogil
-ctypedef void (*normalize_f32_t)(const float*, const double*, const double*, const float*,
-                                 const float*, int64_t, int64_t, int64_t, int, float*) noexcept nogil
-ctypedef void (*normalize_f64_t)(const double*, const double*, const double*, const double*,
-                                 const double*, int64_t, int64_t, int64_t, int, double*) noexcept nogil
-ctypedef void (*reduce_f32_t)(const float*, const float*, const double*, const double*,
-                              const float*, const float*, int, int64_t, int64_t, int64_t,
-                              double*, double*) noexcept nogil
-ctypedef void (*reduce_f64_t)(const double*, const double*, const double*, const double*,
-                              const double*, const double*, int, int64_t, int64_t, int64_t,
-                              double*, double*) noexcept nogil
-ctypedef void (*dx_f32_t)(const float*, const float*, const double*, const double*,
-                          const float*, const float*, int, const double*, const double*,
-                          int64_t, int64_t, int64_t, float*) noexcept nogil
-ctypedef void (*dx_f64_t)(const double*, const double*, const double*, const double*,
-                          const double*, const double*, int, const double*, const double*,
-                          int64_t, int64_t, int64_t, double*) noexcept nogil
-
-
 def stats(x, bint nhwc=False):
     """(mean, biased variance) per channel, as float64 arrays."""
     X = _bn_tensor(x, "x", nhwc)
@@ -782,24 +692,16 @@ def stats(x, bint nhwc=False):
     _sizes(X, nhwc, &n, &c, &s)
     M = np.empty(c, np.float64)
     V = np.empty(c, np.float64)
-    _stats(X, nhwc, M, V)
-    return M, V
-
-
-cdef _stats(X, bint nhwc, M, V):
-    cdef int64_t n, c, s
-    _sizes(X, nhwc, &n, &c, &s)
     cdef void *px = _ptr(X)
-    cdef double *pm = <double*>_ptr(M)
-    cdef double *pv = <double*>_ptr(V)
+    cdef double *pm = _f64(M)
+    cdef double *pv = _f64(V)
     cdef bint f32 = _is_f32(X)
-    cdef stats_f32_t k32 = bn_stats_nhwc_f32 if nhwc else bn_stats_f32
-    cdef stats_f64_t k64 = bn_stats_nhwc_f64 if nhwc else bn_stats_f64
     with nogil:
-        if f32:
-            k32(<float*>px, n, c, s, pm, pv)
+        if nhwc:
+            _bn_stats_nhwc(f32, px, n, c, s, pm, pv)
         else:
-            k64(<double*>px, n, c, s, pm, pv)
+            _bn_stats(f32, px, n, c, s, pm, pv)
+    return M, V
 
 
 def invstd(var, eps):
@@ -811,8 +713,8 @@ def invstd(var, eps):
     _require_c_contiguous(V, "var")
     cdef int64_t c = V.shape[0]
     O = np.empty(c, np.float64)
-    cdef double *pv = <double*>_ptr(V)
-    cdef double *po = <double*>_ptr(O)
+    cdef double *pv = _f64(V)
+    cdef double *po = _f64(O)
     with nogil:
         bn_invstd(c, pv, eps64, po)
     return O
@@ -836,11 +738,11 @@ def merge_moments(counts, means, m2s):
     cdef int64_t parts = M.shape[0], c = M.shape[1]
     OM = np.empty(c, np.float64)
     OQ = np.empty(c, np.float64)
-    cdef double *pn = <double*>_ptr(N)
-    cdef double *pm = <double*>_ptr(M)
-    cdef double *pq = <double*>_ptr(Q)
-    cdef double *pom = <double*>_ptr(OM)
-    cdef double *poq = <double*>_ptr(OQ)
+    cdef double *pn = _f64(N)
+    cdef double *pm = _f64(M)
+    cdef double *pq = _f64(Q)
+    cdef double *pom = _f64(OM)
+    cdef double *poq = _f64(OQ)
     with nogil:
         bn_merge_moments(parts, c, pn, pm, pq, pom, poq)
     return OM, OQ
@@ -858,27 +760,21 @@ def normalize_affine(x, mean, invstd, weight=None, bias=None, out=None,
     O = _output(out, "out", X.shape, X.dtype,
                 ((X, "x"), (M, "mean"), (K, "invstd"), (W, "weight"), (B, "bias")),
                 (X,))
-    _normalize_affine(X, M, K, W, B, relu, O, nhwc)
-    return O
-
-
-cdef _normalize_affine(X, M, K, W, B, bint relu, O, bint nhwc):
     cdef int64_t n, c, s
     _sizes(X, nhwc, &n, &c, &s)
-    cdef normalize_f32_t k32 = bn_normalize_affine_nhwc_f32 if nhwc else bn_normalize_affine_f32
-    cdef normalize_f64_t k64 = bn_normalize_affine_nhwc_f64 if nhwc else bn_normalize_affine_f64
     cdef void *px = _ptr(X)
-    cdef double *pm = <double*>_ptr(M)
-    cdef double *pk = <double*>_ptr(K)
+    cdef double *pm = _f64(M)
+    cdef double *pk = _f64(K)
     cdef void *pw = _ptr_or_null(W)
     cdef void *pb = _ptr_or_null(B)
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            k32(<float*>px, pm, pk, <float*>pw, <float*>pb, n, c, s, relu, <float*>po)
+        if nhwc:
+            _bn_normalize_affine_nhwc(f32, px, pm, pk, pw, pb, n, c, s, relu, po)
         else:
-            k64(<double*>px, pm, pk, <double*>pw, <double*>pb, n, c, s, relu, <double*>po)
+            _bn_normalize_affine(f32, px, pm, pk, pw, pb, n, c, s, relu, po)
+    return O
 
 
 def rolling_update(momentum, int64_t count, mean, var, running_mean,
@@ -908,16 +804,13 @@ def rolling_update(momentum, int64_t count, mean, var, running_mean,
     _require_c_contiguous(M, "mean")
     _require_c_contiguous(V, "var")
     _check_writes(((RM, "running_mean"), (RV, "running_var")), ((M, "mean"), (V, "var")))
-    cdef double *pm = <double*>_ptr(M)
-    cdef double *pv = <double*>_ptr(V)
+    cdef double *pm = _f64(M)
+    cdef double *pv = _f64(V)
     cdef void *prm = _ptr(RM)
     cdef void *prv = _ptr(RV)
     cdef bint f32 = _is_f32(RM)
     with nogil:
-        if f32:
-            bn_rolling_update_f32(c, m, count, d, pm, pv, <float*>prm, <float*>prv)
-        else:
-            bn_rolling_update_f64(c, m, count, d, pm, pv, <double*>prm, <double*>prv)
+        _bn_rolling_update(f32, c, m, count, d, pm, pv, prm, prv)
 
 
 def backward_reduce(dy, x, mean, invstd, weight=None, bias=None, bint relu=False,
@@ -937,26 +830,22 @@ def backward_reduce(dy, x, mean, invstd, weight=None, bias=None, bint relu=False
 cdef tuple _backward_reduce(G, X, M, K, W, B, bint relu, bint nhwc):
     cdef int64_t n, c, s
     _sizes(X, nhwc, &n, &c, &s)
-    cdef reduce_f32_t k32 = bn_backward_reduce_nhwc_f32 if nhwc else bn_backward_reduce_f32
-    cdef reduce_f64_t k64 = bn_backward_reduce_nhwc_f64 if nhwc else bn_backward_reduce_f64
     SG = np.empty(c, np.float64)
     SGX = np.empty(c, np.float64)
     cdef void *pg = _ptr(G)
     cdef void *px = _ptr(X)
-    cdef double *pm = <double*>_ptr(M)
-    cdef double *pk = <double*>_ptr(K)
+    cdef double *pm = _f64(M)
+    cdef double *pk = _f64(K)
     cdef void *pw = _ptr_or_null(W)
     cdef void *pb = _ptr_or_null(B)
-    cdef double *psg = <double*>_ptr(SG)
-    cdef double *psgx = <double*>_ptr(SGX)
+    cdef double *psg = _f64(SG)
+    cdef double *psgx = _f64(SGX)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            k32(<float*>pg, <float*>px, pm, pk, <float*>pw, <float*>pb, relu, n, c, s,
-                psg, psgx)
+        if nhwc:
+            _bn_backward_reduce_nhwc(f32, pg, px, pm, pk, pw, pb, relu, n, c, s, psg, psgx)
         else:
-            k64(<double*>pg, <double*>px, pm, pk, <double*>pw, <double*>pb, relu, n, c, s,
-                psg, psgx)
+            _bn_backward_reduce(f32, pg, px, pm, pk, pw, pb, relu, n, c, s, psg, psgx)
     return SG, SGX
 
 
@@ -986,25 +875,21 @@ def backward_dx(dy, x, mean, invstd, weight, sum_dy, sum_dy_xhat, out=None,
 cdef _backward_dx(G, X, M, K, W, B, bint relu, SG, SGX, O, bint nhwc):
     cdef int64_t n, c, s
     _sizes(X, nhwc, &n, &c, &s)
-    cdef dx_f32_t k32 = bn_backward_dx_nhwc_f32 if nhwc else bn_backward_dx_f32
-    cdef dx_f64_t k64 = bn_backward_dx_nhwc_f64 if nhwc else bn_backward_dx_f64
     cdef void *pg = _ptr(G)
     cdef void *px = _ptr(X)
-    cdef double *pm = <double*>_ptr(M)
-    cdef double *pk = <double*>_ptr(K)
+    cdef double *pm = _f64(M)
+    cdef double *pk = _f64(K)
     cdef void *pw = _ptr_or_null(W)
     cdef void *pb = _ptr_or_null(B)
-    cdef double *psg = <double*>_ptr_or_null(SG)
-    cdef double *psgx = <double*>_ptr_or_null(SGX)
+    cdef double *psg = _f64(SG)
+    cdef double *psgx = _f64(SGX)
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
-            k32(<float*>pg, <float*>px, pm, pk, <float*>pw, <float*>pb, relu, psg, psgx,
-                n, c, s, <float*>po)
+        if nhwc:
+            _bn_backward_dx_nhwc(f32, pg, px, pm, pk, pw, pb, relu, psg, psgx, n, c, s, po)
         else:
-            k64(<double*>pg, <double*>px, pm, pk, <double*>pw, <double*>pb, relu, psg,
-                psgx, n, c, s, <double*>po)
+            _bn_backward_dx(f32, pg, px, pm, pk, pw, pb, relu, psg, psgx, n, c, s, po)
 
 
 # --------------------------------------------------------------------------
@@ -1091,9 +976,9 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
     V = np.empty(c, np.float64)
     K = np.empty(c, np.float64)
     cdef void *px = _ptr(X)
-    cdef double *pm = <double*>_ptr(M)
-    cdef double *pv = <double*>_ptr(V)
-    cdef double *pk = <double*>_ptr(K)
+    cdef double *pm = _f64(M)
+    cdef double *pv = _f64(V)
+    cdef double *pk = _f64(K)
     cdef void *prm = _ptr_or_null(RM)
     cdef void *prv = _ptr_or_null(RV)
     cdef void *pw = _ptr_or_null(W)
@@ -1102,36 +987,28 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
     cdef bint f32 = _is_f32(X)
     cdef bint update = training and RM is not None and count > 0
     cdef int64_t j
-    cdef stats_f32_t stats32 = bn_stats_nhwc_f32 if nhwc else bn_stats_f32
-    cdef stats_f64_t stats64 = bn_stats_nhwc_f64 if nhwc else bn_stats_f64
-    cdef normalize_f32_t norm32 = bn_normalize_affine_nhwc_f32 if nhwc else bn_normalize_affine_f32
-    cdef normalize_f64_t norm64 = bn_normalize_affine_nhwc_f64 if nhwc else bn_normalize_affine_f64
     with nogil:
         if batch_stats and count == 0:  # an empty batch: nothing to normalize or sum
             for j in range(c):
                 pm[j] = 0.
                 pv[j] = 1.
+        elif batch_stats and nhwc:
+            _bn_stats_nhwc(f32, px, n, c, s, pm, pv)
         elif batch_stats:
-            if f32:
-                stats32(<float*>px, n, c, s, pm, pv)
-            else:
-                stats64(<double*>px, n, c, s, pm, pv)
+            _bn_stats(f32, px, n, c, s, pm, pv)
+        elif f32:  # the running statistics, widened to the kernels' float64
+            _widen(<float*>prm, c, pm)
+            _widen(<float*>prv, c, pv)
         else:
-            for j in range(c):
-                pm[j] = (<float*>prm)[j] if f32 else (<double*>prm)[j]
-                pv[j] = (<float*>prv)[j] if f32 else (<double*>prv)[j]
+            _widen(<double*>prm, c, pm)
+            _widen(<double*>prv, c, pv)
         bn_invstd(c, pv, e, pk)
-        if f32:
-            norm32(<float*>px, pm, pk, <float*>pw, <float*>pb, n, c, s, relu, <float*>po)
-            if update:
-                bn_rolling_update_f32(c, m, count, d, pm, pv, <float*>prm,
-                                      <float*>prv)
+        if nhwc:
+            _bn_normalize_affine_nhwc(f32, px, pm, pk, pw, pb, n, c, s, relu, po)
         else:
-            norm64(<double*>px, pm, pk, <double*>pw, <double*>pb, n, c, s, relu,
-                   <double*>po)
-            if update:
-                bn_rolling_update_f64(c, m, count, d, pm, pv, <double*>prm,
-                                      <double*>prv)
+            _bn_normalize_affine(f32, px, pm, pk, pw, pb, n, c, s, relu, po)
+        if update:
+            _bn_rolling_update(f32, c, m, count, d, pm, pv, prm, prv)
     return O, X, W, M, K, batch_stats, y_is_x
 
 
@@ -1233,16 +1110,15 @@ def set_streaming_threshold(nbytes):
 
     Streaming stores write whole cache lines without first reading them and
     without keeping them in cache: an output larger than the cache is
-    written in less time (each writing pass 1.0-1.6x faster at the benchmark
-    shapes on AMD Zen 5, at every placement of the output relative to the
-    input tried), but a small one would leave the cache just before the next
-    kernel reads it. They apply to the standard forward's y (training and
-    inference) and the training backward's dx without ReLU, NCHW with rows
-    (H * W) of at least 16 values, and to NHWC y (unless y starts 1-255
-    bytes past x modulo 4 KB, where loads of x would wait on the stores), on
-    CPUs with AVX-512 (``streaming_available``). On a Zen 4 machine NCHW
-    float32 y ran 0.77-0.96x streamed (README, Streaming stores). Results
-    are the same bits either way.
+    written in less time, but a small one would leave the cache just before
+    the next kernel reads it. They apply to the standard forward's y
+    (training and inference) and the training backward's dx without ReLU,
+    NCHW with rows (H * W) of at least 16 values, and to NHWC y (unless y
+    starts 1-255 bytes past x modulo 4 KB, where loads of x would wait on
+    the stores), on CPUs with AVX-512 (``streaming_available``). Whether
+    they pay depends on the CPU (the README's "Streaming stores" has the
+    measurements and the command that repeats them). Results are the same
+    bits either way.
 
     Raises TypeError when nbytes is not an int or None (a bool, a float...),
     ValueError when it is negative or above 2**63 - 1 (the C setting is an

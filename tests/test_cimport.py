@@ -80,6 +80,32 @@ def test_stats_f32_matches_numpy_float64(use_kernels, x):
     np.testing.assert_allclose(var, exact.var(axis=(0, 2)), rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_fused_kernel_calls_the_twin_of_its_dtype(use_kernels, x, dtype):
+    """bn_stats over the fused type `real` gives, for each dtype, the bits of
+    bnkernels' own stats of that dtype (which calls bn_stats_f32 or
+    bn_stats_f64), and the float64 moments of the same values within 1e-12."""
+    xd = x.astype(dtype)
+    mean, var = use_kernels.stats(xd)
+    own_mean, own_var = _kernels.stats(xd)
+    np.testing.assert_array_equal(mean, own_mean)
+    np.testing.assert_array_equal(var, own_var)
+    exact = xd.astype(np.float64)
+    np.testing.assert_allclose(mean, exact.mean(axis=(0, 2)), rtol=1e-12)
+    np.testing.assert_allclose(var, exact.var(axis=(0, 2)), rtol=1e-12)
+
+
+def test_the_generated_bindings_are_current():
+    """bnkernels_h.pxd, _kernels.pxd, _capi.pxi and _dispatch.pxi are what
+    tools/gen_bindings.py writes from csrc/bnkernels.h today."""
+    script = HERE.parent / "tools" / "gen_bindings.py"
+    if not script.is_file():
+        pytest.skip("no tools/gen_bindings.py beside these tests")
+    run = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+
+
 def test_normalize_affine_f64_matches_numpy_float64(use_kernels, x):
     """One rounding per value of y: within 1e-14 of y's largest value."""
     rng = np.random.default_rng(12)

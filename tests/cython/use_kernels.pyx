@@ -7,7 +7,7 @@ import numpy as np
 from bnkernels._kernels cimport (
     bn_dk_mean_f32, bn_dk_normalize_eps_outside_f32, bn_dk_variance_f32,
     bn_get_num_threads, bn_invstd, bn_normalize_affine_f64, bn_set_num_threads,
-    bn_stats_f32)
+    bn_stats, bn_stats_f32, real)
 
 
 def stats_f32(const float[:, :, ::1] x):
@@ -16,6 +16,16 @@ def stats_f32(const float[:, :, ::1] x):
     cdef double[::1] m = mean, v = var
     with nogil:
         bn_stats_f32(&x[0, 0, 0], x.shape[0], x.shape[1], x.shape[2], &m[0], &v[0])
+    return mean, var
+
+
+def stats(const real[:, :, ::1] x):
+    """Per-channel mean and biased variance of float32 or float64 x, in
+    float64: the fused bn_stats, which calls bn_stats_f32 or bn_stats_f64."""
+    mean, var = np.empty(x.shape[1]), np.empty(x.shape[1])
+    cdef double[::1] m = mean, v = var
+    with nogil:
+        bn_stats(&x[0, 0, 0], x.shape[0], x.shape[1], x.shape[2], &m[0], &v[0])
     return mean, var
 
 
