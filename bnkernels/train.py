@@ -181,7 +181,7 @@ def add_arguments(parser):
     parser.add_argument("--numerics", choices=NUMERICS, default="standard",
                         help="batch-norm numerics of the BN run (default standard)")
     parser.add_argument("--variants", type=parse_variants, default="bn,no-bn",
-                        help="comma-separated runs: bn, no-bn (default both)")
+                        help="comma-separated runs: bn, no-bn (default: bn,no-bn)")
     parser.add_argument("--target", type=fraction, default=0.95,
                         help="test accuracy whose first step is reported (default 0.95)")
     parser.add_argument("--eval-every", type=positive_int, default=5,

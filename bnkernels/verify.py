@@ -431,4 +431,13 @@ def run(extra_dirs=(), print_=print):
     failed = [r for r in rows if not r.ok]
     print_(f"\n{len(rows) - len(failed)} of {len(rows)} checks pass"
            + ("" if not failed else f"; FAILED: {', '.join(r.check for r in failed)}"))
+    print_(openmp_line())
     return not failed
+
+
+def openmp_line():
+    """Whether this build has OpenMP, in one line."""
+    from bnkernels import get_num_threads, openmp_enabled
+    if openmp_enabled():
+        return f"OpenMP: on ({get_num_threads()} threads)"
+    return "OpenMP: off (this build has no OpenMP: the kernels run on one thread)"

@@ -183,11 +183,11 @@ def test_reused_policy_returns_the_preallocated_arrays(module):
     assert fresh["training forward"]()[0] is not tensors.y
 
 
-def test_piped_run_prints_no_progress_bar():
+def test_piped_run_prints_no_progress_bar(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bnkernels", "bench", *TINY, "--no-torch",
          "--numerics", "standard"],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stderr and "[#" not in result.stderr
     assert "| shape" in result.stdout

@@ -518,7 +518,7 @@ def test_darknet_check_runs_as_a_command(tmp_path):
     _, path, cfg = _small_file(tmp_path)
     result = subprocess.run([sys.executable, "-m", "bnkernels", "darknet-check", str(cfg),
                              str(path), "--flavor", "pjreddie"],
-                            capture_output=True, text=True, check=False)
+                            capture_output=True, text=True, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "3 batch norms" in result.stdout
 
@@ -538,7 +538,7 @@ def test_darknet_check_into_a_closed_pipe_exits_quietly(tmp_path):
     try:
         result = subprocess.run([sys.executable, "-m", "bnkernels", "darknet-check", str(cfg),
                                  str(path)], stdout=write_end, stderr=subprocess.PIPE,
-                                text=True, check=False)
+                                text=True, check=False, cwd=tmp_path)
     finally:
         os.close(write_end)
     assert result.stderr == ""

@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -112,14 +113,18 @@ def run_scenario(body):
     the test fails (non-zero exit, or not done within TIMEOUT seconds: then
     the session, forked children included, is killed)."""
     script = PRELUDE + textwrap.dedent(body)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        pytest.fail(f"not done within {TIMEOUT} s (a forked child hung); killed\n{out}\n{err}")
+    # from an empty directory: `python -c` puts the current one first on
+    # sys.path, where a source tree's unbuilt bnkernels/ would shadow the build
+    with tempfile.TemporaryDirectory() as cwd:
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                cwd=cwd)
+        try:
+            out, err = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"not done within {TIMEOUT} s (a forked child hung); killed\n{out}\n{err}")
     assert proc.returncode == 0, f"exit status {proc.returncode}\n{out}\n{err}"
     return out
 

@@ -127,14 +127,14 @@ def test_a_refused_huge_count_leaves_large_calls_working(thread_setting):
 
 
 @pytest.mark.skipif(not bnkernels.openmp_enabled(), reason="built without OpenMP")
-def test_the_default_thread_count_is_capped_too():
+def test_the_default_thread_count_is_capped_too(tmp_path):
     import os
     import subprocess
     import sys
     code = "import bnkernels; print(bnkernels.get_num_threads())"
     env = {**os.environ, "OMP_NUM_THREADS": str(MAX_THREADS * 5)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True, timeout=60).stdout
+                         text=True, check=True, timeout=60, cwd=tmp_path).stdout
     assert out.strip() == str(MAX_THREADS)
 
 
@@ -298,14 +298,14 @@ def test_darknet_vectors_hold_bit_for_bit_on_4_threads(threads):
 
 
 @pytest.mark.skipif(not bnkernels.openmp_enabled(), reason="built without OpenMP")
-def test_default_thread_count_follows_omp_num_threads():
+def test_default_thread_count_follows_omp_num_threads(tmp_path):
     import subprocess
     import sys
     code = "import bnkernels; print(bnkernels.get_num_threads())"
     for n in ("1", "3"):
         env = {**__import__("os").environ, "OMP_NUM_THREADS": n}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, check=True).stdout
+                             text=True, check=True, cwd=tmp_path).stdout
         assert out.strip() == n
 
 
@@ -328,7 +328,8 @@ def test_threadpoolctl_limits_the_default_thread_count():
     ({"GOMP_SPINCOUNT": "42"}, "42"),                 # the user's wins
     ({"OMP_WAIT_POLICY": "ACTIVE"}, None),            # a chosen policy is left alone
 ])
-def test_import_asks_libgomp_for_a_short_spin_unless_the_user_chose(user_setting, expected):
+def test_import_asks_libgomp_for_a_short_spin_unless_the_user_chose(user_setting, expected,
+                                                                   tmp_path):
     # idle OpenMP threads spinning for libgomp's default ~300,000 turns took
     # the cores of NumPy's BLAS threads (a GoogLeNet step 3.5x slower on 2 cores)
     import os
@@ -339,7 +340,7 @@ def test_import_asks_libgomp_for_a_short_spin_unless_the_user_chose(user_setting
     env.update(user_setting)
     code = "import os, bnkernels; print(os.environ.get('GOMP_SPINCOUNT'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, check=True).stdout.strip()
+                         text=True, check=True, cwd=tmp_path).stdout.strip()
     assert out == str(expected)
 
 

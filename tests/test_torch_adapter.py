@@ -12,6 +12,7 @@ error such as the biased variance in running_var (1/(n-1) ~ 3 % off here).
 import copy
 import subprocess
 import sys
+import tempfile
 import warnings
 
 import numpy as np
@@ -482,8 +483,11 @@ def test_eps_checked_as_torch():
 # ---------------------------------------------------------------------------
 
 def run_python(code):
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=False)
+    # from an empty directory: `python -c` puts the current one first on
+    # sys.path, where a source tree's unbuilt bnkernels/ would shadow the build
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=False, cwd=cwd)
 
 
 def test_import_bnkernels_does_not_import_torch():

@@ -5,6 +5,7 @@ import sys
 import numpy as np
 import pytest
 
+import bnkernels
 from bnkernels import verify
 
 
@@ -37,6 +38,16 @@ def test_verify_passes_on_the_shipped_vectors(tmp_path):
     assert "FAIL" not in result.stdout
     assert "normalize_delta_cpu (dx)" in result.stdout
     assert "alexeyab" in result.stdout and "pjreddie" in result.stdout
+    # the child is the same build as this process
+    assert ("OpenMP: on (" if bnkernels.openmp_enabled() else "OpenMP: off (") in result.stdout
+
+
+def test_openmp_line_says_whether_this_build_has_openmp():
+    line = verify.openmp_line()
+    if bnkernels.openmp_enabled():
+        assert line == f"OpenMP: on ({bnkernels.get_num_threads()} threads)"
+    else:
+        assert line.startswith("OpenMP: off (") and "one thread" in line
 
 
 def test_verify_fails_when_a_vector_disagrees(tmp_path):
