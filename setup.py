@@ -12,6 +12,10 @@ BNKERNELS_OPENMP=0 builds serial on purpose.
 
 MSVC compiles in C11 mode (/std:c11, Visual Studio 2019 16.8 or later).
 
+BNKERNELS_REFERENCE=1 builds the reference tier of csrc/ alone (csrc/ref/,
+-DBNKERNELS_REFERENCE_ONLY): plain loops, one thread, the same public names;
+a check that the library is correct without its fast tier (csrc/fast/).
+
 BNKERNELS_SANITIZE=address,undefined (any -fsanitize= list) builds a checking
 extension with GCC or Clang's sanitizers; run Python with the ASan runtime
 preloaded (see the README).
@@ -132,7 +136,7 @@ class BuildExt(build_ext):
 
     def build_extensions(self):
         if self.compiler.compiler_type == "msvc":
-            # C11 for _Pragma (the OpenMP loops of loops.h)
+            # C11 for _Pragma (the OpenMP loops of parallel.h)
             args = ["/O2", "/fp:precise", "/std:c11"]
         else:
             args = ["-O3", "-std=c11", "-fno-fast-math", "-ffp-contract=off",
@@ -182,15 +186,33 @@ class BuildExt(build_ext):
             copy_include(self, "bnkernels")
 
 
+# csrc/ in two tiers: ref/ (plain loops, also the C oracle of the tests) and
+# fast/ (lanes, tiling, streaming stores, threads). BNKERNELS_REFERENCE=1
+# builds the reference tier alone behind the public names (a slow, correct
+# library: CI checks it against the Darknet vectors and the float64 oracles).
+REFERENCE_ONLY = os.environ.get("BNKERNELS_REFERENCE", "0").strip().lower() in (
+    "1", "true", "yes", "on")
+CSRC_SOURCES = ["csrc/geometry.c", "csrc/settings.c", "csrc/threads.c",
+                "csrc/ref/reference.c"]
+if not REFERENCE_ONLY:
+    CSRC_SOURCES += ["csrc/fast/conv_pool.c", "csrc/fast/darknet.c",
+                     "csrc/fast/standard.c", "csrc/fast/stream.c"]
+CSRC_DEPENDS = ["csrc/bnkernels.h", "csrc/compiler.h", "csrc/formulas.h",
+                "csrc/geometry.h", "csrc/parallel.h", "csrc/ref/reference.h",
+                "csrc/ref/rename.h", "csrc/ref/unrename.h", "csrc/ref/rename_public.h",
+                "csrc/ref/darknet.inc", "csrc/ref/standard.inc", "csrc/ref/conv_pool.inc",
+                "csrc/fast/dispatch.h", "csrc/fast/lanes.h", "csrc/fast/prefetch.h",
+                "csrc/fast/stream.h", "csrc/fast/darknet.inc", "csrc/fast/standard.inc",
+                "csrc/fast/standard_nhwc.inc", "csrc/fast/standard_sums.inc",
+                "csrc/fast/conv_pool.inc"]
+
 kernels = Extension(
     "bnkernels._kernels",
-    sources=["bnkernels/_kernels.pyx", "csrc/conv_pool.c", "csrc/darknet.c",
-             "csrc/standard.c", "csrc/stream.c", "csrc/threads.c"],
+    sources=["bnkernels/_kernels.pyx", *CSRC_SOURCES],
     include_dirs=[numpy.get_include(), "csrc"],
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    depends=["csrc/bnkernels.h", "csrc/dispatch.h", "csrc/loops.h", "csrc/darknet.inc", "csrc/standard.inc",
-             "csrc/standard_nhwc.inc", "csrc/standard_sums.inc",
-             "csrc/conv_pool.inc", "bnkernels/_kernels.pxd", "bnkernels/bnkernels_h.pxd",
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+    + ([("BNKERNELS_REFERENCE_ONLY", "1")] if REFERENCE_ONLY else []),
+    depends=[*CSRC_DEPENDS, "bnkernels/_kernels.pxd", "bnkernels/bnkernels_h.pxd",
              "bnkernels/_capi.pxi", "bnkernels/_dispatch.pxi", "bnkernels/_conv_pool.pxi"],
 )
 

@@ -1,6 +1,6 @@
 """The standard kernels at each x86-64 SIMD level, on this CPU, one thread.
 
-The installed library picks its SIMD clone at load time (csrc/dispatch.h), so
+The installed library picks its SIMD clone at load time (csrc/fast/dispatch.h), so
 a benchmark on one machine shows one level only. This script builds
 benchmarks/c/time_standard.c with csrc/ once per level, without dispatch
 (-DBNKERNELS_NO_DISPATCH) and with that level's compiler flag, and once with
@@ -51,9 +51,9 @@ def cpu_flags():
 
 
 def build(cc, csrc, flags, binary):
-    # stream.c (streaming stores) is absent from older checkouts (--csrc)
-    sources = [csrc / name for name in ("standard.c", "stream.c", "threads.c")
-               if (csrc / name).exists()] + [DRIVER]
+    # every C file of csrc/, in either layout (older checkouts, --csrc, keep
+    # them all at its top)
+    sources = sorted(csrc.rglob("*.c")) + [DRIVER]
     subprocess.run([*shlex.split(cc), *FLAGS, *flags, f"-I{csrc}", *map(str, sources), "-lm",
                     "-o", str(binary)], check=True)
 

@@ -12,22 +12,35 @@
  *
  * Every kernel exists for float32 (suffix _f32, T = float) and float64
  * (suffix _f64, T = double); the declarations below are written once with T.
- * Kernels never allocate: the caller owns every buffer. Large calls run on
- * several threads when built with OpenMP (see bn_set_num_threads).
+ * The caller owns every buffer, inputs and outputs. Kernels do not allocate,
+ * with one exception: bn_stats_nhwc and bn_backward_reduce_nhwc, when they
+ * run on two or more threads, malloc (and free before returning) a workspace
+ * of 2 * min(64, blocks) * channels doubles for the threads' partial sums
+ * (blocks: of 2 to 64 rows); if malloc fails they compute the same bits on
+ * one thread with stack scratch. Scratch on the stack: at most about 100 KB
+ * per call and thread (the NHWC kernels' per-channel tiles). Large calls
+ * run on several threads when built with OpenMP (see bn_set_num_threads).
  *
  * Besides batch normalization: im2col/col2im and 2-D max and average
- * pooling (conv_pool.c), for the layers built on these kernels.
+ * pooling, for the layers built on these kernels.
+ *
+ * The sources: formulas.h holds each element formula once; csrc/ref/ is the
+ * reference tier (plain loops); csrc/fast/ the fast tier (lanes, tiling,
+ * streaming stores, threads), which defines these names in a normal build.
+ * Built with -DBNKERNELS_REFERENCE_ONLY, the reference tier alone does.
  *
  * Two families:
- *   bn_dk_*  Darknet-exact (darknet.c). Same operations, in the same order and
- *            at the same precision, as Darknet's CPU code, so float32 results
- *            equal Darknet's bit for bit. Compile without fast-math and with
- *            -ffp-contract=off.
- *   bn_*     Standard numerics (standard.c), the convention of the BN paper,
- *            PyTorch and cuDNN. Statistics are accumulated in double, two passes
- *            per (b, c) row merged by Chan et al.'s update (NHWC: per block of
- *            rows; float32 NHWC in one pass about each 64 rows' first row),
- *            and per-channel statistics are kept in double.
+ *   bn_dk_*  Darknet-exact. Same operations, in the same order and at the
+ *            same precision, as Darknet's CPU code, so float32 results
+ *            equal Darknet's bit for bit (both tiers). Compile without
+ *            fast-math and with -ffp-contract=off.
+ *   bn_*     Standard numerics, the convention of the BN paper, PyTorch and
+ *            cuDNN. Statistics are accumulated in double and per-channel
+ *            statistics are kept in double. The fast tier sums two passes
+ *            per (b, c) row merged by Chan et al.'s update (NHWC: per block
+ *            of rows; float32 NHWC in one pass about each 64 rows' first
+ *            row), in fixed lanes; the reference tier two passes per
+ *            channel. The two agree to rounding, not bit for bit.
  *
  * Aliasing: an elementwise kernel's output may be the very same buffer as its
  * elementwise input (Darknet works in place); any other overlap is undefined.
@@ -151,7 +164,7 @@ BN_DECLARE_DARKNET(double, f64)
         const double *sum_dy_xhat, int64_t batch, int64_t channels,            \
         int64_t spatial, T *dx);                                               \
     /* channels-last (NHWC) twins, the same arguments: element (b, s, c) at  */\
-    /* x[(b * spatial + s) * channels + c] (standard_nhwc.inc)               */\
+    /* x[(b * spatial + s) * channels + c]                                   */\
     void bn_stats_nhwc_##SUF(const T *x, int64_t batch, int64_t channels,      \
                              int64_t spatial, double *mean, double *var);      \
     void bn_normalize_affine_nhwc_##SUF(                                       \
@@ -184,8 +197,8 @@ void bn_merge_moments(int64_t parts, int64_t channels, const double *counts,
                       double *m2);
 
 /* ------------------------------------------------------------------------ */
-/* Convolution and pooling (conv_pool.c).  x is (batch, channels, height,   */
-/* width), NCHW; windows of kernel_h x kernel_w move by stride_h, stride_w  */
+/* Convolution and pooling.  x is (batch, channels, height, width),        */
+/* NCHW; windows of kernel_h x kernel_w move by stride_h, stride_w         */
 /* over x padded by pad_h, pad_w zeros (for max pooling, -inf) on each      */
 /* side; there are out_h x out_w of them (bn_pool_output_size).  Outputs    */
 /* never alias inputs.  Each (b, c) plane is computed on its own.           */
@@ -279,13 +292,13 @@ int bn_openmp_enabled(void);
 /* training mode without ReLU) write an output of at least                  */
 /* bn_get_stream_min_bytes() bytes, in rows (H * W) of at least 16 values,  */
 /* with non-temporal stores, which skip the read of each line before it is  */
-/* written and do not keep the output in cache: on Zen 5, a writing pass   */
-/* at the benchmark shapes (25.7 MB and more) took 1.0-1.6x less time.     */
-/* bn_normalize_affine_nhwc and bn_backward_dx_nhwc (training, no ReLU)   */
-/* stream too (up to 1.9x for y, 1.34x for dx, on Zen 4): y walking down   */
-/* when it starts 4-252 bytes past x modulo 4 KB; dx not when it starts    */
-/* 1-255 bytes past dy or x, nor y when its values are not aligned like x's. */
-/* Only CPUs with AVX-512 stream (bn_stream_available). Same bits always.   */
+/* written and do not keep the output in cache. bn_normalize_affine_nhwc   */
+/* and bn_backward_dx_nhwc (training, no ReLU) stream too: y walking down  */
+/* when it starts 4-252 bytes past x modulo 4 KB (4K aliasing); dx not     */
+/* when it starts 1-255 bytes past dy or x, nor y when its values are not  */
+/* aligned like x's. Only CPUs with AVX-512 stream (bn_stream_available),  */
+/* and only the fast tier. Same bits always. Measurements:                 */
+/* docs/design/kernels.md.                                                  */
 /* ------------------------------------------------------------------------ */
 /* The default: outputs of 16 MiB and more, which would not stay in a       */
 /* 32 MB cache beside their input anyway.                                   */

@@ -1,6 +1,6 @@
 /* How many threads the kernels use. */
 #include "bnkernels.h"
-#include "loops.h"
+#include "parallel.h"
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -7,7 +7,7 @@ the extension: the same C code built by another compiler command gives the
 same bits (no fast-math, no contraction into FMAs, fixed orders of summation),
 as do the OpenMP build on 4 threads and the builds without SIMD dispatch for
 baseline x86-64, AVX2 and AVX-512F, which run the sums in the other form of
-their eight fixed lanes (loops.h: two 32-byte halves instead of one 64-byte
+their eight fixed lanes (fast/lanes.h: two 32-byte halves instead of one 64-byte
 vector, or the reverse).
 """
 import os
@@ -55,7 +55,7 @@ def build_and_run(compiler, flags, path, env):
     """Compile use_kernels with csrc/ and run it on path: {name: values}, or
     the compiler's complaint (str) when it cannot build it."""
     binary = path.parent / ("use_kernels_" + "_".join(f.strip("-") for f in flags))
-    sources = [str(p) for p in sorted(CSRC.glob("*.c"))] + [str(PROGRAM)]
+    sources = [str(p) for p in sorted(CSRC.rglob("*.c"))] + [str(PROGRAM)]
     build = subprocess.run([*compiler, *FLAGS, *flags, f"-I{CSRC}", *sources, "-lm",
                             "-o", str(binary)], capture_output=True, text=True)
     if build.returncode != 0:

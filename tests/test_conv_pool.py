@@ -1,4 +1,4 @@
-"""im2col, col2im and 2-D pooling (bnkernels._kernels, csrc/conv_pool.c).
+"""im2col, col2im and 2-D pooling (bnkernels._kernels; csrc/fast/conv_pool.c).
 
 Oracles: naive float64 loops written here, one window at a time (not
 bnkernels.reference, which is itself tested against the kernels below); the

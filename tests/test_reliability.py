@@ -63,7 +63,7 @@ def test_c_fuzz_harness_runs_clean_under_asan_and_ubsan(tmp_path):
     binary = tmp_path / "fuzz_kernels"
     env = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
     env["ASAN_OPTIONS"] = "detect_leaks=1"
-    sources = sorted(str(p) for p in (ROOT / "csrc").glob("*.c"))
+    sources = sorted(str(p) for p in (ROOT / "csrc").rglob("*.c"))
     build = subprocess.run(
         ["gcc", "-std=c11", "-g", "-O1", "-fsanitize=address,undefined",
          "-fno-sanitize-recover=undefined", "-fopenmp", f"-I{ROOT / 'csrc'}", *sources,

@@ -1,6 +1,6 @@
 """Streaming (non-temporal) stores: large NCHW outputs of the elementwise
 standard kernels, and NHWC y, bypass the cache, their whole 64-byte lines
-computed in registers by AVX-512 twins of the kernels (csrc/stream.c), the
+computed in registers by AVX-512 twins of the kernels (csrc/fast/stream.c), the
 partial lines at the ends of each thread's range by the kernels themselves. They must
 change no value and write nothing outside the output.
 

@@ -6,7 +6,9 @@
  * then one line per dtype, "hash <dtype> <hex>", a hash of every output's
  * bytes (the same in every build: no result depends on the SIMD width).
  *
- *   time_standard BATCH CHANNELS SPATIAL REPS
+ *   time_standard BATCH CHANNELS SPATIAL REPS [STREAM]
+ * STREAM 1: streaming stores as the library's default has them (outputs of
+ * 16 MiB and more, on CPUs with AVX-512F); without it, none.
  */
 #define _POSIX_C_SOURCE 199309L
 #include <stdint.h>
@@ -102,8 +104,8 @@ static void *buffer(size_t bytes)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s BATCH CHANNELS SPATIAL REPS\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s BATCH CHANNELS SPATIAL REPS [STREAM]\n", argv[0]);
         return 2;
     }
     const int64_t N = atoll(argv[1]), C = atoll(argv[2]), S = atoll(argv[3]);
@@ -116,7 +118,7 @@ int main(int argc, char **argv)
 #ifdef BN_STREAM_DEFAULT_MIN_BYTES
     /* the SIMD level's own stores: no streaming (on by default for large
      * outputs since that macro exists; off before) */
-    bn_set_stream_min_bytes(-1);
+    bn_set_stream_min_bytes(argc == 6 && atoi(argv[5]) ? BN_STREAM_DEFAULT_MIN_BYTES : -1);
 #endif
     TIME_ALL(float, f32)
     TIME_ALL(double, f64)

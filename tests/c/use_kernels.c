@@ -4,7 +4,8 @@
  * and backward in float64 and float32, the reductions on short rows and on
  * channels-last tensors, and Darknet's forward in float32.
  *
- *   cc -std=c11 -O2 -ffp-contract=off -Icsrc csrc/*.c tests/c/use_kernels.c \
+ *   cc -std=c11 -O2 -ffp-contract=off -Icsrc csrc/[a-z]*.c csrc/ref/[a-z]*.c csrc/fast/[a-z]*.c \
+ *       tests/c/use_kernels.c \
  *       -lm -o use_kernels
  *   ./use_kernels inputs.bin
  * (add -fopenmp for threads; OMP_NUM_THREADS then says how many).

@@ -26,11 +26,12 @@
  * With clang's libFuzzer (coverage-guided; add -fopenmp where libomp is
  * installed; 47,000 inputs in 30 s and no report with Debian's clang 14):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -DBN_LIBFUZZER -Icsrc \
- *       csrc/*.c tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
+ *       csrc/[a-z]*.c csrc/ref/[a-z]*.c csrc/fast/[a-z]*.c tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
  *   ./fuzz_kernels -max_total_time=600 tests/fuzz/corpus
  * With GCC (random inputs for a bounded time, then every file given):
  *   gcc -std=c11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
- *       -fopenmp -Icsrc csrc/*.c tests/fuzz/fuzz_kernels.c -lm -o fuzz_kernels
+ *       -fopenmp -Icsrc csrc/[a-z]*.c csrc/ref/[a-z]*.c csrc/fast/[a-z]*.c tests/fuzz/fuzz_kernels.c \
+ *       -lm -o fuzz_kernels
  *   ./fuzz_kernels 20 tests/fuzz/corpus/[a-z]*        # 20 seconds of random inputs
  * An input that crashes goes into tests/fuzz/corpus/ (a regression input).
  */
@@ -39,8 +40,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <math.h>
 
 #include "bnkernels.h"
+#include "ref/reference.h"
 
 /* Bytes to values, cycling through the input. */
 typedef struct {
@@ -81,6 +84,123 @@ DEFINE_FILL(double, fill_f64)
 /* Exactly-sized buffers: ASan sees the end of each. */
 #define NEW(T, n) ((T *)malloc(((n) > 0 ? (size_t)(n) : 1) * sizeof(T)))
 
+/* The reference tier (csrc/ref/) as the oracle. Darknet-exact kernels and
+ * the convolution and pooling kernels must give its bits (a NaN matches any
+ * NaN); the standard kernels, whose sums add in another order, agree with it
+ * to rounding on tame inputs (finite, |v| <= 1e3). A difference aborts. */
+#define SAME_BITS(T, got, want, n, what)                                       \
+    for (int64_t i_ = 0; i_ < (int64_t)(n); ++i_)                              \
+        if (memcmp(&(got)[i_], &(want)[i_], sizeof(T)) != 0 &&                 \
+            !((got)[i_] != (got)[i_] && (want)[i_] != (want)[i_])) {           \
+            fprintf(stderr, "fuzz: %s differs from the reference tier at %lld " \
+                    "(%.17g, reference %.17g)\n", what, (long long)i_,         \
+                    (double)(got)[i_], (double)(want)[i_]);                    \
+            abort();                                                           \
+        }
+#define CLOSE(got, want, n, tol, what)                                         \
+    for (int64_t i_ = 0; i_ < (int64_t)(n); ++i_) {                            \
+        const double g_ = (double)(got)[i_], w_ = (double)(want)[i_];          \
+        if (!(fabs(g_ - w_) <= (tol)) && !(g_ != g_ && w_ != w_)) {            \
+            fprintf(stderr, "fuzz: %s is %.17g, the reference tier %.17g, at " \
+                    "%lld (tolerance %g)\n", what, g_, w_, (long long)i_,      \
+                    (double)(tol));                                            \
+            abort();                                                           \
+        }                                                                      \
+    }
+
+/* max |v| of n values, or infinity if one is not finite */
+#define DEFINE_SPAN(T, NAME)                                                   \
+    static double NAME(const T *v, int64_t n)                                  \
+    {                                                                          \
+        double m = 0.;                                                         \
+        for (int64_t i = 0; i < n; ++i) {                                      \
+            const double a = fabs((double)v[i]);                               \
+            if (!(a <= 1e300))                                                 \
+                return INFINITY;                                               \
+            m = a > m ? a : m;                                                 \
+        }                                                                      \
+        return m;                                                              \
+    }
+DEFINE_SPAN(float, span_f32)
+DEFINE_SPAN(double, span_f64)
+#define ULP_f32 1.2e-7
+#define ULP_f64 2.3e-16
+
+#define ORACLE_FAMILY(T, SUF, SPAN, ULP)                                       \
+    {                                                                          \
+        T *m1 = NEW(T, channels), *m2 = NEW(T, channels);                      \
+        T *v1 = NEW(T, channels), *v2 = NEW(T, channels);                      \
+        T *o1 = NEW(T, total), *o2 = NEW(T, total);                            \
+        T *u1 = NEW(T, 4 * channels), *u2 = NEW(T, 4 * channels);              \
+        const T eps = (T)1e-5;                                                 \
+        bn_dk_mean_##SUF(x, batch, channels, spatial, m1);                     \
+        bn_ref_dk_mean_##SUF(x, batch, channels, spatial, m2);                 \
+        SAME_BITS(T, m1, m2, channels, "bn_dk_mean_" #SUF)                     \
+        bn_dk_variance_##SUF(x, m1, batch, channels, spatial, v1);             \
+        bn_ref_dk_variance_##SUF(x, m1, batch, channels, spatial, v2);         \
+        SAME_BITS(T, v1, v2, channels, "bn_dk_variance_" #SUF)                 \
+        bn_dk_normalize_eps_outside_##SUF(x, m1, v1, batch, channels, spatial, \
+                                          eps, o1);                            \
+        bn_ref_dk_normalize_eps_outside_##SUF(x, m1, v1, batch, channels,      \
+                                              spatial, eps, o2);               \
+        SAME_BITS(T, o1, o2, total, "bn_dk_normalize_eps_outside_" #SUF)       \
+        bn_dk_scale_add_bias_##SUF(x, w, b, batch, channels, spatial, o1);     \
+        bn_ref_dk_scale_add_bias_##SUF(x, w, b, batch, channels, spatial, o2); \
+        SAME_BITS(T, o1, o2, total, "bn_dk_scale_add_bias_" #SUF)              \
+        for (int64_t c = 0; c < 4 * channels; ++c)                             \
+            u1[c] = u2[c] = w[c % (channels ? channels : 1)];                  \
+        bn_dk_backward_sums_##SUF(x, x, dy, m1, v1, w, batch, channels,        \
+                                  spatial, eps, u1, u1 + channels,             \
+                                  u1 + 2 * channels, u1 + 3 * channels);       \
+        bn_ref_dk_backward_sums_##SUF(x, x, dy, m1, v1, w, batch, channels,    \
+                                      spatial, eps, u2, u2 + channels,         \
+                                      u2 + 2 * channels, u2 + 3 * channels);   \
+        SAME_BITS(T, u1, u2, 4 * channels, "bn_dk_backward_sums_" #SUF)        \
+        bn_dk_backward_dx_eps_inside_##SUF(x, m1, v1, u1 + 2 * channels,       \
+                                           u1 + 3 * channels, dy, w, batch,    \
+                                           channels, spatial, eps, o1);        \
+        bn_ref_dk_backward_dx_eps_inside_##SUF(x, m1, v1, u1 + 2 * channels,   \
+                                               u1 + 3 * channels, dy, w,       \
+                                               batch, channels, spatial, eps,  \
+                                               o2);                            \
+        SAME_BITS(T, o1, o2, total, "bn_dk_backward_dx_eps_inside_" #SUF)      \
+        /* standard numerics, on tame inputs */                                \
+        const double span = SPAN(x, total);                                    \
+        if (batch * spatial > 0 && span <= 1e3 && SPAN(dy, total) <= 1e3 &&    \
+            SPAN(w, channels) <= 1e3 && SPAN(b, channels) <= 1e3) {            \
+            double *a1 = NEW(double, channels), *a2 = NEW(double, channels);   \
+            double *q1 = NEW(double, channels), *q2 = NEW(double, channels);   \
+            double *k = NEW(double, channels);                                 \
+            const double tol_stats = 1e-12 * (1. + span * span);               \
+            bn_stats_##SUF(x, batch, channels, spatial, a1, q1);               \
+            bn_ref_stats_##SUF(x, batch, channels, spatial, a2, q2);           \
+            CLOSE(a1, a2, channels, tol_stats, "bn_stats_" #SUF " mean")       \
+            CLOSE(q1, q2, channels, tol_stats, "bn_stats_" #SUF " var")        \
+            bn_stats_nhwc_##SUF(x, batch, channels, spatial, a1, q1);          \
+            bn_ref_stats_nhwc_##SUF(x, batch, channels, spatial, a2, q2);      \
+            CLOSE(a1, a2, channels, tol_stats, "bn_stats_nhwc_" #SUF " mean")  \
+            CLOSE(q1, q2, channels, tol_stats, "bn_stats_nhwc_" #SUF " var")   \
+            /* invstd of at most 1e3: the outputs stay within ~1e9 */          \
+            bn_invstd(channels, q2, 1e-3, k);                                  \
+            const double tol_out = ULP * 1e9 * 4;                              \
+            bn_normalize_affine_##SUF(x, a2, k, w, b, batch, channels,         \
+                                      spatial, 0, o1);                         \
+            bn_ref_normalize_affine_##SUF(x, a2, k, w, b, batch, channels,     \
+                                          spatial, 0, o2);                     \
+            CLOSE(o1, o2, total, tol_out, "bn_normalize_affine_" #SUF)         \
+            bn_backward_reduce_##SUF(dy, x, a2, k, w, b, 0, batch, channels,   \
+                                     spatial, a1, q1);                         \
+            bn_ref_backward_reduce_##SUF(dy, x, a2, k, w, b, 0, batch,         \
+                                         channels, spatial, a1, q2);           \
+            /* each term at most 1e3 * 2e3 * 32; double sums of total terms */ \
+            CLOSE(q1, q2, channels, 1e-13 * (1. + (double)total * 6.4e7),      \
+                  "bn_backward_reduce_" #SUF)                                  \
+            free(a1); free(a2); free(q1); free(q2); free(k);                   \
+        }                                                                      \
+        free(m1); free(m2); free(v1); free(v2); free(o1); free(o2);            \
+        free(u1); free(u2);                                                    \
+    }
+
 #define RUN_FAMILY(T, SUF, FILL)                                               \
     {                                                                          \
         T *x = NEW(T, total), *dy = NEW(T, total), *xn = NEW(T, total);         \
@@ -97,6 +217,7 @@ DEFINE_FILL(double, fill_f64)
         FILL(in, b, channels);                                                 \
         FILL(in, r1, channels);                                                \
         FILL(in, r2, channels);                                                \
+        ORACLE_FAMILY(T, SUF, span_##SUF, ULP_##SUF)                           \
         const T eps = (T)1e-5;                                                 \
         bn_dk_mean_##SUF(x, batch, channels, spatial, mean);                   \
         bn_dk_variance_##SUF(x, mean, batch, channels, spatial, var);          \
@@ -174,6 +295,51 @@ DEFINE_FILL(double, fill_f64)
         int64_t *at = NEW(int64_t, planes * pouts);                            \
         FILL(in, x, planes * plane);                                           \
         FILL(in, dy, planes * pouts);                                          \
+        {   /* the reference tier's bits */                                    \
+            T *c2 = NEW(T, rows * outs), *d2 = NEW(T, planes * plane);         \
+            bn_im2col_##SUF(x, batch, channels, height, width, kh, kw, sh, sw, \
+                            pad_h, pad_w, oh, ow, cols);                       \
+            bn_ref_im2col_##SUF(x, batch, channels, height, width, kh, kw, sh, \
+                                sw, pad_h, pad_w, oh, ow, c2);                 \
+            SAME_BITS(T, cols, c2, rows * outs, "bn_im2col_" #SUF)             \
+            bn_col2im_##SUF(cols, batch, channels, height, width, kh, kw, sh,  \
+                            sw, pad_h, pad_w, oh, ow, dx);                     \
+            bn_ref_col2im_##SUF(cols, batch, channels, height, width, kh, kw,  \
+                                sh, sw, pad_h, pad_w, oh, ow, d2);             \
+            SAME_BITS(T, dx, d2, planes * plane, "bn_col2im_" #SUF)            \
+            if (pool) {                                                        \
+                T *y2 = NEW(T, planes * pouts);                                \
+                int64_t *at2 = NEW(int64_t, planes * pouts);                   \
+                bn_max_pool2d_forward_##SUF(x, batch, channels, height, width, \
+                                            kh, kw, sh, sw, pad_h, pad_w, ph_, \
+                                            pw_, y, at);                       \
+                bn_ref_max_pool2d_forward_##SUF(x, batch, channels, height,    \
+                                                width, kh, kw, sh, sw, pad_h,  \
+                                                pad_w, ph_, pw_, y2, at2);     \
+                SAME_BITS(T, y, y2, planes * pouts, "bn_max_pool2d_forward_" #SUF) \
+                SAME_BITS(int64_t, at, at2, planes * pouts,                    \
+                          "bn_max_pool2d_forward_" #SUF " indices")            \
+                bn_avg_pool2d_forward_##SUF(x, batch, channels, height, width, \
+                                            kh, kw, sh, sw, pad_h, pad_w, ph_, \
+                                            pw_, include_pad, y);              \
+                bn_ref_avg_pool2d_forward_##SUF(x, batch, channels, height,    \
+                                                width, kh, kw, sh, sw, pad_h,  \
+                                                pad_w, ph_, pw_, include_pad,  \
+                                                y2);                           \
+                SAME_BITS(T, y, y2, planes * pouts, "bn_avg_pool2d_forward_" #SUF) \
+                bn_avg_pool2d_backward_##SUF(dy, batch, channels, height,      \
+                                             width, kh, kw, sh, sw, pad_h,     \
+                                             pad_w, ph_, pw_, include_pad, dx);\
+                bn_ref_avg_pool2d_backward_##SUF(dy, batch, channels, height,  \
+                                                 width, kh, kw, sh, sw, pad_h, \
+                                                 pad_w, ph_, pw_, include_pad, \
+                                                 d2);                          \
+                SAME_BITS(T, dx, d2, planes * plane,                           \
+                          "bn_avg_pool2d_backward_" #SUF)                      \
+                free(y2); free(at2);                                           \
+            }                                                                  \
+            free(c2); free(d2);                                                \
+        }                                                                      \
         bn_im2col_##SUF(x, batch, channels, height, width, kh, kw, sh, sw,     \
                         pad_h, pad_w, oh, ow, cols);                           \
         bn_col2im_##SUF(cols, batch, channels, height, width, kh, kw, sh, sw,  \

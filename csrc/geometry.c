@@ -1,68 +1,14 @@
-/* Convolution helpers (im2col, col2im) and 2-D pooling, NCHW, for float32
- * and float64 from one template (conv_pool.inc). */
-#include <math.h>
-#include <stddef.h>
+/* The sizes of convolution and pooling: bn_pool_output_size and
+ * bn_pool_geometry_check (bnkernels.h), shared by both tiers. */
 #include <stdint.h>
-#include <string.h>
 
 #include "bnkernels.h"
-#include "loops.h"
-
-/* The geometry every kernel of this file shares: an input plane of
- * height x width, windows of kernel_h x kernel_w moved by stride_h, stride_w
- * over it padded by pad_h, pad_w on each side, out_h x out_w windows. */
-typedef struct {
-    int64_t height, width, kernel_h, kernel_w, stride_h, stride_w;
-    int64_t pad_h, pad_w, out_h, out_w;
-} Geometry;
+#include "geometry.h"
 
 /* floor(a / b) for b > 0, also for negative a (C's / truncates). */
 static int64_t floor_div(int64_t a, int64_t b)
 {
     return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
-
-/* The outputs o in [*lo, *hi) whose input o * stride + offset lies in
- * [0, size), for o in [0, out): the part of a row im2col copies. */
-static void inside(int64_t out, int64_t stride, int64_t offset, int64_t size,
-                   int64_t *lo, int64_t *hi)
-{
-    int64_t l = -floor_div(offset, stride); /* ceil(-offset / stride) */
-    int64_t h = floor_div(size - 1 - offset, stride) + 1;
-    l = l < 0 ? 0 : l > out ? out : l;
-    h = h > out ? out : h;
-    *lo = l;
-    *hi = h > l ? h : l;
-}
-
-/* The pooling window of output o along one axis, clipped to the input:
- * [*lo, *hi), empty (*lo == *hi) when it holds no input. Returns the window's size clipped to the padded input, which
- * is PyTorch's count_include_pad divisor (a window of a ceil_mode output may
- * reach past the padding; that part is not counted): in [0, kernel]. */
-static int64_t window(int64_t o, int64_t kernel, int64_t stride, int64_t pad,
-                      int64_t size, int64_t *lo, int64_t *hi)
-{
-    const int64_t start = o * stride - pad;
-    int64_t end = start + kernel;
-    if (end > size + pad)
-        end = size + pad;
-    if (end < start) /* a window past the padding (out beyond PyTorch's count) */
-        end = start;
-    const int64_t padded = end - start;
-    *lo = start < 0 ? 0 : start;
-    *hi = end < size ? end : size;
-    if (*hi < *lo)
-        *hi = *lo;
-    return padded;
-}
-
-/* im2col and col2im with a 1x1 kernel, stride 1, no padding and every
- * window: each plane's one column row is the plane itself. */
-static int is_copy(const Geometry *g)
-{
-    return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 &&
-           g->stride_w == 1 && g->pad_h == 0 && g->pad_w == 0 &&
-           g->out_h == g->height && g->out_w == g->width;
 }
 
 /* a + b into *sum for a, b >= 0; 0 if it would not fit in int64_t. */
@@ -135,7 +81,7 @@ static int buffer_fits(int64_t planes, int64_t per_plane)
 /* The checks of bn_pool_geometry_check on the sizes that every kernel of
  * this file shares: (batch, channels, height, width) planes in and
  * (batch, channels, out_h, out_w) values out. */
-static int check_planes(int64_t batch, int64_t channels, int64_t height,
+int bn_pool_planes_check(int64_t batch, int64_t channels, int64_t height,
                         int64_t width, int64_t out_h, int64_t out_w)
 {
     int64_t planes, plane, outs;
@@ -153,7 +99,7 @@ int bn_pool_geometry_check(int64_t batch, int64_t channels, int64_t height,
                            int64_t stride_h, int64_t stride_w, int64_t pad_h,
                            int64_t pad_w, int64_t out_h, int64_t out_w)
 {
-    const int planes = check_planes(batch, channels, height, width, out_h, out_w);
+    const int planes = bn_pool_planes_check(batch, channels, height, width, out_h, out_w);
     if (planes != BN_GEOMETRY_OK)
         return planes;
     if (kernel_h < 1 || kernel_w < 1 || stride_h < 1 || stride_w < 1 || pad_h < 0 ||
@@ -174,24 +120,3 @@ int bn_pool_geometry_check(int64_t batch, int64_t channels, int64_t height,
         return BN_GEOMETRY_OVERFLOW;
     return BN_GEOMETRY_OK;
 }
-
-#define GEOMETRY                                                               \
-    const Geometry g = {height,   width,    kernel_h, kernel_w, stride_h,      \
-                        stride_w, pad_h,    pad_w,    out_h,    out_w}
-/* Every kernel returns at once, reading and writing nothing, on a geometry
- * bn_pool_geometry_check rejects: its callers check first. */
-#define CHECK_GEOMETRY                                                         \
-    bn_pool_geometry_check(batch, channels, height, width, kernel_h, kernel_w, \
-                           stride_h, stride_w, pad_h, pad_w, out_h, out_w)
-
-#define T float
-#define NAME(f) f##_f32
-#include "conv_pool.inc"
-#undef T
-#undef NAME
-
-#define T double
-#define NAME(f) f##_f64
-#include "conv_pool.inc"
-#undef T
-#undef NAME

@@ -11,85 +11,27 @@
  * The kernels below compute the whole 64-byte lines of an output in
  * registers and store each with one 64-byte streaming store; the kernels
  * of standard.inc write the partial lines at either end of a thread's range
- * with ordinary stores (bn_stream_span). Each kernel repeats, lane by lane,
- * the IEEE operations of its twin in standard.inc (affine_value,
- * backward_dx_elements' common case), so the bits are the same either way.
+ * with ordinary stores (bn_stream_span). Each kernel computes, lane by lane,
+ * the IEEE operations of a formula of formulas.h (bn_affine_f32/_f64,
+ * bn_dx_common_f32/_f64), so the bits are the same either way.
  * The vectors inside one (b, c) row take its coefficients as they are; a
  * vector that straddles two rows takes each lane's from its own row (a
  * masked blend), so rows need only be one vector long.
  *
- * Measured on Zen 5 (benchmarks/streaming.py, y = x*a + b and dx over
- * 25.7-51 MB, outputs at 6 offsets from their buffers' starts): every pass
- * 1.04-1.32x faster than with ordinary stores, float32 and float64, 1 and 2
- * threads, 7 x 7 rows included.
- *
- * What did not work, because loads from memory while streaming stores are
- * pending ran slow at some placements of the output (4K aliasing is the
- * guess): computing 1 KB tiles into a buffer in L1 and copying them out (up
- * to 1.6x slower than ordinary stores, y 192 bytes after x or 64 before);
- * and channels-last twins that walked the rows one range at a time, loading
- * the per-channel coefficients for every vector: on Zen 5, float32 y ran
- * 0.78-0.80x at 1024 channels with y 496 or 752 values into its buffer,
- * float32 dx 0.67-0.79x and float64 y 0.83-0.92x at some offsets.
- *
- * On Zen 4 (AVX-512 run on 256-bit units) float32 y, computed in double,
- * was compute bound when every vector blended two rows' coefficients: 3.8
- * ns per 64-byte line with x in L2, and 0.77-0.89x of ordinary stores on 1
- * thread. Blending only the straddling vectors: 2.3 ns per line (as
- * float64's, which the stores bound), and float32 y 1.01-1.19x of ordinary
- * stores on 1 thread, 1.00-1.36x on 2 but for inference at (32, 64, 56, 56),
- * 0.89x (benchmarks/results_streaming_nchw_zen4.json).
- *
- * Channels-last y streams again, from the four-range walk of
- * bn_normalize_affine_nhwc (one load of the coefficients for four vectors),
- * measured on Zen 4 only (32 KB L1; y placed at 16 page offsets from x):
- * 1.08-1.70x at 64, 256 and 1024 channels, float32 and float64, except
- * with y 16 to 96 bytes past x modulo 4 KB (0.69-0.78x: each load of x
- * waits on the store to its page offset), where the kernel uses ordinary
- * stores instead. NHWC dx (training, no ReLU) streams the same way, with the
- * same rule for dx past dy or x: on Zen 4, 1.04-1.34x at 64, 256 and 1024
- * channels with dx at two placements from its buffer's start (1 and 2
- * threads, float32 and float64). */
+ * Streaming pays only for outputs that would not stay in cache anyway;
+ * the placements of the output where it does not (4K aliasing) take
+ * ordinary stores or walk down (standard_nhwc.inc). Measurements and what
+ * was tried: docs/design/kernels.md. */
+/* A reference-only build (BNKERNELS_REFERENCE_ONLY) has no fast tier. */
+#ifndef BNKERNELS_REFERENCE_ONLY
 #include "bnkernels.h"
-#include "loops.h"
+#include "compiler.h"
+#include "formulas.h"
+#include "stream.h"
 
 #if defined(BN_STREAM_KERNELS)
 #include <immintrin.h>
 #endif
-
-#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && \
-    !defined(__STDC_NO_ATOMICS__)
-#include <stdatomic.h>
-static _Atomic int64_t stream_min_bytes = BN_STREAM_DEFAULT_MIN_BYTES;
-#else
-static volatile int64_t stream_min_bytes = BN_STREAM_DEFAULT_MIN_BYTES;
-#endif
-
-void bn_set_stream_min_bytes(int64_t bytes)
-{
-    stream_min_bytes = bytes < 0 ? -1 : bytes;
-}
-
-int64_t bn_get_stream_min_bytes(void)
-{
-    return stream_min_bytes;
-}
-
-int bn_stream_available(void)
-{
-#if defined(BN_STREAM_KERNELS)
-    return __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
-
-int bn_stream_output(int64_t bytes)
-{
-    const int64_t min_bytes = stream_min_bytes;
-    return min_bytes >= 0 && bytes >= min_bytes && bytes > 0 &&
-           bn_stream_available();
-}
 
 #if defined(BN_STREAM_KERNELS)
 #define BN_STREAM_TARGET __attribute__((target("avx512f")))
@@ -116,24 +58,6 @@ static void step_row(row_walk *w)
 {
     w->c = next_channel(w);
     w->row_end += w->spatial;
-}
-
-/* affine_value's coefficients of channel c: a = invstd * weight, and the
- * offset (shift - mean * a) that float32 adds, or mean and shift */
-static double scale_of(const double *invstd, const void *weight, int f32,
-                       int64_t c)
-{
-    const double w = !weight ? 1.
-                     : f32   ? (double)((const float *)weight)[c]
-                             : ((const double *)weight)[c];
-    return invstd[c] * w;
-}
-
-static double shift_of(const void *bias, int f32, int64_t c)
-{
-    return !bias ? 0.
-           : f32 ? (double)((const float *)bias)[c]
-                 : ((const double *)bias)[c];
 }
 
 /* where the vectors of `lanes` values from e that lie wholly inside the row
@@ -179,8 +103,8 @@ void bn_stream_normalize_affine_f32(const float *x, const double *mean,
                                     int64_t e_hi, float *y)
 {
     row_walk w = walk_from(e_lo, channels, spatial);
-    double a = scale_of(invstd, weight, 1, w.c);
-    double o = shift_of(bias, 1, w.c) - mean[w.c] * a;
+    double a = bn_scale_f32(invstd[w.c], weight, w.c);
+    double o = bn_affine_offset(mean[w.c], a, bn_shift_f32(bias, w.c));
     int64_t e = e_lo;
     while (e < e_hi) {
         const __m512d va = _mm512_set1_pd(a), vo = _mm512_set1_pd(o);
@@ -193,8 +117,8 @@ void bn_stream_normalize_affine_f32(const float *x, const double *mean,
             break;
         /* the row ends at e, or inside the vector at e */
         const int64_t n = next_channel(&w);
-        const double a_next = scale_of(invstd, weight, 1, n);
-        const double o_next = shift_of(bias, 1, n) - mean[n] * a_next;
+        const double a_next = bn_scale_f32(invstd[n], weight, n);
+        const double o_next = bn_affine_offset(mean[n], a_next, bn_shift_f32(bias, n));
         if (e < w.row_end) {
             const int64_t k = w.row_end - e;  /* lanes [0, k) in this row */
             const __m512d na = _mm512_set1_pd(a_next), no = _mm512_set1_pd(o_next);
@@ -241,8 +165,8 @@ void bn_stream_normalize_affine_f64(const double *x, const double *mean,
 {
     row_walk w = walk_from(e_lo, channels, spatial);
     __m512d vm = _mm512_set1_pd(mean[w.c]);
-    __m512d va = _mm512_set1_pd(scale_of(invstd, weight, 0, w.c));
-    __m512d vs = _mm512_set1_pd(shift_of(bias, 0, w.c));
+    __m512d va = _mm512_set1_pd(bn_scale_f64(invstd[w.c], weight, w.c));
+    __m512d vs = _mm512_set1_pd(bn_shift_f64(bias, w.c));
     int64_t e = e_lo;
     while (e < e_hi) {
         for (const int64_t end = whole_vectors_end(e, w.row_end, 8, e_hi);
@@ -253,8 +177,8 @@ void bn_stream_normalize_affine_f64(const double *x, const double *mean,
         /* the row ends at e, or inside the vector at e */
         const int64_t n = next_channel(&w);
         const __m512d nm = _mm512_set1_pd(mean[n]);
-        const __m512d na = _mm512_set1_pd(scale_of(invstd, weight, 0, n));
-        const __m512d ns = _mm512_set1_pd(shift_of(bias, 0, n));
+        const __m512d na = _mm512_set1_pd(bn_scale_f64(invstd[n], weight, n));
+        const __m512d ns = _mm512_set1_pd(bn_shift_f64(bias, n));
         if (e < w.row_end) {  /* lanes [0, row_end - e) in this row */
             const __mmask8 next = NEXT_ROW_LANES8(w.row_end - e);
             _mm512_stream_pd(y + e, affine8_f64(_mm512_loadu_pd(x + e),
@@ -273,7 +197,7 @@ void bn_stream_normalize_affine_f64(const double *x, const double *mean,
 
 /* backward_dx_elements' common case (training, no ReLU) for float32:
  * dx[e] = (g*a + (x - m_hi)*q) + p in float, with the per-channel float
- * terms of bn_stream_dx_terms_f32; as bn_stream_normalize_affine_f32 for
+ * terms of dx_terms (standard.inc); as bn_stream_normalize_affine_f32 for
  * the range. */
 BN_STREAM_TARGET
 void bn_stream_backward_dx_f32(const float *dy, const float *x,
@@ -386,8 +310,7 @@ static int64_t retreat_channel(int64_t j, int64_t lanes, int64_t channels)
  * from e_hi: for y 1 to 255 bytes past x modulo 4 KB. Walking up, each load
  * of x would come just after a streaming store to y at the same page
  * offset, and wait on it (4K aliasing); walking down, every store to y at
- * that offset comes after the load. (Zen 4, 1024 channels float32, y 64
- * bytes past x: see bn_normalize_affine_nhwc.) */
+ * that offset comes after the load. */
 
 /* float32: y = fl( x * ca + co ) (affine_value with its float32 offset),
  * then max(y, 0) if relu, for e in [e_lo, e_hi) of each range: y + e_lo
@@ -502,3 +425,5 @@ void bn_stream_backward_dx_nhwc4_f64(const double *dy, const double *x,
 }
 
 #endif
+
+#endif /* BNKERNELS_REFERENCE_ONLY */

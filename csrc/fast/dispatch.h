@@ -6,7 +6,7 @@
  * still uses wide vectors where they exist. Clones are given only to kernels
  * whose order of operations the ISA cannot change: elementwise kernels (one
  * IEEE-rounded expression per element), sums written with fixed vector lanes
- * (loops.h), and the Darknet sums, whose per-channel chains the compiler may
+ * (lanes.h), and the Darknet sums, whose per-channel chains the compiler may
  * only run side by side across channels (no -ffast-math, so it never
  * reassociates). All clones give the same bits (-ffp-contract=off keeps AVX2
  * from fusing multiply-adds).

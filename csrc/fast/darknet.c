@@ -1,9 +1,14 @@
 /* Darknet-exact kernels for float32 and float64, from one template. */
+/* A reference-only build (BNKERNELS_REFERENCE_ONLY) has no fast tier. */
+#ifndef BNKERNELS_REFERENCE_ONLY
 #include <math.h>
 
 #include "bnkernels.h"
+#include "compiler.h"
 #include "dispatch.h"
-#include "loops.h"
+#include "lanes.h"
+#include "parallel.h"
+#include "formulas.h"
 
 #define T float
 #define NAME(f) f##_f32
@@ -16,3 +21,5 @@
 #include "darknet.inc"
 #undef T
 #undef NAME
+
+#endif /* BNKERNELS_REFERENCE_ONLY */

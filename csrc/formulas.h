@@ -1,0 +1,201 @@
+/*
+ * Every element and per-channel formula of the kernels, once, as inline
+ * functions that both tiers call: the reference tier (csrc/ref/) in plain
+ * loops, the fast tier (csrc/fast/) inside its tiles, lanes and threads.
+ * The fast tier's AVX-512 twins (fast/stream.c) compute the same
+ * expressions lane by lane, operation for operation.
+ *
+ * Each function is one IEEE expression in a fixed order; compiled with
+ * -ffp-contract=off and without fast-math it gives the same bits wherever
+ * it is inlined. Per-dtype versions carry the suffix _f32 or _f64.
+ */
+#ifndef BNKERNELS_FORMULAS_H
+#define BNKERNELS_FORMULAS_H
+
+#include <math.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define BN_FORMULA static inline __attribute__((always_inline))
+#else
+#define BN_FORMULA static inline
+#endif
+
+/* ---- standard numerics (BN paper, PyTorch, cuDNN) ---------------------- */
+
+/* invstd = 1 / sqrt(var + eps), in double */
+BN_FORMULA double bn_invstd_of(double var, double eps)
+{
+    return 1. / sqrt(var + eps);
+}
+
+/* running = (1 - momentum) * running + momentum * stat, in double */
+BN_FORMULA double bn_momentum_update(double running, double momentum,
+                                     double stat)
+{
+    return (1. - momentum) * running + momentum * stat;
+}
+
+/* a = invstd * weight, the affine map's slope (weight NULL means 1) */
+BN_FORMULA double bn_scale_f32(double invstd, const float *weight, int64_t c)
+{
+    return invstd * (weight ? (double)weight[c] : 1.);
+}
+BN_FORMULA double bn_scale_f64(double invstd, const double *weight, int64_t c)
+{
+    return invstd * (weight ? weight[c] : 1.);
+}
+
+/* shift = bias (bias NULL means 0) */
+BN_FORMULA double bn_shift_f32(const float *bias, int64_t c)
+{
+    return bias ? (double)bias[c] : 0.;
+}
+BN_FORMULA double bn_shift_f64(const double *bias, int64_t c)
+{
+    return bias ? bias[c] : 0.;
+}
+
+/* float32's offset of the affine map: shift - mean * a */
+BN_FORMULA double bn_affine_offset(double mean, double a, double shift)
+{
+    return shift - mean * a;
+}
+
+/* The affine map y = (x - mean) * a + shift, in double, rounded once.
+ * float32: x * a + offset (offset = bn_affine_offset), one multiply and one
+ * add per element; the offset's cancellation costs ~1e-16 * |mean| / std,
+ * far below float32's rounding. float64: centered first, which keeps full
+ * precision at any offset. */
+BN_FORMULA float bn_affine_f32(float x, double mean, double a, double shift,
+                               double offset)
+{
+    (void)mean;
+    (void)shift;
+    return (float)((double)x * a + offset);
+}
+BN_FORMULA double bn_affine_f64(double x, double mean, double a, double shift,
+                                double offset)
+{
+    (void)offset;
+    return (x - mean) * a + shift;
+}
+
+/* The fused ReLU: max(y, 0), NaN and -0 kept */
+BN_FORMULA float bn_relu_f32(float y)
+{
+    return y < 0 ? 0.f : y;
+}
+BN_FORMULA double bn_relu_f64(double y)
+{
+    return y < 0 ? 0. : y;
+}
+
+/* dx's per-channel terms. With mean_g = sum_dy / n and
+ * mean_g_xhat = sum_dy_xhat / n:
+ *   q = -a * invstd * mean_g_xhat,  p = -a * mean_g
+ * so that dx = (g*a + (x - mean)*q) + p. float32 takes its terms in float
+ * about the center m = fl(mean), so fl(x - m) is the centered value to
+ * half an ulp, and moves the rounding of the center into p:
+ *   p_f32 = p - (mean - m) * q. */
+BN_FORMULA double bn_dx_q(double a, double invstd, double mean_g_xhat)
+{
+    return -a * (invstd * mean_g_xhat);
+}
+BN_FORMULA double bn_dx_p(double a, double mean_g)
+{
+    return -a * mean_g;
+}
+BN_FORMULA float bn_dx_p_f32(double a, double mean_g, double mean, float m,
+                             double q)
+{
+    return (float)(bn_dx_p(a, mean_g) - (mean - (double)m) * q);
+}
+
+/* dx in the common case (training, no ReLU): (g*a + (x - m)*q) + p, in
+ * float for float32 (error within a few ulps of max|dx|), in double for
+ * float64 */
+BN_FORMULA float bn_dx_common_f32(float g, float x, float a, float m, float q,
+                                  float p)
+{
+    return (g * a + (x - m) * q) + p;
+}
+BN_FORMULA double bn_dx_common_f64(double g, double x, double a, double m,
+                                   double q, double p)
+{
+    return (g * a + (x - m) * q) + p;
+}
+
+/* dx in general, in double: training a * ((g - mean_g) - (x - mean) * k),
+ * k = invstd * mean_g_xhat; eval (constant statistics) a * g. g is dy, or
+ * with the fused ReLU dy where the forward's y > 0 and 0 elsewhere. */
+BN_FORMULA double bn_dx_training(double a, double g, double mean_g, double x,
+                                 double mean, double k)
+{
+    return a * ((g - mean_g) - (x - mean) * k);
+}
+BN_FORMULA double bn_dx_eval(double a, double g)
+{
+    return a * g;
+}
+
+/* ---- Darknet-exact (pjreddie/darknet, AlexeyAB/darknet, CPU) ----------- */
+/* T is float or double; each promotion to double sits where Darknet's C
+ * promotes (a double constant, sqrt, pow), so float32 results equal
+ * Darknet's bit for bit. */
+#define BN_DARKNET_FORMULAS(T, SUF)                                            \
+    /* normalize_cpu's denominator, pjreddie: sqrt(var) + eps */               \
+    BN_FORMULA double bn_dk_denom_eps_outside_##SUF(T variance, T eps)         \
+    {                                                                          \
+        return sqrt((double)variance) + (double)eps;                           \
+    }                                                                          \
+    /* AlexeyAB: sqrt(var + eps), the sum rounded to T first */                \
+    BN_FORMULA double bn_dk_denom_eps_inside_##SUF(T variance, T eps)          \
+    {                                                                          \
+        return sqrt((double)(T)(variance + eps));                              \
+    }                                                                          \
+    /* normalize_cpu: x = (x - mean) / denom */                                \
+    BN_FORMULA T bn_dk_normalize_##SUF(T x, T mean, double denom)              \
+    {                                                                          \
+        const T centered = x - mean;                                           \
+        return (T)((double)centered / denom);                                  \
+    }                                                                          \
+    /* mean_delta_cpu: sum(delta) * (-1. / sqrt(var + eps)) */                 \
+    BN_FORMULA T bn_dk_mean_delta_of_##SUF(T sum, T variance, T eps)           \
+    {                                                                          \
+        const T shifted_var = variance + eps;                                  \
+        return (T)((double)sum * (-1. / sqrt((double)shifted_var)));           \
+    }                                                                          \
+    /* variance_delta_cpu: sum(delta * (x - mean))                           */\
+    /*   * (-.5 * pow(var + eps, -1.5))                                      */\
+    BN_FORMULA T bn_dk_variance_delta_of_##SUF(T sum, T variance, T eps)       \
+    {                                                                          \
+        const T shifted_var = variance + eps;                                  \
+        return (T)((double)sum * (-.5 * pow((double)shifted_var, -1.5)));      \
+    }                                                                          \
+    /* normalize_delta_cpu: delta / denom                                    */\
+    /*   + variance_delta * 2. * (x - mean) / n + mean_delta / n             */\
+    /* (mean_term = fl(mean_delta / fl(n)), n in double)                     */\
+    BN_FORMULA T bn_dk_normalize_delta_##SUF(T g, T x, T mean, double denom,   \
+                                             T variance_delta, double n,       \
+                                             double mean_term)                 \
+    {                                                                          \
+        const T centered = x - mean;                                           \
+        const double direct = (double)g / denom;                               \
+        const double via_var =                                                 \
+            ((double)variance_delta * 2.) * (double)centered / n;              \
+        return (T)((direct + via_var) + mean_term);                            \
+    }                                                                          \
+    /* batchnorm_layer.c's rolling update: rolling * keep + take * stat */    \
+    BN_FORMULA T bn_dk_rolling_##SUF(T rolling, T keep, T take, T stat)        \
+    {                                                                          \
+        const T kept = rolling * keep;                                         \
+        const T taken = take * stat;                                           \
+        return kept + taken;                                                   \
+    }
+
+BN_DARKNET_FORMULAS(float, f32)
+BN_DARKNET_FORMULAS(double, f64)
+#undef BN_DARKNET_FORMULAS
+
+#endif
