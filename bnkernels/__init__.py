@@ -43,8 +43,9 @@ from bnkernels._kernels import (  # noqa: E402
 )
 from bnkernels.batchnorm import (  # noqa: E402
     ACTIVATIONS, NUMERICS, BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormSaved,
-    IncompatibleKeys, StateDictError, batch_norm_backward, batch_norm_forward, defaults,
+    batch_norm_backward, batch_norm_forward, defaults,
 )
+from bnkernels.module import IncompatibleKeys, Module, StateDictError  # noqa: E402
 from bnkernels.folding import fold_batchnorm  # noqa: E402
 from bnkernels import inception, layers, optim  # noqa: E402  (built on the above)
 
@@ -68,7 +69,7 @@ def get_include():
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
 __all__ = ["ACTIVATIONS", "NUMERICS", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
-           "BatchNormSaved", "IncompatibleKeys", "StateDictError",
+           "BatchNormSaved", "IncompatibleKeys", "Module", "StateDictError",
            "batch_norm_backward", "batch_norm_forward", "darknet", "defaults", "distributed",
            "fold_batchnorm", "get_include", "inception", "layers", "optim", "get_num_threads",
            "get_streaming_threshold", "openmp_enabled", "reference", "set_num_threads",

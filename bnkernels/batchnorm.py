@@ -19,12 +19,12 @@ Three numerics families, chosen with ``numerics=``:
     root and momentum 0.1.
 """
 import warnings
-from collections.abc import Mapping
-from typing import NamedTuple
 
 import numpy as np
 
 from bnkernels import _kernels, darknet
+from bnkernels.module import (IncompatibleKeys, Module, StateDictError,
+                               _checked_state_array)
 
 __all__ = ["NUMERICS", "ACTIVATIONS", "LAYOUTS", "defaults", "BatchNormSaved",
            "batch_norm_forward", "batch_norm_backward", "BatchNorm", "BatchNorm1d",
@@ -348,40 +348,14 @@ def _darknet_backward(dy, saved, out):
 # the layer
 # ---------------------------------------------------------------------------
 
-def _check_count(value, name):
-    """value as a non-negative Python int: an integer (or an integer-valued
-    0-d array), not a bool."""
-    array = np.asarray(value)
-    if array.shape != () or array.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be a non-negative integer, got {value!r}")
-    if array < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(array)
-
-
-class StateDictError(RuntimeError, KeyError, ValueError):
-    """A state_dict that does not fit the layer (missing or unexpected keys,
-    a wrong shape): a RuntimeError as in PyTorch; also a KeyError and a
-    ValueError, what bnkernels raised before."""
-
-    def __str__(self):
-        return str(self.args[0]) if self.args else ""
-
-
-class IncompatibleKeys(NamedTuple):
-    """What load_state_dict returns, as PyTorch's: the layer's keys the state
-    lacked and the state's keys the layer does not have."""
-    missing_keys: list
-    unexpected_keys: list
-
-
 DEFAULT = "default"  # momentum=DEFAULT: the numerics family's own (see defaults)
 
 
-class BatchNorm:
+class BatchNorm(Module):
     """Batch normalization layer over (N, C, *spatial) inputs of any rank >= 2
     (or (N, *spatial, C) with ``layout="NHWC"``), with its state, and
     torch.nn's layer semantics (train()/eval(), momentum=None, state_dict).
+    A Module (bnkernels.module): it composes with bnkernels.nn's layers.
 
     BatchNorm1d, BatchNorm2d and BatchNorm3d are this layer with PyTorch's
     input-rank check.
@@ -507,16 +481,6 @@ class BatchNorm:
         else:
             self._momentum = _kernels.check_momentum(value)
 
-    def train(self, mode=True):
-        """Training mode (batch statistics, running statistics updated) if
-        mode, else eval mode; returns self."""
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        """Eval mode: normalize with the running statistics; returns self."""
-        return self.train(False)
-
     _ranks = None     # the input ranks a subclass takes (None: any >= 2)
     _expected = None  # {layout: the shape it expects}, for the message
 
@@ -594,11 +558,11 @@ class BatchNorm:
             self.grad_weight.fill(0)
             self.grad_bias.fill(0)
 
-    def parameters(self):
-        """[(weight, grad_weight), (bias, grad_bias)], or [] if not affine."""
+    def _own_parameters(self):
+        """[(name, value, grad)] of weight and bias, or [] if not affine."""
         if not self.affine:
             return []
-        return [(self.weight, self.grad_weight), (self.bias, self.grad_bias)]
+        return [("weight", self.weight, self.grad_weight), ("bias", self.bias, self.grad_bias)]
 
     def reset_running_stats(self):
         if self.track_running_stats:
@@ -606,63 +570,60 @@ class BatchNorm:
             self.running_var.fill(1)
             self.num_batches_tracked = 0
 
-    def state_dict(self):
-        """Copies of the state, under torch.nn.BatchNorm2d's keys."""
+    def output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def macs(self, input_shape):
+        return 0
+
+    def num_weights(self):
+        return 0
+
+    def children(self):
+        return []
+
+    def _own_state(self):
+        """weight, bias, running_mean, running_var and num_batches_tracked (an
+        int64 scalar), under torch.nn's batch-norm keys, as they apply."""
         state = {}
         if self.affine:
-            state["weight"] = self.weight.copy()
-            state["bias"] = self.bias.copy()
+            state["weight"] = self.weight
+            state["bias"] = self.bias
         if self.track_running_stats:
-            state["running_mean"] = self.running_mean.copy()
-            state["running_var"] = self.running_var.copy()
+            state["running_mean"] = self.running_mean
+            state["running_var"] = self.running_var
             state["num_batches_tracked"] = np.int64(self.num_batches_tracked)
         return state
 
-    def load_state_dict(self, state, strict=True):
-        """Copy values in from a state_dict, as torch.nn.Module.load_state_dict.
+    def _check_state_entry(self, name, value, key):
+        if name == "num_batches_tracked":
+            try:
+                count = np.asarray(value)
+            except Exception as error:
+                raise TypeError(f"{key}: cannot read {type(value).__name__} as a number "
+                                f"({error})") from None
+            if count.dtype.kind not in "iu" or count.shape not in ((), (1,)):
+                raise TypeError(f"{key} must be an integer (a count of batches), got "
+                                f"{count.dtype} of shape {count.shape}")
+            if int(count.reshape(())) < 0:
+                raise ValueError(f"{key} must be >= 0, got {int(count.reshape(()))}")
+            return int(count.reshape(()))
+        checked = _checked_state_array(value, getattr(self, name), key)
+        if name == "running_var" and (checked < 0).any():
+            raise ValueError(f"{key} has negative values (smallest {checked.min()}); a "
+                             f"variance is >= 0")
+        return checked
 
-        strict: the keys must be exactly the layer's (else StateDictError
-        naming the missing and unexpected ones); strict=False loads the keys
-        both have and ignores the rest. Either way every entry is checked
-        before any is written, so a bad one raises and leaves the layer as
-        it was: arrays of real numbers of the expected shape (cast to the
-        layer's dtype), num_batches_tracked a non-negative integer.
+    def _write_state_entry(self, name, value):
+        if name == "num_batches_tracked":
+            self.num_batches_tracked = value
+        else:
+            getattr(self, name)[...] = value
 
-        Returns IncompatibleKeys(missing_keys, unexpected_keys).
-        """
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state must be a mapping (a state_dict), got "
-                            f"{type(state).__name__}")
-        expected = list(self.state_dict())
-        missing = [key for key in expected if key not in state]
-        unexpected = [key for key in state if key not in expected]
-        if strict and (missing or unexpected):
-            raise StateDictError(
-                f"Error(s) in loading state_dict for {type(self).__name__}: "
-                + "; ".join([f"missing key(s) {missing}"] * bool(missing)
-                            + [f"unexpected key(s) {unexpected}"] * bool(unexpected)))
-        values = {}
-        for key in expected:
-            if key == "num_batches_tracked" or key not in state:
-                continue
-            target = getattr(self, key)
-            value = np.asarray(state[key])
-            if value.dtype.kind not in "fiu":
-                raise TypeError(f"{key} has dtype {value.dtype}, expected real numbers "
-                                f"(it is cast to {target.dtype})")
-            if value.shape != target.shape:
-                raise StateDictError(f"size mismatch for {key}: the state has shape "
-                                     f"{value.shape}, the layer {target.shape}")
-            # a copy: the entries may share memory with the layer's arrays
-            values[key] = value.astype(target.dtype, copy=True)
-        tracked = None
-        if "num_batches_tracked" in state and "num_batches_tracked" in expected:
-            tracked = _check_count(state["num_batches_tracked"], "num_batches_tracked")
-        for key, value in values.items():
-            getattr(self, key)[...] = value
-        if tracked is not None:
-            self.num_batches_tracked = tracked
-        return IncompatibleKeys(missing, unexpected)
+    def _restorable(self, forward):
+        if forward:  # the running statistics
+            return [self.running_mean, self.running_var] if self.track_running_stats else []
+        return Module._restorable(self, forward)
 
     def __repr__(self):
         momentum = "None" if self.momentum is None else f"{self.momentum:g}"

@@ -753,7 +753,8 @@ def test_state_dict_round_trip_restores_outputs():
     other.load_state_dict(state)
     np.testing.assert_array_equal(other.eval().forward(x), expected)
     state["3.weight"] = state["3.weight"][:, :-1]
-    with pytest.raises(ValueError, match=r"3.weight has shape \(3, 27\), expected \(3, 28\)"):
+    with pytest.raises(ValueError, match=r"size mismatch for 3.weight: the state has shape "
+                                           r"\(3, 27\), the module \(3, 28\)"):
         other.load_state_dict(state)
     del state["3.weight"]
     with pytest.raises(KeyError, match="missing"):
@@ -1206,8 +1207,8 @@ def test_module_load_state_dict_strict_and_not_strict_like_torch():
     dropped = sorted(other)[0]
     partial = {k: v for k, v in other.items() if k != dropped}
     partial["head.extra"] = np.ones(2)
-    with pytest.raises(RuntimeError, match=rf"missing \['{re.escape(dropped)}'\], "
-                                           r"unexpected \['head.extra'\]"):
+    with pytest.raises(RuntimeError, match=rf"missing key\(s\) \['{re.escape(dropped)}'\]; "
+                                           r"unexpected key\(s\) \['head.extra'\]"):
         net.load_state_dict(partial)
     for key, value in net.state_dict().items():
         assert np.array_equal(value, before[key]), key
@@ -1218,3 +1219,31 @@ def test_module_load_state_dict_strict_and_not_strict_like_torch():
     for key in partial.keys() - {"head.extra"}:
         assert np.array_equal(after[key], np.asarray(other[key], after[key].dtype)), key
     assert net.load_state_dict(other) == bnkernels.IncompatibleKeys([], [])
+
+
+def test_core_batch_norm_layers_are_modules_and_compose_with_the_layers():
+    """bnkernels.BatchNorm (any rank) and BatchNorm1d/2d/3d are Modules: the
+    layers' BatchNorm2d is the core class itself, and one composes in a
+    Sequential whose forward, backward and state_dict equal the layer's own
+    (oracle: the same layer called alone, with a copy of its state)."""
+    import bnkernels
+    from bnkernels.module import Module
+    for cls in (bnkernels.BatchNorm, bnkernels.BatchNorm1d, bnkernels.BatchNorm2d,
+                bnkernels.BatchNorm3d):
+        assert issubclass(cls, Module)
+    assert layers.BatchNorm2d is bnkernels.BatchNorm2d
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    bn = bnkernels.BatchNorm2d(3, activation="relu")
+    alone = bnkernels.BatchNorm2d(3, activation="relu")
+    net = Sequential(ReLU(), bn)
+    y = net.forward(x)
+    np.testing.assert_array_equal(y, alone.forward(np.maximum(x, 0)))
+    dx = net.backward(dy)
+    np.testing.assert_array_equal(dx, np.where(x > 0, alone.backward(dy), 0))
+    assert sorted(net.state_dict()) == ["1.bias", "1.num_batches_tracked", "1.running_mean",
+                                        "1.running_var", "1.weight"]
+    assert isinstance(net.state_dict()["1.num_batches_tracked"], np.int64)
+    assert [name for name, _, _ in net.named_parameters()] == ["1.weight", "1.bias"]
+    assert net.eval() is net and not bn.training
