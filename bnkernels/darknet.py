@@ -41,7 +41,6 @@ __all__ = [
     "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
     "variance_delta_cpu", "normalize_delta_cpu", "backward_batchnorm_layer",
     "StandardParams", "DarknetParams", "to_standard", "from_standard",
-    "read_cfg", "load_weights", "save_weights", "DarknetFileError",
 ]
 
 FLAVORS = ("pjreddie", "alexeyab")
@@ -527,9 +526,3 @@ def from_standard(weight, bias, running_mean, running_var, *, eps=1e-5,
     return DarknetParams(scales, bias.copy(), running_mean.copy(), var, flavor,
                          max_rel, max_abs, np.flatnonzero(rescale),
                          np.flatnonzero(degenerate))
-
-
-# Darknet's .cfg and .weights files (bnkernels.darknet_files, imported last: it
-# uses this module)
-from bnkernels.darknet_files import (  # noqa: E402
-    DarknetFileError, load_weights, read_cfg, save_weights)

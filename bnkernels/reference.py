@@ -8,7 +8,9 @@ Darknet operation order), so in float64 they are the oracle the tests compare
 the C kernels against, and in float32 they are the baseline the benchmarks
 race. Read these first to learn the math.
 """
+import copy
 from dataclasses import dataclass
+import sys
 import warnings
 
 import numpy as np
@@ -23,7 +25,7 @@ __all__ = [
     "batch_norm_forward", "batch_norm_backward", "BatchNorm", "BatchNorm1d", "BatchNorm2d",
     "BatchNorm3d",
     "pool_output_size", "im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
-    "avg_pool2d_forward", "avg_pool2d_backward",
+    "avg_pool2d_forward", "avg_pool2d_backward", "numpy_twin",
 ]
 
 _AXES = (0, 2, 3)  # every axis but the channel axis of NCHW
@@ -390,3 +392,19 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode=Fal
     share = dy / _divisors(x_shape, k, s, p, o, count_include_pad).astype(dy.dtype)
     windows = np.broadcast_to(share[..., None, None], share.shape + k)
     return _result(_fold(windows, x_shape, s, p), out)
+
+
+def numpy_twin(module):
+    """A deep copy of a Module (parameters, state, mode) whose layers compute
+    with this module's pure-NumPy twins: im2col/col2im and the pools, and
+    batch norm with the same numerics. Matrix products are NumPy's in both."""
+    twin = copy.deepcopy(module)
+    stack = [twin]
+    while stack:
+        layer = stack.pop()
+        layer.kernels = sys.modules[__name__]
+        if isinstance(layer, _batchnorm.BatchNorm):
+            layer._forward = batch_norm_forward
+            layer._backward = batch_norm_backward
+        stack.extend(child for _, child in layer.children())
+    return twin

@@ -13,7 +13,7 @@ import pytest
 import bnkernels
 from bnkernels import BatchNorm2d, batch_norm_backward, batch_norm_forward
 from bnkernels import reference as ref
-from bnkernels.verify import finite_difference_errors
+from bnkernels.tools.verify import finite_difference_errors
 
 DTYPES = [np.float32, np.float64]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from bnkernels import BatchNorm2d, batch_norm_backward, batch_norm_forward, darknet
-from bnkernels.verify import bitwise_equal, sha256_of
+from bnkernels.tools.verify import bitwise_equal, sha256_of
 
 ELEMENTWISE = ("x_norm", "out_train", "out_infer", "dx")
 

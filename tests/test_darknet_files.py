@@ -1,4 +1,4 @@
-"""bnkernels.darknet_files: Darknet .cfg parsing, .weights reading and
+"""bnkernels.io.darknet: Darknet .cfg parsing, .weights reading and
 writing, and ``python -m bnkernels darknet-check``.
 
 Oracle: files written here, independently of the module, with struct (the
@@ -15,9 +15,10 @@ import sys
 import numpy as np
 import pytest
 
-from bnkernels import darknet, darknet_files
+from bnkernels import darknet
+from bnkernels.io import darknet as darknet_files
 from bnkernels.__main__ import main
-from bnkernels.darknet_files import DarknetFileError, load_weights, read_cfg, save_weights
+from bnkernels.io.darknet import DarknetFileError, load_weights, read_cfg, save_weights
 
 NET = """[net]
 batch=1
@@ -523,11 +524,13 @@ def test_darknet_check_runs_as_a_command(tmp_path):
     assert "3 batch norms" in result.stdout
 
 
-def test_reexported_from_bnkernels_darknet():
-    assert darknet.read_cfg is darknet_files.read_cfg
-    assert darknet.load_weights is darknet_files.load_weights
-    assert darknet.save_weights is darknet_files.save_weights
-    assert {"read_cfg", "load_weights", "save_weights"} <= set(darknet.__all__)
+def test_file_functions_live_in_bnkernels_io_not_in_the_core_darknet_module():
+    import bnkernels.io
+    assert bnkernels.io.read_cfg is darknet_files.read_cfg
+    assert bnkernels.io.load_weights is darknet_files.load_weights
+    assert bnkernels.io.save_weights is darknet_files.save_weights
+    for name in ("read_cfg", "load_weights", "save_weights", "DarknetFileError"):
+        assert not hasattr(darknet, name) and name not in darknet.__all__
 
 
 def test_darknet_check_into_a_closed_pipe_exits_quietly(tmp_path):

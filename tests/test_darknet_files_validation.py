@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from bnkernels import darknet
-from bnkernels.darknet_files import (DarknetFileError, Section, load_weights, read_cfg,
+from bnkernels.io.darknet import (DarknetFileError, Section, load_weights, read_cfg,
                                      save_weights)
 
 INT_MAX = 2 ** 31 - 1
@@ -432,11 +432,10 @@ def test_a_failed_save_leaves_the_target_file_as_it_was(tmp_path, cfg):
         assert target.read_bytes() == b"old contents"
 
 
-def test_darknet_file_error_is_importable_from_bnkernels_darknet():
-    from bnkernels.darknet import DarknetFileError as from_darknet
-    from bnkernels.darknet_files import DarknetFileError as from_files
-    assert from_darknet is from_files and issubclass(from_darknet, ValueError)
-    assert "DarknetFileError" in darknet.__all__
+def test_darknet_file_error_is_importable_from_bnkernels_io():
+    from bnkernels.io import DarknetFileError as from_io
+    from bnkernels.io.darknet import DarknetFileError as from_files
+    assert from_io is from_files and issubclass(from_io, ValueError)
 
 
 # --- random cfg text: DarknetFileError or a consistent result, nothing else ---

@@ -17,7 +17,7 @@ def run_example(name):
 
 
 def test_inception_summary_prints_the_three_networks_totals():
-    from bnkernels import inception
+    from bnkernels.nn import inception
     out = run_example("inception_summary.py")
     totals = [line for line in out.splitlines() if line.startswith("total")]
     assert len(totals) == 3

@@ -10,7 +10,7 @@ import pytest
 
 import bnkernels
 from bnkernels import reference as ref
-from bnkernels.verify import finite_difference_errors
+from bnkernels.tools.verify import finite_difference_errors
 
 
 def make(shape, dtype, seed=0):

@@ -1,4 +1,4 @@
-"""bnkernels.inception: the Inception blocks and networks.
+"""bnkernels.nn.inception: the Inception blocks and networks.
 
 Oracles:
 - backward: central finite differences in float64 of loss = sum(y * r) for a
@@ -30,11 +30,11 @@ import numpy as np
 import pytest
 from finite_differences import finite_difference
 
-from bnkernels.inception import (
+from bnkernels.nn.inception import (
     InceptionBN, InceptionV1, InceptionV1Naive, InceptionV3A, InceptionV3B, InceptionV3C,
     InceptionV3Reduction, Network, bn_inception, googlenet, inception_v3, small_inception,
 )
-from bnkernels.layers import Flatten, GlobalAvgPool2d, Linear, Sequential, SoftmaxCrossEntropy, \
+from bnkernels.nn.layers import Flatten, GlobalAvgPool2d, Linear, Sequential, SoftmaxCrossEntropy, \
     ConvBNReLU
 
 FD_TOL = dict(rtol=1e-6, atol=1e-7)
@@ -208,8 +208,8 @@ def test_same_seed_same_weights_and_branch_names_in_keys():
 
 
 def test_block_refuses_a_branch_module_outside_its_named_submodules():
-    from bnkernels.inception import InceptionBlock
-    from bnkernels.layers import MaxPool2d
+    from bnkernels.nn.inception import InceptionBlock
+    from bnkernels.nn.layers import MaxPool2d
     conv, pool = ConvBNReLU(2, 3, 1, rng=0), MaxPool2d(3, stride=1, padding=1)
     with pytest.raises(ValueError, match="MaxPool2d in a branch is in no named submodule"):
         InceptionBlock([conv, Sequential(pool, conv)], {}, [("conv", conv)])

@@ -1,4 +1,4 @@
-"""bnkernels.inception against torchvision's own GoogLeNet and Inception3.
+"""bnkernels.nn.inception against torchvision's own GoogLeNet and Inception3.
 
 Oracle: torchvision's model definitions (pure Python on torch.nn). A model is
 built from a seeded random state (PyTorch's default initialization, BN
@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnkernels import inception
-from bnkernels.layers import Dropout
+from bnkernels.nn import inception
+from bnkernels.nn.layers import Dropout
 
 TORCHVISION_REASON = ("torchvision not installed: the torchvision oracle is skipped (pip "
                       "install --no-deps torchvision==0.28.0, the release made for torch 2.13)")

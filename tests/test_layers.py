@@ -1,4 +1,4 @@
-"""bnkernels.layers: every layer's forward and backward, containers, state.
+"""bnkernels.nn.layers: every layer's forward and backward, containers, state.
 
 Oracles:
 - forward: an independent float64 NumPy twin written here (convolution and
@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from finite_differences import finite_difference
 
-from bnkernels import layers, reference
-from bnkernels.layers import (
+from bnkernels import reference
+from bnkernels.nn import layers
+from bnkernels.nn.layers import (
     AvgPool2d, BatchNorm2d, Concat, Conv2d, ConvBNReLU, Dropout, Flatten, GlobalAvgPool2d,
     Linear, MaxPool2d, ReLU, Sequential, SoftmaxCrossEntropy,
 )
@@ -838,7 +839,7 @@ def test_numpy_twin_computes_the_same_network_with_the_reference(numerics):
     if numerics != "standard":
         net = Sequential(ConvBNReLU(2, 3, 3, padding=1, numerics=numerics,
                                     dtype=np.float64, rng=3), MaxPool2d(2), Flatten())
-    twin = layers.numpy_twin(net)
+    twin = reference.numpy_twin(net)
     assert twin is not net and twin.kernels is reference and net.kernels is not reference
     x = rand((2, 2, 4, 4), seed=5)
     y, y_twin = net.forward(x), twin.forward(x)
@@ -1030,7 +1031,7 @@ def bad_states(good):
 
 def state_cases():
     """name: (make(seed), an input shape it takes)"""
-    from bnkernels import inception
+    from bnkernels.nn import inception
     return {
         "conv": (lambda seed: Conv2d(3, 4, 3, padding=1, rng=seed), (2, 3, 5, 5)),
         "convbnrelu": (lambda seed: ConvBNReLU(3, 4, 3, padding=1, rng=seed), (2, 3, 5, 5)),
@@ -1065,7 +1066,7 @@ def test_load_state_dict_writes_nothing_when_any_entry_is_bad(name):
 
 def test_load_state_dict_of_googlenet_is_all_or_nothing():
     """A whole network of the paper's size: the last of 100+ entries bad."""
-    from bnkernels import inception
+    from bnkernels.nn import inception
     net = inception.googlenet(num_classes=10, seed=0)
     good = inception.googlenet(num_classes=10, seed=1).state_dict()
     before = arrays_of(net)
@@ -1200,7 +1201,7 @@ def test_module_load_state_dict_strict_and_not_strict_like_torch():
     missing and unexpected keys and writes nothing; strict=False loads the
     keys both have and returns them as (missing_keys, unexpected_keys)."""
     import bnkernels
-    from bnkernels import inception
+    from bnkernels.nn import inception
     net = inception.small_inception(num_classes=3, in_channels=1, width=8, seed=0)
     other = inception.small_inception(num_classes=3, in_channels=1, width=8, seed=1).state_dict()
     before = net.state_dict()

@@ -287,7 +287,7 @@ def test_layer_gives_the_same_bits_for_1_to_4_threads(numerics, activation, thre
 def test_darknet_vectors_hold_bit_for_bit_on_4_threads(threads):
     """The large case (16 x 64 x 28 x 28) against Darknet's own outputs."""
     from conftest import VECTOR_FILES
-    from bnkernels import verify
+    from bnkernels.tools import verify
     large = [(flavor, path) for flavor, path in VECTOR_FILES if path.stem.startswith("b16")]
     assert large, "the large vector case is missing from tests/data"
     for flavor, path in large:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from bnkernels import inception, train
+from bnkernels.nn import inception, train
 from bnkernels.__main__ import main
 
 pytest.importorskip("sklearn", reason="the training data set ships with scikit-learn "

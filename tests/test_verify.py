@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from bnkernels import verify
+from bnkernels.tools import verify
 
 
 def test_bitwise_equal_sees_one_ulp_and_nan_positions():

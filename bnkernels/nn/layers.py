@@ -15,11 +15,11 @@ Dropout, ConvBNReLU (BN-Inception's unit), and the core batch-norm layers
 here); containers Sequential
 and Concat; the loss SoftmaxCrossEntropy. Convolution and pooling run on the C
 kernels (im2col/col2im and the pools), matrix products on NumPy's BLAS.
-``bnkernels.optim.SGD`` trains them.
+``bnkernels.nn.optim.SGD`` trains them.
 
-``numpy_twin(module)`` gives a copy that computes with ``bnkernels.reference``
-(pure NumPy) instead of the C kernels: the oracle and the baseline of the
-benchmarks.
+``bnkernels.reference.numpy_twin(module)`` gives a copy that computes with
+the pure-NumPy twins instead of the C kernels: the oracle and the baseline of
+the benchmarks.
 
 A call that raises changes nothing a user can see: every argument is checked
 before anything is written, and when a part of a container (Sequential,
@@ -28,37 +28,19 @@ the gradients below the container are put back as they were. A forward that
 raises drops the module's saved forward (its backward then raises until the
 next forward). ``load_state_dict`` checks every entry before it writes one.
 """
-import copy
 import math
 import numbers
 import sys
 
 import numpy as np
 
-from bnkernels import _kernels, reference
+from bnkernels import _kernels
 from bnkernels.batchnorm import BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d
 from bnkernels.module import Module
 
 __all__ = ["Module", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Sequential",
            "Concat", "Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "ReLU",
-           "Flatten", "Dropout", "ConvBNReLU", "SoftmaxCrossEntropy", "numpy_twin"]
-
-
-def numpy_twin(module):
-    """A deep copy of module (parameters, state, mode) whose layers compute
-    with bnkernels.reference, the pure-NumPy twins of the kernels:
-    im2col/col2im and the pools, and batch norm with the same numerics.
-    Matrix products are NumPy's in both."""
-    twin = copy.deepcopy(module)
-    stack = [twin]
-    while stack:
-        layer = stack.pop()
-        layer.kernels = reference
-        if isinstance(layer, BatchNorm):
-            layer._forward = reference.batch_norm_forward
-            layer._backward = reference.batch_norm_backward
-        stack.extend(child for _, child in layer.children())
-    return twin
+           "Flatten", "Dropout", "ConvBNReLU", "SoftmaxCrossEntropy"]
 
 
 class Sequential(Module):

@@ -30,8 +30,8 @@ import time
 import numpy as np
 
 from bnkernels.batchnorm import NUMERICS
-from bnkernels.bench import (ProgressBar, fraction, nonnegative_float, nonnegative_int,
-                             output_path_error, positive_int)
+from bnkernels.tools.cli import (ProgressBar, fraction, nonnegative_float, nonnegative_int,
+                                 output_path_error, positive_int)
 
 VARIANTS = {"bn": True, "no-bn": False}
 MAX_WIDTH = 256   # the 8x8 digits need far less; 256 is about 10 M parameters
@@ -70,7 +70,7 @@ def evaluate(model, loss_fn, x, y, batch_size=512):
 
 def train_one(batch_norm, data, args, progress, log):
     """Train one network; returns its record (curves, steps to target, time)."""
-    from bnkernels import inception, layers, optim
+    from bnkernels.nn import inception, layers, optim
 
     x_train, y_train, x_test, y_test = data
     name = "bn" if batch_norm else "no-bn"

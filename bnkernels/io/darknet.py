@@ -870,7 +870,7 @@ def save_weights(path, cfg, weights):
 # ---------------------------------------------------------------------------
 
 def add_arguments(parser):
-    from bnkernels.bench import positive_float
+    from bnkernels.tools.cli import positive_float
     parser.add_argument("cfg", help="the network's .cfg file")
     parser.add_argument("weights", help="its .weights file")
     parser.add_argument("--flavor", choices=_darknet.FLAVORS, default="pjreddie",

@@ -1,4 +1,4 @@
-"""Inception blocks and networks on the layers of ``bnkernels.layers``.
+"""Inception blocks and networks on the layers of ``bnkernels.nn.layers``.
 
 Blocks (each a ``Concat`` of branches with named submodules, NCHW in and out):
 
@@ -33,7 +33,7 @@ import sys
 
 import numpy as np
 
-from bnkernels.layers import (
+from bnkernels.nn.layers import (
     AvgPool2d, Concat, ConvBNReLU, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
     Module, ReLU, Sequential, _check_grad, _float_array, _need,
 )

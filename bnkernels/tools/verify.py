@@ -12,7 +12,7 @@ import numpy as np
 from bnkernels import darknet
 from bnkernels.batchnorm import BatchNorm2d, batch_norm_backward, batch_norm_forward
 
-VECTOR_DIR = Path(__file__).parent / "data" / "darknet_vectors"
+VECTOR_DIR = Path(__file__).parent.parent / "data" / "darknet_vectors"
 FORKS = {"pjreddie": "pjreddie", "AlexeyAB": "alexeyab"}  # directory -> flavor
 _ELEMENTWISE = ("x_norm", "out_train", "out_infer", "dx")
 _LABELS = {  # output key -> what computed it
