@@ -75,7 +75,12 @@ def main(argv=None):
         if args.command == "train":
             return _train.run(args)
         if args.command == "darknet-check":
-            return _darknet_files.check(args.cfg, args.weights, flavor=args.flavor,
+            numerics = args.numerics or "darknet"
+            if args.flavor is not None:
+                print(f"{parser.prog} darknet-check: --flavor is deprecated; use "
+                      f"--numerics", file=sys.stderr)
+                numerics = {"pjreddie": "darknet", "alexeyab": "darknet-alexeyab"}[args.flavor]
+            return _darknet_files.check(args.cfg, args.weights, numerics=numerics,
                                         eps=args.eps)
     except INPUT_ERRORS as error:
         if args.traceback or isinstance(error, BrokenPipeError):   # see run_from_shell

@@ -31,7 +31,6 @@ __all__ = ["NUMERICS", "ACTIVATIONS", "LAYOUTS", "defaults", "BatchNormSaved",
            "BatchNorm2d", "BatchNorm3d", "DEFAULT", "IncompatibleKeys", "StateDictError"]
 
 NUMERICS = ("standard", "darknet", "darknet-alexeyab")
-_FLAVOR = {"darknet": "pjreddie", "darknet-alexeyab": "alexeyab"}
 
 
 def check_numerics(numerics):
@@ -60,8 +59,7 @@ def defaults(numerics="standard"):
     """``(eps, momentum)`` that a numerics family uses when given None."""
     if check_numerics(numerics) == "standard":
         return 1e-5, 0.1
-    flavor = _FLAVOR[numerics]
-    return darknet.forward_eps(flavor), darknet.default_momentum(flavor)
+    return darknet.forward_eps(numerics), darknet.default_momentum(numerics)
 
 
 class BatchNormSaved:
@@ -282,7 +280,6 @@ def _or_constant(vector, value, x):
 
 def _darknet_forward(x, weight, bias, running_mean, running_var, training,
                      momentum, eps, numerics, relu, out, workspace):
-    flavor = _FLAVOR[numerics]
     n = _values_per_channel(x)
     use_batch_stats = training or running_mean is None
     if use_batch_stats:
@@ -294,13 +291,13 @@ def _darknet_forward(x, weight, bias, running_mean, running_var, training,
         mean = darknet.mean_cpu(x)
         variance = darknet.variance_cpu(x, mean)
         # Darknet keeps x_norm for its backward (in the workspace, if given)
-        x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor, eps=eps,
+        x_norm = darknet.normalize_cpu(x, mean, variance, numerics=numerics, eps=eps,
                                        out=workspace)
         y = darknet.scale_add_bias(x_norm, _or_constant(weight, 1, x),
                                    _or_constant(bias, 0, x), out=out)
     else:  # eval mode: no backward, so normalize straight into y
         mean, variance, x_norm = running_mean, running_var, None
-        y = darknet.normalize_cpu(x, mean, variance, flavor=flavor, eps=eps, out=out)
+        y = darknet.normalize_cpu(x, mean, variance, numerics=numerics, eps=eps, out=out)
         darknet.scale_add_bias(y, _or_constant(weight, 1, x), _or_constant(bias, 0, x),
                                out=y)
     if relu:
@@ -340,7 +337,7 @@ def _darknet_backward(dy, saved, out):
                 np.copyto(masked[block], 0, where=~(y > 0))
         dy = out = masked  # our own array now: dx may overwrite it
     dx, dweight, dbias = darknet.backward_batchnorm_layer(
-        x, x_norm, dy, mean, variance, weight, flavor=_FLAVOR[saved.numerics], out=out)
+        x, x_norm, dy, mean, variance, weight, numerics=saved.numerics, out=out)
     return (dx, dweight if has_weight else None, dbias if has_bias else None)
 
 

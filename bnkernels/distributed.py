@@ -21,6 +21,7 @@ process).
 import numpy as np
 
 from bnkernels import _kernels
+from bnkernels._deprecation import renamed_keyword
 from bnkernels.batchnorm import (BatchNorm, BatchNorm2d, BatchNormSaved, check_activation,
                                  check_layout)
 
@@ -44,7 +45,7 @@ def _values_per_channel(x, nhwc):
     return x.shape[0] * int(np.prod(spatial, dtype=np.int64))
 
 
-def shard_moments(x, layout="NCHW"):
+def shard_moments(x, *, layout="NCHW"):
     """(count, mean, M2) of a shard: values per channel (int) and float64
     (C,) per-channel mean and sum of squared deviations. An empty shard
     gives count 0 and zeros. x: (N, C, *spatial), or with layout="NHWC"
@@ -70,12 +71,16 @@ def merge_moments(counts, means, m2s):
     return int(round(counts.sum())), mean, m2
 
 
-def shard_gradient_sums(dy, x, mean, invstd, weight=None, bias=None, relu=False,
-                        layout="NCHW"):
+def shard_gradient_sums(dy, x, mean, invstd, weight=None, bias=None, *, activation=None,
+                        layout="NCHW", relu=None):
     """(sum dy, sum dy * xhat) per channel over a shard, float64, with the
-    whole batch's mean and invstd: all-reduce them (sum) across ranks."""
-    return _kernels.backward_reduce(dy, x, mean, invstd, weight, bias, relu,
-                                    check_layout(layout))
+    whole batch's mean and invstd: all-reduce them (sum) across ranks.
+    activation: None or "relu" (the forward's fused ReLU; relu=True is the
+    deprecated spelling)."""
+    activation = renamed_keyword("relu", relu, "activation", activation, None,
+                                 lambda relu: "relu" if relu else None)
+    return _kernels.backward_reduce(dy, x, mean, invstd, weight, bias,
+                                    check_activation(activation), check_layout(layout))
 
 
 # ---------------------------------------------------------------------------
@@ -203,7 +208,7 @@ class SyncBatchNorm(BatchNorm):
         x, weight, bias, running_mean, running_var, out = _kernels.check_forward(
             x, weight, bias, running_mean, running_var, True, out, nhwc)
         c = _channels(x, nhwc)
-        local_count, local_mean, local_m2 = shard_moments(x, layout)
+        local_count, local_mean, local_m2 = shard_moments(x, layout=layout)
         parts = self.comm.allgather(
             np.concatenate([[float(local_count)], local_mean, local_m2]))
         count, mean, m2 = merge_moments(parts[:, 0], parts[:, 1:c + 1], parts[:, c + 1:])
@@ -235,8 +240,9 @@ class SyncBatchNorm(BatchNorm):
             raise ValueError("the forward wrote y over x (out=x), so x is gone")
         c = saved.mean.shape[0]
         local = np.concatenate(shard_gradient_sums(
-            dy, x, saved.mean, saved.invstd, saved.weight, saved.bias, saved.relu,
-            "NHWC" if saved.nhwc else "NCHW"))
+            dy, x, saved.mean, saved.invstd, saved.weight, saved.bias,
+            activation="relu" if saved.relu else None,
+            layout="NHWC" if saved.nhwc else "NCHW"))
         total = self.comm.allreduce_sum(local)
         sum_dy, sum_dy_xhat = total[:c], total[c:]
         local_count = _values_per_channel(x, saved.nhwc)

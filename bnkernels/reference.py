@@ -64,14 +64,15 @@ def variance_cpu(x, mean, *, out=None):
         return _result(squares / x.dtype.type(_count(x) - 1), out)
 
 
-def normalize_cpu(x, mean, variance, *, flavor="pjreddie", eps=None, out=None):
-    flavor = _darknet.check_flavor(flavor)
-    eps = _darknet.forward_eps(flavor) if eps is None else eps
+def normalize_cpu(x, mean, variance, *, numerics="darknet", eps=None, out=None,
+                  flavor=None):
+    numerics = _darknet.check_numerics(numerics, flavor)
+    eps = _darknet.forward_eps(numerics) if eps is None else eps
     eps = x.dtype.type(eps)
-    if flavor == "pjreddie":
-        denom = np.sqrt(variance) + eps
-    else:
+    if _darknet.eps_inside_sqrt(numerics, "forward"):
         denom = np.sqrt(variance + eps)
+    else:
+        denom = np.sqrt(variance) + eps
     return _result((x - _per_channel(mean)) / _per_channel(denom), out)
 
 
@@ -87,8 +88,9 @@ def scale_add_bias(x, scales, biases, *, out=None):
     return _result(x * _per_channel(scales) + _per_channel(biases), out)
 
 
-def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie"):
-    m = _darknet.default_momentum(flavor) if momentum is None else momentum
+def rolling_update(rolling, stat, *, momentum=None, numerics="darknet", flavor=None):
+    numerics = _darknet.check_numerics(numerics, flavor)
+    m = _darknet.default_momentum(numerics) if momentum is None else momentum
     rolling *= rolling.dtype.type(1 - m)
     rolling += rolling.dtype.type(m) * stat
     return rolling
@@ -114,10 +116,10 @@ def variance_delta_cpu(x, delta, mean, variance, *, eps=None, out=None):
 
 
 def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
-                        flavor="pjreddie", eps=None, out=None):
-    flavor = _darknet.check_flavor(flavor)
+                        numerics="darknet", eps=None, out=None, flavor=None):
+    numerics = _darknet.check_numerics(numerics, flavor)
     eps = x.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
-    if flavor == "pjreddie":
+    if _darknet.eps_inside_sqrt(numerics, "backward"):
         denom = np.sqrt(variance + eps)
     else:
         denom = np.sqrt(variance) + eps
@@ -201,7 +203,6 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean
             running_var[...] = (1 - momentum) * running_var + momentum * tracked
     else:
-        flavor = "pjreddie" if numerics == "darknet" else "alexeyab"
         if use_batch_stats:
             if n == 1:
                 warnings.warn("one value per channel: Darknet's variance is NaN",
@@ -210,7 +211,7 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
             var = variance_cpu(x, mean)
         else:
             mean, var = running_mean, running_var
-        x_hat = normalize_cpu(x, mean, var, flavor=flavor, eps=eps)
+        x_hat = normalize_cpu(x, mean, var, numerics=numerics, eps=eps)
         y = add_bias(scale_bias(x_hat, weight_), bias_)
         if training and running_mean is not None and n > 0:
             rolling_update(running_mean, mean, momentum=momentum)
@@ -247,15 +248,15 @@ def batch_norm_backward(dy, saved, *, out=None):
         if not saved.training:
             raise ValueError("Darknet numerics define the backward only after a "
                              "training forward")
-        flavor = "pjreddie" if saved.numerics == "darknet" else "alexeyab"
-        x_hat = normalize_cpu(x, saved.mean, saved.variance, flavor=flavor, eps=saved.eps)
+        x_hat = normalize_cpu(x, saved.mean, saved.variance, numerics=saved.numerics,
+                              eps=saved.eps)
         dbias = backward_bias(dy)
         dweight = backward_scale_cpu(x_hat, dy)
         scaled = scale_bias(dy, weight)
         md = mean_delta_cpu(scaled, saved.variance)
         vd = variance_delta_cpu(x, scaled, saved.mean, saved.variance)
         dx = normalize_delta_cpu(x, saved.mean, saved.variance, md, vd, scaled,
-                                 flavor=flavor)
+                                 numerics=saved.numerics)
     return (_result(_from_nchw(dx.astype(x.dtype, copy=False), saved.nhwc, saved.shape),
                     out),
             dweight.astype(x.dtype) if saved.weight is not None else None,

@@ -24,6 +24,7 @@ import pytest
 from bnkernels import darknet
 from bnkernels.io.darknet import (DarknetFileError, Section, load_weights, read_cfg,
                                      save_weights)
+from forks import numerics_of
 
 INT_MAX = 2 ** 31 - 1
 NET = "[net]\nbatch=1\nwidth=16\nheight=16\nchannels=4\n"   # lines 1-5
@@ -496,7 +497,7 @@ def test_random_cfg_text_gives_darknet_file_error_or_valid_sections(scratch, net
     # layers need; a file of that size loads, one of another size does not
     path = weights_file(scratch, header() + data)
     try:
-        load_weights(cfg, path, flavor=flavor)
+        load_weights(cfg, path, numerics=numerics_of(flavor))
         needed = path.stat().st_size
     except DarknetFileError as error:
         found = re.search(r"need (\d+) bytes|layers end at byte offset (\d+)", str(error))
@@ -511,10 +512,10 @@ def test_random_cfg_text_gives_darknet_file_error_or_valid_sections(scratch, net
     if extra != 0:
         event("another size: rejected")
         with pytest.raises(DarknetFileError):
-            load_weights(cfg, path, flavor=flavor)
+            load_weights(cfg, path, numerics=numerics_of(flavor))
         return
     event(f"loaded, {len(cfg) - 1} layers")
-    weights = load_weights(cfg, path, flavor=flavor)
+    weights = load_weights(cfg, path, numerics=numerics_of(flavor))
     stored = sum(getattr(entry, name).nbytes for entry in weights.layers
                  for name in ("biases", "scales", "rolling_mean", "rolling_variance",
                               "weights") if getattr(entry, name) is not None)

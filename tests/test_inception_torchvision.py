@@ -456,9 +456,9 @@ def _wrong_shape(state):
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_a_state_that_does_not_fit_raises_and_writes_nothing(name, spoil):
     """Another seed's state (its weights differ), spoiled in one key."""
-    state = NETWORKS[name]["ours"](aux_logits=True, seed=1).state_dict()
+    state = NETWORKS[name]["ours"](aux_logits=True, rng=1).state_dict()
     key = spoil(state)
-    net = NETWORKS[name]["ours"](aux_logits=True, seed=0)
+    net = NETWORKS[name]["ours"](aux_logits=True, rng=0)
     before = net.state_dict()
     with pytest.raises((KeyError, ValueError, RuntimeError), match=key):
         net.load_state_dict(state)

@@ -1037,7 +1037,7 @@ def state_cases():
         "convbnrelu": (lambda seed: ConvBNReLU(3, 4, 3, padding=1, rng=seed), (2, 3, 5, 5)),
         "inception block": (lambda seed: inception.InceptionBN(4, 2, 2, 3, 2, 3, 2, rng=seed),
                             (2, 4, 6, 6)),
-        "small_inception": (lambda seed: inception.small_inception(width=2, seed=seed),
+        "small_inception": (lambda seed: inception.small_inception(width=2, rng=seed),
                             (2, 1, 8, 8)),
         "small network float64": (lambda seed: Sequential(small_network(), ReLU()),
                                   (2, 2, 4, 4)),
@@ -1067,8 +1067,8 @@ def test_load_state_dict_writes_nothing_when_any_entry_is_bad(name):
 def test_load_state_dict_of_googlenet_is_all_or_nothing():
     """A whole network of the paper's size: the last of 100+ entries bad."""
     from bnkernels.nn import inception
-    net = inception.googlenet(num_classes=10, seed=0)
-    good = inception.googlenet(num_classes=10, seed=1).state_dict()
+    net = inception.googlenet(num_classes=10, rng=0)
+    good = inception.googlenet(num_classes=10, rng=1).state_dict()
     before = arrays_of(net)
     for bad_key in (list(good)[-1], list(good)[len(good) // 2]):
         state = dict(good)
@@ -1202,8 +1202,8 @@ def test_module_load_state_dict_strict_and_not_strict_like_torch():
     keys both have and returns them as (missing_keys, unexpected_keys)."""
     import bnkernels
     from bnkernels.nn import inception
-    net = inception.small_inception(num_classes=3, in_channels=1, width=8, seed=0)
-    other = inception.small_inception(num_classes=3, in_channels=1, width=8, seed=1).state_dict()
+    net = inception.small_inception(num_classes=3, in_channels=1, width=8, rng=0)
+    other = inception.small_inception(num_classes=3, in_channels=1, width=8, rng=1).state_dict()
     before = net.state_dict()
     dropped = sorted(other)[0]
     partial = {k: v for k, v in other.items() if k != dropped}

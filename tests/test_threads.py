@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import bnkernels
+from forks import numerics_of
 
 
 def one_step(seed, numerics, dtype):
@@ -224,7 +225,7 @@ def every_kernel_output(dtype, seed=0):
     for flavor in darknet.FLAVORS:
         mean = darknet.mean_cpu(x)
         variance = darknet.variance_cpu(x, mean)
-        x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor)
+        x_norm = darknet.normalize_cpu(x, mean, variance, numerics=numerics_of(flavor))
         scaled = darknet.scale_bias(dy, w)
         md = darknet.mean_delta_cpu(scaled, variance)
         vd = darknet.variance_delta_cpu(x, scaled, mean, variance)
@@ -237,7 +238,7 @@ def every_kernel_output(dtype, seed=0):
             f"{flavor} backward_scale": darknet.backward_scale_cpu(x_norm, dy),
             f"{flavor} mean_delta": md, f"{flavor} variance_delta": vd,
             f"{flavor} normalize_delta": darknet.normalize_delta_cpu(
-                x, mean, variance, md, vd, scaled, flavor=flavor),
+                x, mean, variance, md, vd, scaled, numerics=numerics_of(flavor)),
         })
     mean, var = _kernels.stats(x)
     invstd = _kernels.invstd(var, 1e-5)

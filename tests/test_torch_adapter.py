@@ -508,7 +508,7 @@ def test_without_torch_bnkernels_torch_says_how_to_install_it():
 
 def _network_and_twin(training, dtype=np.float64):
     from bnkernels.nn import inception
-    net = inception.small_inception(width=4, dtype=dtype, seed=7)
+    net = inception.small_inception(width=4, dtype=dtype, rng=7)
     net.train(training)
     if not training:   # non-trivial running statistics for eval mode
         for _, bn in _batch_norms(net):

@@ -681,7 +681,7 @@ def _check_cutoff(cutoff):
     return int(cutoff)
 
 
-def load_weights(cfg, path, *, flavor="pjreddie", cutoff=None):
+def load_weights(cfg, path, *, numerics="darknet", cutoff=None, flavor=None):
     """Read a Darknet .weights file, laid out as cfg says.
 
     The whole file is checked against the layout (the header, then every
@@ -694,8 +694,9 @@ def load_weights(cfg, path, *, flavor="pjreddie", cutoff=None):
         The network's .cfg (a path, or what read_cfg returned).
     path : str or os.PathLike
         The .weights file.
-    flavor : {"pjreddie", "alexeyab"}
-        Which Darknet wrote it: the size of ``seen`` for versions with major
+    numerics : {"darknet", "darknet-alexeyab"}
+        Which Darknet wrote it (pjreddie's or AlexeyAB's; flavor= "pjreddie" /
+        "alexeyab" is the deprecated alias): the size of ``seen`` for versions with major
         or minor >= 1000, [batchnorm]'s biases and weighted [shortcut]s
         differ (see the module docstring).
     cutoff : int >= 0, optional
@@ -719,7 +720,7 @@ def load_weights(cfg, path, *, flavor="pjreddie", cutoff=None):
     OSError
         A file cannot be read.
     """
-    flavor = _darknet.check_flavor(flavor)
+    flavor = _darknet._fork(numerics, flavor)
     cutoff = _check_cutoff(cutoff)
     cfg = _cfg(cfg)
     path = Path(path)
@@ -873,9 +874,13 @@ def add_arguments(parser):
     from bnkernels.tools.cli import positive_float
     parser.add_argument("cfg", help="the network's .cfg file")
     parser.add_argument("weights", help="its .weights file")
-    parser.add_argument("--flavor", choices=_darknet.FLAVORS, default="pjreddie",
+    parser.add_argument("--numerics", choices=_darknet.NUMERICS, default=None,
                         help="which Darknet wrote the file and whose inference formula "
-                             "to compare with (default: pjreddie)")
+                             "to compare with: darknet (pjreddie's) or darknet-alexeyab "
+                             "(default: darknet)")
+    parser.add_argument("--flavor", choices=_darknet.FLAVORS, default=None,
+                        help="deprecated: --flavor pjreddie is --numerics darknet, "
+                             "--flavor alexeyab --numerics darknet-alexeyab")
     parser.add_argument("--eps", type=positive_float, default=1e-5,
                         help="the standard-convention epsilon for the conversion "
                              "(default: 1e-5)")
@@ -889,13 +894,16 @@ def _summary(values):
         return f"{v.min():11.4g} {v.max():11.4g} {v.mean():11.4g}"
 
 
-def check(cfg_path, weights_path, *, flavor="pjreddie", eps=1e-5, out=None):
+def check(cfg_path, weights_path, *, numerics="darknet", eps=1e-5, out=None, flavor=None):
     """Print a summary of every batch norm in a Darknet network; return the
-    exit code (0, or 1 with a one-line error on stderr for a bad file)."""
+    exit code (0, or 1 with a one-line error on stderr for a bad file).
+    numerics: "darknet" or "darknet-alexeyab" (flavor=: deprecated alias)."""
+    numerics = _darknet.check_numerics(numerics, flavor)
+    flavor = _darknet.FLAVORS[_darknet.NUMERICS.index(numerics)]
     out = sys.stdout if out is None else out
     try:
         cfg = read_cfg(cfg_path)
-        weights = load_weights(cfg, weights_path, flavor=flavor)
+        weights = load_weights(cfg, weights_path, numerics=numerics)
     except (OSError, ValueError) as error:
         print(f"python -m bnkernels darknet-check: error: {error}", file=sys.stderr)
         return 1
@@ -916,7 +924,7 @@ def check(cfg_path, weights_path, *, flavor="pjreddie", eps=1e-5, out=None):
         zero, negative = int(np.sum(var == 0)), int(np.sum(var < 0))
         nonfinite = int(np.sum(~np.isfinite(var)))
         conversion = _darknet.to_standard(entry.scales, biases, entry.rolling_mean, var,
-                                          flavor=flavor, eps=eps)
+                                          numerics=numerics, eps=eps)
         print(f"\nlayer {entry.index} [{entry.type}], {channels} channels, byte offset "
               f"{entry.offset}", file=out)
         print(f"  {'':17} {'min':>11} {'max':>11} {'mean':>11}", file=out)

@@ -357,9 +357,9 @@ class Tensors:
         return np.zeros(c, self.x.dtype), np.ones(c, self.x.dtype)
 
 
-def make_tensors(shape, dtype, seed=0, layout="NCHW"):
+def make_tensors(shape, dtype, rng=0, layout="NCHW"):
     """The tensors of an (N, C, H, W) shape, stored (N, H, W, C) for NHWC."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(rng)
     dtype = np.dtype(dtype)
     c = shape[1]
     if layout == "NHWC":
