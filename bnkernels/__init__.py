@@ -22,9 +22,10 @@ The packages above the core load on first use, not with ``import bnkernels``:
 """
 import importlib
 import os
+from types import ModuleType
 
 
-def _short_openmp_spin():
+def _short_openmp_spin() -> None:
     """Ask GCC's OpenMP runtime (libgomp) to spin briefly, not for ~300,000
     turns, after each parallel kernel, unless the user chose a wait policy.
 
@@ -56,7 +57,7 @@ from bnkernels.folding import fold_batchnorm  # noqa: E402
 __version__ = "0.2.0"
 
 
-def get_include():
+def get_include() -> str:
     """The directory of bnkernels.h and bnkernels/_kernels.pxd, for building
     other extensions against the kernels.
 
@@ -82,11 +83,11 @@ __all__ = ["ACTIVATIONS", "NUMERICS", "BatchNorm", "BatchNorm1d", "BatchNorm2d",
 _LAZY = ("io", "nn", "tools")   # the packages above the core, loaded on first use
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> ModuleType:
     if name in _LAZY:
         return importlib.import_module(f"bnkernels.{name}")
     raise AttributeError(f"module 'bnkernels' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))

@@ -10,14 +10,16 @@ exception is a bug and keeps its traceback; ``--traceback`` shows it for the
 caught ones too.
 """
 import argparse
+from collections.abc import Sequence
 import os
 import sys
+from typing import Any
 
 # the errors bad input raises; anything else is a bug, reported with its traceback
 INPUT_ERRORS = (ValueError, OSError, MemoryError)
 
 
-def _vector_dir(text):
+def _vector_dir(text: str) -> Any:
     """--vectors: a directory of vector files, checked before the run."""
     from bnkernels.tools import verify as _verify
     try:
@@ -26,7 +28,7 @@ def _vector_dir(text):
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     from bnkernels import __version__
     parser = argparse.ArgumentParser(
         prog="python -m bnkernels",
@@ -92,7 +94,7 @@ def main(argv=None):
     return 2
 
 
-def run_from_shell():
+def run_from_shell() -> int:
     """main(), quiet when a reader such as ``head`` closes the pipe early."""
     try:
         status = main()

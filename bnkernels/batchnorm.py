@@ -18,11 +18,15 @@ Three numerics families, chosen with ``numerics=``:
     AlexeyAB/darknet's CPU layer: as above, but epsilon 1e-5 inside the square
     root and momentum 0.1.
 """
+from collections.abc import Sequence
+from typing import Any
 import warnings
 
 import numpy as np
+import numpy.typing as npt
 
 from bnkernels import _kernels, darknet
+from bnkernels._typing import FloatArray, Tensor
 from bnkernels.module import (IncompatibleKeys, Module, StateDictError,
                                _checked_state_array)
 
@@ -33,7 +37,7 @@ __all__ = ["NUMERICS", "ACTIVATIONS", "LAYOUTS", "defaults", "BatchNormSaved",
 NUMERICS = ("standard", "darknet", "darknet-alexeyab")
 
 
-def check_numerics(numerics):
+def check_numerics(numerics: str) -> str:
     if numerics not in NUMERICS:
         raise ValueError(
             f"numerics must be one of {', '.join(map(repr, NUMERICS))}, got {numerics!r}")
@@ -43,7 +47,7 @@ def check_numerics(numerics):
 LAYOUTS = ("NCHW", "NHWC")
 
 
-def check_layout(layout, numerics="standard"):
+def check_layout(layout: str, numerics: str = "standard") -> bool:
     """True for "NHWC" (channels last), False for "NCHW"; NHWC needs standard
     numerics (Darknet's layers are NCHW)."""
     name = layout.upper() if isinstance(layout, str) else layout
@@ -55,7 +59,7 @@ def check_layout(layout, numerics="standard"):
     return name == "NHWC"
 
 
-def defaults(numerics="standard"):
+def defaults(numerics: str = "standard") -> tuple[float, float]:
     """``(eps, momentum)`` that a numerics family uses when given None."""
     if check_numerics(numerics) == "standard":
         return 1e-5, 0.1
@@ -74,9 +78,11 @@ class BatchNormSaved:
     __slots__ = ("numerics", "training", "x", "weight", "bias", "mean", "invstd",
                  "variance", "x_norm", "x_overwritten", "relu", "nhwc")
 
-    def __init__(self, numerics, training, x, weight, bias, mean, invstd=None,
-                 variance=None, x_norm=None, x_overwritten=False, relu=False,
-                 nhwc=False):
+    def __init__(self, numerics: str, training: bool, x: FloatArray,
+                 weight: FloatArray | None, bias: FloatArray | None, mean: FloatArray,
+                 invstd: FloatArray | None = None, variance: FloatArray | None = None,
+                 x_norm: FloatArray | None = None, x_overwritten: bool = False,
+                 relu: bool = False, nhwc: bool = False) -> None:
         self.numerics = numerics
         self.training = training
         self.x = x
@@ -91,10 +97,10 @@ class BatchNormSaved:
         self.nhwc = nhwc
 
     @property
-    def has_bias(self):
+    def has_bias(self) -> bool:
         return self.bias is not None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"BatchNormSaved(numerics={self.numerics!r}, training={self.training}, "
                 f"x shape={self.x.shape}, relu={self.relu}"
                 + (", layout='NHWC'" if self.nhwc else "") + ")")
@@ -103,7 +109,7 @@ class BatchNormSaved:
 ACTIVATIONS = (None, "relu")
 
 
-def check_activation(activation):
+def check_activation(activation: str | None) -> bool:
     """True for "relu", False for None; anything else raises."""
     if activation is None:
         return False
@@ -112,10 +118,13 @@ def check_activation(activation):
     raise ValueError(f"activation must be None or 'relu', got {activation!r}")
 
 
-def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
-                       training=True, momentum=None, eps=None,
-                       numerics="standard", activation=None, out=None,
-                       workspace=None, layout="NCHW", running_var_ddof=1):
+def batch_norm_forward(x: Tensor, weight: Tensor | None, bias: Tensor | None,
+                       running_mean: Tensor | None, running_var: Tensor | None, *,
+                       training: bool = True, momentum: float | None = None,
+                       eps: float | None = None, numerics: str = "standard",
+                       activation: str | None = None, out: Tensor | None = None,
+                       workspace: FloatArray | None = None, layout: str = "NCHW",
+                       running_var_ddof: int = 1) -> tuple[FloatArray, BatchNormSaved]:
     """Batch-normalize a tensor per channel.
 
     Parameters
@@ -212,7 +221,8 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
                             training, momentum, eps, numerics, relu, out, workspace)
 
 
-def batch_norm_backward(dy, saved, *, out=None):
+def batch_norm_backward(dy: Tensor, saved: BatchNormSaved, *, out: Tensor | None = None
+                        ) -> tuple[FloatArray, FloatArray | None, FloatArray | None]:
     """Gradients of batch_norm_forward.
 
     Parameters
@@ -406,14 +416,27 @@ class BatchNorm(Module):
         Training calls that updated the running statistics.
     """
 
+    # (C,) arrays, or None where affine (the first four) or track_running_stats
+    # (the last two) is false; Any, since those flags are not in the type
+    weight: Any
+    bias: Any
+    grad_weight: Any
+    grad_bias: Any
+    running_mean: Any
+    running_var: Any
+    _saved: BatchNormSaved | None
+    _buffers: dict[str, FloatArray]
+    _momentum: float | None
     _forward = staticmethod(batch_norm_forward)
     _backward = staticmethod(batch_norm_backward)
     training = True
 
-    def __init__(self, num_features, *, numerics="standard", eps=None,
-                 momentum=DEFAULT, affine=True, track_running_stats=True,
-                 dtype=np.float32, activation=None, reuse_buffers=False,
-                 layout="NCHW", running_var_ddof=1):
+    def __init__(self, num_features: int, *, numerics: str = "standard",
+                 eps: float | None = None, momentum: float | str | None = DEFAULT,
+                 affine: bool = True, track_running_stats: bool = True,
+                 dtype: npt.DTypeLike = np.float32, activation: str | None = None,
+                 reuse_buffers: bool = False, layout: str = "NCHW",
+                 running_var_ddof: int = 1) -> None:
         if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
                 or num_features < 0:
             raise ValueError(f"num_features must be a non-negative int, got {num_features!r}")
@@ -455,20 +478,20 @@ class BatchNorm(Module):
         self._buffers = {}
 
     @property
-    def eps(self):
+    def eps(self) -> float:
         return self._eps
 
     @eps.setter
-    def eps(self, value):
+    def eps(self, value: float | None) -> None:
         """None: the family's default; otherwise finite and >= 0."""
         self._eps = defaults(self.numerics)[0] if value is None else _kernels.check_eps(value)
 
     @property
-    def momentum(self):
+    def momentum(self) -> float | None:
         return self._momentum
 
     @momentum.setter
-    def momentum(self, value):
+    def momentum(self, value: float | str | None) -> None:
         """"default": the family's; None: the cumulative average; otherwise
         finite and in [0, 1]."""
         if isinstance(value, str) and value == DEFAULT:
@@ -478,10 +501,10 @@ class BatchNorm(Module):
         else:
             self._momentum = _kernels.check_momentum(value)
 
-    _ranks = None     # the input ranks a subclass takes (None: any >= 2)
-    _expected = None  # {layout: the shape it expects}, for the message
+    _ranks: tuple[int, ...] | None = None     # the input ranks a subclass takes (None: any >= 2)
+    _expected: dict[str, str] = {}  # {layout: the shape it expects}, for the message
 
-    def _check_input_dim(self, x):
+    def _check_input_dim(self, x: Tensor) -> None:
         """Raise, with PyTorch's words, for an input of a rank the layer does
         not take (BatchNorm itself takes any >= 2, checked by the kernels)."""
         if self._ranks is None or np.ndim(x) in self._ranks:
@@ -490,7 +513,7 @@ class BatchNorm(Module):
         raise ValueError(f"expected {ranks} input (got {np.ndim(x)}D input): x has shape "
                          f"{np.shape(x)}, expected {self._expected[self.layout]}")
 
-    def forward(self, x, training=None):
+    def forward(self, x: Tensor, training: bool | None = None) -> FloatArray:
         """Normalize x; in training, update the running statistics.
 
         training: None follows the layer's mode (``self.training``). Returns
@@ -522,7 +545,7 @@ class BatchNorm(Module):
 
     __call__ = forward
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         """dL/dx for the last forward; adds dL/dweight, dL/dbias to the grads."""
         if self._saved is None:
             raise RuntimeError("backward called before forward")
@@ -539,7 +562,7 @@ class BatchNorm(Module):
             self.grad_bias += dbias
         return dx
 
-    def _buffer(self, name, like):
+    def _buffer(self, name: str, like: Tensor) -> FloatArray | None:
         """The kept array `name` for tensors like `like`, (re)made on first use
         and when the shape or dtype changes."""
         like_shape, like_dtype = np.shape(like), getattr(like, "dtype", None)
@@ -550,36 +573,36 @@ class BatchNorm(Module):
             buffer = self._buffers[name] = np.empty(like_shape, like_dtype)
         return buffer
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         if self.affine:
             self.grad_weight.fill(0)
             self.grad_bias.fill(0)
 
-    def _own_parameters(self):
+    def _own_parameters(self) -> list[tuple[str, FloatArray, FloatArray]]:
         """[(name, value, grad)] of weight and bias, or [] if not affine."""
         if not self.affine:
             return []
         return [("weight", self.weight, self.grad_weight), ("bias", self.bias, self.grad_bias)]
 
-    def reset_running_stats(self):
+    def reset_running_stats(self) -> None:
         if self.track_running_stats:
             self.running_mean.fill(0)
             self.running_var.fill(1)
             self.num_batches_tracked = 0
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         return tuple(input_shape)
 
-    def macs(self, input_shape):
+    def macs(self, input_shape: Sequence[int]) -> int:
         return 0
 
-    def num_weights(self):
+    def num_weights(self) -> int:
         return 0
 
-    def children(self):
+    def children(self) -> list[tuple[str, Module]]:
         return []
 
-    def _own_state(self):
+    def _own_state(self) -> dict[str, Any]:
         """weight, bias, running_mean, running_var and num_batches_tracked (an
         int64 scalar), under torch.nn's batch-norm keys, as they apply."""
         state = {}
@@ -592,7 +615,7 @@ class BatchNorm(Module):
             state["num_batches_tracked"] = np.int64(self.num_batches_tracked)
         return state
 
-    def _check_state_entry(self, name, value, key):
+    def _check_state_entry(self, name: str, value: Any, key: str) -> Any:
         if name == "num_batches_tracked":
             try:
                 count = np.asarray(value)
@@ -611,18 +634,18 @@ class BatchNorm(Module):
                              f"variance is >= 0")
         return checked
 
-    def _write_state_entry(self, name, value):
+    def _write_state_entry(self, name: str, value: Any) -> None:
         if name == "num_batches_tracked":
             self.num_batches_tracked = value
         else:
             getattr(self, name)[...] = value
 
-    def _restorable(self, forward):
+    def _restorable(self, forward: bool) -> list[FloatArray]:
         if forward:  # the running statistics
             return [self.running_mean, self.running_var] if self.track_running_stats else []
         return Module._restorable(self, forward)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         momentum = "None" if self.momentum is None else f"{self.momentum:g}"
         return (f"{type(self).__name__}({self.num_features}, numerics={self.numerics!r}, "
                 f"eps={self.eps:g}, momentum={momentum}, affine={self.affine}, "

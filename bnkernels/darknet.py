@@ -31,12 +31,14 @@ Every array a function writes (``out``, ``rolling``) shares no memory with
 any other argument; the only exception is the in-place mode documented on the
 function (``out`` may be x itself, or delta itself).
 """
-from typing import NamedTuple
+from typing import Any, NamedTuple
 import warnings
 
 import numpy as np
+import numpy.typing as npt
 
-from bnkernels import _kernels
+import bnkernels._kernels as _kernels
+from bnkernels._typing import FloatArray, Tensor
 
 __all__ = [
     "NUMERICS", "FLAVORS", "check_numerics", "eps_inside_sqrt", "forward_eps", "BACKWARD_EPS",
@@ -60,7 +62,7 @@ _MOMENTUM = {"pjreddie": 0.01,   # rolling = .99 * rolling + .01 * batch
              "alexeyab": 0.1}    # rolling = .9 * rolling + .1 * batch (CPU)
 
 
-def check_flavor(flavor):
+def check_flavor(flavor: str) -> str:
     """Return the canonical fork name ("pjreddie" or "alexeyab")."""
     name = str(flavor).lower() if isinstance(flavor, str) else flavor
     if name not in FLAVORS:
@@ -68,7 +70,8 @@ def check_flavor(flavor):
     return name
 
 
-def check_numerics(numerics="darknet", flavor=None, *, stacklevel=3):
+def check_numerics(numerics: str = "darknet", flavor: str | None = None, *,
+                   stacklevel: int = 3) -> str:
     """The Darknet numerics family, "darknet" or "darknet-alexeyab".
 
     ``flavor=`` ("pjreddie", "alexeyab") is the deprecated spelling of the
@@ -94,7 +97,7 @@ def check_numerics(numerics="darknet", flavor=None, *, stacklevel=3):
     return numerics
 
 
-def _fork(numerics, flavor, stacklevel=4):
+def _fork(numerics: str, flavor: str | None, stacklevel: int = 4) -> str:
     """The fork ("pjreddie" or "alexeyab") a public function's numerics= (or
     its deprecated flavor=) names, for the tables keyed by fork."""
     return _FORK[check_numerics(numerics, flavor, stacklevel=stacklevel)]
@@ -108,7 +111,7 @@ _EPS_INSIDE = {("pjreddie", "forward"): False, ("pjreddie", "backward"): True,
                ("alexeyab", "forward"): True, ("alexeyab", "backward"): False}
 
 
-def eps_inside_sqrt(numerics, direction):
+def eps_inside_sqrt(numerics: str, direction: str) -> bool:
     """True where ``numerics`` ("darknet" or "darknet-alexeyab") divides by
     sqrt(var + eps) in ``direction`` ("forward": normalize_cpu; "backward":
     normalize_delta_cpu), False where it divides by sqrt(var) + eps."""
@@ -117,23 +120,23 @@ def eps_inside_sqrt(numerics, direction):
     return _EPS_INSIDE[_FORK[check_numerics(numerics)], direction]
 
 
-def forward_eps(numerics="darknet", *, flavor=None):
+def forward_eps(numerics: str = "darknet", *, flavor: str | None = None) -> float:
     """The forward epsilon of a Darknet numerics family, as the float32
     constant Darknet uses."""
     return _FORWARD_EPS[_fork(numerics, flavor)]
 
 
-def default_momentum(numerics="darknet", *, flavor=None):
+def default_momentum(numerics: str = "darknet", *, flavor: str | None = None) -> float:
     """Weight of the batch statistic in a Darknet family's rolling update."""
     return _MOMENTUM[_fork(numerics, flavor)]
 
 
-def _eps(eps, default):
+def _eps(eps: float | None, default: float) -> float:
     """The family's default for None; the kernels check any other value."""
     return default if eps is None else eps
 
 
-def mean_cpu(x, *, out=None):
+def mean_cpu(x: Tensor, *, out: FloatArray | None = None) -> FloatArray:
     """Per-channel mean, Darknet's way.
 
     ``mean[c] = fl(sum_{b,s} x[b,c,s] * fl(1/n))``: a sequential sum in x's
@@ -151,7 +154,7 @@ def mean_cpu(x, *, out=None):
     return _kernels.dk_mean(x, out)
 
 
-def variance_cpu(x, mean, *, out=None):
+def variance_cpu(x: Tensor, mean: Tensor, *, out: FloatArray | None = None) -> FloatArray:
     """Per-channel unbiased variance, Darknet's way.
 
     ``var[c] = fl(acc * fl(1/(n-1)))`` where each step rounds
@@ -171,8 +174,9 @@ def variance_cpu(x, mean, *, out=None):
     return _kernels.dk_variance(x, mean, out)
 
 
-def normalize_cpu(x, mean, variance, *, numerics="darknet", eps=None, out=None,
-                  flavor=None):
+def normalize_cpu(x: Tensor, mean: Tensor, variance: Tensor, *, numerics: str = "darknet",
+                  eps: float | None = None, out: FloatArray | None = None,
+                  flavor: str | None = None) -> FloatArray:
     """Normalize each channel, with the family's epsilon placement.
 
     "darknet": ``(x - mean) / (sqrt(var) + eps)``, eps = 1e-6;
@@ -198,23 +202,25 @@ def normalize_cpu(x, mean, variance, *, numerics="darknet", eps=None, out=None,
                                  _EPS_INSIDE[fork, "forward"], out)
 
 
-def scale_bias(x, scales, *, out=None):
+def scale_bias(x: Tensor, scales: Tensor, *, out: FloatArray | None = None) -> FloatArray:
     """``out[b,c,s] = x[b,c,s] * scales[c]``; out may be x itself."""
     return _kernels.dk_scale_bias(x, scales, out)
 
 
-def add_bias(x, biases, *, out=None):
+def add_bias(x: Tensor, biases: Tensor, *, out: FloatArray | None = None) -> FloatArray:
     """``out[b,c,s] = x[b,c,s] + biases[c]``; out may be x itself."""
     return _kernels.dk_add_bias(x, biases, out)
 
 
-def scale_add_bias(x, scales, biases, *, out=None):
+def scale_add_bias(x: Tensor, scales: Tensor, biases: Tensor, *,
+                   out: FloatArray | None = None) -> FloatArray:
     """``out = fl(fl(x * scales[c]) + biases[c])``: scale_bias then add_bias in
     one pass, bit for bit the same; out may be x itself."""
     return _kernels.dk_scale_add_bias(x, scales, biases, out)
 
 
-def rolling_update(rolling, stat, *, momentum=None, numerics="darknet", flavor=None):
+def rolling_update(rolling: FloatArray, stat: Tensor, *, momentum: float | None = None,
+                   numerics: str = "darknet", flavor: str | None = None) -> FloatArray:
     """Update a rolling statistic in place, as Darknet's scal_cpu + axpy_cpu.
 
     ``rolling = fl(fl(rolling * fl(1 - momentum)) + fl(fl(momentum) * stat))``.
@@ -234,7 +240,8 @@ def rolling_update(rolling, stat, *, momentum=None, numerics="darknet", flavor=N
     return _kernels.dk_rolling_update(1.0 - m, m, stat, rolling)
 
 
-def backward_bias(delta, *, out=None, accumulate=False):
+def backward_bias(delta: Tensor, *, out: FloatArray | None = None,
+                  accumulate: bool = False) -> FloatArray:
     """Per-channel sum of the gradient (dL/dbeta), Darknet's order.
 
     Each (b, c) row is summed first, then the rows are added into the result
@@ -254,7 +261,8 @@ def backward_bias(delta, *, out=None, accumulate=False):
     return _kernels.dk_backward_bias(delta, out, accumulate)
 
 
-def backward_scale_cpu(x_norm, delta, *, out=None, accumulate=False):
+def backward_scale_cpu(x_norm: Tensor, delta: Tensor, *, out: FloatArray | None = None,
+                       accumulate: bool = False) -> FloatArray:
     """Per-channel ``sum(delta * x_norm)`` (dL/dgamma), one running sum.
 
     With ``accumulate=True`` the sums are added into ``out`` (Darknet's
@@ -263,7 +271,8 @@ def backward_scale_cpu(x_norm, delta, *, out=None, accumulate=False):
     return _kernels.dk_backward_scale(x_norm, delta, out, accumulate)
 
 
-def mean_delta_cpu(delta, variance, *, eps=None, out=None):
+def mean_delta_cpu(delta: Tensor, variance: Tensor, *, eps: float | None = None,
+                   out: FloatArray | None = None) -> FloatArray:
     """``mean_delta[c] = sum(delta) * (-1 / sqrt(var + eps))``, eps = 1e-5.
 
     delta is the gradient already multiplied by gamma (``scale_bias``).
@@ -271,7 +280,8 @@ def mean_delta_cpu(delta, variance, *, eps=None, out=None):
     return _kernels.dk_mean_delta(delta, variance, _eps(eps, BACKWARD_EPS), out)
 
 
-def variance_delta_cpu(x, delta, mean, variance, *, eps=None, out=None):
+def variance_delta_cpu(x: Tensor, delta: Tensor, mean: Tensor, variance: Tensor, *,
+                       eps: float | None = None, out: FloatArray | None = None) -> FloatArray:
     """``variance_delta[c] = sum(delta * (x - mean)) * (-0.5 * (var + eps)**-1.5)``.
 
     eps = 1e-5; delta is the gamma-scaled gradient.
@@ -280,8 +290,10 @@ def variance_delta_cpu(x, delta, mean, variance, *, eps=None, out=None):
                                       _eps(eps, BACKWARD_EPS), out)
 
 
-def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
-                        numerics="darknet", eps=None, out=None, flavor=None):
+def normalize_delta_cpu(x: Tensor, mean: Tensor, variance: Tensor, mean_delta: Tensor,
+                        variance_delta: Tensor, delta: Tensor, *, numerics: str = "darknet",
+                        eps: float | None = None, out: FloatArray | None = None,
+                        flavor: str | None = None) -> FloatArray:
     """Gradient with respect to x, Darknet's formula.
 
     ``dx = delta / D + variance_delta * 2 * (x - mean) / n + mean_delta / n``
@@ -310,8 +322,11 @@ def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
                                        _EPS_INSIDE[fork, "backward"], out)
 
 
-def backward_batchnorm_layer(x, x_norm, delta, mean, variance, scales, *,
-                             numerics="darknet", eps=None, out=None, flavor=None):
+def backward_batchnorm_layer(x: Tensor, x_norm: Tensor, delta: Tensor, mean: Tensor,
+                             variance: Tensor, scales: Tensor, *, numerics: str = "darknet",
+                             eps: float | None = None, out: FloatArray | None = None,
+                             flavor: str | None = None
+                             ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Darknet's backward_batchnorm_layer, fused into two passes over memory.
 
     The same bits as backward_bias, backward_scale_cpu, scale_bias,
@@ -373,7 +388,7 @@ class DarknetParams(NamedTuple):
 _PROBE = 3.0  # max_abs_diff is measured at x = mean +- 3 divisors
 
 
-def check_channel_vectors(**vectors):
+def check_channel_vectors(**vectors: Any) -> tuple[FloatArray, ...]:
     """Check per-channel (C,) vectors given by name; return them unchanged.
 
     Each must be a NumPy array of dtype float32 or float64 with ndim 1; all
@@ -402,13 +417,13 @@ def check_channel_vectors(**vectors):
     return tuple(vectors.values())
 
 
-def check_eps(eps, name="eps"):
+def check_eps(eps: float, name: str = "eps") -> float:
     """eps as a float; TypeError unless a real number (a bool is not),
     ValueError unless finite and >= 0."""
     return _kernels.check_eps(eps, name)
 
 
-def divisor(running_var, eps, *, inside):
+def divisor(running_var: Tensor, eps: float, *, inside: bool) -> FloatArray:
     """float64 per-channel divisor of inference BN: ``sqrt(var + eps)`` with
     eps inside the square root, ``sqrt(var) + eps`` outside (pjreddie's CPU
     layer). NaN where the variance makes the square root's argument negative
@@ -418,7 +433,8 @@ def divisor(running_var, eps, *, inside):
         return np.sqrt(var + eps) if inside else np.sqrt(var) + eps
 
 
-def _report(scale, old_divisor, new_scale, new_divisor, degenerate):
+def _report(scale: FloatArray, old_divisor: FloatArray, new_scale: FloatArray,
+            new_divisor: FloatArray, degenerate: npt.NDArray[np.bool_]) -> tuple[float, float]:
     """max_rel_diff and max_abs_diff of a conversion, over the channels that
     are not degenerate. Both maps are y = s * (x - mean) / D + bias with the
     same mean and bias (every conversion keeps them exactly, so they cancel);
@@ -435,8 +451,9 @@ def _report(scale, old_divisor, new_scale, new_divisor, degenerate):
             float(absolute.max()) if absolute.size else 0.0)
 
 
-def to_standard(scales, biases, rolling_mean, rolling_variance, *,
-                numerics="darknet", eps=1e-5, flavor=None):
+def to_standard(scales: FloatArray, biases: FloatArray, rolling_mean: FloatArray,
+                rolling_variance: FloatArray, *, numerics: str = "darknet", eps: float = 1e-5,
+                flavor: str | None = None) -> StandardParams:
     """Standard-convention parameters that reproduce Darknet's inference BN.
 
     Darknet's inference output per channel c (``normalize_cpu``,
@@ -526,8 +543,9 @@ def to_standard(scales, biases, rolling_mean, rolling_variance, *,
                           np.flatnonzero(degenerate))
 
 
-def from_standard(weight, bias, running_mean, running_var, *, eps=1e-5,
-                  numerics="darknet", flavor=None):
+def from_standard(weight: FloatArray, bias: FloatArray, running_mean: FloatArray,
+                  running_var: FloatArray, *, eps: float = 1e-5, numerics: str = "darknet",
+                  flavor: str | None = None) -> DarknetParams:
     """Darknet-convention parameters that reproduce standard inference BN.
 
     The inverse of to_standard. The standard output per channel is

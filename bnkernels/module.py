@@ -10,14 +10,17 @@ layers of bnkernels.nn are Modules.
 """
 import sys
 import threading
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, TextIO, TypeVar
 
 import numpy as np
 
-from bnkernels import _kernels
+import bnkernels._kernels as _kernels
+from bnkernels._typing import FloatArray
 
 __all__ = ["Module", "StateDictError", "IncompatibleKeys"]
+
+_M = TypeVar("_M", bound="Module")
 
 
 class StateDictError(RuntimeError, KeyError, ValueError):
@@ -25,22 +28,22 @@ class StateDictError(RuntimeError, KeyError, ValueError):
     a wrong shape): a RuntimeError as in PyTorch; also a KeyError and a
     ValueError, what bnkernels raised before."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 
 class IncompatibleKeys(NamedTuple):
     """What load_state_dict returns, as PyTorch's: the layer's keys the state
     lacked and the state's keys the layer does not have."""
-    missing_keys: list
-    unexpected_keys: list
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
 # whether this thread is inside a container's _all_or_nothing call
 _GUARD = threading.local()
 
 
-def _checked_state_array(value, target, key):
+def _checked_state_array(value: Any, target: Any, key: str) -> FloatArray:
     """value for the state entry `key` whose current array is target: an
     array of target's shape, converted to target's dtype, finite."""
     try:
@@ -72,83 +75,85 @@ class Module:
     compute). Submodules are found among the attributes, in assignment order.
     """
 
-    training = True
+    training: bool = True
+    _saved: Any  # what a forward keeps for its backward (layers that have one)
     # where convolution and pooling layers find im2col, col2im and the pools:
     # the C kernels, or bnkernels.reference in a numpy_twin
-    kernels = _kernels
+    kernels: Any = _kernels
 
-    def forward(self, x):
+    def forward(self, x: Any) -> Any:
         raise NotImplementedError
 
-    def backward(self, dy):
+    def backward(self, dy: Any) -> Any:
         raise NotImplementedError
 
-    def __call__(self, x):
+    def __call__(self, x: Any) -> Any:
         return self.forward(x)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         """The shape forward returns for an input of input_shape."""
         raise NotImplementedError
 
-    def macs(self, input_shape):
+    def macs(self, input_shape: Sequence[int]) -> int:
         """Multiply-accumulates of one forward over input_shape (0 for layers
         that only compare, add or copy)."""
         return sum(child.macs(shape) for child, shape in self._child_inputs(input_shape))
 
-    def _child_inputs(self, input_shape):
+    def _child_inputs(self, input_shape: Sequence[int]
+                      ) -> list[tuple["Module", tuple[int, ...]]]:
         """(child, the shape it receives) for each submodule; containers
         override this to describe how data flows through them."""
-        return [(child, input_shape) for _, child in self.children()]
+        return [(child, tuple(input_shape)) for _, child in self.children()]
 
-    def children(self):
+    def children(self) -> list[tuple[str, "Module"]]:
         """[(name, module)] of the direct submodules, in assignment order."""
         return [(name, value) for name, value in vars(self).items()
                 if isinstance(value, Module)]
 
-    def _own_parameters(self):
+    def _own_parameters(self) -> list[tuple[str, FloatArray, FloatArray]]:
         """[(name, value, grad)] of this module's own parameters (not its
         children's)."""
         return []
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix: str = "") -> list[tuple[str, FloatArray, FloatArray]]:
         """[(dotted name, value, grad)] of every parameter, children included."""
         found = [(prefix + name, value, grad) for name, value, grad in self._own_parameters()]
         for name, child in self.children():
             found.extend(child.named_parameters(f"{prefix}{name}."))
         return found
 
-    def parameters(self):
+    def parameters(self) -> list[tuple[FloatArray, FloatArray]]:
         """[(value, grad)] of every parameter, as optimizers take them."""
         return [(value, grad) for _, value, grad in self.named_parameters()]
 
-    def num_weights(self):
+    def num_weights(self) -> int:
         """Count of convolution and linear weights (no biases, no BN terms)."""
         return sum(child.num_weights() for _, child in self.children())
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         """Count of every learnable value (weights, biases, BN gamma and beta)."""
         return sum(value.size for _, value, _ in self.named_parameters())
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for _, grad in self.parameters():
             grad.fill(0)
 
-    def train(self, mode=True):
+    def train(self: _M, mode: bool = True) -> _M:
         """Training mode (batch statistics, dropout) if mode, else eval; returns self."""
         self.training = bool(mode)
         for _, child in self.children():
             child.train(mode)
         return self
 
-    def eval(self):
+    def eval(self: _M) -> _M:
         return self.train(False)
 
-    def _own_state(self):
+    def _own_state(self) -> dict[str, Any]:
         """{name: array} of this module's own state: parameters, plus buffers
         such as BN's running statistics."""
         return {name: value for name, value, _ in self._own_parameters()}
 
-    def state_dict(self, prefix=""):
+    def state_dict(self, prefix: str = "") -> dict[str, Any]:
         """{dotted name: copy} of all parameters and buffers, like PyTorch's."""
         # copies; a NumPy scalar (BN's num_batches_tracked, np.int64) stays one
         state = {prefix + name: value.copy() if isinstance(value, np.generic)
@@ -158,7 +163,8 @@ class Module:
             state.update(child.state_dict(f"{prefix}{name}."))
         return state
 
-    def load_state_dict(self, state, strict=True):
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True
+                        ) -> IncompatibleKeys:
         """Copy values in from a state_dict, as torch.nn.Module.load_state_dict.
 
         strict: the keys must be exactly the module's (else StateDictError, a
@@ -191,21 +197,21 @@ class Module:
             owner._write_state_entry(name, value)
         return IncompatibleKeys(missing, unexpected)
 
-    def _state_targets(self, prefix=""):
+    def _state_targets(self, prefix: str = "") -> dict[str, tuple["Module", str]]:
         targets = {prefix + name: (self, name) for name in self._own_state()}
         for name, child in self.children():
             targets.update(child._state_targets(f"{prefix}{name}."))
         return targets
 
-    def _check_state_entry(self, name, value, key):
+    def _check_state_entry(self, name: str, value: Any, key: str) -> Any:
         """value checked against the entry it would replace, as a new array
         of that entry's dtype; raises naming key."""
         return _checked_state_array(value, self._own_state()[name], key)
 
-    def _write_state_entry(self, name, value):
+    def _write_state_entry(self, name: str, value: Any) -> None:
         self._own_state()[name][...] = value
 
-    def _modules(self):
+    def _modules(self) -> list["Module"]:
         """self and every module below it."""
         found, stack = [], [self]
         while stack:
@@ -214,12 +220,13 @@ class Module:
             stack.extend(child for _, child in module.children())
         return found
 
-    def _forget(self):
+    def _forget(self) -> None:
         """Drop the saved forward (the next backward raises until a forward)."""
         if hasattr(self, "_saved"):
             self._saved = None
 
-    def _all_or_nothing(self, method, *args, forward=True):
+    def _all_or_nothing(self, method: Callable[..., Any], *args: Any,
+                        forward: bool = True) -> Any:
         """method(*args), a container's forward (or backward, forward=False).
         If it raises, the BN running statistics and every gradient below self
         are put back as they were and, after a forward, every module below
@@ -247,13 +254,13 @@ class Module:
         finally:
             _GUARD.active = False
 
-    def _restorable(self, forward):
+    def _restorable(self, forward: bool) -> list[FloatArray]:
         """The arrays of this module (not its children) that a forward (or
         a backward) writes and _all_or_nothing puts back: none (the
         gradients)."""
         return [] if forward else [grad for _, _, grad in self._own_parameters()]
 
-    def summary(self, input_shape, file=None):
+    def summary(self, input_shape: Sequence[int], file: TextIO | None = None) -> str:
         """Print (to file, default stdout) and return a table of each direct
         submodule: output shape, weights, all parameters and MACs for an
         input of input_shape (N, C, H, W), with totals."""
@@ -275,11 +282,11 @@ class Module:
         print(text, file=sys.stdout if file is None else file)
         return text
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         inner = "".join(f"\n  ({name}): " + repr(child).replace("\n", "\n  ")
                         for name, child in self.children())
         return f"{type(self).__name__}({self._describe()}{inner}{chr(10) if inner else ''})"
 
-    def _describe(self):
+    def _describe(self) -> str:
         """The constructor arguments worth showing in repr."""
         return ""

@@ -2,21 +2,23 @@
 that name what they expected, the check of an output path before a run, and
 the progress bar."""
 import argparse
+from collections.abc import Callable
 import math
 import os
 import shutil
 import sys
 import time
+from typing import TextIO
 
 __all__ = ["ProgressBar", "fraction", "nonnegative_float", "nonnegative_int",
            "output_path_error", "positive_float", "positive_int"]
 
 
-def _integer(text):
+def _integer(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() else None
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     """An option value that is an integer >= 1 (ASCII digits only)."""
     number = _integer(text)
     if number is None or number < 1:
@@ -24,7 +26,7 @@ def positive_int(text):
     return number
 
 
-def nonnegative_int(text):
+def nonnegative_int(text: str) -> int:
     """An option value that is an integer >= 0 (ASCII digits only)."""
     number = _integer(text)
     if number is None:
@@ -32,7 +34,7 @@ def nonnegative_int(text):
     return number
 
 
-def _finite(text, what, accept):
+def _finite(text: str, what: str, accept: Callable[[float], bool]) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -42,22 +44,22 @@ def _finite(text, what, accept):
     return value
 
 
-def nonnegative_float(text):
+def nonnegative_float(text: str) -> float:
     """An option value that is a finite number >= 0."""
     return _finite(text, "a finite number >= 0", lambda v: v >= 0)
 
 
-def positive_float(text):
+def positive_float(text: str) -> float:
     """An option value that is a finite number > 0."""
     return _finite(text, "a finite number > 0", lambda v: v > 0)
 
 
-def fraction(text):
+def fraction(text: str) -> float:
     """An option value that is a number from 0 to 1."""
     return _finite(text, "a number from 0 to 1", lambda v: 0 <= v <= 1)
 
 
-def output_path_error(option, path):
+def output_path_error(option: str, path: str | None) -> str | None:
     """Why path cannot be written as option's output file (None: it can), so
     that a command finds out before it runs rather than after."""
     if path is None:
@@ -79,14 +81,16 @@ class ProgressBar:
     ``every`` seconds, so that a long run is never silent.
     """
 
-    def __init__(self, total, stream=None, width=24, every=10.0):
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 24,
+                 every: float = 10.0) -> None:
         self.stream = sys.stderr if stream is None else stream
         self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
         self.total, self.width, self.done = max(total, 1), width, 0
         self.start = time.perf_counter()
-        self.every, self.last_line = every, None
+        self.every = every
+        self.last_line: float | None = None
 
-    def show(self, label):
+    def show(self, label: str) -> None:
         if not self.enabled:
             now = time.perf_counter()
             if self.last_line is None or now - self.last_line >= self.every:
@@ -105,10 +109,10 @@ class ProgressBar:
         self.stream.write("\r" + line[:columns].ljust(columns))
         self.stream.flush()
 
-    def advance(self, steps=1):
+    def advance(self, steps: int = 1) -> None:
         self.done += steps
 
-    def close(self):
+    def close(self) -> None:
         if self.enabled:
             columns = shutil.get_terminal_size((80, 24)).columns - 1
             self.stream.write("\r" + " " * columns + "\r")
