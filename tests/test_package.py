@@ -75,8 +75,8 @@ def test_the_io_package_does_not_shadow_the_standard_library_io():
 
 ANNOTATED = ["bnkernels", "bnkernels.batchnorm", "bnkernels.darknet", "bnkernels.reference",
              "bnkernels.folding", "bnkernels.distributed", "bnkernels.module",
-             "bnkernels.io", "bnkernels.nn", "bnkernels.tools", "bnkernels.tools.cli",
-             "bnkernels.__main__"]
+             "bnkernels.io", "bnkernels.io.darknet", "bnkernels.nn", "bnkernels.nn.optim",
+             "bnkernels.tools", "bnkernels.tools.cli", "bnkernels.__main__"]
 
 
 def _public_callables(module):
