@@ -4,10 +4,10 @@ pure-NumPy reference vs PyTorch, and where bnkernels' time goes.
     python benchmarks/inception_blocks.py [--batch 8] [--threads 1] [--repeat 5]
                                           [--dtype float32] [--json PATH]
 
-Each block is built once (bnkernels.inception, float32, training mode: batch
+Each block is built once (bnkernels.nn.inception, float32, training mode: batch
 statistics) and run three ways on the same input and the same parameters:
 - bnkernels: im2col/col2im and pools in C, BN in C, matrix products on NumPy's BLAS;
-- NumPy: ``bnkernels.layers.numpy_twin`` of the block (bnkernels.reference:
+- NumPy: ``bnkernels.reference.numpy_twin`` of the block (bnkernels.reference:
   im2col, pools and batch norm in NumPy; the same BLAS products);
 - PyTorch: ``bnkernels.torch.to_torch`` of the block (torch's own CPU conv,
   batch norm and pools, autograd), when PyTorch is installed.
@@ -31,7 +31,9 @@ from collections import defaultdict
 import numpy as np
 
 import bnkernels
-from bnkernels import bench, inception, layers, reference
+from bnkernels import reference
+from bnkernels.nn import inception, layers
+from bnkernels.tools import bench
 
 BLOCKS = {
     # name: (builder, input shape per image (C, H, W))
@@ -171,7 +173,7 @@ def run(args):
             dy = rng.standard_normal(block.output_shape(x.shape)).astype(dtype)
             times = {"bnkernels": bench.time_call(step_numpy(block, x, dy), args.repeat),
                      "numpy": bench.time_call(
-                         step_numpy(layers.numpy_twin(block), x, dy), args.repeat)}
+                         step_numpy(reference.numpy_twin(block), x, dy), args.repeat)}
             if torch is not None:
                 times["torch"] = bench.time_call(
                     step_torch(torch, to_torch(block), x, dy), args.repeat)

@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 import bnkernels
-from bnkernels.bench import time_calls_interleaved
+from bnkernels.tools.bench import time_calls_interleaved
 
 DEFAULT = bnkernels.get_streaming_threshold()
 DEFAULT_SHAPES = [(32, 64, 56, 56), (64, 256, 28, 28), (128, 1024, 7, 7)]

@@ -7,7 +7,7 @@ Every op of ``python -m bnkernels bench`` (training forward, inference,
 backward, forward+backward), for bnkernels with standard and Darknet numerics,
 its NumPy reference with the same numerics, and PyTorch (standard numerics;
 skipped when it is not installed), in float32 and float64. The callables are
-the CLI's own (bnkernels.bench), with the "reused" allocation policy: outputs
+the CLI's own (bnkernels.tools.bench), with the "reused" allocation policy: outputs
 preallocated and passed with out= on every side. One benchmark group per
 (op, shape, dtype) puts the implementations side by side.
 """
@@ -17,7 +17,8 @@ import sys
 import pytest
 
 import bnkernels
-from bnkernels import bench, reference
+from bnkernels import reference
+from bnkernels.tools import bench
 
 SHAPES = [(32, 64, 56, 56), (8, 32, 14, 14)]   # DRAM-bound, and cache-resident
 DTYPES = ["float32", "float64"]

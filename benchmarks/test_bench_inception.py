@@ -3,7 +3,7 @@
 
 One forward + backward step of each block of ``inception_blocks.BLOCKS``
 (batch 4, float32, training mode with BN), three ways on the same input and
-parameters: bnkernels, its NumPy twin (``layers.numpy_twin``: the reference
+parameters: bnkernels, its NumPy twin (``reference.numpy_twin``: the reference
 im2col, pools and batch norm) and PyTorch (``bnkernels.torch.to_torch``;
 skipped when PyTorch is not installed). One thread on every side, BLAS
 included. ``python benchmarks/inception_blocks.py`` prints the same
@@ -16,7 +16,7 @@ import pytest
 
 import bnkernels
 import inception_blocks
-from bnkernels import layers
+from bnkernels import reference
 
 BATCH = 4
 
@@ -52,7 +52,7 @@ def test_block_forward_backward(benchmark, name, implementation):
         step = inception_blocks.step_torch(torch, to_torch(block), x, dy)
     else:
         if implementation == "numpy":
-            block = layers.numpy_twin(block)
+            block = reference.numpy_twin(block)
         step = inception_blocks.step_numpy(block, x, dy)
     benchmark.group = f"{name} {'x'.join(map(str, x.shape))}"
     benchmark.extra_info.update(macs_forward=block.macs(x.shape))

@@ -15,11 +15,17 @@ there for when that is safe).
 
 Other Cython extensions can call the C kernels directly (``cimport`` from
 ``bnkernels._kernels``, see ``get_include``).
+
+The packages above the core load on first use, not with ``import bnkernels``:
+``bnkernels.nn`` (layers, Inception networks, optim, train), ``bnkernels.io``
+(Darknet's .cfg and .weights files) and ``bnkernels.tools`` (bench, verify).
 """
+import importlib
 import os
+from types import ModuleType
 
 
-def _short_openmp_spin():
+def _short_openmp_spin() -> None:
     """Ask GCC's OpenMP runtime (libgomp) to spin briefly, not for ~300,000
     turns, after each parallel kernel, unless the user chose a wait policy.
 
@@ -43,15 +49,15 @@ from bnkernels._kernels import (  # noqa: E402
 )
 from bnkernels.batchnorm import (  # noqa: E402
     ACTIVATIONS, NUMERICS, BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormSaved,
-    IncompatibleKeys, StateDictError, batch_norm_backward, batch_norm_forward, defaults,
+    batch_norm_backward, batch_norm_forward, defaults,
 )
+from bnkernels.module import IncompatibleKeys, Module, StateDictError  # noqa: E402
 from bnkernels.folding import fold_batchnorm  # noqa: E402
-from bnkernels import inception, layers, optim  # noqa: E402  (built on the above)
 
 __version__ = "0.2.0"
 
 
-def get_include():
+def get_include() -> str:
     """The directory of bnkernels.h and bnkernels/_kernels.pxd, for building
     other extensions against the kernels.
 
@@ -68,8 +74,20 @@ def get_include():
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
 __all__ = ["ACTIVATIONS", "NUMERICS", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
-           "BatchNormSaved", "IncompatibleKeys", "StateDictError",
+           "BatchNormSaved", "IncompatibleKeys", "Module", "StateDictError",
            "batch_norm_backward", "batch_norm_forward", "darknet", "defaults", "distributed",
-           "fold_batchnorm", "get_include", "inception", "layers", "optim", "get_num_threads",
+           "fold_batchnorm", "get_include", "get_num_threads", "io", "nn", "tools",
            "get_streaming_threshold", "openmp_enabled", "reference", "set_num_threads",
            "set_streaming_threshold", "streaming_available"]
+
+_LAZY = ("io", "nn", "tools")   # the packages above the core, loaded on first use
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _LAZY:
+        return importlib.import_module(f"bnkernels.{name}")
+    raise AttributeError(f"module 'bnkernels' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

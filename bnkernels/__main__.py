@@ -10,23 +10,25 @@ exception is a bug and keeps its traceback; ``--traceback`` shows it for the
 caught ones too.
 """
 import argparse
+from collections.abc import Sequence
 import os
 import sys
+from typing import Any
 
 # the errors bad input raises; anything else is a bug, reported with its traceback
 INPUT_ERRORS = (ValueError, OSError, MemoryError)
 
 
-def _vector_dir(text):
+def _vector_dir(text: str) -> Any:
     """--vectors: a directory of vector files, checked before the run."""
-    from bnkernels import verify as _verify
+    from bnkernels.tools import verify as _verify
     try:
         return _verify.check_vector_dir(text)
     except _verify.VectorFileError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     from bnkernels import __version__
     parser = argparse.ArgumentParser(
         prog="python -m bnkernels",
@@ -42,21 +44,21 @@ def main(argv=None):
                         type=_vector_dir,
                         help="also check the vectors in DIR (laid out as "
                              "DIR/<fork>/<case>.npz); may be repeated")
-    from bnkernels import bench as _bench
+    from bnkernels.tools import bench as _bench
     bench = commands.add_parser(
         "bench", help="time bnkernels against the NumPy reference and PyTorch",
         description="Time batch norm (training forward, inference, backward, "
                     "forward+backward): bnkernels vs the NumPy reference vs PyTorch, "
                     "with GB/s against the memory bandwidth measured in the same run. "
-                    "See the module docstring of bnkernels.bench for what is measured.")
+                    "See the module docstring of bnkernels.tools.bench for what is measured.")
     _bench.add_arguments(bench)
-    from bnkernels import train as _train
+    from bnkernels.nn import train as _train
     train = commands.add_parser(
         "train", help="train a small BN-Inception network on the 8x8 digits, with and "
                       "without batch norm (needs scikit-learn)",
         description=_train.__doc__.split("\n\n")[0].replace("\n", " "))
     _train.add_arguments(train)
-    from bnkernels import darknet_files as _darknet_files
+    from bnkernels.io import darknet as _darknet_files
     darknet_check = commands.add_parser(
         "darknet-check", help="summarize the batch norms of a Darknet .cfg + .weights",
         description="Read a Darknet network (.cfg) and its parameters (.weights) and print, "
@@ -68,14 +70,19 @@ def main(argv=None):
 
     try:
         if args.command == "verify":
-            from bnkernels import verify as _verify
+            from bnkernels.tools import verify as _verify
             return 0 if _verify.run(args.vectors) else 1
         if args.command == "bench":
             return _bench.run(args)
         if args.command == "train":
             return _train.run(args)
         if args.command == "darknet-check":
-            return _darknet_files.check(args.cfg, args.weights, flavor=args.flavor,
+            numerics = args.numerics or "darknet"
+            if args.flavor is not None:
+                print(f"{parser.prog} darknet-check: --flavor is deprecated; use "
+                      f"--numerics", file=sys.stderr)
+                numerics = {"pjreddie": "darknet", "alexeyab": "darknet-alexeyab"}[args.flavor]
+            return _darknet_files.check(args.cfg, args.weights, numerics=numerics,
                                         eps=args.eps)
     except INPUT_ERRORS as error:
         if args.traceback or isinstance(error, BrokenPipeError):   # see run_from_shell
@@ -87,7 +94,7 @@ def main(argv=None):
     return 2
 
 
-def run_from_shell():
+def run_from_shell() -> int:
     """main(), quiet when a reader such as ``head`` closes the pipe early."""
     try:
         status = main()

@@ -18,23 +18,26 @@ Three numerics families, chosen with ``numerics=``:
     AlexeyAB/darknet's CPU layer: as above, but epsilon 1e-5 inside the square
     root and momentum 0.1.
 """
+from collections.abc import Sequence
+from typing import Any
 import warnings
-from collections.abc import Mapping
-from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from bnkernels import _kernels, darknet
+from bnkernels._typing import FloatArray, Tensor
+from bnkernels.module import (IncompatibleKeys, Module, StateDictError,
+                               _checked_state_array)
 
 __all__ = ["NUMERICS", "ACTIVATIONS", "LAYOUTS", "defaults", "BatchNormSaved",
            "batch_norm_forward", "batch_norm_backward", "BatchNorm", "BatchNorm1d",
            "BatchNorm2d", "BatchNorm3d", "DEFAULT", "IncompatibleKeys", "StateDictError"]
 
 NUMERICS = ("standard", "darknet", "darknet-alexeyab")
-_FLAVOR = {"darknet": "pjreddie", "darknet-alexeyab": "alexeyab"}
 
 
-def check_numerics(numerics):
+def check_numerics(numerics: str) -> str:
     if numerics not in NUMERICS:
         raise ValueError(
             f"numerics must be one of {', '.join(map(repr, NUMERICS))}, got {numerics!r}")
@@ -44,7 +47,7 @@ def check_numerics(numerics):
 LAYOUTS = ("NCHW", "NHWC")
 
 
-def check_layout(layout, numerics="standard"):
+def check_layout(layout: str, numerics: str = "standard") -> bool:
     """True for "NHWC" (channels last), False for "NCHW"; NHWC needs standard
     numerics (Darknet's layers are NCHW)."""
     name = layout.upper() if isinstance(layout, str) else layout
@@ -56,12 +59,11 @@ def check_layout(layout, numerics="standard"):
     return name == "NHWC"
 
 
-def defaults(numerics="standard"):
+def defaults(numerics: str = "standard") -> tuple[float, float]:
     """``(eps, momentum)`` that a numerics family uses when given None."""
     if check_numerics(numerics) == "standard":
         return 1e-5, 0.1
-    flavor = _FLAVOR[numerics]
-    return darknet.forward_eps(flavor), darknet.default_momentum(flavor)
+    return darknet.forward_eps(numerics), darknet.default_momentum(numerics)
 
 
 class BatchNormSaved:
@@ -76,9 +78,11 @@ class BatchNormSaved:
     __slots__ = ("numerics", "training", "x", "weight", "bias", "mean", "invstd",
                  "variance", "x_norm", "x_overwritten", "relu", "nhwc")
 
-    def __init__(self, numerics, training, x, weight, bias, mean, invstd=None,
-                 variance=None, x_norm=None, x_overwritten=False, relu=False,
-                 nhwc=False):
+    def __init__(self, numerics: str, training: bool, x: FloatArray,
+                 weight: FloatArray | None, bias: FloatArray | None, mean: FloatArray,
+                 invstd: FloatArray | None = None, variance: FloatArray | None = None,
+                 x_norm: FloatArray | None = None, x_overwritten: bool = False,
+                 relu: bool = False, nhwc: bool = False) -> None:
         self.numerics = numerics
         self.training = training
         self.x = x
@@ -93,10 +97,10 @@ class BatchNormSaved:
         self.nhwc = nhwc
 
     @property
-    def has_bias(self):
+    def has_bias(self) -> bool:
         return self.bias is not None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"BatchNormSaved(numerics={self.numerics!r}, training={self.training}, "
                 f"x shape={self.x.shape}, relu={self.relu}"
                 + (", layout='NHWC'" if self.nhwc else "") + ")")
@@ -105,7 +109,7 @@ class BatchNormSaved:
 ACTIVATIONS = (None, "relu")
 
 
-def check_activation(activation):
+def check_activation(activation: str | None) -> bool:
     """True for "relu", False for None; anything else raises."""
     if activation is None:
         return False
@@ -114,10 +118,13 @@ def check_activation(activation):
     raise ValueError(f"activation must be None or 'relu', got {activation!r}")
 
 
-def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
-                       training=True, momentum=None, eps=None,
-                       numerics="standard", activation=None, out=None,
-                       workspace=None, layout="NCHW", running_var_ddof=1):
+def batch_norm_forward(x: Tensor, weight: Tensor | None, bias: Tensor | None,
+                       running_mean: Tensor | None, running_var: Tensor | None, *,
+                       training: bool = True, momentum: float | None = None,
+                       eps: float | None = None, numerics: str = "standard",
+                       activation: str | None = None, out: Tensor | None = None,
+                       workspace: FloatArray | None = None, layout: str = "NCHW",
+                       running_var_ddof: int = 1) -> tuple[FloatArray, BatchNormSaved]:
     """Batch-normalize a tensor per channel.
 
     Parameters
@@ -214,7 +221,8 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
                             training, momentum, eps, numerics, relu, out, workspace)
 
 
-def batch_norm_backward(dy, saved, *, out=None):
+def batch_norm_backward(dy: Tensor, saved: BatchNormSaved, *, out: Tensor | None = None
+                        ) -> tuple[FloatArray, FloatArray | None, FloatArray | None]:
     """Gradients of batch_norm_forward.
 
     Parameters
@@ -282,7 +290,6 @@ def _or_constant(vector, value, x):
 
 def _darknet_forward(x, weight, bias, running_mean, running_var, training,
                      momentum, eps, numerics, relu, out, workspace):
-    flavor = _FLAVOR[numerics]
     n = _values_per_channel(x)
     use_batch_stats = training or running_mean is None
     if use_batch_stats:
@@ -294,13 +301,13 @@ def _darknet_forward(x, weight, bias, running_mean, running_var, training,
         mean = darknet.mean_cpu(x)
         variance = darknet.variance_cpu(x, mean)
         # Darknet keeps x_norm for its backward (in the workspace, if given)
-        x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor, eps=eps,
+        x_norm = darknet.normalize_cpu(x, mean, variance, numerics=numerics, eps=eps,
                                        out=workspace)
         y = darknet.scale_add_bias(x_norm, _or_constant(weight, 1, x),
                                    _or_constant(bias, 0, x), out=out)
     else:  # eval mode: no backward, so normalize straight into y
         mean, variance, x_norm = running_mean, running_var, None
-        y = darknet.normalize_cpu(x, mean, variance, flavor=flavor, eps=eps, out=out)
+        y = darknet.normalize_cpu(x, mean, variance, numerics=numerics, eps=eps, out=out)
         darknet.scale_add_bias(y, _or_constant(weight, 1, x), _or_constant(bias, 0, x),
                                out=y)
     if relu:
@@ -340,7 +347,7 @@ def _darknet_backward(dy, saved, out):
                 np.copyto(masked[block], 0, where=~(y > 0))
         dy = out = masked  # our own array now: dx may overwrite it
     dx, dweight, dbias = darknet.backward_batchnorm_layer(
-        x, x_norm, dy, mean, variance, weight, flavor=_FLAVOR[saved.numerics], out=out)
+        x, x_norm, dy, mean, variance, weight, numerics=saved.numerics, out=out)
     return (dx, dweight if has_weight else None, dbias if has_bias else None)
 
 
@@ -348,40 +355,14 @@ def _darknet_backward(dy, saved, out):
 # the layer
 # ---------------------------------------------------------------------------
 
-def _check_count(value, name):
-    """value as a non-negative Python int: an integer (or an integer-valued
-    0-d array), not a bool."""
-    array = np.asarray(value)
-    if array.shape != () or array.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be a non-negative integer, got {value!r}")
-    if array < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(array)
-
-
-class StateDictError(RuntimeError, KeyError, ValueError):
-    """A state_dict that does not fit the layer (missing or unexpected keys,
-    a wrong shape): a RuntimeError as in PyTorch; also a KeyError and a
-    ValueError, what bnkernels raised before."""
-
-    def __str__(self):
-        return str(self.args[0]) if self.args else ""
-
-
-class IncompatibleKeys(NamedTuple):
-    """What load_state_dict returns, as PyTorch's: the layer's keys the state
-    lacked and the state's keys the layer does not have."""
-    missing_keys: list
-    unexpected_keys: list
-
-
 DEFAULT = "default"  # momentum=DEFAULT: the numerics family's own (see defaults)
 
 
-class BatchNorm:
+class BatchNorm(Module):
     """Batch normalization layer over (N, C, *spatial) inputs of any rank >= 2
     (or (N, *spatial, C) with ``layout="NHWC"``), with its state, and
     torch.nn's layer semantics (train()/eval(), momentum=None, state_dict).
+    A Module (bnkernels.module): it composes with bnkernels.nn's layers.
 
     BatchNorm1d, BatchNorm2d and BatchNorm3d are this layer with PyTorch's
     input-rank check.
@@ -435,14 +416,27 @@ class BatchNorm:
         Training calls that updated the running statistics.
     """
 
+    # (C,) arrays, or None where affine (the first four) or track_running_stats
+    # (the last two) is false; Any, since those flags are not in the type
+    weight: Any
+    bias: Any
+    grad_weight: Any
+    grad_bias: Any
+    running_mean: Any
+    running_var: Any
+    _saved: BatchNormSaved | None
+    _buffers: dict[str, FloatArray]
+    _momentum: float | None
     _forward = staticmethod(batch_norm_forward)
     _backward = staticmethod(batch_norm_backward)
     training = True
 
-    def __init__(self, num_features, *, numerics="standard", eps=None,
-                 momentum=DEFAULT, affine=True, track_running_stats=True,
-                 dtype=np.float32, activation=None, reuse_buffers=False,
-                 layout="NCHW", running_var_ddof=1):
+    def __init__(self, num_features: int, *, numerics: str = "standard",
+                 eps: float | None = None, momentum: float | str | None = DEFAULT,
+                 affine: bool = True, track_running_stats: bool = True,
+                 dtype: npt.DTypeLike = np.float32, activation: str | None = None,
+                 reuse_buffers: bool = False, layout: str = "NCHW",
+                 running_var_ddof: int = 1) -> None:
         if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) \
                 or num_features < 0:
             raise ValueError(f"num_features must be a non-negative int, got {num_features!r}")
@@ -484,20 +478,20 @@ class BatchNorm:
         self._buffers = {}
 
     @property
-    def eps(self):
+    def eps(self) -> float:
         return self._eps
 
     @eps.setter
-    def eps(self, value):
+    def eps(self, value: float | None) -> None:
         """None: the family's default; otherwise finite and >= 0."""
         self._eps = defaults(self.numerics)[0] if value is None else _kernels.check_eps(value)
 
     @property
-    def momentum(self):
+    def momentum(self) -> float | None:
         return self._momentum
 
     @momentum.setter
-    def momentum(self, value):
+    def momentum(self, value: float | str | None) -> None:
         """"default": the family's; None: the cumulative average; otherwise
         finite and in [0, 1]."""
         if isinstance(value, str) and value == DEFAULT:
@@ -507,20 +501,10 @@ class BatchNorm:
         else:
             self._momentum = _kernels.check_momentum(value)
 
-    def train(self, mode=True):
-        """Training mode (batch statistics, running statistics updated) if
-        mode, else eval mode; returns self."""
-        self.training = bool(mode)
-        return self
+    _ranks: tuple[int, ...] | None = None     # the input ranks a subclass takes (None: any >= 2)
+    _expected: dict[str, str] = {}  # {layout: the shape it expects}, for the message
 
-    def eval(self):
-        """Eval mode: normalize with the running statistics; returns self."""
-        return self.train(False)
-
-    _ranks = None     # the input ranks a subclass takes (None: any >= 2)
-    _expected = None  # {layout: the shape it expects}, for the message
-
-    def _check_input_dim(self, x):
+    def _check_input_dim(self, x: Tensor) -> None:
         """Raise, with PyTorch's words, for an input of a rank the layer does
         not take (BatchNorm itself takes any >= 2, checked by the kernels)."""
         if self._ranks is None or np.ndim(x) in self._ranks:
@@ -529,7 +513,7 @@ class BatchNorm:
         raise ValueError(f"expected {ranks} input (got {np.ndim(x)}D input): x has shape "
                          f"{np.shape(x)}, expected {self._expected[self.layout]}")
 
-    def forward(self, x, training=None):
+    def forward(self, x: Tensor, training: bool | None = None) -> FloatArray:
         """Normalize x; in training, update the running statistics.
 
         training: None follows the layer's mode (``self.training``). Returns
@@ -561,7 +545,7 @@ class BatchNorm:
 
     __call__ = forward
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         """dL/dx for the last forward; adds dL/dweight, dL/dbias to the grads."""
         if self._saved is None:
             raise RuntimeError("backward called before forward")
@@ -578,7 +562,7 @@ class BatchNorm:
             self.grad_bias += dbias
         return dx
 
-    def _buffer(self, name, like):
+    def _buffer(self, name: str, like: Tensor) -> FloatArray | None:
         """The kept array `name` for tensors like `like`, (re)made on first use
         and when the shape or dtype changes."""
         like_shape, like_dtype = np.shape(like), getattr(like, "dtype", None)
@@ -589,82 +573,79 @@ class BatchNorm:
             buffer = self._buffers[name] = np.empty(like_shape, like_dtype)
         return buffer
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         if self.affine:
             self.grad_weight.fill(0)
             self.grad_bias.fill(0)
 
-    def parameters(self):
-        """[(weight, grad_weight), (bias, grad_bias)], or [] if not affine."""
+    def _own_parameters(self) -> list[tuple[str, FloatArray, FloatArray]]:
+        """[(name, value, grad)] of weight and bias, or [] if not affine."""
         if not self.affine:
             return []
-        return [(self.weight, self.grad_weight), (self.bias, self.grad_bias)]
+        return [("weight", self.weight, self.grad_weight), ("bias", self.bias, self.grad_bias)]
 
-    def reset_running_stats(self):
+    def reset_running_stats(self) -> None:
         if self.track_running_stats:
             self.running_mean.fill(0)
             self.running_var.fill(1)
             self.num_batches_tracked = 0
 
-    def state_dict(self):
-        """Copies of the state, under torch.nn.BatchNorm2d's keys."""
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        return tuple(input_shape)
+
+    def macs(self, input_shape: Sequence[int]) -> int:
+        return 0
+
+    def num_weights(self) -> int:
+        return 0
+
+    def children(self) -> list[tuple[str, Module]]:
+        return []
+
+    def _own_state(self) -> dict[str, Any]:
+        """weight, bias, running_mean, running_var and num_batches_tracked (an
+        int64 scalar), under torch.nn's batch-norm keys, as they apply."""
         state = {}
         if self.affine:
-            state["weight"] = self.weight.copy()
-            state["bias"] = self.bias.copy()
+            state["weight"] = self.weight
+            state["bias"] = self.bias
         if self.track_running_stats:
-            state["running_mean"] = self.running_mean.copy()
-            state["running_var"] = self.running_var.copy()
+            state["running_mean"] = self.running_mean
+            state["running_var"] = self.running_var
             state["num_batches_tracked"] = np.int64(self.num_batches_tracked)
         return state
 
-    def load_state_dict(self, state, strict=True):
-        """Copy values in from a state_dict, as torch.nn.Module.load_state_dict.
+    def _check_state_entry(self, name: str, value: Any, key: str) -> Any:
+        if name == "num_batches_tracked":
+            try:
+                count = np.asarray(value)
+            except Exception as error:
+                raise TypeError(f"{key}: cannot read {type(value).__name__} as a number "
+                                f"({error})") from None
+            if count.dtype.kind not in "iu" or count.shape not in ((), (1,)):
+                raise TypeError(f"{key} must be an integer (a count of batches), got "
+                                f"{count.dtype} of shape {count.shape}")
+            if int(count.reshape(())) < 0:
+                raise ValueError(f"{key} must be >= 0, got {int(count.reshape(()))}")
+            return int(count.reshape(()))
+        checked = _checked_state_array(value, getattr(self, name), key)
+        if name == "running_var" and (checked < 0).any():
+            raise ValueError(f"{key} has negative values (smallest {checked.min()}); a "
+                             f"variance is >= 0")
+        return checked
 
-        strict: the keys must be exactly the layer's (else StateDictError
-        naming the missing and unexpected ones); strict=False loads the keys
-        both have and ignores the rest. Either way every entry is checked
-        before any is written, so a bad one raises and leaves the layer as
-        it was: arrays of real numbers of the expected shape (cast to the
-        layer's dtype), num_batches_tracked a non-negative integer.
+    def _write_state_entry(self, name: str, value: Any) -> None:
+        if name == "num_batches_tracked":
+            self.num_batches_tracked = value
+        else:
+            getattr(self, name)[...] = value
 
-        Returns IncompatibleKeys(missing_keys, unexpected_keys).
-        """
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state must be a mapping (a state_dict), got "
-                            f"{type(state).__name__}")
-        expected = list(self.state_dict())
-        missing = [key for key in expected if key not in state]
-        unexpected = [key for key in state if key not in expected]
-        if strict and (missing or unexpected):
-            raise StateDictError(
-                f"Error(s) in loading state_dict for {type(self).__name__}: "
-                + "; ".join([f"missing key(s) {missing}"] * bool(missing)
-                            + [f"unexpected key(s) {unexpected}"] * bool(unexpected)))
-        values = {}
-        for key in expected:
-            if key == "num_batches_tracked" or key not in state:
-                continue
-            target = getattr(self, key)
-            value = np.asarray(state[key])
-            if value.dtype.kind not in "fiu":
-                raise TypeError(f"{key} has dtype {value.dtype}, expected real numbers "
-                                f"(it is cast to {target.dtype})")
-            if value.shape != target.shape:
-                raise StateDictError(f"size mismatch for {key}: the state has shape "
-                                     f"{value.shape}, the layer {target.shape}")
-            # a copy: the entries may share memory with the layer's arrays
-            values[key] = value.astype(target.dtype, copy=True)
-        tracked = None
-        if "num_batches_tracked" in state and "num_batches_tracked" in expected:
-            tracked = _check_count(state["num_batches_tracked"], "num_batches_tracked")
-        for key, value in values.items():
-            getattr(self, key)[...] = value
-        if tracked is not None:
-            self.num_batches_tracked = tracked
-        return IncompatibleKeys(missing, unexpected)
+    def _restorable(self, forward: bool) -> list[FloatArray]:
+        if forward:  # the running statistics
+            return [self.running_mean, self.running_var] if self.track_running_stats else []
+        return Module._restorable(self, forward)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         momentum = "None" if self.momentum is None else f"{self.momentum:g}"
         return (f"{type(self).__name__}({self.num_features}, numerics={self.numerics!r}, "
                 f"eps={self.eps:g}, momentum={momentum}, affine={self.affine}, "

@@ -8,12 +8,14 @@ and must be C-contiguous. Every function returns a new array unless ``out=`` is
 given; an elementwise kernel's ``out`` may be its main input itself (Darknet
 works in place), which is the only aliasing allowed.
 
-Two Darknet code bases differ, and ``flavor=`` picks one where they do:
+Two Darknet code bases differ, and ``numerics=`` picks one where they do (the
+word bnkernels uses for the choice everywhere; ``flavor="pjreddie"`` and
+``flavor="alexeyab"`` are deprecated aliases that warn):
 
-``"pjreddie"`` (default)
+``"darknet"`` (default)
     github.com/pjreddie/darknet. Forward epsilon 1e-6 *outside* the square
     root; the backward uses 1e-5 *inside*. Rolling statistics keep 0.99.
-``"alexeyab"``
+``"darknet-alexeyab"``
     github.com/AlexeyAB/darknet. Forward epsilon 1e-5 *inside* the square
     root; ``normalize_delta_cpu`` uses 1e-5 *outside*. Rolling statistics keep
     0.9 on the CPU. Its CPU ``backward_batchnorm_layer`` never computes the bias
@@ -29,22 +31,29 @@ Every array a function writes (``out``, ``rolling``) shares no memory with
 any other argument; the only exception is the in-place mode documented on the
 function (``out`` may be x itself, or delta itself).
 """
-from typing import NamedTuple
+from typing import Any, NamedTuple
+import warnings
 
 import numpy as np
+import numpy.typing as npt
 
-from bnkernels import _kernels
+import bnkernels._kernels as _kernels
+from bnkernels._typing import FloatArray, Tensor
 
 __all__ = [
-    "FLAVORS", "forward_eps", "BACKWARD_EPS", "default_momentum",
+    "NUMERICS", "FLAVORS", "check_numerics", "eps_inside_sqrt", "forward_eps", "BACKWARD_EPS",
+    "default_momentum",
     "mean_cpu", "variance_cpu", "normalize_cpu", "scale_bias", "add_bias",
     "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
     "variance_delta_cpu", "normalize_delta_cpu", "backward_batchnorm_layer",
     "StandardParams", "DarknetParams", "to_standard", "from_standard",
-    "read_cfg", "load_weights", "save_weights", "DarknetFileError",
 ]
 
+NUMERICS = ("darknet", "darknet-alexeyab")
+# the two forks' own names, under which their vectors are stored (data/darknet_vectors)
 FLAVORS = ("pjreddie", "alexeyab")
+_FORK = dict(zip(NUMERICS, FLAVORS))
+_NUMERICS_OF = dict(zip(FLAVORS, NUMERICS))
 
 _FORWARD_EPS = {"pjreddie": float(np.float32(1e-6)),   # src/blas.c: .000001f
                 "alexeyab": float(np.float32(1e-5))}   # src/blas.c: .00001f
@@ -53,30 +62,81 @@ _MOMENTUM = {"pjreddie": 0.01,   # rolling = .99 * rolling + .01 * batch
              "alexeyab": 0.1}    # rolling = .9 * rolling + .1 * batch (CPU)
 
 
-def check_flavor(flavor):
-    """Return the canonical flavor name ("pjreddie" or "alexeyab")."""
+def check_flavor(flavor: str) -> str:
+    """Return the canonical fork name ("pjreddie" or "alexeyab")."""
     name = str(flavor).lower() if isinstance(flavor, str) else flavor
     if name not in FLAVORS:
         raise ValueError(f"flavor must be 'pjreddie' or 'alexeyab', got {flavor!r}")
     return name
 
 
-def forward_eps(flavor="pjreddie"):
-    """The forward epsilon of a flavor, as the float32 constant Darknet uses."""
-    return _FORWARD_EPS[check_flavor(flavor)]
+def check_numerics(numerics: str = "darknet", flavor: str | None = None, *,
+                   stacklevel: int = 3) -> str:
+    """The Darknet numerics family, "darknet" or "darknet-alexeyab".
+
+    ``flavor=`` ("pjreddie", "alexeyab") is the deprecated spelling of the
+    same choice, and so is one of those names given as ``numerics``: both
+    warn (DeprecationWarning) and map to the new name. ValueError for anything
+    else; TypeError if both numerics and flavor are given.
+    """
+    if flavor is not None:
+        if numerics != "darknet":
+            raise TypeError(f"give numerics= only (flavor= is its deprecated alias), got "
+                            f"numerics={numerics!r} and flavor={flavor!r}")
+        warnings.warn(f"flavor= is deprecated; use numerics="
+                      f"{_NUMERICS_OF.get(check_flavor(flavor))!r}",
+                      DeprecationWarning, stacklevel=stacklevel)
+        return _NUMERICS_OF[check_flavor(flavor)]
+    if isinstance(numerics, str) and numerics.lower() in FLAVORS:
+        new = _NUMERICS_OF[numerics.lower()]
+        warnings.warn(f"numerics={numerics!r} is deprecated; use numerics={new!r}",
+                      DeprecationWarning, stacklevel=stacklevel)
+        return new
+    if numerics not in NUMERICS:
+        raise ValueError(f"numerics must be 'darknet' or 'darknet-alexeyab', got {numerics!r}")
+    return numerics
 
 
-def default_momentum(flavor="pjreddie"):
-    """Weight of the batch statistic in a flavor's rolling update."""
-    return _MOMENTUM[check_flavor(flavor)]
+def _fork(numerics: str, flavor: str | None, stacklevel: int = 4) -> str:
+    """The fork ("pjreddie" or "alexeyab") a public function's numerics= (or
+    its deprecated flavor=) names, for the tables keyed by fork."""
+    return _FORK[check_numerics(numerics, flavor, stacklevel=stacklevel)]
 
 
-def _eps(eps, default):
-    """The flavor's default for None; the kernels check any other value."""
+# Where each fork puts epsilon: inside the square root, sqrt(var + eps), or
+# outside, sqrt(var) + eps. The forks disagree, and each fork's forward and
+# backward disagree: pjreddie's forward is outside and its backward inside,
+# AlexeyAB's the other way round.
+_EPS_INSIDE = {("pjreddie", "forward"): False, ("pjreddie", "backward"): True,
+               ("alexeyab", "forward"): True, ("alexeyab", "backward"): False}
+
+
+def eps_inside_sqrt(numerics: str, direction: str) -> bool:
+    """True where ``numerics`` ("darknet" or "darknet-alexeyab") divides by
+    sqrt(var + eps) in ``direction`` ("forward": normalize_cpu; "backward":
+    normalize_delta_cpu), False where it divides by sqrt(var) + eps."""
+    if direction not in ("forward", "backward"):
+        raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
+    return _EPS_INSIDE[_FORK[check_numerics(numerics)], direction]
+
+
+def forward_eps(numerics: str = "darknet", *, flavor: str | None = None) -> float:
+    """The forward epsilon of a Darknet numerics family, as the float32
+    constant Darknet uses."""
+    return _FORWARD_EPS[_fork(numerics, flavor)]
+
+
+def default_momentum(numerics: str = "darknet", *, flavor: str | None = None) -> float:
+    """Weight of the batch statistic in a Darknet family's rolling update."""
+    return _MOMENTUM[_fork(numerics, flavor)]
+
+
+def _eps(eps: float | None, default: float) -> float:
+    """The family's default for None; the kernels check any other value."""
     return default if eps is None else eps
 
 
-def mean_cpu(x, *, out=None):
+def mean_cpu(x: Tensor, *, out: FloatArray | None = None) -> FloatArray:
     """Per-channel mean, Darknet's way.
 
     ``mean[c] = fl(sum_{b,s} x[b,c,s] * fl(1/n))``: a sequential sum in x's
@@ -94,7 +154,7 @@ def mean_cpu(x, *, out=None):
     return _kernels.dk_mean(x, out)
 
 
-def variance_cpu(x, mean, *, out=None):
+def variance_cpu(x: Tensor, mean: Tensor, *, out: FloatArray | None = None) -> FloatArray:
     """Per-channel unbiased variance, Darknet's way.
 
     ``var[c] = fl(acc * fl(1/(n-1)))`` where each step rounds
@@ -114,19 +174,22 @@ def variance_cpu(x, mean, *, out=None):
     return _kernels.dk_variance(x, mean, out)
 
 
-def normalize_cpu(x, mean, variance, *, flavor="pjreddie", eps=None, out=None):
-    """Normalize each channel, with the flavor's epsilon placement.
+def normalize_cpu(x: Tensor, mean: Tensor, variance: Tensor, *, numerics: str = "darknet",
+                  eps: float | None = None, out: FloatArray | None = None,
+                  flavor: str | None = None) -> FloatArray:
+    """Normalize each channel, with the family's epsilon placement.
 
-    pjreddie: ``(x - mean) / (sqrt(var) + eps)``, eps = 1e-6;
-    alexeyab: ``(x - mean) / sqrt(var + eps)``, eps = 1e-5.
+    "darknet": ``(x - mean) / (sqrt(var) + eps)``, eps = 1e-6;
+    "darknet-alexeyab": ``(x - mean) / sqrt(var + eps)``, eps = 1e-5.
 
     Parameters
     ----------
     x : ndarray, (N, C, H, W)
     mean, variance : ndarray, (C,)
-    flavor : {"pjreddie", "alexeyab"}
+    numerics : {"darknet", "darknet-alexeyab"}
+        (flavor= "pjreddie" / "alexeyab": deprecated alias)
     eps : float, optional
-        Replaces the flavor's epsilon (its placement stays).
+        Replaces the family's epsilon (its placement stays).
     out : ndarray, (N, C, H, W), optional
         May be x itself, as Darknet normalizes in place.
 
@@ -134,33 +197,34 @@ def normalize_cpu(x, mean, variance, *, flavor="pjreddie", eps=None, out=None):
     -------
     x_norm : ndarray, (N, C, H, W)
     """
-    flavor = check_flavor(flavor)
-    return _kernels.dk_normalize(x, mean, variance,
-                                 _eps(eps, _FORWARD_EPS[flavor]),
-                                 flavor == "alexeyab", out)
+    fork = _fork(numerics, flavor)
+    return _kernels.dk_normalize(x, mean, variance, _eps(eps, _FORWARD_EPS[fork]),
+                                 _EPS_INSIDE[fork, "forward"], out)
 
 
-def scale_bias(x, scales, *, out=None):
+def scale_bias(x: Tensor, scales: Tensor, *, out: FloatArray | None = None) -> FloatArray:
     """``out[b,c,s] = x[b,c,s] * scales[c]``; out may be x itself."""
     return _kernels.dk_scale_bias(x, scales, out)
 
 
-def add_bias(x, biases, *, out=None):
+def add_bias(x: Tensor, biases: Tensor, *, out: FloatArray | None = None) -> FloatArray:
     """``out[b,c,s] = x[b,c,s] + biases[c]``; out may be x itself."""
     return _kernels.dk_add_bias(x, biases, out)
 
 
-def scale_add_bias(x, scales, biases, *, out=None):
+def scale_add_bias(x: Tensor, scales: Tensor, biases: Tensor, *,
+                   out: FloatArray | None = None) -> FloatArray:
     """``out = fl(fl(x * scales[c]) + biases[c])``: scale_bias then add_bias in
     one pass, bit for bit the same; out may be x itself."""
     return _kernels.dk_scale_add_bias(x, scales, biases, out)
 
 
-def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie"):
+def rolling_update(rolling: FloatArray, stat: Tensor, *, momentum: float | None = None,
+                   numerics: str = "darknet", flavor: str | None = None) -> FloatArray:
     """Update a rolling statistic in place, as Darknet's scal_cpu + axpy_cpu.
 
     ``rolling = fl(fl(rolling * fl(1 - momentum)) + fl(fl(momentum) * stat))``.
-    momentum defaults to the flavor's: 0.01 (pjreddie), 0.1 (alexeyab).
+    momentum defaults to the family's: 0.01 ("darknet"), 0.1 ("darknet-alexeyab").
 
     Parameters
     ----------
@@ -171,11 +235,13 @@ def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie"):
     momentum : float, optional
         Finite, in [0, 1].
     """
-    m = default_momentum(flavor) if momentum is None else _kernels.check_momentum(momentum)
+    fork = _fork(numerics, flavor)
+    m = _MOMENTUM[fork] if momentum is None else _kernels.check_momentum(momentum)
     return _kernels.dk_rolling_update(1.0 - m, m, stat, rolling)
 
 
-def backward_bias(delta, *, out=None, accumulate=False):
+def backward_bias(delta: Tensor, *, out: FloatArray | None = None,
+                  accumulate: bool = False) -> FloatArray:
     """Per-channel sum of the gradient (dL/dbeta), Darknet's order.
 
     Each (b, c) row is summed first, then the rows are added into the result
@@ -195,7 +261,8 @@ def backward_bias(delta, *, out=None, accumulate=False):
     return _kernels.dk_backward_bias(delta, out, accumulate)
 
 
-def backward_scale_cpu(x_norm, delta, *, out=None, accumulate=False):
+def backward_scale_cpu(x_norm: Tensor, delta: Tensor, *, out: FloatArray | None = None,
+                       accumulate: bool = False) -> FloatArray:
     """Per-channel ``sum(delta * x_norm)`` (dL/dgamma), one running sum.
 
     With ``accumulate=True`` the sums are added into ``out`` (Darknet's
@@ -204,7 +271,8 @@ def backward_scale_cpu(x_norm, delta, *, out=None, accumulate=False):
     return _kernels.dk_backward_scale(x_norm, delta, out, accumulate)
 
 
-def mean_delta_cpu(delta, variance, *, eps=None, out=None):
+def mean_delta_cpu(delta: Tensor, variance: Tensor, *, eps: float | None = None,
+                   out: FloatArray | None = None) -> FloatArray:
     """``mean_delta[c] = sum(delta) * (-1 / sqrt(var + eps))``, eps = 1e-5.
 
     delta is the gradient already multiplied by gamma (``scale_bias``).
@@ -212,7 +280,8 @@ def mean_delta_cpu(delta, variance, *, eps=None, out=None):
     return _kernels.dk_mean_delta(delta, variance, _eps(eps, BACKWARD_EPS), out)
 
 
-def variance_delta_cpu(x, delta, mean, variance, *, eps=None, out=None):
+def variance_delta_cpu(x: Tensor, delta: Tensor, mean: Tensor, variance: Tensor, *,
+                       eps: float | None = None, out: FloatArray | None = None) -> FloatArray:
     """``variance_delta[c] = sum(delta * (x - mean)) * (-0.5 * (var + eps)**-1.5)``.
 
     eps = 1e-5; delta is the gamma-scaled gradient.
@@ -221,12 +290,15 @@ def variance_delta_cpu(x, delta, mean, variance, *, eps=None, out=None):
                                       _eps(eps, BACKWARD_EPS), out)
 
 
-def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
-                        flavor="pjreddie", eps=None, out=None):
+def normalize_delta_cpu(x: Tensor, mean: Tensor, variance: Tensor, mean_delta: Tensor,
+                        variance_delta: Tensor, delta: Tensor, *, numerics: str = "darknet",
+                        eps: float | None = None, out: FloatArray | None = None,
+                        flavor: str | None = None) -> FloatArray:
     """Gradient with respect to x, Darknet's formula.
 
     ``dx = delta / D + variance_delta * 2 * (x - mean) / n + mean_delta / n``
-    with D = ``sqrt(var + eps)`` (pjreddie) or ``sqrt(var) + eps`` (alexeyab),
+    with D = ``sqrt(var + eps)`` ("darknet") or ``sqrt(var) + eps``
+    ("darknet-alexeyab"),
     eps = 1e-5. Note the 2/n although the forward variance divides by n - 1,
     and no mean term through the variance: that is what Darknet computes.
 
@@ -243,15 +315,18 @@ def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
     -------
     dx : ndarray, (N, C, H, W)
     """
-    flavor = check_flavor(flavor)
+    fork = _fork(numerics, flavor)
     return _kernels.dk_normalize_delta(x, mean, variance, mean_delta,
                                        variance_delta, delta,
                                        _eps(eps, BACKWARD_EPS),
-                                       flavor == "pjreddie", out)
+                                       _EPS_INSIDE[fork, "backward"], out)
 
 
-def backward_batchnorm_layer(x, x_norm, delta, mean, variance, scales, *,
-                             flavor="pjreddie", eps=None, out=None):
+def backward_batchnorm_layer(x: Tensor, x_norm: Tensor, delta: Tensor, mean: Tensor,
+                             variance: Tensor, scales: Tensor, *, numerics: str = "darknet",
+                             eps: float | None = None, out: FloatArray | None = None,
+                             flavor: str | None = None
+                             ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Darknet's backward_batchnorm_layer, fused into two passes over memory.
 
     The same bits as backward_bias, backward_scale_cpu, scale_bias,
@@ -267,9 +342,9 @@ def backward_batchnorm_layer(x, x_norm, delta, mean, variance, scales, *,
         The gradient sums, starting from 0 (add them into Darknet's
         accumulators yourself).
     """
-    flavor = check_flavor(flavor)
+    fork = _fork(numerics, flavor)
     return _kernels.dk_backward(x, x_norm, delta, mean, variance, scales,
-                                _eps(eps, BACKWARD_EPS), flavor == "pjreddie", out)
+                                _eps(eps, BACKWARD_EPS), _EPS_INSIDE[fork, "backward"], out)
 
 
 # ---------------------------------------------------------------------------
@@ -313,7 +388,7 @@ class DarknetParams(NamedTuple):
 _PROBE = 3.0  # max_abs_diff is measured at x = mean +- 3 divisors
 
 
-def check_channel_vectors(**vectors):
+def check_channel_vectors(**vectors: Any) -> tuple[FloatArray, ...]:
     """Check per-channel (C,) vectors given by name; return them unchanged.
 
     Each must be a NumPy array of dtype float32 or float64 with ndim 1; all
@@ -342,13 +417,13 @@ def check_channel_vectors(**vectors):
     return tuple(vectors.values())
 
 
-def check_eps(eps, name="eps"):
+def check_eps(eps: float, name: str = "eps") -> float:
     """eps as a float; TypeError unless a real number (a bool is not),
     ValueError unless finite and >= 0."""
     return _kernels.check_eps(eps, name)
 
 
-def divisor(running_var, eps, *, inside):
+def divisor(running_var: Tensor, eps: float, *, inside: bool) -> FloatArray:
     """float64 per-channel divisor of inference BN: ``sqrt(var + eps)`` with
     eps inside the square root, ``sqrt(var) + eps`` outside (pjreddie's CPU
     layer). NaN where the variance makes the square root's argument negative
@@ -358,7 +433,8 @@ def divisor(running_var, eps, *, inside):
         return np.sqrt(var + eps) if inside else np.sqrt(var) + eps
 
 
-def _report(scale, old_divisor, new_scale, new_divisor, degenerate):
+def _report(scale: FloatArray, old_divisor: FloatArray, new_scale: FloatArray,
+            new_divisor: FloatArray, degenerate: npt.NDArray[np.bool_]) -> tuple[float, float]:
     """max_rel_diff and max_abs_diff of a conversion, over the channels that
     are not degenerate. Both maps are y = s * (x - mean) / D + bias with the
     same mean and bias (every conversion keeps them exactly, so they cancel);
@@ -375,8 +451,9 @@ def _report(scale, old_divisor, new_scale, new_divisor, degenerate):
             float(absolute.max()) if absolute.size else 0.0)
 
 
-def to_standard(scales, biases, rolling_mean, rolling_variance, *,
-                flavor="pjreddie", eps=1e-5):
+def to_standard(scales: FloatArray, biases: FloatArray, rolling_mean: FloatArray,
+                rolling_variance: FloatArray, *, numerics: str = "darknet", eps: float = 1e-5,
+                flavor: str | None = None) -> StandardParams:
     """Standard-convention parameters that reproduce Darknet's inference BN.
 
     Darknet's inference output per channel c (``normalize_cpu``,
@@ -408,8 +485,9 @@ def to_standard(scales, biases, rolling_mean, rolling_variance, *,
     scales, biases, rolling_mean, rolling_variance : ndarray, (C,)
         Darknet's parameters (gamma, beta and the rolling statistics), one
         dtype, float32 or float64. Not modified.
-    flavor : {"pjreddie", "alexeyab"}
-        Whose inference formula to reproduce.
+    numerics : {"darknet", "darknet-alexeyab"}
+        Whose inference formula to reproduce (flavor= "pjreddie" /
+        "alexeyab": deprecated alias).
     eps : float
         The standard-convention epsilon the result is for (PyTorch's 1e-5).
 
@@ -438,15 +516,15 @@ def to_standard(scales, biases, rolling_mean, rolling_variance, *,
         nan_channels : ndarray of int64
             Degenerate channels (see above).
     """
-    flavor = check_flavor(flavor)
+    fork = _fork(numerics, flavor)
     scales, biases, rolling_mean, rolling_variance = check_channel_vectors(
         scales=scales, biases=biases, rolling_mean=rolling_mean,
         rolling_variance=rolling_variance)
     eps = check_eps(eps)
     dtype = scales.dtype
     s = scales.astype(np.float64)
-    e = forward_eps(flavor)
-    inside = flavor == "alexeyab"
+    e = _FORWARD_EPS[fork]
+    inside = _EPS_INSIDE[fork, "forward"]
     d = divisor(rolling_variance, e, inside=inside)
     degenerate = np.isnan(d) | (d == 0)
     with np.errstate(invalid="ignore"):
@@ -465,8 +543,9 @@ def to_standard(scales, biases, rolling_mean, rolling_variance, *,
                           np.flatnonzero(degenerate))
 
 
-def from_standard(weight, bias, running_mean, running_var, *, eps=1e-5,
-                  flavor="pjreddie"):
+def from_standard(weight: FloatArray, bias: FloatArray, running_mean: FloatArray,
+                  running_var: FloatArray, *, eps: float = 1e-5, numerics: str = "darknet",
+                  flavor: str | None = None) -> DarknetParams:
     """Darknet-convention parameters that reproduce standard inference BN.
 
     The inverse of to_standard. The standard output per channel is
@@ -493,8 +572,8 @@ def from_standard(weight, bias, running_mean, running_var, *, eps=1e-5,
         One dtype, float32 or float64. Not modified.
     eps : float
         The standard epsilon they were used with.
-    flavor : {"pjreddie", "alexeyab"}
-        Whose inference formula the result is for.
+    numerics : {"darknet", "darknet-alexeyab"}
+        Whose inference formula the result is for (flavor=: deprecated alias).
 
     Returns
     -------
@@ -503,14 +582,14 @@ def from_standard(weight, bias, running_mean, running_var, *, eps=1e-5,
         inputs' dtype), ``flavor``, ``max_rel_diff``, ``max_abs_diff``,
         ``rescaled``, ``nan_channels``.
     """
-    flavor = check_flavor(flavor)
+    fork = _fork(numerics, flavor)
     weight, bias, running_mean, running_var = check_channel_vectors(
         weight=weight, bias=bias, running_mean=running_mean, running_var=running_var)
     eps = check_eps(eps)
     dtype = weight.dtype
     w = weight.astype(np.float64)
-    e = forward_eps(flavor)
-    inside = flavor == "alexeyab"
+    e = _FORWARD_EPS[fork]
+    inside = _EPS_INSIDE[fork, "forward"]
     d = divisor(running_var, eps, inside=True)
     degenerate = np.isnan(d) | (d == 0)
     with np.errstate(invalid="ignore"):
@@ -524,12 +603,6 @@ def from_standard(weight, bias, running_mean, running_var, *, eps=1e-5,
     scales, var = scales.astype(dtype), var.astype(dtype)
     max_rel, max_abs = _report(w, d, scales.astype(np.float64),
                                divisor(var, e, inside=inside), degenerate)
-    return DarknetParams(scales, bias.copy(), running_mean.copy(), var, flavor,
+    return DarknetParams(scales, bias.copy(), running_mean.copy(), var, fork,
                          max_rel, max_abs, np.flatnonzero(rescale),
                          np.flatnonzero(degenerate))
-
-
-# Darknet's .cfg and .weights files (bnkernels.darknet_files, imported last: it
-# uses this module)
-from bnkernels.darknet_files import (  # noqa: E402
-    DarknetFileError, load_weights, read_cfg, save_weights)

@@ -18,9 +18,14 @@ an mpi4py communicator, a ``TorchDistributedCommunicator`` (gloo, CPU), any
 object with ``allgather`` and ``allreduce_sum`` as below, or None (one
 process).
 """
-import numpy as np
+from typing import Any
 
-from bnkernels import _kernels
+import numpy as np
+import numpy.typing as npt
+
+import bnkernels._kernels as _kernels
+from bnkernels._typing import FloatArray, Tensor
+from bnkernels._deprecation import renamed_keyword
 from bnkernels.batchnorm import (BatchNorm, BatchNorm2d, BatchNormSaved, check_activation,
                                  check_layout)
 
@@ -44,7 +49,7 @@ def _values_per_channel(x, nhwc):
     return x.shape[0] * int(np.prod(spatial, dtype=np.int64))
 
 
-def shard_moments(x, layout="NCHW"):
+def shard_moments(x: Tensor, *, layout: str = "NCHW") -> tuple[int, FloatArray, FloatArray]:
     """(count, mean, M2) of a shard: values per channel (int) and float64
     (C,) per-channel mean and sum of squared deviations. An empty shard
     gives count 0 and zeros. x: (N, C, *spatial), or with layout="NHWC"
@@ -59,7 +64,8 @@ def shard_moments(x, layout="NCHW"):
     return count, mean, var * count
 
 
-def merge_moments(counts, means, m2s):
+def merge_moments(counts: npt.ArrayLike, means: npt.ArrayLike, m2s: npt.ArrayLike
+                  ) -> tuple[int, FloatArray, FloatArray]:
     """Merge shards' moments, in the order given, into the whole batch's.
 
     counts: (P,), means and m2s: (P, C). Returns (count, mean, M2); the
@@ -70,12 +76,18 @@ def merge_moments(counts, means, m2s):
     return int(round(counts.sum())), mean, m2
 
 
-def shard_gradient_sums(dy, x, mean, invstd, weight=None, bias=None, relu=False,
-                        layout="NCHW"):
+def shard_gradient_sums(dy: Tensor, x: Tensor, mean: FloatArray, invstd: FloatArray,
+                        weight: FloatArray | None = None, bias: FloatArray | None = None, *,
+                        activation: str | None = None, layout: str = "NCHW",
+                        relu: bool | None = None) -> tuple[FloatArray, FloatArray]:
     """(sum dy, sum dy * xhat) per channel over a shard, float64, with the
-    whole batch's mean and invstd: all-reduce them (sum) across ranks."""
-    return _kernels.backward_reduce(dy, x, mean, invstd, weight, bias, relu,
-                                    check_layout(layout))
+    whole batch's mean and invstd: all-reduce them (sum) across ranks.
+    activation: None or "relu" (the forward's fused ReLU; relu=True is the
+    deprecated spelling)."""
+    activation = renamed_keyword("relu", relu, "activation", activation, None,
+                                 lambda relu: "relu" if relu else None)
+    return _kernels.backward_reduce(dy, x, mean, invstd, weight, bias,
+                                    check_activation(activation), check_layout(layout))
 
 
 # ---------------------------------------------------------------------------
@@ -87,27 +99,27 @@ class SingleProcessCommunicator:
     """One process: the collectives are the identity."""
     rank, size = 0, 1
 
-    def allgather(self, array):
+    def allgather(self, array: npt.ArrayLike) -> FloatArray:
         return np.asarray(array)[None]
 
-    def allreduce_sum(self, array):
+    def allreduce_sum(self, array: npt.ArrayLike) -> FloatArray:
         return np.array(array, copy=True)
 
 
 class MPICommunicator:
     """An mpi4py communicator (e.g. MPI.COMM_WORLD) as a bnkernels one."""
 
-    def __init__(self, comm):
+    def __init__(self, comm: Any) -> None:
         self.comm = comm
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
 
-    def allgather(self, array):
+    def allgather(self, array: npt.ArrayLike) -> FloatArray:
         array = np.ascontiguousarray(array, np.float64)
         gathered = np.empty((self.size,) + array.shape, np.float64)
         self.comm.Allgather(array, gathered)
         return gathered
 
-    def allreduce_sum(self, array):
+    def allreduce_sum(self, array: npt.ArrayLike) -> FloatArray:
         from mpi4py import MPI
         array = np.ascontiguousarray(array, np.float64)
         total = np.empty_like(array)
@@ -120,27 +132,27 @@ class TorchDistributedCommunicator:
     on CPU, as a bnkernels communicator. Call torch.distributed.init_process_group
     first."""
 
-    def __init__(self, group=None):
+    def __init__(self, group: Any = None) -> None:
         import torch.distributed as dist
         self.dist, self.group = dist, group
         self.rank = dist.get_rank(group)
         self.size = dist.get_world_size(group)
 
-    def allgather(self, array):
+    def allgather(self, array: npt.ArrayLike) -> FloatArray:
         import torch
         tensor = torch.from_numpy(np.ascontiguousarray(array, np.float64))
         gathered = [torch.empty_like(tensor) for _ in range(self.size)]
         self.dist.all_gather(gathered, tensor, group=self.group)
         return torch.stack(gathered).numpy()
 
-    def allreduce_sum(self, array):
+    def allreduce_sum(self, array: npt.ArrayLike) -> FloatArray:
         import torch
         tensor = torch.from_numpy(np.array(array, np.float64, copy=True))
         self.dist.all_reduce(tensor, group=self.group)
         return tensor.numpy()
 
 
-def as_communicator(comm):
+def as_communicator(comm: Any) -> Any:
     """None, an mpi4py communicator, or an object with allgather and
     allreduce_sum, as a bnkernels communicator."""
     if comm is None:
@@ -179,7 +191,7 @@ class SyncBatchNorm(BatchNorm):
     uses the running statistics and communicates nothing.
     """
 
-    def __init__(self, num_features, comm=None, **kwargs):
+    def __init__(self, num_features: int, comm: Any = None, **kwargs: Any) -> None:
         numerics = kwargs.pop("numerics", "standard")
         if numerics != "standard":
             raise ValueError(f"{type(self).__name__} supports numerics='standard' only, got "
@@ -203,7 +215,7 @@ class SyncBatchNorm(BatchNorm):
         x, weight, bias, running_mean, running_var, out = _kernels.check_forward(
             x, weight, bias, running_mean, running_var, True, out, nhwc)
         c = _channels(x, nhwc)
-        local_count, local_mean, local_m2 = shard_moments(x, layout)
+        local_count, local_mean, local_m2 = shard_moments(x, layout=layout)
         parts = self.comm.allgather(
             np.concatenate([[float(local_count)], local_mean, local_m2]))
         count, mean, m2 = merge_moments(parts[:, 0], parts[:, 1:c + 1], parts[:, c + 1:])
@@ -235,8 +247,9 @@ class SyncBatchNorm(BatchNorm):
             raise ValueError("the forward wrote y over x (out=x), so x is gone")
         c = saved.mean.shape[0]
         local = np.concatenate(shard_gradient_sums(
-            dy, x, saved.mean, saved.invstd, saved.weight, saved.bias, saved.relu,
-            "NHWC" if saved.nhwc else "NCHW"))
+            dy, x, saved.mean, saved.invstd, saved.weight, saved.bias,
+            activation="relu" if saved.relu else None,
+            layout="NHWC" if saved.nhwc else "NCHW"))
         total = self.comm.allreduce_sum(local)
         sum_dy, sum_dy_xhat = total[:c], total[c:]
         local_count = _values_per_channel(x, saved.nhwc)
@@ -249,7 +262,7 @@ class SyncBatchNorm(BatchNorm):
         dbias = sum_dy.astype(x.dtype) if saved.bias is not None else None
         return dx, dweight, dbias
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", ranks={getattr(self.comm, 'size', '?')})"
 
 

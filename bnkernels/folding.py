@@ -10,14 +10,18 @@ layer).
 import numpy as np
 
 from bnkernels import darknet
+from bnkernels._typing import FloatArray
 from bnkernels.batchnorm import BatchNorm, check_layout, check_numerics, defaults
 
 __all__ = ["fold_batchnorm"]
 
 
-def fold_batchnorm(conv_weight, conv_bias, bn=None, *, weight=None, bias=None,
-                   running_mean=None, running_var=None, eps=None,
-                   numerics=None, layout="NCHW"):
+def fold_batchnorm(conv_weight: FloatArray, conv_bias: FloatArray | None,
+                   bn: BatchNorm | None = None, *, weight: FloatArray | None = None,
+                   bias: FloatArray | None = None, running_mean: FloatArray | None = None,
+                   running_var: FloatArray | None = None, eps: float | None = None,
+                   numerics: str | None = None, layout: str = "NCHW"
+                   ) -> tuple[FloatArray, FloatArray]:
     """Fold an eval-mode batch norm into the convolution that feeds it.
 
     Returns ``(W', b')`` such that ``conv(x, W', b') == bn_eval(conv(x, W,

@@ -8,13 +8,23 @@ Darknet operation order), so in float64 they are the oracle the tests compare
 the C kernels against, and in float32 they are the baseline the benchmarks
 race. Read these first to learn the math.
 """
+import copy
 from dataclasses import dataclass
+import sys
+from collections.abc import Sequence
+from typing import Any, TypeVar
 import warnings
 
 import numpy as np
+import numpy.typing as npt
 
 from bnkernels import batchnorm as _batchnorm
 from bnkernels import darknet as _darknet
+from bnkernels._typing import FloatArray
+from bnkernels.module import Module
+
+_M = TypeVar("_M", bound=Module)
+Pair = int | tuple[int, int]   # a kernel size, stride or padding: one for both axes, or (h, w)
 
 __all__ = [
     "mean_cpu", "variance_cpu", "normalize_cpu", "scale_bias", "add_bias",
@@ -23,7 +33,7 @@ __all__ = [
     "batch_norm_forward", "batch_norm_backward", "BatchNorm", "BatchNorm1d", "BatchNorm2d",
     "BatchNorm3d",
     "pool_output_size", "im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
-    "avg_pool2d_forward", "avg_pool2d_backward",
+    "avg_pool2d_forward", "avg_pool2d_backward", "numpy_twin",
 ]
 
 _AXES = (0, 2, 3)  # every axis but the channel axis of NCHW
@@ -52,70 +62,86 @@ def _result(value, out, accumulate=False):
 # Darknet's kernels (formulas of ../darknet_vectors/README.md, NumPy order)
 # ---------------------------------------------------------------------------
 
-def mean_cpu(x, *, out=None):
+def mean_cpu(x: FloatArray, *, out: FloatArray | None = None) -> FloatArray:
     return _result(x.mean(axis=_AXES), out)
 
 
-def variance_cpu(x, mean, *, out=None):
+def variance_cpu(x: FloatArray, mean: FloatArray, *, out: FloatArray | None = None
+                 ) -> FloatArray:
     squares = ((x - _per_channel(mean)) ** 2).sum(axis=_AXES)
     with np.errstate(divide="ignore", invalid="ignore"):  # n = 1: 0/0 = NaN, like Darknet
         return _result(squares / x.dtype.type(_count(x) - 1), out)
 
 
-def normalize_cpu(x, mean, variance, *, flavor="pjreddie", eps=None, out=None):
-    flavor = _darknet.check_flavor(flavor)
-    eps = _darknet.forward_eps(flavor) if eps is None else eps
+def normalize_cpu(x: FloatArray, mean: FloatArray, variance: FloatArray, *,
+                  numerics: str = "darknet", eps: float | None = None,
+                  out: FloatArray | None = None, flavor: str | None = None) -> FloatArray:
+    numerics = _darknet.check_numerics(numerics, flavor)
+    eps = _darknet.forward_eps(numerics) if eps is None else eps
     eps = x.dtype.type(eps)
-    if flavor == "pjreddie":
-        denom = np.sqrt(variance) + eps
-    else:
+    if _darknet.eps_inside_sqrt(numerics, "forward"):
         denom = np.sqrt(variance + eps)
+    else:
+        denom = np.sqrt(variance) + eps
     return _result((x - _per_channel(mean)) / _per_channel(denom), out)
 
 
-def scale_bias(x, scales, *, out=None):
+def scale_bias(x: FloatArray, scales: FloatArray, *, out: FloatArray | None = None
+               ) -> FloatArray:
     return _result(x * _per_channel(scales), out)
 
 
-def add_bias(x, biases, *, out=None):
+def add_bias(x: FloatArray, biases: FloatArray, *, out: FloatArray | None = None
+             ) -> FloatArray:
     return _result(x + _per_channel(biases), out)
 
 
-def scale_add_bias(x, scales, biases, *, out=None):
+def scale_add_bias(x: FloatArray, scales: FloatArray, biases: FloatArray, *,
+                   out: FloatArray | None = None) -> FloatArray:
     return _result(x * _per_channel(scales) + _per_channel(biases), out)
 
 
-def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie"):
-    m = _darknet.default_momentum(flavor) if momentum is None else momentum
+def rolling_update(rolling: FloatArray, stat: FloatArray, *, momentum: float | None = None,
+                   numerics: str = "darknet", flavor: str | None = None) -> FloatArray:
+    numerics = _darknet.check_numerics(numerics, flavor)
+    m = _darknet.default_momentum(numerics) if momentum is None else momentum
     rolling *= rolling.dtype.type(1 - m)
     rolling += rolling.dtype.type(m) * stat
     return rolling
 
 
-def backward_bias(delta, *, out=None, accumulate=False):
+def backward_bias(delta: FloatArray, *, out: FloatArray | None = None,
+                  accumulate: bool = False) -> FloatArray:
     return _result(delta.sum(axis=_AXES), out, accumulate)
 
 
-def backward_scale_cpu(x_norm, delta, *, out=None, accumulate=False):
+def backward_scale_cpu(x_norm: FloatArray, delta: FloatArray, *,
+                       out: FloatArray | None = None, accumulate: bool = False) -> FloatArray:
     return _result((delta * x_norm).sum(axis=_AXES), out, accumulate)
 
 
-def mean_delta_cpu(delta, variance, *, eps=None, out=None):
+def mean_delta_cpu(delta: FloatArray, variance: FloatArray, *, eps: float | None = None,
+                   out: FloatArray | None = None) -> FloatArray:
     eps = delta.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
     return _result(delta.sum(axis=_AXES) * (-1 / np.sqrt(variance + eps)), out)
 
 
-def variance_delta_cpu(x, delta, mean, variance, *, eps=None, out=None):
+def variance_delta_cpu(x: FloatArray, delta: FloatArray, mean: FloatArray,
+                       variance: FloatArray, *, eps: float | None = None,
+                       out: FloatArray | None = None) -> FloatArray:
     eps = x.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
     total = (delta * (x - _per_channel(mean))).sum(axis=_AXES)
     return _result(total * (-0.5 * (variance + eps) ** -1.5), out)
 
 
-def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
-                        flavor="pjreddie", eps=None, out=None):
-    flavor = _darknet.check_flavor(flavor)
+def normalize_delta_cpu(x: FloatArray, mean: FloatArray, variance: FloatArray,
+                        mean_delta: FloatArray, variance_delta: FloatArray, delta: FloatArray,
+                        *, numerics: str = "darknet", eps: float | None = None,
+                        out: FloatArray | None = None, flavor: str | None = None
+                        ) -> FloatArray:
+    numerics = _darknet.check_numerics(numerics, flavor)
     eps = x.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
-    if flavor == "pjreddie":
+    if _darknet.eps_inside_sqrt(numerics, "backward"):
         denom = np.sqrt(variance + eps)
     else:
         denom = np.sqrt(variance) + eps
@@ -162,10 +188,13 @@ def _from_nchw(a, nhwc, shape):
     return a.reshape(shape)
 
 
-def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
-                       training=True, momentum=None, eps=None,
-                       numerics="standard", activation=None, out=None,
-                       workspace=None, layout="NCHW", running_var_ddof=1):
+def batch_norm_forward(x: FloatArray, weight: FloatArray | None, bias: FloatArray | None,
+                       running_mean: Any, running_var: Any, *,
+                       training: bool = True, momentum: float | None = None,
+                       eps: float | None = None, numerics: str = "standard",
+                       activation: str | None = None, out: FloatArray | None = None,
+                       workspace: FloatArray | None = None, layout: str = "NCHW",
+                       running_var_ddof: int = 1) -> tuple[FloatArray, Any]:
     """batch_norm_forward in NumPy (workspace is accepted and not needed).
     Every rank and layout is computed as NCHW on (N, C, spatial size, 1)."""
     relu = _batchnorm.check_activation(activation)
@@ -199,7 +228,6 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean
             running_var[...] = (1 - momentum) * running_var + momentum * tracked
     else:
-        flavor = "pjreddie" if numerics == "darknet" else "alexeyab"
         if use_batch_stats:
             if n == 1:
                 warnings.warn("one value per channel: Darknet's variance is NaN",
@@ -208,7 +236,7 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
             var = variance_cpu(x, mean)
         else:
             mean, var = running_mean, running_var
-        x_hat = normalize_cpu(x, mean, var, flavor=flavor, eps=eps)
+        x_hat = normalize_cpu(x, mean, var, numerics=numerics, eps=eps)
         y = add_bias(scale_bias(x_hat, weight_), bias_)
         if training and running_mean is not None and n > 0:
             rolling_update(running_mean, mean, momentum=momentum)
@@ -223,7 +251,8 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
     return _result(_from_nchw(y, nhwc, shape), out), saved
 
 
-def batch_norm_backward(dy, saved, *, out=None):
+def batch_norm_backward(dy: FloatArray, saved: Any, *, out: FloatArray | None = None
+                        ) -> tuple[FloatArray, FloatArray | None, FloatArray | None]:
     x, n = saved.x, _count(saved.x)
     dy = _to_nchw(np.asarray(dy), saved.nhwc)
     if dy.shape != x.shape:
@@ -245,15 +274,15 @@ def batch_norm_backward(dy, saved, *, out=None):
         if not saved.training:
             raise ValueError("Darknet numerics define the backward only after a "
                              "training forward")
-        flavor = "pjreddie" if saved.numerics == "darknet" else "alexeyab"
-        x_hat = normalize_cpu(x, saved.mean, saved.variance, flavor=flavor, eps=saved.eps)
+        x_hat = normalize_cpu(x, saved.mean, saved.variance, numerics=saved.numerics,
+                              eps=saved.eps)
         dbias = backward_bias(dy)
         dweight = backward_scale_cpu(x_hat, dy)
         scaled = scale_bias(dy, weight)
         md = mean_delta_cpu(scaled, saved.variance)
         vd = variance_delta_cpu(x, scaled, saved.mean, saved.variance)
         dx = normalize_delta_cpu(x, saved.mean, saved.variance, md, vd, scaled,
-                                 flavor=flavor)
+                                 numerics=saved.numerics)
     return (_result(_from_nchw(dx.astype(x.dtype, copy=False), saved.nhwc, saved.shape),
                     out),
             dweight.astype(x.dtype) if saved.weight is not None else None,
@@ -289,7 +318,8 @@ def _pair(v):
     return (int(v), int(v)) if np.ndim(v) == 0 else tuple(int(a) for a in v)
 
 
-def pool_output_size(size, kernel, stride, padding, ceil_mode):
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool
+                     ) -> int:
     """PyTorch's number of windows along one axis (a convolution's without ceil_mode)."""
     out = (size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
     if ceil_mode and (out - 1) * stride >= size + padding:
@@ -326,22 +356,26 @@ def _fold(windows, x_shape, s, p):
     return padded[:, :, p[0]:p[0] + h, p[1]:p[1] + w]
 
 
-def im2col(x, kernel_size, stride, padding, out=None):
+def im2col(x: FloatArray, kernel_size: Pair, stride: Pair, padding: Pair,
+           out: FloatArray | None = None) -> FloatArray:
     k, s, p, (oh, ow) = _geometry(x.shape, kernel_size, stride, padding)
     windows = _windows(x, k, s, p, (oh, ow), 0)  # (N, C, OH, OW, kh, kw)
     cols = windows.transpose(0, 1, 4, 5, 2, 3).reshape(x.shape[0], -1, oh * ow)
     return _result(cols, out)
 
 
-def col2im(cols, x_shape, kernel_size, stride, padding, out=None):
+def col2im(cols: FloatArray, x_shape: Sequence[int], kernel_size: Pair, stride: Pair,
+           padding: Pair, out: FloatArray | None = None) -> FloatArray:
     k, s, p, (oh, ow) = _geometry(x_shape, kernel_size, stride, padding)
     n, c = x_shape[:2]
     windows = cols.reshape(n, c, k[0], k[1], oh, ow).transpose(0, 1, 4, 5, 2, 3)
     return _result(_fold(windows, x_shape, s, p), out)
 
 
-def max_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False, out=None,
-                       indices=None):
+def max_pool2d_forward(x: FloatArray, kernel_size: Pair, stride: Pair, padding: Pair,
+                       ceil_mode: bool = False, out: FloatArray | None = None,
+                       indices: npt.NDArray[np.int64] | None = None
+                       ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
     k, s, p, (oh, ow) = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
     windows = _windows(x, k, s, p, (oh, ow), -np.inf)
     inside = _windows(np.ones(x.shape, bool), k, s, p, (oh, ow), False)
@@ -355,7 +389,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False, out=Non
     return _result(y, out), _result((rows * x.shape[3] + cols).astype(np.int64), indices)
 
 
-def max_pool2d_backward(dy, indices, x_shape, out=None):
+def max_pool2d_backward(dy: FloatArray, indices: npt.NDArray[np.int64], x_shape: Sequence[int],
+                        out: FloatArray | None = None) -> FloatArray:
     n, c, h, w = x_shape
     dx = np.zeros((n * c, h * w), dy.dtype)
     planes = np.arange(n * c)[:, None]
@@ -376,17 +411,36 @@ def _divisors(x_shape, k, s, p, out, count_include_pad):
     return np.outer(*sizes)
 
 
-def avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False,
-                       count_include_pad=True, out=None):
+def avg_pool2d_forward(x: FloatArray, kernel_size: Pair, stride: Pair, padding: Pair,
+                       ceil_mode: bool = False, count_include_pad: bool = True,
+                       out: FloatArray | None = None) -> FloatArray:
     k, s, p, o = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
     sums = _windows(x, k, s, p, o, 0).sum(axis=(4, 5))
     y = sums / _divisors(x.shape, k, s, p, o, count_include_pad).astype(x.dtype)
     return _result(y, out)
 
 
-def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode=False,
-                        count_include_pad=True, out=None):
+def avg_pool2d_backward(dy: FloatArray, x_shape: Sequence[int], kernel_size: Pair,
+                        stride: Pair, padding: Pair, ceil_mode: bool = False,
+                        count_include_pad: bool = True, out: FloatArray | None = None
+                        ) -> FloatArray:
     k, s, p, o = _geometry(x_shape, kernel_size, stride, padding, ceil_mode)
     share = dy / _divisors(x_shape, k, s, p, o, count_include_pad).astype(dy.dtype)
     windows = np.broadcast_to(share[..., None, None], share.shape + k)
     return _result(_fold(windows, x_shape, s, p), out)
+
+
+def numpy_twin(module: _M) -> _M:
+    """A deep copy of a Module (parameters, state, mode) whose layers compute
+    with this module's pure-NumPy twins: im2col/col2im and the pools, and
+    batch norm with the same numerics. Matrix products are NumPy's in both."""
+    twin = copy.deepcopy(module)
+    stack: list[Module] = [twin]
+    while stack:
+        layer = stack.pop()
+        layer.kernels = sys.modules[__name__]
+        if isinstance(layer, _batchnorm.BatchNorm):
+            layer._forward = batch_norm_forward
+            layer._backward = batch_norm_backward
+        stack.extend(child for _, child in layer.children())
+    return twin

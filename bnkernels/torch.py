@@ -581,11 +581,11 @@ def convert(module):
 replace_batchnorm = convert
 
 
-# --- bnkernels.layers networks as PyTorch modules --------------------------
+# --- bnkernels.nn.layers networks as PyTorch modules --------------------------
 
 class Concat(torch.nn.ModuleList):
     """Branches run on the same input, outputs concatenated along channels
-    (what bnkernels.layers.Concat and the Inception blocks compute)."""
+    (what bnkernels.nn.layers.Concat and the Inception blocks compute)."""
 
     def forward(self, x):
         return torch.cat([branch(x) for branch in self], dim=1)
@@ -596,7 +596,7 @@ def _tensor(array):
 
 
 def _to_torch_leaf(module, layers, where):
-    """The torch.nn twin of one bnkernels.layers leaf, with copied state;
+    """The torch.nn twin of one bnkernels.nn.layers leaf, with copied state;
     `where` ("to_torch: " and the leaf's path) begins error messages."""
     if isinstance(module, layers.Conv2d):
         twin = torch.nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
@@ -644,7 +644,7 @@ def _torch_dtype(dtype):
 
 
 def to_torch(module):
-    """A torch.nn module computing what a bnkernels.layers module computes,
+    """A torch.nn module computing what a bnkernels.nn.layers module computes,
     with a copy of its parameters and running statistics, in the same
     training mode: the peer for comparisons and benchmarks.
 
@@ -655,24 +655,24 @@ def to_torch(module):
     with activation="relu": BatchNorm2d then ReLU). Batch norm must have
     standard numerics: PyTorch has no Darknet ones.
 
-    Raises TypeError for anything but a bnkernels.layers module (a torch.nn
+    Raises TypeError for anything but a bnkernels.nn.layers module (a torch.nn
     module included) and for a layer without a twin, ValueError for Darknet
     numerics or auxiliary heads; the message names the layer's path.
     """
-    from bnkernels import layers
+    from bnkernels.nn import layers
 
     if isinstance(module, torch.nn.Module):
-        raise TypeError(f"to_torch converts bnkernels.layers modules to torch.nn; got "
+        raise TypeError(f"to_torch converts bnkernels.nn.layers modules to torch.nn; got "
                         f"{type(module).__module__}.{type(module).__qualname__}, which "
                         "is a torch.nn.Module already")
     if not isinstance(module, layers.Module):
-        raise TypeError(f"to_torch expects a bnkernels.layers module, got "
+        raise TypeError(f"to_torch expects a bnkernels.nn.layers module, got "
                         f"{type(module).__name__}")
     return _to_torch(module, "")
 
 
 def _to_torch(module, path):
-    from bnkernels import inception, layers
+    from bnkernels.nn import inception, layers
 
     where = f"to_torch: {path[:-1]}: " if path else "to_torch: "
     if isinstance(module, layers.Concat):

@@ -6,11 +6,11 @@ reporting. Needs scikit-learn.
 """
 import numpy as np
 
-from bnkernels import inception, layers, optim
-from bnkernels.train import evaluate, load_digits
+from bnkernels.nn import inception, layers, optim
+from bnkernels.nn.train import evaluate, load_digits
 
-x_train, y_train, x_test, y_test = load_digits(seed=0)
-model = inception.small_inception(num_classes=10, in_channels=1, width=16, seed=0)
+x_train, y_train, x_test, y_test = load_digits(rng=0)
+model = inception.small_inception(num_classes=10, in_channels=1, width=16, rng=0)
 model.summary(x_train[:64].shape)
 
 loss_fn = layers.SoftmaxCrossEntropy()

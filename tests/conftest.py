@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnkernels import verify
+from bnkernels.tools import verify
 
 TEST_VECTORS = Path(__file__).parent / "data" / "darknet_vectors"
 VECTOR_FILES = verify.vector_files(TEST_VECTORS)

@@ -263,13 +263,14 @@ def test_out_may_be_delta_itself_for_normalize_delta_cpu():
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("call", [
-    lambda x, v: darknet.normalize_cpu(x, v, v, flavor="yolo"),
-    lambda x, v: darknet.normalize_delta_cpu(x, v, v, v, v, x, flavor="yolo"),
-    lambda x, v: darknet.rolling_update(v.copy(), v, flavor="yolo"),
+    lambda x, v: darknet.normalize_cpu(x, v, v, numerics="yolo"),
+    lambda x, v: darknet.normalize_delta_cpu(x, v, v, v, v, x, numerics="yolo"),
+    lambda x, v: darknet.rolling_update(v.copy(), v, numerics="yolo"),
     lambda x, v: darknet.forward_eps("yolo"),
 ], ids=["normalize_cpu", "normalize_delta_cpu", "rolling_update", "forward_eps"])
 def test_rejects_unknown_darknet_flavor(call):
-    with pytest.raises(ValueError, match="flavor must be 'pjreddie' or 'alexeyab', got 'yolo'"):
+    with pytest.raises(ValueError,
+                       match="numerics must be 'darknet' or 'darknet-alexeyab', got 'yolo'"):
         call(tensor(), channels())
 
 

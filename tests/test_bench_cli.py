@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import bnkernels
-from bnkernels import bench
+from bnkernels.tools import bench
 from bnkernels.__main__ import main
 
 TINY = ["--shapes", "2x3x4x4,1x2x3x1", "--repeat", "2", "--reference-repeat", "1",

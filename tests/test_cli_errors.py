@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import bnkernels
-from bnkernels import verify
+from bnkernels.tools import verify
 from bnkernels.__main__ import main
 
 GOOD_CFG = "[net]\nheight=8\nwidth=8\nchannels=3\n[convolutional]\nfilters=4\nsize=3\n" \
@@ -202,7 +202,7 @@ def test_traceback_option_shows_the_traceback(scratch):
     (MemoryError("Unable to allocate 8 TiB"), 1),
 ])
 def test_input_errors_of_a_command_become_one_line(monkeypatch, capsys, error, status):
-    from bnkernels import bench
+    from bnkernels.tools import bench
 
     def fail(args):
         raise error
@@ -219,7 +219,7 @@ def test_input_errors_of_a_command_become_one_line(monkeypatch, capsys, error, s
                                    AttributeError("no attribute"), ZeroDivisionError()])
 def test_a_bug_is_not_turned_into_an_error_line(monkeypatch, error):
     """Exceptions bad input does not raise are bugs: they keep their traceback."""
-    from bnkernels import bench
+    from bnkernels.tools import bench
 
     def fail(args):
         raise error

@@ -34,6 +34,7 @@ import pytest
 import bnkernels
 import conventions as cv
 from bnkernels import darknet
+from forks import numerics_of
 
 TOL = dict(rtol=1e-10, atol=1e-10)
 STEPS = 3
@@ -509,7 +510,7 @@ def test_darknet_oracle_matches_the_darknet_kernels(fork, layer, shape):
         mean = darknet.mean_cpu(x)
         variance = darknet.variance_cpu(x, mean)
         y = darknet.add_bias(darknet.scale_bias(
-            darknet.normalize_cpu(x, mean, variance, flavor=fork), w), b)
+            darknet.normalize_cpu(x, mean, variance, numerics=numerics_of(fork)), w), b)
         rm_k = darknet.rolling_update(rm.copy(), mean, momentum=momentum)
         rv_k = darknet.rolling_update(rv.copy(), variance, momentum=momentum)
         # a [connected] layer's output is (batch, outputs): spatial 1
@@ -519,7 +520,7 @@ def test_darknet_oracle_matches_the_darknet_kernels(fork, layer, shape):
         close(rm_k, rm)
         close(rv_k, rv)
     y = darknet.add_bias(darknet.scale_bias(
-        darknet.normalize_cpu(xs[0], rm, rv, flavor=fork), w), b)
+        darknet.normalize_cpu(xs[0], rm, rv, numerics=numerics_of(fork)), w), b)
     close(y, cv.darknet_infer(xs[0], w, b, rm, rv, fork=fork))
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from bnkernels import BatchNorm2d, batch_norm_backward, batch_norm_forward, darknet
-from bnkernels.verify import bitwise_equal, sha256_of
+from bnkernels.tools.verify import bitwise_equal, sha256_of
+from forks import numerics_of
 
 ELEMENTWISE = ("x_norm", "out_train", "out_infer", "dx")
 
@@ -50,14 +51,15 @@ def test_variance_cpu_uses_n_minus_1_like_darknet(vector):
 
 def test_normalize_cpu_places_epsilon_as_each_fork_does(vector):
     flavor, z = vector
-    mine = darknet.normalize_cpu(z["x"], z["mean"], z["variance"], flavor=flavor)
+    mine = darknet.normalize_cpu(z["x"], z["mean"], z["variance"], numerics=numerics_of(flavor))
     assert_bitwise(mine, z, "x_norm")
 
 
 def test_normalize_cpu_works_in_place_like_darknet(vector):
     flavor, z = vector
     x = z["x"].copy()
-    result = darknet.normalize_cpu(x, z["mean"], z["variance"], flavor=flavor, out=x)
+    result = darknet.normalize_cpu(x, z["mean"], z["variance"], numerics=numerics_of(flavor),
+                                   out=x)
     assert result is x
     assert_bitwise(x, z, "x_norm")
 
@@ -82,9 +84,10 @@ def test_scale_add_bias_is_scale_bias_then_add_bias_in_one_pass(vector):
 
 def test_rolling_update_keeps_each_forks_momentum(vector):
     flavor, z = vector
-    rolling_mean = darknet.rolling_update(z["rolling_mean_in"].copy(), z["mean"], flavor=flavor)
+    rolling_mean = darknet.rolling_update(z["rolling_mean_in"].copy(), z["mean"],
+                                          numerics=numerics_of(flavor))
     rolling_var = darknet.rolling_update(z["rolling_variance_in"].copy(), z["variance"],
-                                         flavor=flavor)
+                                         numerics=numerics_of(flavor))
     assert_bitwise(rolling_mean, z, "rolling_mean_out")
     assert_bitwise(rolling_var, z, "rolling_variance_out")
 
@@ -92,7 +95,7 @@ def test_rolling_update_keeps_each_forks_momentum(vector):
 def test_inference_normalizes_with_the_rolling_statistics(vector):
     flavor, z = vector
     x_norm = darknet.normalize_cpu(z["x"], z["rolling_mean_in"], z["rolling_variance_in"],
-                                   flavor=flavor)
+                                   numerics=numerics_of(flavor))
     out = darknet.add_bias(darknet.scale_bias(x_norm, z["scales"]), z["biases"])
     assert_bitwise(out, z, "out_infer")
 
@@ -106,7 +109,8 @@ def test_backward_bias_sums_rows_then_batches(vector):
 
 def test_backward_scale_cpu_is_one_running_sum(vector):
     _, z = vector
-    x_norm = darknet.normalize_cpu(z["x"], z["mean"], z["variance"], flavor=vector[0])
+    x_norm = darknet.normalize_cpu(z["x"], z["mean"], z["variance"],
+                                   numerics=numerics_of(vector[0]))
     assert_bitwise(darknet.backward_scale_cpu(x_norm, z["delta"]), z, "backward_scale")
 
 
@@ -122,7 +126,7 @@ def test_normalize_delta_cpu_gives_darknets_dx(vector):
     flavor, z = vector
     scaled = darknet.scale_bias(z["delta"], z["scales"])
     dx = darknet.normalize_delta_cpu(z["x"], z["mean"], z["variance"], z["mean_delta"],
-                                     z["variance_delta"], scaled, flavor=flavor,
+                                     z["variance_delta"], scaled, numerics=numerics_of(flavor),
                                      out=scaled)
     assert dx is scaled
     assert_bitwise(dx, z, "dx")
@@ -154,10 +158,6 @@ def test_updates_accumulate_into_out_like_darknet():
 
 
 # --- the layer ---------------------------------------------------------------
-
-def numerics_of(flavor):
-    return "darknet" if flavor == "pjreddie" else "darknet-alexeyab"
-
 
 def test_darknet_layer_reproduces_forward_and_backward_batchnorm_layer(vector):
     flavor, z = vector
@@ -210,11 +210,11 @@ def test_darknet_functional_api_matches_the_layer(vector):
 
 
 def test_darknet_defaults_are_each_forks_constants():
-    assert darknet.forward_eps("pjreddie") == np.float32(1e-6)
-    assert darknet.forward_eps("alexeyab") == np.float32(1e-5)
+    assert darknet.forward_eps("darknet") == np.float32(1e-6)
+    assert darknet.forward_eps("darknet-alexeyab") == np.float32(1e-5)
     assert darknet.BACKWARD_EPS == np.float32(1e-5)
-    assert darknet.default_momentum("pjreddie") == 0.01
-    assert darknet.default_momentum("AlexeyAB") == 0.1
+    assert darknet.default_momentum("darknet") == 0.01
+    assert darknet.default_momentum("darknet-alexeyab") == 0.1
 
 
 @pytest.mark.parametrize("flavor", ["pjreddie", "alexeyab"])
@@ -229,8 +229,8 @@ def test_float64_kernels_follow_the_same_formulas(flavor):
     var = darknet.variance_cpu(x, mean)
     np.testing.assert_allclose(mean, ref.mean_cpu(x), rtol=1e-12)
     np.testing.assert_allclose(var, ref.variance_cpu(x, mean), rtol=1e-12)
-    np.testing.assert_allclose(darknet.normalize_cpu(x, mean, var, flavor=flavor),
-                               ref.normalize_cpu(x, mean, var, flavor=flavor),
+    np.testing.assert_allclose(darknet.normalize_cpu(x, mean, var, numerics=numerics_of(flavor)),
+                               ref.normalize_cpu(x, mean, var, numerics=numerics_of(flavor)),
                                rtol=1e-12, atol=1e-12)
     md = darknet.mean_delta_cpu(delta, var)
     vd = darknet.variance_delta_cpu(x, delta, mean, var)
@@ -238,8 +238,8 @@ def test_float64_kernels_follow_the_same_formulas(flavor):
     np.testing.assert_allclose(vd, ref.variance_delta_cpu(x, delta, mean, var),
                                rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(
-        darknet.normalize_delta_cpu(x, mean, var, md, vd, delta, flavor=flavor),
-        ref.normalize_delta_cpu(x, mean, var, md, vd, delta, flavor=flavor),
+        darknet.normalize_delta_cpu(x, mean, var, md, vd, delta, numerics=numerics_of(flavor)),
+        ref.normalize_delta_cpu(x, mean, var, md, vd, delta, numerics=numerics_of(flavor)),
         rtol=1e-10, atol=1e-12)
 
 
@@ -254,20 +254,20 @@ def test_fused_backward_is_darknets_six_kernels_bit_for_bit(shape, flavor, dtype
     scales = rng.uniform(0.5, 2, shape[1]).astype(dtype)
     mean = darknet.mean_cpu(x)
     variance = darknet.variance_cpu(x, mean)
-    x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor)
+    x_norm = darknet.normalize_cpu(x, mean, variance, numerics=numerics_of(flavor))
     bias_updates = darknet.backward_bias(delta)
     scale_updates = darknet.backward_scale_cpu(x_norm, delta)
     scaled = darknet.scale_bias(delta, scales)
     mean_delta = darknet.mean_delta_cpu(scaled, variance)
     variance_delta = darknet.variance_delta_cpu(x, scaled, mean, variance)
     dx = darknet.normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta,
-                                     scaled, flavor=flavor)
+                                     scaled, numerics=numerics_of(flavor))
     delta_before = delta.copy()
     fused = darknet.backward_batchnorm_layer(x, x_norm, delta, mean, variance, scales,
-                                             flavor=flavor)
+                                             numerics=numerics_of(flavor))
     np.testing.assert_array_equal(delta, delta_before)
     for mine, oracle in zip(fused, (dx, scale_updates, bias_updates)):
         assert mine.tobytes() == oracle.tobytes()
     in_place = darknet.backward_batchnorm_layer(x, x_norm, delta, mean, variance, scales,
-                                                flavor=flavor, out=delta)
+                                                numerics=numerics_of(flavor), out=delta)
     assert in_place[0] is delta and delta.tobytes() == dx.tobytes()

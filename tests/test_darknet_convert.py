@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from bnkernels import BatchNorm2d, darknet
+from forks import numerics_of
 
 FLAVORS = ("pjreddie", "alexeyab")
 NUMERICS = {"pjreddie": "darknet", "alexeyab": "darknet-alexeyab"}
@@ -102,7 +103,7 @@ def test_standard_layer_with_converted_params_matches_darknet_within_reported_bo
     before = snapshot(original)
     scales, biases, mean, variance = original
 
-    converted = darknet.to_standard(*original, flavor=flavor)
+    converted = darknet.to_standard(*original, numerics=numerics_of(flavor))
 
     assert_unchanged(before, original)
     for name in ("weight", "bias", "running_mean", "running_var"):
@@ -124,7 +125,8 @@ def test_standard_layer_with_converted_params_matches_darknet_within_reported_bo
 def test_reported_differences_are_as_documented_and_small(flavor, dtype):
     rng = np.random.default_rng(10 + FLAVORS.index(flavor))
     scales, biases, mean, variance = params(dtype, rng)
-    converted = darknet.to_standard(scales, biases, mean, variance, flavor=flavor, eps=1e-5)
+    converted = darknet.to_standard(scales, biases, mean, variance,
+                                    numerics=numerics_of(flavor), eps=1e-5)
     d = darknet_divisor(variance, flavor)
     a = scales.astype(np.float64) / d
     a_new = converted.weight.astype(np.float64) / standard_divisor(converted.running_var,
@@ -146,7 +148,7 @@ def test_naive_copy_of_darknet_params_fails_the_bound():
     rng = np.random.default_rng(20)
     original = params(np.float32, rng)
     scales, biases, mean, variance = original
-    converted = darknet.to_standard(*original, flavor="pjreddie")
+    converted = darknet.to_standard(*original, numerics="darknet")
     x = probes(mean, darknet_divisor(variance, "pjreddie"), np.float32, rng)
     a, expected = darknet_oracle(*original, x, "pjreddie")
     naive = eval_layer("standard", *original, x, 1e-5)
@@ -160,7 +162,7 @@ def test_pjreddie_variance_zero_and_tiny_rescale_the_weight(dtype):
                                       np.array([0.1, 0.2, 0.3, 0.4], dtype),
                                       np.array([1.0, -1.0, 0.0, 5.0], dtype),
                                       np.array([0.0, 1e-12, 4.0, 1e-5], dtype))
-    converted = darknet.to_standard(scales, biases, mean, variance, flavor="pjreddie")
+    converted = darknet.to_standard(scales, biases, mean, variance, numerics="darknet")
     assert converted.rescaled.tolist() == [0, 1]
     assert converted.running_var[:2].tolist() == [0.0, 0.0]
     # running_var = (sqrt(v) + 1e-6)**2 - 1e-5, weight kept, where that is >= 0
@@ -177,8 +179,8 @@ def test_pjreddie_variance_zero_and_tiny_rescale_the_weight(dtype):
 def test_alexeyab_with_its_own_eps_is_the_identity():
     rng = np.random.default_rng(30)
     original = params(np.float32, rng)
-    converted = darknet.to_standard(*original, flavor="alexeyab",
-                                    eps=darknet.forward_eps("alexeyab"))
+    converted = darknet.to_standard(*original, numerics="darknet-alexeyab",
+                                    eps=darknet.forward_eps("darknet-alexeyab"))
     for mine, theirs in zip(converted[:4], original):
         assert mine.tobytes() == theirs.tobytes()
     assert converted.max_rel_diff == 0 and len(converted.rescaled) == 0
@@ -189,7 +191,8 @@ def test_huge_and_infinite_variances_stay_finite_or_give_the_bias():
                             np.zeros(3, np.float32))
     variance = np.array([3e38, 1e30, np.inf], np.float32)
     for flavor in FLAVORS:
-        converted = darknet.to_standard(scales, biases, mean, variance, flavor=flavor)
+        converted = darknet.to_standard(scales, biases, mean, variance,
+                                        numerics=numerics_of(flavor))
         assert np.isfinite(converted.running_var[:2]).all()
         assert converted.running_var[2] == np.inf
         x = np.array([1e15, -1e15, 7.0], np.float32).reshape(1, 3, 1, 1)
@@ -205,7 +208,7 @@ def test_negative_or_nan_variance_propagates_nan_like_darknet(flavor, bad):
     scales, biases, mean = (np.ones(3, np.float32), np.zeros(3, np.float32),
                             np.zeros(3, np.float32))
     variance = np.array([1.0, bad, 2.0], np.float32)
-    converted = darknet.to_standard(scales, biases, mean, variance, flavor=flavor)
+    converted = darknet.to_standard(scales, biases, mean, variance, numerics=numerics_of(flavor))
     assert converted.nan_channels.tolist() == [1]
     assert np.isnan(converted.running_var[1])
     assert np.isfinite(converted.max_rel_diff) and converted.max_rel_diff <= 2.0**-24
@@ -223,7 +226,7 @@ def test_alexeyab_small_negative_variance_is_not_degenerate():
     output, which the conversion reproduces (by rescaling the weight)."""
     scales, biases, mean = (np.full(1, 2.0), np.zeros(1), np.zeros(1))
     variance = np.array([-1e-7])
-    converted = darknet.to_standard(scales, biases, mean, variance, flavor="alexeyab")
+    converted = darknet.to_standard(scales, biases, mean, variance, numerics="darknet-alexeyab")
     assert converted.nan_channels.size == 0 and converted.rescaled.tolist() == [0]
     a_dk = 2.0 / np.sqrt(-1e-7 + F32_E["alexeyab"])
     assert converted.weight[0] / np.sqrt(converted.running_var[0] + 1e-5) == \
@@ -239,7 +242,8 @@ def test_darknet_layer_with_converted_params_matches_standard_within_reported_bo
     rng = np.random.default_rng([50, FLAVORS.index(flavor), DTYPES.index(dtype)])
     weight, bias, mean, var = params(dtype, rng)
     eps = 1e-14  # tiny, so that pjreddie's limit (var + eps < 1e-12) is reached
-    converted = darknet.from_standard(weight, bias, mean, var, eps=eps, flavor=flavor)
+    converted = darknet.from_standard(weight, bias, mean, var, eps=eps,
+                                      numerics=numerics_of(flavor))
     assert converted.flavor == flavor
     d = standard_divisor(var, eps)
     x = probes(mean, d, dtype, rng)
@@ -261,9 +265,9 @@ def test_darknet_layer_with_converted_params_matches_standard_within_reported_bo
 def test_round_trip_keeps_darknets_inference_map(flavor, dtype):
     rng = np.random.default_rng([60, FLAVORS.index(flavor), DTYPES.index(dtype)])
     scales, biases, mean, variance = params(dtype, rng)
-    there = darknet.to_standard(scales, biases, mean, variance, flavor=flavor)
+    there = darknet.to_standard(scales, biases, mean, variance, numerics=numerics_of(flavor))
     back = darknet.from_standard(there.weight, there.bias, there.running_mean,
-                                 there.running_var, eps=there.eps, flavor=flavor)
+                                 there.running_var, eps=there.eps, numerics=numerics_of(flavor))
     np.testing.assert_array_equal(back.biases, biases)
     np.testing.assert_array_equal(back.rolling_mean, mean)
     kept = np.setdiff1d(np.arange(len(scales)), there.rescaled)
@@ -280,7 +284,8 @@ def test_from_standard_where_no_darknet_variance_fits(flavor):
     sqrt(1e-5): a standard divisor below that rescales the scale."""
     weight, bias, mean = np.full(2, 3.0), np.zeros(2), np.zeros(2)
     var = np.array([0.0, 1.0])
-    converted = darknet.from_standard(weight, bias, mean, var, eps=1e-14, flavor=flavor)
+    converted = darknet.from_standard(weight, bias, mean, var, eps=1e-14,
+                                      numerics=numerics_of(flavor))
     assert converted.rescaled.tolist() == [0]
     assert converted.rolling_variance[0] == 0
     d0 = F32_E[flavor] if flavor == "pjreddie" else np.sqrt(F32_E[flavor])
@@ -329,9 +334,9 @@ def test_rejects_bad_vectors_naming_the_argument(convert, names):
     args[0] = np.ones((4, 1), np.float32)
     with pytest.raises(ValueError, match=rf"{names[0]} has shape \(4, 1\), expected a 1-D"):
         convert(*args)
-    with pytest.raises(ValueError, match=r"flavor must be 'pjreddie' or 'alexeyab', "
-                                         r"got 'cudnn'"):
-        convert(*_four(), flavor="cudnn")
+    with pytest.raises(ValueError, match=r"numerics must be 'darknet' or "
+                                         r"'darknet-alexeyab', got 'cudnn'"):
+        convert(*_four(), numerics="cudnn")
     with pytest.raises(ValueError, match=r"eps must be finite and >= 0, got nan"):
         convert(*_four(), eps=float("nan"))
     with pytest.raises(TypeError, match=r"eps must be a real number, got str"):

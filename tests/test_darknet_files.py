@@ -1,4 +1,4 @@
-"""bnkernels.darknet_files: Darknet .cfg parsing, .weights reading and
+"""bnkernels.io.darknet: Darknet .cfg parsing, .weights reading and
 writing, and ``python -m bnkernels darknet-check``.
 
 Oracle: files written here, independently of the module, with struct (the
@@ -15,9 +15,11 @@ import sys
 import numpy as np
 import pytest
 
-from bnkernels import darknet, darknet_files
+from bnkernels import darknet
+from bnkernels.io import darknet as darknet_files
 from bnkernels.__main__ import main
-from bnkernels.darknet_files import DarknetFileError, load_weights, read_cfg, save_weights
+from bnkernels.io.darknet import DarknetFileError, load_weights, read_cfg, save_weights
+from forks import numerics_of
 
 NET = """[net]
 batch=1
@@ -247,7 +249,7 @@ def test_load_weights_reads_every_array_in_darknets_order(tmp_path, flavor):
     rng = np.random.default_rng(1)
     written = small_weights(rng, flavor)
     path = written.save(tmp_path / "net.weights")
-    weights = load_weights(write(tmp_path, SMALL), path, flavor=flavor)
+    weights = load_weights(write(tmp_path, SMALL), path, numerics=numerics_of(flavor))
     assert (weights.major, weights.minor, weights.revision, weights.seen) == (0, 2, 0, 123456)
     assert weights.seen_bytes == 8 and weights.flavor == flavor
     assert [(e.index, e.type) for e in weights.layers] == [
@@ -279,7 +281,7 @@ def test_seen_is_32_or_64_bits_by_version_and_fork(tmp_path, version, flavor, se
     w = Weights(*version, seen=2**31 + 5, seen_format=seen_format)
     w.put("0.biases", [1, 2])
     w.put("0.weights", np.arange(6))
-    weights = load_weights(cfg, w.save(tmp_path / "w"), flavor=flavor)
+    weights = load_weights(cfg, w.save(tmp_path / "w"), numerics=numerics_of(flavor))
     assert weights.seen == 2**31 + 5
     assert weights.seen_bytes == struct.calcsize(seen_format)
     assert weights.layer(0).weights.ravel().tolist() == [0, 1, 2, 3, 4, 5]
@@ -335,7 +337,7 @@ weights_type=per_feature
     w.put("0.weights", np.ones(6))
     w.put("3.weights", np.arange(2 * 2))     # (from + 1) * channels
     w.put("4.weights", np.arange(3))         # from + 1
-    weights = load_weights(cfg, w.save(tmp_path / "w"), flavor="alexeyab")
+    weights = load_weights(cfg, w.save(tmp_path / "w"), numerics="darknet-alexeyab")
     assert [e.index for e in weights.layers] == [0, 3, 4]
     assert weights.layer(0).scales is None
     assert weights.layer(3).weights.tolist() == [0, 1, 2, 3]
@@ -345,7 +347,7 @@ weights_type=per_feature
     w.put("0.weights", np.ones(6))
     w.put("2.biases", [3, 4])
     w.put("2.weights", np.ones(6))  # its input: layer 1's 3 channels
-    weights = load_weights(cfg, w.save(tmp_path / "w"), flavor="pjreddie")
+    weights = load_weights(cfg, w.save(tmp_path / "w"), numerics="darknet")
     assert [e.index for e in weights.layers] == [0, 2]
 
 
@@ -376,10 +378,10 @@ def test_load_save_load_is_byte_for_byte(tmp_path, flavor, version, seen_format)
                        .view(np.float32).reshape(a.shape)) for label, a in written.arrays]
     path = written.save(tmp_path / "in.weights")
     cfg = read_cfg(write(tmp_path, SMALL))
-    weights = load_weights(cfg, path, flavor=flavor)
+    weights = load_weights(cfg, path, numerics=numerics_of(flavor))
     save_weights(tmp_path / "out.weights", cfg, weights)
     assert (tmp_path / "out.weights").read_bytes() == path.read_bytes()
-    again = load_weights(cfg, tmp_path / "out.weights", flavor=flavor)
+    again = load_weights(cfg, tmp_path / "out.weights", numerics=numerics_of(flavor))
     fields = ("biases", "scales", "rolling_mean", "rolling_variance", "weights")
     for first, second in zip(weights.layers, again.layers):
         for name in fields:
@@ -523,11 +525,13 @@ def test_darknet_check_runs_as_a_command(tmp_path):
     assert "3 batch norms" in result.stdout
 
 
-def test_reexported_from_bnkernels_darknet():
-    assert darknet.read_cfg is darknet_files.read_cfg
-    assert darknet.load_weights is darknet_files.load_weights
-    assert darknet.save_weights is darknet_files.save_weights
-    assert {"read_cfg", "load_weights", "save_weights"} <= set(darknet.__all__)
+def test_file_functions_live_in_bnkernels_io_not_in_the_core_darknet_module():
+    import bnkernels.io
+    assert bnkernels.io.read_cfg is darknet_files.read_cfg
+    assert bnkernels.io.load_weights is darknet_files.load_weights
+    assert bnkernels.io.save_weights is darknet_files.save_weights
+    for name in ("read_cfg", "load_weights", "save_weights", "DarknetFileError"):
+        assert not hasattr(darknet, name) and name not in darknet.__all__
 
 
 def test_darknet_check_into_a_closed_pipe_exits_quietly(tmp_path):

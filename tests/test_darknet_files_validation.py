@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 
 from bnkernels import darknet
-from bnkernels.darknet_files import (DarknetFileError, Section, load_weights, read_cfg,
+from bnkernels.io.darknet import (DarknetFileError, Section, load_weights, read_cfg,
                                      save_weights)
+from forks import numerics_of
 
 INT_MAX = 2 ** 31 - 1
 NET = "[net]\nbatch=1\nwidth=16\nheight=16\nchannels=4\n"   # lines 1-5
@@ -432,11 +433,10 @@ def test_a_failed_save_leaves_the_target_file_as_it_was(tmp_path, cfg):
         assert target.read_bytes() == b"old contents"
 
 
-def test_darknet_file_error_is_importable_from_bnkernels_darknet():
-    from bnkernels.darknet import DarknetFileError as from_darknet
-    from bnkernels.darknet_files import DarknetFileError as from_files
-    assert from_darknet is from_files and issubclass(from_darknet, ValueError)
-    assert "DarknetFileError" in darknet.__all__
+def test_darknet_file_error_is_importable_from_bnkernels_io():
+    from bnkernels.io import DarknetFileError as from_io
+    from bnkernels.io.darknet import DarknetFileError as from_files
+    assert from_io is from_files and issubclass(from_io, ValueError)
 
 
 # --- random cfg text: DarknetFileError or a consistent result, nothing else ---
@@ -497,7 +497,7 @@ def test_random_cfg_text_gives_darknet_file_error_or_valid_sections(scratch, net
     # layers need; a file of that size loads, one of another size does not
     path = weights_file(scratch, header() + data)
     try:
-        load_weights(cfg, path, flavor=flavor)
+        load_weights(cfg, path, numerics=numerics_of(flavor))
         needed = path.stat().st_size
     except DarknetFileError as error:
         found = re.search(r"need (\d+) bytes|layers end at byte offset (\d+)", str(error))
@@ -512,10 +512,10 @@ def test_random_cfg_text_gives_darknet_file_error_or_valid_sections(scratch, net
     if extra != 0:
         event("another size: rejected")
         with pytest.raises(DarknetFileError):
-            load_weights(cfg, path, flavor=flavor)
+            load_weights(cfg, path, numerics=numerics_of(flavor))
         return
     event(f"loaded, {len(cfg) - 1} layers")
-    weights = load_weights(cfg, path, flavor=flavor)
+    weights = load_weights(cfg, path, numerics=numerics_of(flavor))
     stored = sum(getattr(entry, name).nbytes for entry in weights.layers
                  for name in ("biases", "scales", "rolling_mean", "rolling_variance",
                               "weights") if getattr(entry, name) is not None)

@@ -17,7 +17,7 @@ def run_example(name):
 
 
 def test_inception_summary_prints_the_three_networks_totals():
-    from bnkernels import inception
+    from bnkernels.nn import inception
     out = run_example("inception_summary.py")
     totals = [line for line in out.splitlines() if line.startswith("total")]
     assert len(totals) == 3
@@ -34,3 +34,13 @@ def test_train_digits_learns_well_beyond_chance():
     accuracies = [float(a) for a in re.findall(r"test accuracy ([0-9.]+)", out)]
     assert len(accuracies) == 5
     assert accuracies[-1] > 0.9   # chance is 0.1
+
+
+def test_typed_usage_runs_and_prints_each_result_s_shape():
+    """examples/typed_usage.py is what CI's mypy step checks as user code; it
+    also runs: the shapes it prints are its inputs' (batch norm keeps x's
+    shape; the network's convolution keeps H, W with padding 1; its state is the
+    convolution's weight and bias and the five entries of the batch norm)."""
+    out = run_example("typed_usage.py")
+    assert out.strip() == ("y (8, 3, 6, 6), darknet (8, 3, 6, 6), network (8, 4, 6, 6) -> "
+                           "dx (8, 3, 6, 6), 7 state entries")

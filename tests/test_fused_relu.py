@@ -10,7 +10,7 @@ import pytest
 
 import bnkernels
 from bnkernels import reference as ref
-from bnkernels.verify import finite_difference_errors
+from bnkernels.tools.verify import finite_difference_errors
 
 
 def make(shape, dtype, seed=0):
@@ -39,7 +39,7 @@ def test_relu_matches_numpy_reference_forward_and_backward(shape, training):
 
 @pytest.mark.parametrize("training", [True, False])
 def test_relu_gradients_match_central_finite_differences(training):
-    errors = finite_difference_errors((3, 2, 2, 3), training, seed=5, activation="relu")
+    errors = finite_difference_errors((3, 2, 2, 3), training, rng=5, activation="relu")
     assert max(errors) < 1e-6, errors
 
 

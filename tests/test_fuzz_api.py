@@ -333,7 +333,7 @@ from test_conv_pool import (  # noqa: E402
     naive_max_pool_backward, out_size,
 )
 
-from bnkernels import layers  # noqa: E402
+from bnkernels.nn import layers  # noqa: E402
 
 LAYER_HOSTILE = [0, -1, 2**31, 2**32 + 1, 2**60, 2**60 + 1, 2**63, True, 2.0, float("nan"),
                  None, "2", (2,), (1, 2, 3), (2**40, 1), (1, 2**59)]

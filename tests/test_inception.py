@@ -1,4 +1,4 @@
-"""bnkernels.inception: the Inception blocks and networks.
+"""bnkernels.nn.inception: the Inception blocks and networks.
 
 Oracles:
 - backward: central finite differences in float64 of loss = sum(y * r) for a
@@ -30,11 +30,11 @@ import numpy as np
 import pytest
 from finite_differences import finite_difference
 
-from bnkernels.inception import (
+from bnkernels.nn.inception import (
     InceptionBN, InceptionV1, InceptionV1Naive, InceptionV3A, InceptionV3B, InceptionV3C,
     InceptionV3Reduction, Network, bn_inception, googlenet, inception_v3, small_inception,
 )
-from bnkernels.layers import Flatten, GlobalAvgPool2d, Linear, Sequential, SoftmaxCrossEntropy, \
+from bnkernels.nn.layers import Flatten, GlobalAvgPool2d, Linear, Sequential, SoftmaxCrossEntropy, \
     ConvBNReLU
 
 FD_TOL = dict(rtol=1e-6, atol=1e-7)
@@ -208,8 +208,8 @@ def test_same_seed_same_weights_and_branch_names_in_keys():
 
 
 def test_block_refuses_a_branch_module_outside_its_named_submodules():
-    from bnkernels.inception import InceptionBlock
-    from bnkernels.layers import MaxPool2d
+    from bnkernels.nn.inception import InceptionBlock
+    from bnkernels.nn.layers import MaxPool2d
     conv, pool = ConvBNReLU(2, 3, 1, rng=0), MaxPool2d(3, stride=1, padding=1)
     with pytest.raises(ValueError, match="MaxPool2d in a branch is in no named submodule"):
         InceptionBlock([conv, Sequential(pool, conv)], {}, [("conv", conv)])
@@ -471,7 +471,7 @@ def test_small_inception_trains_a_step_in_float32(batch_norm):
 
 @pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "no-bn"])
 def test_small_inception_backward_matches_finite_differences(batch_norm):
-    net = small_inception(width=2, batch_norm=batch_norm, dtype=np.float64, seed=3)
+    net = small_inception(width=2, batch_norm=batch_norm, dtype=np.float64, rng=3)
     check_gradients(net, rand((2, 1, 8, 8), seed=4), per_parameter=1)
 
 
@@ -732,7 +732,7 @@ def test_inception_v3_matches_a_torch_nn_assembly_at_75x75():
 
     theirs = V3()
     assert sum(p.numel() for p in theirs.parameters()) == 23_834_568
-    ours = inception_v3(dtype=np.float64, seed=0)
+    ours = inception_v3(dtype=np.float64, rng=0)
     load_into_torch(torch, ours, theirs)
     ours.eval()
     theirs.eval()
@@ -773,8 +773,8 @@ def test_inception_v3_matches_a_torch_nn_assembly_at_75x75():
     (lambda: googlenet(aux_logits="yes"), r"aux_logits must be a bool, got 'yes'"),
     (lambda: bn_inception(num_classes=2.0), r"num_classes must be an int >= 1, got 2.0"),
     (lambda: inception_v3(dropout=-0.5), r"dropout must be a probability"),
-    (lambda: small_inception(seed=True), r"rng \(a network's seed\) must be None, an int"),
-    (lambda: small_inception(seed=-1), r"rng \(a network's seed\) must be"),
+    (lambda: small_inception(rng=True), r"rng \(a network's seed\) must be None, an int"),
+    (lambda: small_inception(rng=-1), r"rng \(a network's seed\) must be"),
     (lambda: InceptionBN(4, 2, 2, 3, 2, 3, 2, rng=1.5), r"rng \(a network's seed\) must be"),
 ])
 def test_blocks_and_networks_reject_bad_arguments_naming_them(make, message):

@@ -1,4 +1,4 @@
-"""bnkernels.inception against torchvision's own GoogLeNet and Inception3.
+"""bnkernels.nn.inception against torchvision's own GoogLeNet and Inception3.
 
 Oracle: torchvision's model definitions (pure Python on torch.nn). A model is
 built from a seeded random state (PyTorch's default initialization, BN
@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnkernels import inception
-from bnkernels.layers import Dropout
+from bnkernels.nn import inception
+from bnkernels.nn.layers import Dropout
 
 TORCHVISION_REASON = ("torchvision not installed: the torchvision oracle is skipped (pip "
                       "install --no-deps torchvision==0.28.0, the release made for torch 2.13)")
@@ -456,9 +456,9 @@ def _wrong_shape(state):
 @pytest.mark.parametrize("name", list(NETWORKS))
 def test_a_state_that_does_not_fit_raises_and_writes_nothing(name, spoil):
     """Another seed's state (its weights differ), spoiled in one key."""
-    state = NETWORKS[name]["ours"](aux_logits=True, seed=1).state_dict()
+    state = NETWORKS[name]["ours"](aux_logits=True, rng=1).state_dict()
     key = spoil(state)
-    net = NETWORKS[name]["ours"](aux_logits=True, seed=0)
+    net = NETWORKS[name]["ours"](aux_logits=True, rng=0)
     before = net.state_dict()
     with pytest.raises((KeyError, ValueError, RuntimeError), match=key):
         net.load_state_dict(state)

@@ -1,4 +1,4 @@
-"""bnkernels.layers: every layer's forward and backward, containers, state.
+"""bnkernels.nn.layers: every layer's forward and backward, containers, state.
 
 Oracles:
 - forward: an independent float64 NumPy twin written here (convolution and
@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from finite_differences import finite_difference
 
-from bnkernels import layers, reference
-from bnkernels.layers import (
+from bnkernels import reference
+from bnkernels.nn import layers
+from bnkernels.nn.layers import (
     AvgPool2d, BatchNorm2d, Concat, Conv2d, ConvBNReLU, Dropout, Flatten, GlobalAvgPool2d,
     Linear, MaxPool2d, ReLU, Sequential, SoftmaxCrossEntropy,
 )
@@ -753,7 +754,8 @@ def test_state_dict_round_trip_restores_outputs():
     other.load_state_dict(state)
     np.testing.assert_array_equal(other.eval().forward(x), expected)
     state["3.weight"] = state["3.weight"][:, :-1]
-    with pytest.raises(ValueError, match=r"3.weight has shape \(3, 27\), expected \(3, 28\)"):
+    with pytest.raises(ValueError, match=r"size mismatch for 3.weight: the state has shape "
+                                           r"\(3, 27\), the module \(3, 28\)"):
         other.load_state_dict(state)
     del state["3.weight"]
     with pytest.raises(KeyError, match="missing"):
@@ -837,7 +839,7 @@ def test_numpy_twin_computes_the_same_network_with_the_reference(numerics):
     if numerics != "standard":
         net = Sequential(ConvBNReLU(2, 3, 3, padding=1, numerics=numerics,
                                     dtype=np.float64, rng=3), MaxPool2d(2), Flatten())
-    twin = layers.numpy_twin(net)
+    twin = reference.numpy_twin(net)
     assert twin is not net and twin.kernels is reference and net.kernels is not reference
     x = rand((2, 2, 4, 4), seed=5)
     y, y_twin = net.forward(x), twin.forward(x)
@@ -1029,13 +1031,13 @@ def bad_states(good):
 
 def state_cases():
     """name: (make(seed), an input shape it takes)"""
-    from bnkernels import inception
+    from bnkernels.nn import inception
     return {
         "conv": (lambda seed: Conv2d(3, 4, 3, padding=1, rng=seed), (2, 3, 5, 5)),
         "convbnrelu": (lambda seed: ConvBNReLU(3, 4, 3, padding=1, rng=seed), (2, 3, 5, 5)),
         "inception block": (lambda seed: inception.InceptionBN(4, 2, 2, 3, 2, 3, 2, rng=seed),
                             (2, 4, 6, 6)),
-        "small_inception": (lambda seed: inception.small_inception(width=2, seed=seed),
+        "small_inception": (lambda seed: inception.small_inception(width=2, rng=seed),
                             (2, 1, 8, 8)),
         "small network float64": (lambda seed: Sequential(small_network(), ReLU()),
                                   (2, 2, 4, 4)),
@@ -1064,9 +1066,9 @@ def test_load_state_dict_writes_nothing_when_any_entry_is_bad(name):
 
 def test_load_state_dict_of_googlenet_is_all_or_nothing():
     """A whole network of the paper's size: the last of 100+ entries bad."""
-    from bnkernels import inception
-    net = inception.googlenet(num_classes=10, seed=0)
-    good = inception.googlenet(num_classes=10, seed=1).state_dict()
+    from bnkernels.nn import inception
+    net = inception.googlenet(num_classes=10, rng=0)
+    good = inception.googlenet(num_classes=10, rng=1).state_dict()
     before = arrays_of(net)
     for bad_key in (list(good)[-1], list(good)[len(good) // 2]):
         state = dict(good)
@@ -1199,15 +1201,15 @@ def test_module_load_state_dict_strict_and_not_strict_like_torch():
     missing and unexpected keys and writes nothing; strict=False loads the
     keys both have and returns them as (missing_keys, unexpected_keys)."""
     import bnkernels
-    from bnkernels import inception
-    net = inception.small_inception(num_classes=3, in_channels=1, width=8, seed=0)
-    other = inception.small_inception(num_classes=3, in_channels=1, width=8, seed=1).state_dict()
+    from bnkernels.nn import inception
+    net = inception.small_inception(num_classes=3, in_channels=1, width=8, rng=0)
+    other = inception.small_inception(num_classes=3, in_channels=1, width=8, rng=1).state_dict()
     before = net.state_dict()
     dropped = sorted(other)[0]
     partial = {k: v for k, v in other.items() if k != dropped}
     partial["head.extra"] = np.ones(2)
-    with pytest.raises(RuntimeError, match=rf"missing \['{re.escape(dropped)}'\], "
-                                           r"unexpected \['head.extra'\]"):
+    with pytest.raises(RuntimeError, match=rf"missing key\(s\) \['{re.escape(dropped)}'\]; "
+                                           r"unexpected key\(s\) \['head.extra'\]"):
         net.load_state_dict(partial)
     for key, value in net.state_dict().items():
         assert np.array_equal(value, before[key]), key
@@ -1218,3 +1220,31 @@ def test_module_load_state_dict_strict_and_not_strict_like_torch():
     for key in partial.keys() - {"head.extra"}:
         assert np.array_equal(after[key], np.asarray(other[key], after[key].dtype)), key
     assert net.load_state_dict(other) == bnkernels.IncompatibleKeys([], [])
+
+
+def test_core_batch_norm_layers_are_modules_and_compose_with_the_layers():
+    """bnkernels.BatchNorm (any rank) and BatchNorm1d/2d/3d are Modules: the
+    layers' BatchNorm2d is the core class itself, and one composes in a
+    Sequential whose forward, backward and state_dict equal the layer's own
+    (oracle: the same layer called alone, with a copy of its state)."""
+    import bnkernels
+    from bnkernels.module import Module
+    for cls in (bnkernels.BatchNorm, bnkernels.BatchNorm1d, bnkernels.BatchNorm2d,
+                bnkernels.BatchNorm3d):
+        assert issubclass(cls, Module)
+    assert layers.BatchNorm2d is bnkernels.BatchNorm2d
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    bn = bnkernels.BatchNorm2d(3, activation="relu")
+    alone = bnkernels.BatchNorm2d(3, activation="relu")
+    net = Sequential(ReLU(), bn)
+    y = net.forward(x)
+    np.testing.assert_array_equal(y, alone.forward(np.maximum(x, 0)))
+    dx = net.backward(dy)
+    np.testing.assert_array_equal(dx, np.where(x > 0, alone.backward(dy), 0))
+    assert sorted(net.state_dict()) == ["1.bias", "1.num_batches_tracked", "1.running_mean",
+                                        "1.running_var", "1.weight"]
+    assert isinstance(net.state_dict()["1.num_batches_tracked"], np.int64)
+    assert [name for name, _, _ in net.named_parameters()] == ["1.weight", "1.bias"]
+    assert net.eval() is net and not bn.training

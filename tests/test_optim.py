@@ -1,4 +1,4 @@
-"""bnkernels.optim.SGD: PyTorch's update rule, in place.
+"""bnkernels.nn.optim.SGD: PyTorch's update rule, in place.
 
 Oracles: the rule written out here in float64 (always), and torch.optim.SGD
 when PyTorch is installed. In float64 both sides do the same few operations
@@ -8,8 +8,8 @@ p + alpha * d, so 1e-6 relative (a few float32 roundings) after 5 steps.
 import numpy as np
 import pytest
 
-from bnkernels.layers import Conv2d, Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy
-from bnkernels.optim import SGD
+from bnkernels.nn.layers import Conv2d, Flatten, Linear, ReLU, Sequential, SoftmaxCrossEntropy
+from bnkernels.nn.optim import SGD
 
 CONFIGS = [dict(momentum=0.0, weight_decay=0.0, nesterov=False),
            dict(momentum=0.9, weight_decay=0.0, nesterov=False),

@@ -40,6 +40,7 @@ from hypothesis import assume, example, given, settings, strategies as st
 
 import bnkernels
 from bnkernels import darknet, reference
+from forks import numerics_of
 
 # 60 examples per test keeps the whole file well under 20 s on two slow cores;
 # derandomize makes every run draw the same examples, database=None writes nothing.
@@ -189,7 +190,7 @@ KERNELS = {k.name: k for k in [
     Kernel(name="variance_cpu", function="variance_cpu", args=("x", "mean"), kwargs={},
            magnitude=lambda a: (_centered(a) ** 2).sum(axis=AXES) / max(a.n - 1, 1)),
     *[Kernel(name=f"normalize_cpu-{flavor}", function="normalize_cpu",
-             args=("x", "mean", "variance"), kwargs={"flavor": flavor},
+             args=("x", "mean", "variance"), kwargs={"numerics": numerics_of(flavor)},
              magnitude=lambda a: _centered(a) / np.sqrt(per_channel(a.variance)))
       for flavor in darknet.FLAVORS],
     Kernel(name="scale_bias", function="scale_bias", args=("x", "scales"), kwargs={},
@@ -211,7 +212,7 @@ KERNELS = {k.name: k for k in [
                                 * 0.5 * (f64(a.variance) + BACKWARD_EPS) ** -1.5)),
     *[Kernel(name=f"normalize_delta_cpu-{flavor}", function="normalize_delta_cpu",
              args=("x", "mean", "variance", "mean_delta", "variance_delta", "delta"),
-             kwargs={"flavor": flavor}, magnitude=_normalize_delta_magnitude)
+             kwargs={"numerics": numerics_of(flavor)}, magnitude=_normalize_delta_magnitude)
       for flavor in darknet.FLAVORS],
 ]}
 
@@ -306,9 +307,10 @@ def test_rolling_update_matches_reference_in_place(flavor, dtype, shape, seed, m
     rng = np.random.default_rng(seed)
     start, stat = vector(rng, shape[1], dtype), vector(rng, shape[1], dtype)
     mine, twin = start.copy(), start.copy()
-    result = call(darknet.rolling_update, mine, stat, momentum=momentum, flavor=flavor,
+    result = call(darknet.rolling_update, mine, stat, momentum=momentum,
+                  numerics=numerics_of(flavor),
                   writes=(mine,))
-    reference.rolling_update(twin, stat, momentum=momentum, flavor=flavor)
+    reference.rolling_update(twin, stat, momentum=momentum, numerics=numerics_of(flavor))
     assert result is mine
     assert_matches(mine, twin, np.abs(f64(start)) + np.abs(f64(stat)))
 

@@ -15,6 +15,7 @@ import pytest
 import bnkernels
 from bnkernels import _kernels, darknet
 from bnkernels.distributed import merge_moments, shard_moments
+from forks import numerics_of
 
 ROOT = Path(__file__).parent.parent
 
@@ -29,16 +30,16 @@ def test_every_kernel_takes_zero_size_tensors(shape, dtype):
     mean = darknet.mean_cpu(x)
     variance = darknet.variance_cpu(x, mean)
     for flavor in darknet.FLAVORS:
-        x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor)
+        x_norm = darknet.normalize_cpu(x, mean, variance, numerics=numerics_of(flavor))
         assert x_norm.shape == shape
         assert darknet.scale_add_bias(x_norm, v, v).shape == shape
         assert darknet.add_bias(x_norm, v).shape == shape
         md = darknet.mean_delta_cpu(x, variance)
         vd = darknet.variance_delta_cpu(x, x, mean, variance)
         assert darknet.normalize_delta_cpu(x, mean, variance, md, vd, x,
-                                           flavor=flavor).shape == shape
+                                           numerics=numerics_of(flavor)).shape == shape
         assert darknet.backward_batchnorm_layer(x, x_norm, x, mean, variance, v,
-                                                flavor=flavor)[0].shape == shape
+                                                numerics=numerics_of(flavor))[0].shape == shape
     assert darknet.backward_bias(x).shape == (c,)
     assert darknet.backward_scale_cpu(x, x).shape == (c,)
     m, var = _kernels.stats(x)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import bnkernels
+from forks import numerics_of
 
 
 def one_step(seed, numerics, dtype):
@@ -224,7 +225,7 @@ def every_kernel_output(dtype, seed=0):
     for flavor in darknet.FLAVORS:
         mean = darknet.mean_cpu(x)
         variance = darknet.variance_cpu(x, mean)
-        x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor)
+        x_norm = darknet.normalize_cpu(x, mean, variance, numerics=numerics_of(flavor))
         scaled = darknet.scale_bias(dy, w)
         md = darknet.mean_delta_cpu(scaled, variance)
         vd = darknet.variance_delta_cpu(x, scaled, mean, variance)
@@ -237,7 +238,7 @@ def every_kernel_output(dtype, seed=0):
             f"{flavor} backward_scale": darknet.backward_scale_cpu(x_norm, dy),
             f"{flavor} mean_delta": md, f"{flavor} variance_delta": vd,
             f"{flavor} normalize_delta": darknet.normalize_delta_cpu(
-                x, mean, variance, md, vd, scaled, flavor=flavor),
+                x, mean, variance, md, vd, scaled, numerics=numerics_of(flavor)),
         })
     mean, var = _kernels.stats(x)
     invstd = _kernels.invstd(var, 1e-5)
@@ -287,7 +288,7 @@ def test_layer_gives_the_same_bits_for_1_to_4_threads(numerics, activation, thre
 def test_darknet_vectors_hold_bit_for_bit_on_4_threads(threads):
     """The large case (16 x 64 x 28 x 28) against Darknet's own outputs."""
     from conftest import VECTOR_FILES
-    from bnkernels import verify
+    from bnkernels.tools import verify
     large = [(flavor, path) for flavor, path in VECTOR_FILES if path.stem.startswith("b16")]
     assert large, "the large vector case is missing from tests/data"
     for flavor, path in large:

@@ -508,11 +508,11 @@ def test_without_torch_bnkernels_torch_says_how_to_install_it():
     assert "pip install bnkernels[torch]" in result.stdout
 
 
-# --- to_torch: bnkernels.layers networks as torch.nn modules ------------------
+# --- to_torch: bnkernels.nn.layers networks as torch.nn modules ------------------
 
 def _network_and_twin(training, dtype=np.float64):
-    from bnkernels import inception
-    net = inception.small_inception(width=4, dtype=dtype, seed=7)
+    from bnkernels.nn import inception
+    net = inception.small_inception(width=4, dtype=dtype, rng=7)
     net.train(training)
     if not training:   # non-trivial running statistics for eval mode
         for _, bn in _batch_norms(net):
@@ -523,7 +523,7 @@ def _network_and_twin(training, dtype=np.float64):
 
 
 def _batch_norms(module, prefix=""):
-    from bnkernels import layers
+    from bnkernels.nn import layers
     for name, child in module.children():
         if isinstance(child, layers.BatchNorm2d):
             yield prefix + name, child
@@ -561,7 +561,7 @@ def test_to_torch_network_computes_the_same_forward_and_gradients(training):
 
 
 def test_to_torch_keeps_the_dtype_and_mode_and_refuses_darknet_numerics():
-    from bnkernels import inception, layers
+    from bnkernels.nn import inception, layers
     net = inception.small_inception(width=2, dtype=np.float32).eval()
     twin = bt.to_torch(net)
     assert not twin.training and all(not m.training for m in twin.modules())
@@ -905,7 +905,7 @@ def test_convert_rejects_what_is_not_a_torch_module(value):
 
 
 def test_convert_rejects_bnkernels_layers_and_torchscript_modules():
-    from bnkernels import layers
+    from bnkernels.nn import layers
     with pytest.raises(TypeError, match="convert expects a torch.nn.Module, got BatchNorm2d"):
         bt.convert(layers.BatchNorm2d(3))
     with warnings.catch_warnings():
@@ -967,8 +967,8 @@ def test_convert_a_meta_model_then_materialize_it():
 
 
 def test_to_torch_rejects_odd_inputs_clearly():
-    from bnkernels import layers
-    with pytest.raises(TypeError, match="to_torch expects a bnkernels.layers module, got "
+    from bnkernels.nn import layers
+    with pytest.raises(TypeError, match="to_torch expects a bnkernels.nn.layers module, got "
                                         "NoneType"):
         bt.to_torch(None)
     with pytest.raises(TypeError, match=r"got torch\.nn\.modules\.activation\.ReLU, which "

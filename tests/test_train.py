@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from bnkernels import inception, train
+from bnkernels.nn import inception, train
 from bnkernels.__main__ import main
 
 pytest.importorskip("sklearn", reason="the training data set ships with scikit-learn "
@@ -17,12 +17,12 @@ pytest.importorskip("sklearn", reason="the training data set ships with scikit-l
 
 
 def test_digits_split_is_fixed_scaled_and_complete():
-    x_train, y_train, x_test, y_test = train.load_digits(seed=0)
+    x_train, y_train, x_test, y_test = train.load_digits(rng=0)
     assert x_train.shape == (1437, 1, 8, 8) and x_test.shape == (360, 1, 8, 8)
     assert x_train.dtype == np.float32 and y_train.dtype == np.int64
     assert 0.0 <= x_train.min() and x_train.max() <= 1.0
     assert set(np.unique(y_test)) == set(range(10))
-    again = train.load_digits(seed=0)
+    again = train.load_digits(rng=0)
     assert np.array_equal(again[1], y_train) and np.array_equal(again[2], x_test)
     from sklearn.datasets import load_digits
     everything = np.sort(np.concatenate([y_train, y_test]))
@@ -55,8 +55,8 @@ def test_train_with_and_without_bn_writes_curves(tmp_path, capsys):
 
 
 def test_both_variants_start_from_the_same_convolution_weights():
-    with_bn = inception.small_inception(width=4, batch_norm=True, seed=3)
-    without = inception.small_inception(width=4, batch_norm=False, seed=3)
+    with_bn = inception.small_inception(width=4, batch_norm=True, rng=3)
+    without = inception.small_inception(width=4, batch_norm=False, rng=3)
     conv = {name: value for name, value, _ in with_bn.named_parameters()
             if name.endswith("conv.weight")}
     other = {name: value for name, value, _ in without.named_parameters()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bnkernels
-from bnkernels import verify
+from bnkernels.tools import verify
 
 
 def test_bitwise_equal_sees_one_ulp_and_nan_positions():

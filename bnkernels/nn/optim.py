@@ -1,8 +1,11 @@
 """Optimizers over (value, grad) pairs, such as ``Module.parameters()``."""
 import math
 import numbers
+from typing import Any
 
 import numpy as np
+
+from bnkernels._typing import FloatArray
 
 __all__ = ["SGD"]
 
@@ -34,7 +37,9 @@ class SGD:
     any, so a step that raises changes nothing.
     """
 
-    def __init__(self, parameters, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    def __init__(self, parameters: Any, lr: float,
+                 momentum: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False) -> None:
         if callable(getattr(parameters, "parameters", None)):
             parameters = parameters.parameters()
         self.params = []
@@ -67,9 +72,9 @@ class SGD:
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
         self.nesterov = bool(nesterov)
-        self.momentum_buffers = [None] * len(self.params)
+        self.momentum_buffers: list[FloatArray | None] = [None] * len(self.params)
 
-    def step(self):
+    def step(self) -> None:
         """Update every parameter in place from its current gradient."""
         for i, (value, _) in enumerate(self.params):
             if not value.flags.writeable:
@@ -86,12 +91,12 @@ class SGD:
                 d = d + self.momentum * buf if self.nesterov else buf
             value -= self.lr * d
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient to 0 (they accumulate across backward calls)."""
         for _, grad in self.params:
             grad.fill(0)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"SGD({len(self.params)} parameters, lr={self.lr:g}, momentum={self.momentum:g}, "
                 f"weight_decay={self.weight_decay:g}, nesterov={self.nesterov})")
 

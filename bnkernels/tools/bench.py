@@ -63,12 +63,13 @@ import json
 import math
 import os
 import platform
-import shutil
 import statistics
 import sys
 import time
 
 import numpy as np
+
+from bnkernels.tools.cli import ProgressBar, output_path_error, positive_int
 
 OPS = ("training forward", "inference", "backward", "forward+backward")
 POLICIES = ("reused", "fresh")
@@ -181,66 +182,6 @@ def parse_layout(text):
     return name
 
 
-def _integer(text):
-    return int(text) if text.isascii() and text.isdigit() else None
-
-
-def positive_int(text):
-    """An option value that is an integer >= 1 (ASCII digits only)."""
-    number = _integer(text)
-    if number is None or number < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return number
-
-
-def nonnegative_int(text):
-    """An option value that is an integer >= 0 (ASCII digits only)."""
-    number = _integer(text)
-    if number is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
-    return number
-
-
-def _finite(text, what, accept):
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or not accept(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
-    return value
-
-
-def nonnegative_float(text):
-    """An option value that is a finite number >= 0."""
-    return _finite(text, "a finite number >= 0", lambda v: v >= 0)
-
-
-def positive_float(text):
-    """An option value that is a finite number > 0."""
-    return _finite(text, "a finite number > 0", lambda v: v > 0)
-
-
-def fraction(text):
-    """An option value that is a number from 0 to 1."""
-    return _finite(text, "a number from 0 to 1", lambda v: 0 <= v <= 1)
-
-
-def output_path_error(option, path):
-    """Why path cannot be written as option's output file (None: it can), so
-    that a command finds out before it runs rather than after."""
-    if path is None:
-        return None
-    if os.path.isdir(path):
-        return f"{option}: {path!r} is a directory, expected a file name"
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        return f"{option}: no folder {folder!r}"
-    if not os.access(folder, os.W_OK):
-        return f"{option}: cannot write in {folder!r}"
-    return None
-
-
 def memory_bytes():
     """This machine's physical memory in bytes, or None where unknown."""
     try:
@@ -305,7 +246,7 @@ def add_arguments(parser):
 
 
 def main(argv=None):
-    """``python -m bnkernels.bench [options]``; the same as ``python -m bnkernels bench``."""
+    """``python -m bnkernels.tools.bench [options]``; the same as ``python -m bnkernels bench``."""
     parser = argparse.ArgumentParser(prog="python -m bnkernels bench",
                                      description=__doc__.splitlines()[0])
     return run(add_arguments(parser).parse_args(argv))
@@ -314,49 +255,6 @@ def main(argv=None):
 # ---------------------------------------------------------------------------
 # progress (stderr): a bar redrawn in place on a terminal, plain lines otherwise
 # ---------------------------------------------------------------------------
-
-class ProgressBar:
-    """``[#######.......]  12/136  0:07  <what runs now>`` redrawn in place
-    when ``stream`` is a terminal. Otherwise (piped, redirected, a CI log) a
-    plain ``bench: 12/136 0:07 <what runs now>`` line at most every
-    ``every`` seconds, so that a long run is never silent.
-    """
-
-    def __init__(self, total, stream=None, width=24, every=10.0):
-        self.stream = sys.stderr if stream is None else stream
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.total, self.width, self.done = max(total, 1), width, 0
-        self.start = time.perf_counter()
-        self.every, self.last_line = every, None
-
-    def show(self, label):
-        if not self.enabled:
-            now = time.perf_counter()
-            if self.last_line is None or now - self.last_line >= self.every:
-                self.last_line = now
-                elapsed = int(now - self.start)
-                self.stream.write(f"bench: {self.done}/{self.total} "
-                                  f"{elapsed // 60}:{elapsed % 60:02d}  {label}\n")
-                self.stream.flush()
-            return
-        filled = self.width * min(self.done, self.total) // self.total
-        elapsed = int(time.perf_counter() - self.start)
-        line = (f"[{'#' * filled}{'.' * (self.width - filled)}] "
-                f"{self.done:>{len(str(self.total))}}/{self.total} "
-                f"{elapsed // 60}:{elapsed % 60:02d}  {label}")
-        columns = shutil.get_terminal_size((80, 24)).columns - 1
-        self.stream.write("\r" + line[:columns].ljust(columns))
-        self.stream.flush()
-
-    def advance(self, steps=1):
-        self.done += steps
-
-    def close(self):
-        if self.enabled:
-            columns = shutil.get_terminal_size((80, 24)).columns - 1
-            self.stream.write("\r" + " " * columns + "\r")
-            self.stream.flush()
-
 
 # ---------------------------------------------------------------------------
 # timing and bandwidth
@@ -459,9 +357,9 @@ class Tensors:
         return np.zeros(c, self.x.dtype), np.ones(c, self.x.dtype)
 
 
-def make_tensors(shape, dtype, seed=0, layout="NCHW"):
+def make_tensors(shape, dtype, rng=0, layout="NCHW"):
     """The tensors of an (N, C, H, W) shape, stored (N, H, W, C) for NHWC."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(rng)
     dtype = np.dtype(dtype)
     c = shape[1]
     if layout == "NHWC":

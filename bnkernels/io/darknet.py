@@ -36,6 +36,7 @@ above 1000 (connected weights stored transposed, (inputs, n)). The arrays
 returned are always in the (n, ...) order above; save_weights writes them back
 in the file's order.
 """
+import argparse
 from dataclasses import dataclass, field
 import math
 import os
@@ -43,6 +44,7 @@ from pathlib import Path
 import re
 import struct
 import sys
+from typing import TextIO
 
 import numpy as np
 
@@ -117,15 +119,15 @@ class Section:
     option_lines: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
-    def in_channels(self):
+    def in_channels(self) -> int:
         return self.in_shape[0]
 
     @property
-    def out_channels(self):
+    def out_channels(self) -> int:
         return self.out_shape[0]
 
     @property
-    def bn_channels(self):
+    def bn_channels(self) -> int:
         """Number of batch-norm channels the layer has (0 if none)."""
         if self.type == "batchnorm":
             return self.in_channels
@@ -140,7 +142,7 @@ class Section:
             not self._flag("dontloadscales")
 
     @property
-    def name(self):
+    def name(self) -> str:
         where = f"layer {self.index}" if self.index is not None else "section"
         return f"{where} [{self.type}] (line {self.line})"
 
@@ -194,7 +196,7 @@ class Section:
         return [int(item) for item in items]
 
 
-def read_cfg(path):
+def read_cfg(path: str | os.PathLike[str]) -> list[Section]:
     """Parse a Darknet .cfg file and work out each layer's shapes.
 
     Lines are read as Darknet's ``read_cfg`` reads them: all whitespace is
@@ -250,7 +252,8 @@ def read_cfg(path):
         The file cannot be read.
     """
     path = Path(path)
-    raw = []  # (type, options, line, option lines)
+    # (type, options, line, option lines)
+    raw: list[tuple[str, dict[str, str], int, dict[str, int]]] = []
     for number, text in enumerate(path.read_text(encoding="utf-8", errors="replace")
                                   .splitlines(), start=1):
         line = "".join(text.split())
@@ -561,7 +564,7 @@ class LayerWeights:
     weights: np.ndarray | None = None
 
     @property
-    def has_batchnorm(self):
+    def has_batchnorm(self) -> bool:
         return self.scales is not None
 
 
@@ -582,14 +585,14 @@ class DarknetWeights:
     cutoff: int | None = None
 
     @property
-    def seen_bytes(self):
+    def seen_bytes(self) -> int:
         return _seen_bytes(self.major, self.minor, self.flavor)
 
     @property
-    def transposed(self):
+    def transposed(self) -> bool:
         return self.major > 1000 or self.minor > 1000
 
-    def layer(self, index):
+    def layer(self, index: int) -> LayerWeights:
         """The LayerWeights of cfg layer index (KeyError if it has none)."""
         for entry in self.layers:
             if entry.index == index:
@@ -681,7 +684,9 @@ def _check_cutoff(cutoff):
     return int(cutoff)
 
 
-def load_weights(cfg, path, *, flavor="pjreddie", cutoff=None):
+def load_weights(cfg: str | os.PathLike[str] | list[Section], path: str | os.PathLike[str], *,
+                 numerics: str = "darknet", cutoff: int | None = None,
+                 flavor: str | None = None) -> DarknetWeights:
     """Read a Darknet .weights file, laid out as cfg says.
 
     The whole file is checked against the layout (the header, then every
@@ -694,8 +699,9 @@ def load_weights(cfg, path, *, flavor="pjreddie", cutoff=None):
         The network's .cfg (a path, or what read_cfg returned).
     path : str or os.PathLike
         The .weights file.
-    flavor : {"pjreddie", "alexeyab"}
-        Which Darknet wrote it: the size of ``seen`` for versions with major
+    numerics : {"darknet", "darknet-alexeyab"}
+        Which Darknet wrote it (pjreddie's or AlexeyAB's; flavor= "pjreddie" /
+        "alexeyab" is the deprecated alias): the size of ``seen`` for versions with major
         or minor >= 1000, [batchnorm]'s biases and weighted [shortcut]s
         differ (see the module docstring).
     cutoff : int >= 0, optional
@@ -719,7 +725,7 @@ def load_weights(cfg, path, *, flavor="pjreddie", cutoff=None):
     OSError
         A file cannot be read.
     """
-    flavor = _darknet.check_flavor(flavor)
+    flavor = _darknet._fork(numerics, flavor)
     cutoff = _check_cutoff(cutoff)
     cfg = _cfg(cfg)
     path = Path(path)
@@ -750,7 +756,7 @@ def load_weights(cfg, path, *, flavor="pjreddie", cutoff=None):
             offset += 4 * count
     if offset != size:
         raise _size_error(path, size, offset, placed, result)
-    layers = {}
+    layers: dict[int, LayerWeights] = {}
     for s, name, shape, stored, start, count in placed:
         entry = layers.setdefault(s.index, LayerWeights(s.index, s.type, start))
         values = np.frombuffer(data, "<f4", count, start).astype(np.float32)
@@ -792,7 +798,8 @@ def _check_version(path, major, minor, revision):
                 f"{name} is {value!r} (is this a .weights file?)")
 
 
-def save_weights(path, cfg, weights):
+def save_weights(path: str | os.PathLike[str], cfg: str | os.PathLike[str] | list[Section],
+                 weights: DarknetWeights) -> None:
     """Write a .weights file in the layout load_weights reads.
 
     ``load_weights(cfg, path)`` of a file, then ``save_weights`` of the
@@ -869,13 +876,17 @@ def save_weights(path, cfg, weights):
 # python -m bnkernels darknet-check
 # ---------------------------------------------------------------------------
 
-def add_arguments(parser):
-    from bnkernels.bench import positive_float
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from bnkernels.tools.cli import positive_float
     parser.add_argument("cfg", help="the network's .cfg file")
     parser.add_argument("weights", help="its .weights file")
-    parser.add_argument("--flavor", choices=_darknet.FLAVORS, default="pjreddie",
+    parser.add_argument("--numerics", choices=_darknet.NUMERICS, default=None,
                         help="which Darknet wrote the file and whose inference formula "
-                             "to compare with (default: pjreddie)")
+                             "to compare with: darknet (pjreddie's) or darknet-alexeyab "
+                             "(default: darknet)")
+    parser.add_argument("--flavor", choices=_darknet.FLAVORS, default=None,
+                        help="deprecated: --flavor pjreddie is --numerics darknet, "
+                             "--flavor alexeyab --numerics darknet-alexeyab")
     parser.add_argument("--eps", type=positive_float, default=1e-5,
                         help="the standard-convention epsilon for the conversion "
                              "(default: 1e-5)")
@@ -889,13 +900,18 @@ def _summary(values):
         return f"{v.min():11.4g} {v.max():11.4g} {v.mean():11.4g}"
 
 
-def check(cfg_path, weights_path, *, flavor="pjreddie", eps=1e-5, out=None):
+def check(cfg_path: str | os.PathLike[str], weights_path: str | os.PathLike[str], *,
+          numerics: str = "darknet", eps: float = 1e-5, out: TextIO | None = None,
+          flavor: str | None = None) -> int:
     """Print a summary of every batch norm in a Darknet network; return the
-    exit code (0, or 1 with a one-line error on stderr for a bad file)."""
+    exit code (0, or 1 with a one-line error on stderr for a bad file).
+    numerics: "darknet" or "darknet-alexeyab" (flavor=: deprecated alias)."""
+    numerics = _darknet.check_numerics(numerics, flavor)
+    flavor = _darknet.FLAVORS[_darknet.NUMERICS.index(numerics)]
     out = sys.stdout if out is None else out
     try:
         cfg = read_cfg(cfg_path)
-        weights = load_weights(cfg, weights_path, flavor=flavor)
+        weights = load_weights(cfg, weights_path, numerics=numerics)
     except (OSError, ValueError) as error:
         print(f"python -m bnkernels darknet-check: error: {error}", file=sys.stderr)
         return 1
@@ -916,7 +932,7 @@ def check(cfg_path, weights_path, *, flavor="pjreddie", eps=1e-5, out=None):
         zero, negative = int(np.sum(var == 0)), int(np.sum(var < 0))
         nonfinite = int(np.sum(~np.isfinite(var)))
         conversion = _darknet.to_standard(entry.scales, biases, entry.rolling_mean, var,
-                                          flavor=flavor, eps=eps)
+                                          numerics=numerics, eps=eps)
         print(f"\nlayer {entry.index} [{entry.type}], {channels} channels, byte offset "
               f"{entry.offset}", file=out)
         print(f"  {'':17} {'min':>11} {'max':>11} {'mean':>11}", file=out)

@@ -1,6 +1,6 @@
 """Layers built on the kernels, enough to assemble and train Inception networks.
 
-Every layer is a ``Module``: ``forward(x)`` computes and remembers what its
+Every layer is a ``Module`` (bnkernels.module): ``forward(x)`` computes and remembers what its
 backward needs, ``backward(dy)`` returns dL/dx and adds the parameter
 gradients into their ``grad`` arrays (``+=``, as PyTorch and Darknet do;
 ``zero_grad()`` clears them). Tensors are NumPy arrays in NCHW layout.
@@ -10,14 +10,16 @@ gradients into their ``grad`` arrays (``+=``, as PyTorch and Darknet do;
 them per module.
 
 Layers: Conv2d, Linear, MaxPool2d, AvgPool2d, GlobalAvgPool2d, ReLU, Flatten,
-Dropout, BatchNorm2d, ConvBNReLU (BN-Inception's unit); containers Sequential
+Dropout, ConvBNReLU (BN-Inception's unit), and the core batch-norm layers
+(bnkernels.BatchNorm, BatchNorm1d/2d/3d, Modules themselves, re-exported
+here); containers Sequential
 and Concat; the loss SoftmaxCrossEntropy. Convolution and pooling run on the C
 kernels (im2col/col2im and the pools), matrix products on NumPy's BLAS.
-``bnkernels.optim.SGD`` trains them.
+``bnkernels.nn.optim.SGD`` trains them.
 
-``numpy_twin(module)`` gives a copy that computes with ``bnkernels.reference``
-(pure NumPy) instead of the C kernels: the oracle and the baseline of the
-benchmarks.
+``bnkernels.reference.numpy_twin(module)`` gives a copy that computes with
+the pure-NumPy twins instead of the C kernels: the oracle and the baseline of
+the benchmarks.
 
 A call that raises changes nothing a user can see: every argument is checked
 before anything is written, and when a part of a container (Sequential,
@@ -26,278 +28,19 @@ the gradients below the container are put back as they were. A forward that
 raises drops the module's saved forward (its backward then raises until the
 next forward). ``load_state_dict`` checks every entry before it writes one.
 """
-import copy
 import math
 import numbers
 import sys
-import threading
-from collections.abc import Mapping
 
 import numpy as np
 
-from bnkernels import _kernels, batchnorm, reference
+from bnkernels import _kernels
+from bnkernels.batchnorm import BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d
+from bnkernels.module import Module
 
-
-# whether this thread is inside a container's _all_or_nothing call
-_GUARD = threading.local()
-
-
-def _checked_state_array(value, target, key):
-    """value for the state entry `key` whose current array is target: an
-    array of target's shape, converted to target's dtype, finite."""
-    try:
-        array = np.asarray(value)
-    except Exception as error:  # e.g. a torch tensor that requires grad
-        raise TypeError(f"{key}: cannot read {type(value).__name__} as an array "
-                        f"({error})") from None
-    if array.dtype.kind not in "fiu":
-        raise TypeError(f"{key} has dtype {array.dtype}, expected a real number dtype "
-                        f"(it is stored as {target.dtype})")
-    if array.shape != np.shape(target):
-        raise ValueError(f"{key} has shape {array.shape}, expected {np.shape(target)}")
-    with np.errstate(over="ignore"):  # values beyond the dtype's range: reported below
-        converted = np.array(array, dtype=target.dtype, copy=True)
-    if not np.isfinite(converted).all():
-        if np.isfinite(array).all():
-            raise ValueError(f"{key} has values beyond the range of {target.dtype} (largest "
-                             f"magnitude {np.abs(array).max()}), the dtype it is stored in")
-        raise ValueError(f"{key} has NaN or Inf values; expected finite values")
-    return converted
-
-
-class Module:
-    """Base class: a forward, its backward, parameters and submodules.
-
-    Subclasses implement ``forward``, ``backward`` and ``output_shape``; those
-    with parameters override ``_own_parameters`` (and ``macs`` where they
-    compute). Submodules are found among the attributes, in assignment order.
-    """
-
-    training = True
-    # where convolution and pooling layers find im2col, col2im and the pools:
-    # the C kernels, or bnkernels.reference in a numpy_twin
-    kernels = _kernels
-
-    def forward(self, x):
-        raise NotImplementedError
-
-    def backward(self, dy):
-        raise NotImplementedError
-
-    def __call__(self, x):
-        return self.forward(x)
-
-    def output_shape(self, input_shape):
-        """The shape forward returns for an input of input_shape."""
-        raise NotImplementedError
-
-    def macs(self, input_shape):
-        """Multiply-accumulates of one forward over input_shape (0 for layers
-        that only compare, add or copy)."""
-        return sum(child.macs(shape) for child, shape in self._child_inputs(input_shape))
-
-    def _child_inputs(self, input_shape):
-        """(child, the shape it receives) for each submodule; containers
-        override this to describe how data flows through them."""
-        return [(child, input_shape) for _, child in self.children()]
-
-    def children(self):
-        """[(name, module)] of the direct submodules, in assignment order."""
-        return [(name, value) for name, value in vars(self).items()
-                if isinstance(value, Module)]
-
-    def _own_parameters(self):
-        """[(name, value, grad)] of this module's own parameters (not its
-        children's)."""
-        return []
-
-    def named_parameters(self, prefix=""):
-        """[(dotted name, value, grad)] of every parameter, children included."""
-        found = [(prefix + name, value, grad) for name, value, grad in self._own_parameters()]
-        for name, child in self.children():
-            found.extend(child.named_parameters(f"{prefix}{name}."))
-        return found
-
-    def parameters(self):
-        """[(value, grad)] of every parameter, as optimizers take them."""
-        return [(value, grad) for _, value, grad in self.named_parameters()]
-
-    def num_weights(self):
-        """Count of convolution and linear weights (no biases, no BN terms)."""
-        return sum(child.num_weights() for _, child in self.children())
-
-    def num_parameters(self):
-        """Count of every learnable value (weights, biases, BN gamma and beta)."""
-        return sum(value.size for _, value, _ in self.named_parameters())
-
-    def zero_grad(self):
-        for _, grad in self.parameters():
-            grad.fill(0)
-
-    def train(self, mode=True):
-        """Training mode (batch statistics, dropout) if mode, else eval; returns self."""
-        self.training = bool(mode)
-        for _, child in self.children():
-            child.train(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
-
-    def _own_state(self):
-        """{name: array} of this module's own state: parameters, plus buffers
-        such as BN's running statistics."""
-        return {name: value for name, value, _ in self._own_parameters()}
-
-    def state_dict(self, prefix=""):
-        """{dotted name: copy} of all parameters and buffers, like PyTorch's."""
-        state = {prefix + name: np.array(value, copy=True)
-                 for name, value in self._own_state().items()}
-        for name, child in self.children():
-            state.update(child.state_dict(f"{prefix}{name}."))
-        return state
-
-    def load_state_dict(self, state, strict=True):
-        """Copy values in from a state_dict, as torch.nn.Module.load_state_dict.
-
-        strict: the keys must be exactly the module's (else StateDictError, a
-        RuntimeError as in PyTorch and a KeyError, naming the missing and
-        unexpected ones); strict=False loads the keys both have. Every entry
-        is checked before any is written: each value's shape (ValueError),
-        dtype (a real float or integer dtype: TypeError) and values (finite,
-        and still finite in the module's dtype; running_var >= 0;
-        num_batches_tracked an integer >= 0: ValueError). On any error the
-        module is unchanged. Values are copied in the module's dtypes.
-
-        Returns IncompatibleKeys(missing_keys, unexpected_keys).
-        """
-        if not isinstance(state, Mapping):
-            raise TypeError(f"state must be a mapping of names to arrays (a state_dict), "
-                            f"got {type(state).__name__}")
-        targets = self._state_targets()
-        missing = [key for key in targets if key not in state]
-        unexpected = [key for key in state if key not in targets]
-        if strict and (missing or unexpected):
-            raise batchnorm.StateDictError(
-                f"state_dict keys do not match: missing {missing}, unexpected "
-                f"{sorted(unexpected, key=str)}")
-        # checked copies first (also unaffected by state arrays that are views
-        # of the module's own), then the writes, which cannot fail
-        staged = [(owner, name, owner._check_state_entry(name, state[key], key))
-                  for key, (owner, name) in targets.items() if key in state]
-        for owner, name, value in staged:
-            owner._write_state_entry(name, value)
-        return batchnorm.IncompatibleKeys(missing, unexpected)
-
-    def _state_targets(self, prefix=""):
-        targets = {prefix + name: (self, name) for name in self._own_state()}
-        for name, child in self.children():
-            targets.update(child._state_targets(f"{prefix}{name}."))
-        return targets
-
-    def _check_state_entry(self, name, value, key):
-        """value checked against the entry it would replace, as a new array
-        of that entry's dtype; raises naming key."""
-        return _checked_state_array(value, self._own_state()[name], key)
-
-    def _write_state_entry(self, name, value):
-        self._own_state()[name][...] = value
-
-    def _modules(self):
-        """self and every module below it."""
-        found, stack = [], [self]
-        while stack:
-            module = stack.pop()
-            found.append(module)
-            stack.extend(child for _, child in module.children())
-        return found
-
-    def _forget(self):
-        """Drop the saved forward (the next backward raises until a forward)."""
-        if hasattr(self, "_saved"):
-            self._saved = None
-
-    def _all_or_nothing(self, method, *args, forward=True):
-        """method(*args), a container's forward (or backward, forward=False).
-        If it raises, the BN running statistics and every gradient below self
-        are put back as they were and, after a forward, every module below
-        forgets its forward (some saw the new input, some not; a backward
-        leaves each module's saved forward usable); then the error propagates.
-        Only the outermost container of a call keeps these copies."""
-        if getattr(_GUARD, "active", False):
-            return method(*args)
-        modules = self._modules()
-        saved = [(array, array.copy()) for module in modules
-                 for array in module._restorable(forward)]
-        counts = [(module, module.num_batches_tracked) for module in modules
-                  if isinstance(module, BatchNorm2d)]
-        _GUARD.active = True
-        try:
-            return method(*args)
-        except BaseException:
-            for array, copy_ in saved:
-                array[...] = copy_
-            for module, count in counts:
-                module.num_batches_tracked = count
-            for module in modules if forward else ():
-                module._forget()
-            raise
-        finally:
-            _GUARD.active = False
-
-    def _restorable(self, forward):
-        """The arrays of this module (not its children) that a forward (or
-        a backward) writes and _all_or_nothing puts back: none (the
-        gradients)."""
-        return [] if forward else [grad for _, _, grad in self._own_parameters()]
-
-    def summary(self, input_shape, file=None):
-        """Print (to file, default stdout) and return a table of each direct
-        submodule: output shape, weights, all parameters and MACs for an
-        input of input_shape (N, C, H, W), with totals."""
-        rows = []
-        for (name, child), (_, shape) in zip(self.children(), self._child_inputs(input_shape)):
-            rows.append((name, type(child).__name__, child.output_shape(shape),
-                         child.num_weights(), child.num_parameters(), child.macs(shape)))
-        lines = [f"{'name':<16} {'type':<20} {'output shape':<22} {'weights':>11} "
-                 f"{'params':>11} {'MACs':>15}"]
-        for name, kind, shape, weights, params, macs in rows:
-            lines.append(f"{name:<16} {kind:<20} {str(tuple(shape)):<22} {weights:>11,} "
-                         f"{params:>11,} {macs:>15,}")
-        lines.append(f"{'total':<16} {'':<20} {str(tuple(self.output_shape(input_shape))):<22} "
-                     f"{self.num_weights():>11,} {self.num_parameters():>11,} "
-                     f"{self.macs(input_shape):>15,}")
-        lines.append("weights: convolution and linear weights only; params: also biases "
-                     "and BN gamma/beta; MACs: multiply-accumulates of one forward")
-        text = "\n".join(lines)
-        print(text, file=sys.stdout if file is None else file)
-        return text
-
-    def __repr__(self):
-        inner = "".join(f"\n  ({name}): " + repr(child).replace("\n", "\n  ")
-                        for name, child in self.children())
-        return f"{type(self).__name__}({self._describe()}{inner}{chr(10) if inner else ''})"
-
-    def _describe(self):
-        """The constructor arguments worth showing in repr."""
-        return ""
-
-
-def numpy_twin(module):
-    """A deep copy of module (parameters, state, mode) whose layers compute
-    with bnkernels.reference, the pure-NumPy twins of the kernels:
-    im2col/col2im and the pools, and batch norm with the same numerics.
-    Matrix products are NumPy's in both."""
-    twin = copy.deepcopy(module)
-    stack = [twin]
-    while stack:
-        layer = stack.pop()
-        layer.kernels = reference
-        if isinstance(layer, BatchNorm2d):
-            layer._forward = reference.batch_norm_forward
-            layer._backward = reference.batch_norm_backward
-        stack.extend(child for _, child in layer.children())
-    return twin
+__all__ = ["Module", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Sequential",
+           "Concat", "Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "ReLU",
+           "Flatten", "Dropout", "ConvBNReLU", "SoftmaxCrossEntropy"]
 
 
 class Sequential(Module):
@@ -400,81 +143,6 @@ class Concat(Module):
                              f"{shapes}")
         n, _, *spatial = shapes[0]
         return (n, sum(shape[1] for shape in shapes), *spatial)
-
-
-class BatchNorm2d(batchnorm.BatchNorm2d, Module):
-    """bnkernels.BatchNorm2d as a Module: forward uses the module's training
-    mode (``train()``/``eval()``) unless told otherwise. Arguments as
-    bnkernels.BatchNorm2d."""
-
-    def forward(self, x, training=None):
-        return super().forward(x, self.training if training is None else training)
-
-    __call__ = forward
-
-    def output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def macs(self, input_shape):
-        return 0
-
-    def num_weights(self):
-        return 0
-
-    def children(self):
-        return []
-
-    def parameters(self):
-        return Module.parameters(self)
-
-    def _own_parameters(self):
-        if not self.affine:
-            return []
-        return [("weight", self.weight, self.grad_weight), ("bias", self.bias, self.grad_bias)]
-
-    def _own_state(self):
-        # torch.nn.BatchNorm2d's keys; num_batches_tracked as an int64 scalar
-        state = batchnorm.BatchNorm2d.state_dict(self)
-        return {key: value for key, value in state.items()}
-
-    def state_dict(self, prefix=""):
-        return Module.state_dict(self, prefix)
-
-    def load_state_dict(self, state, strict=True):
-        return Module.load_state_dict(self, state, strict)
-
-    def _check_state_entry(self, name, value, key):
-        if name == "num_batches_tracked":
-            try:
-                count = np.asarray(value)
-            except Exception as error:
-                raise TypeError(f"{key}: cannot read {type(value).__name__} as a number "
-                                f"({error})") from None
-            if count.dtype.kind not in "iu" or count.shape not in ((), (1,)):
-                raise TypeError(f"{key} must be an integer (a count of batches), got "
-                                f"{count.dtype} of shape {count.shape}")
-            if int(count.reshape(())) < 0:
-                raise ValueError(f"{key} must be >= 0, got {int(count.reshape(()))}")
-            return int(count.reshape(()))
-        checked = _checked_state_array(value, getattr(self, name), key)
-        if name == "running_var" and (checked < 0).any():
-            raise ValueError(f"{key} has negative values (smallest {checked.min()}); a "
-                             f"variance is >= 0")
-        return checked
-
-    def _write_state_entry(self, name, value):
-        if name == "num_batches_tracked":
-            self.num_batches_tracked = value
-        else:
-            getattr(self, name)[...] = value
-
-    def _restorable(self, forward):
-        if forward:  # the running statistics
-            return [self.running_mean, self.running_var] if self.track_running_stats else []
-        return Module._restorable(self, forward)
-
-    def __repr__(self):
-        return batchnorm.BatchNorm2d.__repr__(self)
 
 
 # ---------------------------------------------------------------------------

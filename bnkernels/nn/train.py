@@ -29,18 +29,19 @@ import time
 
 import numpy as np
 
+from bnkernels._deprecation import renamed_keyword
 from bnkernels.batchnorm import NUMERICS
-from bnkernels.bench import (ProgressBar, fraction, nonnegative_float, nonnegative_int,
-                             output_path_error, positive_int)
+from bnkernels.tools.cli import (ProgressBar, fraction, nonnegative_float, nonnegative_int,
+                                 output_path_error, positive_int)
 
 VARIANTS = {"bn": True, "no-bn": False}
 MAX_WIDTH = 256   # the 8x8 digits need far less; 256 is about 10 M parameters
 
 
-def load_digits(seed=0, test_size=360):
+def load_digits(rng=0, test_size=360, *, seed=None):
     """(x_train, y_train, x_test, y_test): scikit-learn's digits as float32
     (N, 1, 8, 8) images in [0, 1] and int64 labels, split by a permutation
-    drawn from seed."""
+    drawn from rng (an int seed, None or a numpy Generator)."""
     try:
         from sklearn.datasets import load_digits as sklearn_digits
     except ImportError as error:
@@ -50,7 +51,8 @@ def load_digits(seed=0, test_size=360):
     digits = sklearn_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
     labels = digits.target.astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(labels))
+    rng = renamed_keyword("seed", seed, "rng", rng, 0)
+    order = np.random.default_rng(rng).permutation(len(labels))
     test, train = order[:test_size], order[test_size:]
     return images[train], labels[train], images[test], labels[test]
 
@@ -70,13 +72,13 @@ def evaluate(model, loss_fn, x, y, batch_size=512):
 
 def train_one(batch_norm, data, args, progress, log):
     """Train one network; returns its record (curves, steps to target, time)."""
-    from bnkernels import inception, layers, optim
+    from bnkernels.nn import inception, layers, optim
 
     x_train, y_train, x_test, y_test = data
     name = "bn" if batch_norm else "no-bn"
     model = inception.small_inception(num_classes=10, in_channels=1, width=args.width,
                                       batch_norm=batch_norm, numerics=args.numerics,
-                                      seed=args.seed)
+                                      rng=args.seed)
     loss_fn = layers.SoftmaxCrossEntropy()
     optimizer = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay)

@@ -1,4 +1,4 @@
-"""Inception blocks and networks on the layers of ``bnkernels.layers``.
+"""Inception blocks and networks on the layers of ``bnkernels.nn.layers``.
 
 Blocks (each a ``Concat`` of branches with named submodules, NCHW in and out):
 
@@ -33,7 +33,8 @@ import sys
 
 import numpy as np
 
-from bnkernels.layers import (
+from bnkernels._deprecation import renamed_keyword
+from bnkernels.nn.layers import (
     AvgPool2d, Concat, ConvBNReLU, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
     Module, ReLU, Sequential, _check_grad, _float_array, _need,
 )
@@ -941,7 +942,7 @@ def _input_stages(transform_input, in_channels):
 
 def googlenet(num_classes=1000, aux_logits=False, *, variant="paper", in_channels=3,
               batch_norm=None, numerics="standard", eps=None, momentum="default", dropout=None,
-              transform_input=False, dtype=np.float32, seed=0):
+              transform_input=False, dtype=np.float32, rng=0, seed=None):
     """GoogLeNet (Szegedy et al. 2014) with the filter counts of Table 1, for
     224x224 inputs.
 
@@ -982,6 +983,7 @@ def googlenet(num_classes=1000, aux_logits=False, *, variant="paper", in_channel
     -------
     Network
     """
+    rng = renamed_keyword("seed", seed, "rng", rng, 0)
     torchvision = _variant(variant)
     if batch_norm is None:
         batch_norm = torchvision
@@ -990,7 +992,7 @@ def googlenet(num_classes=1000, aux_logits=False, *, variant="paper", in_channel
     if dropout is None:
         dropout = 0.2 if torchvision else 0.4
     _check_network(num_classes, dropout, aux_logits)
-    unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
+    unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
     stages = _input_stages(transform_input, in_channels)
     names = (("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "maxpool3", "maxpool4")
              if torchvision else
@@ -1046,7 +1048,8 @@ BN_INCEPTIONS = [
 
 
 def bn_inception(num_classes=1000, *, in_channels=3, batch_norm=True, numerics="standard",
-                 eps=None, momentum="default", dropout=0.0, dtype=np.float32, seed=0):
+                 eps=None, momentum="default", dropout=0.0, dtype=np.float32, rng=0,
+                 seed=None):
     """BN-Inception (Ioffe & Szegedy 2015, Figure 5), for 224x224 inputs.
 
     Stem 7x7/2 conv (a plain convolution; the paper marks it as
@@ -1056,7 +1059,8 @@ def bn_inception(num_classes=1000, *, in_channels=3, batch_norm=True, numerics="
     bias + ReLU). No dropout by default, as the paper removed it.
     """
     _check_network(num_classes, dropout)
-    unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
+    rng = renamed_keyword("seed", seed, "rng", rng, 0)
+    unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
     stages = [("conv1", unit(in_channels, 64, 7, 2, 3)), ("pool1", _stem_pool()),
               ("conv2_reduce", unit(64, 64, 1)), ("conv2", unit(64, 192, 3)),
               ("pool2", _stem_pool())]
@@ -1069,7 +1073,7 @@ def bn_inception(num_classes=1000, *, in_channels=3, batch_norm=True, numerics="
 
 def inception_v3(num_classes=1000, aux_logits=False, *, in_channels=3, batch_norm=True,
                  numerics="standard", eps=V3_EPS, momentum="default", dropout=0.5,
-                 transform_input=False, dtype=np.float32, seed=0):
+                 transform_input=False, dtype=np.float32, rng=0, seed=None):
     """Inception-v3 (Szegedy et al. 2016) as torchvision's inception_v3 (the
     released TF model), its state_dict keys included (``load_state_dict``
     takes torchvision's state as it is), for 299x299 inputs: 299 -> 149 ->
@@ -1084,7 +1088,8 @@ def inception_v3(num_classes=1000, aux_logits=False, *, in_channels=3, batch_nor
     ``TransformInput`` (torchvision's transform_input=True).
     """
     _check_network(num_classes, dropout, aux_logits)
-    unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
+    rng = renamed_keyword("seed", seed, "rng", rng, 0)
+    unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
     kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,
               dtype=dtype, rng=unit.rng)
     stages = _input_stages(transform_input, in_channels) + [
@@ -1118,7 +1123,8 @@ def inception_v3(num_classes=1000, aux_logits=False, *, in_channels=3, batch_nor
 
 
 def small_inception(num_classes=10, in_channels=1, width=16, batch_norm=True,
-                    numerics="standard", dtype=np.float32, seed=0, *, eps=None, momentum="default"):
+                    numerics="standard", dtype=np.float32, rng=0, *, eps=None, momentum="default",
+                    seed=None):
     """A small BN-Inception network for 8x8 images (scikit-learn's digits).
 
     With w = width: stem Conv+BN+ReLU 3x3 w (8x8); InceptionBN with branches of
@@ -1132,7 +1138,8 @@ def small_inception(num_classes=10, in_channels=1, width=16, batch_norm=True,
         raise ValueError(f"width must be an int >= 2, got {width!r}")
     w = int(width)
     _check_network(num_classes, 0.0)
-    unit = _Units(batch_norm, numerics, eps, momentum, dtype, seed)
+    rng = renamed_keyword("seed", seed, "rng", rng, 0)
+    unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
     kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,
               dtype=dtype, rng=unit.rng)
     stages = [("stem", unit(in_channels, w, 3)),

@@ -10,9 +10,10 @@ import zipfile
 import numpy as np
 
 from bnkernels import darknet
+from bnkernels._deprecation import renamed_keyword
 from bnkernels.batchnorm import BatchNorm2d, batch_norm_backward, batch_norm_forward
 
-VECTOR_DIR = Path(__file__).parent / "data" / "darknet_vectors"
+VECTOR_DIR = Path(__file__).parent.parent / "data" / "darknet_vectors"
 FORKS = {"pjreddie": "pjreddie", "AlexeyAB": "alexeyab"}  # directory -> flavor
 _ELEMENTWISE = ("x_norm", "out_train", "out_infer", "dx")
 _LABELS = {  # output key -> what computed it
@@ -168,14 +169,15 @@ def darknet_outputs(z, flavor):
     out = {}
     mean = out["mean"] = darknet.mean_cpu(x)
     variance = out["variance"] = darknet.variance_cpu(x, mean)
-    x_norm = out["x_norm"] = darknet.normalize_cpu(x, mean, variance, flavor=flavor)
+    numerics = darknet.NUMERICS[darknet.FLAVORS.index(flavor)]
+    x_norm = out["x_norm"] = darknet.normalize_cpu(x, mean, variance, numerics=numerics)
     out["out_train"] = darknet.add_bias(darknet.scale_bias(x_norm, scales), biases)
     out["rolling_mean_out"] = darknet.rolling_update(
-        z["rolling_mean_in"].copy(), mean, flavor=flavor)
+        z["rolling_mean_in"].copy(), mean, numerics=numerics)
     out["rolling_variance_out"] = darknet.rolling_update(
-        z["rolling_variance_in"].copy(), variance, flavor=flavor)
+        z["rolling_variance_in"].copy(), variance, numerics=numerics)
     infer_norm = darknet.normalize_cpu(x, z["rolling_mean_in"], z["rolling_variance_in"],
-                                       flavor=flavor)
+                                       numerics=numerics)
     out["out_infer"] = darknet.add_bias(darknet.scale_bias(infer_norm, scales), biases)
     out["backward_bias"] = darknet.backward_bias(delta)
     out["backward_scale"] = darknet.backward_scale_cpu(x_norm, delta)
@@ -184,9 +186,8 @@ def darknet_outputs(z, flavor):
     variance_delta = out["variance_delta"] = darknet.variance_delta_cpu(
         x, scaled, mean, variance)
     out["dx"] = darknet.normalize_delta_cpu(x, mean, variance, mean_delta,
-                                            variance_delta, scaled, flavor=flavor)
+                                            variance_delta, scaled, numerics=numerics)
 
-    numerics = "darknet" if flavor == "pjreddie" else "darknet-alexeyab"
     layer = BatchNorm2d(x.shape[1], numerics=numerics)
     layer.weight[...], layer.bias[...] = scales, biases
     layer.running_mean[...] = z["rolling_mean_in"]
@@ -253,10 +254,10 @@ def darknet_rows(*extra_dirs):
 # standard numerics: gradients against central finite differences
 # ---------------------------------------------------------------------------
 
-def finite_difference_errors(shape, training, seed=0, h=1e-6, activation=None):
+def finite_difference_errors(shape, training, rng=0, h=1e-6, activation=None, *, seed=None):
     """Max relative error of (dx, dweight, dbias) of standard numerics against
     central differences of L = sum(y * g), in float64."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(renamed_keyword("seed", seed, "rng", rng, 0))
     x = rng.standard_normal(shape) * 2.0 + 0.5
     weight = rng.uniform(0.5, 1.5, shape[1])
     bias = rng.standard_normal(shape[1])
