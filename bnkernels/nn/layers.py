@@ -525,7 +525,7 @@ class _Pool2d(Module):
         _spatial_output(input_shape, self.kernel_size, self.stride, self.padding,
                         type(self).__name__)
         return (n, c) + tuple(
-            _kernels.pool_output_size(size, k, s, p, self.ceil_mode)
+            _kernels.pool_output_size(size, k, s, p, ceil_mode=self.ceil_mode)
             for size, k, s, p in zip((h, w), self.kernel_size, self.stride, self.padding))
 
     def _describe(self):
@@ -543,7 +543,7 @@ class MaxPool2d(_Pool2d):
         self._saved = None
         x = _check_input(x, 4)
         y, indices = self.kernels.max_pool2d_forward(x, self.kernel_size, self.stride,
-                                                 self.padding, self.ceil_mode)
+                                                     self.padding, ceil_mode=self.ceil_mode)
         self._saved = (x.shape, x.dtype, indices)
         return y
 
@@ -564,20 +564,22 @@ class AvgPool2d(_Pool2d):
         self.count_include_pad = _flag(count_include_pad, "count_include_pad")
 
     def _window(self):
-        return (self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                self.count_include_pad)
+        return (self.kernel_size, self.stride, self.padding)
+
+    def _options(self):
+        return {"ceil_mode": self.ceil_mode, "count_include_pad": self.count_include_pad}
 
     def forward(self, x):
         self._saved = None
         x = _check_input(x, 4)
-        y = self.kernels.avg_pool2d_forward(x, *self._window())
+        y = self.kernels.avg_pool2d_forward(x, *self._window(), **self._options())
         self._saved = (x.shape, x.dtype, y.shape)
         return y
 
     def backward(self, dy):
         shape, dtype, y_shape = _need(self._saved, self)
         dy = _check_grad(dy, y_shape, dtype)
-        return self.kernels.avg_pool2d_backward(dy, shape, *self._window())
+        return self.kernels.avg_pool2d_backward(dy, shape, *self._window(), **self._options())
 
     def _describe(self):
         return super()._describe() + ("" if self.count_include_pad
