@@ -80,7 +80,7 @@ def test_load_weights_takes_numerics_and_the_deprecated_flavor(tmp_path):
     new = darknet_files.load_weights(str(cfg), path, numerics="darknet")
     old = deprecated(lambda: darknet_files.load_weights(str(cfg), path, flavor="pjreddie"),
                      "flavor")
-    assert old.flavor == new.flavor == "pjreddie"
+    assert old.numerics == new.numerics == "darknet"
     for a, b in zip(old.layers, new.layers):
         np.testing.assert_array_equal(a.scales, b.scales)
         np.testing.assert_array_equal(a.weights, b.weights)
@@ -135,6 +135,7 @@ def test_options_and_out_are_keyword_only(call):
     x, mean, var = data()
     with pytest.raises(TypeError, match="positional argument"):
         call(x, mean, var)
+
 
 @pytest.mark.parametrize("call", [
     lambda K, x: K.im2col(x, 3, 1, 1, np.empty((2, 27, 20))),
@@ -207,3 +208,33 @@ def test_every_option_of_the_functional_api_is_keyword_only():
     assert found > 60  # the walk sees the API (a typo in a name would empty it)
     assert offenders == []
 
+
+@pytest.mark.parametrize("numerics,fork", [("darknet", "pjreddie"),
+                                           ("darknet-alexeyab", "alexeyab")])
+def test_darknet_params_flavor_is_a_deprecated_alias_of_numerics(numerics, fork):
+    x, mean, var = data()
+    converted = darknet.from_standard(np.ones(3, np.float32), np.zeros(3, np.float32), mean,
+                                      var, eps=1e-5, numerics=numerics)
+    assert converted.numerics == numerics
+    with pytest.warns(DeprecationWarning, match=r"DarknetParams.flavor is deprecated"):
+        assert converted.flavor == fork
+
+
+def test_darknet_weights_flavor_is_a_deprecated_alias_of_numerics():
+    weights = darknet_files.DarknetWeights(0, 2, 0, 0, "darknet-alexeyab")
+    with pytest.warns(DeprecationWarning, match=r"DarknetWeights.flavor is deprecated"):
+        assert weights.flavor == "alexeyab"
+
+
+@pytest.mark.parametrize("old,new", [("FLAVORS", ("pjreddie", "alexeyab")),
+                                     ("check_flavor", None)])
+def test_darknet_flavors_and_check_flavor_are_deprecated_module_aliases(old, new):
+    with pytest.warns(DeprecationWarning, match=rf"bnkernels.darknet.{old} is deprecated"):
+        value = getattr(darknet, old)
+    if new is not None:
+        assert value == new
+    else:
+        assert value("AlexeyAB") == "alexeyab"
+        with pytest.raises(ValueError, match="got 'x'"):
+            value("x")
+    assert old not in darknet.__all__

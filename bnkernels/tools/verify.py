@@ -169,7 +169,7 @@ def darknet_outputs(z, flavor):
     out = {}
     mean = out["mean"] = darknet.mean_cpu(x)
     variance = out["variance"] = darknet.variance_cpu(x, mean)
-    numerics = darknet.NUMERICS[darknet.FLAVORS.index(flavor)]
+    numerics = darknet._NUMERICS_OF[flavor]
     x_norm = out["x_norm"] = darknet.normalize_cpu(x, mean, variance, numerics=numerics)
     out["out_train"] = darknet.add_bias(darknet.scale_bias(x_norm, scales), biases)
     out["rolling_mean_out"] = darknet.rolling_update(
@@ -415,7 +415,7 @@ def selftest_rows():
 
 
 def format_table(rows):
-    lines = [f"{'check':<40} {'flavor':<9} {'cases':>5} {'max abs err':>12} "
+    lines = [f"{'check':<40} {'fork':<9} {'cases':>5} {'max abs err':>12} "
              f"{'max ulp':>8}  result",
              "-" * 86]
     for r in rows:
