@@ -626,8 +626,9 @@ def _layout(cfg, flavor, transposed, cutoff):
             break
         if s._flag("dontload"):
             continue
-        fields = []
+        fields: list[tuple[str, tuple[int, ...], tuple[int, ...] | None]] = []
         bn = s._stores_bn
+        shape: tuple[int, ...]
         if s.type == "convolutional":
             if flavor == "alexeyab" and "share_index" in s.options:
                 continue
