@@ -542,3 +542,34 @@ def test_onnxruntime_calls_compute_batch_norm(dtype, policy):
             # momentum is a float32 attribute in ONNX: 0.9 to 3e-8 relative
             np.testing.assert_allclose(result[1], rm, rtol=1e-6, atol=tol)
             np.testing.assert_allclose(result[2], rv, rtol=1e-6, atol=tol)
+
+
+def test_before_after_script_pairs_every_case_of_two_builds(tmp_path):
+    """benchmarks/before_after.py with this checkout as both builds: every
+    path, dtype and thread count measured on both, the workers importing the
+    named folder's bnkernels, and the ratios those of the medians' rounds."""
+    root = Path(bnkernels.__file__).resolve().parent.parent
+    script = root / "benchmarks" / "before_after.py"
+    if not script.is_file():
+        pytest.skip("needs benchmarks/ of a source checkout")
+    report = tmp_path / "before_after.json"
+    done = subprocess.run([sys.executable, str(script), str(root), str(root), "--rounds", "2",
+                           "--shapes", "2x3x4x4", "--budget-ms", "0.1", "--null",
+                           "--json", str(report)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(report.read_text())
+    assert {side: info["file"] for side, info in result["builds"].items()} == {
+        side: str(Path(bnkernels.__file__).resolve()) for side in ("before", "after",
+                                                                    "before'")}
+    cases = {(r["path"], r["dtype"], r["threads"]) for r in result["results"]}
+    scripts = importlib.util.spec_from_file_location("before_after", script)
+    module = importlib.util.module_from_spec(scripts)
+    scripts.loader.exec_module(module)
+    assert cases == {(path, dtype, threads) for path in module.PATHS
+                     for dtype in ("float32", "float64") for threads in (1, 2)}
+    for r in result["results"]:
+        assert r["before_ms"] > 0 and r["after_ms"] > 0
+        for key in ("ratio", "null_ratio"):
+            assert 0 < r[key]["min"] <= r[key]["median"] <= r[key]["max"]
+    assert "| BatchNorm2d train forward | 2x3x4x4 | float32 | 1 |" in done.stdout
