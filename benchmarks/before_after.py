@@ -2,7 +2,7 @@
 
     python benchmarks/before_after.py BEFORE_DIR AFTER_DIR [--rounds 7] [--null]
         [--shapes 1x8x4x4,8x32x14x14,32x64x56x56] [--threads 1,2]
-        [--dtypes float32,float64] [--budget-ms 15] [--json PATH]
+        [--dtypes float32,float64] [--budget-ms 15] [--out-offset BYTES] [--json PATH]
 
 BEFORE_DIR and AFTER_DIR are source trees each built in place (``python setup.py
 build_ext --inplace``): each is imported in its own worker process (its folder
@@ -17,7 +17,9 @@ alternating from case to case and round to round, so that background load on
 a shared machine lands on both builds. A measurement is the median of one
 block of calls (as many as fit in --budget-ms, at least 3, after one untimed
 call). The ratio of a case is after / before per round (below 1: after is
-faster); the report gives its median over the rounds and its range.
+faster); the report gives its median over the rounds and its range, and
+where each build's output landed modulo 64 bytes (NumPy aligns to 16; some
+kernels run slower on outputs off a 64-byte boundary, see issue 24).
 
 --null adds a third worker running BEFORE_DIR again: before' / before is what
 two identical builds differ by in this run, the noise floor to read the ratios
@@ -47,8 +49,17 @@ PATHS = (
 # ---------------------------------------------------------------------------
 
 
-def make_call(bnkernels, np, path, shape, dtype):
-    """A no-argument callable doing `path` once on fresh-from-seed tensors."""
+def placed(np, like, offset):
+    """An array like `like` starting `offset` bytes past a 64-byte boundary."""
+    raw = np.empty(like.nbytes + 128, np.uint8)
+    start = (-raw.ctypes.data) % 64 + offset
+    return raw[start:start + like.nbytes].view(like.dtype).reshape(like.shape)
+
+
+def make_call(bnkernels, np, path, shape, dtype, out_offset=None):
+    """A no-argument callable doing `path` once on fresh-from-seed tensors;
+    with `out_offset` (bytes), the functions' outputs are out= arrays placed
+    that far past a 64-byte boundary (the layers always allocate theirs)."""
     rng = np.random.default_rng(0)
     n, c, h, w = shape
     nhwc = path.startswith("NHWC")
@@ -71,16 +82,18 @@ def make_call(bnkernels, np, path, shape, dtype):
             return forward_backward
         return lambda: layer(x)
 
+    out = {} if out_offset is None else {"out": placed(np, x, out_offset)}
+
     def forward(training):
         return bnkernels.batch_norm_forward(x, weight, bias, running_mean, running_var,
                                             training=training, numerics=numerics,
-                                            layout=layout)
+                                            layout=layout, **out)
     if path.endswith("train"):
         return lambda: forward(True)
     if path.endswith("eval"):
         return lambda: forward(False)
     _, saved = forward(True)
-    return lambda: bnkernels.batch_norm_backward(dy, saved)
+    return lambda: bnkernels.batch_norm_backward(dy, saved, **out)
 
 
 def worker(folder):
@@ -96,7 +109,8 @@ def worker(folder):
     calls = {}
     for line in sys.stdin:
         request = json.loads(line)
-        key = (request["path"], tuple(request["shape"]), request["dtype"])
+        key = (request["path"], tuple(request["shape"]), request["dtype"],
+               request["out_offset"])
         if key not in calls:
             calls = {key: make_call(bnkernels, np, *key)}   # one case's tensors at a time
         call = calls[key]
@@ -105,7 +119,10 @@ def worker(folder):
         gc.disable()
         start = time.perf_counter()
         result = call()   # untimed: warms the caches and the allocator
-        del result
+        output = result[0] if isinstance(result, tuple) else result
+        # where NumPy put the output: the kernels' speed depends on its 64-byte placement
+        placement = int(output.ctypes.data % 64)
+        del result, output
         first = time.perf_counter() - start
         count = max(3, min(200, int(budget / max(first, 1e-7))))
         times = []
@@ -115,7 +132,8 @@ def worker(folder):
             times.append(time.perf_counter() - start)
             del result
         gc.enable()
-        print(json.dumps({"median_s": statistics.median(times), "calls": count}), flush=True)
+        print(json.dumps({"median_s": statistics.median(times), "calls": count,
+                          "output_mod_64": placement}), flush=True)
 
 
 # ---------------------------------------------------------------------------
@@ -134,16 +152,16 @@ class Side:
             cwd=folder)
         self.info = json.loads(self.process.stdout.readline())
 
-    def measure(self, case, budget_ms):
+    def measure(self, case, budget_ms, out_offset=None):
         path, shape, dtype, threads = case
         self.process.stdin.write(json.dumps({"path": path, "shape": shape, "dtype": dtype,
-                                             "threads": threads,
+                                             "threads": threads, "out_offset": out_offset,
                                              "budget_ms": budget_ms}) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
             raise SystemExit(f"the {self.name} worker died on {case}")
-        return json.loads(line)["median_s"]
+        return json.loads(line)
 
     def close(self):
         self.process.stdin.close()
@@ -189,6 +207,10 @@ def main(argv=None):
     parser.add_argument("--budget-ms", type=float, default=15.0)
     parser.add_argument("--null", action="store_true",
                         help="a third worker on BEFORE again: the noise floor")
+    parser.add_argument("--out-offset", type=int, metavar="BYTES",
+                        help="pass the functions out= arrays this many bytes past a "
+                             "64-byte boundary, the same in both builds (default: no "
+                             "out=, NumPy places each output)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     shapes = [[int(v) for v in s.split("x")] for s in args.shapes.split(",")]
@@ -204,12 +226,15 @@ def main(argv=None):
         sides.append(Side("before'", args.before))
     started = time.time()
     times = {side.name: {i: [] for i in range(len(cases))} for side in sides}
+    placements = {side.name: {i: set() for i in range(len(cases))} for side in sides}
     try:
         for r in range(args.rounds):
             for i, case in enumerate(cases):
                 shift = (r + i) % len(sides)
                 for side in sides[shift:] + sides[:shift]:
-                    times[side.name][i].append(side.measure(case, args.budget_ms))
+                    answer = side.measure(case, args.budget_ms, args.out_offset)
+                    times[side.name][i].append(answer["median_s"])
+                    placements[side.name][i].add(answer["output_mod_64"])
             print(f"round {r + 1}/{args.rounds} done, {time.time() - started:.0f} s",
                   file=sys.stderr, flush=True)
     finally:
@@ -222,7 +247,9 @@ def main(argv=None):
         row = {"path": path, "shape": shape, "dtype": dtype, "threads": threads,
                "before_ms": 1e3 * statistics.median(before),
                "after_ms": 1e3 * statistics.median(after),
-               "ratio": summarize([a / b for a, b in zip(after, before)])}
+               "ratio": summarize([a / b for a, b in zip(after, before)]),
+               "output_mod_64": {side.name: sorted(placements[side.name][i])
+                                 for side in sides}}
         if args.null:
             row["null_ratio"] = summarize([a / b for a, b in zip(times["before'"][i],
                                                                   before)])
@@ -235,6 +262,7 @@ def main(argv=None):
                 "builds": {side.name: dict(side.info, commit=git_commit(side.folder))
                            for side in sides},
                 "rounds": args.rounds, "budget_ms": args.budget_ms,
+                "out_offset": args.out_offset,
                 "statistic": "per round: median of one block of calls; ratio after/before "
                              "per round, then median and range over rounds",
                 "results": rows, "wall_s": time.time() - started}
@@ -250,7 +278,8 @@ def format_report(document):
     rows = document["results"]
     null = "null_ratio" in rows[0]
     header = ["path", "shape", "dtype", "threads", "before ms", "after ms",
-              "after/before (min-max)"] + (["before'/before (min-max)"] if null else [])
+              "after/before (min-max)"] + (["before'/before (min-max)"] if null else []) \
+        + ["y mod 64 before/after"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
 
     def ratio(r):
@@ -261,6 +290,9 @@ def format_report(document):
                  f"{row['before_ms']:.4g}", f"{row['after_ms']:.4g}", ratio(row["ratio"])]
         if null:
             cells.append(ratio(row["null_ratio"]))
+        places = row["output_mod_64"]
+        cells.append(f"{','.join(map(str, places['before']))}/"
+                     f"{','.join(map(str, places['after']))}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
