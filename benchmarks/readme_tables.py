@@ -74,8 +74,8 @@ def standard_table(results, dtype, threads, layout="NCHW", level="####"):
     if layout != "NCHW":
         title = f"{layout}, {title}"
     lines = [f"{level} {title}", "",
-             "| shape | op | bnkernels ms | PyTorch ms | NumPy ms | vs PyTorch | vs NumPy "
-             "| GB/s | % bw |",
+             "| shape | op | bnkernels ms | PyTorch ms | NumPy 1t ms | vs PyTorch "
+             "| vs NumPy 1t | GB/s | % bw |",
              "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
     for r in results:
         if (r["numerics"], r["dtype"], r["threads"], r["policy"]) != \
@@ -188,7 +188,10 @@ def page(run):
              "its outputs (\"fresh\"). \"vs\" columns are the other side's time over "
              "bnkernels' (above 1x, bnkernels is faster); GB/s is the op's minimal "
              "traffic over bnkernels' time, and % bw that as a share of the copy "
-             "bandwidth measured in the same run. The Darknet-exact rows are "
+             "bandwidth measured in the same run. PyTorch runs the table's threads, the "
+             "NumPy reference one thread in every table (\"NumPy 1t\"), so in the "
+             "2-thread tables \"vs NumPy 1t\" sets two threads against one. "
+             "The Darknet-exact rows are "
              "`BatchNorm2d(numerics=\"darknet\")`, forward + backward."]
     lines += run_tables(report, level="##")
     return "\n".join(lines) + "\n"

@@ -23,6 +23,7 @@ TINY = ["--shapes", "2x3x4x4,1x2x3x1", "--repeat", "2", "--reference-repeat", "1
         "--bandwidth-mb", "1"]
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+HAS_ORT = all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
 
 
 def run_bench(capsys, *options):
@@ -32,14 +33,15 @@ def run_bench(capsys, *options):
 
 
 def table_rows(text):
-    """The data rows of the printed Markdown tables, as lists of cells."""
+    """The data rows of the printed Markdown tables, as lists of cells (not
+    the per-call overhead table's, of two cells)."""
     rows = [[cell.strip() for cell in line.strip("|").split("|")]
             for line in text.splitlines() if line.startswith("| ")]
-    return [row for row in rows if row[0] != "shape"]
+    return [row for row in rows if row[0] != "shape" and len(row) > 2]
 
 
 def test_table_has_every_column_and_a_row_per_op_policy_and_numerics(capsys):
-    code, out, _ = run_bench(capsys, "--no-torch")
+    code, out, _ = run_bench(capsys, "--no-torch", "--no-onnxruntime")
     assert code == 0
     header = next(line for line in out.splitlines() if line.startswith("| shape"))
     assert [c.strip() for c in header.strip("|").split("|")] == list(bench.COLUMNS)
@@ -51,6 +53,7 @@ def test_table_has_every_column_and_a_row_per_op_policy_and_numerics(capsys):
     assert {row[0] for row in rows} == {"2x3x4x4", "1x2x3x1"}
     for row in rows:
         assert row[7] == "-" and row[9] == "-"            # no PyTorch columns
+        assert row[12] == "-" and row[13] == "-"          # no onnxruntime columns
         assert row[8].endswith("x") and float(row[8][:-1]) > 0
         assert row[11].endswith("%")
     assert "median of 2 calls" in out and "PyTorch left out (--no-torch)" in out
@@ -64,7 +67,8 @@ def test_json_has_the_documented_keys_and_positive_finite_times(capsys, tmp_path
     assert code == 0 and f"wrote {path}" in out
     doc = json.loads(path.read_text())
     assert set(doc) == {"schema", "machine", "settings", "policies", "traffic",
-                        "torch_functions", "bandwidth", "results", "notes", "wall_s"}
+                        "torch_functions", "bandwidth", "results", "overhead", "notes",
+                        "wall_s"}
     assert doc["schema"] == bench.SCHEMA
     assert {"cpu_model", "logical_cores", "python", "numpy", "torch", "bnkernels",
             "bnkernels_openmp"} <= set(doc["machine"])
@@ -113,6 +117,11 @@ def test_json_has_the_documented_keys_and_positive_finite_times(capsys, tmp_path
         assert r["bandwidth_fraction"] == pytest.approx(r["gbps"] / bandwidth["gbps"])
         if not HAS_TORCH:
             assert r["torch"] is None and r["speedup_vs_torch"] is None
+        # every side's thread count is recorded: NumPy's is 1 whatever the row's
+        assert r["numpy_threads"] == 1
+        assert r["torch_threads"] == (r["threads"] if HAS_TORCH else None)
+        if r["onnxruntime"] is not None:
+            assert r["onnxruntime_threads"] == r["threads"]
 
 
 def test_no_numpy_leaves_its_column_empty(capsys, tmp_path):
@@ -399,3 +408,168 @@ def test_one_side_alone_is_timed_after_one_warm_up_call():
     calls = []
     timing = bench.time_call(lambda: calls.append("a"), repeat=5)
     assert calls == ["a"] * 6 and len(timing.times) == 5
+
+
+def test_small_is_the_small_shape_set_and_excludes_shapes(capsys):
+    parser = bench.add_arguments(__import__("argparse").ArgumentParser())
+    assert parser.parse_args(["--small"]).shapes == [list(s) for s in bench.SMALL_SHAPES]
+    assert {(1, 64, 56, 56), (1, 256, 7, 7), (8, 32, 14, 14)} <= set(bench.SMALL_SHAPES)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--small", "--shapes", "2x3x4x4"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_bandwidth_buffers_default_to_four_times_the_whole_l3(monkeypatch):
+    monkeypatch.setattr(bench, "memory_bytes", lambda: 64 * 2**30)
+    monkeypatch.setattr(bench, "l3_total_bytes", lambda: 260 * 10**6)
+    size, basis = bench.bandwidth_buffer_mb(None)
+    assert size * 2**20 >= 4 * 260 * 10**6 and size == math.ceil(4 * 260 * 10**6 / 2**20)
+    assert f"{size} MiB" in basis and "L3" in basis
+    monkeypatch.setattr(bench, "l3_total_bytes", lambda: 8 * 2**20)    # small L3: the floor
+    assert bench.bandwidth_buffer_mb(None)[0] == bench.BANDWIDTH_FALLBACK_MB
+    monkeypatch.setattr(bench, "l3_total_bytes", lambda: None)
+    size, basis = bench.bandwidth_buffer_mb(None)
+    assert size == bench.BANDWIDTH_FALLBACK_MB and "unknown" in basis
+    monkeypatch.setattr(bench, "l3_total_bytes", lambda: 2**30)        # capped by memory
+    monkeypatch.setattr(bench, "memory_bytes", lambda: 8 * 2**30)
+    size, basis = bench.bandwidth_buffer_mb(None)
+    assert size == 1024 and "eighth of the memory" in basis
+    assert bench.bandwidth_buffer_mb(3) == (3, "3 MiB per buffer (--bandwidth-mb)")
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/devices/system/cpu/cpu0/cache"),
+                    reason="no sysfs cache description")
+def test_l3_total_matches_lscpu():
+    lscpu = subprocess.run(["lscpu", "--caches=NAME,ALL-SIZE", "--bytes"],
+                           capture_output=True, text=True)
+    if lscpu.returncode != 0:
+        pytest.skip("no lscpu with --caches here")
+    sizes = dict(line.split() for line in lscpu.stdout.splitlines()[1:] if line.strip())
+    assert bench.l3_total_bytes() == (int(sizes["L3"]) if "L3" in sizes else None)
+
+
+def test_machine_kind_and_threads_are_printed_and_recorded(capsys, tmp_path):
+    path = tmp_path / "bench.json"
+    code, out, _ = run_bench(capsys, "--no-torch", "--no-onnxruntime", "--numerics",
+                             "standard", "--threads", "2,1", "--json", str(path))
+    assert code == 0
+    doc = json.loads(path.read_text())
+    machine = doc["machine"]
+    first = out.splitlines()[0]
+    assert machine["cpu_model"] in first and "threads 2,1" in first
+    assert f"{machine['logical_cores']} logical" in first
+    assert {"l3_total_bytes", "physical_cores", "usable_cores", "onnxruntime"} <= set(machine)
+    assert doc["settings"]["threads"] == [2, 1]
+    assert doc["settings"]["bandwidth_mb"] == 1 and "1 MiB" in doc["settings"]["bandwidth_basis"]
+
+
+def test_overhead_table_has_every_entry_point_and_no_overhead_skips_it(capsys, tmp_path):
+    path = tmp_path / "bench.json"
+    code, out, _ = run_bench(capsys, "--no-torch", "--no-onnxruntime", "--numerics",
+                             "standard", "--json", str(path))
+    assert code == 0 and "Per-call overhead: 1x8x4x4 float32, 1 thread" in out
+    entries = json.loads(path.read_text())["overhead"]
+    names = [e["entry"] for e in entries]
+    for name in ("batch_norm_forward training", "batch_norm_forward inference",
+                 "batch_norm_backward", "batch_norm_forward NHWC training",
+                 "batch_norm_forward darknet training", "batch_norm_backward darknet",
+                 "BatchNorm2d training forward", "BatchNorm2d eval forward",
+                 "BatchNorm2d forward+backward"):
+        assert name in names
+    assert all(math.isfinite(e["us_per_call"]) and e["us_per_call"] > 0 for e in entries)
+    assert all(f"| {name} " in out for name in names)
+    code, out, _ = run_bench(capsys, "--no-torch", "--no-onnxruntime", "--numerics",
+                             "standard", "--no-overhead", "--json", str(path))
+    assert code == 0 and "Per-call overhead" not in out
+    assert json.loads(path.read_text())["overhead"] == []
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime and onnx are optional")
+def test_onnxruntime_columns_for_the_forward_ops_only(capsys, tmp_path):
+    path = tmp_path / "bench.json"
+    code, out, _ = run_bench(capsys, "--no-torch", "--numerics", "standard",
+                             "--threads", "1,2", "--json", str(path))
+    assert code == 0 and "onnxruntime 1." in out
+    doc = json.loads(path.read_text())
+    assert doc["settings"]["onnxruntime"] is True and doc["machine"]["onnxruntime"]
+    for r in doc["results"]:
+        if r["op"] in bench.ORT_OPS:
+            assert r["onnxruntime"]["median_ms"] > 0
+            assert r["speedup_vs_onnxruntime"] == pytest.approx(
+                r["onnxruntime"]["median_ms"] / r["bnkernels"]["median_ms"])
+            assert r["onnxruntime_threads"] == r["threads"]
+        else:
+            assert r["onnxruntime"] is None and r["speedup_vs_onnxruntime"] is None
+    assert any(e["entry"].startswith("onnxruntime") for e in doc["overhead"])
+
+
+def test_onnxruntime_left_out_for_nhwc_and_by_option(capsys):
+    code, out, _ = run_bench(capsys, "--no-torch", "--layout", "NHWC", "--no-overhead")
+    assert code == 0
+    assert ("NCHW only" in out) if HAS_ORT else ("onnxruntime columns skipped" in out)
+    assert all(row[12] == "-" for row in table_rows(out))
+    code, out, _ = run_bench(capsys, "--no-torch", "--no-onnxruntime", "--no-overhead")
+    assert code == 0 and "onnxruntime left out (--no-onnxruntime)" in out
+
+
+@pytest.mark.skipif(not HAS_ORT, reason="onnxruntime and onnx are optional")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("policy", ["reused", "fresh"])
+def test_onnxruntime_calls_compute_batch_norm(dtype, policy):
+    """Its outputs against the float64 NumPy reference; reused writes into
+    the preallocated y."""
+    import onnx
+    import onnxruntime
+    from bnkernels import reference
+    tensors = bench.make_tensors((2, 3, 4, 5), dtype)
+    calls = bench.ort_calls(onnxruntime, onnx, tensors, policy, 1)
+    assert set(calls) == set(bench.ORT_OPS)
+    x64 = tensors.x.astype(np.float64)
+    args = (tensors.weight.astype(np.float64), tensors.bias.astype(np.float64))
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for op, training in (("inference", False), ("training forward", True)):
+        rm, rv = np.zeros(3), np.ones(3)
+        # ONNX updates running_var with the biased batch variance (PyTorch: unbiased)
+        expected, _ = reference.batch_norm_forward(x64, *args, rm, rv, training=training,
+                                                   running_var_ddof=0)
+        result = calls[op]()
+        y = result if policy == "reused" else result[0]
+        if policy == "reused":
+            assert y is tensors.y
+        np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
+        if training and policy == "fresh":   # the running statistics
+            # momentum is a float32 attribute in ONNX: 0.9 to 3e-8 relative
+            np.testing.assert_allclose(result[1], rm, rtol=1e-6, atol=tol)
+            np.testing.assert_allclose(result[2], rv, rtol=1e-6, atol=tol)
+
+
+def test_before_after_script_pairs_every_case_of_two_builds(tmp_path):
+    """benchmarks/before_after.py with this checkout as both builds: every
+    path, dtype and thread count measured on both, the workers importing the
+    named folder's bnkernels, and the ratios those of the medians' rounds."""
+    root = Path(bnkernels.__file__).resolve().parent.parent
+    script = root / "benchmarks" / "before_after.py"
+    if not script.is_file():
+        pytest.skip("needs benchmarks/ of a source checkout")
+    report = tmp_path / "before_after.json"
+    done = subprocess.run([sys.executable, str(script), str(root), str(root), "--rounds", "2",
+                           "--shapes", "2x3x4x4", "--budget-ms", "0.1", "--null",
+                           "--json", str(report)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(report.read_text())
+    assert {side: info["file"] for side, info in result["builds"].items()} == {
+        side: str(Path(bnkernels.__file__).resolve()) for side in ("before", "after",
+                                                                    "before'")}
+    cases = {(r["path"], r["dtype"], r["threads"]) for r in result["results"]}
+    scripts = importlib.util.spec_from_file_location("before_after", script)
+    module = importlib.util.module_from_spec(scripts)
+    scripts.loader.exec_module(module)
+    assert cases == {(path, dtype, threads) for path in module.PATHS
+                     for dtype in ("float32", "float64") for threads in (1, 2)}
+    for r in result["results"]:
+        assert r["before_ms"] > 0 and r["after_ms"] > 0
+        for key in ("ratio", "null_ratio"):
+            assert 0 < r[key]["min"] <= r[key]["median"] <= r[key]["max"]
+    assert "| BatchNorm2d train forward | 2x3x4x4 | float32 | 1 |" in done.stdout

@@ -1,4 +1,4 @@
-"""Benchmark: ``python -m bnkernels bench`` -- bnkernels vs NumPy vs PyTorch.
+"""Benchmark: ``python -m bnkernels bench`` -- bnkernels vs NumPy, PyTorch, onnxruntime.
 
 What is measured
 ----------------
@@ -9,11 +9,14 @@ For every shape (N, C, H, W), dtype and thread count, four operations:
 ``backward``          dx, dweight, dbias after a training forward
 ``forward+backward``  a training forward, then the backward of it
 
-on three sides: bnkernels (one row group per ``--numerics``; standard numerics
-are the headline), the pure-NumPy ``bnkernels.reference`` (standard numerics)
-and PyTorch's ``native_batch_norm`` / ``native_batch_norm_backward`` (standard
-numerics; skipped when ``import torch`` fails). The baselines are the same in
-every row group.
+on four sides: bnkernels (one row group per ``--numerics``; standard numerics
+are the headline), the pure-NumPy ``bnkernels.reference`` (standard numerics),
+PyTorch's ``native_batch_norm`` / ``native_batch_norm_backward`` (standard
+numerics; skipped when ``import torch`` fails) and onnxruntime's
+BatchNormalization (one ONNX node on the CPU, inference and training forward
+only; skipped when onnxruntime or onnx is not installed, and for NHWC). The
+baselines are the same in every row group. ``--small`` swaps the default
+shapes for batch-1 and small-model ones (SMALL_SHAPES).
 
 How
 ---
@@ -30,12 +33,15 @@ How
 * Allocation policy, both reported, the same on every side:
   ``reused`` (the headline): preallocated outputs passed with ``out=``
   (bnkernels and the reference: ``out=``; PyTorch: ``native_batch_norm.out``
-  and ``native_batch_norm_backward.out``); ``fresh``: every call allocates
-  its outputs (PyTorch: ``torch.native_batch_norm`` and
-  ``torch.ops.aten.native_batch_norm_backward``).
-* Threads: ``bnkernels.set_num_threads(n)`` and ``torch.set_num_threads(n)``.
-  The NumPy reference is single-threaded whatever n is; it is timed once per
-  shape and dtype and its numbers are reused for every n.
+  and ``native_batch_norm_backward.out``; onnxruntime: io-binding, a call is
+  ``run_with_iobinding`` alone); ``fresh``: every call allocates its outputs
+  (PyTorch: ``torch.native_batch_norm`` and
+  ``torch.ops.aten.native_batch_norm_backward``; onnxruntime: ``session.run``).
+* Threads: ``bnkernels.set_num_threads(n)``, ``torch.set_num_threads(n)`` and
+  the onnxruntime session's ``intra_op_num_threads = n``: like for like. The
+  NumPy reference is single-threaded whatever n is ("NumPy 1t"); it is timed
+  once per shape and dtype and its numbers are reused for every n, so in rows
+  of n > 1 "vs NumPy 1t" sets n threads against one.
 * Speed-up: baseline median / bnkernels median (above 1: bnkernels is faster).
 * GB/s: the minimal traffic of the op / the bnkernels median. Minimal traffic,
   in passes over the tensor: training forward 3 (read x twice, write y),
@@ -43,16 +49,26 @@ How
   forward+backward 8.
 * Bandwidth, measured in the same run for each thread count, STREAM-copy
   style: best time of ``np.copyto(dst, src)`` over two ``--bandwidth-mb``
-  buffers (default 256 MiB, far beyond the L3 cache), split across n Python
-  threads (np.copyto releases the GIL); bandwidth = 2 * bytes / time. "% bw"
-  is GB/s over that bandwidth.
+  buffers (default: 4 times the machine's whole L3 cache from sysfs, at least
+  256 MiB, at most an eighth of the memory), split across n Python threads
+  (np.copyto releases the GIL); bandwidth = 2 * bytes / time. "% bw" is GB/s
+  over that bandwidth.
+* Per-call overhead (unless ``--no-overhead``): every public entry point on a
+  (1, 8, 4, 4) float32 tensor at one thread, best of 5 blocks of 200
+  back-to-back calls, in microseconds per call; PyTorch's and onnxruntime's
+  calls of the same work alongside.
+* The machine: CPU model, physical and logical cores, L3 (cpu0's and the whole
+  machine's), printed first and kept in ``machine``.
 
 --json PATH writes ``{"schema", "machine", "settings", "policies", "traffic",
-"torch_functions", "bandwidth", "results", "notes", "wall_s"}``; each entry of
-``results`` is one table row: ``shape, dtype, threads, bnkernels_threads, op,
-numerics, policy, traffic_bytes, bnkernels, numpy, torch`` (each side
-``{"median_ms", "min_ms", "repeat"}`` or null), ``speedup_vs_numpy,
-speedup_vs_torch, gbps, bandwidth_fraction``.
+"torch_functions", "bandwidth", "results", "overhead", "notes", "wall_s"}``;
+each entry of ``results`` is one table row: ``shape, dtype, threads,
+bnkernels_threads, op, numerics, policy, traffic_bytes, bnkernels, numpy,
+torch, onnxruntime`` (each side ``{"median_ms", "min_ms", "repeat"}`` or null),
+``numpy_threads, torch_threads, onnxruntime_threads, speedup_vs_numpy,
+speedup_vs_torch, speedup_vs_onnxruntime, gbps, bandwidth_fraction``; each
+entry of ``overhead`` ``{"entry", "us_per_call", "calls", "blocks",
+"statistic"}``.
 """
 import argparse
 from collections.abc import Callable, Sequence
@@ -82,10 +98,19 @@ TORCH_SIDE = "PyTorch"   # its key among the interleaved sides (numerics names a
 TRAFFIC_PASSES = {"training forward": 3, "inference": 2, "backward": 5,
                   "forward+backward": 8}
 DEFAULT_SHAPES = ((32, 64, 56, 56), (64, 256, 28, 28), (128, 1024, 7, 7), (8, 32, 14, 14))
+# batch-1 serving and small-model shapes, in L1/L2: per-call overhead decides there
+SMALL_SHAPES = ((1, 64, 56, 56), (1, 256, 7, 7), (8, 32, 14, 14), (1, 32, 28, 28))
+ORT_SIDE = "onnxruntime"   # its key among the interleaved sides
+ORT_OPS = ("training forward", "inference")   # BatchNormalization has no backward
+# the bandwidth buffers are at least this many times the L3 cache (all of it)
+BANDWIDTH_L3_MULTIPLE = 4
+BANDWIDTH_FALLBACK_MB = 256
+OVERHEAD_SHAPE = (1, 8, 4, 4)
+OVERHEAD_CALLS, OVERHEAD_BLOCKS = 200, 5
 DTYPES = ("float32", "float64")
 STANDARD_EPS, STANDARD_MOMENTUM = 1e-5, 0.1
 BANDWIDTH_REPEAT = 10
-SCHEMA = "bnkernels-bench/1"
+SCHEMA = "bnkernels-bench/2"
 
 POLICY_TEXT = {
     "reused": "outputs preallocated once and passed with out= on every side "
@@ -201,7 +226,7 @@ def memory_error(args: argparse.Namespace) -> str | None:
     if not total:
         return None
     have = f"more than this machine's {total / 2**30:.1f} GiB of memory"
-    if 2 * args.bandwidth_mb * 2**20 > total:
+    if args.bandwidth_mb is not None and 2 * args.bandwidth_mb * 2**20 > total:
         return (f"--bandwidth-mb {args.bandwidth_mb}: the copy needs two buffers of "
                 f"{args.bandwidth_mb} MiB, {have}")
     for dtype in args.dtype:
@@ -215,10 +240,15 @@ def memory_error(args: argparse.Namespace) -> str | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of ``python -m bnkernels bench``."""
-    parser.add_argument("--shapes", type=parse_shapes,
+    shapes = parser.add_mutually_exclusive_group()
+    shapes.add_argument("--shapes", type=parse_shapes,
                         default=[list(s) for s in DEFAULT_SHAPES], metavar="NxCxHxW,...",
                         help="comma-separated shapes (default: "
                              + ",".join("x".join(map(str, s)) for s in DEFAULT_SHAPES) + ")")
+    shapes.add_argument("--small", dest="shapes", action="store_const",
+                        const=[list(s) for s in SMALL_SHAPES],
+                        help="the small and batch-1 shapes instead: "
+                             + ",".join("x".join(map(str, s)) for s in SMALL_SHAPES))
     parser.add_argument("--dtype", type=parse_dtypes, default=["float32"],
                         metavar="DTYPE,...", help="float32 and/or float64 (default: float32)")
     parser.add_argument("--threads", type=parse_threads, default=[1], metavar="N,...",
@@ -236,9 +266,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--reference-repeat", type=positive_int, default=5, metavar="N",
                         help="timed calls per measurement for the slow NumPy reference "
                              "(default: 5)")
-    parser.add_argument("--bandwidth-mb", type=positive_int, default=256, metavar="MIB",
+    parser.add_argument("--bandwidth-mb", type=positive_int, default=None, metavar="MIB",
                         help="size of each of the two buffers of the bandwidth copy "
-                             "(default: 256, well beyond the L3 cache)")
+                             f"(default: {BANDWIDTH_L3_MULTIPLE} times the whole L3 cache, "
+                             f"at least {BANDWIDTH_FALLBACK_MB}; {BANDWIDTH_FALLBACK_MB} "
+                             "where the L3 size is unknown)")
     parser.add_argument("--json", metavar="PATH",
                         help="write every result and a description of the machine")
     parser.add_argument("--plot", metavar="PATH",
@@ -246,6 +278,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-numpy", action="store_true",
                         help="leave the NumPy reference out")
+    parser.add_argument("--no-onnxruntime", action="store_true",
+                        help="leave onnxruntime out (it is optional: skipped when "
+                             "not installed)")
+    parser.add_argument("--no-overhead", action="store_true",
+                        help="skip the per-call overhead of the Python API")
     return parser
 
 
@@ -462,6 +499,182 @@ def torch_calls(torch: ModuleType, tensors: Tensors, policy: str
             "backward": backward, "forward+backward": forward_backward}
 
 
+def ort_session(ort: Any, onnx: Any, shape: Sequence[int], dtype: npt.DTypeLike,
+                training: bool, threads: int) -> Any:
+    """An onnxruntime CPU session of one BatchNormalization node (opset 15):
+    inputs x, scale, B, mean, var; outputs y, and in training mode the
+    updated running_mean and running_var (ONNX momentum = 1 - PyTorch's)."""
+    from onnx import TensorProto, helper
+    element = TensorProto.FLOAT if np.dtype(dtype) == np.float32 else TensorProto.DOUBLE
+    c = shape[1]
+    inputs = [helper.make_tensor_value_info(name, element, dims) for name, dims in
+              (("x", list(shape)), ("scale", [c]), ("B", [c]), ("mean", [c]), ("var", [c]))]
+    outputs = ["y"] + (["running_mean", "running_var"] if training else [])
+    node = helper.make_node("BatchNormalization", ["x", "scale", "B", "mean", "var"],
+                            outputs, epsilon=STANDARD_EPS, momentum=1 - STANDARD_MOMENTUM,
+                            training_mode=int(training))
+    graph = helper.make_graph(
+        [node], "batch_norm", inputs,
+        [helper.make_tensor_value_info(name, element, list(shape) if name == "y" else [c])
+         for name in outputs])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    model.ir_version = 8
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model.SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def ort_calls(ort: Any, onnx: Any, tensors: "Tensors", policy: str,
+              threads: int) -> dict[str, Callable[[], Any]]:
+    """``{op: callable}`` for onnxruntime's BatchNormalization (standard
+    numerics, NCHW): inference and, in training mode, the forward (y and the
+    running statistics; no saved statistics, as ONNX has no backward node).
+
+    reused: io-binding, the inputs bound to the NumPy arrays' memory and y
+    (and the running statistics) to preallocated arrays, so that a call is
+    ``run_with_iobinding`` alone; fresh: ``session.run`` with a feed dict,
+    which allocates the outputs."""
+    t = tensors
+    running_mean, running_var = t.running_stats()
+    feeds = {"x": t.x, "scale": t.weight, "B": t.bias, "mean": running_mean,
+             "var": running_var}
+    calls: dict[str, Callable[[], Any]] = {}
+    for op, training in (("training forward", True), ("inference", False)):
+        session = ort_session(ort, onnx, t.x.shape, t.x.dtype, training, threads)
+        if policy == "fresh":
+            def run(session: Any = session) -> Any:
+                return session.run(None, feeds)
+            calls[op] = run
+            continue
+        binding = session.io_binding()
+        for name, array in feeds.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array))
+        outputs = {"y": t.y}
+        if training:
+            outputs["running_mean"] = np.empty_like(running_mean)
+            outputs["running_var"] = np.empty_like(running_var)
+        for name, array in outputs.items():
+            binding.bind_ortvalue_output(name, ort.OrtValue.ortvalue_from_numpy(array))
+
+        def call(session=session, binding=binding, y=t.y):
+            session.run_with_iobinding(binding)
+            return y
+        calls[op] = call
+    return calls
+
+
+def import_onnxruntime(args: argparse.Namespace, notes: list[str]) -> tuple[Any, Any] | None:
+    """(onnxruntime, onnx), or None where left out, not installed or not
+    usable for this run (NHWC: its BatchNormalization is NCHW only)."""
+    if args.no_onnxruntime:
+        notes.append("onnxruntime left out (--no-onnxruntime)")
+        return None
+    if args.layout == "NHWC":
+        notes.append("onnxruntime columns skipped: its BatchNormalization is NCHW only")
+        return None
+    try:
+        import onnx
+        import onnxruntime
+    except Exception as error:   # ImportError, or a broken install's OSError
+        notes.append(f"onnxruntime columns skipped: import failed ({error}); "
+                     "pip install onnxruntime onnx")
+        return None
+    return onnxruntime, onnx
+
+
+# ---------------------------------------------------------------------------
+# per-call overhead of the Python API
+# ---------------------------------------------------------------------------
+
+def overhead_calls(torch: ModuleType | None = None, ort_modules: "tuple[Any, Any] | None" = None,
+                   dtype: str = "float32") -> dict[str, Callable[[], Any]]:
+    """``{entry point: callable}`` on an OVERHEAD_SHAPE tensor: every public
+    entry point a training or inference step goes through, with outputs
+    reused (out=, reuse_buffers) and fresh; PyTorch's and onnxruntime's calls
+    of the same work alongside, where installed."""
+    import bnkernels
+    t = make_tensors(OVERHEAD_SHAPE, dtype)
+    rm, rv = t.running_stats()
+    fwd = bnkernels.batch_norm_forward
+    _, saved = fwd(t.x, t.weight, t.bias, rm, rv)
+    _, saved_dk = fwd(t.x, t.weight, t.bias, rm, rv, numerics="darknet")
+    nhwc = np.ascontiguousarray(t.x.transpose(0, 2, 3, 1))
+    _, saved_nhwc = fwd(nhwc, t.weight, t.bias, rm, rv, layout="NHWC")
+    c = OVERHEAD_SHAPE[1]
+    layer = bnkernels.BatchNorm2d(c, dtype=dtype)
+    layer_reused = bnkernels.BatchNorm2d(c, dtype=dtype, reuse_buffers=True)
+    layer_eval = bnkernels.BatchNorm2d(c, dtype=dtype).eval()
+
+    def layer_step(layer=layer):
+        layer(t.x)
+        return layer.backward(t.dy)
+
+    calls = {
+        "batch_norm_forward training": lambda: fwd(t.x, t.weight, t.bias, rm, rv),
+        "batch_norm_forward training, out=": lambda: fwd(t.x, t.weight, t.bias, rm, rv,
+                                                         out=t.y),
+        "batch_norm_forward inference": lambda: fwd(t.x, t.weight, t.bias, rm, rv,
+                                                    training=False),
+        "batch_norm_forward inference, out=": lambda: fwd(t.x, t.weight, t.bias, rm, rv,
+                                                          training=False, out=t.y),
+        "batch_norm_backward": lambda: bnkernels.batch_norm_backward(t.dy, saved),
+        "batch_norm_backward, out=": lambda: bnkernels.batch_norm_backward(t.dy, saved,
+                                                                           out=t.dx),
+        "batch_norm_forward NHWC training": lambda: fwd(nhwc, t.weight, t.bias, rm, rv,
+                                                        layout="NHWC"),
+        "batch_norm_backward NHWC": lambda: bnkernels.batch_norm_backward(nhwc, saved_nhwc),
+        "batch_norm_forward darknet training": lambda: fwd(t.x, t.weight, t.bias, rm, rv,
+                                                           numerics="darknet"),
+        "batch_norm_forward darknet inference": lambda: fwd(
+            t.x, t.weight, t.bias, rm, rv, numerics="darknet", training=False),
+        "batch_norm_backward darknet": lambda: bnkernels.batch_norm_backward(t.dy, saved_dk),
+        "BatchNorm2d training forward": lambda: layer(t.x),
+        "BatchNorm2d eval forward": lambda: layer_eval(t.x),
+        "BatchNorm2d forward+backward": layer_step,
+        "BatchNorm2d forward+backward, reuse_buffers": lambda: layer_step(layer_reused),
+    }
+    if torch is not None:
+        torch_ops = torch_calls(torch, t, "reused")
+        calls["PyTorch native_batch_norm.out training"] = torch_ops["training forward"]
+        calls["PyTorch native_batch_norm.out inference"] = torch_ops["inference"]
+        calls["PyTorch native_batch_norm_backward.out"] = torch_ops["backward"]
+    if ort_modules is not None:
+        ort_ops = ort_calls(*ort_modules, t, "reused", 1)
+        calls["onnxruntime io-binding training"] = ort_ops["training forward"]
+        calls["onnxruntime io-binding inference"] = ort_ops["inference"]
+        ort_fresh = ort_calls(*ort_modules, t, "fresh", 1)
+        calls["onnxruntime run() inference"] = ort_fresh["inference"]
+    return calls
+
+
+def measure_overhead(torch: ModuleType | None = None, ort_modules: "tuple[Any, Any] | None" = None,
+                     calls: int = OVERHEAD_CALLS,
+                     blocks: int = OVERHEAD_BLOCKS) -> list[dict[str, Any]]:
+    """[{"entry", "us_per_call", ...}]: the best of ``blocks`` blocks of
+    ``calls`` back-to-back calls, per call, at 1 thread, on OVERHEAD_SHAPE."""
+    entries = []
+    for name, fn in overhead_calls(torch, ort_modules).items():
+        fn()
+        best = math.inf
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for _ in range(blocks):
+                start = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                best = min(best, (time.perf_counter() - start) / calls)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        entries.append({"entry": name, "us_per_call": best * 1e6, "calls": calls,
+                        "blocks": blocks, "statistic": "best block"})
+    return entries
+
+
 # ---------------------------------------------------------------------------
 # threads and the machine
 # ---------------------------------------------------------------------------
@@ -541,6 +754,76 @@ def l3_cache_bytes() -> int | None:
     return cache_bytes(3)
 
 
+def _size_bytes(text: str) -> int:
+    text = text.strip().upper()
+    scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+    return int(text.rstrip("KMG")) * scale
+
+
+def l3_total_bytes() -> int | None:
+    """All the L3 cache of the machine from sysfs: each distinct L3 (by the
+    CPUs sharing it) counted once; None where sysfs does not say."""
+    root = "/sys/devices/system/cpu"
+    seen = {}
+    try:
+        cpus = [d for d in os.listdir(root) if d.startswith("cpu") and d[3:].isdigit()]
+        for cpu in cpus:
+            folder = os.path.join(root, cpu, "cache")
+            if not os.path.isdir(folder):
+                continue
+            for index in os.listdir(folder):
+                if not index.startswith("index"):
+                    continue
+
+                def read(name):
+                    with open(os.path.join(folder, index, name), encoding="ascii") as f:
+                        return f.read().strip()
+                if read("level") != "3":
+                    continue
+                seen[read("shared_cpu_list")] = _size_bytes(read("size"))
+    except (OSError, ValueError):
+        return None
+    return sum(seen.values()) or None
+
+
+def bandwidth_buffer_mb(asked: int | None) -> tuple[int, str]:
+    """(MiB per buffer, how it was chosen) for the bandwidth copy: `asked`, or
+    BANDWIDTH_L3_MULTIPLE times the whole L3 cache (at least
+    BANDWIDTH_FALLBACK_MB), capped at an eighth of the memory."""
+    if asked is not None:
+        return asked, f"{asked} MiB per buffer (--bandwidth-mb)"
+    l3 = l3_total_bytes()
+    if l3 is None:
+        return BANDWIDTH_FALLBACK_MB, (f"{BANDWIDTH_FALLBACK_MB} MiB per buffer (the L3 "
+                                       "size is unknown here)")
+    size = max(BANDWIDTH_FALLBACK_MB, -(-BANDWIDTH_L3_MULTIPLE * l3 // 2**20))
+    basis = (f"{size} MiB per buffer, at least {BANDWIDTH_L3_MULTIPLE} x the "
+             f"{l3 / 2**20:g} MiB of L3 cache")
+    total = memory_bytes()
+    if total and 8 * size * 2**20 > total:
+        size = max(1, total // 8 // 2**20)
+        basis = (f"{size} MiB per buffer: an eighth of the memory, under "
+                 f"{BANDWIDTH_L3_MULTIPLE} x the {l3 / 2**20:g} MiB of L3 cache")
+    return size, basis
+
+
+def physical_cores() -> int | None:
+    """Distinct (physical id, core id) pairs in /proc/cpuinfo, or None."""
+    cores, package = set(), None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                key = key.strip().lower()
+                if key == "physical id":
+                    package = value.strip()
+                elif key == "core id":
+                    cores.add((package, value.strip()))
+    except OSError:
+        return None
+    return len(cores) or None
+
+
 def describe_machine(torch: ModuleType | None) -> dict[str, Any]:
     import bnkernels
     openmp = getattr(bnkernels, "openmp_enabled", None)
@@ -556,6 +839,8 @@ def describe_machine(torch: ModuleType | None) -> dict[str, Any]:
         "logical_cores": os.cpu_count(),
         "l1d_cache_bytes": cache_bytes(1, "Data"),
         "l3_cache_bytes": l3_cache_bytes(),
+        "l3_total_bytes": l3_total_bytes(),
+        "physical_cores": physical_cores(),
         "usable_cores": usable,
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -584,8 +869,8 @@ def shape_text(shape: Sequence[int]) -> str:
     return "x".join(map(str, shape))
 
 
-def run_suite(args: argparse.Namespace, torch: ModuleType | None, progress: ProgressBar
-              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def run_suite(args: argparse.Namespace, torch: ModuleType | None, progress: ProgressBar,
+              ort_modules: "tuple[Any, Any] | None" = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Measure everything; return (bandwidth entries, result rows)."""
     import bnkernels
     from bnkernels import reference
@@ -593,7 +878,9 @@ def run_suite(args: argparse.Namespace, torch: ModuleType | None, progress: Prog
     cases = [(dtype, tuple(shape)) for dtype in args.dtype for shape in args.shapes]
     sides_per_policy = len(args.numerics) + (torch is not None)
     progress.total = max(1, len(args.threads) * (1 + len(cases) * len(POLICIES) * len(OPS)
-                                                 * sides_per_policy)
+                                                 * sides_per_policy
+                                                 + (ort_modules is not None) * len(cases)
+                                                 * len(POLICIES) * len(ORT_OPS))
                          + (not args.no_numpy) * len(cases) * len(POLICIES) * len(OPS))
     numpy_timings = {}   # (dtype, shape, policy, op) -> Timing, the same for every n
     bandwidth, rows = [], []
@@ -613,6 +900,8 @@ def run_suite(args: argparse.Namespace, torch: ModuleType | None, progress: Prog
                 sides = {numerics: numpy_api_calls(bnkernels, tensors, numerics, policy)
                          for numerics in args.numerics}
                 torch_ops = None if torch is None else torch_calls(torch, tensors, policy)
+                ort_ops = None if ort_modules is None else ort_calls(*ort_modules, tensors,
+                                                                     policy, n)
                 numpy_ops = None
                 if not args.no_numpy and (dtype, shape, policy, OPS[0]) not in numpy_timings:
                     numpy_ops = numpy_api_calls(reference, tensors, "standard", policy)
@@ -626,6 +915,8 @@ def run_suite(args: argparse.Namespace, torch: ModuleType | None, progress: Prog
                     fns = {numerics: calls[op] for numerics, calls in sides.items()}
                     if torch_ops is not None:
                         fns[TORCH_SIDE] = torch_ops[op]
+                    if ort_ops is not None and op in ort_ops:
+                        fns[ORT_SIDE] = ort_ops[op]
                     progress.show(f"{label} {' / '.join(fns)} {op} {policy}")
                     timings = time_calls_interleaved(fns, args.repeat)
                     progress.advance(len(fns))
@@ -633,15 +924,18 @@ def run_suite(args: argparse.Namespace, torch: ModuleType | None, progress: Prog
                         rows.append(make_row(shape, dtype, n, effective, op, numerics,
                                              policy, timings[numerics],
                                              numpy_timings.get((dtype, shape, policy, op)),
-                                             timings.get(TORCH_SIDE), gbps, args.layout))
-                del sides, torch_ops, numpy_ops
+                                             timings.get(TORCH_SIDE), gbps, args.layout,
+                                             timings.get(ORT_SIDE),
+                                             None if ort_ops is None else n))
+                del sides, torch_ops, numpy_ops, ort_ops
     return bandwidth, rows
 
 
 def make_row(shape: Sequence[int], dtype: npt.DTypeLike, threads: int,
              effective_threads: int | None, op: str, numerics: str, policy: str, timing: Timing,
              numpy_timing: Timing | None, torch_timing: Timing | None, bandwidth_gbps: float,
-             layout: str = "NCHW") -> dict[str, Any]:
+             layout: str = "NCHW", ort_timing: Timing | None = None,
+             ort_threads: int | None = None) -> dict[str, Any]:
     traffic = TRAFFIC_PASSES[op] * math.prod(shape) * np.dtype(dtype).itemsize
     gbps = traffic / (timing.median_ms * 1e-3) / 1e9
 
@@ -654,8 +948,13 @@ def make_row(shape: Sequence[int], dtype: npt.DTypeLike, threads: int,
             "bnkernels": timing.as_dict(),
             "numpy": None if numpy_timing is None else numpy_timing.as_dict(),
             "torch": None if torch_timing is None else torch_timing.as_dict(),
+            "onnxruntime": None if ort_timing is None else ort_timing.as_dict(),
+            "numpy_threads": None if numpy_timing is None else 1,
+            "torch_threads": None if torch_timing is None else threads,
+            "onnxruntime_threads": None if ort_timing is None else ort_threads,
             "speedup_vs_numpy": speedup(numpy_timing),
             "speedup_vs_torch": speedup(torch_timing),
+            "speedup_vs_onnxruntime": speedup(ort_timing),
             "gbps": gbps, "bandwidth_fraction": gbps / bandwidth_gbps}
 
 
@@ -663,8 +962,8 @@ def make_row(shape: Sequence[int], dtype: npt.DTypeLike, threads: int,
 # output
 # ---------------------------------------------------------------------------
 
-COLUMNS = ("shape", "dtype", "threads", "op", "policy", "bnkernels ms", "NumPy ms",
-           "PyTorch ms", "vs NumPy", "vs PyTorch", "GB/s", "% bw")
+COLUMNS = ("shape", "dtype", "threads", "op", "policy", "bnkernels ms", "NumPy 1t ms",
+           "PyTorch ms", "vs NumPy 1t", "vs PyTorch", "GB/s", "% bw", "ORT ms", "vs ORT")
 
 
 def _ms(value):
@@ -686,7 +985,8 @@ def table_cells(row: dict[str, Any]) -> list[str]:
     return [shape_text(row["shape"]), row["dtype"], str(row["threads"]), row["op"],
             row["policy"], _ms(side("bnkernels")), _ms(side("numpy")), _ms(side("torch")),
             times(row["speedup_vs_numpy"]), times(row["speedup_vs_torch"]),
-            f"{row['gbps']:.1f}", f"{100 * row['bandwidth_fraction']:.0f}%"]
+            f"{row['gbps']:.1f}", f"{100 * row['bandwidth_fraction']:.0f}%",
+            _ms(side("onnxruntime")), times(row["speedup_vs_onnxruntime"])]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -706,7 +1006,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def report_notes(args: argparse.Namespace, torch: ModuleType | None,
                  bandwidth: list[dict[str, Any]], rows: list[dict[str, Any]],
-                 extra_notes: list[str]) -> list[str]:
+                 extra_notes: list[str], ort_modules: "tuple[Any, Any] | None" = None) -> list[str]:
     numpy_policy = "" if args.no_numpy else (
         f"; NumPy reference: median of {args.reference_repeat} calls (it is slow)")
     notes = [
@@ -719,29 +1019,34 @@ def report_notes(args: argparse.Namespace, torch: ModuleType | None,
         "each from the cache state its own calls leave",
         f"policy reused: {POLICY_TEXT['reused']}",
         f"policy fresh: {POLICY_TEXT['fresh']}",
-        "vs NumPy / vs PyTorch: how many times faster bnkernels is (their ms / bnkernels "
-        "ms); both baselines use standard numerics, in every row group",
+        "vs NumPy 1t / vs PyTorch / vs ORT: how many times faster bnkernels is (their ms "
+        "/ bnkernels ms); every baseline uses standard numerics, in every row group",
+        "threads: in a row of n threads, bnkernels, PyTorch and onnxruntime all run n "
+        "(bnkernels.set_num_threads, torch.set_num_threads, the session's "
+        "intra_op_num_threads): like for like; the NumPy reference runs 1 thread in every "
+        "row (hence \"NumPy 1t\"), so in rows of n > 1 \"vs NumPy 1t\" sets n threads "
+        "against 1",
         "GB/s: minimal traffic / bnkernels ms; passes over the tensor: training "
         "forward 3 (2 reads + 1 write), inference 2, backward 5 (dy and x read twice, "
         "dx written), forward+backward 8; the same minimum for Darknet numerics, "
         "which move more (Darknet keeps x_norm and scales a copy of dy)",
         "% bw: of the bandwidth measured in this run, STREAM-copy style (np.copyto, "
-        f"best of {BANDWIDTH_REPEAT}, 2 * bytes / time, {args.bandwidth_mb} MiB per "
-        "buffer, split across as many Python threads as the row's threads): "
+        f"best of {BANDWIDTH_REPEAT}, 2 * bytes / time, {args.bandwidth_basis}, "
+        "split across as many Python threads as the row's threads): "
         + ", ".join(f"{b['threads']} thread{'s' * (b['threads'] > 1)} {b['gbps']:.1f} GB/s"
                     for b in bandwidth),
         "% bw above 100: bnkernels beat np.copyto's pace; one core's copy is bounded "
         "by how many cache misses the core keeps in flight, not by DRAM alone, and "
         "tensors of up to a few L3 sizes partly stay in the L3 between calls",
-        "threads: bnkernels.set_num_threads(n) and torch.set_num_threads(n); the NumPy "
-        "reference is single-threaded, timed once and reused for every thread count",
+        "the NumPy reference is single-threaded: timed once per shape, dtype and policy, "
+        "and reused for every thread count",
     ]
     notes.append(streaming_note())
-    l3 = l3_cache_bytes()
-    if l3 is not None and args.bandwidth_mb * 2**20 < 2 * l3:
+    l3 = l3_total_bytes()
+    if l3 is not None and args.bandwidth_mb * 2**20 < BANDWIDTH_L3_MULTIPLE * l3:
         notes.append(f"the bandwidth buffers ({args.bandwidth_mb} MiB each) are under "
-                     f"twice the L3 cache ({l3 // 2**20} MiB): the copy partly runs from "
-                     "cache, and % bw is understated")
+                     f"{BANDWIDTH_L3_MULTIPLE} x the L3 cache ({l3 / 2**20:g} MiB): the copy "
+                     "may partly run from cache, and % bw be understated")
     if any(row["bnkernels_threads"] is None for row in rows):
         notes.append("bnkernels has no set_num_threads in this build: it ran with its "
                      "default threads whatever the threads column says")
@@ -752,6 +1057,15 @@ def report_notes(args: argparse.Namespace, torch: ModuleType | None,
         notes.append("PyTorch " + torch.__version__ + ": native_batch_norm(.out), "
                      "native_batch_norm_backward(.out); its backward .out computes into "
                      "fresh tensors and copies them into out (no true out= backward)")
+    if ort_modules is not None:
+        notes.append(
+            f"onnxruntime {ort_modules[0].__version__}: one BatchNormalization node "
+            "(opset 15, CPUExecutionProvider, intra_op_num_threads = the row's threads, its "
+            "default spinning); inference (training_mode=0) and training forward "
+            "(training_mode=1: y and the running statistics, no saved statistics; its running "
+            "variance takes the biased batch variance, PyTorch's the unbiased); no "
+            "backward (ONNX has none). reused: io-binding to preallocated outputs, a call "
+            "is run_with_iobinding alone; fresh: session.run with a feed dict")
     if args.no_torch:
         notes.append("PyTorch left out (--no-torch)")
     if args.no_numpy:
@@ -785,6 +1099,29 @@ def print_report(rows: list[dict[str, Any]], numerics_list: Sequence[str], notes
     print("\nNotes:", file=out)
     for note in notes:
         print(f"- {note}", file=out)
+
+
+def machine_line(machine: dict[str, Any], threads: Sequence[int]) -> str:
+    """The machine kind and the thread counts, in one line."""
+    def mib(value):
+        return "unknown" if value is None else f"{value / 2**20:g} MiB"
+    versions = ", ".join(f"{name} {machine[name]}" for name in ("numpy", "torch", "onnxruntime")
+                         if machine.get(name))
+    return (f"bnkernels {machine['bnkernels']} bench on {machine['cpu_model']}: "
+            f"{machine['physical_cores'] or '?'} cores, {machine['logical_cores']} logical "
+            f"({machine['usable_cores']} usable), L3 {mib(machine['l3_total_bytes'])}; "
+            f"threads {','.join(map(str, threads))}; {versions}")
+
+
+def print_overhead(entries: list[dict[str, Any]], out: TextIO) -> None:
+    shape = "x".join(map(str, OVERHEAD_SHAPE))
+    print(f"\nPer-call overhead: {shape} float32, 1 thread, best of {OVERHEAD_BLOCKS} "
+          f"blocks of {OVERHEAD_CALLS} back-to-back calls\n", file=out)
+    width = max(len(e["entry"]) for e in entries)
+    print(f"| {'entry point'.ljust(width)} | us/call |", file=out)
+    print(f"|{'-' * (width + 2)}|--------:|", file=out)
+    for e in entries:
+        print(f"| {e['entry'].ljust(width)} | {e['us_per_call']:7.2f} |", file=out)
 
 
 def write_json(path: str | os.PathLike[str], document: dict[str, Any]) -> None:
@@ -838,6 +1175,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print("python -m bnkernels bench: error: --plot needs matplotlib, which is not "
               "installed: pip install matplotlib", file=sys.stderr)
         return 2
+    args.bandwidth_mb, args.bandwidth_basis = bandwidth_buffer_mb(args.bandwidth_mb)
     problems = [output_path_error("--json", args.json),
                 output_path_error("--plot", args.plot), memory_error(args)]
     for problem in problems:
@@ -850,23 +1188,30 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         args.numerics = ["standard"]
         extra_notes.append("NHWC: standard numerics only (Darknet's layers are NCHW)")
     torch = None if args.no_torch else import_torch(extra_notes)
+    ort_modules = import_onnxruntime(args, extra_notes)
     machine = describe_machine(torch)
+    machine["onnxruntime"] = None if ort_modules is None else ort_modules[0].__version__
     torch_threads = None if torch is None else torch.get_num_threads()
     bnkernels_threads_before = bnkernels_threads()
     progress = ProgressBar(0)
     try:
-        bandwidth, rows = run_suite(args, torch, progress)
+        bandwidth, rows = run_suite(args, torch, progress, ort_modules)
+        overhead = []
+        if not args.no_overhead:
+            progress.show("per-call overhead")
+            set_threads(1, torch)
+            overhead = measure_overhead(torch, ort_modules)
     finally:
         progress.close()
         if bnkernels_threads_before is not None:
             set_threads(bnkernels_threads_before, None)
         if torch is not None:
             torch.set_num_threads(torch_threads)
-    notes = report_notes(args, torch, bandwidth, rows, extra_notes)
-    print(f"bnkernels {machine['bnkernels']} bench on {machine['cpu_model']}, "
-          f"{machine['logical_cores']} logical cores; numpy {machine['numpy']}"
-          + (f", torch {machine['torch']}" if torch is not None else ""), file=out)
+    notes = report_notes(args, torch, bandwidth, rows, extra_notes, ort_modules)
+    print(machine_line(machine, args.threads), file=out)
     print_report(rows, args.numerics, notes, out)
+    if overhead:
+        print_overhead(overhead, out)
     wall = time.perf_counter() - started
     if args.json:
         write_json(args.json, {
@@ -876,10 +1221,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                          "threads": args.threads, "numerics": args.numerics,
                          "repeat": args.repeat, "reference_repeat": args.reference_repeat,
                          "statistic": "median", "bandwidth_mb": args.bandwidth_mb,
-                         "torch": torch is not None, "numpy": not args.no_numpy},
+                         "bandwidth_basis": args.bandwidth_basis,
+                         "torch": torch is not None, "numpy": not args.no_numpy,
+                         "onnxruntime": ort_modules is not None},
             "policies": POLICY_TEXT, "traffic": TRAFFIC_PASSES,
             "torch_functions": TORCH_FUNCTIONS if torch is not None else None,
-            "bandwidth": bandwidth, "results": rows, "notes": notes, "wall_s": wall})
+            "bandwidth": bandwidth, "results": rows, "overhead": overhead,
+            "notes": notes, "wall_s": wall})
         print(f"\nwrote {args.json}", file=out)
     if args.plot:
         write_plot(args.plot, rows)
