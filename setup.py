@@ -185,13 +185,15 @@ class BuildExt(build_ext):
 kernels = Extension(
     "bnkernels._kernels",
     sources=["bnkernels/_kernels.pyx", "csrc/conv_pool.c", "csrc/darknet.c",
+             "csrc/darknet_ofast.c",
              "csrc/standard.c", "csrc/stream.c", "csrc/threads.c"],
     include_dirs=[numpy.get_include(), "csrc"],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    depends=["csrc/bnkernels.h", "csrc/dispatch.h", "csrc/loops.h", "csrc/darknet.inc", "csrc/standard.inc",
+    depends=["csrc/bnkernels.h", "csrc/dispatch.h", "csrc/loops.h", "csrc/darknet.inc", "csrc/darknet_ofast.inc", "csrc/standard.inc",
              "csrc/standard_nhwc.inc", "csrc/standard_sums.inc",
              "csrc/conv_pool.inc", "bnkernels/_kernels.pxd", "bnkernels/bnkernels_h.pxd",
-             "bnkernels/_capi.pxi", "bnkernels/_conv_pool.pxi"],
+             "bnkernels/_capi.pxi", "bnkernels/_conv_pool.pxi",
+             "bnkernels/_darknet_ofast.pxi"],
 )
 
 setup(

@@ -102,3 +102,19 @@ cdef int bn_openmp_enabled() noexcept nogil
 cdef void bn_set_stream_min_bytes(int64_t bytes) noexcept nogil
 cdef int64_t bn_get_stream_min_bytes() noexcept nogil
 cdef int bn_stream_available() noexcept nogil
+
+# Darknet -Ofast backward kernels (bnkernels/_darknet_ofast.pxi)
+cdef void bn_dk_ofast_backward_bias_f32(const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *bias_updates) noexcept nogil
+cdef void bn_dk_ofast_backward_scale_f32(const float *x_norm, const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *scale_updates) noexcept nogil
+cdef void bn_dk_ofast_normalize_delta_eps_inside_f32(const float *x, const float *mean, const float *variance, const float *mean_delta, const float *variance_delta, const float *delta, int64_t batch, int64_t channels, int64_t spatial, float eps, float *out) noexcept nogil
+cdef void bn_dk_ofast_normalize_delta_eps_outside_f32(const float *x, const float *mean, const float *variance, const float *mean_delta, const float *variance_delta, const float *delta, int64_t batch, int64_t channels, int64_t spatial, float eps, float *out) noexcept nogil
+cdef void bn_dk_ofast_backward_sums_f32(const float *x, const float *x_norm, const float *delta, const float *mean, const float *variance, const float *scales, int64_t batch, int64_t channels, int64_t spatial, float eps, float *bias_updates, float *scale_updates, float *mean_delta, float *variance_delta) noexcept nogil
+cdef void bn_dk_ofast_backward_dx_eps_inside_f32(const float *x, const float *mean, const float *variance, const float *mean_delta, const float *variance_delta, const float *delta, const float *scales, int64_t batch, int64_t channels, int64_t spatial, float eps, float *out) noexcept nogil
+cdef void bn_dk_ofast_backward_dx_eps_outside_f32(const float *x, const float *mean, const float *variance, const float *mean_delta, const float *variance_delta, const float *delta, const float *scales, int64_t batch, int64_t channels, int64_t spatial, float eps, float *out) noexcept nogil
+cdef void bn_dk_ofast_backward_bias_f64(const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *bias_updates) noexcept nogil
+cdef void bn_dk_ofast_backward_scale_f64(const double *x_norm, const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *scale_updates) noexcept nogil
+cdef void bn_dk_ofast_normalize_delta_eps_inside_f64(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out) noexcept nogil
+cdef void bn_dk_ofast_normalize_delta_eps_outside_f64(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out) noexcept nogil
+cdef void bn_dk_ofast_backward_sums_f64(const double *x, const double *x_norm, const double *delta, const double *mean, const double *variance, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *bias_updates, double *scale_updates, double *mean_delta, double *variance_delta) noexcept nogil
+cdef void bn_dk_ofast_backward_dx_eps_inside_f64(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out) noexcept nogil
+cdef void bn_dk_ofast_backward_dx_eps_outside_f64(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out) noexcept nogil

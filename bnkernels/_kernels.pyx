@@ -1381,3 +1381,4 @@ include "_conv_pool.pxi"
 
 # the C kernels, exported to other Cython extensions (see _kernels.pxd)
 include "_capi.pxi"
+include "_darknet_ofast.pxi"
