@@ -17,6 +17,11 @@ Three numerics families, chosen with ``numerics=``:
 ``"darknet-alexeyab"``
     AlexeyAB/darknet's CPU layer: as above, but epsilon 1e-5 inside the square
     root and momentum 0.1.
+``"darknet-ofast"``, ``"darknet-alexeyab-ofast"``
+    The same two layers as each fork's default ``-Ofast`` build computes them:
+    the same forward bits; the backward's gradient sums in that build's
+    four-lane order and its reciprocal multiply in dx (``build="ofast"`` in
+    bnkernels.darknet; docs/darknet-ofast.md).
 """
 import warnings
 from collections.abc import Mapping
@@ -30,8 +35,14 @@ __all__ = ["NUMERICS", "ACTIVATIONS", "LAYOUTS", "defaults", "BatchNormSaved",
            "batch_norm_forward", "batch_norm_backward", "BatchNorm", "BatchNorm1d",
            "BatchNorm2d", "BatchNorm3d", "DEFAULT", "IncompatibleKeys", "StateDictError"]
 
-NUMERICS = ("standard", "darknet", "darknet-alexeyab")
-_FLAVOR = {"darknet": "pjreddie", "darknet-alexeyab": "alexeyab"}
+NUMERICS = ("standard", "darknet", "darknet-alexeyab", "darknet-ofast",
+            "darknet-alexeyab-ofast")
+# each Darknet numerics: (flavor, build) of bnkernels.darknet
+_DARKNET = {"darknet": ("pjreddie", "strict"),
+            "darknet-alexeyab": ("alexeyab", "strict"),
+            "darknet-ofast": ("pjreddie", "ofast"),
+            "darknet-alexeyab-ofast": ("alexeyab", "ofast")}
+_FLAVOR = {numerics: flavor for numerics, (flavor, _) in _DARKNET.items()}
 
 
 def check_numerics(numerics):
@@ -142,7 +153,7 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
         eps must be finite and >= 0, momentum finite and in [0, 1] (a bool or
         a string is a TypeError, NaN, infinity or a value out of range a
         ValueError), in every mode.
-    numerics : {"standard", "darknet", "darknet-alexeyab"}
+    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast"}
     activation : {None, "relu"}
         "relu" returns max(y, 0) (NaN stays NaN), fused into the normalizing
         pass with standard numerics; the backward then passes dy only where
@@ -340,7 +351,8 @@ def _darknet_backward(dy, saved, out):
                 np.copyto(masked[block], 0, where=~(y > 0))
         dy = out = masked  # our own array now: dx may overwrite it
     dx, dweight, dbias = darknet.backward_batchnorm_layer(
-        x, x_norm, dy, mean, variance, weight, flavor=_FLAVOR[saved.numerics], out=out)
+        x, x_norm, dy, mean, variance, weight, flavor=_FLAVOR[saved.numerics],
+        build=_DARKNET[saved.numerics][1], out=out)
     return (dx, dweight if has_weight else None, dbias if has_bias else None)
 
 
@@ -390,7 +402,7 @@ class BatchNorm:
     ----------
     num_features : int
         C, the number of channels.
-    numerics : {"standard", "darknet", "darknet-alexeyab"}
+    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast"}
     eps : float, optional
         None takes the family's default (standard: 1e-5).
     momentum : float, None or "default"

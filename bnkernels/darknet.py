@@ -19,6 +19,18 @@ Two Darknet code bases differ, and ``flavor=`` picks one where they do:
     0.9 on the CPU. Its CPU ``backward_batchnorm_layer`` never computes the bias
     gradient (it stays 0); ``backward_bias`` here still computes the real one.
 
+and ``build=`` picks how that Darknet was compiled:
+
+``"strict"`` (default)
+    ``-O2 -fno-fast-math``: every sum in Darknet's loop order.
+``"ofast"``
+    Each fork's default Makefile build, ``-Ofast`` (GCC, x86-64, SSE2, no
+    ``-march``). The forward and ``mean_delta_cpu``/``variance_delta_cpu``
+    give the strict bits; ``backward_bias`` and ``backward_scale_cpu`` sum
+    each (b, c) row in four lanes, ``(l0 + l2) + (l1 + l3)``, then the
+    H*W mod 4 last values, and ``normalize_delta_cpu`` multiplies mean_delta
+    by ``fl(1/n)`` instead of dividing by n (docs/darknet-ofast.md).
+
 The epsilons are Darknet's float constants (``.000001f``, ``.00001f``), also in
 float64; ``eps=`` overrides them. Every ``eps=`` must be finite and >= 0, every
 ``momentum=`` finite and in [0, 1]; a bool or a string is a TypeError, NaN,
@@ -36,7 +48,7 @@ import numpy as np
 from bnkernels import _kernels
 
 __all__ = [
-    "FLAVORS", "forward_eps", "BACKWARD_EPS", "default_momentum",
+    "FLAVORS", "BUILDS", "check_build", "forward_eps", "BACKWARD_EPS", "default_momentum",
     "mean_cpu", "variance_cpu", "normalize_cpu", "scale_bias", "add_bias",
     "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
     "variance_delta_cpu", "normalize_delta_cpu", "backward_batchnorm_layer",
@@ -45,6 +57,7 @@ __all__ = [
 ]
 
 FLAVORS = ("pjreddie", "alexeyab")
+BUILDS = ("strict", "ofast")
 
 _FORWARD_EPS = {"pjreddie": float(np.float32(1e-6)),   # src/blas.c: .000001f
                 "alexeyab": float(np.float32(1e-5))}   # src/blas.c: .00001f
@@ -58,6 +71,14 @@ def check_flavor(flavor):
     name = str(flavor).lower() if isinstance(flavor, str) else flavor
     if name not in FLAVORS:
         raise ValueError(f"flavor must be 'pjreddie' or 'alexeyab', got {flavor!r}")
+    return name
+
+
+def check_build(build):
+    """Return the canonical build name ("strict" or "ofast")."""
+    name = build.lower() if isinstance(build, str) else build
+    if name not in BUILDS:
+        raise ValueError(f"build must be 'strict' or 'ofast', got {build!r}")
     return name
 
 
@@ -76,7 +97,7 @@ def _eps(eps, default):
     return default if eps is None else eps
 
 
-def mean_cpu(x, *, out=None):
+def mean_cpu(x, *, out=None, build="strict"):
     """Per-channel mean, Darknet's way.
 
     ``mean[c] = fl(sum_{b,s} x[b,c,s] * fl(1/n))``: a sequential sum in x's
@@ -91,10 +112,11 @@ def mean_cpu(x, *, out=None):
     -------
     mean : ndarray, (C,)
     """
+    check_build(build)
     return _kernels.dk_mean(x, out)
 
 
-def variance_cpu(x, mean, *, out=None):
+def variance_cpu(x, mean, *, out=None, build="strict"):
     """Per-channel unbiased variance, Darknet's way.
 
     ``var[c] = fl(acc * fl(1/(n-1)))`` where each step rounds
@@ -111,10 +133,12 @@ def variance_cpu(x, mean, *, out=None):
     -------
     variance : ndarray, (C,)
     """
+    check_build(build)
     return _kernels.dk_variance(x, mean, out)
 
 
-def normalize_cpu(x, mean, variance, *, flavor="pjreddie", eps=None, out=None):
+def normalize_cpu(x, mean, variance, *, flavor="pjreddie", eps=None, out=None,
+                  build="strict"):
     """Normalize each channel, with the flavor's epsilon placement.
 
     pjreddie: ``(x - mean) / (sqrt(var) + eps)``, eps = 1e-6;
@@ -135,28 +159,32 @@ def normalize_cpu(x, mean, variance, *, flavor="pjreddie", eps=None, out=None):
     x_norm : ndarray, (N, C, H, W)
     """
     flavor = check_flavor(flavor)
+    check_build(build)
     return _kernels.dk_normalize(x, mean, variance,
                                  _eps(eps, _FORWARD_EPS[flavor]),
                                  flavor == "alexeyab", out)
 
 
-def scale_bias(x, scales, *, out=None):
+def scale_bias(x, scales, *, out=None, build="strict"):
     """``out[b,c,s] = x[b,c,s] * scales[c]``; out may be x itself."""
+    check_build(build)
     return _kernels.dk_scale_bias(x, scales, out)
 
 
-def add_bias(x, biases, *, out=None):
+def add_bias(x, biases, *, out=None, build="strict"):
     """``out[b,c,s] = x[b,c,s] + biases[c]``; out may be x itself."""
+    check_build(build)
     return _kernels.dk_add_bias(x, biases, out)
 
 
-def scale_add_bias(x, scales, biases, *, out=None):
+def scale_add_bias(x, scales, biases, *, out=None, build="strict"):
     """``out = fl(fl(x * scales[c]) + biases[c])``: scale_bias then add_bias in
     one pass, bit for bit the same; out may be x itself."""
+    check_build(build)
     return _kernels.dk_scale_add_bias(x, scales, biases, out)
 
 
-def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie"):
+def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie", build="strict"):
     """Update a rolling statistic in place, as Darknet's scal_cpu + axpy_cpu.
 
     ``rolling = fl(fl(rolling * fl(1 - momentum)) + fl(fl(momentum) * stat))``.
@@ -171,11 +199,12 @@ def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie"):
     momentum : float, optional
         Finite, in [0, 1].
     """
+    check_build(build)
     m = default_momentum(flavor) if momentum is None else _kernels.check_momentum(momentum)
     return _kernels.dk_rolling_update(1.0 - m, m, stat, rolling)
 
 
-def backward_bias(delta, *, out=None, accumulate=False):
+def backward_bias(delta, *, out=None, accumulate=False, build="strict"):
     """Per-channel sum of the gradient (dL/dbeta), Darknet's order.
 
     Each (b, c) row is summed first, then the rows are added into the result
@@ -187,42 +216,53 @@ def backward_bias(delta, *, out=None, accumulate=False):
     delta : ndarray, (N, C, H, W)
     out : ndarray, (C,), optional
     accumulate : bool
+    build : {"strict", "ofast"}
+        "ofast" sums each row in -Ofast's four lanes (see the module).
 
     Returns
     -------
     bias_updates : ndarray, (C,)
     """
+    if check_build(build) == "ofast":
+        return _kernels.dk_ofast_backward_bias(delta, out, accumulate)
     return _kernels.dk_backward_bias(delta, out, accumulate)
 
 
-def backward_scale_cpu(x_norm, delta, *, out=None, accumulate=False):
+def backward_scale_cpu(x_norm, delta, *, out=None, accumulate=False, build="strict"):
     """Per-channel ``sum(delta * x_norm)`` (dL/dgamma), one running sum.
 
     With ``accumulate=True`` the sums are added into ``out`` (Darknet's
-    ``scale_updates +=``); otherwise ``out`` is overwritten.
+    ``scale_updates +=``); otherwise ``out`` is overwritten. With
+    ``build="ofast"`` each (b, c) row is summed in -Ofast's four lanes before
+    it joins the running sum (see the module).
     """
+    if check_build(build) == "ofast":
+        return _kernels.dk_ofast_backward_scale(x_norm, delta, out, accumulate)
     return _kernels.dk_backward_scale(x_norm, delta, out, accumulate)
 
 
-def mean_delta_cpu(delta, variance, *, eps=None, out=None):
+def mean_delta_cpu(delta, variance, *, eps=None, out=None, build="strict"):
     """``mean_delta[c] = sum(delta) * (-1 / sqrt(var + eps))``, eps = 1e-5.
 
     delta is the gradient already multiplied by gamma (``scale_bias``).
     """
+    check_build(build)
     return _kernels.dk_mean_delta(delta, variance, _eps(eps, BACKWARD_EPS), out)
 
 
-def variance_delta_cpu(x, delta, mean, variance, *, eps=None, out=None):
+def variance_delta_cpu(x, delta, mean, variance, *, eps=None, out=None,
+                       build="strict"):
     """``variance_delta[c] = sum(delta * (x - mean)) * (-0.5 * (var + eps)**-1.5)``.
 
     eps = 1e-5; delta is the gamma-scaled gradient.
     """
+    check_build(build)
     return _kernels.dk_variance_delta(x, delta, mean, variance,
                                       _eps(eps, BACKWARD_EPS), out)
 
 
 def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
-                        flavor="pjreddie", eps=None, out=None):
+                        flavor="pjreddie", eps=None, out=None, build="strict"):
     """Gradient with respect to x, Darknet's formula.
 
     ``dx = delta / D + variance_delta * 2 * (x - mean) / n + mean_delta / n``
@@ -238,20 +278,24 @@ def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
         The gamma-scaled gradient.
     out : ndarray, (N, C, H, W), optional
         May be delta itself, as Darknet updates ``l.delta`` in place.
+    build : {"strict", "ofast"}
+        "ofast": the mean term is ``mean_delta * fl(1/n)``, not ``mean_delta / n``.
 
     Returns
     -------
     dx : ndarray, (N, C, H, W)
     """
     flavor = check_flavor(flavor)
-    return _kernels.dk_normalize_delta(x, mean, variance, mean_delta,
+    kernel = (_kernels.dk_ofast_normalize_delta if check_build(build) == "ofast"
+              else _kernels.dk_normalize_delta)
+    return kernel(x, mean, variance, mean_delta,
                                        variance_delta, delta,
                                        _eps(eps, BACKWARD_EPS),
                                        flavor == "pjreddie", out)
 
 
 def backward_batchnorm_layer(x, x_norm, delta, mean, variance, scales, *,
-                             flavor="pjreddie", eps=None, out=None):
+                             flavor="pjreddie", eps=None, out=None, build="strict"):
     """Darknet's backward_batchnorm_layer, fused into two passes over memory.
 
     The same bits as backward_bias, backward_scale_cpu, scale_bias,
@@ -266,9 +310,14 @@ def backward_batchnorm_layer(x, x_norm, delta, mean, variance, scales, *,
     scale_updates, bias_updates : ndarray, (C,)
         The gradient sums, starting from 0 (add them into Darknet's
         accumulators yourself).
+
+    With ``build="ofast"``, the bits of the fork's default -Ofast build (the
+    three differences listed in the module docstring).
     """
     flavor = check_flavor(flavor)
-    return _kernels.dk_backward(x, x_norm, delta, mean, variance, scales,
+    kernel = (_kernels.dk_ofast_backward if check_build(build) == "ofast"
+              else _kernels.dk_backward)
+    return kernel(x, x_norm, delta, mean, variance, scales,
                                 _eps(eps, BACKWARD_EPS), flavor == "pjreddie", out)
 
 

@@ -7,6 +7,12 @@ ordinary NumPy expressions in the input's dtype (NumPy's pairwise sums, no
 Darknet operation order), so in float64 they are the oracle the tests compare
 the C kernels against, and in float32 they are the baseline the benchmarks
 race. Read these first to learn the math.
+
+One exception: with ``build="ofast"``, backward_bias, backward_scale_cpu and
+normalize_delta_cpu follow Darknet's -Ofast build operation by operation (its
+four-lane row sums, its double arithmetic in dx), so they equal the C kernels
+bit for bit in both dtypes; the other kernels take ``build=`` and ignore it
+(-Ofast gives them the strict bits).
 """
 from dataclasses import dataclass
 import warnings
@@ -52,17 +58,20 @@ def _result(value, out, accumulate=False):
 # Darknet's kernels (formulas of ../darknet_vectors/README.md, NumPy order)
 # ---------------------------------------------------------------------------
 
-def mean_cpu(x, *, out=None):
+def mean_cpu(x, *, out=None, build="strict"):
+    _darknet.check_build(build)
     return _result(x.mean(axis=_AXES), out)
 
 
-def variance_cpu(x, mean, *, out=None):
+def variance_cpu(x, mean, *, out=None, build="strict"):
+    _darknet.check_build(build)
     squares = ((x - _per_channel(mean)) ** 2).sum(axis=_AXES)
     with np.errstate(divide="ignore", invalid="ignore"):  # n = 1: 0/0 = NaN, like Darknet
         return _result(squares / x.dtype.type(_count(x) - 1), out)
 
 
-def normalize_cpu(x, mean, variance, *, flavor="pjreddie", eps=None, out=None):
+def normalize_cpu(x, mean, variance, *, flavor="pjreddie", eps=None, out=None, build="strict"):
+    _darknet.check_build(build)
     flavor = _darknet.check_flavor(flavor)
     eps = _darknet.forward_eps(flavor) if eps is None else eps
     eps = x.dtype.type(eps)
@@ -73,48 +82,124 @@ def normalize_cpu(x, mean, variance, *, flavor="pjreddie", eps=None, out=None):
     return _result((x - _per_channel(mean)) / _per_channel(denom), out)
 
 
-def scale_bias(x, scales, *, out=None):
+def scale_bias(x, scales, *, out=None, build="strict"):
+    _darknet.check_build(build)
     return _result(x * _per_channel(scales), out)
 
 
-def add_bias(x, biases, *, out=None):
+def add_bias(x, biases, *, out=None, build="strict"):
+    _darknet.check_build(build)
     return _result(x + _per_channel(biases), out)
 
 
-def scale_add_bias(x, scales, biases, *, out=None):
+def scale_add_bias(x, scales, biases, *, out=None, build="strict"):
+    _darknet.check_build(build)
     return _result(x * _per_channel(scales) + _per_channel(biases), out)
 
 
-def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie"):
+def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie", build="strict"):
+    _darknet.check_build(build)
     m = _darknet.default_momentum(flavor) if momentum is None else momentum
     rolling *= rolling.dtype.type(1 - m)
     rolling += rolling.dtype.type(m) * stat
     return rolling
 
 
-def backward_bias(delta, *, out=None, accumulate=False):
+def _ofast_lanes(p):
+    """-Ofast's partial sums of each (b, c) row of p, (N, C, S) in p's dtype:
+    (lanes, tail) where lanes[b, c] = (l0 + l2) + (l1 + l3), lane j the
+    running sum of p[b, c, 4k + j] over the first 4 * (S // 4) values (None
+    when S < 4: no lanes), and tail the S mod 4 values after them."""
+    spatial = p.shape[2]
+    q = spatial - spatial % 4 if spatial >= 4 else 0
+    if not q:
+        return None, p
+    lanes = np.zeros(p.shape[:2] + (4,), p.dtype)
+    for k in range(0, q, 4):
+        lanes += p[:, :, k:k + 4]
+    return (lanes[..., 0] + lanes[..., 2]) + (lanes[..., 1] + lanes[..., 3]), p[:, :, q:]
+
+
+def _ofast_bias(delta):
+    """backward_bias + sum_array, -Ofast: row = lanes + tail[0] + ... (left to
+    right), then the rows added in order of b."""
+    lanes, tail = _ofast_lanes(delta.reshape(delta.shape[0], delta.shape[1], -1))
+    rows = np.zeros(tail.shape[:2], delta.dtype) if lanes is None else lanes
+    for s in range(tail.shape[2]):
+        rows = rows + tail[:, :, s]
+    total = np.zeros(delta.shape[1], delta.dtype)
+    for b in range(delta.shape[0]):
+        total = total + rows[b]
+    return total
+
+
+def _ofast_scale(x_norm, delta):
+    """backward_scale_cpu, -Ofast: for each b in order, acc += lanes of the
+    row's products, then each of its S mod 4 last products."""
+    products = (delta * x_norm).reshape(delta.shape[0], delta.shape[1], -1)
+    lanes, tail = _ofast_lanes(products)
+    acc = np.zeros(delta.shape[1], delta.dtype)
+    for b in range(delta.shape[0]):
+        if lanes is not None:
+            acc = acc + lanes[b]
+        for s in range(tail.shape[2]):
+            acc = acc + tail[b, :, s]
+    return acc
+
+
+def backward_bias(delta, *, out=None, accumulate=False, build="strict"):
+    if _darknet.check_build(build) == "ofast":
+        return _result(_ofast_bias(delta), out, accumulate)
     return _result(delta.sum(axis=_AXES), out, accumulate)
 
 
-def backward_scale_cpu(x_norm, delta, *, out=None, accumulate=False):
+def backward_scale_cpu(x_norm, delta, *, out=None, accumulate=False, build="strict"):
+    if _darknet.check_build(build) == "ofast":
+        return _result(_ofast_scale(x_norm, delta), out, accumulate)
     return _result((delta * x_norm).sum(axis=_AXES), out, accumulate)
 
 
-def mean_delta_cpu(delta, variance, *, eps=None, out=None):
+def mean_delta_cpu(delta, variance, *, eps=None, out=None, build="strict"):
+    _darknet.check_build(build)
     eps = delta.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
     return _result(delta.sum(axis=_AXES) * (-1 / np.sqrt(variance + eps)), out)
 
 
-def variance_delta_cpu(x, delta, mean, variance, *, eps=None, out=None):
+def variance_delta_cpu(x, delta, mean, variance, *, eps=None, out=None, build="strict"):
+    _darknet.check_build(build)
     eps = x.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
     total = (delta * (x - _per_channel(mean))).sum(axis=_AXES)
     return _result(total * (-0.5 * (variance + eps) ** -1.5), out)
 
 
+def _ofast_normalize_delta(x, mean, variance, mean_delta, variance_delta, delta,
+                           flavor, eps):
+    """normalize_delta_cpu as -Ofast builds it, in Darknet's own precision:
+    fl((g / D + (vd * 2 * fl(x - mean)) / n) + fl(md * fl(1 / fl(n)))) with
+    the outer sums in double and D = sqrt(fl(var + eps)) (pjreddie) or
+    sqrt(var) + eps (alexeyab), in double."""
+    t = x.dtype.type
+    f64 = np.float64
+    if flavor == "pjreddie":
+        denom = np.sqrt((variance + eps).astype(f64))
+    else:
+        denom = np.sqrt(variance.astype(f64)) + f64(eps)
+    n = _count(x)
+    inv_n = t(1) / t(n)
+    centered = (x - _per_channel(mean)).astype(f64)
+    direct = delta.astype(f64) / _per_channel(denom)
+    via_var = (_per_channel(variance_delta.astype(f64)) * 2.0) * centered / f64(n)
+    mean_term = (mean_delta * inv_n).astype(f64)
+    return ((direct + via_var) + _per_channel(mean_term)).astype(x.dtype)
+
+
 def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
-                        flavor="pjreddie", eps=None, out=None):
+                        flavor="pjreddie", eps=None, out=None, build="strict"):
     flavor = _darknet.check_flavor(flavor)
     eps = x.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
+    if _darknet.check_build(build) == "ofast":
+        return _result(_ofast_normalize_delta(x, mean, variance, mean_delta,
+                                              variance_delta, delta, flavor, eps), out)
     if flavor == "pjreddie":
         denom = np.sqrt(variance + eps)
     else:
@@ -199,7 +284,7 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean
             running_var[...] = (1 - momentum) * running_var + momentum * tracked
     else:
-        flavor = "pjreddie" if numerics == "darknet" else "alexeyab"
+        flavor = _batchnorm._FLAVOR[numerics]
         if use_batch_stats:
             if n == 1:
                 warnings.warn("one value per channel: Darknet's variance is NaN",
@@ -245,15 +330,15 @@ def batch_norm_backward(dy, saved, *, out=None):
         if not saved.training:
             raise ValueError("Darknet numerics define the backward only after a "
                              "training forward")
-        flavor = "pjreddie" if saved.numerics == "darknet" else "alexeyab"
+        flavor, build = _batchnorm._DARKNET[saved.numerics]
         x_hat = normalize_cpu(x, saved.mean, saved.variance, flavor=flavor, eps=saved.eps)
-        dbias = backward_bias(dy)
-        dweight = backward_scale_cpu(x_hat, dy)
+        dbias = backward_bias(dy, build=build)
+        dweight = backward_scale_cpu(x_hat, dy, build=build)
         scaled = scale_bias(dy, weight)
         md = mean_delta_cpu(scaled, saved.variance)
         vd = variance_delta_cpu(x, scaled, saved.mean, saved.variance)
         dx = normalize_delta_cpu(x, saved.mean, saved.variance, md, vd, scaled,
-                                 flavor=flavor)
+                                 flavor=flavor, build=build)
     return (_result(_from_nchw(dx.astype(x.dtype, copy=False), saved.nhwc, saved.shape),
                     out),
             dweight.astype(x.dtype) if saved.weight is not None else None,
