@@ -20,10 +20,16 @@ cdef extern from "bnkernels.h" nogil:
     void _c_dk_ofast_backward_sums_f64 "bn_dk_ofast_backward_sums_f64"(const double *x, const double *x_norm, const double *delta, const double *mean, const double *variance, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *bias_updates, double *scale_updates, double *mean_delta, double *variance_delta)
     void _c_dk_ofast_backward_dx_eps_inside_f64 "bn_dk_ofast_backward_dx_eps_inside_f64"(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out)
     void _c_dk_ofast_backward_dx_eps_outside_f64 "bn_dk_ofast_backward_dx_eps_outside_f64"(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out)
+    void _c_dk_ofast_avx_backward_bias_f32 "bn_dk_ofast_avx_backward_bias_f32"(const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *bias_updates)
+    void _c_dk_ofast_avx_backward_scale_f32 "bn_dk_ofast_avx_backward_scale_f32"(const float *x_norm, const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *scale_updates)
+    void _c_dk_ofast_avx_backward_sums_f32 "bn_dk_ofast_avx_backward_sums_f32"(const float *x, const float *x_norm, const float *delta, const float *mean, const float *variance, const float *scales, int64_t batch, int64_t channels, int64_t spatial, float eps, float *bias_updates, float *scale_updates, float *mean_delta, float *variance_delta)
+    void _c_dk_ofast_avx_backward_bias_f64 "bn_dk_ofast_avx_backward_bias_f64"(const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *bias_updates)
+    void _c_dk_ofast_avx_backward_scale_f64 "bn_dk_ofast_avx_backward_scale_f64"(const double *x_norm, const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *scale_updates)
+    void _c_dk_ofast_avx_backward_sums_f64 "bn_dk_ofast_avx_backward_sums_f64"(const double *x, const double *x_norm, const double *delta, const double *mean, const double *variance, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *bias_updates, double *scale_updates, double *mean_delta, double *variance_delta)
 
 
-def dk_ofast_backward_bias(delta, out=None, bint accumulate=False):
-    """dk_backward_bias in the -Ofast lane order."""
+def dk_ofast_backward_bias(delta, out=None, bint accumulate=False, bint avx=False):
+    """dk_backward_bias in the -Ofast lane order (avx: the eight-lane one)."""
     D = _bn_tensor(delta, "delta")
     cdef int64_t n, c, s
     _sizes(D, False, &n, &c, &s)
@@ -34,15 +40,20 @@ def dk_ofast_backward_bias(delta, out=None, bint accumulate=False):
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(D)
     with nogil:
-        if f32:
+        if f32 and avx:
+            _c_dk_ofast_avx_backward_bias_f32(<float*>pd, n, c, s, <float*>po)
+        elif f32:
             _c_dk_ofast_backward_bias_f32(<float*>pd, n, c, s, <float*>po)
+        elif avx:
+            _c_dk_ofast_avx_backward_bias_f64(<double*>pd, n, c, s, <double*>po)
         else:
             _c_dk_ofast_backward_bias_f64(<double*>pd, n, c, s, <double*>po)
     return O
 
 
-def dk_ofast_backward_scale(x_norm, delta, out=None, bint accumulate=False):
-    """dk_backward_scale in the -Ofast lane order."""
+def dk_ofast_backward_scale(x_norm, delta, out=None, bint accumulate=False,
+                            bint avx=False):
+    """dk_backward_scale in the -Ofast lane order (avx: the eight-lane one)."""
     X = _bn_tensor(x_norm, "x_norm")
     D = _tensor_like(delta, "delta", X, "x_norm")
     cdef int64_t n, c, s
@@ -55,8 +66,14 @@ def dk_ofast_backward_scale(x_norm, delta, out=None, bint accumulate=False):
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if f32:
+        if f32 and avx:
+            _c_dk_ofast_avx_backward_scale_f32(<float*>px, <float*>pd, n, c, s,
+                                               <float*>po)
+        elif f32:
             _c_dk_ofast_backward_scale_f32(<float*>px, <float*>pd, n, c, s, <float*>po)
+        elif avx:
+            _c_dk_ofast_avx_backward_scale_f64(<double*>px, <double*>pd, n, c, s,
+                                               <double*>po)
         else:
             _c_dk_ofast_backward_scale_f64(<double*>px, <double*>pd, n, c, s, <double*>po)
     return O
@@ -110,9 +127,10 @@ def dk_ofast_normalize_delta(x, mean, variance, mean_delta, variance_delta, delt
 
 
 def dk_ofast_backward(x, x_norm, delta, mean, variance, scales, eps,
-                      bint eps_inside, out=None):
-    """dk_backward as the -Ofast build computes it: (dx, scale_updates,
-    bias_updates), the updates starting from 0; out may be delta itself."""
+                      bint eps_inside, out=None, bint avx=False):
+    """dk_backward as the -Ofast build computes it (avx: the -mavx one):
+    (dx, scale_updates, bias_updates), the updates starting from 0; out may
+    be delta itself."""
     X = _bn_tensor(x, "x")
     XN = _tensor_like(x_norm, "x_norm", X, "x")
     D = _tensor_like(delta, "delta", X, "x")
@@ -144,10 +162,16 @@ def dk_ofast_backward(x, x_norm, delta, mean, variance, scales, eps,
     cdef bint f32 = _is_f32(X)
     with nogil:
         if f32:
-            _c_dk_ofast_backward_sums_f32(
-                <float*>px, <float*>pxn, <float*>pd, <float*>pm, <float*>pv,
-                <float*>ps, n, c, s, eps32, <float*>pbu, <float*>psu, <float*>pmd,
-                <float*>pvd)
+            if avx:
+                _c_dk_ofast_avx_backward_sums_f32(
+                    <float*>px, <float*>pxn, <float*>pd, <float*>pm, <float*>pv,
+                    <float*>ps, n, c, s, eps32, <float*>pbu, <float*>psu,
+                    <float*>pmd, <float*>pvd)
+            else:
+                _c_dk_ofast_backward_sums_f32(
+                    <float*>px, <float*>pxn, <float*>pd, <float*>pm, <float*>pv,
+                    <float*>ps, n, c, s, eps32, <float*>pbu, <float*>psu,
+                    <float*>pmd, <float*>pvd)
             if eps_inside:
                 _c_dk_ofast_backward_dx_eps_inside_f32(
                     <float*>px, <float*>pm, <float*>pv, <float*>pmd, <float*>pvd,
@@ -157,10 +181,16 @@ def dk_ofast_backward(x, x_norm, delta, mean, variance, scales, eps,
                     <float*>px, <float*>pm, <float*>pv, <float*>pmd, <float*>pvd,
                     <float*>pd, <float*>ps, n, c, s, eps32, <float*>po)
         else:
-            _c_dk_ofast_backward_sums_f64(
-                <double*>px, <double*>pxn, <double*>pd, <double*>pm, <double*>pv,
-                <double*>ps, n, c, s, eps64, <double*>pbu, <double*>psu,
-                <double*>pmd, <double*>pvd)
+            if avx:
+                _c_dk_ofast_avx_backward_sums_f64(
+                    <double*>px, <double*>pxn, <double*>pd, <double*>pm,
+                    <double*>pv, <double*>ps, n, c, s, eps64, <double*>pbu,
+                    <double*>psu, <double*>pmd, <double*>pvd)
+            else:
+                _c_dk_ofast_backward_sums_f64(
+                    <double*>px, <double*>pxn, <double*>pd, <double*>pm,
+                    <double*>pv, <double*>ps, n, c, s, eps64, <double*>pbu,
+                    <double*>psu, <double*>pmd, <double*>pvd)
             if eps_inside:
                 _c_dk_ofast_backward_dx_eps_inside_f64(
                     <double*>px, <double*>pm, <double*>pv, <double*>pmd,
@@ -216,3 +246,21 @@ cdef void bn_dk_ofast_backward_dx_eps_inside_f64(const double *x, const double *
 
 cdef void bn_dk_ofast_backward_dx_eps_outside_f64(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out) noexcept nogil:
     _c_dk_ofast_backward_dx_eps_outside_f64(x, mean, variance, mean_delta, variance_delta, delta, scales, batch, channels, spatial, eps, out)
+
+cdef void bn_dk_ofast_avx_backward_bias_f32(const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *bias_updates) noexcept nogil:
+    _c_dk_ofast_avx_backward_bias_f32(delta, batch, channels, spatial, bias_updates)
+
+cdef void bn_dk_ofast_avx_backward_scale_f32(const float *x_norm, const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *scale_updates) noexcept nogil:
+    _c_dk_ofast_avx_backward_scale_f32(x_norm, delta, batch, channels, spatial, scale_updates)
+
+cdef void bn_dk_ofast_avx_backward_sums_f32(const float *x, const float *x_norm, const float *delta, const float *mean, const float *variance, const float *scales, int64_t batch, int64_t channels, int64_t spatial, float eps, float *bias_updates, float *scale_updates, float *mean_delta, float *variance_delta) noexcept nogil:
+    _c_dk_ofast_avx_backward_sums_f32(x, x_norm, delta, mean, variance, scales, batch, channels, spatial, eps, bias_updates, scale_updates, mean_delta, variance_delta)
+
+cdef void bn_dk_ofast_avx_backward_bias_f64(const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *bias_updates) noexcept nogil:
+    _c_dk_ofast_avx_backward_bias_f64(delta, batch, channels, spatial, bias_updates)
+
+cdef void bn_dk_ofast_avx_backward_scale_f64(const double *x_norm, const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *scale_updates) noexcept nogil:
+    _c_dk_ofast_avx_backward_scale_f64(x_norm, delta, batch, channels, spatial, scale_updates)
+
+cdef void bn_dk_ofast_avx_backward_sums_f64(const double *x, const double *x_norm, const double *delta, const double *mean, const double *variance, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *bias_updates, double *scale_updates, double *mean_delta, double *variance_delta) noexcept nogil:
+    _c_dk_ofast_avx_backward_sums_f64(x, x_norm, delta, mean, variance, scales, batch, channels, spatial, eps, bias_updates, scale_updates, mean_delta, variance_delta)

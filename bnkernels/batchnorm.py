@@ -22,6 +22,9 @@ Three numerics families, chosen with ``numerics=``:
     the same forward bits; the backward's gradient sums in that build's
     four-lane order and its reciprocal multiply in dx (``build="ofast"`` in
     bnkernels.darknet; docs/darknet-ofast.md).
+``"darknet-alexeyab-ofast-avx"``
+    AlexeyAB's layer as its CMake build with AVX (the default on x86)
+    computes it: as above with eight-lane sums (``build="ofast-avx"``).
 """
 import warnings
 from collections.abc import Mapping
@@ -36,12 +39,13 @@ __all__ = ["NUMERICS", "ACTIVATIONS", "LAYOUTS", "defaults", "BatchNormSaved",
            "BatchNorm2d", "BatchNorm3d", "DEFAULT", "IncompatibleKeys", "StateDictError"]
 
 NUMERICS = ("standard", "darknet", "darknet-alexeyab", "darknet-ofast",
-            "darknet-alexeyab-ofast")
+            "darknet-alexeyab-ofast", "darknet-alexeyab-ofast-avx")
 # each Darknet numerics: (flavor, build) of bnkernels.darknet
 _DARKNET = {"darknet": ("pjreddie", "strict"),
             "darknet-alexeyab": ("alexeyab", "strict"),
             "darknet-ofast": ("pjreddie", "ofast"),
-            "darknet-alexeyab-ofast": ("alexeyab", "ofast")}
+            "darknet-alexeyab-ofast": ("alexeyab", "ofast"),
+            "darknet-alexeyab-ofast-avx": ("alexeyab", "ofast-avx")}
 _FLAVOR = {numerics: flavor for numerics, (flavor, _) in _DARKNET.items()}
 
 
@@ -153,7 +157,7 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, *,
         eps must be finite and >= 0, momentum finite and in [0, 1] (a bool or
         a string is a TypeError, NaN, infinity or a value out of range a
         ValueError), in every mode.
-    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast"}
+    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast", "darknet-alexeyab-ofast-avx"}
     activation : {None, "relu"}
         "relu" returns max(y, 0) (NaN stays NaN), fused into the normalizing
         pass with standard numerics; the backward then passes dy only where
@@ -402,7 +406,7 @@ class BatchNorm:
     ----------
     num_features : int
         C, the number of channels.
-    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast"}
+    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast", "darknet-alexeyab-ofast-avx"}
     eps : float, optional
         None takes the family's default (standard: 1e-5).
     momentum : float, None or "default"

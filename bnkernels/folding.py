@@ -50,7 +50,7 @@ def fold_batchnorm(conv_weight, conv_bias, bn=None, *, weight=None, bias=None,
         which may differ from conv_weight's.
     eps : float, optional
         None takes the numerics' default (see bnkernels.defaults).
-    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast"}, optional
+    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast", "darknet-alexeyab-ofast-avx"}, optional
         Where eps goes, as in batch_norm_forward; None means "standard".
     layout : {"NCHW", "NHWC"}
         Which axis of conv_weight holds the output channels: the first

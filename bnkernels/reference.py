@@ -8,11 +8,11 @@ Darknet operation order), so in float64 they are the oracle the tests compare
 the C kernels against, and in float32 they are the baseline the benchmarks
 race. Read these first to learn the math.
 
-One exception: with ``build="ofast"``, backward_bias, backward_scale_cpu and
-normalize_delta_cpu follow Darknet's -Ofast build operation by operation (its
-four-lane row sums, its double arithmetic in dx), so they equal the C kernels
-bit for bit in both dtypes; the other kernels take ``build=`` and ignore it
-(-Ofast gives them the strict bits).
+One exception: with ``build="ofast"`` or ``"ofast-avx"``, backward_bias,
+backward_scale_cpu and normalize_delta_cpu follow Darknet's -Ofast builds
+operation by operation (their lane row sums, the double arithmetic of dx), so
+they equal the C kernels bit for bit in both dtypes; the other kernels take
+``build=`` and ignore it (-Ofast gives them the strict bits).
 """
 from dataclasses import dataclass
 import warnings
@@ -105,25 +105,35 @@ def rolling_update(rolling, stat, *, momentum=None, flavor="pjreddie", build="st
     return rolling
 
 
-def _ofast_lanes(p):
+def _ofast_lanes(p, build):
     """-Ofast's partial sums of each (b, c) row of p, (N, C, S) in p's dtype:
-    (lanes, tail) where lanes[b, c] = (l0 + l2) + (l1 + l3), lane j the
-    running sum of p[b, c, 4k + j] over the first 4 * (S // 4) values (None
-    when S < 4: no lanes), and tail the S mod 4 values after them."""
+    (lanes, tail) where lanes[b, c] = (l0 + l2) + (l1 + l3) (None when there
+    are no lanes) and tail the values after the lanes'.
+    "ofast": lane j is the running sum of p[b, c, 4k + j] over the first
+    4 * (S // 4) values (none when S < 4).
+    "ofast-avx": eight running sums e_j over the first 8 * (S // 8) values,
+    lane j = e_j + e_(j+4), then p[b, c, q + j] added if at least four values
+    remain after them (q the count so far)."""
+    width = 8 if build == "ofast-avx" else 4
     spatial = p.shape[2]
-    q = spatial - spatial % 4 if spatial >= 4 else 0
+    q = spatial - spatial % width if spatial >= width else 0
+    lanes = np.zeros(p.shape[:2] + (width,), p.dtype)
+    for k in range(0, q, width):
+        lanes += p[:, :, k:k + width]
+    if width == 8:
+        lanes = lanes[..., :4] + lanes[..., 4:]
+        if spatial - q >= 4:
+            lanes = lanes + p[:, :, q:q + 4]
+            q += 4
     if not q:
         return None, p
-    lanes = np.zeros(p.shape[:2] + (4,), p.dtype)
-    for k in range(0, q, 4):
-        lanes += p[:, :, k:k + 4]
     return (lanes[..., 0] + lanes[..., 2]) + (lanes[..., 1] + lanes[..., 3]), p[:, :, q:]
 
 
-def _ofast_bias(delta):
+def _ofast_bias(delta, build):
     """backward_bias + sum_array, -Ofast: row = lanes + tail[0] + ... (left to
     right), then the rows added in order of b."""
-    lanes, tail = _ofast_lanes(delta.reshape(delta.shape[0], delta.shape[1], -1))
+    lanes, tail = _ofast_lanes(delta.reshape(delta.shape[0], delta.shape[1], -1), build)
     rows = np.zeros(tail.shape[:2], delta.dtype) if lanes is None else lanes
     for s in range(tail.shape[2]):
         rows = rows + tail[:, :, s]
@@ -133,11 +143,11 @@ def _ofast_bias(delta):
     return total
 
 
-def _ofast_scale(x_norm, delta):
+def _ofast_scale(x_norm, delta, build):
     """backward_scale_cpu, -Ofast: for each b in order, acc += lanes of the
     row's products, then each of its S mod 4 last products."""
     products = (delta * x_norm).reshape(delta.shape[0], delta.shape[1], -1)
-    lanes, tail = _ofast_lanes(products)
+    lanes, tail = _ofast_lanes(products, build)
     acc = np.zeros(delta.shape[1], delta.dtype)
     for b in range(delta.shape[0]):
         if lanes is not None:
@@ -148,14 +158,16 @@ def _ofast_scale(x_norm, delta):
 
 
 def backward_bias(delta, *, out=None, accumulate=False, build="strict"):
-    if _darknet.check_build(build) == "ofast":
-        return _result(_ofast_bias(delta), out, accumulate)
+    build = _darknet.check_build(build)
+    if build != "strict":
+        return _result(_ofast_bias(delta, build), out, accumulate)
     return _result(delta.sum(axis=_AXES), out, accumulate)
 
 
 def backward_scale_cpu(x_norm, delta, *, out=None, accumulate=False, build="strict"):
-    if _darknet.check_build(build) == "ofast":
-        return _result(_ofast_scale(x_norm, delta), out, accumulate)
+    build = _darknet.check_build(build)
+    if build != "strict":
+        return _result(_ofast_scale(x_norm, delta, build), out, accumulate)
     return _result((delta * x_norm).sum(axis=_AXES), out, accumulate)
 
 
@@ -197,7 +209,7 @@ def normalize_delta_cpu(x, mean, variance, mean_delta, variance_delta, delta, *,
                         flavor="pjreddie", eps=None, out=None, build="strict"):
     flavor = _darknet.check_flavor(flavor)
     eps = x.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
-    if _darknet.check_build(build) == "ofast":
+    if _darknet.check_build(build) != "strict":
         return _result(_ofast_normalize_delta(x, mean, variance, mean_delta,
                                               variance_delta, delta, flavor, eps), out)
     if flavor == "pjreddie":

@@ -8,6 +8,7 @@ order out with NumPy arrays of the same dtype: the C kernels must equal it bit
 for bit in float32 and in float64. Tolerance: none anywhere.
 """
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,7 +160,8 @@ def test_the_vectors_tell_the_two_builds_apart():
 # --- the NumPy twin, bit for bit, both dtypes ---------------------------------
 
 SHAPES = [(3, 5, 7, 11), (2, 3, 1, 3), (4, 9, 2, 2), (1, 8, 5, 5), (2, 10, 1, 1),
-          (3, 17, 3, 3), (2, 4, 6, 9)]
+          (3, 17, 3, 3), (2, 4, 6, 9), (2, 3, 1, 6), (2, 9, 1, 8), (2, 3, 1, 13),
+          (2, 3, 1, 15), (1, 3, 4, 5)]
 
 
 def random_case(shape, dtype, seed):
@@ -170,30 +172,31 @@ def random_case(shape, dtype, seed):
     return x, delta, scales
 
 
+@pytest.mark.parametrize("build", ["ofast", "ofast-avx"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("flavor", ["pjreddie", "alexeyab"])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_c_kernels_equal_the_numpy_emulation_of_ofast(shape, flavor, dtype):
+def test_c_kernels_equal_the_numpy_emulation_of_ofast(shape, flavor, dtype, build):
     """float64 follows the same order in double, so float64 is checked the
-    same way against the twin in float64 (S = H*W below, at and above 4,
-    with and without a tail)."""
+    same way against the twin in float64 (S = H*W below, at and above 4 and
+    8, with and without an epilogue and a tail)."""
     x, delta, scales = random_case(shape, dtype, seed=sum(shape))
     mean = darknet.mean_cpu(x)
     var = darknet.variance_cpu(x, mean)
     x_norm = darknet.normalize_cpu(x, mean, var, flavor=flavor)
-    bias = darknet.backward_bias(delta, build="ofast")
-    scale = darknet.backward_scale_cpu(x_norm, delta, build="ofast")
+    bias = darknet.backward_bias(delta, build=build)
+    scale = darknet.backward_scale_cpu(x_norm, delta, build=build)
     assert bias.dtype == scale.dtype == dtype
-    assert bitwise_equal(bias, ref.backward_bias(delta, build="ofast"))
-    assert bitwise_equal(scale, ref.backward_scale_cpu(x_norm, delta, build="ofast"))
+    assert bitwise_equal(bias, ref.backward_bias(delta, build=build))
+    assert bitwise_equal(scale, ref.backward_scale_cpu(x_norm, delta, build=build))
     g = darknet.scale_bias(delta, scales)
     md = darknet.mean_delta_cpu(g, var)
     vd = darknet.variance_delta_cpu(x, g, mean, var)
-    dx = darknet.normalize_delta_cpu(x, mean, var, md, vd, g, flavor=flavor, build="ofast")
+    dx = darknet.normalize_delta_cpu(x, mean, var, md, vd, g, flavor=flavor, build=build)
     assert bitwise_equal(dx, ref.normalize_delta_cpu(x, mean, var, md, vd, g, flavor=flavor,
-                                                     build="ofast"))
+                                                     build=build))
     fused = darknet.backward_batchnorm_layer(x, x_norm, delta, mean, var, scales,
-                                             flavor=flavor, build="ofast")
+                                             flavor=flavor, build=build)
     assert bitwise_equal(fused[0], dx)
     assert bitwise_equal(fused[1], scale)
     assert bitwise_equal(fused[2], bias)
@@ -262,7 +265,7 @@ def kernel_calls(module):
 def test_unknown_build_is_a_value_error_naming_build(module, bad):
     calls = kernel_calls(module)
     for name, call in calls.items():
-        with pytest.raises(ValueError, match=r"build must be 'strict' or 'ofast', got"):
+        with pytest.raises(ValueError, match=r"build must be 'strict', 'ofast' or 'ofast-avx', got"):
             call(build=bad)
         call(build="ofast")   # and the good one works
     if module is darknet:
@@ -291,3 +294,79 @@ def test_ofast_numerics_keep_each_forks_constants():
     assert BatchNorm2d(3, numerics="darknet-alexeyab-ofast").momentum == 0.1
     assert BatchNorm2d(3, numerics="darknet-ofast").eps == np.float32(1e-6)
     assert BatchNorm2d(3, numerics="darknet-alexeyab-ofast").eps == np.float32(1e-5)
+
+
+# --- the -Ofast builds on random inputs (tests/data/darknet_builds) -----------
+
+BUILD_DATA = Path(__file__).parent / "data" / "darknet_builds"
+BUILD_CASES = [(build, fork, i) for build in ("ofast", "ofast-avx")
+               for fork in ("pjreddie", "AlexeyAB") for i in range(26)]
+
+
+@pytest.fixture(scope="module")
+def build_data():
+    return {(b, f): dict(np.load(BUILD_DATA / b / f"{f}.npz"))
+            for b in ("ofast", "ofast-avx") for f in ("pjreddie", "AlexeyAB")}
+
+
+@pytest.mark.parametrize("build, fork, i", BUILD_CASES,
+                         ids=[f"{b}-{f}-{i}" for b, f, i in BUILD_CASES])
+def test_each_gcc_ofast_build_of_darknet_bit_for_bit(build_data, build, fork, i):
+    """Oracle: Darknet's layer compiled with each fork's -Ofast (4 lanes) or
+    AlexeyAB's CMake AVX flags (8 lanes), on shapes that reach every lane,
+    epilogue and tail path (H*W = 1..20 and more)."""
+    z = {k.split("/", 1)[1]: v for k, v in build_data[(build, fork)].items()
+         if k.startswith(f"{i}/")}
+    flavor = "pjreddie" if fork == "pjreddie" else "alexeyab"
+    x = z["x"]
+    mean = darknet.mean_cpu(x, build=build)
+    variance = darknet.variance_cpu(x, mean, build=build)
+    x_norm = darknet.normalize_cpu(x, mean, variance, flavor=flavor, build=build)
+    assert_same(darknet.scale_add_bias(x_norm, z["scales"], z["biases"]), z["out_train"],
+                "out_train")
+    dx, scale_updates, bias_updates = darknet.backward_batchnorm_layer(
+        x, x_norm, z["delta"], mean, variance, z["scales"], flavor=flavor, build=build)
+    assert_same(dx, z["dx"], "dx")
+    assert_same(scale_updates, z["scale_updates"], "scale_updates")
+    if fork == "pjreddie":   # AlexeyAB's CPU layer leaves bias_updates at 0
+        assert_same(bias_updates, z["bias_updates"], "bias_updates")
+    else:
+        assert not z["bias_updates"].any()
+    g = darknet.scale_bias(z["delta"], z["scales"])
+    assert_same(darknet.mean_delta_cpu(g, variance, build=build), z["mean_delta"], "mean_delta")
+    # the other builds give other bits here, for most cases (see the next test)
+    assert_same(ref.backward_scale_cpu(x_norm, z["delta"], build=build), z["scale_updates"],
+                "the NumPy twin's scale_updates")
+
+
+def test_the_two_ofast_builds_differ_from_each_other_and_from_strict(build_data):
+    """The random cases tell the three orders apart (so the test above would
+    fail with the wrong build): scale_updates differ between the 4- and
+    8-lane builds where H*W >= 8, and from the strict order in most cases."""
+    for fork in ("pjreddie", "AlexeyAB"):
+        four, eight = build_data[("ofast", fork)], build_data[("ofast-avx", fork)]
+        flavor = "pjreddie" if fork == "pjreddie" else "alexeyab"
+        lanes_differ = strict_differs = 0
+        for i in range(26):
+            x = four[f"{i}/x"]
+            mean = darknet.mean_cpu(x)
+            x_norm = darknet.normalize_cpu(x, mean, darknet.variance_cpu(x, mean),
+                                           flavor=flavor)
+            strict = darknet.backward_scale_cpu(x_norm, four[f"{i}/delta"])
+            lanes_differ += not bitwise_equal(four[f"{i}/scale_updates"],
+                                              eight[f"{i}/scale_updates"])
+            strict_differs += not bitwise_equal(four[f"{i}/scale_updates"], strict)
+        assert lanes_differ >= 5 and strict_differs >= 10
+
+
+def test_alexeyab_cmake_avx_numerics_use_the_eight_lanes(build_data):
+    z = {k.split("/", 1)[1]: v for k, v in build_data[("ofast-avx", "AlexeyAB")].items()
+         if k.startswith("24/")}
+    layer = BatchNorm2d(z["x"].shape[1], numerics="darknet-alexeyab-ofast-avx")
+    layer.weight[...], layer.bias[...] = z["scales"], z["biases"]
+    layer.running_mean[...] = z["rolling_mean_in"]
+    layer.running_var[...] = z["rolling_variance_in"]
+    assert_same(layer.forward(z["x"]), z["out_train"], "out_train")
+    assert_same(layer.running_var, z["rolling_variance"], "rolling_variance")
+    assert_same(layer.backward(z["delta"]), z["dx"], "dx")
+    assert_same(layer.grad_weight, z["scale_updates"], "scale_updates")
