@@ -19,7 +19,8 @@ Two Darknet code bases differ, and ``flavor=`` picks one where they do:
     0.9 on the CPU. Its CPU ``backward_batchnorm_layer`` never computes the bias
     gradient (it stays 0); ``backward_bias`` here still computes the real one.
 
-and ``build=`` picks how that Darknet was compiled:
+and ``build=``, which every kernel function takes, picks how that Darknet was
+compiled (docs/darknet-ofast.md):
 
 ``"strict"`` (default)
     ``-O2 -fno-fast-math``: every sum in Darknet's loop order.
@@ -29,7 +30,7 @@ and ``build=`` picks how that Darknet was compiled:
     give the strict bits; ``backward_bias`` and ``backward_scale_cpu`` sum
     each (b, c) row in four lanes, ``(l0 + l2) + (l1 + l3)``, then the
     H*W mod 4 last values, and ``normalize_delta_cpu`` multiplies mean_delta
-    by ``fl(1/n)`` instead of dividing by n (docs/darknet-ofast.md).
+    by ``fl(1/n)`` instead of dividing by n.
 ``"ofast-avx"``
     AlexeyAB's CMake default on x86, ``-Ofast -mavx -mavx2`` (GCC): as
     "ofast", but the row sums take eight lanes, folded to four
