@@ -70,13 +70,28 @@ def test_normalize_delta_cpu_ofast_multiplies_by_the_reciprocal(vector):
     assert_ofast_dx(mine, z)
 
 
-def test_mean_and_variance_delta_are_the_strict_ones_in_ofast(vector):
-    _, z = vector
+@pytest.mark.parametrize("build", ["ofast", "ofast-avx"])
+def test_forward_and_mean_variance_delta_are_the_strict_ones_in_ofast(vector, build):
+    """-Ofast leaves the forward and mean_delta/variance_delta alone: the
+    strict keys are the oracle."""
+    flavor, z = vector
+    rows = z["out_batch_index"]
+    mean = darknet.mean_cpu(z["x"], build=build)
+    variance = darknet.variance_cpu(z["x"], mean, build=build)
+    assert_same(mean, z["mean"], "mean")
+    assert_same(variance, z["variance"], "variance")
+    x_norm = darknet.normalize_cpu(z["x"], mean, variance, flavor=flavor, build=build)
+    assert_same(x_norm[rows], z["x_norm"], "x_norm")
+    assert_same(darknet.scale_add_bias(x_norm, z["scales"], z["biases"], build=build)[rows],
+                z["out_train"], "out_train")
+    rolling = darknet.rolling_update(z["rolling_variance_in"].copy(), variance, flavor=flavor,
+                                     build=build)
+    assert_same(rolling, z["rolling_variance_out"], "rolling_variance_out")
     g = scaled_delta(z)
-    assert_same(darknet.mean_delta_cpu(g, z["variance"], build="ofast"),
+    assert_same(darknet.mean_delta_cpu(g, z["variance"], build=build),
                 z["mean_delta"], "mean_delta")
     assert_same(darknet.variance_delta_cpu(z["x"], g, z["mean"], z["variance"],
-                                           build="ofast"),
+                                           build=build),
                 z["variance_delta"], "variance_delta")
 
 
@@ -237,6 +252,19 @@ def test_dx_mean_term_is_a_float_reciprocal_multiply():
     args = (x, zeros, np.ones(1, np.float32), md, zeros, np.zeros_like(x))
     assert (darknet.normalize_delta_cpu(*args, build="ofast") == f(md[0] * inv)).all()
     assert (darknet.normalize_delta_cpu(*args) == f(md[0] / f(n))).all()
+
+
+def test_ofast_keeps_subnormals_that_darknet_ofast_flushes():
+    """bnkernels never sets flush-to-zero: a row of subnormal gradients sums
+    to its exact value (oracle: the float64 sum, exact for these few
+    multiples of the smallest subnormal), where Darknet's -Ofast program,
+    running with FTZ/DAZ, gives 0 (docs/darknet-ofast.md)."""
+    tiny = np.float32(1e-45)   # the smallest float32 subnormal
+    delta = (np.arange(1, 13, dtype=np.float32) * tiny).reshape(1, 1, 3, 4)
+    exact = delta.astype(np.float64).sum()
+    for build in ("ofast", "ofast-avx"):
+        total = darknet.backward_bias(delta, build=build)
+        assert total[0] == exact and total[0] != 0
 
 
 # --- bad input ---------------------------------------------------------------
