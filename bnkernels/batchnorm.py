@@ -505,7 +505,10 @@ class BatchNorm(Module):
     def momentum(self, value: float | str | None) -> None:
         """"default": the family's; None: the cumulative average; otherwise
         finite and in [0, 1]."""
-        if isinstance(value, str) and value == DEFAULT:
+        if isinstance(value, str):
+            if value != DEFAULT:
+                raise TypeError(f"momentum must be a real number, None or {DEFAULT!r}, "
+                                f"got str {value!r} (expected: finite and in [0, 1])")
             self._momentum = defaults(self.numerics)[1]
         elif value is None:
             self._momentum = None

@@ -32,6 +32,7 @@ except ImportError as error:
         "bnkernels.torch needs PyTorch, which is not installed: "
         "pip install bnkernels[torch]", name="torch") from error
 
+from collections.abc import Iterable
 import math
 import numbers
 
@@ -586,6 +587,9 @@ replace_batchnorm = convert
 class Concat(torch.nn.ModuleList):
     """Branches run on the same input, outputs concatenated along channels
     (what bnkernels.nn.layers.Concat and the Inception blocks compute)."""
+
+    def __init__(self, modules: "Iterable[torch.nn.Module] | None" = None) -> None:
+        super().__init__(modules)
 
     def forward(self, x):
         return torch.cat([branch(x) for branch in self], dim=1)

@@ -11,7 +11,7 @@
  * ordinary loop, and the whole lines between by its bn_stream_* twin,
  * which needs rows (NCHW: H * W values) of one vector at least. */
 #define BN_STREAM_MIN_ROW_VALUES 16
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(_MSC_VER)
 #define BN_STREAM_KERNELS 1  /* the bn_stream_* twins exist (AVX-512F code) */
 #endif
 int bn_stream_output(int64_t bytes);
