@@ -400,3 +400,126 @@ def test_alexeyab_cmake_avx_numerics_use_the_eight_lanes(build_data):
     assert_same(layer.running_var, z["rolling_variance"], "rolling_variance")
     assert_same(layer.backward(z["delta"]), z["dx"], "dx")
     assert_same(layer.grad_weight, z["scale_updates"], "scale_updates")
+
+
+# --- the vocabulary: a fork and a build --------------------------------------
+
+LAYER_SPLIT = {"darknet": ("darknet", "strict"),
+               "darknet-alexeyab": ("darknet-alexeyab", "strict"),
+               "darknet-ofast": ("darknet", "ofast"),
+               "darknet-alexeyab-ofast": ("darknet-alexeyab", "ofast"),
+               "darknet-alexeyab-ofast-avx": ("darknet-alexeyab", "ofast-avx")}
+
+
+def test_each_layer_numerics_is_a_fork_and_a_build():
+    assert darknet.LAYER_NUMERICS == tuple(LAYER_SPLIT)
+    assert NUMERICS == ("standard",) + darknet.LAYER_NUMERICS
+    for numerics, split in LAYER_SPLIT.items():
+        assert darknet.split_numerics(numerics) == split
+    for bad in ("standard", "darknet-ofast-avx", "pjreddie", None):
+        with pytest.raises(ValueError, match="numerics must be one of"):
+            darknet.split_numerics(bad)
+
+
+@pytest.mark.parametrize("numerics", list(LAYER_SPLIT))
+def test_the_numerics_functions_know_the_ofast_numerics(numerics):
+    """A build moves no epsilon and changes no constant: each answer is the
+    fork's (oracle: the strict fork's answer, and Darknet's constants)."""
+    fork = LAYER_SPLIT[numerics][0]
+    for direction in ("forward", "backward"):
+        assert darknet.eps_inside_sqrt(numerics, direction) == \
+            darknet.eps_inside_sqrt(fork, direction)
+    assert darknet.eps_inside_sqrt(numerics, "forward") == (fork == "darknet-alexeyab")
+    assert darknet.forward_eps(numerics) == darknet.forward_eps(fork)
+    assert darknet.default_momentum(numerics) == {"darknet": 0.01,
+                                                  "darknet-alexeyab": 0.1}[fork]
+    from bnkernels import defaults
+    assert defaults(numerics) == defaults(fork) == (darknet.forward_eps(fork),
+                                                   darknet.default_momentum(fork))
+
+
+@pytest.mark.parametrize("numerics", ["darknet-ofast", "darknet-alexeyab-ofast",
+                                      "darknet-alexeyab-ofast-avx"])
+def test_kernel_functions_take_the_fork_and_the_build_apart(numerics):
+    """A layer's numerics given to a kernel function would say nothing of
+    the build to the functions that take build=: a ValueError that spells
+    the two arguments out, for each function that takes numerics=."""
+    fork, build = LAYER_SPLIT[numerics]
+    x = np.ones((2, 3, 2, 2), np.float32)
+    c = np.ones(3, np.float32)
+    expected = rf"numerics={numerics!r} names a fork and a build.*numerics={fork!r}, " \
+               rf"build={build!r}"
+    for module in (darknet, ref):
+        calls = [lambda: module.normalize_cpu(x, c, c, numerics=numerics),
+                 lambda: module.rolling_update(c.copy(), c, numerics=numerics),
+                 lambda: module.normalize_delta_cpu(x, c, c, c, c, x, numerics=numerics)]
+        if module is darknet:
+            calls.append(lambda: darknet.backward_batchnorm_layer(x, x, x, c, c, c,
+                                                                  numerics=numerics))
+        for call in calls:
+            with pytest.raises(ValueError, match=expected):
+                call()
+
+
+@pytest.mark.parametrize("bad", ["fast", "Ofast", None, 1])
+def test_the_extension_checks_build_too(bad):
+    from bnkernels import _kernels
+    x = np.ones((2, 3, 2, 2), np.float32)
+    c = np.ones(3, np.float32)
+    out = np.full(3, 7, np.float32)
+    for call in (lambda: _kernels.dk_backward_bias(x, out, True, build=bad),
+                 lambda: _kernels.dk_backward_scale(x, x, out, True, build=bad),
+                 lambda: _kernels.dk_normalize_delta(x, c, c, c, c, x, 1e-5, True, build=bad),
+                 lambda: _kernels.dk_backward(x, x, x, c, c, c, 1e-5, True, build=bad)):
+        with pytest.raises(ValueError, match="build must be 'strict', 'ofast' or 'ofast-avx'"):
+            call()
+    assert (out == 7).all()
+
+
+@pytest.mark.parametrize("numerics", ["darknet-ofast", "darknet-alexeyab-ofast",
+                                      "darknet-alexeyab-ofast-avx"])
+def test_fold_batchnorm_puts_eps_where_the_fork_does(numerics):
+    """Folding (inference) is the same for every build of a fork."""
+    from bnkernels import fold_batchnorm
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((4, 2, 3, 3))
+    stats = dict(running_mean=rng.standard_normal(4), running_var=rng.uniform(0, 2, 4),
+                 weight=rng.standard_normal(4), bias=rng.standard_normal(4))
+    fork = LAYER_SPLIT[numerics][0]
+    mine = fold_batchnorm(w, None, numerics=numerics, **stats)
+    strict = fold_batchnorm(w, None, numerics=fork, **stats)
+    for a, b in zip(mine, strict):
+        assert bitwise_equal(a, b)
+
+
+@pytest.mark.parametrize("numerics", ["darknet-ofast", "darknet-alexeyab-ofast-avx"])
+def test_the_reference_layer_runs_the_ofast_numerics_bit_for_bit(numerics):
+    """The NumPy twin's layer follows the same build: in float64 its
+    gradient sums and dx equal the C layer's bit for bit (both spell out
+    the build's order; oracle: reference.BatchNorm2d)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 5, 7))
+    dy = rng.standard_normal(x.shape)
+    mine = BatchNorm2d(4, numerics=numerics, dtype=np.float64)
+    twin = ref.BatchNorm2d(4, numerics=numerics, dtype=np.float64)
+    assert bitwise_equal(mine.forward(x), twin.forward(x))
+    assert bitwise_equal(mine.backward(dy), twin.backward(dy))
+    assert bitwise_equal(mine.grad_weight, twin.grad_weight)
+    assert bitwise_equal(mine.grad_bias, twin.grad_bias)
+
+
+@pytest.mark.parametrize("numerics", ["darknet-ofast", "darknet-alexeyab-ofast",
+                                      "darknet-alexeyab-ofast-avx"])
+def test_torch_and_sync_batch_norm_refuse_the_ofast_numerics(numerics):
+    """PyTorch and SyncBatchNorm2d have standard numerics only: an -Ofast
+    layer is refused with a message naming its numerics, not converted."""
+    from bnkernels.distributed import SyncBatchNorm2d
+    with pytest.raises(ValueError, match=f"numerics='standard' only, got '{numerics}'"):
+        SyncBatchNorm2d(3, numerics=numerics)
+    torch = pytest.importorskip("torch")
+    del torch
+    import bnkernels.torch as bt
+    from bnkernels import nn
+    layer = nn.BatchNorm2d(3, numerics=numerics)
+    with pytest.raises(ValueError, match=f"numerics='{numerics}'"):
+        bt.to_torch(nn.Sequential(layer))
