@@ -279,6 +279,12 @@ cdef int bn_get_num_threads() noexcept nogil:
 cdef int bn_openmp_enabled() noexcept nogil:
     return h.bn_openmp_enabled()
 
+cdef int bn_threads_for_work(int64_t items, int64_t work_per_item) noexcept nogil:
+    return h.bn_threads_for_work(items, work_per_item)
+
+cdef void bn_set_thread_backoff(int on) noexcept nogil:
+    h.bn_set_thread_backoff(on)
+
 cdef void bn_set_stream_min_bytes(int64_t bytes) noexcept nogil:
     h.bn_set_stream_min_bytes(bytes)
 

@@ -150,7 +150,7 @@ cdef class _Windows:
                              f"(code {code})")
 
 
-def pool_output_size(size, kernel, stride, padding, ceil_mode):
+def pool_output_size(size, kernel, stride, padding, *, ceil_mode):
     """Windows along one axis by PyTorch's rule (torch.nn.MaxPool2d/AvgPool2d):
     floor((size + 2*padding - kernel + (stride - 1 if ceil_mode else 0)) / stride) + 1,
     less one if ceil_mode would start the last window in the right padding.
@@ -178,7 +178,7 @@ def pool_output_size(size, kernel, stride, padding, ceil_mode):
     return int(out)
 
 
-def im2col(x, kernel_size, stride, padding, out=None):
+def im2col(x, kernel_size, stride, padding, *, out=None):
     """The columns of a convolution's input.
 
     x: (N, C, H, W) float32/float64, C-contiguous. kernel_size, stride,
@@ -199,7 +199,7 @@ def im2col(x, kernel_size, stride, padding, out=None):
     return O
 
 
-def col2im(cols, x_shape, kernel_size, stride, padding, out=None):
+def col2im(cols, x_shape, kernel_size, stride, padding, *, out=None):
     """The adjoint of im2col: dx (x_shape) where each element is the sum of the
     entries of cols that im2col read from it (torch.nn.functional.fold).
     Overwrites out; never accumulates into it."""
@@ -224,7 +224,7 @@ def col2im(cols, x_shape, kernel_size, stride, padding, out=None):
     return O
 
 
-def max_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False, out=None,
+def max_pool2d_forward(x, kernel_size, stride, padding, *, ceil_mode=False, out=None,
                        indices=None):
     """(y, indices): the max of each window and its flat index h*W + w in its
     (n, c) plane (torch.nn.functional.max_pool2d(..., return_indices=True)).
@@ -247,7 +247,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False, out=Non
     return Y, I
 
 
-def max_pool2d_backward(dy, indices, x_shape, out=None):
+def max_pool2d_backward(dy, indices, x_shape, *, out=None):
     """dx (x_shape): zero except dx[n, c].flat[indices[n, c, oh, ow]] += dy[n, c, oh, ow]."""
     shape = _x_shape(x_shape)
     G = _tensor(dy, "dy")
@@ -278,7 +278,7 @@ def max_pool2d_backward(dy, indices, x_shape, out=None):
     return O
 
 
-def avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False,
+def avg_pool2d_forward(x, kernel_size, stride, padding, *, ceil_mode=False,
                        count_include_pad=True, out=None):
     """y (N, C, OH, OW): the mean of each window, with torch.nn.AvgPool2d's
     divisor (count_include_pad: the window clipped to the padded input; else
@@ -297,7 +297,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, ceil_mode=False,
     return Y
 
 
-def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, ceil_mode=False,
+def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, *, ceil_mode=False,
                         count_include_pad=True, out=None):
     """dx (x_shape): each dy / divisor spread over its window (the adjoint of
     avg_pool2d_forward with the same arguments). Overwrites out."""

@@ -126,6 +126,8 @@ cdef int bn_pool_geometry_check(int64_t batch, int64_t channels, int64_t height,
 cdef void bn_set_num_threads(int threads) noexcept nogil
 cdef int bn_get_num_threads() noexcept nogil
 cdef int bn_openmp_enabled() noexcept nogil
+cdef int bn_threads_for_work(int64_t items, int64_t work_per_item) noexcept nogil
+cdef void bn_set_thread_backoff(int on) noexcept nogil
 cdef void bn_set_stream_min_bytes(int64_t bytes) noexcept nogil
 cdef int64_t bn_get_stream_min_bytes() noexcept nogil
 cdef int bn_stream_available() noexcept nogil

@@ -1156,6 +1156,25 @@ def openmp_enabled():
     return bool(bn_openmp_enabled())
 
 
+def _threads_for(items, work_per_item):
+    """The number of threads a kernel call over `items` units (channels or
+    (b, c) rows) of `work_per_item` values each would use now (see
+    bn_threads_for_work in bnkernels.h): small calls and calls soon after a
+    team was kept waiting on a busy machine run on one thread."""
+    n = _whole_number(items, "items", "an int >= 0")
+    w = _whole_number(work_per_item, "work_per_item", "an int >= 0")
+    if not (0 <= n < 2**31 and 0 <= w < 2**31):
+        raise ValueError(f"items and work_per_item must be ints from 0 to 2**31 - 1, "
+                         f"got {n} and {w}")
+    return bn_threads_for_work(n, w)
+
+
+def _set_thread_backoff(on):
+    """Turn on (default) or off the back-off to one thread after a team was
+    kept waiting by the OS; turning it either way forgets the current one."""
+    bn_set_thread_backoff(1 if on else 0)
+
+
 # --------------------------------------------------------------------------
 # streaming stores
 # --------------------------------------------------------------------------

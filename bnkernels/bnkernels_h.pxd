@@ -112,6 +112,8 @@ cdef extern from "bnkernels.h" nogil:
     void bn_set_num_threads(int threads)
     int bn_get_num_threads()
     int bn_openmp_enabled()
+    int bn_threads_for_work(int64_t items, int64_t work_per_item)
+    void bn_set_thread_backoff(int on)
     void bn_set_stream_min_bytes(int64_t bytes)
     int64_t bn_get_stream_min_bytes()
     int bn_stream_available()

@@ -63,7 +63,7 @@ import bnkernels._kernels as _kernels
 from bnkernels._typing import FloatArray, Tensor
 
 __all__ = [
-    "NUMERICS", "FLAVORS", "BUILDS", "LAYER_NUMERICS", "check_numerics", "check_build",
+    "NUMERICS", "BUILDS", "LAYER_NUMERICS", "check_numerics", "check_build",
     "split_numerics", "eps_inside_sqrt", "forward_eps", "BACKWARD_EPS", "default_momentum",
     "mean_cpu", "variance_cpu", "normalize_cpu", "scale_bias", "add_bias",
     "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
@@ -73,9 +73,9 @@ __all__ = [
 
 NUMERICS = ("darknet", "darknet-alexeyab")
 # the two forks' own names, under which their vectors are stored (data/darknet_vectors)
-FLAVORS = ("pjreddie", "alexeyab")
-_FORK = dict(zip(NUMERICS, FLAVORS))
-_NUMERICS_OF = dict(zip(FLAVORS, NUMERICS))
+_FORKS = ("pjreddie", "alexeyab")
+_FORK = dict(zip(NUMERICS, _FORKS))
+_NUMERICS_OF = dict(zip(_FORKS, NUMERICS))
 BUILDS = ("strict", "ofast", "ofast-avx")
 # the layers' Darknet numerics: each a fork (the kernels' numerics=) and a
 # build. pjreddie's Makefile has no AVX build; the kernels still take
@@ -94,10 +94,10 @@ _MOMENTUM = {"pjreddie": 0.01,   # rolling = .99 * rolling + .01 * batch
              "alexeyab": 0.1}    # rolling = .9 * rolling + .1 * batch (CPU)
 
 
-def check_flavor(flavor: str) -> str:
+def _check_fork(flavor: str) -> str:
     """Return the canonical fork name ("pjreddie" or "alexeyab")."""
     name = str(flavor).lower() if isinstance(flavor, str) else flavor
-    if name not in FLAVORS:
+    if name not in _FORKS:
         raise ValueError(f"flavor must be 'pjreddie' or 'alexeyab', got {flavor!r}")
     return name
 
@@ -116,10 +116,10 @@ def check_numerics(numerics: str = "darknet", flavor: str | None = None, *,
             raise TypeError(f"give numerics= only (flavor= is its deprecated alias), got "
                             f"numerics={numerics!r} and flavor={flavor!r}")
         warnings.warn(f"flavor= is deprecated; use numerics="
-                      f"{_NUMERICS_OF.get(check_flavor(flavor))!r}",
+                      f"{_NUMERICS_OF.get(_check_fork(flavor))!r}",
                       DeprecationWarning, stacklevel=stacklevel)
-        return _NUMERICS_OF[check_flavor(flavor)]
-    if isinstance(numerics, str) and numerics.lower() in FLAVORS:
+        return _NUMERICS_OF[_check_fork(flavor)]
+    if isinstance(numerics, str) and numerics.lower() in _FORKS:
         new = _NUMERICS_OF[numerics.lower()]
         warnings.warn(f"numerics={numerics!r} is deprecated; use numerics={new!r}",
                       DeprecationWarning, stacklevel=stacklevel)
@@ -463,16 +463,24 @@ class StandardParams(NamedTuple):
 
 class DarknetParams(NamedTuple):
     """Darknet-convention BN parameters converted from standard ones
-    (from_standard), under Darknet's names, for one ``flavor``."""
+    (from_standard), under Darknet's names, for one ``numerics``
+    ("darknet" or "darknet-alexeyab")."""
     scales: np.ndarray
     biases: np.ndarray
     rolling_mean: np.ndarray
     rolling_variance: np.ndarray
-    flavor: str
+    numerics: str
     max_rel_diff: float
     max_abs_diff: float
     rescaled: np.ndarray
     nan_channels: np.ndarray
+
+    @property
+    def flavor(self) -> str:
+        """Deprecated: the fork name ("pjreddie" or "alexeyab") of ``numerics``."""
+        warnings.warn("DarknetParams.flavor is deprecated; use .numerics", DeprecationWarning,
+                      stacklevel=2)
+        return _FORK[self.numerics]
 
 
 _PROBE = 3.0  # max_abs_diff is measured at x = mean +- 3 divisors
@@ -669,7 +677,7 @@ def from_standard(weight: FloatArray, bias: FloatArray, running_mean: FloatArray
     -------
     DarknetParams
         ``scales, biases, rolling_mean, rolling_variance`` (new arrays of the
-        inputs' dtype), ``flavor``, ``max_rel_diff``, ``max_abs_diff``,
+        inputs' dtype), ``numerics``, ``max_rel_diff``, ``max_abs_diff``,
         ``rescaled``, ``nan_channels``.
     """
     fork = _fork(numerics, flavor)
@@ -693,6 +701,20 @@ def from_standard(weight: FloatArray, bias: FloatArray, running_mean: FloatArray
     scales, var = scales.astype(dtype), var.astype(dtype)
     max_rel, max_abs = _report(w, d, scales.astype(np.float64),
                                divisor(var, e, inside=inside), degenerate)
-    return DarknetParams(scales, bias.copy(), running_mean.copy(), var, fork,
+    return DarknetParams(scales, bias.copy(), running_mean.copy(), var, _NUMERICS_OF[fork],
                          max_rel, max_abs, np.flatnonzero(rescale),
                          np.flatnonzero(degenerate))
+
+
+_DEPRECATED = {"FLAVORS": ("NUMERICS", lambda: _FORKS),
+               "check_flavor": ("check_numerics", lambda: _check_fork)}
+
+
+def __getattr__(name: str) -> Any:
+    """The deprecated module attributes FLAVORS and check_flavor, which warn."""
+    if name in _DEPRECATED:
+        new, value = _DEPRECATED[name]
+        warnings.warn(f"bnkernels.darknet.{name} is deprecated; use {new} (numerics names)",
+                      DeprecationWarning, stacklevel=2)
+        return value()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

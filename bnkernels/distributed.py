@@ -172,6 +172,7 @@ def as_communicator(comm: Any) -> Any:
 class _SyncSaved(BatchNormSaved):
     """BatchNormSaved plus the whole batch's count."""
     __slots__ = ("count",)
+    count: int
 
 
 class SyncBatchNorm(BatchNorm):
@@ -199,8 +200,10 @@ class SyncBatchNorm(BatchNorm):
         super().__init__(num_features, **kwargs)
         self.comm = as_communicator(comm)
 
-    def _forward(self, x, weight, bias, running_mean, running_var, *, training,
-                 momentum, eps, numerics, activation=None, out=None, workspace=None,
+    # BatchNorm.forward passes every keyword, so this needs none of the defaults
+    # that the base's batch_norm_forward has for its public callers
+    def _forward(self, x, weight, bias, running_mean, running_var, *,  # type: ignore[override]
+                 training, momentum, eps, numerics, activation=None, out=None, workspace=None,
                  layout="NCHW", running_var_ddof=1):
         relu = check_activation(activation)
         if not training:
@@ -246,6 +249,7 @@ class SyncBatchNorm(BatchNorm):
         if saved.x_overwritten:
             raise ValueError("the forward wrote y over x (out=x), so x is gone")
         c = saved.mean.shape[0]
+        assert saved.invstd is not None  # a training forward keeps invstd
         local = np.concatenate(shard_gradient_sums(
             dy, x, saved.mean, saved.invstd, saved.weight, saved.bias,
             activation="relu" if saved.relu else None,

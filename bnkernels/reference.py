@@ -420,7 +420,7 @@ def _pair(v):
     return (int(v), int(v)) if np.ndim(v) == 0 else tuple(int(a) for a in v)
 
 
-def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool
+def pool_output_size(size: int, kernel: int, stride: int, padding: int, *, ceil_mode: bool
                      ) -> int:
     """PyTorch's number of windows along one axis (a convolution's without ceil_mode)."""
     out = (size + 2 * padding - kernel + (stride - 1 if ceil_mode else 0)) // stride + 1
@@ -432,7 +432,8 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mod
 def _geometry(x_shape, kernel_size, stride, padding, ceil_mode=False):
     k, p = _pair(kernel_size), _pair(padding)
     s = k if stride is None else _pair(stride)
-    out = tuple(pool_output_size(x_shape[2 + a], k[a], s[a], p[a], ceil_mode) for a in (0, 1))
+    out = tuple(pool_output_size(x_shape[2 + a], k[a], s[a], p[a],
+                                 ceil_mode=ceil_mode) for a in (0, 1))
     return k, s, p, out
 
 
@@ -458,7 +459,7 @@ def _fold(windows, x_shape, s, p):
     return padded[:, :, p[0]:p[0] + h, p[1]:p[1] + w]
 
 
-def im2col(x: FloatArray, kernel_size: Pair, stride: Pair, padding: Pair,
+def im2col(x: FloatArray, kernel_size: Pair, stride: Pair, padding: Pair, *,
            out: FloatArray | None = None) -> FloatArray:
     k, s, p, (oh, ow) = _geometry(x.shape, kernel_size, stride, padding)
     windows = _windows(x, k, s, p, (oh, ow), 0)  # (N, C, OH, OW, kh, kw)
@@ -467,14 +468,14 @@ def im2col(x: FloatArray, kernel_size: Pair, stride: Pair, padding: Pair,
 
 
 def col2im(cols: FloatArray, x_shape: Sequence[int], kernel_size: Pair, stride: Pair,
-           padding: Pair, out: FloatArray | None = None) -> FloatArray:
+           padding: Pair, *, out: FloatArray | None = None) -> FloatArray:
     k, s, p, (oh, ow) = _geometry(x_shape, kernel_size, stride, padding)
     n, c = x_shape[:2]
     windows = cols.reshape(n, c, k[0], k[1], oh, ow).transpose(0, 1, 4, 5, 2, 3)
     return _result(_fold(windows, x_shape, s, p), out)
 
 
-def max_pool2d_forward(x: FloatArray, kernel_size: Pair, stride: Pair, padding: Pair,
+def max_pool2d_forward(x: FloatArray, kernel_size: Pair, stride: Pair, padding: Pair, *,
                        ceil_mode: bool = False, out: FloatArray | None = None,
                        indices: npt.NDArray[np.int64] | None = None
                        ) -> tuple[FloatArray, npt.NDArray[np.int64]]:
@@ -492,7 +493,7 @@ def max_pool2d_forward(x: FloatArray, kernel_size: Pair, stride: Pair, padding: 
 
 
 def max_pool2d_backward(dy: FloatArray, indices: npt.NDArray[np.int64], x_shape: Sequence[int],
-                        out: FloatArray | None = None) -> FloatArray:
+                        *, out: FloatArray | None = None) -> FloatArray:
     n, c, h, w = x_shape
     dx = np.zeros((n * c, h * w), dy.dtype)
     planes = np.arange(n * c)[:, None]
@@ -513,7 +514,7 @@ def _divisors(x_shape, k, s, p, out, count_include_pad):
     return np.outer(*sizes)
 
 
-def avg_pool2d_forward(x: FloatArray, kernel_size: Pair, stride: Pair, padding: Pair,
+def avg_pool2d_forward(x: FloatArray, kernel_size: Pair, stride: Pair, padding: Pair, *,
                        ceil_mode: bool = False, count_include_pad: bool = True,
                        out: FloatArray | None = None) -> FloatArray:
     k, s, p, o = _geometry(x.shape, kernel_size, stride, padding, ceil_mode)
@@ -523,7 +524,7 @@ def avg_pool2d_forward(x: FloatArray, kernel_size: Pair, stride: Pair, padding: 
 
 
 def avg_pool2d_backward(dy: FloatArray, x_shape: Sequence[int], kernel_size: Pair,
-                        stride: Pair, padding: Pair, ceil_mode: bool = False,
+                        stride: Pair, padding: Pair, *, ceil_mode: bool = False,
                         count_include_pad: bool = True, out: FloatArray | None = None
                         ) -> FloatArray:
     k, s, p, o = _geometry(x_shape, kernel_size, stride, padding, ceil_mode)

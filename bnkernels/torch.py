@@ -35,12 +35,14 @@ except ImportError as error:
 from collections.abc import Iterable
 import math
 import numbers
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch.autograd.function import once_differentiable
 
 from bnkernels import _kernels
 from bnkernels import batchnorm as _batchnorm
+from bnkernels.module import Module
 
 __all__ = ["BatchNormFunction", "batch_norm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "BatchNormTypeError", "BatchNormValueError", "Concat", "convert", "to_torch"]
@@ -257,8 +259,10 @@ class BatchNormFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, input, running_mean, running_var, weight, bias, training,
-                momentum, eps, running_var_ddof=1):
+    def forward(ctx: Any, input: torch.Tensor, running_mean: torch.Tensor | None,
+                running_var: torch.Tensor | None, weight: torch.Tensor | None,
+                bias: torch.Tensor | None, training: bool, momentum: float | None,
+                eps: float, running_var_ddof: int = 1) -> torch.Tensor:
         training, momentum, eps = _check_arguments(
             input, running_mean, running_var, weight, bias, training, momentum, eps)
         ddof = _kernels.check_ddof(running_var_ddof)
@@ -283,7 +287,7 @@ class BatchNormFunction(torch.autograd.Function):
         # autograd checks their versions and saved-tensor hooks apply to them;
         # of the rest it reads the statistics, and bias only to know whether
         # there is one (its values are needed only after a fused ReLU)
-        saved.x = saved.weight = None
+        saved.x = saved.weight = None  # type: ignore[assignment]
         ctx.save_for_backward(input if x.data_ptr() == input.data_ptr() else x,
                               weight, running_mean, running_var)
         ctx.bn_saved, ctx.bn_layout = saved, layout
@@ -291,7 +295,7 @@ class BatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_output):
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         # raises if input, weight or a running statistic changed in place
         input, weight, _, _ = ctx.saved_tensors
         layout, forward = ctx.bn_layout, ctx.bn_saved
@@ -312,8 +316,11 @@ class BatchNormFunction(torch.autograd.Function):
                 torch.from_numpy(dbias) if need_bias else None, None, None, None, None)
 
 
-def batch_norm(input, running_mean, running_var, weight=None, bias=None,
-               training=False, momentum=0.1, eps=1e-5, *, running_var_ddof=1):
+def batch_norm(input: torch.Tensor, running_mean: torch.Tensor | None,
+               running_var: torch.Tensor | None, weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None, training: bool = False,
+               momentum: float | None = 0.1, eps: float = 1e-5, *, running_var_ddof: int = 1
+               ) -> torch.Tensor:
     """torch.nn.functional.batch_norm on bnkernels' kernels, for CPU tensors.
 
     Parameters
@@ -372,7 +379,15 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None,
 # the module
 # ---------------------------------------------------------------------------
 
-class _BatchNorm:
+# what the mixin expects beside it: torch.nn's _BatchNorm (an opaque module to
+# mypy, see pyproject.toml), so that its attributes and super() calls check
+if TYPE_CHECKING:
+    from torch.nn.modules.batchnorm import _BatchNorm as _TorchBatchNorm
+else:
+    _TorchBatchNorm = object
+
+
+class _BatchNorm(_TorchBatchNorm):
     """What bnkernels.torch's BatchNorm1d, BatchNorm2d and BatchNorm3d add to
     torch.nn's: the forward on bnkernels' kernels, checks of eps and
     momentum, and an all-or-nothing load_state_dict. First in their bases,
@@ -547,7 +562,7 @@ def _check_convertible(layer, path):
                             "runs float32 and float64 only")
 
 
-def convert(module):
+def convert(module: torch.nn.Module) -> torch.nn.Module:
     """Make every torch.nn BatchNorm1d, BatchNorm2d and BatchNorm3d in
     `module` a bnkernels one, in place.
 
@@ -591,7 +606,7 @@ class Concat(torch.nn.ModuleList):
     def __init__(self, modules: "Iterable[torch.nn.Module] | None" = None) -> None:
         super().__init__(modules)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([branch(x) for branch in self], dim=1)
 
 
@@ -647,7 +662,7 @@ def _torch_dtype(dtype):
     return torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
 
 
-def to_torch(module):
+def to_torch(module: Module) -> torch.nn.Module:
     """A torch.nn module computing what a bnkernels.nn.layers module computes,
     with a copy of its parameters and running statistics, in the same
     training mode: the peer for comparisons and benchmarks.

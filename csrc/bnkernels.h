@@ -338,6 +338,16 @@ void bn_set_num_threads(int threads);
 int bn_get_num_threads(void);
 /* 1 if built with OpenMP, else 0. */
 int bn_openmp_enabled(void);
+/* The number of threads a kernel call over items independent units of    */
+/* work_per_item values each (channels, or (b, c) rows) uses now: at most   */
+/* bn_get_num_threads() and items, one per 65,536 values at most, and 1 for */
+/* a while (10 ms, doubling up to 1 s while it recurs) after a call whose   */
+/* threads the OS kept off their cores, as on a machine whose other cores   */
+/* are busy: a thread kept waiting at the end of a call costs a scheduler   */
+/* slice, far more than a small call's work.                                */
+int bn_threads_for_work(int64_t items, int64_t work_per_item);
+/* on = 1 (the default): the back-off above; 0: none (and forget any now).  */
+void bn_set_thread_backoff(int on);
 
 /* ------------------------------------------------------------------------ */
 /* Streaming stores. bn_normalize_affine and bn_backward_dx (NCHW; dx in    */

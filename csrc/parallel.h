@@ -13,16 +13,26 @@
          r < (r_hi); ++r, c = (c + 1 == channels ? 0 : c + 1))
 
 /* Threads. BN_PARALLEL_RANGES(items, work_per_item, lo, hi, CALL) splits the
- * items [0, items) into one contiguous range [lo, hi) per thread and runs
- * CALL on each. Items are independent units of a kernel (a channel, or a
- * (b, c) row) whose results do not depend on which thread computes them, so
- * every kernel gives the same bits for any number of threads. Jobs too small
- * to pay for threads (bn_threads_for) run on the calling thread. Without
- * OpenMP, CALL runs once over all items. */
-#define BN_MIN_WORK_PER_THREAD 16384
+ * items [0, items) into contiguous ranges [lo, hi) and runs CALL on each.
+ * Items are independent units of a kernel (a channel, or a (b, c) row) whose
+ * results do not depend on which thread computes them nor on where a range
+ * starts or ends, so every kernel gives the same bits for any number of
+ * threads and any ranges. Jobs too small to pay for threads (bn_threads_for)
+ * run on the calling thread. A team takes BN_CHUNKS_PER_THREAD ranges per
+ * thread, each thread the next free one (dynamic schedule), so a thread the
+ * OS has not yet run leaves its share to those that run; the team's start
+ * and end times go to bn_team_done, which turns later calls serial for a
+ * while when a thread was kept off its core (see threads.c). Without OpenMP,
+ * CALL runs once over all items. */
+#define BN_MIN_WORK_PER_THREAD 65536
+#define BN_CHUNKS_PER_THREAD 4
 int bn_threads_for(int64_t items, int64_t work_per_item);
+int64_t bn_now_ns(void);
+void bn_team_done(int64_t start_ns, int64_t late_ns, int64_t first_end_ns,
+                  int64_t last_end_ns);
 
 #ifdef _OPENMP
+#include <omp.h>
 #define BN_PARALLEL_RANGES(items, work_per_item, lo, hi, CALL)                 \
     {                                                                          \
         const int64_t items_ = (items);                                        \
@@ -31,12 +41,24 @@ int bn_threads_for(int64_t items, int64_t work_per_item);
             const int64_t lo = 0, hi = items_;                                 \
             CALL;                                                              \
         } else {                                                               \
-            _Pragma("omp parallel for num_threads(threads_) schedule(static, 1)") \
-            for (int t_ = 0; t_ < threads_; ++t_) {                            \
-                const int64_t lo = items_ * t_ / threads_;                     \
-                const int64_t hi = items_ * (t_ + 1) / threads_;               \
-                CALL;                                                          \
+            const int64_t chunks_ =                                            \
+                items_ < (int64_t)threads_ * BN_CHUNKS_PER_THREAD              \
+                    ? items_ : (int64_t)threads_ * BN_CHUNKS_PER_THREAD;       \
+            const int64_t start_ = bn_now_ns();                                \
+            int64_t late_ = 0, first_end_ = INT64_MAX, last_end_ = 0;          \
+            _Pragma("omp parallel num_threads(threads_) reduction(max: late_, last_end_) reduction(min: first_end_)") \
+            {                                                                  \
+                if (omp_get_thread_num() != 0)                                 \
+                    late_ = bn_now_ns() - start_;                              \
+                _Pragma("omp for schedule(dynamic, 1) nowait")                 \
+                for (int64_t k_ = 0; k_ < chunks_; ++k_) {                     \
+                    const int64_t lo = items_ * k_ / chunks_;                  \
+                    const int64_t hi = items_ * (k_ + 1) / chunks_;            \
+                    CALL;                                                      \
+                }                                                              \
+                first_end_ = last_end_ = bn_now_ns();                          \
             }                                                                  \
+            bn_team_done(start_, late_, first_end_, last_end_);                \
         }                                                                      \
     }
 #else

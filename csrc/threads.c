@@ -17,14 +17,16 @@
 
 /* The caller's choice, 0 for OpenMP's default. Read by every kernel call
  * (possibly from several threads at once), written by bn_set_num_threads
- * and, in a forked child, by the fork guard. */
+ * and, in a forked child, by the fork guard. The busy-machine state below is
+ * shared the same way. */
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && \
     !defined(__STDC_NO_ATOMICS__)
 #include <stdatomic.h>
-static _Atomic int requested_threads = 0;
+#define BN_ATOMIC _Atomic
 #else
-static volatile int requested_threads = 0;
+#define BN_ATOMIC volatile
 #endif
+static BN_ATOMIC int requested_threads = 0;
 
 #ifdef BN_FORK_GUARD
 /* Fork guard. An OpenMP runtime's pool of threads does not survive fork:
@@ -81,8 +83,56 @@ int bn_openmp_enabled(void)
 #endif
 }
 
+/* Busy machine. A team is a loss when one of its threads starts, or finishes
+ * its last range, more than BN_LATE_NS after another thread is done and that
+ * wait is over half the team's time: the OS kept the thread off its core
+ * (another process runs there), and the calling thread, its ranges done,
+ * waited at the team's end for a scheduler slice. After such a team, calls
+ * run on the calling thread until serial_until_ns: backoff_ns later, which
+ * doubles from BN_BACKOFF_MIN_NS up to BN_BACKOFF_MAX_NS with each lost
+ * team in a row and drops back after a team without a wait above
+ * BN_LATE_NS. Results are the same bits either way. */
+#define BN_LATE_NS ((int64_t)100000)
+#define BN_BACKOFF_MIN_NS ((int64_t)10000000)
+#define BN_BACKOFF_MAX_NS ((int64_t)1000000000)
+static BN_ATOMIC int64_t serial_until_ns = 0;
+static BN_ATOMIC int64_t backoff_ns = BN_BACKOFF_MIN_NS;
+static BN_ATOMIC int backoff_enabled = 1;
+
+void bn_set_thread_backoff(int on)
+{
+    backoff_enabled = on != 0;
+    serial_until_ns = 0;
+    backoff_ns = BN_BACKOFF_MIN_NS;
+}
+
+int64_t bn_now_ns(void)
+{
+#ifdef _OPENMP
+    return (int64_t)(omp_get_wtime() * 1e9);
+#else
+    return 0;
+#endif
+}
+
+void bn_team_done(int64_t start_ns, int64_t late_ns, int64_t first_end_ns,
+                  int64_t last_end_ns)
+{
+    int64_t wait = last_end_ns - first_end_ns;
+    if (late_ns > wait)
+        wait = late_ns;
+    if (wait > BN_LATE_NS && 2 * wait > last_end_ns - start_ns) {
+        const int64_t backoff = backoff_ns;
+        serial_until_ns = last_end_ns + backoff;
+        backoff_ns = 2 * backoff < BN_BACKOFF_MAX_NS ? 2 * backoff : BN_BACKOFF_MAX_NS;
+    } else if (wait <= BN_LATE_NS) {
+        backoff_ns = BN_BACKOFF_MIN_NS;
+    }
+}
+
 /* A thread per BN_MIN_WORK_PER_THREAD elements of work at most: below that,
- * starting threads costs more than it saves. */
+ * starting threads costs more than it saves. One thread while backing off
+ * (above). */
 int bn_threads_for(int64_t items, int64_t work_per_item)
 {
     const int64_t by_work = items * work_per_item / BN_MIN_WORK_PER_THREAD;
@@ -95,5 +145,12 @@ int bn_threads_for(int64_t items, int64_t work_per_item)
         threads = items;
     if (threads > by_work)
         threads = by_work;
+    if (threads > 1 && backoff_enabled && bn_now_ns() < serial_until_ns)
+        threads = 1;
     return threads > 1 ? (int)threads : 1;
+}
+
+int bn_threads_for_work(int64_t items, int64_t work_per_item)
+{
+    return bn_threads_for(items, work_per_item);
 }

@@ -179,7 +179,7 @@ def test_max_pool_forward_and_backward_match_naive_loops(dtype, k, s, p):
     x = random(SHAPE, dtype, 2)
     before = x.copy()
     for ceil_mode in (False, True):
-        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode)
+        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode=ceil_mode)
         y_ref, idx_ref = naive_max_pool(x, k, s, p, ceil_mode)
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_array_equal(idx, idx_ref)
@@ -199,12 +199,13 @@ def test_avg_pool_forward_and_backward_match_naive_loops(dtype, k, s, p):
     x = random(SHAPE, dtype, 4)
     before = x.copy()
     for ceil_mode, include in itertools.product((False, True), (False, True)):
-        y = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode, include)
+        y = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode=ceil_mode, count_include_pad=include)
         np.testing.assert_allclose(y, naive_avg_pool(x, k, s, p, ceil_mode, include),
                                    **tolerance(dtype))
         dy = random(y.shape, dtype, 5)
         dy_before = dy.copy()
-        dx = _kernels.avg_pool2d_backward(dy, SHAPE, k, s, p, ceil_mode, include)
+        dx = _kernels.avg_pool2d_backward(dy, SHAPE, k, s, p, ceil_mode=ceil_mode,
+                                          count_include_pad=include)
         np.testing.assert_allclose(
             dx, naive_avg_pool_backward(dy.astype(np.float64), SHAPE, k, s, p, ceil_mode,
                                         include), **tolerance(dtype))
@@ -230,9 +231,10 @@ def test_avg_pool_backward_is_the_adjoint_of_its_forward(k, s, p):
     count_include_pad included: the backward uses the forward's divisors."""
     x = random(SHAPE, np.float64, 8)
     for ceil_mode, include in itertools.product((False, True), (False, True)):
-        y = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode, include)
+        y = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode=ceil_mode, count_include_pad=include)
         g = random(y.shape, np.float64, 9)
-        dx = _kernels.avg_pool2d_backward(g, SHAPE, k, s, p, ceil_mode, include)
+        dx = _kernels.avg_pool2d_backward(g, SHAPE, k, s, p, ceil_mode=ceil_mode,
+                                          count_include_pad=include)
         assert np.dot(y.ravel(), g.ravel()) == pytest.approx(np.dot(x.ravel(), dx.ravel()),
                                                              rel=1e-12)
 
@@ -254,12 +256,13 @@ def test_pool_output_size_is_pytorchs_rule():
         for pad in range(kernel // 2 + 1):
             if size + 2 * pad < kernel:
                 continue
-            assert _kernels.pool_output_size(size, kernel, stride, pad, ceil_mode) == \
+            assert _kernels.pool_output_size(size, kernel, stride, pad, ceil_mode=ceil_mode) == \
                 out_size(size, kernel, stride, pad, ceil_mode)
-    assert _kernels.pool_output_size(6, 3, 2, 0, False) == 2
-    assert _kernels.pool_output_size(6, 3, 2, 0, True) == 3
-    assert _kernels.pool_output_size(5, 2, 2, 1, True) == 3  # not 4: that would start in padding
-    assert _kernels.pool_output_size(112, 3, 2, 0, True) == 56  # GoogLeNet's pools
+    assert _kernels.pool_output_size(6, 3, 2, 0, ceil_mode=False) == 2
+    assert _kernels.pool_output_size(6, 3, 2, 0, ceil_mode=True) == 3
+    assert _kernels.pool_output_size(5, 2, 2, 1,
+                                     ceil_mode=True) == 3  # not 4: that would start in padding
+    assert _kernels.pool_output_size(112, 3, 2, 0, ceil_mode=True) == 56  # GoogLeNet's pools
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -304,9 +307,10 @@ def test_empty_batch_gives_empty_outputs(dtype):
     y, idx = _kernels.max_pool2d_forward(x, 3, 2, 1)
     assert y.shape == idx.shape == (0, 3, 3, 3)
     assert _kernels.max_pool2d_backward(y, idx, x.shape).shape == x.shape
-    y = _kernels.avg_pool2d_forward(x, 3, 2, 1, True, False)
+    y = _kernels.avg_pool2d_forward(x, 3, 2, 1, ceil_mode=True, count_include_pad=False)
     assert y.shape == (0, 3, 4, 3)  # ceil_mode
-    assert _kernels.avg_pool2d_backward(y, x.shape, 3, 2, 1, True, False).shape == x.shape
+    assert _kernels.avg_pool2d_backward(y, x.shape, 3, 2, 1, ceil_mode=True,
+                                        count_include_pad=False).shape == x.shape
     assert _kernels.im2col(np.zeros((2, 0, 6, 5), dtype), 3, 1, 1).shape == (2, 0, 30)
 
 
@@ -357,10 +361,12 @@ def test_every_thread_count_gives_the_same_bits():
                 outs += [cols, _kernels.col2im(cols, shape, (3, 3), 1, 1),
                          _kernels.col2im(_kernels.im2col(x, (1, 7), 2, (0, 3)), shape, (1, 7),
                                          2, (0, 3))]
-                y, idx = _kernels.max_pool2d_forward(x, 3, 2, 1, True)
+                y, idx = _kernels.max_pool2d_forward(x, 3, 2, 1, ceil_mode=True)
                 outs += [y, idx, _kernels.max_pool2d_backward(y, idx, shape)]
-                a = _kernels.avg_pool2d_forward(x, 3, 1, 1, False, False)
-                outs += [a, _kernels.avg_pool2d_backward(a, shape, 3, 1, 1, False, False)]
+                a = _kernels.avg_pool2d_forward(x, 3, 1, 1, ceil_mode=False,
+                                                count_include_pad=False)
+                outs += [a, _kernels.avg_pool2d_backward(a, shape, 3, 1, 1, ceil_mode=False,
+                                                         count_include_pad=False)]
             results[threads] = outs
     finally:
         bnkernels.set_num_threads(None)
@@ -384,24 +390,27 @@ def test_reference_twins_agree_with_the_kernels(dtype, k, s, p):
     np.testing.assert_allclose(reference.col2im(cols, SHAPE, k, s, p),
                                _kernels.col2im(cols, SHAPE, k, s, p), **tolerance(dtype))
     for ceil_mode, include in itertools.product((False, True), (False, True)):
-        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode)
-        y_ref, idx_ref = reference.max_pool2d_forward(x, k, s, p, ceil_mode)
+        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode=ceil_mode)
+        y_ref, idx_ref = reference.max_pool2d_forward(x, k, s, p, ceil_mode=ceil_mode)
         assert y_ref.dtype == dtype and idx_ref.dtype == np.int64
         np.testing.assert_array_equal(y_ref, y)
         np.testing.assert_array_equal(idx_ref, idx)
         np.testing.assert_allclose(reference.max_pool2d_backward(y, idx, SHAPE),
                                    _kernels.max_pool2d_backward(y, idx, SHAPE),
                                    **tolerance(dtype))
-        a = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode, include)
-        a_ref = reference.avg_pool2d_forward(x, k, s, p, ceil_mode, include)
+        a = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode=ceil_mode, count_include_pad=include)
+        a_ref = reference.avg_pool2d_forward(x, k, s, p, ceil_mode=ceil_mode,
+                                             count_include_pad=include)
         assert a_ref.dtype == dtype
         np.testing.assert_allclose(a_ref, a, **tolerance(dtype))
         np.testing.assert_allclose(
-            reference.avg_pool2d_backward(a, SHAPE, k, s, p, ceil_mode, include),
-            _kernels.avg_pool2d_backward(a, SHAPE, k, s, p, ceil_mode, include),
+            reference.avg_pool2d_backward(a, SHAPE, k, s, p, ceil_mode=ceil_mode,
+                                          count_include_pad=include),
+            _kernels.avg_pool2d_backward(a, SHAPE, k, s, p, ceil_mode=ceil_mode,
+                                         count_include_pad=include),
             **tolerance(dtype))
-        assert reference.pool_output_size(9, k[0], s[0], p[0], ceil_mode) == \
-            _kernels.pool_output_size(9, k[0], s[0], p[0], ceil_mode)
+        assert reference.pool_output_size(9, k[0], s[0], p[0], ceil_mode=ceil_mode) == \
+            _kernels.pool_output_size(9, k[0], s[0], p[0], ceil_mode=ceil_mode)
 
 
 def test_reference_max_pool_takes_the_first_nan_like_the_kernel():
@@ -433,7 +442,7 @@ def test_agrees_with_pytorch(dtype, k, s, p):
                                F.fold(torch.from_numpy(cols), SHAPE[2:], k, padding=p,
                                       stride=s).numpy(), **tolerance(dtype))
     for ceil_mode, include in itertools.product((False, True), (False, True)):
-        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode)
+        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode=ceil_mode)
         ty, tidx = F.max_pool2d(t, k, s, p, ceil_mode=ceil_mode, return_indices=True)
         np.testing.assert_array_equal(y, ty.detach().numpy())
         np.testing.assert_array_equal(idx, tidx.numpy())
@@ -442,13 +451,14 @@ def test_agrees_with_pytorch(dtype, k, s, p):
         ty.backward(torch.from_numpy(g))
         np.testing.assert_allclose(_kernels.max_pool2d_backward(g, idx, SHAPE),
                                    t.grad.numpy(), **tolerance(dtype))
-        a = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode, include)
+        a = _kernels.avg_pool2d_forward(x, k, s, p, ceil_mode=ceil_mode, count_include_pad=include)
         ta = F.avg_pool2d(t, k, s, p, ceil_mode=ceil_mode, count_include_pad=include)
         np.testing.assert_allclose(a, ta.detach().numpy(), **tolerance(dtype))
         t.grad = None
         ta.backward(torch.from_numpy(g))
         np.testing.assert_allclose(
-            _kernels.avg_pool2d_backward(g, SHAPE, k, s, p, ceil_mode, include),
+            _kernels.avg_pool2d_backward(g, SHAPE, k, s, p, ceil_mode=ceil_mode,
+                                         count_include_pad=include),
             t.grad.numpy(), **tolerance(dtype))
 
 
@@ -521,11 +531,14 @@ X = random(SHAPE, np.float64, 19)
      r"dy has shape \(2, 3, 9, 8\), expected \(2, 3, 5, 4\)"),
     (lambda: _kernels.avg_pool2d_backward(X, SHAPE, 3, 1, 1, out=np.empty(SHAPE)[..., ::-1]),
      ValueError, r"out must be C-contiguous"),
-    (lambda: _kernels.pool_output_size(5, 3, 1, 2, False), ValueError,
+    (lambda: _kernels.pool_output_size(5, 3, 1, 2, ceil_mode=False), ValueError,
      r"padding 2 must be at most half of kernel 3"),
-    (lambda: _kernels.pool_output_size(2, 5, 1, 1, False), ValueError, r"larger than size 2"),
-    (lambda: _kernels.pool_output_size(5, 3, 0, 1, False), ValueError, r"stride must be >= 1"),
-    (lambda: _kernels.pool_output_size(5.0, 3, 1, 1, False), TypeError, r"size must be an int"),
+    (lambda: _kernels.pool_output_size(2, 5, 1, 1, ceil_mode=False), ValueError,
+     r"larger than size 2"),
+    (lambda: _kernels.pool_output_size(5, 3, 0, 1, ceil_mode=False), ValueError,
+     r"stride must be >= 1"),
+    (lambda: _kernels.pool_output_size(5.0, 3, 1, 1, ceil_mode=False), TypeError,
+     r"size must be an int"),
 ])
 def test_rejects_bad_input_with_a_message_naming_the_argument(call, error, message):
     with pytest.raises(error, match=message):
@@ -570,11 +583,12 @@ def test_windows_mostly_in_the_padding(dtype, shape, k, p):
                                naive_col2im(cols.astype(np.float64), shape, k, (1, 1), p),
                                **tolerance(dtype))
     for s in ((1, 1), (2, 3)):
-        y, idx = _kernels.max_pool2d_forward(x, k, s, p, True)
+        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode=True)
         np.testing.assert_array_equal(y, naive_max_pool(x, k, s, p, True)[0])
         np.testing.assert_array_equal(idx, naive_max_pool(x, k, s, p, True)[1])
         for include in (False, True):
-            np.testing.assert_allclose(_kernels.avg_pool2d_forward(x, k, s, p, True, include),
+            np.testing.assert_allclose(_kernels.avg_pool2d_forward(x, k, s, p, ceil_mode=True,
+                                                                   count_include_pad=include),
                                        naive_avg_pool(x, k, s, p, True, include),
                                        **tolerance(dtype))
 
@@ -624,9 +638,9 @@ X1 = random((1, 1, 1, 1), np.float64, 23)
                                                                             np.int64),
                                           (1, 1, 2**40, 2**40)),
      r"x_shape \(1, 1, 1099511627776, 1099511627776\) has more values"),
-    (lambda: _kernels.pool_output_size(2**63, 3, 1, 1, False),
+    (lambda: _kernels.pool_output_size(2**63, 3, 1, 1, ceil_mode=False),
      r"size must be at most 9223372036854775807"),
-    (lambda: _kernels.pool_output_size(2**63 - 2**60, 2**60, 2**60, 2**59, False),
+    (lambda: _kernels.pool_output_size(2**63 - 2**60, 2**60, 2**60, 2**59, ceil_mode=False),
      r"size \+ 2\*padding \+ kernel \+ stride = 11529215046068469760 must be at most"),
 ])
 def test_rejects_sizes_beyond_what_the_kernels_can_address(call, message):
@@ -635,13 +649,16 @@ def test_rejects_sizes_beyond_what_the_kernels_can_address(call, message):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: _kernels.max_pool2d_forward(X, 3, 1, 1, "yes"), r"ceil_mode must be a bool"),
-    (lambda: _kernels.avg_pool2d_forward(X, 3, 1, 1, np.nan), r"ceil_mode must be a bool"),
-    (lambda: _kernels.avg_pool2d_forward(X, 3, 1, 1, False, 2),
+    (lambda: _kernels.max_pool2d_forward(X, 3, 1, 1, ceil_mode="yes"),
+     r"ceil_mode must be a bool"),
+    (lambda: _kernels.avg_pool2d_forward(X, 3, 1, 1, ceil_mode=np.nan),
+     r"ceil_mode must be a bool"),
+    (lambda: _kernels.avg_pool2d_forward(X, 3, 1, 1, ceil_mode=False, count_include_pad=2),
      r"count_include_pad must be a bool, got 2"),
-    (lambda: _kernels.avg_pool2d_backward(np.zeros((2, 3, 9, 8)), SHAPE, 3, 1, 1, False,
-                                          None), r"count_include_pad must be a bool"),
-    (lambda: _kernels.pool_output_size(5, 3, 1, 1, "no"), r"ceil_mode must be a bool"),
+    (lambda: _kernels.avg_pool2d_backward(np.zeros((2, 3, 9, 8)), SHAPE, 3, 1, 1,
+                                          ceil_mode=False, count_include_pad=None),
+     r"count_include_pad must be a bool"),
+    (lambda: _kernels.pool_output_size(5, 3, 1, 1, ceil_mode="no"), r"ceil_mode must be a bool"),
     (lambda: _kernels.im2col(X, 3, 1.0, 1), r"stride must be an int or an \(h, w\) pair"),
     (lambda: _kernels.im2col(X, 3, 1, np.float64(1)), r"padding must be an int"),
     (lambda: _kernels.im2col(X, "33", 1, 1), r"kernel_size must be an int"),
@@ -664,13 +681,13 @@ def test_accepts_strides_and_paddings_near_the_limit_with_exact_results():
                                    naive_col2im(cols, x.shape, k, s, p), rtol=1e-12)
     for k, s, p, ceil_mode in [((2**30, 3), (2**60, 1), (2**29, 1), True),
                                ((2**20, 2), (2**60, 2**60), (2**19, 1), False)]:
-        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode)
+        y, idx = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode=ceil_mode)
         y_ref, idx_ref = naive_max_pool(x, k, s, p, ceil_mode)
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_array_equal(idx, idx_ref)
         for include in (False, True):
-            np.testing.assert_allclose(_kernels.avg_pool2d_forward(x, k, s, p, ceil_mode,
-                                                                   include),
+            np.testing.assert_allclose(_kernels.avg_pool2d_forward(x, k, s, p, ceil_mode=ceil_mode,
+                                                                   count_include_pad=include),
                                        naive_avg_pool(x, k, s, p, ceil_mode, include),
                                        rtol=1e-12)
 
@@ -778,13 +795,15 @@ def test_random_geometries_give_the_loops_result_or_a_clear_error(
                 _kernels.col2im(np.zeros((shape[0], 1, 1), dtype), shape, kernel, stride,
                                 padding)
             elif op == "max_pool2d":
-                _kernels.max_pool2d_forward(x, kernel, stride, padding, ceil_mode)
+                _kernels.max_pool2d_forward(x, kernel, stride, padding, ceil_mode=ceil_mode)
             else:
-                _kernels.avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, include)
+                _kernels.avg_pool2d_forward(x, kernel, stride, padding, ceil_mode=ceil_mode,
+                                            count_include_pad=include)
         if op == "avg_pool2d":
             with pytest.raises(want):
                 _kernels.avg_pool2d_backward(np.zeros((1, 1, 1, 1), dtype), shape, kernel,
-                                             stride, padding, ceil_mode, include)
+                                             stride, padding, ceil_mode=ceil_mode,
+                                             count_include_pad=include)
         np.testing.assert_array_equal(x, before)
         return
     k, s, p, (oh, ow) = want
@@ -800,7 +819,7 @@ def test_random_geometries_give_the_loops_result_or_a_clear_error(
                                    naive_col2im(c_in.astype(np.float64), shape, k, s, p),
                                    **tolerance(dtype))
     elif op == "max_pool2d":
-        y, idx = _kernels.max_pool2d_forward(x, kernel, stride, padding, ceil_mode)
+        y, idx = _kernels.max_pool2d_forward(x, kernel, stride, padding, ceil_mode=ceil_mode)
         y_ref, idx_ref = naive_max_pool(x, k, s, p, ceil_mode)
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_array_equal(idx, idx_ref)
@@ -809,15 +828,16 @@ def test_random_geometries_give_the_loops_result_or_a_clear_error(
                                    naive_max_pool_backward(dy.astype(np.float64), idx, shape),
                                    **tolerance(dtype))
     else:
-        y = _kernels.avg_pool2d_forward(x, kernel, stride, padding, ceil_mode, include)
+        y = _kernels.avg_pool2d_forward(x, kernel, stride, padding, ceil_mode=ceil_mode,
+                                        count_include_pad=include)
         assert y.shape == (n, c, oh, ow)
         if n * c:
             np.testing.assert_allclose(y, naive_avg_pool(x, k, s, p, ceil_mode, include),
                                        **tolerance(dtype))
         dy = random(y.shape, dtype, seed + 3)
         np.testing.assert_allclose(
-            _kernels.avg_pool2d_backward(dy, shape, kernel, stride, padding, ceil_mode,
-                                         include),
+            _kernels.avg_pool2d_backward(dy, shape, kernel, stride, padding, ceil_mode=ceil_mode,
+                                         count_include_pad=include),
             naive_avg_pool_backward(dy.astype(np.float64), shape, k, s, p, ceil_mode,
                                     include), **tolerance(dtype))
     np.testing.assert_array_equal(x, before)

@@ -244,7 +244,7 @@ def test_darknet_layer_with_converted_params_matches_standard_within_reported_bo
     eps = 1e-14  # tiny, so that pjreddie's limit (var + eps < 1e-12) is reached
     converted = darknet.from_standard(weight, bias, mean, var, eps=eps,
                                       numerics=numerics_of(flavor))
-    assert converted.flavor == flavor
+    assert converted.numerics == numerics_of(flavor)
     d = standard_divisor(var, eps)
     x = probes(mean, d, dtype, rng)
     a = weight.astype(np.float64) / d

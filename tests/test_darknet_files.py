@@ -251,7 +251,7 @@ def test_load_weights_reads_every_array_in_darknets_order(tmp_path, flavor):
     path = written.save(tmp_path / "net.weights")
     weights = load_weights(write(tmp_path, SMALL), path, numerics=numerics_of(flavor))
     assert (weights.major, weights.minor, weights.revision, weights.seen) == (0, 2, 0, 123456)
-    assert weights.seen_bytes == 8 and weights.flavor == flavor
+    assert weights.seen_bytes == 8 and weights.numerics == numerics_of(flavor)
     assert [(e.index, e.type) for e in weights.layers] == [
         (0, "convolutional"), (2, "convolutional"), (4, "batchnorm"), (5, "connected")]
     offsets = written.offsets()

@@ -37,15 +37,19 @@ def test_the_stub_names_exactly_the_public_callables():
 def test_each_stub_has_the_parameters_and_defaults_of_its_function(name):
     node = _stub_functions()[name]
     args = node.args
-    stub = [a.arg for a in args.posonlyargs + args.args]
-    defaults = [ast.literal_eval(d) for d in args.defaults]
+    stub = [(a.arg, "positional") for a in args.posonlyargs + args.args] + \
+        [(a.arg, "keyword") for a in args.kwonlyargs]
+    defaults = [ast.literal_eval(d) for d in args.defaults] + \
+        [ast.literal_eval(d) for d in args.kw_defaults if d is not None]
     params = list(inspect.signature(getattr(_kernels, name)).parameters.values())
-    assert stub == [p.name for p in params]
-    assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+    kinds = {inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional",
+             inspect.Parameter.KEYWORD_ONLY: "keyword"}
+    assert stub == [(p.name, kinds.get(p.kind, str(p.kind))) for p in params]
     real_defaults = [p.default for p in params if p.default is not p.empty]
     assert defaults == real_defaults
     assert node.returns is not None, f"{name} has no return annotation"
-    assert all(a.annotation is not None for a in args.args), f"{name} lacks an annotation"
+    assert all(a.annotation is not None for a in args.args + args.kwonlyargs), \
+        f"{name} lacks an annotation"
 
 
 def test_the_module_level_constants_are_stubbed():

@@ -29,7 +29,7 @@ def test_every_kernel_takes_zero_size_tensors(shape, dtype):
     v = np.ones(c, dtype)
     mean = darknet.mean_cpu(x)
     variance = darknet.variance_cpu(x, mean)
-    for flavor in darknet.FLAVORS:
+    for flavor in ("pjreddie", "alexeyab"):
         x_norm = darknet.normalize_cpu(x, mean, variance, numerics=numerics_of(flavor))
         assert x_norm.shape == shape
         assert darknet.scale_add_bias(x_norm, v, v).shape == shape

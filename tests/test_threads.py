@@ -12,7 +12,7 @@ from forks import numerics_of
 
 def one_step(seed, numerics, dtype):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((4, 16, 24, 24)).astype(dtype)
+    x = rng.standard_normal((4, 16, 64, 64)).astype(dtype)
     dy = rng.standard_normal(x.shape).astype(dtype)
     weight, bias = rng.uniform(0.5, 2, 16).astype(dtype), rng.standard_normal(16).astype(dtype)
     running_mean, running_var = np.zeros(16, dtype), np.ones(16, dtype)
@@ -45,21 +45,68 @@ def test_eight_threads_give_the_bytes_of_serial_calls(numerics, dtype, openmp_th
 # ---------------------------------------------------------------------------
 
 THREAD_COUNTS = [1, 2, 3, 4]
-# 5 * 37 * 24 * 24 = 106,560 values: enough work for 4 threads (the kernels
-# give a thread at least 16,384 values), and 37 channels split unevenly.
-BIG_SHAPE = (5, 37, 24, 24)
+# 5 * 37 * 48 * 48 = 426,240 values: enough work for 4 threads (the kernels
+# give a thread at least 65,536 values), and 37 channels split unevenly.
+BIG_SHAPE = (5, 37, 48, 48)
 
 
 @pytest.fixture
 def threads():
-    """Run a test body under several thread counts; restore the default."""
+    """Run a test body under several thread counts, with no back-off to one
+    thread on a busy machine (so the counts asked for are the counts used);
+    restore the defaults."""
+    from bnkernels import _kernels
+
     def run_with(n, fn):
         bnkernels.set_num_threads(n)
+        _kernels._set_thread_backoff(False)
         try:
             return fn()
         finally:
+            _kernels._set_thread_backoff(True)
             bnkernels.set_num_threads(None)
     return run_with
+
+
+def test_big_shape_really_runs_on_4_threads(threads):
+    """The bit-for-bit tests below mean something only if BIG_SHAPE's calls
+    start 4 threads, split by channels and by (b, c) rows."""
+    from bnkernels import _kernels
+    if not bnkernels.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    n, c, h, w = BIG_SHAPE
+    assert threads(4, lambda: _kernels._threads_for(c, n * h * w)) == 4
+    assert threads(4, lambda: _kernels._threads_for(n * c, h * w)) == 4
+
+
+@pytest.mark.parametrize("shape", [(8, 32, 14, 14), (1, 256, 7, 7), (1, 32, 32, 32)])
+def test_small_calls_run_on_one_thread_whatever_is_set(shape, threads):
+    """A team costs a wake-up per thread (and, on a busy machine, a scheduler
+    slice): calls under 65,536 values per thread never start one."""
+    from bnkernels import _kernels
+    n, c, h, w = shape
+    for count in (2, 4, 16):
+        assert threads(count, lambda: _kernels._threads_for(c, n * h * w)) == 1
+        assert threads(count, lambda: _kernels._threads_for(n * c, h * w)) == 1
+
+
+def test_thread_count_is_capped_by_work_items_and_the_setting(threads):
+    """One thread per 65,536 values, never more threads than items or than
+    set_num_threads asked for."""
+    from bnkernels import _kernels
+    if not bnkernels.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    assert threads(8, lambda: _kernels._threads_for(1000, 3 * 65536 // 1000 + 1)) == 3
+    assert threads(8, lambda: _kernels._threads_for(2, 10**6)) == 2
+    assert threads(3, lambda: _kernels._threads_for(100, 10**6)) == 3
+    assert threads(8, lambda: _kernels._threads_for(0, 10**6)) == 1
+
+
+@pytest.mark.parametrize("bad", [-1, 2**31, 1.5, None])
+def test_threads_for_rejects_bad_counts_naming_them(bad):
+    from bnkernels import _kernels
+    with pytest.raises((TypeError, ValueError), match="items"):
+        _kernels._threads_for(bad, 1)
 
 
 def test_set_num_threads_is_what_get_num_threads_reports():
@@ -222,7 +269,7 @@ def every_kernel_output(dtype, seed=0):
     c = BIG_SHAPE[1]
     w, b = rng.uniform(0.5, 2, c).astype(dtype), rng.standard_normal(c).astype(dtype)
     out = {}
-    for flavor in darknet.FLAVORS:
+    for flavor in ("pjreddie", "alexeyab"):
         mean = darknet.mean_cpu(x)
         variance = darknet.variance_cpu(x, mean)
         x_norm = darknet.normalize_cpu(x, mean, variance, numerics=numerics_of(flavor))

@@ -80,7 +80,7 @@ def test_load_weights_takes_numerics_and_the_deprecated_flavor(tmp_path):
     new = darknet_files.load_weights(str(cfg), path, numerics="darknet")
     old = deprecated(lambda: darknet_files.load_weights(str(cfg), path, flavor="pjreddie"),
                      "flavor")
-    assert old.flavor == new.flavor == "pjreddie"
+    assert old.numerics == new.numerics == "darknet"
     for a, b in zip(old.layers, new.layers):
         np.testing.assert_array_equal(a.scales, b.scales)
         np.testing.assert_array_equal(a.weights, b.weights)
@@ -135,3 +135,106 @@ def test_options_and_out_are_keyword_only(call):
     x, mean, var = data()
     with pytest.raises(TypeError, match="positional argument"):
         call(x, mean, var)
+
+
+@pytest.mark.parametrize("call", [
+    lambda K, x: K.im2col(x, 3, 1, 1, np.empty((2, 27, 20))),
+    lambda K, x: K.col2im(np.zeros((2, 27, 20)), x.shape, 3, 1, 1, np.empty(x.shape)),
+    lambda K, x: K.max_pool2d_forward(x, 3, 1, 1, True),
+    lambda K, x: K.max_pool2d_backward(x, np.zeros(x.shape, np.int64), x.shape,
+                                       np.empty(x.shape)),
+    lambda K, x: K.avg_pool2d_forward(x, 3, 1, 1, True, False),
+    lambda K, x: K.avg_pool2d_backward(x, x.shape, 3, 1, 1, False),
+    lambda K, x: K.pool_output_size(5, 3, 1, 1, True),
+], ids=["im2col", "col2im", "max_pool2d_forward", "max_pool2d_backward",
+        "avg_pool2d_forward", "avg_pool2d_backward", "pool_output_size"])
+@pytest.mark.parametrize("module", ["_kernels", "reference"])
+def test_conv_and_pool_options_and_out_are_keyword_only(call, module):
+    """out=, ceil_mode=, count_include_pad= and indices= given positionally
+    are a TypeError in the C entry points and in their NumPy twins alike."""
+    import importlib
+    K = importlib.import_module(f"bnkernels.{module}")
+    x = np.zeros((2, 3, 4, 5))
+    with pytest.raises(TypeError, match="positional argument"):
+        call(K, x)
+
+
+# The functional API: after the data (arrays, shapes, layers), every option
+# is keyword-only, so a parameter with a default may be positional only where
+# it is data itself or where this table says why.
+DATA_WITH_DEFAULTS = {"bn", "weight", "bias"}  # optional arrays / a layer, as torch's
+KEYWORD_EXCEPTIONS = {
+    # the one argument of a lookup of the numerics' constants
+    "bnkernels.defaults": "numerics is the subject, not an option",
+    "bnkernels.batchnorm.defaults": "numerics is the subject, not an option",
+    "bnkernels.darknet.check_numerics": "validates its argument; flavor is its deprecated alias",
+    "bnkernels.darknet.forward_eps": "numerics is the subject, not an option",
+    "bnkernels.darknet.default_momentum": "numerics is the subject, not an option",
+}
+# bnkernels._kernels' batch-norm and Darknet entry points mirror the C
+# functions of csrc/bnkernels.h argument for argument (bnkernels.batchnorm and
+# bnkernels.darknet are their public face, and call them positionally); its
+# check_* are the argument checkers those modules share
+KERNEL_MIRRORS = ("standard_", "normalize_affine", "backward_", "rolling_update", "stats",
+                  "dk_", "check_")
+
+
+def _functional_api():
+    import importlib
+    import inspect
+    for name in ["bnkernels", "bnkernels.batchnorm", "bnkernels.darknet", "bnkernels.reference",
+                 "bnkernels.folding", "bnkernels.distributed", "bnkernels._kernels"]:
+        module = importlib.import_module(name)
+        for attr in getattr(module, "__all__", None) or dir(module):
+            value = getattr(module, attr)
+            if attr.startswith("_") or inspect.isclass(value) or not callable(value):
+                continue
+            if name == "bnkernels._kernels" and attr.startswith(KERNEL_MIRRORS):
+                continue
+            yield f"{name}.{attr}", value
+
+
+def test_every_option_of_the_functional_api_is_keyword_only():
+    import inspect
+    found, offenders = 0, []
+    for qualname, function in _functional_api():
+        found += 1
+        if qualname in KEYWORD_EXCEPTIONS:
+            continue
+        for p in inspect.signature(function).parameters.values():
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and \
+                    p.default is not p.empty and p.name not in DATA_WITH_DEFAULTS:
+                offenders.append(f"{qualname}({p.name}=...)")
+    assert found > 60  # the walk sees the API (a typo in a name would empty it)
+    assert offenders == []
+
+
+@pytest.mark.parametrize("numerics,fork", [("darknet", "pjreddie"),
+                                           ("darknet-alexeyab", "alexeyab")])
+def test_darknet_params_flavor_is_a_deprecated_alias_of_numerics(numerics, fork):
+    x, mean, var = data()
+    converted = darknet.from_standard(np.ones(3, np.float32), np.zeros(3, np.float32), mean,
+                                      var, eps=1e-5, numerics=numerics)
+    assert converted.numerics == numerics
+    with pytest.warns(DeprecationWarning, match=r"DarknetParams.flavor is deprecated"):
+        assert converted.flavor == fork
+
+
+def test_darknet_weights_flavor_is_a_deprecated_alias_of_numerics():
+    weights = darknet_files.DarknetWeights(0, 2, 0, 0, "darknet-alexeyab")
+    with pytest.warns(DeprecationWarning, match=r"DarknetWeights.flavor is deprecated"):
+        assert weights.flavor == "alexeyab"
+
+
+@pytest.mark.parametrize("old,new", [("FLAVORS", ("pjreddie", "alexeyab")),
+                                     ("check_flavor", None)])
+def test_darknet_flavors_and_check_flavor_are_deprecated_module_aliases(old, new):
+    with pytest.warns(DeprecationWarning, match=rf"bnkernels.darknet.{old} is deprecated"):
+        value = getattr(darknet, old)
+    if new is not None:
+        assert value == new
+    else:
+        assert value("AlexeyAB") == "alexeyab"
+        with pytest.raises(ValueError, match="got 'x'"):
+            value("x")
+    assert old not in darknet.__all__

@@ -45,6 +45,7 @@ import re
 import struct
 import sys
 from typing import TextIO
+import warnings
 
 import numpy as np
 
@@ -573,20 +574,29 @@ class DarknetWeights:
     """A .weights file: its header and the layers with parameters, in order.
 
     ``seen_bytes`` (4 or 8) and ``transposed`` (connected weights stored
-    (inputs, n)) follow from the version and the flavor; ``cutoff`` is the one
+    (inputs, n)) follow from the version and ``numerics`` (which Darknet
+    wrote the file: "darknet" or "darknet-alexeyab"); ``cutoff`` is the one
     load_weights was given (None: the whole cfg).
     """
     major: int
     minor: int
     revision: int
     seen: int
-    flavor: str = "pjreddie"
+    numerics: str = "darknet"
     layers: list = field(default_factory=list)
     cutoff: int | None = None
 
     @property
+    def flavor(self) -> str:
+        """Deprecated: the fork name ("pjreddie" or "alexeyab") of ``numerics``."""
+        warnings.warn("DarknetWeights.flavor is deprecated; use .numerics",
+                      DeprecationWarning, stacklevel=2)
+        return _darknet._FORK[_darknet.check_numerics(self.numerics)]
+
+    @property
     def seen_bytes(self) -> int:
-        return _seen_bytes(self.major, self.minor, self.flavor)
+        return _seen_bytes(self.major, self.minor,
+                           _darknet._FORK[_darknet.check_numerics(self.numerics)])
 
     @property
     def transposed(self) -> bool:
@@ -616,8 +626,9 @@ def _layout(cfg, flavor, transposed, cutoff):
             break
         if s._flag("dontload"):
             continue
-        fields = []
+        fields: list[tuple[str, tuple[int, ...], tuple[int, ...] | None]] = []
         bn = s._stores_bn
+        shape: tuple[int, ...]
         if s.type == "convolutional":
             if flavor == "alexeyab" and "share_index" in s.options:
                 continue
@@ -743,7 +754,8 @@ def load_weights(cfg: str | os.PathLike[str] | list[Section], path: str | os.Pat
                                f"version {major}.{minor}.{revision} has a {seen_bytes}-byte "
                                f"seen at byte offset 12")
     (seen,) = struct.unpack_from("<Q" if seen_bytes == 8 else "<I", data, 12)
-    result = DarknetWeights(major, minor, revision, seen, flavor, cutoff=cutoff)
+    result = DarknetWeights(major, minor, revision, seen, _darknet._NUMERICS_OF[flavor],
+                            cutoff=cutoff)
     # where every array lies, in Python ints (no wraparound), checked against
     # the file's size before any array is made
     placed, offset = [], 12 + seen_bytes
@@ -775,7 +787,7 @@ def _size_error(path, size, needed, placed, header):
     if size == needed - header.seen_bytes + other:
         hint = (f"; a seen of {other} bytes would fit it exactly, but the header says "
                 f"version {header.major}.{header.minor}.{header.revision}, whose seen has "
-                f"{header.seen_bytes} bytes for flavor {header.flavor}")
+                f"{header.seen_bytes} bytes for numerics {header.numerics}")
     for s, name, _, _, start, count in placed:
         if start + 4 * count > size:
             return DarknetFileError(
@@ -784,7 +796,7 @@ def _size_error(path, size, needed, placed, header):
                 f"left (file size {size}); the cfg's layers need {needed} bytes{hint}")
     return DarknetFileError(
         f"{path}: {size - needed} trailing bytes: the cfg's layers end at byte "
-        f"offset {needed}, the file has {size} bytes (another cfg, flavor or "
+        f"offset {needed}, the file has {size} bytes (another cfg, numerics or "
         f"cutoff?){hint}")
 
 
@@ -812,7 +824,7 @@ def save_weights(path: str | os.PathLike[str], cfg: str | os.PathLike[str] | lis
     cfg : str, os.PathLike or list of Section
     weights : DarknetWeights
         Its header decides the size of seen and the transposed layouts, its
-        flavor the layout of [batchnorm] and [shortcut]; its layers must be
+        numerics the layout of [batchnorm] and [shortcut]; its layers must be
         exactly the layers with parameters under cfg (and its ``cutoff``, if
         it was loaded with one), each array float32 of the expected shape.
 
@@ -825,7 +837,7 @@ def save_weights(path: str | os.PathLike[str], cfg: str | os.PathLike[str] | lis
     if not isinstance(weights, DarknetWeights):
         raise TypeError(f"weights must be a DarknetWeights (from load_weights), "
                         f"got {type(weights).__name__}")
-    flavor = _darknet.check_flavor(weights.flavor)
+    flavor = _darknet._FORK[_darknet.check_numerics(weights.numerics)]
     cutoff = _check_cutoff(weights.cutoff)
     cfg = _cfg(cfg)
     _check_version(path, weights.major, weights.minor, weights.revision)
@@ -884,7 +896,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="which Darknet wrote the file and whose inference formula "
                              "to compare with: darknet (pjreddie's) or darknet-alexeyab "
                              "(default: darknet)")
-    parser.add_argument("--flavor", choices=_darknet.FLAVORS, default=None,
+    parser.add_argument("--flavor", choices=_darknet._FORKS, default=None,
                         help="deprecated: --flavor pjreddie is --numerics darknet, "
                              "--flavor alexeyab --numerics darknet-alexeyab")
     parser.add_argument("--eps", type=positive_float, default=1e-5,
@@ -907,7 +919,6 @@ def check(cfg_path: str | os.PathLike[str], weights_path: str | os.PathLike[str]
     exit code (0, or 1 with a one-line error on stderr for a bad file).
     numerics: "darknet" or "darknet-alexeyab" (flavor=: deprecated alias)."""
     numerics = _darknet.check_numerics(numerics, flavor)
-    flavor = _darknet.FLAVORS[_darknet.NUMERICS.index(numerics)]
     out = sys.stdout if out is None else out
     try:
         cfg = read_cfg(cfg_path)
@@ -917,7 +928,7 @@ def check(cfg_path: str | os.PathLike[str], weights_path: str | os.PathLike[str]
         return 1
     print(f"{weights_path}: version {weights.major}.{weights.minor}.{weights.revision}, "
           f"seen {weights.seen} ({weights.seen_bytes}-byte), {len(weights.layers)} layers "
-          f"with parameters, flavor {flavor}", file=out)
+          f"with parameters, numerics {numerics}", file=out)
     print("rel diff, abs diff: what converting to the standard convention (eps inside "
           f"the square root, eps={eps:g}) changes in the output; see "
           "bnkernels.darknet.to_standard", file=out)

@@ -28,12 +28,16 @@ BatchNorm2d. Weights are initialized by the layers (see ``Conv2d``/``Linear``)
 from one ``np.random.Generator`` per block or network (``rng``: None, a seed
 or a Generator), so a seed fixes every weight.
 """
+from collections.abc import Iterable, Mapping, Sequence
 import numbers
 import sys
+from typing import Any, TextIO
 
 import numpy as np
+import numpy.typing as npt
 
 from bnkernels._deprecation import renamed_keyword
+from bnkernels._typing import FloatArray, Tensor
 from bnkernels.nn.layers import (
     AvgPool2d, Concat, ConvBNReLU, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
     Module, ReLU, Sequential, _check_grad, _float_array, _need,
@@ -102,7 +106,7 @@ def _check_network(num_classes, dropout, aux_logits=False):
     eps, momentum and dtype are checked by the layers they reach)."""
     _check_channels(num_classes=num_classes)
     if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, numbers.Real) \
-            or not 0 <= dropout <= 1:
+            or not 0 <= float(dropout) <= 1:
         raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
     if not isinstance(aux_logits, (bool, np.bool_)):
         raise ValueError(f"aux_logits must be a bool, got {aux_logits!r}")
@@ -130,7 +134,8 @@ class InceptionBlock(Concat):
 
     label = "inception"
 
-    def __init__(self, branches, columns, children):
+    def __init__(self, branches: Sequence[Module], columns: Mapping[str, Any],
+                 children: Iterable[tuple[str, Module]]) -> None:
         super().__init__(*branches)
         self._children = list(children)
         self._columns = dict(columns)
@@ -141,7 +146,7 @@ class InceptionBlock(Concat):
                     raise ValueError(f"{type(module).__name__} in a branch is in no named "
                                      "submodule")
 
-    def children(self):
+    def children(self) -> list[tuple[str, Module]]:
         return list(self._children)
 
     def __getattr__(self, name):
@@ -151,16 +156,16 @@ class InceptionBlock(Concat):
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def _child_inputs(self, input_shape):
-        shapes = {}
+        shapes: dict[int, tuple[int, ...]] = {}
         for branch in self.branches:
             _record_inputs(branch, tuple(input_shape), shapes)
         return [(child, shapes[id(child)]) for _, child in self._children]
 
-    def columns(self):
+    def columns(self) -> dict[str, Any]:
         """{Table 1 column: filter count or text} of this block."""
         return dict(self._columns)
 
-    def summary(self, input_shape, file=None):
+    def summary(self, input_shape: Sequence[int], file: TextIO | None = None) -> str:
         """The table of ``summary_table`` with one row per named submodule."""
         return summary_table(self, input_shape, file)
 
@@ -224,8 +229,10 @@ class InceptionV1Naive(InceptionBlock):
     rng : None, int or numpy.random.Generator
     """
 
-    def __init__(self, in_ch, c1x1, c3x3, c5x5, *, batch_norm=False, numerics="standard",
-                 eps=None, momentum="default", dtype=np.float32, rng=None):
+    def __init__(self, in_ch: int, c1x1: int, c3x3: int, c5x5: int, *, batch_norm: bool = False,
+                 numerics: str = "standard", eps: float | None = None,
+                 momentum: float | str | None = "default", dtype: npt.DTypeLike = np.float32,
+                 rng: int | np.random.Generator | None = None) -> None:
         _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3=c3x3, c5x5=c5x5)
         unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
         named = [("branch1x1", unit(in_ch, c1x1, 1)),
@@ -261,9 +268,12 @@ class InceptionV1(InceptionBlock):
     numerics, momentum, dtype, rng : as InceptionV1Naive
     """
 
-    def __init__(self, in_ch, c1x1, c3x3_reduce, c3x3, c5x5_reduce, c5x5, pool_proj, *,
-                 variant="paper", batch_norm=None, numerics="standard", eps=None,
-                 momentum="default", dtype=np.float32, rng=None):
+    def __init__(self, in_ch: int, c1x1: int, c3x3_reduce: int, c3x3: int, c5x5_reduce: int,
+                 c5x5: int, pool_proj: int | None, *, variant: str = "paper",
+                 batch_norm: bool | None = None, numerics: str = "standard",
+                 eps: float | None = None, momentum: float | str | None = "default",
+                 dtype: npt.DTypeLike = np.float32, rng: int | np.random.Generator | None = None
+                 ) -> None:
         _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3_reduce=c3x3_reduce, c3x3=c3x3,
                         c5x5_reduce=c5x5_reduce, c5x5=c5x5, pool_proj=pool_proj)
         torchvision = _variant(variant)
@@ -324,9 +334,11 @@ class InceptionBN(InceptionBlock):
     dtype, rng : as InceptionV1Naive
     """
 
-    def __init__(self, in_ch, c1x1, c3x3_reduce, c3x3, d3x3_reduce, d3x3, pool_proj, *,
-                 pool=None, stride=1, batch_norm=True, numerics="standard", eps=None,
-                 momentum="default", dtype=np.float32, rng=None):
+    def __init__(self, in_ch: int, c1x1: int, c3x3_reduce: int, c3x3: int, d3x3_reduce: int,
+                 d3x3: int, pool_proj: int | None, *, pool: str | None = None, stride: int = 1,
+                 batch_norm: bool = True, numerics: str = "standard", eps: float | None = None,
+                 momentum: float | str | None = "default", dtype: npt.DTypeLike = np.float32,
+                 rng: int | np.random.Generator | None = None) -> None:
         pool_proj = 0 if pool_proj is None else pool_proj
         _check_channels(("c1x1", "pool_proj"), in_ch=in_ch, c1x1=c1x1,
                         c3x3_reduce=c3x3_reduce, c3x3=c3x3, d3x3_reduce=d3x3_reduce, d3x3=d3x3,
@@ -384,9 +396,11 @@ class InceptionV3A(InceptionBlock):
         1e-3 by default, as the reference implementations.
     """
 
-    def __init__(self, in_ch, pool_features, *, c1x1=64, c5x5_reduce=48, c5x5=64,
-                 c3x3dbl_reduce=64, c3x3dbl=96, kernel_5x5=5, batch_norm=True,
-                 numerics="standard", eps=V3_EPS, momentum="default", dtype=np.float32, rng=None):
+    def __init__(self, in_ch: int, pool_features: int, *, c1x1: int = 64, c5x5_reduce: int = 48,
+                 c5x5: int = 64, c3x3dbl_reduce: int = 64, c3x3dbl: int = 96, kernel_5x5: int = 5,
+                 batch_norm: bool = True, numerics: str = "standard", eps: float | None = V3_EPS,
+                 momentum: float | str | None = "default", dtype: npt.DTypeLike = np.float32,
+                 rng: int | np.random.Generator | None = None) -> None:
         _check_channels(in_ch=in_ch, pool_features=pool_features, c1x1=c1x1,
                         c5x5_reduce=c5x5_reduce, c5x5=c5x5, c3x3dbl_reduce=c3x3dbl_reduce,
                         c3x3dbl=c3x3dbl)
@@ -429,9 +443,11 @@ class InceptionV3B(InceptionBlock):
     batch_norm, numerics, eps, momentum, dtype, rng : as InceptionV3A
     """
 
-    def __init__(self, in_ch, channels_7x7, *, c1x1=192, c7x7=192, pool_proj=192, n=7,
-                 batch_norm=True, numerics="standard", eps=V3_EPS, momentum="default",
-                 dtype=np.float32, rng=None):
+    def __init__(self, in_ch: int, channels_7x7: int, *, c1x1: int = 192, c7x7: int = 192,
+                 pool_proj: int | None = 192, n: int = 7, batch_norm: bool = True,
+                 numerics: str = "standard", eps: float | None = V3_EPS,
+                 momentum: float | str | None = "default", dtype: npt.DTypeLike = np.float32,
+                 rng: int | np.random.Generator | None = None) -> None:
         _check_channels(in_ch=in_ch, channels_7x7=channels_7x7, c1x1=c1x1, c7x7=c7x7,
                         pool_proj=pool_proj, n=n)
         if n % 2 != 1:
@@ -475,9 +491,12 @@ class InceptionV3C(InceptionBlock):
     batch_norm, numerics, eps, momentum, dtype, rng : as InceptionV3A
     """
 
-    def __init__(self, in_ch, *, c1x1=320, c3x3_reduce=384, c3x3=384, c3x3dbl_reduce=448,
-                 c3x3dbl_mid=384, c3x3dbl=384, pool_proj=192, batch_norm=True,
-                 numerics="standard", eps=V3_EPS, momentum="default", dtype=np.float32, rng=None):
+    def __init__(self, in_ch: int, *, c1x1: int = 320, c3x3_reduce: int = 384, c3x3: int = 384,
+                 c3x3dbl_reduce: int = 448, c3x3dbl_mid: int = 384, c3x3dbl: int = 384,
+                 pool_proj: int | None = 192, batch_norm: bool = True, numerics: str = "standard",
+                 eps: float | None = V3_EPS, momentum: float | str | None = "default",
+                 dtype: npt.DTypeLike = np.float32, rng: int | np.random.Generator | None = None
+                 ) -> None:
         _check_channels(in_ch=in_ch, c1x1=c1x1, c3x3_reduce=c3x3_reduce, c3x3=c3x3,
                         c3x3dbl_reduce=c3x3dbl_reduce, c3x3dbl_mid=c3x3dbl_mid,
                         c3x3dbl=c3x3dbl, pool_proj=pool_proj)
@@ -527,9 +546,11 @@ class InceptionV3Reduction(InceptionBlock):
     batch_norm, numerics, eps, momentum, dtype, rng : as InceptionV3A
     """
 
-    def __init__(self, in_ch, c3x3, cdbl_reduce, cdbl, *, c3x3_reduce=0, cdbl_mid=None, n=0,
-                 batch_norm=True, numerics="standard", eps=V3_EPS, momentum="default",
-                 dtype=np.float32, rng=None):
+    def __init__(self, in_ch: int, c3x3: int, cdbl_reduce: int, cdbl: int, *, c3x3_reduce: int = 0,
+                 cdbl_mid: int | None = None, n: int = 0, batch_norm: bool = True,
+                 numerics: str = "standard", eps: float | None = V3_EPS,
+                 momentum: float | str | None = "default", dtype: npt.DTypeLike = np.float32,
+                 rng: int | np.random.Generator | None = None) -> None:
         cdbl_mid = cdbl if cdbl_mid is None else cdbl_mid
         _check_channels(("c3x3_reduce", "n"), in_ch=in_ch, c3x3=c3x3, cdbl_reduce=cdbl_reduce,
                         cdbl=cdbl, c3x3_reduce=c3x3_reduce, cdbl_mid=cdbl_mid, n=n)
@@ -560,13 +581,13 @@ class InceptionV3Reduction(InceptionBlock):
         self.label = "reduction"
 
     @classmethod
-    def grid_35_to_17(cls, in_ch=288, **kwargs):
+    def grid_35_to_17(cls, in_ch: int = 288, **kwargs: Any) -> "InceptionV3Reduction":
         """Inception-v3's Mixed_6a (torchvision's InceptionB): 3x3/2 with 384
         filters; 1x1 64 -> 3x3 96 -> 3x3/2 96; max pool. 288 -> 768 channels."""
         return cls(in_ch, 384, 64, 96, **kwargs)
 
     @classmethod
-    def grid_17_to_8(cls, in_ch=768, **kwargs):
+    def grid_17_to_8(cls, in_ch: int = 768, **kwargs: Any) -> "InceptionV3Reduction":
         """Inception-v3's Mixed_7a (torchvision's InceptionD): 1x1 192 -> 3x3/2
         320; 1x1 192 -> 1x7 -> 7x1 -> 3x3/2 192; max pool. 768 -> 1280 channels."""
         return cls(in_ch, 320, 192, 192, c3x3_reduce=192, n=7, **kwargs)
@@ -591,9 +612,9 @@ class TransformInput(Module):
     arithmetic). x: (N, 3, H, W) float32 or float64.
     """
 
-    _saved = None
+    _saved: Any = None
 
-    def __init__(self):
+    def __init__(self) -> None:
         mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
         self.scale, self.shift = std / 0.5, (mean - 0.5) / 0.5
 
@@ -601,7 +622,7 @@ class TransformInput(Module):
         view = (1, 3, 1, 1)
         return self.scale.astype(dtype).reshape(view), self.shift.astype(dtype).reshape(view)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         self._saved = None
         x = _float_array(x)
         self.output_shape(x.shape)
@@ -609,17 +630,17 @@ class TransformInput(Module):
         self._saved = (x.shape, x.dtype)
         return x * scale + shift
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         shape, dtype = _need(self._saved, self)
         return _check_grad(dy, shape, dtype) * self._coefficients(dtype)[0]
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(int(v) for v in input_shape)
         if len(shape) != 4 or shape[1] != 3:
             raise ValueError(f"TransformInput takes (N, 3, H, W) RGB inputs, got shape {shape}")
         return shape
 
-    def macs(self, input_shape):
+    def macs(self, input_shape: Sequence[int]) -> int:
         return 0
 
 
@@ -636,10 +657,11 @@ class AdaptiveAvgPool2d(Module):
     output_size : int or (OH, OW)
     """
 
-    _saved = None
+    _saved: Any = None
 
-    def __init__(self, output_size):
-        size = (output_size, output_size) if np.isscalar(output_size) else tuple(output_size)
+    def __init__(self, output_size: int | tuple[int, int]) -> None:
+        size: tuple[Any, ...] = (output_size, output_size) if np.isscalar(output_size) \
+            else tuple(output_size)  # type: ignore[arg-type]
         if len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer))
                                  or v < 1 for v in size):
             raise ValueError(f"output_size must be an int >= 1 or a pair of them, "
@@ -655,7 +677,7 @@ class AdaptiveAvgPool2d(Module):
             matrix[i, start:stop] = 1.0 / (stop - start)
         return matrix.astype(dtype)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         self._saved = None
         x = _float_array(x)
         self.output_shape(x.shape)
@@ -664,19 +686,19 @@ class AdaptiveAvgPool2d(Module):
         self._saved = (x.shape, rows, cols)
         return np.ascontiguousarray(np.einsum("ih,nchw,jw->ncij", rows, x, cols))
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         shape, rows, cols = _need(self._saved, self)
         dy = _check_grad(dy, shape[:2] + self.output_size, rows.dtype)
         return np.ascontiguousarray(np.einsum("ih,ncij,jw->nchw", rows, dy, cols))
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(int(v) for v in input_shape)
         if len(shape) != 4 or min(shape[2:]) < 1:
             raise ValueError(f"AdaptiveAvgPool2d takes (N, C, H, W) inputs with H, W >= 1, "
                              f"got shape {shape}")
         return shape[:2] + self.output_size
 
-    def macs(self, input_shape):
+    def macs(self, input_shape: Sequence[int]) -> int:
         return 0
 
     def _describe(self):
@@ -704,7 +726,8 @@ class Network(Module):
     aux : list of (name, stage name it reads, Module)
     """
 
-    def __init__(self, stages, aux=()):
+    def __init__(self, stages: Sequence[tuple[str, Module]],
+                 aux: Sequence[tuple[str, str, Module]] = ()) -> None:
         stages, aux = list(stages), list(aux)
         for i, stage in enumerate(stages):
             if not (isinstance(stage, tuple) and len(stage) == 2 and isinstance(stage[0], str)):
@@ -727,7 +750,7 @@ class Network(Module):
         self.aux = aux
         self._aux_ran = False
 
-    def children(self):
+    def children(self) -> list[tuple[str, Module]]:
         return list(self.stages) + [(name, module) for name, _, module in self.aux]
 
     def __getitem__(self, name):
@@ -736,7 +759,7 @@ class Network(Module):
                 return child
         raise KeyError(name)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         return self._all_or_nothing(self._forward, x)
 
     def _forward(self, x):
@@ -757,7 +780,7 @@ class Network(Module):
     def _forget(self):
         self._aux_ran = False
 
-    def backward(self, dy, aux_grads=None):
+    def backward(self, dy: Tensor, aux_grads: Sequence[Tensor] | None = None) -> FloatArray:
         if isinstance(dy, tuple):
             if len(dy) != 2:
                 raise ValueError(f"dy as a tuple must be (dlogits, aux_grads), got "
@@ -783,7 +806,7 @@ class Network(Module):
             dy = stage.backward(dy)
         return dy
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         for _, stage in self.stages:
             input_shape = stage.output_shape(input_shape)
         return tuple(input_shape)
@@ -796,7 +819,7 @@ class Network(Module):
         pairs += [(head, tuple(outputs[tap])) for _, tap, head in self.aux]
         return pairs
 
-    def summary(self, input_shape, file=None):
+    def summary(self, input_shape: Sequence[int], file: TextIO | None = None) -> str:
         """The table of ``summary_table``: one row per stage and auxiliary head."""
         return summary_table(self, input_shape, file)
 
@@ -860,7 +883,7 @@ def _size(shape):
     return "x".join(str(s) for s in shape[1:])
 
 
-def summary_table(module, input_shape, file=None):
+def summary_table(module: Module, input_shape: Sequence[int], file: TextIO | None = None) -> str:
     """Print (to file, default stdout) and return a table in the style of
     GoogLeNet's Table 1, one row per direct child of module: type,
     patch size/stride, output size (H x W x C, or features), the Inception
@@ -940,9 +963,12 @@ def _input_stages(transform_input, in_channels):
     return [("transform_input", TransformInput())]
 
 
-def googlenet(num_classes=1000, aux_logits=False, *, variant="paper", in_channels=3,
-              batch_norm=None, numerics="standard", eps=None, momentum="default", dropout=None,
-              transform_input=False, dtype=np.float32, rng=0, seed=None):
+def googlenet(num_classes: int = 1000, aux_logits: bool = False, *, variant: str = "paper",
+              in_channels: int = 3, batch_norm: bool | None = None, numerics: str = "standard",
+              eps: float | None = None, momentum: float | str | None = "default",
+              dropout: float | None = None, transform_input: bool = False,
+              dtype: npt.DTypeLike = np.float32, rng: int | np.random.Generator | None = 0,
+              seed: int | None = None) -> Network:
     """GoogLeNet (Szegedy et al. 2014) with the filter counts of Table 1, for
     224x224 inputs.
 
@@ -1016,6 +1042,7 @@ def googlenet(num_classes=1000, aux_logits=False, *, variant="paper", in_channel
     aux = []
     if aux_logits:
         for aux_name, tap, in_ch in (("aux1", "inception4a", 512), ("aux2", "inception4d", 528)):
+            head: Module
             if torchvision:
                 head = Network([("avgpool", AdaptiveAvgPool2d(4)), ("conv", unit(in_ch, 128, 1)),
                                 ("flatten", Flatten()), ("fc1", unit.linear(128 * 4 * 4, 1024)),
@@ -1047,9 +1074,11 @@ BN_INCEPTIONS = [
 ]
 
 
-def bn_inception(num_classes=1000, *, in_channels=3, batch_norm=True, numerics="standard",
-                 eps=None, momentum="default", dropout=0.0, dtype=np.float32, rng=0,
-                 seed=None):
+def bn_inception(num_classes: int = 1000, *, in_channels: int = 3, batch_norm: bool = True,
+                 numerics: str = "standard", eps: float | None = None,
+                 momentum: float | str | None = "default", dropout: float = 0.0,
+                 dtype: npt.DTypeLike = np.float32, rng: int | np.random.Generator | None = 0,
+                 seed: int | None = None) -> Network:
     """BN-Inception (Ioffe & Szegedy 2015, Figure 5), for 224x224 inputs.
 
     Stem 7x7/2 conv (a plain convolution; the paper marks it as
@@ -1071,9 +1100,11 @@ def bn_inception(num_classes=1000, *, in_channels=3, batch_norm=True, numerics="
     return Network(stages + _classifier(unit, 1024, num_classes, dropout))
 
 
-def inception_v3(num_classes=1000, aux_logits=False, *, in_channels=3, batch_norm=True,
-                 numerics="standard", eps=V3_EPS, momentum="default", dropout=0.5,
-                 transform_input=False, dtype=np.float32, rng=0, seed=None):
+def inception_v3(num_classes: int = 1000, aux_logits: bool = False, *, in_channels: int = 3,
+                 batch_norm: bool = True, numerics: str = "standard", eps: float | None = V3_EPS,
+                 momentum: float | str | None = "default", dropout: float = 0.5,
+                 transform_input: bool = False, dtype: npt.DTypeLike = np.float32,
+                 rng: int | np.random.Generator | None = 0, seed: int | None = None) -> Network:
     """Inception-v3 (Szegedy et al. 2016) as torchvision's inception_v3 (the
     released TF model), its state_dict keys included (``load_state_dict``
     takes torchvision's state as it is), for 299x299 inputs: 299 -> 149 ->
@@ -1090,8 +1121,8 @@ def inception_v3(num_classes=1000, aux_logits=False, *, in_channels=3, batch_nor
     _check_network(num_classes, dropout, aux_logits)
     rng = renamed_keyword("seed", seed, "rng", rng, 0)
     unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
-    kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,
-              dtype=dtype, rng=unit.rng)
+    kw: dict[str, Any] = dict(batch_norm=batch_norm, numerics=numerics, eps=eps,
+                              momentum=momentum, dtype=dtype, rng=unit.rng)
     stages = _input_stages(transform_input, in_channels) + [
         ("Conv2d_1a_3x3", unit(in_channels, 32, 3, 2, 0)),
         ("Conv2d_2a_3x3", unit(32, 32, 3, 1, 0)),
@@ -1122,9 +1153,11 @@ def inception_v3(num_classes=1000, aux_logits=False, *, in_channels=3, batch_nor
     return Network(stages, aux)
 
 
-def small_inception(num_classes=10, in_channels=1, width=16, batch_norm=True,
-                    numerics="standard", dtype=np.float32, rng=0, *, eps=None, momentum="default",
-                    seed=None):
+def small_inception(num_classes: int = 10, in_channels: int = 1, width: int = 16,
+                    batch_norm: bool = True, numerics: str = "standard",
+                    dtype: npt.DTypeLike = np.float32, rng: int | np.random.Generator | None = 0,
+                    *, eps: float | None = None, momentum: float | str | None = "default",
+                    seed: int | None = None) -> Network:
     """A small BN-Inception network for 8x8 images (scikit-learn's digits).
 
     With w = width: stem Conv+BN+ReLU 3x3 w (8x8); InceptionBN with branches of
@@ -1140,8 +1173,8 @@ def small_inception(num_classes=10, in_channels=1, width=16, batch_norm=True,
     _check_network(num_classes, 0.0)
     rng = renamed_keyword("seed", seed, "rng", rng, 0)
     unit = _Units(batch_norm, numerics, eps, momentum, dtype, rng)
-    kw = dict(batch_norm=batch_norm, numerics=numerics, eps=eps, momentum=momentum,
-              dtype=dtype, rng=unit.rng)
+    kw: dict[str, Any] = dict(batch_norm=batch_norm, numerics=numerics, eps=eps,
+                              momentum=momentum, dtype=dtype, rng=unit.rng)
     stages = [("stem", unit(in_channels, w, 3)),
               ("inception1", InceptionBN(w, w, w, w, w, w, w, **kw)),
               ("inception2", InceptionBN(4 * w, 0, w, 2 * w, w, 2 * w, 0, stride=2, **kw)),

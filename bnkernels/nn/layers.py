@@ -28,13 +28,17 @@ the gradients below the container are put back as they were. A forward that
 raises drops the module's saved forward (its backward then raises until the
 next forward). ``load_state_dict`` checks every entry before it writes one.
 """
+from collections.abc import Sequence
 import math
 import numbers
 import sys
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from bnkernels import _kernels
+from bnkernels._typing import FloatArray, Tensor
 from bnkernels.batchnorm import BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d
 from bnkernels.module import Module
 
@@ -46,14 +50,14 @@ __all__ = ["Module", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "
 class Sequential(Module):
     """Modules applied one after the other."""
 
-    def __init__(self, *modules):
+    def __init__(self, *modules: Module) -> None:
         for i, module in enumerate(modules):
             if not isinstance(module, Module):
                 raise TypeError(f"Sequential takes Modules; argument {i} is "
                                 f"{type(module).__name__}")
         self.layers = list(modules)
 
-    def children(self):
+    def children(self) -> list[tuple[str, Module]]:
         return [(str(i), module) for i, module in enumerate(self.layers)]
 
     def __len__(self):
@@ -62,7 +66,7 @@ class Sequential(Module):
     def __getitem__(self, i):
         return self.layers[i]
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         return self._all_or_nothing(self._forward, x)
 
     def _forward(self, x):
@@ -70,7 +74,7 @@ class Sequential(Module):
             x = module.forward(x)
         return x
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         return self._all_or_nothing(self._backward, dy, forward=False)
 
     def _backward(self, dy):
@@ -78,7 +82,7 @@ class Sequential(Module):
             dy = module.backward(dy)
         return dy
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         for module in self.layers:
             input_shape = module.output_shape(input_shape)
         return tuple(input_shape)
@@ -96,7 +100,7 @@ class Concat(Module):
     channel axis (the Inception module's merge). Backward gives each branch
     its slice of dy and sums the branches' dx."""
 
-    def __init__(self, *branches):
+    def __init__(self, *branches: Module) -> None:
         if not branches:
             raise ValueError("Concat needs at least one branch")
         for i, branch in enumerate(branches):
@@ -105,10 +109,10 @@ class Concat(Module):
         self.branches = list(branches)
         self._saved = None
 
-    def children(self):
+    def children(self) -> list[tuple[str, Module]]:
         return [(str(i), branch) for i, branch in enumerate(self.branches)]
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         return self._all_or_nothing(self._forward, x)
 
     def _forward(self, x):
@@ -121,7 +125,7 @@ class Concat(Module):
         self._saved = ([out.shape[1] for out in outputs], y.shape, y.dtype)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         channels, shape, dtype = _need(self._saved, self)
         dy = _check_grad(dy, shape, dtype)
         return self._all_or_nothing(self._backward, dy, channels, forward=False)
@@ -136,7 +140,7 @@ class Concat(Module):
             dx = part if dx is None else dx + part
         return dx
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         shapes = [branch.output_shape(input_shape) for branch in self.branches]
         if len({tuple(shape[2:]) for shape in shapes}) != 1:
             raise ValueError(f"Concat branches give different H, W for input {input_shape}: "
@@ -159,7 +163,7 @@ def _float_dtype(dtype):
     return dtype
 
 
-def _generator(rng):
+def _generator(rng: Any) -> np.random.Generator:
     """None (fresh entropy), an int seed or a np.random.Generator (used as is)."""
     if rng is not None and not isinstance(rng, (int, np.integer, np.random.Generator)):
         raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, "
@@ -292,7 +296,8 @@ _GEMM_CHUNK_VALUES = 1 << 22
 class _WeightBias(Module):
     """A layer with a weight and an optional bias (Conv2d, Linear)."""
 
-    _saved = None
+    _saved: Any = None
+    dtype: np.dtype[Any]
 
     def _set_parameters(self, weight, bias):
         """Take initial values (float64) in the layer's dtype; zero gradients."""
@@ -347,8 +352,10 @@ class Conv2d(_WeightBias):
     bias, grad_bias : ndarray, (out_channels,), or None
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 bias=True, dtype=np.float32, rng=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0,
+                 bias: bool = True, dtype: npt.DTypeLike = np.float32,
+                 rng: int | np.random.Generator | None = None) -> None:
         self.in_channels = _count(in_channels, "in_channels", 1)
         self.out_channels = _count(out_channels, "out_channels", 1)
         self.kernel_size = _pair(kernel_size, "kernel_size", 1)
@@ -385,7 +392,7 @@ class Conv2d(_WeightBias):
         self._cols_buffer = cols
         return cols
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         """y (N, out_channels, OH, OW) for x (N, in_channels, H, W) of the
         layer's dtype."""
         self._saved = None
@@ -398,7 +405,7 @@ class Conv2d(_WeightBias):
         self._saved = (x, cols if self.training else None)
         return y.reshape(n, self.out_channels, oh, ow)
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         """dL/dx for the last forward; adds dL/dweight (and dL/dbias) to the grads."""
         x, cols = _need(self._saved, self)
         dy = _check_grad(dy, self.output_shape(x.shape), self.dtype)
@@ -423,14 +430,14 @@ class Conv2d(_WeightBias):
         self._saved = (x, None)
         return self.kernels.col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         n, c, _, _ = _shape4(input_shape, "Conv2d")
         if c != self.in_channels:
             raise ValueError(f"Conv2d: input has {c} channels, expected {self.in_channels}")
         return (n, self.out_channels, *_spatial_output(
             input_shape, self.kernel_size, self.stride, self.padding, "Conv2d"))
 
-    def macs(self, input_shape):
+    def macs(self, input_shape: Sequence[int]) -> int:
         n, o, oh, ow = self.output_shape(input_shape)
         return n * o * oh * ow * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
 
@@ -458,7 +465,9 @@ class Linear(_WeightBias):
     bias, grad_bias : ndarray, (out_features,), or None
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype: npt.DTypeLike = np.float32, rng: int | np.random.Generator | None = None
+                 ) -> None:
         self.in_features = _count(in_features, "in_features", 1)
         self.out_features = _count(out_features, "out_features", 1)
         self.dtype = _float_dtype(dtype)
@@ -470,7 +479,7 @@ class Linear(_WeightBias):
         self._set_parameters(rng.uniform(-bound, bound, shape),
                              rng.uniform(-bound, bound, self.out_features) if bias else None)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         self._saved = None
         x = _check_input(x, 2, self.dtype, self.in_features)
         y = x @ self.weight.T
@@ -479,7 +488,7 @@ class Linear(_WeightBias):
         self._saved = x
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         x = _need(self._saved, self)
         dy = _check_grad(dy, (x.shape[0], self.out_features), self.dtype)
         self.grad_weight += dy.T @ x
@@ -487,14 +496,14 @@ class Linear(_WeightBias):
             self.grad_bias += dy.sum(axis=0)
         return dy @ self.weight
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(int(v) for v in input_shape)
         if len(shape) != 2 or shape[1] != self.in_features:
             raise ValueError(f"Linear takes (N, {self.in_features}) inputs, got input_shape "
                              f"{shape}")
         return (shape[0], self.out_features)
 
-    def macs(self, input_shape):
+    def macs(self, input_shape: Sequence[int]) -> int:
         return self.output_shape(input_shape)[0] * self.in_features * self.out_features
 
     def _describe(self):
@@ -525,7 +534,7 @@ class _Pool2d(Module):
         _spatial_output(input_shape, self.kernel_size, self.stride, self.padding,
                         type(self).__name__)
         return (n, c) + tuple(
-            _kernels.pool_output_size(size, k, s, p, self.ceil_mode)
+            _kernels.pool_output_size(size, k, s, p, ceil_mode=self.ceil_mode)
             for size, k, s, p in zip((h, w), self.kernel_size, self.stride, self.padding))
 
     def _describe(self):
@@ -539,15 +548,15 @@ class MaxPool2d(_Pool2d):
     defaults to kernel_size); padding may be "same" for stride 1 and odd
     kernels. The backward routes dy to the first maximum of each window."""
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         self._saved = None
         x = _check_input(x, 4)
         y, indices = self.kernels.max_pool2d_forward(x, self.kernel_size, self.stride,
-                                                 self.padding, self.ceil_mode)
+                                                     self.padding, ceil_mode=self.ceil_mode)
         self._saved = (x.shape, x.dtype, indices)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         shape, dtype, indices = _need(self._saved, self)
         dy = _check_grad(dy, indices.shape, dtype)
         return self.kernels.max_pool2d_backward(dy, indices, shape)
@@ -558,26 +567,30 @@ class AvgPool2d(_Pool2d):
     the same divisor rule (count_include_pad: padded zeros count); padding
     may be "same" for stride 1 and odd kernels."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
-                 count_include_pad=True):
+    def __init__(self, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] | str = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True) -> None:
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = _flag(count_include_pad, "count_include_pad")
 
     def _window(self):
-        return (self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                self.count_include_pad)
+        return (self.kernel_size, self.stride, self.padding)
 
-    def forward(self, x):
+    def _options(self):
+        return {"ceil_mode": self.ceil_mode, "count_include_pad": self.count_include_pad}
+
+    def forward(self, x: Tensor) -> FloatArray:
         self._saved = None
         x = _check_input(x, 4)
-        y = self.kernels.avg_pool2d_forward(x, *self._window())
+        y = self.kernels.avg_pool2d_forward(x, *self._window(), **self._options())
         self._saved = (x.shape, x.dtype, y.shape)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         shape, dtype, y_shape = _need(self._saved, self)
         dy = _check_grad(dy, y_shape, dtype)
-        return self.kernels.avg_pool2d_backward(dy, shape, *self._window())
+        return self.kernels.avg_pool2d_backward(dy, shape, *self._window(), **self._options())
 
     def _describe(self):
         return super()._describe() + ("" if self.count_include_pad
@@ -588,9 +601,9 @@ class GlobalAvgPool2d(Module):
     """Mean over H and W: (N, C, H, W) -> (N, C, 1, 1), GoogLeNet's last
     pooling; average pooling with an (H, W) window, in C."""
 
-    _saved = None
+    _saved: Any = None
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         self._saved = None
         x = _check_input(x, 4)
         window = x.shape[2:]
@@ -598,13 +611,13 @@ class GlobalAvgPool2d(Module):
         self._saved = (x.shape, x.dtype)
         return y
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         shape, dtype = _need(self._saved, self)
         dy = _check_grad(dy, (*shape[:2], 1, 1), dtype)
         window = shape[2:]
         return self.kernels.avg_pool2d_backward(dy, shape, window, window, (0, 0))
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         n, c, _, _ = _shape4(input_shape, "GlobalAvgPool2d")
         return (n, c, 1, 1)
 
@@ -616,7 +629,7 @@ class GlobalAvgPool2d(Module):
 class _Elementwise(Module):
     """A layer whose output has its input's shape."""
 
-    _saved = None
+    _saved: Any = None
 
     def output_shape(self, input_shape):
         return tuple(input_shape)
@@ -625,13 +638,13 @@ class _Elementwise(Module):
 class ReLU(_Elementwise):
     """max(x, 0) (NaN stays NaN); the backward passes dy where x > 0."""
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         self._saved = None
         x = _float_array(x)
         self._saved = (x > 0, x.dtype)
         return np.maximum(x, x.dtype.type(0))
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         positive, dtype = _need(self._saved, self)
         dy = _check_grad(dy, positive.shape, dtype)
         return np.where(positive, dy, dtype.type(0))
@@ -640,9 +653,9 @@ class ReLU(_Elementwise):
 class Flatten(Module):
     """(N, C, H, W) (or any (N, ...)) -> (N, C*H*W), a view when x is contiguous."""
 
-    _saved = None
+    _saved: Any = None
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         self._saved = None
         x = np.asarray(x)
         if x.ndim < 1:
@@ -650,12 +663,12 @@ class Flatten(Module):
         self._saved = (x.shape, x.dtype)
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         shape, dtype = _need(self._saved, self)
         dy = _check_grad(dy, self.output_shape(shape), dtype)
         return dy.reshape(shape)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(int(v) for v in input_shape)
         if not shape:
             raise ValueError(f"Flatten takes (N, ...) inputs, got input_shape {shape}")
@@ -674,7 +687,11 @@ class Dropout(_Elementwise):
         Draws the masks (one per forward in training).
     """
 
-    def __init__(self, p=0.5, rng=None):
+    p: float
+    rng: np.random.Generator
+
+    def __init__(self, p: float = 0.5,
+                 rng: int | np.random.Generator | None = None) -> None:
         if isinstance(p, (bool, np.bool_)) or not isinstance(p, numbers.Real) \
                 or not 0 <= p <= 1:
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
@@ -682,7 +699,7 @@ class Dropout(_Elementwise):
         self.rng = _generator(rng)
         self._saved = None
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         self._saved = None
         x = _float_array(x)
         if not self.training or self.p == 0:
@@ -693,7 +710,7 @@ class Dropout(_Elementwise):
         self._saved = (x.shape, x.dtype, mask)
         return x * mask
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         shape, dtype, mask = _need(self._saved, self)
         dy = _check_grad(dy, shape, dtype)
         return dy.copy() if mask is None else dy * mask
@@ -729,9 +746,11 @@ class ConvBNReLU(Module):
     so state-dict keys read like torchvision's BasicConv2d.
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *,
-                 numerics="standard", batch_norm=True, eps=None, momentum="default",
-                 dtype=np.float32, rng=None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] | str = 0, *,
+                 numerics: str = "standard", batch_norm: bool = True, eps: float | None = None,
+                 momentum: float | str | None = "default", dtype: npt.DTypeLike = np.float32,
+                 rng: int | np.random.Generator | None = None) -> None:
         self.batch_norm = _flag(batch_norm, "batch_norm")
         self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding,
                            bias=not self.batch_norm, dtype=dtype, rng=rng)
@@ -745,14 +764,14 @@ class ConvBNReLU(Module):
     def _after(self):
         return self.bn if self.batch_norm else self.relu
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> FloatArray:
         return self._all_or_nothing(lambda x: self._after.forward(self.conv.forward(x)), x)
 
-    def backward(self, dy):
+    def backward(self, dy: Tensor) -> FloatArray:
         return self._all_or_nothing(lambda dy: self.conv.backward(self._after.backward(dy)),
                                     dy, forward=False)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         return self.conv.output_shape(input_shape)
 
     def _child_inputs(self, input_shape):
@@ -784,7 +803,9 @@ class SoftmaxCrossEntropy(Module):
     float64 whatever the logits' dtype (an (N, K) array: negligible cost).
     """
 
-    def __init__(self, label_smoothing=0.0):
+    label_smoothing: float
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
         if isinstance(label_smoothing, (bool, np.bool_)) or \
                 not isinstance(label_smoothing, numbers.Real) \
                 or not 0 <= label_smoothing <= 1:
@@ -792,7 +813,8 @@ class SoftmaxCrossEntropy(Module):
         self.label_smoothing = float(label_smoothing)
         self._saved = None
 
-    def forward(self, logits, labels):
+    # a loss takes (logits, labels), not Module's one input
+    def forward(self, logits: Tensor, labels: Tensor) -> float:  # type: ignore[override]
         self._saved = None
         logits = _check_input(logits, 2, name="logits")
         labels = np.asarray(labels)
@@ -816,17 +838,17 @@ class SoftmaxCrossEntropy(Module):
         self._saved = (np.exp(log_softmax) - target, logits.dtype)
         return float(loss)
 
-    def __call__(self, logits, labels):
+    def __call__(self, logits: Tensor, labels: Tensor) -> float:  # type: ignore[override]
         return self.forward(logits, labels)
 
-    def backward(self, dloss=1.0):
+    def backward(self, dloss: float = 1.0) -> FloatArray:
         difference, dtype = _need(self._saved, self)
         if isinstance(dloss, (bool, np.bool_)) or not isinstance(dloss, numbers.Real) \
                 or not math.isfinite(dloss):
             raise ValueError(f"dloss must be a finite number, got {dloss!r}")
         return (difference * (float(dloss) / difference.shape[0])).astype(dtype)
 
-    def output_shape(self, input_shape):
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         return ()
 
     def _describe(self):

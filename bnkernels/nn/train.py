@@ -20,25 +20,34 @@ accuracy reaches ``--target``. ``--json`` writes all of it, ``--plot`` draws
 the curves (matplotlib).
 """
 import argparse
+from collections.abc import Callable
 import importlib.util
 import json
 import math
+import os
 import platform
 import sys
 import time
+from typing import Any, TextIO
 
 import numpy as np
+import numpy.typing as npt
 
 from bnkernels._deprecation import renamed_keyword
+from bnkernels._typing import FloatArray
 from bnkernels.batchnorm import NUMERICS
+from bnkernels.module import Module
+from bnkernels.nn.layers import SoftmaxCrossEntropy
 from bnkernels.tools.cli import (ProgressBar, fraction, nonnegative_float, nonnegative_int,
                                  output_path_error, positive_int)
 
+Labels = npt.NDArray[np.integer[Any]]
 VARIANTS = {"bn": True, "no-bn": False}
 MAX_WIDTH = 256   # the 8x8 digits need far less; 256 is about 10 M parameters
 
 
-def load_digits(rng=0, test_size=360, *, seed=None):
+def load_digits(rng: int | np.random.Generator | None = 0, test_size: int = 360, *,
+                seed: int | None = None) -> tuple[FloatArray, Labels, FloatArray, Labels]:
     """(x_train, y_train, x_test, y_test): scikit-learn's digits as float32
     (N, 1, 8, 8) images in [0, 1] and int64 labels, split by a permutation
     drawn from rng (an int seed, None or a numpy Generator)."""
@@ -57,7 +66,8 @@ def load_digits(rng=0, test_size=360, *, seed=None):
     return images[train], labels[train], images[test], labels[test]
 
 
-def evaluate(model, loss_fn, x, y, batch_size=512):
+def evaluate(model: Module, loss_fn: SoftmaxCrossEntropy, x: FloatArray, y: Labels,
+             batch_size: int = 512) -> tuple[float, float]:
     """(mean loss, accuracy) of model in eval mode over x, y."""
     model.eval()
     total_loss, correct = 0.0, 0
@@ -70,7 +80,9 @@ def evaluate(model, loss_fn, x, y, batch_size=512):
     return total_loss / len(y), correct / len(y)
 
 
-def train_one(batch_norm, data, args, progress, log):
+def train_one(batch_norm: bool, data: tuple[FloatArray, Labels, FloatArray, Labels],
+              args: argparse.Namespace, progress: ProgressBar, log: Callable[[str], object]
+              ) -> dict[str, Any]:
     """Train one network; returns its record (curves, steps to target, time)."""
     from bnkernels.nn import inception, layers, optim
 
@@ -84,8 +96,8 @@ def train_one(batch_norm, data, args, progress, log):
                           weight_decay=args.weight_decay)
     batches = np.random.default_rng(args.seed + 1)  # same batches for both variants
     steps_per_epoch = len(y_train) // args.batch_size
-    record = {"batch_norm": batch_norm, "epochs": [], "evals": [], "steps_to_target": None,
-              "diverged_at_step": None}
+    record: dict[str, Any] = {"batch_norm": batch_norm, "epochs": [], "evals": [],
+                              "steps_to_target": None, "diverged_at_step": None}
     step, start = 0, time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         order = batches.permutation(len(y_train))
@@ -131,7 +143,7 @@ def train_one(batch_norm, data, args, progress, log):
     return record
 
 
-def write_plot(path, result):
+def write_plot(path: str | os.PathLike[str], result: dict[str, Any]) -> None:
     """Test accuracy against steps and training loss against epochs, both runs."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -159,14 +171,14 @@ def write_plot(path, result):
     figure.savefig(path, dpi=100)
 
 
-def parse_width(text):
+def parse_width(text: str) -> int:
     width = positive_int(text)
     if not 2 <= width <= MAX_WIDTH:
         raise argparse.ArgumentTypeError(f"{text!r} is not a width from 2 to {MAX_WIDTH}")
     return width
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=positive_int, default=20,
                         help="passes over the training images (default 20)")
     parser.add_argument("--batch-size", type=positive_int, default=64,
@@ -196,7 +208,7 @@ def add_arguments(parser):
     return parser
 
 
-def parse_variants(text):
+def parse_variants(text: str) -> list[str]:
     """``"bn,no-bn"`` -> ``["bn", "no-bn"]`` (the --variants option)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in VARIANTS]
@@ -206,7 +218,7 @@ def parse_variants(text):
     return list(dict.fromkeys(names))
 
 
-def run(args, out=None):
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the command; returns the exit status."""
     out = sys.stdout if out is None else out
 

@@ -55,6 +55,7 @@ numerics, policy, traffic_bytes, bnkernels, numpy, torch`` (each side
 speedup_vs_torch, gbps, bandwidth_fraction``.
 """
 import argparse
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 import gc
@@ -66,8 +67,11 @@ import platform
 import statistics
 import sys
 import time
+from types import ModuleType
+from typing import Any, TextIO
 
 import numpy as np
+import numpy.typing as npt
 
 from bnkernels.tools.cli import ProgressBar, output_path_error, positive_int
 
@@ -119,7 +123,7 @@ def _comma_list(text, option):
     return items
 
 
-def parse_shapes(text):
+def parse_shapes(text: str) -> list[tuple[int, int, int, int]]:
     """``"32x64x56x56,8x32x14x14"`` -> ``[(32, 64, 56, 56), (8, 32, 14, 14)]``."""
     shapes = []
     for item in _comma_list(text, "32x64x56x56,8x32x14x14"):
@@ -148,16 +152,16 @@ def _one_of(text, allowed, example):
     return list(dict.fromkeys(items))
 
 
-def parse_dtypes(text):
+def parse_dtypes(text: str) -> list[str]:
     return _one_of(text, DTYPES, "float32,float64")
 
 
-def max_threads():
+def max_threads() -> int:
     """The most threads bench runs with: 4 per logical core, at least 64."""
     return max(64, 4 * (os.cpu_count() or 1))
 
 
-def parse_threads(text):
+def parse_threads(text: str) -> list[int]:
     threads = []
     for item in _comma_list(text, "1,2"):
         number = positive_int(item)
@@ -170,19 +174,19 @@ def parse_threads(text):
     return list(dict.fromkeys(threads))
 
 
-def parse_numerics(text):
+def parse_numerics(text: str) -> list[str]:
     from bnkernels import NUMERICS
     return _one_of(text, NUMERICS, "standard,darknet")
 
 
-def parse_layout(text):
+def parse_layout(text: str) -> str:
     name = text.strip().upper()
     if name not in ("NCHW", "NHWC"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a layout: NCHW or NHWC")
     return name
 
 
-def memory_bytes():
+def memory_bytes() -> int | None:
     """This machine's physical memory in bytes, or None where unknown."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -190,7 +194,7 @@ def memory_bytes():
         return None
 
 
-def memory_error(args):
+def memory_error(args: argparse.Namespace) -> str | None:
     """Why the buffers of a bench run cannot fit in this machine's memory
     (None: they may)."""
     total = memory_bytes()
@@ -209,7 +213,7 @@ def memory_error(args):
     return None
 
 
-def add_arguments(parser):
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options of ``python -m bnkernels bench``."""
     parser.add_argument("--shapes", type=parse_shapes,
                         default=[list(s) for s in DEFAULT_SHAPES], metavar="NxCxHxW,...",
@@ -245,7 +249,7 @@ def add_arguments(parser):
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m bnkernels.tools.bench [options]``; the same as ``python -m bnkernels bench``."""
     parser = argparse.ArgumentParser(prog="python -m bnkernels bench",
                                      description=__doc__.splitlines()[0])
@@ -265,19 +269,19 @@ class Timing:
     times: list   # seconds, one per timed call
 
     @property
-    def median_ms(self):
+    def median_ms(self) -> float:
         return statistics.median(self.times) * 1e3
 
     @property
-    def min_ms(self):
+    def min_ms(self) -> float:
         return min(self.times) * 1e3
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return {"median_ms": self.median_ms, "min_ms": self.min_ms,
                 "repeat": len(self.times)}
 
 
-def time_call(fn, repeat):
+def time_call(fn: Callable[[], object], repeat: int) -> Timing:
     """One warm-up call, then ``repeat`` calls each timed alone."""
     return time_calls_interleaved({"only": fn}, repeat)["only"]
 
@@ -286,7 +290,8 @@ def time_call(fn, repeat):
 TURN_CALLS = 3
 
 
-def time_calls_interleaved(fns, repeat, turn_calls=TURN_CALLS):
+def time_calls_interleaved(fns: dict[str, Callable[[], object]], repeat: int,
+                           turn_calls: int = TURN_CALLS) -> dict[str, Timing]:
     """{name: Timing} of ``repeat`` calls of each function, each call timed
     alone. The sides take turns: one untimed call, then ``turn_calls`` timed
     calls, then the next side. Short turns put every side under the same
@@ -297,7 +302,7 @@ def time_calls_interleaved(fns, repeat, turn_calls=TURN_CALLS):
     other side's next call). One function: one warm-up call, then ``repeat``
     calls."""
     turn = repeat if len(fns) == 1 else turn_calls
-    times = {name: [] for name in fns}
+    times: dict[str, list[float]] = {name: [] for name in fns}
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -315,7 +320,7 @@ def time_calls_interleaved(fns, repeat, turn_calls=TURN_CALLS):
     return {name: Timing(t) for name, t in times.items()}
 
 
-def measure_bandwidth(megabytes, threads, repeat=BANDWIDTH_REPEAT):
+def measure_bandwidth(megabytes: int, threads: int, repeat: int = BANDWIDTH_REPEAT) -> float:
     """STREAM-copy bandwidth in bytes/s: best time of np.copyto over two buffers
     of ``megabytes`` MiB, split across ``threads`` Python threads; 2 * bytes / time."""
     count = megabytes * 2**20 // 8
@@ -351,13 +356,14 @@ class Tensors:
     dx: np.ndarray
     layout: str = "NCHW"   # "NHWC": the arrays are (N, H, W, C)
 
-    def running_stats(self):
+    def running_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Fresh running_mean (0) and running_var (1): every side updates its own."""
         c = self.x.shape[3 if self.layout == "NHWC" else 1]
         return np.zeros(c, self.x.dtype), np.ones(c, self.x.dtype)
 
 
-def make_tensors(shape, dtype, rng=0, layout="NCHW"):
+def make_tensors(shape: Sequence[int], dtype: npt.DTypeLike,
+                 rng: int | np.random.Generator | None = 0, layout: str = "NCHW") -> Tensors:
     """The tensors of an (N, C, H, W) shape, stored (N, H, W, C) for NHWC."""
     rng = np.random.default_rng(rng)
     dtype = np.dtype(dtype)
@@ -372,7 +378,8 @@ def make_tensors(shape, dtype, rng=0, layout="NCHW"):
     return Tensors(x, dy, weight, bias, y, dx, layout)
 
 
-def numpy_api_calls(module, tensors, numerics, policy):
+def numpy_api_calls(module: ModuleType, tensors: Tensors, numerics: str, policy: str
+                    ) -> dict[str, Callable[[], object]]:
     """``{op: callable}`` for ``bnkernels`` or ``bnkernels.reference`` (same API)."""
     t = tensors
     running_mean, running_var = t.running_stats()
@@ -397,7 +404,8 @@ def numpy_api_calls(module, tensors, numerics, policy):
             "backward": backward, "forward+backward": forward_backward}
 
 
-def torch_calls(torch, tensors, policy):
+def torch_calls(torch: ModuleType, tensors: Tensors, policy: str
+                ) -> dict[str, Callable[[], object]]:
     """``{op: callable}`` for PyTorch's CPU batch norm (standard numerics).
 
     The x, dy, weight and bias tensors share the NumPy arrays' memory; NHWC
@@ -458,14 +466,14 @@ def torch_calls(torch, tensors, policy):
 # threads and the machine
 # ---------------------------------------------------------------------------
 
-def bnkernels_threads():
+def bnkernels_threads() -> int | None:
     """bnkernels' thread count, or None where this build has no thread control."""
     import bnkernels
     get = getattr(bnkernels, "get_num_threads", None)
     return get() if get is not None else None
 
 
-def set_threads(n, torch):
+def set_threads(n: int | None, torch: ModuleType | None) -> int | None:
     """Set bnkernels' and PyTorch's thread counts; return bnkernels' own."""
     import bnkernels
     setter = getattr(bnkernels, "set_num_threads", None)
@@ -476,7 +484,7 @@ def set_threads(n, torch):
     return bnkernels_threads()
 
 
-def cpu_model():
+def cpu_model() -> str | None:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
             for line in cpuinfo:
@@ -487,7 +495,7 @@ def cpu_model():
     return platform.processor() or platform.machine() or None
 
 
-def cpu_family_and_model():
+def cpu_family_and_model() -> tuple[int | None, int | None]:
     """(cpu family, model) numbers of the first CPU from /proc/cpuinfo, or
     (None, None): on AMD, family 25 is Zen 3 and Zen 4, 26 is Zen 5."""
     found = {}
@@ -505,7 +513,7 @@ def cpu_family_and_model():
     return found.get("cpu family"), found.get("model")
 
 
-def cache_bytes(level, kind="Unified"):
+def cache_bytes(level: int, kind: str = "Unified") -> int | None:
     """Size of cpu0's cache of that level and kind (Data, Instruction,
     Unified) from sysfs, or None."""
     folder = "/sys/devices/system/cpu/cpu0/cache"
@@ -528,12 +536,12 @@ def cache_bytes(level, kind="Unified"):
     return None
 
 
-def l3_cache_bytes():
+def l3_cache_bytes() -> int | None:
     """Size of the CPU's L3 cache (of cpu0) from sysfs, or None."""
     return cache_bytes(3)
 
 
-def describe_machine(torch):
+def describe_machine(torch: ModuleType | None) -> dict[str, Any]:
     import bnkernels
     openmp = getattr(bnkernels, "openmp_enabled", None)
     try:
@@ -559,7 +567,7 @@ def describe_machine(torch):
     }
 
 
-def import_torch(notes):
+def import_torch(notes: list[str]) -> ModuleType | None:
     try:
         import torch
     except Exception as error:   # ImportError, or a broken install's OSError
@@ -572,11 +580,12 @@ def import_torch(notes):
 # the run
 # ---------------------------------------------------------------------------
 
-def shape_text(shape):
+def shape_text(shape: Sequence[int]) -> str:
     return "x".join(map(str, shape))
 
 
-def run_suite(args, torch, progress):
+def run_suite(args: argparse.Namespace, torch: ModuleType | None, progress: ProgressBar
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Measure everything; return (bandwidth entries, result rows)."""
     import bnkernels
     from bnkernels import reference
@@ -629,8 +638,10 @@ def run_suite(args, torch, progress):
     return bandwidth, rows
 
 
-def make_row(shape, dtype, threads, effective_threads, op, numerics, policy,
-             timing, numpy_timing, torch_timing, bandwidth_gbps, layout="NCHW"):
+def make_row(shape: Sequence[int], dtype: npt.DTypeLike, threads: int,
+             effective_threads: int | None, op: str, numerics: str, policy: str, timing: Timing,
+             numpy_timing: Timing | None, torch_timing: Timing | None, bandwidth_gbps: float,
+             layout: str = "NCHW") -> dict[str, Any]:
     traffic = TRAFFIC_PASSES[op] * math.prod(shape) * np.dtype(dtype).itemsize
     gbps = traffic / (timing.median_ms * 1e-3) / 1e9
 
@@ -665,7 +676,7 @@ def _ms(value):
     return f"{value:.4f}"
 
 
-def table_cells(row):
+def table_cells(row: dict[str, Any]) -> list[str]:
     def side(name):
         return None if row[name] is None else row[name]["median_ms"]
 
@@ -678,7 +689,7 @@ def table_cells(row):
             f"{row['gbps']:.1f}", f"{100 * row['bandwidth_fraction']:.0f}%"]
 
 
-def format_table(rows):
+def format_table(rows: list[dict[str, Any]]) -> str:
     """A Markdown table, padded so that it also reads as plain text."""
     cells = [list(COLUMNS)] + [table_cells(row) for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
@@ -693,7 +704,9 @@ def format_table(rows):
     return "\n".join([line(cells[0]), rule] + [line(values) for values in cells[1:]])
 
 
-def report_notes(args, torch, bandwidth, rows, extra_notes):
+def report_notes(args: argparse.Namespace, torch: ModuleType | None,
+                 bandwidth: list[dict[str, Any]], rows: list[dict[str, Any]],
+                 extra_notes: list[str]) -> list[str]:
     numpy_policy = "" if args.no_numpy else (
         f"; NumPy reference: median of {args.reference_repeat} calls (it is slow)")
     notes = [
@@ -746,7 +759,7 @@ def report_notes(args, torch, bandwidth, rows, extra_notes):
     return notes + extra_notes
 
 
-def streaming_note():
+def streaming_note() -> str:
     """What this run's bnkernels did with streaming stores (see
     bnkernels.set_streaming_threshold)."""
     import bnkernels
@@ -762,7 +775,8 @@ def streaming_note():
             "PyTorch and the NumPy reference write through the cache")
 
 
-def print_report(rows, numerics_list, notes, out):
+def print_report(rows: list[dict[str, Any]], numerics_list: Sequence[str], notes: list[str],
+                 out: TextIO) -> None:
     for numerics in numerics_list:
         group = [row for row in rows if row["numerics"] == numerics]
         headline = " (headline)" if numerics == "standard" else ""
@@ -773,13 +787,13 @@ def print_report(rows, numerics_list, notes, out):
         print(f"- {note}", file=out)
 
 
-def write_json(path, document):
+def write_json(path: str | os.PathLike[str], document: dict[str, Any]) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(document, f, indent=1)
         f.write("\n")
 
 
-def write_plot(path, rows):
+def write_plot(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
     """Horizontal bars of the speed-ups, one panel per baseline (needs matplotlib)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -817,7 +831,7 @@ def write_plot(path, rows):
     figure.savefig(path, format="png", dpi=100)
 
 
-def run(args, out=None):
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the benchmark for parsed ``args``; print the report; return an exit code."""
     out = sys.stdout if out is None else out
     if args.plot and importlib.util.find_spec("matplotlib") is None:

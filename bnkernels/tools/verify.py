@@ -6,13 +6,16 @@ The vectors are checked for both Darknet builds (bnkernels.darknet's
 ``ofast_*`` keys where -Ofast changes an output and against the primary keys
 where it does not. Each row of the table says which build it checks.
 """
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 import hashlib
+import os
 import warnings
 from pathlib import Path
 import zipfile
 
 import numpy as np
+import numpy.typing as npt
 
 from bnkernels import darknet
 from bnkernels._deprecation import renamed_keyword
@@ -50,7 +53,7 @@ def _ordered(a):
     return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
 
 
-def bitwise_equal(a, b):
+def bitwise_equal(a: npt.ArrayLike, b: npt.ArrayLike) -> bool:
     """Same shape, NaN in the same places, and every other float32 bit equal."""
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     if a.shape != b.shape:
@@ -60,7 +63,7 @@ def bitwise_equal(a, b):
                 and (a[~nan_a].view(np.uint32) == b[~nan_b].view(np.uint32)).all())
 
 
-def max_errors(a, b):
+def max_errors(a: npt.ArrayLike, b: npt.ArrayLike) -> tuple[float, float]:
     """(max abs error, max ulp error) over the positions where neither is NaN;
     (inf, inf) if the shapes or NaN positions differ."""
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
@@ -76,7 +79,7 @@ def max_errors(a, b):
     return abs_err, ulp_err
 
 
-def sha256_of(array):
+def sha256_of(array: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     return np.frombuffer(
         hashlib.sha256(np.ascontiguousarray(array, "<f4").tobytes()).digest(), np.uint8)
 
@@ -106,7 +109,7 @@ def _vector_files_in(root):
             for p in sorted((root / fork).glob("*.npz"))]
 
 
-def check_vector_dir(path):
+def check_vector_dir(path: str | os.PathLike[str]) -> Path:
     """path as a Path, if it is a directory with vector files in it (laid
     out like data/darknet_vectors: <fork>/<case>.npz); VectorFileError if not."""
     root = Path(path)
@@ -118,7 +121,7 @@ def check_vector_dir(path):
     return root
 
 
-def vector_files(*extra_dirs):
+def vector_files(*extra_dirs: str | os.PathLike[str]) -> list[tuple[str, Path]]:
     """Every (flavor, path) of the shipped vectors, plus those in extra_dirs
     (directories laid out like data/darknet_vectors: <fork>/<case>.npz;
     VectorFileError for one that is not, or holds none)."""
@@ -126,7 +129,7 @@ def vector_files(*extra_dirs):
     return [found for root in roots for found in _vector_files_in(root)]
 
 
-def load_vector(path):
+def load_vector(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """{key: array} of one vector file, checked to hold every array
     compare_case reads, float32 and of consistent shapes; VectorFileError
     (naming the file and the array) if not."""
@@ -176,12 +179,13 @@ def load_vector(path):
     return data
 
 
-def has_ofast(z):
+def has_ofast(z: Mapping[str, np.ndarray]) -> bool:
     """Whether a vector file holds what Darknet's -Ofast build gives."""
     return any(key.startswith("ofast_") for key in z)
 
 
-def _expected(z, key, build):
+def _expected(z: Mapping[str, np.ndarray], key: str, build: str
+              ) -> tuple[np.ndarray, str | None]:
     """(what the vectors say key is for build, its SHA-256 key or None); the
     elementwise ones on the stored batch items (the first ones)."""
     if build == "ofast" and key == "dx":
@@ -195,7 +199,8 @@ def _expected(z, key, build):
     return z[key], (f"sha256_{key}" if f"sha256_{key}" in z else None)
 
 
-def darknet_outputs(z, flavor, build="strict"):
+def darknet_outputs(z: Mapping[str, np.ndarray], flavor: str, build: str = "strict"
+                    ) -> dict[str, np.ndarray]:
     """Everything the vectors store, computed by bnkernels from their inputs,
     as the given Darknet build ("strict" or "ofast") computes it.
 
@@ -208,7 +213,7 @@ def darknet_outputs(z, flavor, build="strict"):
     out = {}
     mean = out["mean"] = darknet.mean_cpu(x)
     variance = out["variance"] = darknet.variance_cpu(x, mean)
-    numerics = darknet.NUMERICS[darknet.FLAVORS.index(flavor)]
+    numerics = darknet._NUMERICS_OF[flavor]
     x_norm = out["x_norm"] = darknet.normalize_cpu(x, mean, variance, numerics=numerics)
     out["out_train"] = darknet.add_bias(darknet.scale_bias(x_norm, scales), biases)
     out["rolling_mean_out"] = darknet.rolling_update(
@@ -247,7 +252,8 @@ def darknet_outputs(z, flavor, build="strict"):
     return out
 
 
-def compare_case(z, flavor, build="strict"):
+def compare_case(z: Mapping[str, np.ndarray], flavor: str, build: str = "strict"
+                 ) -> list[tuple[str, bool, float, float]]:
     """[(key, ok, max abs error, max ulp error)] for one vector file and one
     Darknet build."""
     rows = []
@@ -275,17 +281,17 @@ class Row:
     max_ulp: float = 0
     ok: bool = True
 
-    def add(self, ok, abs_err, ulp_err):
+    def add(self, ok: bool, abs_err: float, ulp_err: float) -> None:
         self.cases += 1
         self.max_abs = max(self.max_abs, abs_err)
         self.max_ulp = max(self.max_ulp, ulp_err)
         self.ok = self.ok and ok
 
 
-def darknet_rows(*extra_dirs):
+def darknet_rows(*extra_dirs: str | os.PathLike[str]) -> list[Row]:
     """One Row per (output, flavor, build) over every vector file (the "ofast"
     rows over the files that hold -Ofast keys)."""
-    rows = {}
+    rows: dict[tuple[str, str, str], Row] = {}
     files = vector_files(*extra_dirs)
     if not files:
         raise FileNotFoundError(f"no Darknet vectors under {VECTOR_DIR}")
@@ -304,7 +310,10 @@ def darknet_rows(*extra_dirs):
 # standard numerics: gradients against central finite differences
 # ---------------------------------------------------------------------------
 
-def finite_difference_errors(shape, training, rng=0, h=1e-6, activation=None, *, seed=None):
+def finite_difference_errors(shape: tuple[int, int, int, int], training: bool,
+                             rng: int | np.random.Generator | None = 0, h: float = 1e-6,
+                             activation: str | None = None, *, seed: int | None = None
+                             ) -> list[float]:
     """Max relative error of (dx, dweight, dbias) of standard numerics against
     central differences of L = sum(y * g), in float64."""
     rng = np.random.default_rng(renamed_keyword("seed", seed, "rng", rng, 0))
@@ -341,10 +350,10 @@ def finite_difference_errors(shape, training, rng=0, h=1e-6, activation=None, *,
     return errors
 
 
-def gradient_rows(tolerance=1e-6):
+def gradient_rows(tolerance: float = 1e-6) -> list[Row]:
     """One Row per gradient and mode; the error column is relative to
     max(|finite difference|, 1)."""
-    rows = {}
+    rows: dict[str, Row] = {}
     for shape in ((2, 3, 2, 3), (1, 2, 3, 1), (5, 1, 1, 1)):
         for training in (True, False):
             mode = "train" if training else "eval"
@@ -356,7 +365,7 @@ def gradient_rows(tolerance=1e-6):
     return list(rows.values())
 
 
-def selftest_rows():
+def selftest_rows() -> list[Row]:
     """Short checks of this installation's behaviour at the edges: sizes of 0,
     NaN and Inf, constant channels, huge offsets and values, threads, bad
     input. One Row each; an exception counts as a failure."""
@@ -464,8 +473,8 @@ def selftest_rows():
     return rows
 
 
-def format_table(rows):
-    lines = [f"{'check':<40} {'flavor':<9} {'build':<6} {'cases':>5} {'max abs err':>12} "
+def format_table(rows: Sequence[Row]) -> str:
+    lines = [f"{'check':<40} {'fork':<9} {'build':<6} {'cases':>5} {'max abs err':>12} "
              f"{'max ulp':>8}  result",
              "-" * 93]
     for r in rows:
@@ -475,7 +484,8 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def run(extra_dirs=(), print_=print):
+def run(extra_dirs: Sequence[str | os.PathLike[str]] = (), print_: Callable[[str], object] = print
+        ) -> bool:
     """Run every check, print the table, return True if all pass."""
     rows = darknet_rows(*extra_dirs) + gradient_rows() + selftest_rows()
     print_(format_table(rows))
@@ -487,7 +497,7 @@ def run(extra_dirs=(), print_=print):
     return not failed
 
 
-def openmp_line():
+def openmp_line() -> str:
     """Whether this build has OpenMP, in one line."""
     from bnkernels import get_num_threads, openmp_enabled
     if openmp_enabled():

@@ -44,8 +44,9 @@ for call in refused:
 for k, s, p in [((2, 2), (2**60, 2**60), (2**59, 2**59)), ((3, 1), (2**40, 1), (2**40, 0))]:
     _kernels.col2im(_kernels.im2col(x, k, s, p), x.shape, k, s, p)
 for k, s, p in [((2**30, 3), (2**60, 1), (2**29, 1)), ((2**20, 2), (2**60, 2**60), (2**19, 1))]:
-    y, indices = _kernels.max_pool2d_forward(x, k, s, p, True)
+    y, indices = _kernels.max_pool2d_forward(x, k, s, p, ceil_mode=True)
     _kernels.max_pool2d_backward(y, indices, x.shape)
-    _kernels.avg_pool2d_backward(_kernels.avg_pool2d_forward(x, k, s, p, True, False),
-                                 x.shape, k, s, p, True, False)
+    _kernels.avg_pool2d_backward(_kernels.avg_pool2d_forward(x, k, s, p, ceil_mode=True,
+                                                             count_include_pad=False),
+                                 x.shape, k, s, p, ceil_mode=True, count_include_pad=False)
 print("refused", len(refused), "hostile geometries; ran 4 near the limits")
