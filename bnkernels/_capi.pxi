@@ -108,6 +108,66 @@ cdef void bn_dk_backward_dx_eps_inside_f64(const double *x, const double *mean, 
 cdef void bn_dk_backward_dx_eps_outside_f64(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out) noexcept nogil:
     h.bn_dk_backward_dx_eps_outside_f64(x, mean, variance, mean_delta, variance_delta, delta, scales, batch, channels, spatial, eps, out)
 
+cdef void bn_dk_ofast_backward_bias_f32(const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *bias_updates) noexcept nogil:
+    h.bn_dk_ofast_backward_bias_f32(delta, batch, channels, spatial, bias_updates)
+
+cdef void bn_dk_ofast_backward_scale_f32(const float *x_norm, const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *scale_updates) noexcept nogil:
+    h.bn_dk_ofast_backward_scale_f32(x_norm, delta, batch, channels, spatial, scale_updates)
+
+cdef void bn_dk_ofast_normalize_delta_eps_inside_f32(const float *x, const float *mean, const float *variance, const float *mean_delta, const float *variance_delta, const float *delta, int64_t batch, int64_t channels, int64_t spatial, float eps, float *out) noexcept nogil:
+    h.bn_dk_ofast_normalize_delta_eps_inside_f32(x, mean, variance, mean_delta, variance_delta, delta, batch, channels, spatial, eps, out)
+
+cdef void bn_dk_ofast_normalize_delta_eps_outside_f32(const float *x, const float *mean, const float *variance, const float *mean_delta, const float *variance_delta, const float *delta, int64_t batch, int64_t channels, int64_t spatial, float eps, float *out) noexcept nogil:
+    h.bn_dk_ofast_normalize_delta_eps_outside_f32(x, mean, variance, mean_delta, variance_delta, delta, batch, channels, spatial, eps, out)
+
+cdef void bn_dk_ofast_backward_sums_f32(const float *x, const float *x_norm, const float *delta, const float *mean, const float *variance, const float *scales, int64_t batch, int64_t channels, int64_t spatial, float eps, float *bias_updates, float *scale_updates, float *mean_delta, float *variance_delta) noexcept nogil:
+    h.bn_dk_ofast_backward_sums_f32(x, x_norm, delta, mean, variance, scales, batch, channels, spatial, eps, bias_updates, scale_updates, mean_delta, variance_delta)
+
+cdef void bn_dk_ofast_backward_dx_eps_inside_f32(const float *x, const float *mean, const float *variance, const float *mean_delta, const float *variance_delta, const float *delta, const float *scales, int64_t batch, int64_t channels, int64_t spatial, float eps, float *out) noexcept nogil:
+    h.bn_dk_ofast_backward_dx_eps_inside_f32(x, mean, variance, mean_delta, variance_delta, delta, scales, batch, channels, spatial, eps, out)
+
+cdef void bn_dk_ofast_backward_dx_eps_outside_f32(const float *x, const float *mean, const float *variance, const float *mean_delta, const float *variance_delta, const float *delta, const float *scales, int64_t batch, int64_t channels, int64_t spatial, float eps, float *out) noexcept nogil:
+    h.bn_dk_ofast_backward_dx_eps_outside_f32(x, mean, variance, mean_delta, variance_delta, delta, scales, batch, channels, spatial, eps, out)
+
+cdef void bn_dk_ofast_avx_backward_bias_f32(const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *bias_updates) noexcept nogil:
+    h.bn_dk_ofast_avx_backward_bias_f32(delta, batch, channels, spatial, bias_updates)
+
+cdef void bn_dk_ofast_avx_backward_scale_f32(const float *x_norm, const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *scale_updates) noexcept nogil:
+    h.bn_dk_ofast_avx_backward_scale_f32(x_norm, delta, batch, channels, spatial, scale_updates)
+
+cdef void bn_dk_ofast_avx_backward_sums_f32(const float *x, const float *x_norm, const float *delta, const float *mean, const float *variance, const float *scales, int64_t batch, int64_t channels, int64_t spatial, float eps, float *bias_updates, float *scale_updates, float *mean_delta, float *variance_delta) noexcept nogil:
+    h.bn_dk_ofast_avx_backward_sums_f32(x, x_norm, delta, mean, variance, scales, batch, channels, spatial, eps, bias_updates, scale_updates, mean_delta, variance_delta)
+
+cdef void bn_dk_ofast_backward_bias_f64(const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *bias_updates) noexcept nogil:
+    h.bn_dk_ofast_backward_bias_f64(delta, batch, channels, spatial, bias_updates)
+
+cdef void bn_dk_ofast_backward_scale_f64(const double *x_norm, const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *scale_updates) noexcept nogil:
+    h.bn_dk_ofast_backward_scale_f64(x_norm, delta, batch, channels, spatial, scale_updates)
+
+cdef void bn_dk_ofast_normalize_delta_eps_inside_f64(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out) noexcept nogil:
+    h.bn_dk_ofast_normalize_delta_eps_inside_f64(x, mean, variance, mean_delta, variance_delta, delta, batch, channels, spatial, eps, out)
+
+cdef void bn_dk_ofast_normalize_delta_eps_outside_f64(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out) noexcept nogil:
+    h.bn_dk_ofast_normalize_delta_eps_outside_f64(x, mean, variance, mean_delta, variance_delta, delta, batch, channels, spatial, eps, out)
+
+cdef void bn_dk_ofast_backward_sums_f64(const double *x, const double *x_norm, const double *delta, const double *mean, const double *variance, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *bias_updates, double *scale_updates, double *mean_delta, double *variance_delta) noexcept nogil:
+    h.bn_dk_ofast_backward_sums_f64(x, x_norm, delta, mean, variance, scales, batch, channels, spatial, eps, bias_updates, scale_updates, mean_delta, variance_delta)
+
+cdef void bn_dk_ofast_backward_dx_eps_inside_f64(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out) noexcept nogil:
+    h.bn_dk_ofast_backward_dx_eps_inside_f64(x, mean, variance, mean_delta, variance_delta, delta, scales, batch, channels, spatial, eps, out)
+
+cdef void bn_dk_ofast_backward_dx_eps_outside_f64(const double *x, const double *mean, const double *variance, const double *mean_delta, const double *variance_delta, const double *delta, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *out) noexcept nogil:
+    h.bn_dk_ofast_backward_dx_eps_outside_f64(x, mean, variance, mean_delta, variance_delta, delta, scales, batch, channels, spatial, eps, out)
+
+cdef void bn_dk_ofast_avx_backward_bias_f64(const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *bias_updates) noexcept nogil:
+    h.bn_dk_ofast_avx_backward_bias_f64(delta, batch, channels, spatial, bias_updates)
+
+cdef void bn_dk_ofast_avx_backward_scale_f64(const double *x_norm, const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *scale_updates) noexcept nogil:
+    h.bn_dk_ofast_avx_backward_scale_f64(x_norm, delta, batch, channels, spatial, scale_updates)
+
+cdef void bn_dk_ofast_avx_backward_sums_f64(const double *x, const double *x_norm, const double *delta, const double *mean, const double *variance, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, double *bias_updates, double *scale_updates, double *mean_delta, double *variance_delta) noexcept nogil:
+    h.bn_dk_ofast_avx_backward_sums_f64(x, x_norm, delta, mean, variance, scales, batch, channels, spatial, eps, bias_updates, scale_updates, mean_delta, variance_delta)
+
 cdef void bn_stats_f32(const float *x, int64_t batch, int64_t channels, int64_t spatial, double *mean, double *var) noexcept nogil:
     h.bn_stats_f32(x, batch, channels, spatial, mean, var)
 

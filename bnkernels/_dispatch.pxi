@@ -108,6 +108,66 @@ cdef inline void _bn_dk_backward_dx_eps_outside(bint f32, const void *x, const v
     else:
         bn_dk_backward_dx_eps_outside(<const double *>x, <const double *>mean, <const double *>variance, <const double *>mean_delta, <const double *>variance_delta, <const double *>delta, <const double *>scales, batch, channels, spatial, <double>eps, <double *>out)
 
+cdef inline void _bn_dk_ofast_backward_bias(bint f32, const void *delta, int64_t batch, int64_t channels, int64_t spatial, void *bias_updates) noexcept nogil:
+    if f32:
+        bn_dk_ofast_backward_bias(<const float *>delta, batch, channels, spatial, <float *>bias_updates)
+    else:
+        bn_dk_ofast_backward_bias(<const double *>delta, batch, channels, spatial, <double *>bias_updates)
+
+cdef inline void _bn_dk_ofast_backward_scale(bint f32, const void *x_norm, const void *delta, int64_t batch, int64_t channels, int64_t spatial, void *scale_updates) noexcept nogil:
+    if f32:
+        bn_dk_ofast_backward_scale(<const float *>x_norm, <const float *>delta, batch, channels, spatial, <float *>scale_updates)
+    else:
+        bn_dk_ofast_backward_scale(<const double *>x_norm, <const double *>delta, batch, channels, spatial, <double *>scale_updates)
+
+cdef inline void _bn_dk_ofast_normalize_delta_eps_inside(bint f32, const void *x, const void *mean, const void *variance, const void *mean_delta, const void *variance_delta, const void *delta, int64_t batch, int64_t channels, int64_t spatial, double eps, void *out) noexcept nogil:
+    if f32:
+        bn_dk_ofast_normalize_delta_eps_inside(<const float *>x, <const float *>mean, <const float *>variance, <const float *>mean_delta, <const float *>variance_delta, <const float *>delta, batch, channels, spatial, <float>eps, <float *>out)
+    else:
+        bn_dk_ofast_normalize_delta_eps_inside(<const double *>x, <const double *>mean, <const double *>variance, <const double *>mean_delta, <const double *>variance_delta, <const double *>delta, batch, channels, spatial, <double>eps, <double *>out)
+
+cdef inline void _bn_dk_ofast_normalize_delta_eps_outside(bint f32, const void *x, const void *mean, const void *variance, const void *mean_delta, const void *variance_delta, const void *delta, int64_t batch, int64_t channels, int64_t spatial, double eps, void *out) noexcept nogil:
+    if f32:
+        bn_dk_ofast_normalize_delta_eps_outside(<const float *>x, <const float *>mean, <const float *>variance, <const float *>mean_delta, <const float *>variance_delta, <const float *>delta, batch, channels, spatial, <float>eps, <float *>out)
+    else:
+        bn_dk_ofast_normalize_delta_eps_outside(<const double *>x, <const double *>mean, <const double *>variance, <const double *>mean_delta, <const double *>variance_delta, <const double *>delta, batch, channels, spatial, <double>eps, <double *>out)
+
+cdef inline void _bn_dk_ofast_backward_sums(bint f32, const void *x, const void *x_norm, const void *delta, const void *mean, const void *variance, const void *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, void *bias_updates, void *scale_updates, void *mean_delta, void *variance_delta) noexcept nogil:
+    if f32:
+        bn_dk_ofast_backward_sums(<const float *>x, <const float *>x_norm, <const float *>delta, <const float *>mean, <const float *>variance, <const float *>scales, batch, channels, spatial, <float>eps, <float *>bias_updates, <float *>scale_updates, <float *>mean_delta, <float *>variance_delta)
+    else:
+        bn_dk_ofast_backward_sums(<const double *>x, <const double *>x_norm, <const double *>delta, <const double *>mean, <const double *>variance, <const double *>scales, batch, channels, spatial, <double>eps, <double *>bias_updates, <double *>scale_updates, <double *>mean_delta, <double *>variance_delta)
+
+cdef inline void _bn_dk_ofast_backward_dx_eps_inside(bint f32, const void *x, const void *mean, const void *variance, const void *mean_delta, const void *variance_delta, const void *delta, const void *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, void *out) noexcept nogil:
+    if f32:
+        bn_dk_ofast_backward_dx_eps_inside(<const float *>x, <const float *>mean, <const float *>variance, <const float *>mean_delta, <const float *>variance_delta, <const float *>delta, <const float *>scales, batch, channels, spatial, <float>eps, <float *>out)
+    else:
+        bn_dk_ofast_backward_dx_eps_inside(<const double *>x, <const double *>mean, <const double *>variance, <const double *>mean_delta, <const double *>variance_delta, <const double *>delta, <const double *>scales, batch, channels, spatial, <double>eps, <double *>out)
+
+cdef inline void _bn_dk_ofast_backward_dx_eps_outside(bint f32, const void *x, const void *mean, const void *variance, const void *mean_delta, const void *variance_delta, const void *delta, const void *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, void *out) noexcept nogil:
+    if f32:
+        bn_dk_ofast_backward_dx_eps_outside(<const float *>x, <const float *>mean, <const float *>variance, <const float *>mean_delta, <const float *>variance_delta, <const float *>delta, <const float *>scales, batch, channels, spatial, <float>eps, <float *>out)
+    else:
+        bn_dk_ofast_backward_dx_eps_outside(<const double *>x, <const double *>mean, <const double *>variance, <const double *>mean_delta, <const double *>variance_delta, <const double *>delta, <const double *>scales, batch, channels, spatial, <double>eps, <double *>out)
+
+cdef inline void _bn_dk_ofast_avx_backward_bias(bint f32, const void *delta, int64_t batch, int64_t channels, int64_t spatial, void *bias_updates) noexcept nogil:
+    if f32:
+        bn_dk_ofast_avx_backward_bias(<const float *>delta, batch, channels, spatial, <float *>bias_updates)
+    else:
+        bn_dk_ofast_avx_backward_bias(<const double *>delta, batch, channels, spatial, <double *>bias_updates)
+
+cdef inline void _bn_dk_ofast_avx_backward_scale(bint f32, const void *x_norm, const void *delta, int64_t batch, int64_t channels, int64_t spatial, void *scale_updates) noexcept nogil:
+    if f32:
+        bn_dk_ofast_avx_backward_scale(<const float *>x_norm, <const float *>delta, batch, channels, spatial, <float *>scale_updates)
+    else:
+        bn_dk_ofast_avx_backward_scale(<const double *>x_norm, <const double *>delta, batch, channels, spatial, <double *>scale_updates)
+
+cdef inline void _bn_dk_ofast_avx_backward_sums(bint f32, const void *x, const void *x_norm, const void *delta, const void *mean, const void *variance, const void *scales, int64_t batch, int64_t channels, int64_t spatial, double eps, void *bias_updates, void *scale_updates, void *mean_delta, void *variance_delta) noexcept nogil:
+    if f32:
+        bn_dk_ofast_avx_backward_sums(<const float *>x, <const float *>x_norm, <const float *>delta, <const float *>mean, <const float *>variance, <const float *>scales, batch, channels, spatial, <float>eps, <float *>bias_updates, <float *>scale_updates, <float *>mean_delta, <float *>variance_delta)
+    else:
+        bn_dk_ofast_avx_backward_sums(<const double *>x, <const double *>x_norm, <const double *>delta, <const double *>mean, <const double *>variance, <const double *>scales, batch, channels, spatial, <double>eps, <double *>bias_updates, <double *>scale_updates, <double *>mean_delta, <double *>variance_delta)
+
 cdef inline void _bn_stats(bint f32, const void *x, int64_t batch, int64_t channels, int64_t spatial, double *mean, double *var) noexcept nogil:
     if f32:
         bn_stats(<const float *>x, batch, channels, spatial, mean, var)

@@ -412,6 +412,26 @@ cdef inline void _widen(const real *src, int64_t count, double *dst) noexcept no
 # Darknet-exact family
 # --------------------------------------------------------------------------
 
+# build=: how the Darknet being reproduced was compiled. The backward's sums
+# and dx differ between builds (csrc/formulas.h, "-Ofast"); every other
+# kernel gives the same bits in all three.
+cdef enum:
+    _STRICT = 0      # -O2 -fno-fast-math: Darknet's loop order
+    _OFAST = 1       # each fork's Makefile, GCC -Ofast (SSE2): 4-lane row sums
+    _OFAST_AVX = 2   # AlexeyAB's CMake build, -Ofast -mavx: 8-lane row sums
+
+
+cdef int _build(build) except -1:
+    if isinstance(build, str):
+        if build == "strict":
+            return _STRICT
+        if build == "ofast":
+            return _OFAST
+        if build == "ofast-avx":
+            return _OFAST_AVX
+    raise ValueError(f"build must be 'strict', 'ofast' or 'ofast-avx', got {build!r}")
+
+
 def dk_mean(x, out=None):
     X = _bn_tensor(x, "x")
     cdef int64_t n, c, s
@@ -533,9 +553,11 @@ def dk_scale_add_bias(x, scales, biases, out=None):
     return O
 
 
-def dk_backward_bias(delta, out=None, bint accumulate=False):
+def dk_backward_bias(delta, out=None, bint accumulate=False, build="strict"):
     """Each channel's gradient sum, added into out when accumulate is true
-    (Darknet's +=), written over out otherwise."""
+    (Darknet's +=), written over out otherwise; each row summed as ``build``
+    sums it."""
+    cdef int b = _build(build)
     D = _bn_tensor(delta, "delta")
     cdef int64_t n, c, s
     _sizes(D, False, &n, &c, &s)
@@ -546,13 +568,20 @@ def dk_backward_bias(delta, out=None, bint accumulate=False):
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(D)
     with nogil:
-        _bn_dk_backward_bias(f32, pd, n, c, s, po)
+        if b == _OFAST:
+            _bn_dk_ofast_backward_bias(f32, pd, n, c, s, po)
+        elif b == _OFAST_AVX:
+            _bn_dk_ofast_avx_backward_bias(f32, pd, n, c, s, po)
+        else:
+            _bn_dk_backward_bias(f32, pd, n, c, s, po)
     return O
 
 
-def dk_backward_scale(x_norm, delta, out=None, bint accumulate=False):
+def dk_backward_scale(x_norm, delta, out=None, bint accumulate=False, build="strict"):
     """Each channel's sum of delta * x_norm, added into out when accumulate is
-    true (Darknet's +=), written over out otherwise."""
+    true (Darknet's +=), written over out otherwise; each row summed as
+    ``build`` sums it."""
+    cdef int b = _build(build)
     X = _bn_tensor(x_norm, "x_norm")
     D = _tensor_like(delta, "delta", X, "x_norm")
     cdef int64_t n, c, s
@@ -565,7 +594,12 @@ def dk_backward_scale(x_norm, delta, out=None, bint accumulate=False):
     cdef void *po = _ptr(O)
     cdef bint f32 = _is_f32(X)
     with nogil:
-        _bn_dk_backward_scale(f32, px, pd, n, c, s, po)
+        if b == _OFAST:
+            _bn_dk_ofast_backward_scale(f32, px, pd, n, c, s, po)
+        elif b == _OFAST_AVX:
+            _bn_dk_ofast_avx_backward_scale(f32, px, pd, n, c, s, po)
+        else:
+            _bn_dk_backward_scale(f32, px, pd, n, c, s, po)
     return O
 
 
@@ -607,7 +641,10 @@ def dk_variance_delta(x, delta, mean, variance, eps, out=None):
 
 
 def dk_normalize_delta(x, mean, variance, mean_delta, variance_delta, delta,
-                       eps, bint eps_inside, out=None):
+                       eps, bint eps_inside, out=None, build="strict"):
+    """dx of normalize_delta_cpu; the -Ofast builds multiply mean_delta by
+    fl(1 / n) where the strict one divides by n."""
+    cdef bint ofast = _build(build) != _STRICT
     X = _bn_tensor(x, "x")
     M = _channels(mean, "mean", X, "x")
     V = _channels(variance, "variance", X, "x")
@@ -630,7 +667,13 @@ def dk_normalize_delta(x, mean, variance, mean_delta, variance_delta, delta,
     cdef double e = _check_eps(eps, "eps")
     cdef bint f32 = _is_f32(X)
     with nogil:
-        if eps_inside:
+        if ofast and eps_inside:
+            _bn_dk_ofast_normalize_delta_eps_inside(f32, px, pm, pv, pmd, pvd, pd, n, c, s,
+                                                    e, po)
+        elif ofast:
+            _bn_dk_ofast_normalize_delta_eps_outside(f32, px, pm, pv, pmd, pvd, pd, n, c, s,
+                                                     e, po)
+        elif eps_inside:
             _bn_dk_normalize_delta_eps_inside(f32, px, pm, pv, pmd, pvd, pd, n, c, s, e, po)
         else:
             _bn_dk_normalize_delta_eps_outside(f32, px, pm, pv, pmd, pvd, pd, n, c, s, e, po)
@@ -638,10 +681,11 @@ def dk_normalize_delta(x, mean, variance, mean_delta, variance_delta, delta,
 
 
 def dk_backward(x, x_norm, delta, mean, variance, scales, eps,
-                bint eps_inside, out=None):
+                bint eps_inside, out=None, build="strict"):
     """Darknet's backward_batchnorm_layer in two passes, the same bits as its
-    six kernels: returns (dx, scale_updates, bias_updates), the updates
-    starting from 0. out may be delta itself."""
+    six kernels in ``build``: returns (dx, scale_updates, bias_updates), the
+    updates starting from 0. out may be delta itself."""
+    cdef int b = _build(build)
     X = _bn_tensor(x, "x")
     XN = _tensor_like(x_norm, "x_norm", X, "x")
     D = _tensor_like(delta, "delta", X, "x")
@@ -671,8 +715,21 @@ def dk_backward(x, x_norm, delta, mean, variance, scales, eps,
     cdef double e = _check_eps(eps, "eps")
     cdef bint f32 = _is_f32(X)
     with nogil:
-        _bn_dk_backward_sums(f32, px, pxn, pd, pm, pv, ps, n, c, s, e, pbu, psu, pmd, pvd)
-        if eps_inside:
+        if b == _OFAST:
+            _bn_dk_ofast_backward_sums(f32, px, pxn, pd, pm, pv, ps, n, c, s, e, pbu, psu,
+                                       pmd, pvd)
+        elif b == _OFAST_AVX:
+            _bn_dk_ofast_avx_backward_sums(f32, px, pxn, pd, pm, pv, ps, n, c, s, e, pbu, psu,
+                                           pmd, pvd)
+        else:
+            _bn_dk_backward_sums(f32, px, pxn, pd, pm, pv, ps, n, c, s, e, pbu, psu, pmd, pvd)
+        if b != _STRICT and eps_inside:
+            _bn_dk_ofast_backward_dx_eps_inside(f32, px, pm, pv, pmd, pvd, pd, ps, n, c, s,
+                                                e, po)
+        elif b != _STRICT:
+            _bn_dk_ofast_backward_dx_eps_outside(f32, px, pm, pv, pmd, pvd, pd, ps, n, c, s,
+                                                 e, po)
+        elif eps_inside:
             _bn_dk_backward_dx_eps_inside(f32, px, pm, pv, pmd, pvd, pd, ps, n, c, s, e, po)
         else:
             _bn_dk_backward_dx_eps_outside(f32, px, pm, pv, pmd, pvd, pd, ps, n, c, s, e, po)

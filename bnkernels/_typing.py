@@ -10,11 +10,13 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Activation", "DarknetNumerics", "FloatArray", "Layout", "Numerics", "Tensor"]
+__all__ = ["Activation", "Build", "DarknetNumerics", "FloatArray", "Layout", "Numerics", "Tensor"]
 
 FloatArray = npt.NDArray[np.floating[Any]]
 Tensor = Any
-Numerics = Literal["standard", "darknet", "darknet-alexeyab"]
+Numerics = Literal["standard", "darknet", "darknet-alexeyab", "darknet-ofast",
+                   "darknet-alexeyab-ofast", "darknet-alexeyab-ofast-avx"]
 DarknetNumerics = Literal["darknet", "darknet-alexeyab"]
+Build = Literal["strict", "ofast", "ofast-avx"]
 Activation = Literal["relu"] | None
 Layout = Literal["NCHW", "NHWC"]

@@ -2,7 +2,7 @@
 with standard numerics, channels last, (N, *spatial, C)): functions and the
 layers BatchNorm (any rank), BatchNorm1d, BatchNorm2d and BatchNorm3d.
 
-Three numerics families, chosen with ``numerics=``:
+The numerics, chosen with ``numerics=``:
 
 ``"standard"``
     The BN paper / PyTorch / cuDNN convention: normalize with the biased batch
@@ -17,6 +17,14 @@ Three numerics families, chosen with ``numerics=``:
 ``"darknet-alexeyab"``
     AlexeyAB/darknet's CPU layer: as above, but epsilon 1e-5 inside the square
     root and momentum 0.1.
+``"darknet-ofast"``, ``"darknet-alexeyab-ofast"``
+    The same two layers as each fork's default ``-Ofast`` build computes them:
+    the same forward bits; the backward's gradient sums in that build's
+    four-lane order and its reciprocal multiply in dx (``build="ofast"`` in
+    bnkernels.darknet; docs/darknet-ofast.md).
+``"darknet-alexeyab-ofast-avx"``
+    AlexeyAB's layer as its CMake build with AVX (the default on x86)
+    computes it: as above with eight-lane sums (``build="ofast-avx"``).
 """
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +42,8 @@ __all__ = ["NUMERICS", "ACTIVATIONS", "LAYOUTS", "defaults", "BatchNormSaved",
            "batch_norm_forward", "batch_norm_backward", "BatchNorm", "BatchNorm1d",
            "BatchNorm2d", "BatchNorm3d", "DEFAULT", "IncompatibleKeys", "StateDictError"]
 
-NUMERICS = ("standard", "darknet", "darknet-alexeyab")
+# standard, then Darknet's: each a fork and a build (darknet.split_numerics)
+NUMERICS = ("standard",) + darknet.LAYER_NUMERICS
 
 
 def check_numerics(numerics: str) -> str:
@@ -149,7 +158,7 @@ def batch_norm_forward(x: Tensor, weight: Tensor | None, bias: Tensor | None,
         eps must be finite and >= 0, momentum finite and in [0, 1] (a bool or
         a string is a TypeError, NaN, infinity or a value out of range a
         ValueError), in every mode.
-    numerics : {"standard", "darknet", "darknet-alexeyab"}
+    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast", "darknet-alexeyab-ofast-avx"}
     activation : {None, "relu"}
         "relu" returns max(y, 0) (NaN stays NaN), fused into the normalizing
         pass with standard numerics; the backward then passes dy only where
@@ -290,6 +299,7 @@ def _or_constant(vector, value, x):
 
 def _darknet_forward(x, weight, bias, running_mean, running_var, training,
                      momentum, eps, numerics, relu, out, workspace):
+    fork = darknet.split_numerics(numerics)[0]  # the forward is the same in every build
     n = _values_per_channel(x)
     use_batch_stats = training or running_mean is None
     if use_batch_stats:
@@ -301,13 +311,13 @@ def _darknet_forward(x, weight, bias, running_mean, running_var, training,
         mean = darknet.mean_cpu(x)
         variance = darknet.variance_cpu(x, mean)
         # Darknet keeps x_norm for its backward (in the workspace, if given)
-        x_norm = darknet.normalize_cpu(x, mean, variance, numerics=numerics, eps=eps,
+        x_norm = darknet.normalize_cpu(x, mean, variance, numerics=fork, eps=eps,
                                        out=workspace)
         y = darknet.scale_add_bias(x_norm, _or_constant(weight, 1, x),
                                    _or_constant(bias, 0, x), out=out)
     else:  # eval mode: no backward, so normalize straight into y
         mean, variance, x_norm = running_mean, running_var, None
-        y = darknet.normalize_cpu(x, mean, variance, numerics=numerics, eps=eps, out=out)
+        y = darknet.normalize_cpu(x, mean, variance, numerics=fork, eps=eps, out=out)
         darknet.scale_add_bias(y, _or_constant(weight, 1, x), _or_constant(bias, 0, x),
                                out=y)
     if relu:
@@ -317,12 +327,13 @@ def _darknet_forward(x, weight, bias, running_mean, running_var, training,
                            x_overwritten=out is not None and _kernels.same_memory(out, x),
                            relu=relu)
     if training and running_mean is not None and n > 0:
-        darknet.rolling_update(running_mean, mean, momentum=momentum)
-        darknet.rolling_update(running_var, variance, momentum=momentum)
+        darknet.rolling_update(running_mean, mean, momentum=momentum, numerics=fork)
+        darknet.rolling_update(running_var, variance, momentum=momentum, numerics=fork)
     return y, saved
 
 
 def _darknet_backward(dy, saved, out):
+    fork, build = darknet.split_numerics(saved.numerics)
     if not saved.training:
         raise ValueError(
             "Darknet numerics define the backward only after a training forward "
@@ -347,7 +358,7 @@ def _darknet_backward(dy, saved, out):
                 np.copyto(masked[block], 0, where=~(y > 0))
         dy = out = masked  # our own array now: dx may overwrite it
     dx, dweight, dbias = darknet.backward_batchnorm_layer(
-        x, x_norm, dy, mean, variance, weight, numerics=saved.numerics, out=out)
+        x, x_norm, dy, mean, variance, weight, numerics=fork, build=build, out=out)
     return (dx, dweight if has_weight else None, dbias if has_bias else None)
 
 
@@ -371,7 +382,7 @@ class BatchNorm(Module):
     ----------
     num_features : int
         C, the number of channels.
-    numerics : {"standard", "darknet", "darknet-alexeyab"}
+    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast", "darknet-alexeyab-ofast-avx"}
     eps : float, optional
         None takes the family's default (standard: 1e-5).
     momentum : float, None or "default"

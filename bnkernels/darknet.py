@@ -21,6 +21,28 @@ word bnkernels uses for the choice everywhere; ``flavor="pjreddie"`` and
     0.9 on the CPU. Its CPU ``backward_batchnorm_layer`` never computes the bias
     gradient (it stays 0); ``backward_bias`` here still computes the real one.
 
+and ``build=``, which every kernel function takes (keyword-only), picks how
+that Darknet was compiled (docs/darknet-ofast.md):
+
+``"strict"`` (default)
+    ``-O2 -fno-fast-math``: every sum in Darknet's loop order.
+``"ofast"``
+    Each fork's default Makefile build, ``-Ofast`` (GCC, x86-64, SSE2, no
+    ``-march``). The forward and ``mean_delta_cpu``/``variance_delta_cpu``
+    give the strict bits; ``backward_bias`` and ``backward_scale_cpu`` sum
+    each (b, c) row in four lanes, ``(l0 + l2) + (l1 + l3)``, then the
+    H*W mod 4 last values, and ``normalize_delta_cpu`` multiplies mean_delta
+    by ``fl(1/n)`` instead of dividing by n.
+``"ofast-avx"``
+    AlexeyAB's CMake default on x86, ``-Ofast -mavx -mavx2`` (GCC): as
+    "ofast", but the row sums take eight lanes, folded to four
+    (``lane_k + lane_(k+4)``), plus the next four values when at least four
+    remain, before the same ``(l0 + l2) + (l1 + l3)``.
+
+The layers (``bnkernels.BatchNorm``) name a fork and a build in one word:
+``LAYER_NUMERICS`` ("darknet-ofast" is ``numerics="darknet", build="ofast"``;
+``split_numerics`` maps each).
+
 The epsilons are Darknet's float constants (``.000001f``, ``.00001f``), also in
 float64; ``eps=`` overrides them. Every ``eps=`` must be finite and >= 0, every
 ``momentum=`` finite and in [0, 1]; a bool or a string is a TypeError, NaN,
@@ -41,8 +63,8 @@ import bnkernels._kernels as _kernels
 from bnkernels._typing import FloatArray, Tensor
 
 __all__ = [
-    "NUMERICS", "check_numerics", "eps_inside_sqrt", "forward_eps", "BACKWARD_EPS",
-    "default_momentum",
+    "NUMERICS", "BUILDS", "LAYER_NUMERICS", "check_numerics", "check_build",
+    "split_numerics", "eps_inside_sqrt", "forward_eps", "BACKWARD_EPS", "default_momentum",
     "mean_cpu", "variance_cpu", "normalize_cpu", "scale_bias", "add_bias",
     "scale_add_bias", "rolling_update", "backward_bias", "backward_scale_cpu", "mean_delta_cpu",
     "variance_delta_cpu", "normalize_delta_cpu", "backward_batchnorm_layer",
@@ -54,6 +76,16 @@ NUMERICS = ("darknet", "darknet-alexeyab")
 _FORKS = ("pjreddie", "alexeyab")
 _FORK = dict(zip(NUMERICS, _FORKS))
 _NUMERICS_OF = dict(zip(_FORKS, NUMERICS))
+BUILDS = ("strict", "ofast", "ofast-avx")
+# the layers' Darknet numerics: each a fork (the kernels' numerics=) and a
+# build. pjreddie's Makefile has no AVX build; the kernels still take
+# numerics="darknet", build="ofast-avx".
+_LAYER = {"darknet": ("darknet", "strict"),
+          "darknet-alexeyab": ("darknet-alexeyab", "strict"),
+          "darknet-ofast": ("darknet", "ofast"),
+          "darknet-alexeyab-ofast": ("darknet-alexeyab", "ofast"),
+          "darknet-alexeyab-ofast-avx": ("darknet-alexeyab", "ofast-avx")}
+LAYER_NUMERICS = tuple(_LAYER)
 
 _FORWARD_EPS = {"pjreddie": float(np.float32(1e-6)),   # src/blas.c: .000001f
                 "alexeyab": float(np.float32(1e-5))}   # src/blas.c: .00001f
@@ -92,9 +124,38 @@ def check_numerics(numerics: str = "darknet", flavor: str | None = None, *,
         warnings.warn(f"numerics={numerics!r} is deprecated; use numerics={new!r}",
                       DeprecationWarning, stacklevel=stacklevel)
         return new
+    if isinstance(numerics, str) and numerics in _LAYER and numerics not in NUMERICS:
+        fork, build = _LAYER[numerics]
+        raise ValueError(f"numerics={numerics!r} names a fork and a build; the kernel "
+                         f"functions take them apart: numerics={fork!r}, build={build!r}")
     if numerics not in NUMERICS:
         raise ValueError(f"numerics must be 'darknet' or 'darknet-alexeyab', got {numerics!r}")
     return numerics
+
+
+def check_build(build: str) -> str:
+    """The build ("strict", "ofast" or "ofast-avx"); ValueError for anything else."""
+    if not isinstance(build, str) or build not in BUILDS:
+        raise ValueError(f"build must be 'strict', 'ofast' or 'ofast-avx', got {build!r}")
+    return build
+
+
+def split_numerics(numerics: str) -> tuple[str, str]:
+    """``(fork, build)`` of a layer's Darknet numerics (one of LAYER_NUMERICS):
+    ``split_numerics("darknet-alexeyab-ofast") == ("darknet-alexeyab", "ofast")``.
+    ValueError for anything else."""
+    if not isinstance(numerics, str) or numerics not in _LAYER:
+        raise ValueError(f"numerics must be one of {', '.join(map(repr, LAYER_NUMERICS))}, "
+                         f"got {numerics!r}")
+    return _LAYER[numerics]
+
+
+def _fork_of_any(numerics: str, flavor: str | None = None, stacklevel: int = 4) -> str:
+    """The fork of a kernel's numerics or of a layer's (LAYER_NUMERICS): for
+    the functions whose answer no build changes."""
+    if flavor is None and isinstance(numerics, str) and numerics in _LAYER:
+        return _FORK[_LAYER[numerics][0]]
+    return _FORK[check_numerics(numerics, flavor, stacklevel=stacklevel)]
 
 
 def _fork(numerics: str, flavor: str | None, stacklevel: int = 4) -> str:
@@ -112,23 +173,25 @@ _EPS_INSIDE = {("pjreddie", "forward"): False, ("pjreddie", "backward"): True,
 
 
 def eps_inside_sqrt(numerics: str, direction: str) -> bool:
-    """True where ``numerics`` ("darknet" or "darknet-alexeyab") divides by
+    """True where ``numerics`` (a fork, "darknet" or "darknet-alexeyab", or
+    one of LAYER_NUMERICS: builds do not move epsilon) divides by
     sqrt(var + eps) in ``direction`` ("forward": normalize_cpu; "backward":
     normalize_delta_cpu), False where it divides by sqrt(var) + eps."""
     if direction not in ("forward", "backward"):
         raise ValueError(f"direction must be 'forward' or 'backward', got {direction!r}")
-    return _EPS_INSIDE[_FORK[check_numerics(numerics)], direction]
+    return _EPS_INSIDE[_fork_of_any(numerics), direction]
 
 
 def forward_eps(numerics: str = "darknet", *, flavor: str | None = None) -> float:
-    """The forward epsilon of a Darknet numerics family, as the float32
-    constant Darknet uses."""
-    return _FORWARD_EPS[_fork(numerics, flavor)]
+    """The forward epsilon of a Darknet numerics family (a fork or one of
+    LAYER_NUMERICS), as the float32 constant Darknet uses."""
+    return _FORWARD_EPS[_fork_of_any(numerics, flavor)]
 
 
 def default_momentum(numerics: str = "darknet", *, flavor: str | None = None) -> float:
-    """Weight of the batch statistic in a Darknet family's rolling update."""
-    return _MOMENTUM[_fork(numerics, flavor)]
+    """Weight of the batch statistic in a Darknet family's rolling update (a
+    fork or one of LAYER_NUMERICS)."""
+    return _MOMENTUM[_fork_of_any(numerics, flavor)]
 
 
 def _eps(eps: float | None, default: float) -> float:
@@ -136,7 +199,8 @@ def _eps(eps: float | None, default: float) -> float:
     return default if eps is None else eps
 
 
-def mean_cpu(x: Tensor, *, out: FloatArray | None = None) -> FloatArray:
+def mean_cpu(x: Tensor, *, out: FloatArray | None = None, build: str = "strict"
+             ) -> FloatArray:
     """Per-channel mean, Darknet's way.
 
     ``mean[c] = fl(sum_{b,s} x[b,c,s] * fl(1/n))``: a sequential sum in x's
@@ -151,10 +215,12 @@ def mean_cpu(x: Tensor, *, out: FloatArray | None = None) -> FloatArray:
     -------
     mean : ndarray, (C,)
     """
+    check_build(build)
     return _kernels.dk_mean(x, out)
 
 
-def variance_cpu(x: Tensor, mean: Tensor, *, out: FloatArray | None = None) -> FloatArray:
+def variance_cpu(x: Tensor, mean: Tensor, *, out: FloatArray | None = None,
+                 build: str = "strict") -> FloatArray:
     """Per-channel unbiased variance, Darknet's way.
 
     ``var[c] = fl(acc * fl(1/(n-1)))`` where each step rounds
@@ -171,12 +237,13 @@ def variance_cpu(x: Tensor, mean: Tensor, *, out: FloatArray | None = None) -> F
     -------
     variance : ndarray, (C,)
     """
+    check_build(build)
     return _kernels.dk_variance(x, mean, out)
 
 
 def normalize_cpu(x: Tensor, mean: Tensor, variance: Tensor, *, numerics: str = "darknet",
                   eps: float | None = None, out: FloatArray | None = None,
-                  flavor: str | None = None) -> FloatArray:
+                  flavor: str | None = None, build: str = "strict") -> FloatArray:
     """Normalize each channel, with the family's epsilon placement.
 
     "darknet": ``(x - mean) / (sqrt(var) + eps)``, eps = 1e-6;
@@ -198,29 +265,36 @@ def normalize_cpu(x: Tensor, mean: Tensor, variance: Tensor, *, numerics: str = 
     x_norm : ndarray, (N, C, H, W)
     """
     fork = _fork(numerics, flavor)
+    check_build(build)
     return _kernels.dk_normalize(x, mean, variance, _eps(eps, _FORWARD_EPS[fork]),
                                  _EPS_INSIDE[fork, "forward"], out)
 
 
-def scale_bias(x: Tensor, scales: Tensor, *, out: FloatArray | None = None) -> FloatArray:
+def scale_bias(x: Tensor, scales: Tensor, *, out: FloatArray | None = None,
+               build: str = "strict") -> FloatArray:
     """``out[b,c,s] = x[b,c,s] * scales[c]``; out may be x itself."""
+    check_build(build)
     return _kernels.dk_scale_bias(x, scales, out)
 
 
-def add_bias(x: Tensor, biases: Tensor, *, out: FloatArray | None = None) -> FloatArray:
+def add_bias(x: Tensor, biases: Tensor, *, out: FloatArray | None = None,
+             build: str = "strict") -> FloatArray:
     """``out[b,c,s] = x[b,c,s] + biases[c]``; out may be x itself."""
+    check_build(build)
     return _kernels.dk_add_bias(x, biases, out)
 
 
 def scale_add_bias(x: Tensor, scales: Tensor, biases: Tensor, *,
-                   out: FloatArray | None = None) -> FloatArray:
+                   out: FloatArray | None = None, build: str = "strict") -> FloatArray:
     """``out = fl(fl(x * scales[c]) + biases[c])``: scale_bias then add_bias in
     one pass, bit for bit the same; out may be x itself."""
+    check_build(build)
     return _kernels.dk_scale_add_bias(x, scales, biases, out)
 
 
 def rolling_update(rolling: FloatArray, stat: Tensor, *, momentum: float | None = None,
-                   numerics: str = "darknet", flavor: str | None = None) -> FloatArray:
+                   numerics: str = "darknet", flavor: str | None = None,
+                   build: str = "strict") -> FloatArray:
     """Update a rolling statistic in place, as Darknet's scal_cpu + axpy_cpu.
 
     ``rolling = fl(fl(rolling * fl(1 - momentum)) + fl(fl(momentum) * stat))``.
@@ -236,12 +310,13 @@ def rolling_update(rolling: FloatArray, stat: Tensor, *, momentum: float | None 
         Finite, in [0, 1].
     """
     fork = _fork(numerics, flavor)
+    check_build(build)
     m = _MOMENTUM[fork] if momentum is None else _kernels.check_momentum(momentum)
     return _kernels.dk_rolling_update(1.0 - m, m, stat, rolling)
 
 
 def backward_bias(delta: Tensor, *, out: FloatArray | None = None,
-                  accumulate: bool = False) -> FloatArray:
+                  accumulate: bool = False, build: str = "strict") -> FloatArray:
     """Per-channel sum of the gradient (dL/dbeta), Darknet's order.
 
     Each (b, c) row is summed first, then the rows are added into the result
@@ -253,39 +328,47 @@ def backward_bias(delta: Tensor, *, out: FloatArray | None = None,
     delta : ndarray, (N, C, H, W)
     out : ndarray, (C,), optional
     accumulate : bool
+    build : {"strict", "ofast", "ofast-avx"}
+        "ofast" sums each row in -Ofast's four lanes, "ofast-avx" in its
+        eight (see the module).
 
     Returns
     -------
     bias_updates : ndarray, (C,)
     """
-    return _kernels.dk_backward_bias(delta, out, accumulate)
+    return _kernels.dk_backward_bias(delta, out, accumulate, check_build(build))
 
 
 def backward_scale_cpu(x_norm: Tensor, delta: Tensor, *, out: FloatArray | None = None,
-                       accumulate: bool = False) -> FloatArray:
+                       accumulate: bool = False, build: str = "strict") -> FloatArray:
     """Per-channel ``sum(delta * x_norm)`` (dL/dgamma), one running sum.
 
     With ``accumulate=True`` the sums are added into ``out`` (Darknet's
-    ``scale_updates +=``); otherwise ``out`` is overwritten.
+    ``scale_updates +=``); otherwise ``out`` is overwritten. With
+    ``build="ofast"`` (``"ofast-avx"``) each (b, c) row is summed in -Ofast's
+    four (eight) lanes before it joins the running sum (see the module).
     """
-    return _kernels.dk_backward_scale(x_norm, delta, out, accumulate)
+    return _kernels.dk_backward_scale(x_norm, delta, out, accumulate, check_build(build))
 
 
 def mean_delta_cpu(delta: Tensor, variance: Tensor, *, eps: float | None = None,
-                   out: FloatArray | None = None) -> FloatArray:
+                   out: FloatArray | None = None, build: str = "strict") -> FloatArray:
     """``mean_delta[c] = sum(delta) * (-1 / sqrt(var + eps))``, eps = 1e-5.
 
     delta is the gradient already multiplied by gamma (``scale_bias``).
     """
+    check_build(build)
     return _kernels.dk_mean_delta(delta, variance, _eps(eps, BACKWARD_EPS), out)
 
 
 def variance_delta_cpu(x: Tensor, delta: Tensor, mean: Tensor, variance: Tensor, *,
-                       eps: float | None = None, out: FloatArray | None = None) -> FloatArray:
+                       eps: float | None = None, out: FloatArray | None = None,
+                       build: str = "strict") -> FloatArray:
     """``variance_delta[c] = sum(delta * (x - mean)) * (-0.5 * (var + eps)**-1.5)``.
 
     eps = 1e-5; delta is the gamma-scaled gradient.
     """
+    check_build(build)
     return _kernels.dk_variance_delta(x, delta, mean, variance,
                                       _eps(eps, BACKWARD_EPS), out)
 
@@ -293,7 +376,7 @@ def variance_delta_cpu(x: Tensor, delta: Tensor, mean: Tensor, variance: Tensor,
 def normalize_delta_cpu(x: Tensor, mean: Tensor, variance: Tensor, mean_delta: Tensor,
                         variance_delta: Tensor, delta: Tensor, *, numerics: str = "darknet",
                         eps: float | None = None, out: FloatArray | None = None,
-                        flavor: str | None = None) -> FloatArray:
+                        flavor: str | None = None, build: str = "strict") -> FloatArray:
     """Gradient with respect to x, Darknet's formula.
 
     ``dx = delta / D + variance_delta * 2 * (x - mean) / n + mean_delta / n``
@@ -310,6 +393,9 @@ def normalize_delta_cpu(x: Tensor, mean: Tensor, variance: Tensor, mean_delta: T
         The gamma-scaled gradient.
     out : ndarray, (N, C, H, W), optional
         May be delta itself, as Darknet updates ``l.delta`` in place.
+    build : {"strict", "ofast", "ofast-avx"}
+        "ofast" and "ofast-avx": the mean term is ``mean_delta * fl(1/n)``,
+        not ``mean_delta / n``.
 
     Returns
     -------
@@ -319,13 +405,13 @@ def normalize_delta_cpu(x: Tensor, mean: Tensor, variance: Tensor, mean_delta: T
     return _kernels.dk_normalize_delta(x, mean, variance, mean_delta,
                                        variance_delta, delta,
                                        _eps(eps, BACKWARD_EPS),
-                                       _EPS_INSIDE[fork, "backward"], out)
+                                       _EPS_INSIDE[fork, "backward"], out, check_build(build))
 
 
 def backward_batchnorm_layer(x: Tensor, x_norm: Tensor, delta: Tensor, mean: Tensor,
                              variance: Tensor, scales: Tensor, *, numerics: str = "darknet",
                              eps: float | None = None, out: FloatArray | None = None,
-                             flavor: str | None = None
+                             flavor: str | None = None, build: str = "strict"
                              ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Darknet's backward_batchnorm_layer, fused into two passes over memory.
 
@@ -341,10 +427,14 @@ def backward_batchnorm_layer(x: Tensor, x_norm: Tensor, delta: Tensor, mean: Ten
     scale_updates, bias_updates : ndarray, (C,)
         The gradient sums, starting from 0 (add them into Darknet's
         accumulators yourself).
+
+    With ``build="ofast"`` or ``"ofast-avx"``, the bits of that -Ofast build
+    (the differences listed in the module docstring).
     """
     fork = _fork(numerics, flavor)
     return _kernels.dk_backward(x, x_norm, delta, mean, variance, scales,
-                                _eps(eps, BACKWARD_EPS), _EPS_INSIDE[fork, "backward"], out)
+                                _eps(eps, BACKWARD_EPS), _EPS_INSIDE[fork, "backward"], out,
+                                check_build(build))
 
 
 # ---------------------------------------------------------------------------

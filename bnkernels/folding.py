@@ -54,7 +54,7 @@ def fold_batchnorm(conv_weight: FloatArray, conv_bias: FloatArray | None,
         which may differ from conv_weight's.
     eps : float, optional
         None takes the numerics' default (see bnkernels.defaults).
-    numerics : {"standard", "darknet", "darknet-alexeyab"}, optional
+    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast", "darknet-alexeyab-ofast-avx"}, optional
         Where eps goes, as in batch_norm_forward; None means "standard".
     layout : {"NCHW", "NHWC"}
         Which axis of conv_weight holds the output channels: the first
@@ -92,7 +92,8 @@ def fold_batchnorm(conv_weight: FloatArray, conv_bias: FloatArray | None,
     if affine:
         darknet.check_channel_vectors(running_mean=running_mean, **affine)
 
-    d = darknet.divisor(running_var, eps, inside=numerics != "darknet")
+    d = darknet.divisor(running_var, eps, inside=numerics == "standard"
+                        or darknet.eps_inside_sqrt(numerics, "forward"))
     gamma = 1.0 if weight is None else weight.astype(np.float64)
     beta = 0.0 if bias is None else bias.astype(np.float64)
     a = gamma / d

@@ -7,6 +7,12 @@ ordinary NumPy expressions in the input's dtype (NumPy's pairwise sums, no
 Darknet operation order), so in float64 they are the oracle the tests compare
 the C kernels against, and in float32 they are the baseline the benchmarks
 race. Read these first to learn the math.
+
+One exception: with ``build="ofast"`` or ``"ofast-avx"``, backward_bias,
+backward_scale_cpu and normalize_delta_cpu follow Darknet's -Ofast builds
+operation by operation (their lane row sums, the double arithmetic of dx), so
+they equal the C kernels bit for bit in both dtypes; the other kernels take
+``build=`` and check it (-Ofast gives them the strict bits).
 """
 import copy
 from dataclasses import dataclass
@@ -62,12 +68,15 @@ def _result(value, out, accumulate=False):
 # Darknet's kernels (formulas of ../darknet_vectors/README.md, NumPy order)
 # ---------------------------------------------------------------------------
 
-def mean_cpu(x: FloatArray, *, out: FloatArray | None = None) -> FloatArray:
+def mean_cpu(x: FloatArray, *, out: FloatArray | None = None, build: str = "strict"
+             ) -> FloatArray:
+    _darknet.check_build(build)
     return _result(x.mean(axis=_AXES), out)
 
 
-def variance_cpu(x: FloatArray, mean: FloatArray, *, out: FloatArray | None = None
-                 ) -> FloatArray:
+def variance_cpu(x: FloatArray, mean: FloatArray, *, out: FloatArray | None = None,
+                 build: str = "strict") -> FloatArray:
+    _darknet.check_build(build)
     squares = ((x - _per_channel(mean)) ** 2).sum(axis=_AXES)
     with np.errstate(divide="ignore", invalid="ignore"):  # n = 1: 0/0 = NaN, like Darknet
         return _result(squares / x.dtype.type(_count(x) - 1), out)
@@ -75,8 +84,10 @@ def variance_cpu(x: FloatArray, mean: FloatArray, *, out: FloatArray | None = No
 
 def normalize_cpu(x: FloatArray, mean: FloatArray, variance: FloatArray, *,
                   numerics: str = "darknet", eps: float | None = None,
-                  out: FloatArray | None = None, flavor: str | None = None) -> FloatArray:
+                  out: FloatArray | None = None, flavor: str | None = None,
+                  build: str = "strict") -> FloatArray:
     numerics = _darknet.check_numerics(numerics, flavor)
+    _darknet.check_build(build)
     eps = _darknet.forward_eps(numerics) if eps is None else eps
     eps = x.dtype.type(eps)
     if _darknet.eps_inside_sqrt(numerics, "forward"):
@@ -86,61 +97,151 @@ def normalize_cpu(x: FloatArray, mean: FloatArray, variance: FloatArray, *,
     return _result((x - _per_channel(mean)) / _per_channel(denom), out)
 
 
-def scale_bias(x: FloatArray, scales: FloatArray, *, out: FloatArray | None = None
-               ) -> FloatArray:
+def scale_bias(x: FloatArray, scales: FloatArray, *, out: FloatArray | None = None,
+               build: str = "strict") -> FloatArray:
+    _darknet.check_build(build)
     return _result(x * _per_channel(scales), out)
 
 
-def add_bias(x: FloatArray, biases: FloatArray, *, out: FloatArray | None = None
-             ) -> FloatArray:
+def add_bias(x: FloatArray, biases: FloatArray, *, out: FloatArray | None = None,
+             build: str = "strict") -> FloatArray:
+    _darknet.check_build(build)
     return _result(x + _per_channel(biases), out)
 
 
 def scale_add_bias(x: FloatArray, scales: FloatArray, biases: FloatArray, *,
-                   out: FloatArray | None = None) -> FloatArray:
+                   out: FloatArray | None = None, build: str = "strict") -> FloatArray:
+    _darknet.check_build(build)
     return _result(x * _per_channel(scales) + _per_channel(biases), out)
 
 
 def rolling_update(rolling: FloatArray, stat: FloatArray, *, momentum: float | None = None,
-                   numerics: str = "darknet", flavor: str | None = None) -> FloatArray:
+                   numerics: str = "darknet", flavor: str | None = None,
+                   build: str = "strict") -> FloatArray:
     numerics = _darknet.check_numerics(numerics, flavor)
+    _darknet.check_build(build)
     m = _darknet.default_momentum(numerics) if momentum is None else momentum
     rolling *= rolling.dtype.type(1 - m)
     rolling += rolling.dtype.type(m) * stat
     return rolling
 
 
+def _ofast_lanes(p: FloatArray, build: str) -> tuple[FloatArray | None, FloatArray]:
+    """-Ofast's partial sums of each (b, c) row of p, (N, C, S) in p's dtype:
+    (lanes, tail) where lanes[b, c] = (l0 + l2) + (l1 + l3) (None when there
+    are no lanes) and tail the values after the lanes'.
+    "ofast": lane j is the running sum of p[b, c, 4k + j] over the first
+    4 * (S // 4) values (none when S < 4).
+    "ofast-avx": eight running sums e_j over the first 8 * (S // 8) values,
+    lane j = e_j + e_(j+4), then p[b, c, q + j] added if at least four values
+    remain after them (q the count so far)."""
+    width = 8 if build == "ofast-avx" else 4
+    spatial = p.shape[2]
+    q = spatial - spatial % width if spatial >= width else 0
+    lanes = np.zeros(p.shape[:2] + (width,), p.dtype)
+    for k in range(0, q, width):
+        lanes += p[:, :, k:k + width]
+    if width == 8:
+        lanes = lanes[..., :4] + lanes[..., 4:]
+        if spatial - q >= 4:
+            lanes = lanes + p[:, :, q:q + 4]
+            q += 4
+    if not q:
+        return None, p
+    return (lanes[..., 0] + lanes[..., 2]) + (lanes[..., 1] + lanes[..., 3]), p[:, :, q:]
+
+
+def _ofast_bias(delta: FloatArray, build: str) -> FloatArray:
+    """backward_bias + sum_array, -Ofast: row = lanes + tail[0] + ... (left to
+    right), then the rows added in order of b."""
+    lanes, tail = _ofast_lanes(delta.reshape(delta.shape[0], delta.shape[1], -1), build)
+    rows = np.zeros(tail.shape[:2], delta.dtype) if lanes is None else lanes
+    for s in range(tail.shape[2]):
+        rows = rows + tail[:, :, s]
+    total = np.zeros(delta.shape[1], delta.dtype)
+    for b in range(delta.shape[0]):
+        total = total + rows[b]
+    return total
+
+
+def _ofast_scale(x_norm: FloatArray, delta: FloatArray, build: str) -> FloatArray:
+    """backward_scale_cpu, -Ofast: for each b in order, acc += lanes of the
+    row's products, then each of its tail products."""
+    products = (delta * x_norm).reshape(delta.shape[0], delta.shape[1], -1)
+    lanes, tail = _ofast_lanes(products, build)
+    acc = np.zeros(delta.shape[1], delta.dtype)
+    for b in range(delta.shape[0]):
+        if lanes is not None:
+            acc = acc + lanes[b]
+        for s in range(tail.shape[2]):
+            acc = acc + tail[b, :, s]
+    return acc
+
+
 def backward_bias(delta: FloatArray, *, out: FloatArray | None = None,
-                  accumulate: bool = False) -> FloatArray:
+                  accumulate: bool = False, build: str = "strict") -> FloatArray:
+    if _darknet.check_build(build) != "strict":
+        return _result(_ofast_bias(delta, build), out, accumulate)
     return _result(delta.sum(axis=_AXES), out, accumulate)
 
 
 def backward_scale_cpu(x_norm: FloatArray, delta: FloatArray, *,
-                       out: FloatArray | None = None, accumulate: bool = False) -> FloatArray:
+                       out: FloatArray | None = None, accumulate: bool = False,
+                       build: str = "strict") -> FloatArray:
+    if _darknet.check_build(build) != "strict":
+        return _result(_ofast_scale(x_norm, delta, build), out, accumulate)
     return _result((delta * x_norm).sum(axis=_AXES), out, accumulate)
 
 
 def mean_delta_cpu(delta: FloatArray, variance: FloatArray, *, eps: float | None = None,
-                   out: FloatArray | None = None) -> FloatArray:
+                   out: FloatArray | None = None, build: str = "strict") -> FloatArray:
+    _darknet.check_build(build)
     eps = delta.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
     return _result(delta.sum(axis=_AXES) * (-1 / np.sqrt(variance + eps)), out)
 
 
 def variance_delta_cpu(x: FloatArray, delta: FloatArray, mean: FloatArray,
                        variance: FloatArray, *, eps: float | None = None,
-                       out: FloatArray | None = None) -> FloatArray:
+                       out: FloatArray | None = None, build: str = "strict") -> FloatArray:
+    _darknet.check_build(build)
     eps = x.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
     total = (delta * (x - _per_channel(mean))).sum(axis=_AXES)
     return _result(total * (-0.5 * (variance + eps) ** -1.5), out)
 
 
+def _ofast_normalize_delta(x: FloatArray, mean: FloatArray, variance: FloatArray,
+                           mean_delta: FloatArray, variance_delta: FloatArray,
+                           delta: FloatArray, inside: bool, eps: Any) -> FloatArray:
+    """normalize_delta_cpu as -Ofast builds it, in Darknet's own precision:
+    fl((g / D + (vd * 2 * fl(x - mean)) / n) + fl(md * fl(1 / fl(n)))) with
+    the outer sums in double and D = sqrt(fl(var + eps)) (inside) or
+    sqrt(var) + eps (outside), in double."""
+    t = x.dtype.type
+    f64 = np.float64
+    if inside:
+        denom = np.sqrt((variance + eps).astype(f64))
+    else:
+        denom = np.sqrt(variance.astype(f64)) + f64(eps)
+    n = _count(x)
+    inv_n = t(1) / t(n)
+    centered = (x - _per_channel(mean)).astype(f64)
+    direct = delta.astype(f64) / _per_channel(denom)
+    via_var = (_per_channel(variance_delta.astype(f64)) * 2.0) * centered / f64(n)
+    mean_term = (mean_delta * inv_n).astype(f64)
+    return ((direct + via_var) + _per_channel(mean_term)).astype(x.dtype)
+
+
 def normalize_delta_cpu(x: FloatArray, mean: FloatArray, variance: FloatArray,
                         mean_delta: FloatArray, variance_delta: FloatArray, delta: FloatArray,
                         *, numerics: str = "darknet", eps: float | None = None,
-                        out: FloatArray | None = None, flavor: str | None = None
-                        ) -> FloatArray:
+                        out: FloatArray | None = None, flavor: str | None = None,
+                        build: str = "strict") -> FloatArray:
     numerics = _darknet.check_numerics(numerics, flavor)
     eps = x.dtype.type(_darknet.BACKWARD_EPS if eps is None else eps)
+    if _darknet.check_build(build) != "strict":
+        return _result(_ofast_normalize_delta(
+            x, mean, variance, mean_delta, variance_delta, delta,
+            _darknet.eps_inside_sqrt(numerics, "backward"), eps), out)
     if _darknet.eps_inside_sqrt(numerics, "backward"):
         denom = np.sqrt(variance + eps)
     else:
@@ -236,11 +337,12 @@ def batch_norm_forward(x: FloatArray, weight: FloatArray | None, bias: FloatArra
             var = variance_cpu(x, mean)
         else:
             mean, var = running_mean, running_var
-        x_hat = normalize_cpu(x, mean, var, numerics=numerics, eps=eps)
+        fork = _darknet.split_numerics(numerics)[0]
+        x_hat = normalize_cpu(x, mean, var, numerics=fork, eps=eps)
         y = add_bias(scale_bias(x_hat, weight_), bias_)
         if training and running_mean is not None and n > 0:
-            rolling_update(running_mean, mean, momentum=momentum)
-            rolling_update(running_var, var, momentum=momentum)
+            rolling_update(running_mean, mean, momentum=momentum, numerics=fork)
+            rolling_update(running_var, var, momentum=momentum, numerics=fork)
     y = y.astype(x.dtype, copy=False)
     positive = None
     if relu:
@@ -274,15 +376,15 @@ def batch_norm_backward(dy: FloatArray, saved: Any, *, out: FloatArray | None = 
         if not saved.training:
             raise ValueError("Darknet numerics define the backward only after a "
                              "training forward")
-        x_hat = normalize_cpu(x, saved.mean, saved.variance, numerics=saved.numerics,
-                              eps=saved.eps)
-        dbias = backward_bias(dy)
-        dweight = backward_scale_cpu(x_hat, dy)
+        fork, build = _darknet.split_numerics(saved.numerics)
+        x_hat = normalize_cpu(x, saved.mean, saved.variance, numerics=fork, eps=saved.eps)
+        dbias = backward_bias(dy, build=build)
+        dweight = backward_scale_cpu(x_hat, dy, build=build)
         scaled = scale_bias(dy, weight)
         md = mean_delta_cpu(scaled, saved.variance)
         vd = variance_delta_cpu(x, scaled, saved.mean, saved.variance)
         dx = normalize_delta_cpu(x, saved.mean, saved.variance, md, vd, scaled,
-                                 numerics=saved.numerics)
+                                 numerics=fork, build=build)
     return (_result(_from_nchw(dx.astype(x.dtype, copy=False), saved.nhwc, saved.shape),
                     out),
             dweight.astype(x.dtype) if saved.weight is not None else None,

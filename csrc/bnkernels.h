@@ -128,6 +128,58 @@ extern "C" {
 BN_DECLARE_DARKNET(float, f32)
 BN_DECLARE_DARKNET(double, f64)
 
+/* Darknet's backward as GCC -Ofast builds compute it (csrc/formulas.h   */
+/* states the order): the kernels above where those builds differ. bias and */
+/* scale sums take each (b, c) row in lanes, then its tail: four lanes      */
+/* (bn_dk_ofast_*: each fork's Makefile, SSE2) or eight folded to four      */
+/* (bn_dk_ofast_avx_*: AlexeyAB's CMake, -mavx); dx's mean term is          */
+/* fl(mean_delta * fl(1 / fl(n))) in both. The forward and mean_delta /     */
+/* variance_delta are the strict kernels' own.                              */
+#define BN_DECLARE_DARKNET_OFAST(T, SUF)                                       \
+    void bn_dk_ofast_backward_bias_##SUF(const T *delta, int64_t batch,        \
+                                         int64_t channels, int64_t spatial,    \
+                                         T *bias_updates);                     \
+    void bn_dk_ofast_backward_scale_##SUF(const T *x_norm, const T *delta,     \
+                                          int64_t batch, int64_t channels,     \
+                                          int64_t spatial, T *scale_updates);  \
+    void bn_dk_ofast_normalize_delta_eps_inside_##SUF(                         \
+        const T *x, const T *mean, const T *variance, const T *mean_delta,     \
+        const T *variance_delta, const T *delta, int64_t batch,                \
+        int64_t channels, int64_t spatial, T eps, T *out);                     \
+    void bn_dk_ofast_normalize_delta_eps_outside_##SUF(                        \
+        const T *x, const T *mean, const T *variance, const T *mean_delta,     \
+        const T *variance_delta, const T *delta, int64_t batch,                \
+        int64_t channels, int64_t spatial, T eps, T *out);                     \
+    void bn_dk_ofast_backward_sums_##SUF(                                      \
+        const T *x, const T *x_norm, const T *delta, const T *mean,            \
+        const T *variance, const T *scales, int64_t batch, int64_t channels,   \
+        int64_t spatial, T eps, T *bias_updates, T *scale_updates,             \
+        T *mean_delta, T *variance_delta);                                     \
+    void bn_dk_ofast_backward_dx_eps_inside_##SUF(                             \
+        const T *x, const T *mean, const T *variance, const T *mean_delta,     \
+        const T *variance_delta, const T *delta, const T *scales,              \
+        int64_t batch, int64_t channels, int64_t spatial, T eps, T *out);      \
+    void bn_dk_ofast_backward_dx_eps_outside_##SUF(                            \
+        const T *x, const T *mean, const T *variance, const T *mean_delta,     \
+        const T *variance_delta, const T *delta, const T *scales,              \
+        int64_t batch, int64_t channels, int64_t spatial, T eps, T *out);      \
+    /* the sums of -Ofast -mavx (AlexeyAB's CMake default on x86) */           \
+    void bn_dk_ofast_avx_backward_bias_##SUF(const T *delta, int64_t batch,    \
+                                             int64_t channels,                 \
+                                             int64_t spatial,                  \
+                                             T *bias_updates);                 \
+    void bn_dk_ofast_avx_backward_scale_##SUF(                                 \
+        const T *x_norm, const T *delta, int64_t batch, int64_t channels,      \
+        int64_t spatial, T *scale_updates);                                    \
+    void bn_dk_ofast_avx_backward_sums_##SUF(                                  \
+        const T *x, const T *x_norm, const T *delta, const T *mean,            \
+        const T *variance, const T *scales, int64_t batch, int64_t channels,   \
+        int64_t spatial, T eps, T *bias_updates, T *scale_updates,             \
+        T *mean_delta, T *variance_delta);
+
+BN_DECLARE_DARKNET_OFAST(float, f32)
+BN_DECLARE_DARKNET_OFAST(double, f64)
+
 /* ------------------------------------------------------------------------ */
 /* Standard family.  Per-channel statistics are double whatever T is, so a  */
 /* float32 tensor whose mean is 1e4 standard deviations keeps its accuracy. */

@@ -198,4 +198,77 @@ BN_DARKNET_FORMULAS(float, f32)
 BN_DARKNET_FORMULAS(double, f64)
 #undef BN_DARKNET_FORMULAS
 
+/* ---- Darknet's default -Ofast builds (GCC, x86-64) ---------------------- */
+/* -Ofast vectorizes two sums of Darknet's backward and turns one division  */
+/* into a multiply; these functions are that order, which both tiers use    */
+/* (the order is the formula: it decides the bits). The lanes of one        */
+/* (b, c) row p[0..S-1]:                                                    */
+/*   4 lanes (-Ofast, SSE2; each fork's Makefile): q_main = 4 * floor(S/4)  */
+/*     if S >= 4, else 0; lane_k = sum_{m < q_main/4} p[4m + k], running    */
+/*     sums from +0, k = 0..3; the tail p[q_main..S-1] follows one by one.  */
+/*   8 lanes (-Ofast -mavx; AlexeyAB's CMake): q_main = 8 * floor(S/8) if   */
+/*     S >= 8, else 0; e_k = sum_{m < q_main/8} p[8m + k] (k = 0..7), then  */
+/*     four lanes lane_k = e_k + e_(k+4); if at least 4 values remain,      */
+/*     lane_k += p[q_main + k] and the tail starts 4 later.                 */
+/*   ROW = (lane_0 + lane_2) + (lane_1 + lane_3), when the row had lanes.   */
+
+/* where the lanes stop: *q_main (the wide lanes) and *q_epi (the tail) */
+BN_FORMULA void bn_dk_ofast_lane_bounds(int64_t spatial, int wide,
+                                        int64_t *q_main, int64_t *q_epi)
+{
+    const int64_t w = wide ? 8 : 4;
+    *q_main = spatial >= w ? spatial - spatial % w : 0;
+    *q_epi = wide && spatial - *q_main >= 4 ? *q_main + 4 : *q_main;
+}
+
+#define BN_DARKNET_OFAST_FORMULAS(T, SUF)                                      \
+    /* four lanes from the wide ones: lanes[k] (+ lanes[k + 4] when wide) */   \
+    BN_FORMULA T bn_dk_ofast_fold_##SUF(const T *lanes, int wide, int k)       \
+    {                                                                          \
+        return wide ? lanes[k] + lanes[k + 4] : lanes[k];                      \
+    }                                                                          \
+    /* ROW of four lanes: (l0 + l2) + (l1 + l3) */                            \
+    BN_FORMULA T bn_dk_ofast_row_##SUF(const T *four)                          \
+    {                                                                          \
+        return (four[0] + four[2]) + (four[1] + four[3]);                      \
+    }                                                                          \
+    /* One row's lanes, of a[s] (b NULL) or of the products fl(a[s] * b[s]): */\
+    /* four[0..3] as above; returns q_epi, where the tail starts (0: none). */ \
+    BN_FORMULA int64_t bn_dk_ofast_row_lanes_##SUF(const T *a, const T *b,     \
+                                                   int64_t spatial, int wide,  \
+                                                   T *four)                    \
+    {                                                                          \
+        int64_t q_main, q_epi;                                                 \
+        bn_dk_ofast_lane_bounds(spatial, wide, &q_main, &q_epi);               \
+        const int w = wide ? 8 : 4;                                            \
+        T lanes[8] = {0};                                                      \
+        for (int64_t s = 0; s < q_main; s += w)                                \
+            for (int k = 0; k < w; ++k) {                                      \
+                const T v = b ? a[s + k] * b[s + k] : a[s + k];                \
+                lanes[k] += v;                                                 \
+            }                                                                  \
+        for (int k = 0; k < 4; ++k)                                            \
+            four[k] = bn_dk_ofast_fold_##SUF(lanes, wide, k);                  \
+        for (int64_t s = q_main; s < q_epi; s += 4)                            \
+            for (int k = 0; k < 4; ++k) {                                      \
+                const T v = b ? a[s + k] * b[s + k] : a[s + k];                \
+                four[k] += v;                                                  \
+            }                                                                  \
+        return q_epi;                                                          \
+    }                                                                          \
+    /* normalize_delta_cpu's mean term: fl(mean_delta * fl(1 / fl(n))), */    \
+    /* where the strict build divides, fl(mean_delta / fl(n)) */               \
+    BN_FORMULA T bn_dk_ofast_inv_n_##SUF(int64_t n)                            \
+    {                                                                          \
+        return (T)1 / (T)n;                                                    \
+    }                                                                          \
+    BN_FORMULA double bn_dk_ofast_mean_term_##SUF(T mean_delta, T inv_n)       \
+    {                                                                          \
+        return (double)(T)(mean_delta * inv_n);                                \
+    }
+
+BN_DARKNET_OFAST_FORMULAS(float, f32)
+BN_DARKNET_OFAST_FORMULAS(double, f64)
+#undef BN_DARKNET_OFAST_FORMULAS
+
 #endif

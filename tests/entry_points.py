@@ -119,6 +119,32 @@ ENTRIES = [
                                       a["x"], a["x_norm"], a["delta"], a["mean"],
                                       a["variance"], a["scales"], out=a["out"], **s))),
           ("out",), (("out", "delta"),), {"eps": "eps"}),
+    # the -Ofast builds: other kernels behind the same checks
+    *[entry for build in ("ofast", "ofast-avx") for entry in (
+        Entry(f"darknet.backward_bias[{build}]", _arrays(delta=T, out=V),
+              lambda a, b=build: _out(darknet.backward_bias(a["delta"], out=a["out"],
+                                                            build=b)),
+              ("out",)),
+        Entry(f"darknet.backward_scale_cpu[{build}]", _arrays(x_norm=T, delta=T, out=V),
+              lambda a, b=build: _out(darknet.backward_scale_cpu(
+                  a["x_norm"], a["delta"], out=a["out"], accumulate=True, build=b)),
+              ("out",)),
+        Entry(f"darknet.normalize_delta_cpu[{build}]",
+              _arrays(x=T, mean=V, variance=P, mean_delta=V, variance_delta=V, delta=T,
+                      out=T),
+              lambda a, b=build, **s: _out(darknet.normalize_delta_cpu(
+                  a["x"], a["mean"], a["variance"], a["mean_delta"], a["variance_delta"],
+                  a["delta"], out=a["out"], build=b, **s)),
+              ("out",), (("out", "delta"),), {"eps": "eps"}),
+        Entry(f"darknet.backward_batchnorm_layer[{build}]",
+              _arrays(x=T, x_norm=T, delta=T, mean=V, variance=P, scales=V, out=T),
+              lambda a, b=build, **s: dict(zip(("out", "scale_updates", "bias_updates"),
+                                               darknet.backward_batchnorm_layer(
+                                                   a["x"], a["x_norm"], a["delta"], a["mean"],
+                                                   a["variance"], a["scales"], out=a["out"],
+                                                   numerics="darknet-alexeyab", build=b,
+                                                   **s))),
+              ("out",), (("out", "delta"),), {"eps": "eps"}))],
     # no array written: scalars only
     Entry("darknet.to_standard", _arrays(scales=V, biases=V, rolling_mean=V, rolling_variance=P),
           lambda a, **s: dict(zip(("weight", "bias", "running_mean", "running_var"),

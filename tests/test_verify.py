@@ -110,3 +110,25 @@ def test_a_file_that_is_not_npz_is_named(tmp_path):
 def test_the_shipped_vectors_pass_the_checks():
     for _, path in verify.vector_files():
         assert set(verify.load_vector(path)) >= {"x", "delta", "dx", "out_batch_index"}
+
+
+def test_verify_checks_both_builds_and_names_the_build_of_each_row(tmp_path):
+    """An -Ofast key one ulp off fails the ofast row only, and the summary
+    names that build."""
+    flavor, path = verify.vector_files()[0]
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    data["ofast_scale_updates"] = data["ofast_scale_updates"].copy()
+    data["ofast_scale_updates"][0] = np.nextafter(data["ofast_scale_updates"][0],
+                                                  np.float32(np.inf))
+    fork_dir = tmp_path / path.parent.name
+    fork_dir.mkdir()
+    np.savez(fork_dir / path.name, **data)
+    rows = [r for r in verify.darknet_rows(tmp_path) if r.flavor == flavor]
+    assert {r.build for r in rows} == {"strict", "ofast"}
+    failed = {(r.check, r.build) for r in rows if not r.ok}
+    assert failed == {("backward_scale_cpu", "ofast"), ("BatchNorm2d grad_weight", "ofast")}
+    result = run_verify("--vectors", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "backward_scale_cpu [ofast]" in result.stdout
+    assert " ofast " in result.stdout and " strict " in result.stdout

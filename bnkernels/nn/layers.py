@@ -732,7 +732,7 @@ class ConvBNReLU(Module):
     ----------
     in_channels, out_channels, kernel_size, stride, padding
         As Conv2d.
-    numerics : {"standard", "darknet", "darknet-alexeyab"}
+    numerics : {"standard", "darknet", "darknet-alexeyab", "darknet-ofast", "darknet-alexeyab-ofast", "darknet-alexeyab-ofast-avx"}
         The BN's numerics family (see bnkernels.BatchNorm2d).
     batch_norm : bool
     eps, momentum : float, optional

@@ -1,5 +1,10 @@
 """Self-check of an installation: Darknet vectors bit for bit, gradients by
 finite differences. ``python -m bnkernels verify`` runs it.
+
+The vectors are checked for both Darknet builds (bnkernels.darknet's
+``build=``): "strict" against their primary keys, "ofast" against their
+``ofast_*`` keys where -Ofast changes an output and against the primary keys
+where it does not. Each row of the table says which build it checks.
 """
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -92,6 +97,10 @@ class VectorFileError(ValueError):
 _CHANNEL_KEYS = ("scales", "biases", "rolling_mean_in", "rolling_variance_in", "mean",
                  "variance", "rolling_mean_out", "rolling_variance_out", "backward_bias",
                  "backward_scale", "mean_delta", "variance_delta", "scale_updates")
+# -Ofast: the output keys it changes -> the key holding what it gives
+_OFAST_KEYS = {"backward_bias": "ofast_backward_bias",
+               "backward_scale": "ofast_scale_updates",
+               "scale_updates": "ofast_scale_updates"}
 _LAYOUT = "a directory holding pjreddie/<case>.npz and/or AlexeyAB/<case>.npz"
 
 
@@ -157,11 +166,43 @@ def load_vector(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         need(key, (len(index),) + x.shape[1:])
         if f"sha256_{key}" in data:
             need(f"sha256_{key}", (32,), np.uint8)
+    if has_ofast(data):  # all of the -Ofast keys, or none
+        for key in ("ofast_backward_bias", "ofast_scale_updates"):
+            need(key, (x.shape[1],))
+        need("sha256_ofast_dx", (32,), np.uint8)
+        idx, val = data.get("ofast_dx_idx"), data.get("ofast_dx_val")
+        if not (isinstance(idx, np.ndarray) and idx.ndim == 1 and idx.dtype.kind in "iu"
+                and ((0 <= idx) & (idx < x.size)).all()):
+            raise VectorFileError(f"{path}: ofast_dx_idx must be a 1-D integer array of "
+                                  f"indices in [0, {x.size})")
+        need("ofast_dx_val", idx.shape)
     return data
 
 
-def darknet_outputs(z: Mapping[str, np.ndarray], flavor: str) -> dict[str, np.ndarray]:
-    """Everything the vectors store, computed by bnkernels from their inputs.
+def has_ofast(z: Mapping[str, np.ndarray]) -> bool:
+    """Whether a vector file holds what Darknet's -Ofast build gives."""
+    return any(key.startswith("ofast_") for key in z)
+
+
+def _expected(z: Mapping[str, np.ndarray], key: str, build: str
+              ) -> tuple[np.ndarray, str | None]:
+    """(what the vectors say key is for build, its SHA-256 key or None); the
+    elementwise ones on the stored batch items (the first ones)."""
+    if build == "ofast" and key == "dx":
+        dx = z["dx"].ravel().copy()
+        idx = z["ofast_dx_idx"]
+        stored = idx < dx.size
+        dx[idx[stored]] = z["ofast_dx_val"][stored]
+        return dx.reshape(z["dx"].shape), "sha256_ofast_dx"
+    if build == "ofast" and key in _OFAST_KEYS:
+        return z[_OFAST_KEYS[key]], None
+    return z[key], (f"sha256_{key}" if f"sha256_{key}" in z else None)
+
+
+def darknet_outputs(z: Mapping[str, np.ndarray], flavor: str, build: str = "strict"
+                    ) -> dict[str, np.ndarray]:
+    """Everything the vectors store, computed by bnkernels from their inputs,
+    as the given Darknet build ("strict" or "ofast") computes it.
 
     Returns {vector key: array}. Kernel-level keys come from calling the
     bnkernels.darknet kernels one by one as Darknet's layer does; layer-level
@@ -182,16 +223,20 @@ def darknet_outputs(z: Mapping[str, np.ndarray], flavor: str) -> dict[str, np.nd
     infer_norm = darknet.normalize_cpu(x, z["rolling_mean_in"], z["rolling_variance_in"],
                                        numerics=numerics)
     out["out_infer"] = darknet.add_bias(darknet.scale_bias(infer_norm, scales), biases)
-    out["backward_bias"] = darknet.backward_bias(delta)
-    out["backward_scale"] = darknet.backward_scale_cpu(x_norm, delta)
+    out["backward_bias"] = darknet.backward_bias(delta, build=build)
+    out["backward_scale"] = darknet.backward_scale_cpu(x_norm, delta, build=build)
     scaled = darknet.scale_bias(delta, scales)
     mean_delta = out["mean_delta"] = darknet.mean_delta_cpu(scaled, variance)
     variance_delta = out["variance_delta"] = darknet.variance_delta_cpu(
         x, scaled, mean, variance)
     out["dx"] = darknet.normalize_delta_cpu(x, mean, variance, mean_delta,
-                                            variance_delta, scaled, numerics=numerics)
+                                            variance_delta, scaled, numerics=numerics,
+                                            build=build)
 
-    layer = BatchNorm2d(x.shape[1], numerics=numerics)
+    # the layer of the same fork and build ("strict" or "ofast": the builds
+    # the vectors hold)
+    layer_numerics = numerics if darknet.check_build(build) == "strict" else f"{numerics}-{build}"
+    layer = BatchNorm2d(x.shape[1], numerics=layer_numerics)
     layer.weight[...], layer.bias[...] = scales, biases
     layer.running_mean[...] = z["rolling_mean_in"]
     layer.running_var[...] = z["rolling_variance_in"]
@@ -207,17 +252,19 @@ def darknet_outputs(z: Mapping[str, np.ndarray], flavor: str) -> dict[str, np.nd
     return out
 
 
-def compare_case(z: Mapping[str, np.ndarray], flavor: str) -> list[tuple[str, bool, float, float]]:
-    """[(key, ok, max abs error, max ulp error)] for one vector file."""
+def compare_case(z: Mapping[str, np.ndarray], flavor: str, build: str = "strict"
+                 ) -> list[tuple[str, bool, float, float]]:
+    """[(key, ok, max abs error, max ulp error)] for one vector file and one
+    Darknet build."""
     rows = []
     index = z["out_batch_index"]
-    for key, mine in darknet_outputs(z, flavor).items():
+    for key, mine in darknet_outputs(z, flavor, build).items():
         vector_key = key.removeprefix("layer:")
-        expected = z[vector_key]
+        expected, sha_key = _expected(z, vector_key, build)
         ok = True
         if vector_key in _ELEMENTWISE:
-            if f"sha256_{vector_key}" in z:
-                ok = bool((sha256_of(mine) == z[f"sha256_{vector_key}"]).all())
+            if sha_key is not None:
+                ok = bool((sha256_of(mine) == z[sha_key]).all())
             mine = mine[index]
         abs_err, ulp_err = max_errors(mine, expected)
         rows.append((key, ok and bitwise_equal(mine, expected), abs_err, ulp_err))
@@ -228,6 +275,7 @@ def compare_case(z: Mapping[str, np.ndarray], flavor: str) -> list[tuple[str, bo
 class Row:
     check: str
     flavor: str
+    build: str = "-"    # the Darknet build a vector row checks
     cases: int = 0
     max_abs: float = 0.0
     max_ulp: float = 0
@@ -241,15 +289,20 @@ class Row:
 
 
 def darknet_rows(*extra_dirs: str | os.PathLike[str]) -> list[Row]:
-    """One Row per (output, flavor) over every vector file."""
-    rows: dict[tuple[str, str], Row] = {}
+    """One Row per (output, flavor, build) over every vector file (the "ofast"
+    rows over the files that hold -Ofast keys)."""
+    rows: dict[tuple[str, str, str], Row] = {}
     files = vector_files(*extra_dirs)
     if not files:
         raise FileNotFoundError(f"no Darknet vectors under {VECTOR_DIR}")
     cases = [(flavor, load_vector(path)) for flavor, path in files]   # all checked first
-    for flavor, case in cases:
-        for key, ok, abs_err, ulp_err in compare_case(case, flavor):
-            rows.setdefault((key, flavor), Row(_LABELS[key], flavor)).add(ok, abs_err, ulp_err)
+    for build in ("strict", "ofast"):   # the builds the vectors hold
+        for flavor, case in cases:
+            if build == "ofast" and not has_ofast(case):
+                continue
+            for key, ok, abs_err, ulp_err in compare_case(case, flavor, build):
+                row = rows.setdefault((key, flavor, build), Row(_LABELS[key], flavor, build))
+                row.add(ok, abs_err, ulp_err)
     return list(rows.values())
 
 
@@ -421,12 +474,12 @@ def selftest_rows() -> list[Row]:
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    lines = [f"{'check':<40} {'fork':<9} {'cases':>5} {'max abs err':>12} "
+    lines = [f"{'check':<40} {'fork':<9} {'build':<6} {'cases':>5} {'max abs err':>12} "
              f"{'max ulp':>8}  result",
-             "-" * 86]
+             "-" * 93]
     for r in rows:
         ulp = "-" if r.max_ulp != r.max_ulp else f"{r.max_ulp:g}"
-        lines.append(f"{r.check:<40} {r.flavor:<9} {r.cases:>5} {r.max_abs:>12.3g} "
+        lines.append(f"{r.check:<40} {r.flavor:<9} {r.build:<6} {r.cases:>5} {r.max_abs:>12.3g} "
                      f"{ulp:>8}  {'pass' if r.ok else 'FAIL'}")
     return "\n".join(lines)
 
@@ -438,7 +491,8 @@ def run(extra_dirs: Sequence[str | os.PathLike[str]] = (), print_: Callable[[str
     print_(format_table(rows))
     failed = [r for r in rows if not r.ok]
     print_(f"\n{len(rows) - len(failed)} of {len(rows)} checks pass"
-           + ("" if not failed else f"; FAILED: {', '.join(r.check for r in failed)}"))
+           + ("" if not failed else "; FAILED: " + ", ".join(
+               r.check + ("" if r.build == "-" else f" [{r.build}]") for r in failed)))
     print_(openmp_line())
     return not failed
 

@@ -1,8 +1,9 @@
 /*
  * The reference tier: every kernel of bnkernels.h as plain loops over the
  * formulas of formulas.h, float32 and float64 from one template each
- * (darknet.inc, standard.inc for NCHW and NHWC, conv_pool.inc). No threads,
- * no tiling, no SIMD clones, no streaming stores.
+ * (darknet.inc, darknet_ofast.inc, standard.inc for NCHW and NHWC,
+ * conv_pool.inc). No threads, no tiling, no SIMD clones, no streaming
+ * stores.
  *
  * Full build: the kernels are named bn_ref_* (rename.h) and the fast tier
  * (csrc/fast/) defines bnkernels.h's names. Reference-only build
@@ -25,6 +26,7 @@
 #define T float
 #define NAME(f) f##_f32
 #include "darknet.inc"
+#include "darknet_ofast.inc"
 #include "conv_pool.inc"
 #define AT(b, c, s) ((((b) * channels) + (c)) * spatial + (s))
 #define KERNEL(f) f##_f32
@@ -42,6 +44,7 @@
 #define T double
 #define NAME(f) f##_f64
 #include "darknet.inc"
+#include "darknet_ofast.inc"
 #include "conv_pool.inc"
 #define AT(b, c, s) ((((b) * channels) + (c)) * spatial + (s))
 #define KERNEL(f) f##_f64

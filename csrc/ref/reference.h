@@ -19,6 +19,8 @@ extern "C" {
 #include "rename.h"
 BN_DECLARE_DARKNET(float, f32)
 BN_DECLARE_DARKNET(double, f64)
+BN_DECLARE_DARKNET_OFAST(float, f32)
+BN_DECLARE_DARKNET_OFAST(double, f64)
 BN_DECLARE_STANDARD(float, f32)
 BN_DECLARE_STANDARD(double, f64)
 BN_DECLARE_CONV_POOL(float, f32)

@@ -140,6 +140,43 @@ static void run_##SUF(int64_t B, int64_t C, int64_t S)                         \
             bn_dk_backward_dx_eps_outside_##SUF(x, m, v, md, vd, dy, w, B, C,  \
                                                 S, eps, out);                  \
         report("bn_dk_backward_dx", #SUF, fl, out, nb);                        \
+        /* the -Ofast builds: 4 lanes, then 8 (_avx) */                       \
+        for (int avx = 0; avx < 2; ++avx) {                                    \
+            char ofl[32];                                                      \
+            snprintf(ofl, sizeof ofl, "%s%s", fl, avx ? " avx" : "");          \
+            memset(bu, 0, cb);                                                 \
+            memset(su, 0, cb);                                                 \
+            (avx ? bn_dk_ofast_avx_backward_bias_##SUF                         \
+                 : bn_dk_ofast_backward_bias_##SUF)(dy, B, C, S, bu);          \
+            report("bn_dk_ofast_backward_bias", #SUF, ofl, bu, cb);            \
+            (avx ? bn_dk_ofast_avx_backward_scale_##SUF                        \
+                 : bn_dk_ofast_backward_scale_##SUF)(x2, dy, B, C, S, su);     \
+            report("bn_dk_ofast_backward_scale", #SUF, ofl, su, cb);           \
+            memset(bu, 0, cb);                                                 \
+            memset(su, 0, cb);                                                 \
+            (avx ? bn_dk_ofast_avx_backward_sums_##SUF                         \
+                 : bn_dk_ofast_backward_sums_##SUF)(x, x2, dy, m, v, w, B, C,  \
+                                                    S, eps, bu, su, md, vd);   \
+            report("bn_dk_ofast_backward_sums.bias", #SUF, ofl, bu, cb);       \
+            report("bn_dk_ofast_backward_sums.scale", #SUF, ofl, su, cb);      \
+            report("bn_dk_ofast_backward_sums.mean_delta", #SUF, ofl, md, cb); \
+            report("bn_dk_ofast_backward_sums.variance_delta", #SUF, ofl, vd,  \
+                   cb);                                                        \
+        }                                                                      \
+        if (inside)                                                            \
+            bn_dk_ofast_normalize_delta_eps_inside_##SUF(x, m, v, md, vd, dy,  \
+                                                         B, C, S, eps, out);   \
+        else                                                                   \
+            bn_dk_ofast_normalize_delta_eps_outside_##SUF(x, m, v, md, vd, dy, \
+                                                          B, C, S, eps, out);  \
+        report("bn_dk_ofast_normalize_delta", #SUF, fl, out, nb);              \
+        if (inside)                                                            \
+            bn_dk_ofast_backward_dx_eps_inside_##SUF(x, m, v, md, vd, dy, w,   \
+                                                     B, C, S, eps, out);       \
+        else                                                                   \
+            bn_dk_ofast_backward_dx_eps_outside_##SUF(x, m, v, md, vd, dy, w,  \
+                                                      B, C, S, eps, out);      \
+        report("bn_dk_ofast_backward_dx", #SUF, fl, out, nb);                  \
     }                                                                          \
     /* standard, NCHW and NHWC (the same buffers read as either layout) */     \
     for (int nhwc = 0; nhwc < 2; ++nhwc) {                                     \

@@ -126,6 +126,35 @@ DEFINE_SPAN(double, span_f64)
 #define ULP_f32 1.2e-7
 #define ULP_f64 2.3e-16
 
+/* An -Ofast build's kernels (PRE: dk_ofast or dk_ofast_avx) against
+ * the reference tier's: the fused sums, the bias and scale sums one by one
+ * (accumulating into the same starting values), then dx from the sums. */
+#define OFAST_ORACLE(T, SUF, PRE, o1, o2, u1, u2)                              \
+    for (int64_t c = 0; c < 4 * channels; ++c)                                 \
+        u1[c] = u2[c] = w[c % (channels ? channels : 1)];                      \
+    bn_##PRE##_backward_sums_##SUF(x, x, dy, m1, v1, w, batch, channels,       \
+                                   spatial, eps, u1, u1 + channels,            \
+                                   u1 + 2 * channels, u1 + 3 * channels);      \
+    bn_ref_##PRE##_backward_sums_##SUF(x, x, dy, m1, v1, w, batch, channels,   \
+                                       spatial, eps, u2, u2 + channels,        \
+                                       u2 + 2 * channels, u2 + 3 * channels);  \
+    SAME_BITS(T, u1, u2, 4 * channels, "bn_" #PRE "_backward_sums_" #SUF)            \
+    bn_##PRE##_backward_bias_##SUF(dy, batch, channels, spatial, u1);          \
+    bn_ref_##PRE##_backward_bias_##SUF(dy, batch, channels, spatial, u2);      \
+    bn_##PRE##_backward_scale_##SUF(x, dy, batch, channels, spatial,           \
+                                    u1 + channels);                            \
+    bn_ref_##PRE##_backward_scale_##SUF(x, dy, batch, channels, spatial,       \
+                                        u2 + channels);                        \
+    SAME_BITS(T, u1, u2, 2 * channels, "bn_" #PRE "_backward_bias/scale_" #SUF)      \
+    bn_dk_ofast_backward_dx_eps_inside_##SUF(x, m1, v1, u1 + 2 * channels,     \
+                                             u1 + 3 * channels, dy, w, batch,  \
+                                             channels, spatial, eps, o1);      \
+    bn_ref_dk_ofast_backward_dx_eps_inside_##SUF(x, m1, v1, u1 + 2 * channels, \
+                                                 u1 + 3 * channels, dy, w,     \
+                                                 batch, channels, spatial,     \
+                                                 eps, o2);                     \
+    SAME_BITS(T, o1, o2, total, "bn_" #PRE " dx_eps_inside_" #SUF)
+
 #define ORACLE_FAMILY(T, SUF, SPAN, ULP)                                       \
     {                                                                          \
         T *m1 = NEW(T, channels), *m2 = NEW(T, channels);                      \
@@ -164,6 +193,26 @@ DEFINE_SPAN(double, span_f64)
                                                batch, channels, spatial, eps,  \
                                                o2);                            \
         SAME_BITS(T, o1, o2, total, "bn_dk_backward_dx_eps_inside_" #SUF)      \
+        /* the -Ofast builds' sums (4 and 8 lanes) and dx */                   \
+        OFAST_ORACLE(T, SUF, dk_ofast, o1, o2, u1, u2)                         \
+        OFAST_ORACLE(T, SUF, dk_ofast_avx, o1, o2, u1, u2)                     \
+        bn_dk_ofast_backward_dx_eps_outside_##SUF(x, m1, v1, u1 + 2 * channels,\
+                                                  u1 + 3 * channels, dy, w,    \
+                                                  batch, channels, spatial,    \
+                                                  eps, o1);                    \
+        bn_ref_dk_ofast_backward_dx_eps_outside_##SUF(                         \
+            x, m1, v1, u1 + 2 * channels, u1 + 3 * channels, dy, w, batch,     \
+            channels, spatial, eps, o2);                                       \
+        SAME_BITS(T, o1, o2, total, "bn_dk_ofast_backward_dx_eps_outside_" #SUF)\
+        bn_dk_ofast_normalize_delta_eps_inside_##SUF(x, m1, v1, u1 + 2 * channels,\
+                                                     u1 + 3 * channels, dy,    \
+                                                     batch, channels, spatial, \
+                                                     eps, o1);                 \
+        bn_ref_dk_ofast_normalize_delta_eps_inside_##SUF(                      \
+            x, m1, v1, u1 + 2 * channels, u1 + 3 * channels, dy, batch,        \
+            channels, spatial, eps, o2);                                       \
+        SAME_BITS(T, o1, o2, total,                                            \
+                  "bn_dk_ofast_normalize_delta_eps_inside_" #SUF)              \
         /* standard numerics, on tame inputs */                                \
         const double span = SPAN(x, total);                                    \
         if (batch * spatial > 0 && span <= 1e3 && SPAN(dy, total) <= 1e3 &&    \
@@ -246,6 +295,15 @@ DEFINE_SPAN(double, span_f64)
                                            channels, spatial, eps, out);       \
         bn_dk_backward_dx_eps_outside_##SUF(x, mean, var, md, vd, dy, w,       \
                                             batch, channels, spatial, eps, dy);\
+        bn_dk_ofast_avx_backward_sums_##SUF(x, xn, dy, mean, var, w, batch,    \
+                                            channels, spatial, eps, r1, r2,    \
+                                            md, vd);                           \
+        bn_dk_ofast_backward_dx_eps_inside_##SUF(x, mean, var, md, vd, dy, w,  \
+                                                 batch, channels, spatial,     \
+                                                 eps, dy);                     \
+        bn_dk_ofast_normalize_delta_eps_outside_##SUF(x, mean, var, md, vd, dy,\
+                                                      batch, channels,         \
+                                                      spatial, eps, dy);       \
         bn_stats_##SUF(x, batch, channels, spatial, dm, dv);                   \
         bn_invstd(channels, dv, 1e-5, dk);                                     \
         bn_normalize_affine_##SUF(x, dm, dk, no_weight ? NULL : w,             \
