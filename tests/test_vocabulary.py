@@ -238,3 +238,27 @@ def test_darknet_flavors_and_check_flavor_are_deprecated_module_aliases(old, new
         with pytest.raises(ValueError, match="got 'x'"):
             value("x")
     assert old not in darknet.__all__
+
+
+# The user-facing functions of the upper floors follow the same rule; the
+# network factories keep num_classes (and torchvision's aux_logits) positional,
+# as torchvision's model classes do.
+UPPER_FLOOR_EXCEPTIONS = {"num_classes", "aux_logits"}
+
+
+@pytest.mark.parametrize("qualname", [
+    "bnkernels.nn.inception.googlenet", "bnkernels.nn.inception.bn_inception",
+    "bnkernels.nn.inception.inception_v3", "bnkernels.nn.inception.small_inception",
+    "bnkernels.nn.inception.summary_table", "bnkernels.nn.train.load_digits",
+    "bnkernels.nn.train.evaluate", "bnkernels.io.darknet.load_weights",
+    "bnkernels.io.darknet.check", "bnkernels.tools.verify.finite_difference_errors",
+    "bnkernels.tools.bench.make_tensors"])
+def test_options_of_the_upper_floors_are_keyword_only(qualname):
+    import importlib
+    import inspect
+    module, _, name = qualname.rpartition(".")
+    function = getattr(importlib.import_module(module), name)
+    positional = [p.name for p in inspect.signature(function).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                  and p.default is not p.empty and p.name not in UPPER_FLOOR_EXCEPTIONS]
+    assert positional == []

@@ -167,7 +167,7 @@ class InceptionBlock(Concat):
 
     def summary(self, input_shape: Sequence[int], file: TextIO | None = None) -> str:
         """The table of ``summary_table`` with one row per named submodule."""
-        return summary_table(self, input_shape, file)
+        return summary_table(self, input_shape, file=file)
 
     def _describe(self):
         return ", ".join(f"{key}={value}" for key, value in self._columns.items())
@@ -821,7 +821,7 @@ class Network(Module):
 
     def summary(self, input_shape: Sequence[int], file: TextIO | None = None) -> str:
         """The table of ``summary_table``: one row per stage and auxiliary head."""
-        return summary_table(self, input_shape, file)
+        return summary_table(self, input_shape, file=file)
 
 
 # --- the summary table ---------------------------------------------------
@@ -883,7 +883,8 @@ def _size(shape):
     return "x".join(str(s) for s in shape[1:])
 
 
-def summary_table(module: Module, input_shape: Sequence[int], file: TextIO | None = None) -> str:
+def summary_table(module: Module, input_shape: Sequence[int], *,
+                  file: TextIO | None = None) -> str:
     """Print (to file, default stdout) and return a table in the style of
     GoogLeNet's Table 1, one row per direct child of module: type,
     patch size/stride, output size (H x W x C, or features), the Inception
@@ -1153,10 +1154,10 @@ def inception_v3(num_classes: int = 1000, aux_logits: bool = False, *, in_channe
     return Network(stages, aux)
 
 
-def small_inception(num_classes: int = 10, in_channels: int = 1, width: int = 16,
+def small_inception(num_classes: int = 10, *, in_channels: int = 1, width: int = 16,
                     batch_norm: bool = True, numerics: str = "standard",
                     dtype: npt.DTypeLike = np.float32, rng: int | np.random.Generator | None = 0,
-                    *, eps: float | None = None, momentum: float | str | None = "default",
+                    eps: float | None = None, momentum: float | str | None = "default",
                     seed: int | None = None) -> Network:
     """A small BN-Inception network for 8x8 images (scikit-learn's digits).
 

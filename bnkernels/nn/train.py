@@ -46,7 +46,7 @@ VARIANTS = {"bn": True, "no-bn": False}
 MAX_WIDTH = 256   # the 8x8 digits need far less; 256 is about 10 M parameters
 
 
-def load_digits(rng: int | np.random.Generator | None = 0, test_size: int = 360, *,
+def load_digits(*, rng: int | np.random.Generator | None = 0, test_size: int = 360,
                 seed: int | None = None) -> tuple[FloatArray, Labels, FloatArray, Labels]:
     """(x_train, y_train, x_test, y_test): scikit-learn's digits as float32
     (N, 1, 8, 8) images in [0, 1] and int64 labels, split by a permutation
@@ -67,7 +67,7 @@ def load_digits(rng: int | np.random.Generator | None = 0, test_size: int = 360,
 
 
 def evaluate(model: Module, loss_fn: SoftmaxCrossEntropy, x: FloatArray, y: Labels,
-             batch_size: int = 512) -> tuple[float, float]:
+             *, batch_size: int = 512) -> tuple[float, float]:
     """(mean loss, accuracy) of model in eval mode over x, y."""
     model.eval()
     total_loss, correct = 0.0, 0
@@ -218,7 +218,7 @@ def parse_variants(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Run the command; returns the exit status."""
     out = sys.stdout if out is None else out
 
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if problem:
             return usage_error(problem)
     try:
-        data = load_digits(args.seed)
+        data = load_digits(rng=args.seed)
     except ImportError as error:
         return usage_error(error)
     if args.batch_size > len(data[1]):

@@ -399,7 +399,7 @@ class Tensors:
         return np.zeros(c, self.x.dtype), np.ones(c, self.x.dtype)
 
 
-def make_tensors(shape: Sequence[int], dtype: npt.DTypeLike,
+def make_tensors(shape: Sequence[int], dtype: npt.DTypeLike, *,
                  rng: int | np.random.Generator | None = 0, layout: str = "NCHW") -> Tensors:
     """The tensors of an (N, C, H, W) shape, stored (N, H, W, C) for NHWC."""
     rng = np.random.default_rng(rng)

@@ -310,9 +310,9 @@ def darknet_rows(*extra_dirs: str | os.PathLike[str]) -> list[Row]:
 # standard numerics: gradients against central finite differences
 # ---------------------------------------------------------------------------
 
-def finite_difference_errors(shape: tuple[int, int, int, int], training: bool,
+def finite_difference_errors(shape: tuple[int, int, int, int], training: bool, *,
                              rng: int | np.random.Generator | None = 0, h: float = 1e-6,
-                             activation: str | None = None, *, seed: int | None = None
+                             activation: str | None = None, seed: int | None = None
                              ) -> list[float]:
     """Max relative error of (dx, dweight, dbias) of standard numerics against
     central differences of L = sum(y * g), in float64."""
