@@ -46,6 +46,14 @@
 typedef double bn_v8d __attribute__((vector_size(64)));
 typedef double bn_v4d __attribute__((vector_size(32)));
 typedef struct { bn_v4d h[2]; } bn_v8s;  /* lane j: h[j / 4][j % 4] */
+/* eight floats, and their lanes as integers (for masks); BN_CONVERT8:
+ * __builtin_convertvector, lane by lane conversions between them and
+ * bn_v8d (GCC 9, Clang) */
+typedef float bn_v8f __attribute__((vector_size(32)));
+typedef int bn_v8fi __attribute__((vector_size(32)));
+#if defined(__clang__) || __GNUC__ >= 9
+#define BN_CONVERT8 1
+#endif
 
 #define W8_LOAD(p)                                                             \
     ((bn_v8d){(double)(p)[0], (double)(p)[1], (double)(p)[2], (double)(p)[3], \

@@ -281,14 +281,14 @@ void bn_stream_backward_dx_f64(const double *dy, const double *x,
     _mm_sfence();
 }
 
-/* Channels last (bn_normalize_affine_nhwc): four ranges of the output side
- * by side, as the ordinary kernel walks them, element e of range k at
- * x[e + k * stride]. Element e belongs to channel e % channels in every
- * range (stride is a multiple of channels), and the per-channel
- * coefficients come as arrays extended past the last channel (value i for
- * channel i % channels, channels + 16 values), so a vector's lanes load
- * theirs in one go across a row's end. One load of the coefficients serves
- * four vectors. */
+/* Channels last (bn_normalize_affine_nhwc, bn_backward_dx_nhwc): one, two
+ * or four ranges of the output side by side, as the ordinary kernel walks
+ * them, element e of range k at x[e + k * stride]. Element e belongs to
+ * channel e % channels in every range (stride is a multiple of channels),
+ * and the per-channel coefficients come as arrays extended past the last
+ * channel (value i for channel i % channels, channels + 16 values), so a
+ * vector's lanes load theirs in one go across a row's end. One load of the
+ * coefficients serves every range's vector. */
 
 /* lanes of element e's channel onward: the next coefficient offset */
 static int64_t advance_channel(int64_t j, int64_t lanes, int64_t channels)
@@ -306,21 +306,41 @@ static int64_t retreat_channel(int64_t j, int64_t lanes, int64_t channels)
     return j;
 }
 
-/* The NHWC y twins walk each range up from e_lo, or with `descending` down
+/* The NHWC twins below write `streams` (1, 2 or 4) ranges side by side,
+ * each vector's stores to y (or dx) whole aligned 64-byte lines: with
+ * `nt`, streaming stores; without, ordinary ones, for outputs that stay in
+ * cache (a store that straddles two lines costs about two). Each is
+ * instantiated for every (streams, nt) by an always-inlined walk with
+ * those constant.
+ *
+ * The y twins walk each range up from e_lo, or with `descending` down
  * from e_hi: for y 1 to 255 bytes past x modulo 4 KB. Walking up, each load
  * of x would come just after a streaming store to y at the same page
  * offset, and wait on it (4K aliasing); walking down, every store to y at
  * that offset comes after the load. */
+#define BN_WALK_INLINE static inline __attribute__((always_inline))
+
+/* NHWC_INSTANCES(CALL): CALL(streams, nt) for the one (streams, nt) the
+ * arguments name. */
+#define NHWC_INSTANCES(CALL)                                                   \
+    do {                                                                       \
+        if (streams == 4) {                                                    \
+            if (nt) CALL(4, 1); else CALL(4, 0);                               \
+        } else if (streams == 2) {                                             \
+            if (nt) CALL(2, 1); else CALL(2, 0);                               \
+        } else {                                                               \
+            if (nt) CALL(1, 1); else CALL(1, 0);                               \
+        }                                                                      \
+    } while (0)
 
 /* float32: y = fl( x * ca + co ) (affine_value with its float32 offset),
  * then max(y, 0) if relu, for e in [e_lo, e_hi) of each range: y + e_lo
  * and stride * 4 bytes multiples of 64, e_hi - e_lo a multiple of 16. */
-BN_STREAM_TARGET
-void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
-                                          const double *co, int64_t channels,
-                                          int relu, int64_t e_lo, int64_t e_hi,
-                                          int64_t stride, int descending,
-                                          float *y)
+BN_STREAM_TARGET BN_WALK_INLINE void
+affine_nhwc_walk_f32(const float *x, const double *ca, const double *co,
+                     int64_t channels, int relu, int64_t e_lo, int64_t e_hi,
+                     int64_t stride, int descending, float *y,
+                     const int streams, const int nt)
 {
     const int64_t step = descending ? -16 : 16;
     int64_t e = descending ? e_hi - 16 : e_lo;
@@ -328,28 +348,45 @@ void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
     for (int64_t left = (e_hi - e_lo) / 16; left > 0; --left, e += step) {
         const __m512d a_lo = _mm512_loadu_pd(ca + j), a_hi = _mm512_loadu_pd(ca + j + 8);
         const __m512d o_lo = _mm512_loadu_pd(co + j), o_hi = _mm512_loadu_pd(co + j + 8);
-        __m256 v_lo[4], v_hi[4];  /* all four ranges' loads before their stores */
-        for (int k = 0; k < 4; ++k) {
+        __m256 v_lo[4], v_hi[4];  /* all the ranges' loads before their stores */
+        for (int k = 0; k < streams; ++k) {
             v_lo[k] = _mm256_loadu_ps(x + e + k * stride);
             v_hi[k] = _mm256_loadu_ps(x + e + k * stride + 8);
         }
-        for (int k = 0; k < 4; ++k)
-            _mm512_stream_ps(y + e + k * stride,
-                             affine16_f32(v_lo[k], v_hi[k], a_lo, o_lo, a_hi, o_hi, relu));
+        for (int k = 0; k < streams; ++k) {
+            const __m512 out = affine16_f32(v_lo[k], v_hi[k], a_lo, o_lo, a_hi, o_hi, relu);
+            if (nt)
+                _mm512_stream_ps(y + e + k * stride, out);
+            else
+                _mm512_store_ps(y + e + k * stride, out);
+        }
         j = descending ? retreat_channel(j, 16, channels) : advance_channel(j, 16, channels);
     }
-    _mm_sfence();
+    if (nt)
+        _mm_sfence();
+}
+
+BN_STREAM_TARGET
+void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
+                                          const double *co, int64_t channels,
+                                          int relu, int64_t e_lo, int64_t e_hi,
+                                          int64_t stride, int descending,
+                                          int streams, int nt, float *y)
+{
+#define AFFINE_NHWC_F32(S, NT)                                                 \
+    affine_nhwc_walk_f32(x, ca, co, channels, relu, e_lo, e_hi, stride,        \
+                         descending, y, S, NT)
+    NHWC_INSTANCES(AFFINE_NHWC_F32);
+#undef AFFINE_NHWC_F32
 }
 
 /* float64: y = fl( (x - cm) * ca + cs ), then max(y, 0) if relu: as above,
  * stride * 8 bytes a multiple of 64, e_hi - e_lo a multiple of 8. */
-BN_STREAM_TARGET
-void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
-                                          const double *ca, const double *cs,
-                                          int64_t channels, int relu,
-                                          int64_t e_lo, int64_t e_hi,
-                                          int64_t stride, int descending,
-                                          double *y)
+BN_STREAM_TARGET BN_WALK_INLINE void
+affine_nhwc_walk_f64(const double *x, const double *cm, const double *ca,
+                     const double *cs, int64_t channels, int relu,
+                     int64_t e_lo, int64_t e_hi, int64_t stride, int descending,
+                     double *y, const int streams, const int nt)
 {
     const int64_t step = descending ? -8 : 8;
     int64_t e = descending ? e_hi - 8 : e_lo;
@@ -358,44 +395,116 @@ void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
         const __m512d m = _mm512_loadu_pd(cm + j), a = _mm512_loadu_pd(ca + j),
                       sh = _mm512_loadu_pd(cs + j);
         __m512d v[4];
-        for (int k = 0; k < 4; ++k)
+        for (int k = 0; k < streams; ++k)
             v[k] = _mm512_loadu_pd(x + e + k * stride);
-        for (int k = 0; k < 4; ++k)
-            _mm512_stream_pd(y + e + k * stride, affine8_f64(v[k], m, a, sh, relu));
+        for (int k = 0; k < streams; ++k) {
+            const __m512d out = affine8_f64(v[k], m, a, sh, relu);
+            if (nt)
+                _mm512_stream_pd(y + e + k * stride, out);
+            else
+                _mm512_store_pd(y + e + k * stride, out);
+        }
         j = descending ? retreat_channel(j, 8, channels) : advance_channel(j, 8, channels);
     }
-    _mm_sfence();
+    if (nt)
+        _mm_sfence();
+}
+
+BN_STREAM_TARGET
+void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
+                                          const double *ca, const double *cs,
+                                          int64_t channels, int relu,
+                                          int64_t e_lo, int64_t e_hi,
+                                          int64_t stride, int descending,
+                                          int streams, int nt, double *y)
+{
+#define AFFINE_NHWC_F64(S, NT)                                                 \
+    affine_nhwc_walk_f64(x, cm, ca, cs, channels, relu, e_lo, e_hi, stride,    \
+                         descending, y, S, NT)
+    NHWC_INSTANCES(AFFINE_NHWC_F64);
+#undef AFFINE_NHWC_F64
 }
 
 /* Channels-last dx, the common case (training, no ReLU: dx_nhwc_element's
- * modes 0 and 1), on the same four-range walk: dx = (g * ta + (v - tm) *
+ * modes 0 and 1), on the same walk (up only): dx = (g * ta + (v - tm) *
  * tq) + tp in float for float32, the same in double with (da, dm, dq, dp)
  * for float64; coefficient arrays extended past the last channel as above.
  * Every range's loads come before its stores. */
-BN_STREAM_TARGET
-void bn_stream_backward_dx_nhwc4_f32(const float *dy, const float *x,
-                                     const float *ta, const float *tm,
-                                     const float *tq, const float *tp,
-                                     int64_t channels, int64_t e_lo,
-                                     int64_t e_hi, int64_t stride, float *dx)
+BN_STREAM_TARGET BN_WALK_INLINE void
+dx_nhwc_walk_f32(const float *dy, const float *x, const float *ta,
+                 const float *tm, const float *tq, const float *tp,
+                 int64_t channels, int64_t e_lo, int64_t e_hi, int64_t stride,
+                 float *dx, const int streams, const int nt)
 {
     int64_t j = e_lo % channels;
     for (int64_t e = e_lo; e < e_hi; e += 16) {
         const __m512 a = _mm512_loadu_ps(ta + j), m = _mm512_loadu_ps(tm + j),
                      q = _mm512_loadu_ps(tq + j), p = _mm512_loadu_ps(tp + j);
         __m512 g[4], v[4];
-        for (int k = 0; k < 4; ++k) {
+        for (int k = 0; k < streams; ++k) {
             g[k] = _mm512_loadu_ps(dy + e + k * stride);
             v[k] = _mm512_loadu_ps(x + e + k * stride);
         }
-        for (int k = 0; k < 4; ++k)
-            _mm512_stream_ps(dx + e + k * stride,
-                             _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(g[k], a),
-                                                         _mm512_mul_ps(_mm512_sub_ps(v[k], m), q)),
-                                           p));
+        for (int k = 0; k < streams; ++k) {
+            const __m512 out = _mm512_add_ps(
+                _mm512_add_ps(_mm512_mul_ps(g[k], a),
+                              _mm512_mul_ps(_mm512_sub_ps(v[k], m), q)),
+                p);
+            if (nt)
+                _mm512_stream_ps(dx + e + k * stride, out);
+            else
+                _mm512_store_ps(dx + e + k * stride, out);
+        }
         j = advance_channel(j, 16, channels);
     }
-    _mm_sfence();
+    if (nt)
+        _mm_sfence();
+}
+
+BN_STREAM_TARGET
+void bn_stream_backward_dx_nhwc4_f32(const float *dy, const float *x,
+                                     const float *ta, const float *tm,
+                                     const float *tq, const float *tp,
+                                     int64_t channels, int64_t e_lo,
+                                     int64_t e_hi, int64_t stride, int streams,
+                                     int nt, float *dx)
+{
+#define DX_NHWC_F32(S, NT)                                                     \
+    dx_nhwc_walk_f32(dy, x, ta, tm, tq, tp, channels, e_lo, e_hi, stride, dx,  \
+                     S, NT)
+    NHWC_INSTANCES(DX_NHWC_F32);
+#undef DX_NHWC_F32
+}
+
+BN_STREAM_TARGET BN_WALK_INLINE void
+dx_nhwc_walk_f64(const double *dy, const double *x, const double *da,
+                 const double *dm, const double *dq, const double *dp,
+                 int64_t channels, int64_t e_lo, int64_t e_hi, int64_t stride,
+                 double *dx, const int streams, const int nt)
+{
+    int64_t j = e_lo % channels;
+    for (int64_t e = e_lo; e < e_hi; e += 8) {
+        const __m512d a = _mm512_loadu_pd(da + j), m = _mm512_loadu_pd(dm + j),
+                      q = _mm512_loadu_pd(dq + j), p = _mm512_loadu_pd(dp + j);
+        __m512d g[4], v[4];
+        for (int k = 0; k < streams; ++k) {
+            g[k] = _mm512_loadu_pd(dy + e + k * stride);
+            v[k] = _mm512_loadu_pd(x + e + k * stride);
+        }
+        for (int k = 0; k < streams; ++k) {
+            const __m512d out = _mm512_add_pd(
+                _mm512_add_pd(_mm512_mul_pd(g[k], a),
+                              _mm512_mul_pd(_mm512_sub_pd(v[k], m), q)),
+                p);
+            if (nt)
+                _mm512_stream_pd(dx + e + k * stride, out);
+            else
+                _mm512_store_pd(dx + e + k * stride, out);
+        }
+        j = advance_channel(j, 8, channels);
+    }
+    if (nt)
+        _mm_sfence();
 }
 
 BN_STREAM_TARGET
@@ -403,25 +512,14 @@ void bn_stream_backward_dx_nhwc4_f64(const double *dy, const double *x,
                                      const double *da, const double *dm,
                                      const double *dq, const double *dp,
                                      int64_t channels, int64_t e_lo,
-                                     int64_t e_hi, int64_t stride, double *dx)
+                                     int64_t e_hi, int64_t stride, int streams,
+                                     int nt, double *dx)
 {
-    int64_t j = e_lo % channels;
-    for (int64_t e = e_lo; e < e_hi; e += 8) {
-        const __m512d a = _mm512_loadu_pd(da + j), m = _mm512_loadu_pd(dm + j),
-                      q = _mm512_loadu_pd(dq + j), p = _mm512_loadu_pd(dp + j);
-        __m512d g[4], v[4];
-        for (int k = 0; k < 4; ++k) {
-            g[k] = _mm512_loadu_pd(dy + e + k * stride);
-            v[k] = _mm512_loadu_pd(x + e + k * stride);
-        }
-        for (int k = 0; k < 4; ++k)
-            _mm512_stream_pd(dx + e + k * stride,
-                             _mm512_add_pd(_mm512_add_pd(_mm512_mul_pd(g[k], a),
-                                                         _mm512_mul_pd(_mm512_sub_pd(v[k], m), q)),
-                                           p));
-        j = advance_channel(j, 8, channels);
-    }
-    _mm_sfence();
+#define DX_NHWC_F64(S, NT)                                                     \
+    dx_nhwc_walk_f64(dy, x, da, dm, dq, dp, channels, e_lo, e_hi, stride, dx,  \
+                     S, NT)
+    NHWC_INSTANCES(DX_NHWC_F64);
+#undef DX_NHWC_F64
 }
 
 #endif

@@ -9,7 +9,10 @@
  * that streams writes the elements [e_lo, e_hi) of its range in three
  * spans (bn_stream_span): the partial 64-byte line at each end with its
  * ordinary loop, and the whole lines between by its bn_stream_* twin,
- * which needs rows (NCHW: H * W values) of one vector at least. */
+ * which needs rows (NCHW: H * W values) of one vector at least. The NHWC
+ * twins (nhwc4) also take `nt` = 0: the same aligned whole lines by
+ * ordinary stores, for outputs that stay in cache (standard_nhwc.inc
+ * writes y and dx so wherever they start). */
 #define BN_STREAM_MIN_ROW_VALUES 16
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(_MSC_VER)
 #define BN_STREAM_KERNELS 1  /* the bn_stream_* twins exist (AVX-512F code) */
@@ -29,23 +32,25 @@ void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
                                           const double *co, int64_t channels,
                                           int relu, int64_t e_lo, int64_t e_hi,
                                           int64_t stride, int descending,
-                                          float *y);
+                                          int streams, int nt, float *y);
 void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
                                           const double *ca, const double *cs,
                                           int64_t channels, int relu,
                                           int64_t e_lo, int64_t e_hi,
                                           int64_t stride, int descending,
-                                          double *y);
+                                          int streams, int nt, double *y);
 void bn_stream_backward_dx_nhwc4_f32(const float *dy, const float *x,
                                      const float *ta, const float *tm,
                                      const float *tq, const float *tp,
                                      int64_t channels, int64_t e_lo,
-                                     int64_t e_hi, int64_t stride, float *dx);
+                                     int64_t e_hi, int64_t stride, int streams,
+                                     int nt, float *dx);
 void bn_stream_backward_dx_nhwc4_f64(const double *dy, const double *x,
                                      const double *da, const double *dm,
                                      const double *dq, const double *dp,
                                      int64_t channels, int64_t e_lo,
-                                     int64_t e_hi, int64_t stride, double *dx);
+                                     int64_t e_hi, int64_t stride, int streams,
+                                     int nt, double *dx);
 void bn_stream_backward_dx_f32(const float *dy, const float *x,
                                const float *terms, int64_t channels,
                                int64_t spatial, int64_t e_lo, int64_t e_hi,
