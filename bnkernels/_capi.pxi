@@ -30,6 +30,9 @@ cdef void bn_dk_add_bias_f32(const float *x, const float *biases, int64_t batch,
 cdef void bn_dk_scale_add_bias_f32(const float *x, const float *scales, const float *biases, int64_t batch, int64_t channels, int64_t spatial, float *out) noexcept nogil:
     h.bn_dk_scale_add_bias_f32(x, scales, biases, batch, channels, spatial, out)
 
+cdef void bn_dk_inference_f32(const float *x, const float *mean, const float *variance, const float *scales, const float *biases, int64_t batch, int64_t channels, int64_t spatial, float eps, int eps_inside, float *out) noexcept nogil:
+    h.bn_dk_inference_f32(x, mean, variance, scales, biases, batch, channels, spatial, eps, eps_inside, out)
+
 cdef void bn_dk_backward_bias_f32(const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *bias_updates) noexcept nogil:
     h.bn_dk_backward_bias_f32(delta, batch, channels, spatial, bias_updates)
 
@@ -80,6 +83,9 @@ cdef void bn_dk_add_bias_f64(const double *x, const double *biases, int64_t batc
 
 cdef void bn_dk_scale_add_bias_f64(const double *x, const double *scales, const double *biases, int64_t batch, int64_t channels, int64_t spatial, double *out) noexcept nogil:
     h.bn_dk_scale_add_bias_f64(x, scales, biases, batch, channels, spatial, out)
+
+cdef void bn_dk_inference_f64(const double *x, const double *mean, const double *variance, const double *scales, const double *biases, int64_t batch, int64_t channels, int64_t spatial, double eps, int eps_inside, double *out) noexcept nogil:
+    h.bn_dk_inference_f64(x, mean, variance, scales, biases, batch, channels, spatial, eps, eps_inside, out)
 
 cdef void bn_dk_backward_bias_f64(const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *bias_updates) noexcept nogil:
     h.bn_dk_backward_bias_f64(delta, batch, channels, spatial, bias_updates)
@@ -263,6 +269,12 @@ cdef void bn_avg_pool2d_forward_f64(const double *x, int64_t batch, int64_t chan
 
 cdef void bn_avg_pool2d_backward_f64(const double *dy, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, int count_include_pad, double *dx) noexcept nogil:
     h.bn_avg_pool2d_backward_f64(dy, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, count_include_pad, dx)
+
+cdef void bn_relu_backward_f32(const float *dy, const float *x, int64_t n, float *dx) noexcept nogil:
+    h.bn_relu_backward_f32(dy, x, n, dx)
+
+cdef void bn_relu_backward_f64(const double *dy, const double *x, int64_t n, double *dx) noexcept nogil:
+    h.bn_relu_backward_f64(dy, x, n, dx)
 
 cdef int64_t bn_pool_output_size(int64_t size, int64_t kernel, int64_t stride, int64_t pad, int ceil_mode) noexcept nogil:
     return h.bn_pool_output_size(size, kernel, stride, pad, ceil_mode)

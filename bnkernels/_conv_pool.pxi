@@ -318,3 +318,33 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride, padding, *, ceil_mode=
         _bn_avg_pool2d_backward(f32, pg, g.n, g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.ph,
                                 g.pw, g.oh, g.ow, with_pad, po)
     return O
+
+
+cdef object _float_array(obj, str name):
+    """A float32 or float64 C-contiguous aligned array of any shape."""
+    if type(obj) is np.ndarray and (_plain_float(obj, cnp.NPY_FLOAT32)
+                                    or _plain_float(obj, cnp.NPY_FLOAT64)):
+        return obj
+    a = _array(obj, name)
+    if a.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must have dtype float32 or float64 (native byte order), "
+                        f"got {a.dtype!r}")
+    _require_c_contiguous(a, name)
+    return a
+
+
+def _relu_backward(dy, x, *, out=None):
+    """dx: dy where x > 0, else +0 (NaN or -0 x gives +0, a NaN dy passes
+    where x > 0), for dy and x of one shape (any) and dtype (float32 or
+    float64). The ReLU layers' backward. out may be dy itself."""
+    X = _float_array(x, "x")
+    G = _tensor_like(dy, "dy", X, "x")
+    O = _output(out, "out", X.shape, X.dtype, ((G, "dy"), (X, "x")), (G,))
+    cdef int64_t n = cnp.PyArray_SIZE(<cnp.ndarray>X)
+    cdef void *pg = _ptr(G)
+    cdef void *px = _ptr(X)
+    cdef void *po = _ptr(O)
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        _bn_relu_backward(f32, pg, px, n, po)
+    return O

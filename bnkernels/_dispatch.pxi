@@ -54,6 +54,12 @@ cdef inline void _bn_dk_scale_add_bias(bint f32, const void *x, const void *scal
     else:
         bn_dk_scale_add_bias(<const double *>x, <const double *>scales, <const double *>biases, batch, channels, spatial, <double *>out)
 
+cdef inline void _bn_dk_inference(bint f32, const void *x, const void *mean, const void *variance, const void *scales, const void *biases, int64_t batch, int64_t channels, int64_t spatial, double eps, int eps_inside, void *out) noexcept nogil:
+    if f32:
+        bn_dk_inference(<const float *>x, <const float *>mean, <const float *>variance, <const float *>scales, <const float *>biases, batch, channels, spatial, <float>eps, eps_inside, <float *>out)
+    else:
+        bn_dk_inference(<const double *>x, <const double *>mean, <const double *>variance, <const double *>scales, <const double *>biases, batch, channels, spatial, <double>eps, eps_inside, <double *>out)
+
 cdef inline void _bn_dk_backward_bias(bint f32, const void *delta, int64_t batch, int64_t channels, int64_t spatial, void *bias_updates) noexcept nogil:
     if f32:
         bn_dk_backward_bias(<const float *>delta, batch, channels, spatial, <float *>bias_updates)
@@ -257,3 +263,9 @@ cdef inline void _bn_avg_pool2d_backward(bint f32, const void *dy, int64_t batch
         bn_avg_pool2d_backward(<const float *>dy, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, count_include_pad, <float *>dx)
     else:
         bn_avg_pool2d_backward(<const double *>dy, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, count_include_pad, <double *>dx)
+
+cdef inline void _bn_relu_backward(bint f32, const void *dy, const void *x, int64_t n, void *dx) noexcept nogil:
+    if f32:
+        bn_relu_backward(<const float *>dy, <const float *>x, n, <float *>dx)
+    else:
+        bn_relu_backward(<const double *>dy, <const double *>x, n, <double *>dx)

@@ -43,6 +43,7 @@ cdef void bn_dk_normalize_eps_inside_f32(const float *x, const float *mean, cons
 cdef void bn_dk_scale_bias_f32(const float *x, const float *scales, int64_t batch, int64_t channels, int64_t spatial, float *out) noexcept nogil
 cdef void bn_dk_add_bias_f32(const float *x, const float *biases, int64_t batch, int64_t channels, int64_t spatial, float *out) noexcept nogil
 cdef void bn_dk_scale_add_bias_f32(const float *x, const float *scales, const float *biases, int64_t batch, int64_t channels, int64_t spatial, float *out) noexcept nogil
+cdef void bn_dk_inference_f32(const float *x, const float *mean, const float *variance, const float *scales, const float *biases, int64_t batch, int64_t channels, int64_t spatial, float eps, int eps_inside, float *out) noexcept nogil
 cdef void bn_dk_backward_bias_f32(const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *bias_updates) noexcept nogil
 cdef void bn_dk_backward_scale_f32(const float *x_norm, const float *delta, int64_t batch, int64_t channels, int64_t spatial, float *scale_updates) noexcept nogil
 cdef void bn_dk_mean_delta_f32(const float *delta, const float *variance, int64_t batch, int64_t channels, int64_t spatial, float eps, float *mean_delta) noexcept nogil
@@ -60,6 +61,7 @@ cdef void bn_dk_normalize_eps_inside_f64(const double *x, const double *mean, co
 cdef void bn_dk_scale_bias_f64(const double *x, const double *scales, int64_t batch, int64_t channels, int64_t spatial, double *out) noexcept nogil
 cdef void bn_dk_add_bias_f64(const double *x, const double *biases, int64_t batch, int64_t channels, int64_t spatial, double *out) noexcept nogil
 cdef void bn_dk_scale_add_bias_f64(const double *x, const double *scales, const double *biases, int64_t batch, int64_t channels, int64_t spatial, double *out) noexcept nogil
+cdef void bn_dk_inference_f64(const double *x, const double *mean, const double *variance, const double *scales, const double *biases, int64_t batch, int64_t channels, int64_t spatial, double eps, int eps_inside, double *out) noexcept nogil
 cdef void bn_dk_backward_bias_f64(const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *bias_updates) noexcept nogil
 cdef void bn_dk_backward_scale_f64(const double *x_norm, const double *delta, int64_t batch, int64_t channels, int64_t spatial, double *scale_updates) noexcept nogil
 cdef void bn_dk_mean_delta_f64(const double *delta, const double *variance, int64_t batch, int64_t channels, int64_t spatial, double eps, double *mean_delta) noexcept nogil
@@ -121,6 +123,8 @@ cdef void bn_max_pool2d_forward_f64(const double *x, int64_t batch, int64_t chan
 cdef void bn_max_pool2d_backward_f64(const double *dy, const int64_t *indices, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t out_h, int64_t out_w, double *dx) noexcept nogil
 cdef void bn_avg_pool2d_forward_f64(const double *x, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, int count_include_pad, double *y) noexcept nogil
 cdef void bn_avg_pool2d_backward_f64(const double *dy, int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w, int count_include_pad, double *dx) noexcept nogil
+cdef void bn_relu_backward_f32(const float *dy, const float *x, int64_t n, float *dx) noexcept nogil
+cdef void bn_relu_backward_f64(const double *dy, const double *x, int64_t n, double *dx) noexcept nogil
 cdef int64_t bn_pool_output_size(int64_t size, int64_t kernel, int64_t stride, int64_t pad, int ceil_mode) noexcept nogil
 cdef int bn_pool_geometry_check(int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w, int64_t stride_h, int64_t stride_w, int64_t pad_h, int64_t pad_w, int64_t out_h, int64_t out_w) noexcept nogil
 cdef void bn_set_num_threads(int threads) noexcept nogil
@@ -182,6 +186,12 @@ cdef inline void bn_dk_scale_add_bias(const real *x, const real *scales, const r
         bn_dk_scale_add_bias_f32(x, scales, biases, batch, channels, spatial, out)
     else:
         bn_dk_scale_add_bias_f64(x, scales, biases, batch, channels, spatial, out)
+
+cdef inline void bn_dk_inference(const real *x, const real *mean, const real *variance, const real *scales, const real *biases, int64_t batch, int64_t channels, int64_t spatial, real eps, int eps_inside, real *out) noexcept nogil:
+    if real is float:
+        bn_dk_inference_f32(x, mean, variance, scales, biases, batch, channels, spatial, eps, eps_inside, out)
+    else:
+        bn_dk_inference_f64(x, mean, variance, scales, biases, batch, channels, spatial, eps, eps_inside, out)
 
 cdef inline void bn_dk_backward_bias(const real *delta, int64_t batch, int64_t channels, int64_t spatial, real *bias_updates) noexcept nogil:
     if real is float:
@@ -386,3 +396,9 @@ cdef inline void bn_avg_pool2d_backward(const real *dy, int64_t batch, int64_t c
         bn_avg_pool2d_backward_f32(dy, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, count_include_pad, dx)
     else:
         bn_avg_pool2d_backward_f64(dy, batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w, count_include_pad, dx)
+
+cdef inline void bn_relu_backward(const real *dy, const real *x, int64_t n, real *dx) noexcept nogil:
+    if real is float:
+        bn_relu_backward_f32(dy, x, n, dx)
+    else:
+        bn_relu_backward_f64(dy, x, n, dx)

@@ -7,10 +7,17 @@ GIL and calls one C kernel. Error messages use the public argument names.
 No math lives here.
 """
 import numbers
+from weakref import getweakrefcount as _getweakrefcount
 
 import numpy as np
 
 cimport numpy as cnp
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.ref cimport PyObject
+
+cdef extern from "Python.h":
+    # declared here: Cython 3.0.0's cpython.ref lacks _Py_REFCNT
+    Py_ssize_t Py_REFCNT(PyObject *o)
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
 
@@ -279,6 +286,21 @@ cdef object _writable(obj, str name, tuple shape, dtype):
     return a
 
 
+cdef object _new_array(tuple shape, dtype, bint zero):
+    """np.empty(shape, dtype) (np.zeros with zero), without a Python call."""
+    cdef cnp.npy_intp dims[32]
+    cdef int ndim = len(shape)
+    cdef int d
+    if ndim > 32 or not isinstance(dtype, cnp.dtype):
+        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+    for d in range(ndim):
+        dims[d] = shape[d]
+    cdef int type_num = (<cnp.dtype>dtype).type_num
+    if zero:
+        return cnp.PyArray_ZEROS(ndim, dims, type_num, 0)
+    return cnp.PyArray_EMPTY(ndim, dims, type_num, 0)
+
+
 cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
                     tuple in_place_ok=(), bint zero=False):
     """The array a kernel writes: `obj` checked, or a new one if obj is None.
@@ -288,7 +310,7 @@ cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
     may be itself (elementwise kernels read each element before writing it).
     """
     if obj is None:
-        return np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+        return _new_array(shape, dtype, zero)
     a = _writable(obj, name, shape, dtype)
     partner = in_place_ok[0] if in_place_ok else None
     cdef str partner_name = None
@@ -550,6 +572,33 @@ def dk_scale_add_bias(x, scales, biases, out=None):
     cdef bint f32 = _is_f32(X)
     with nogil:
         _bn_dk_scale_add_bias(f32, px, pg, pb, n, c, s, po)
+    return O
+
+
+def dk_inference(x, mean, variance, scales, biases, eps, bint eps_inside, out=None):
+    """normalize_cpu (eps inside the square root when eps_inside, as
+    AlexeyAB's; outside, as pjreddie's), scale_bias and add_bias in one
+    pass, the same bits as the three; out may be x."""
+    X = _bn_tensor(x, "x")
+    M = _channels(mean, "mean", X, "x")
+    V = _channels(variance, "variance", X, "x")
+    G = _channels(scales, "scales", X, "x")
+    B = _channels(biases, "biases", X, "x")
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
+    O = _output(out, "out", X.shape, X.dtype,
+                ((X, "x"), (M, "mean"), (V, "variance"), (G, "scales"), (B, "biases")),
+                (X,))
+    cdef void *px = _ptr(X)
+    cdef void *pm = _ptr(M)
+    cdef void *pv = _ptr(V)
+    cdef void *pg = _ptr(G)
+    cdef void *pb = _ptr(B)
+    cdef void *po = _ptr(O)
+    cdef double e = _check_eps(eps, "eps")
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        _bn_dk_inference(f32, px, pm, pv, pg, pb, n, c, s, e, eps_inside, po)
     return O
 
 
@@ -887,8 +936,9 @@ def backward_reduce(dy, x, mean, invstd, weight=None, bias=None, bint relu=False
 cdef tuple _backward_reduce(G, X, M, K, W, B, bint relu, bint nhwc):
     cdef int64_t n, c, s
     _sizes(X, nhwc, &n, &c, &s)
-    SG = np.empty(c, np.float64)
-    SGX = np.empty(c, np.float64)
+    cdef cnp.npy_intp channels = c
+    SG = cnp.PyArray_EMPTY(1, &channels, cnp.NPY_FLOAT64, 0)
+    SGX = cnp.PyArray_EMPTY(1, &channels, cnp.NPY_FLOAT64, 0)
     cdef void *pg = _ptr(G)
     cdef void *px = _ptr(X)
     cdef double *pm = _f64(M)
@@ -960,6 +1010,13 @@ def check_forward(x, weight, bias, running_mean, running_var, bint training, out
     argument changes no state. Returns the checked arrays (x, weight, bias,
     running_mean, running_var, out). workspace: an array of x's shape the
     caller writes too (Darknet's x_norm), checked like out."""
+    return _check_forward(x, weight, bias, running_mean, running_var, training, out, nhwc,
+                          workspace)
+
+
+cdef tuple _check_forward(x, weight, bias, running_mean, running_var, bint training, out,
+                          bint nhwc, workspace):
+    """check_forward, called from C."""
     X = _bn_tensor(x, "x", nhwc)
     W = None if weight is None else _channels(weight, "weight", X, "x", None, nhwc)
     B = None if bias is None else _channels(bias, "bias", X, "x", None, nhwc)
@@ -1016,8 +1073,8 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
     cdef double m = _check_momentum(momentum, "momentum")
     cdef double e = _check_eps(eps, "eps")
     cdef int64_t d = _check_ddof(ddof)
-    X, W, B, RM, RV, O = check_forward(x, weight, bias, running_mean, running_var,
-                                       training, out, nhwc)
+    X, W, B, RM, RV, O = _check_forward(x, weight, bias, running_mean, running_var,
+                                        training, out, nhwc, None)
     cdef int64_t n, c, s
     _sizes(X, nhwc, &n, &c, &s)
     cdef int64_t count = n * s
@@ -1025,13 +1082,16 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
     if batch_stats and count == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, "
                          f"got input of shape {X.shape}")
-    check_batch_eps(e, batch_stats)
+    if batch_stats and e == 0.:
+        check_batch_eps(e, batch_stats)  # raises
     cdef bint y_is_x = O is not None and _same_memory(O, X)
     if O is None:
-        O = np.empty(X.shape, X.dtype)
-    M = np.empty(c, np.float64)
-    V = np.empty(c, np.float64)
-    K = np.empty(c, np.float64)
+        O = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(<cnp.ndarray>X), cnp.PyArray_DIMS(<cnp.ndarray>X),
+                              cnp.PyArray_TYPE(<cnp.ndarray>X), 0)
+    cdef cnp.npy_intp channels = c
+    M = cnp.PyArray_EMPTY(1, &channels, cnp.NPY_FLOAT64, 0)
+    V = cnp.PyArray_EMPTY(1, &channels, cnp.NPY_FLOAT64, 0)
+    K = cnp.PyArray_EMPTY(1, &channels, cnp.NPY_FLOAT64, 0)
     cdef void *px = _ptr(X)
     cdef double *pm = _f64(M)
     cdef double *pv = _f64(V)
@@ -1308,6 +1368,39 @@ def check_gradients(grad_weight, grad_bias, dy, x, x_norm, mean, invstd, varianc
                    (_saved(invstd, "invstd"), "invstd"),
                    (_saved(variance, "variance"), "variance"),
                    (_saved(weight, "weight"), "weight"), (_saved(bias, "bias"), "bias")))
+
+
+def reusable_result(list recent, like, tuple inputs):
+    """The index in `recent` (a layer's own recent results) of an array that
+    a call may write again as its result, or -1: the list holds the only
+    reference to it (no variable, view, memoryview or other buffer export,
+    DLPack capsule, torch.from_numpy tensor, ...), it has no weak reference,
+    owns its memory, is writeable, has like's shape and dtype (C-contiguous,
+    aligned), and shares no memory with like or with any of inputs. like and
+    inputs must be ndarrays (anything else: -1)."""
+    cdef Py_ssize_t i
+    cdef PyObject *item
+    if type(like) is not np.ndarray:
+        return -1
+    for other in inputs:
+        if type(other) is not np.ndarray:
+            return -1
+    for i in range(PyList_GET_SIZE(recent)):
+        item = PyList_GET_ITEM(recent, i)
+        if Py_REFCNT(item) != 1:  # the list's own reference only
+            continue
+        a = <object>item
+        if (type(a) is not np.ndarray or cnp.PyArray_BASE(<cnp.ndarray>a) != NULL
+                or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a)
+                or not _same_layout(<cnp.ndarray>a, <cnp.ndarray>like)
+                or _getweakrefcount(a) or _overlaps(a, like)):
+            continue
+        for other in inputs:
+            if _overlaps(a, other):
+                break
+        else:
+            return i
+    return -1
 
 
 def check_tensor_like(v, name, x, x_name):

@@ -84,6 +84,13 @@ extern "C" {
     void bn_dk_scale_add_bias_##SUF(const T *x, const T *scales,               \
                                     const T *biases, int64_t batch,            \
                                     int64_t channels, int64_t spatial, T *out);\
+    /* inference: normalize_cpu (eps_inside != 0: AlexeyAB's, else         */ \
+    /* pjreddie's), scale_bias, add_bias in one pass, the same bits as the  */ \
+    /* three one after another (out may be x)                               */ \
+    void bn_dk_inference_##SUF(                                                \
+        const T *x, const T *mean, const T *variance, const T *scales,         \
+        const T *biases, int64_t batch, int64_t channels, int64_t spatial,     \
+        T eps, int eps_inside, T *out);                                        \
     /* backward; the *_updates kernels ADD into their output, like Darknet */  \
     void bn_dk_backward_bias_##SUF(const T *delta, int64_t batch,              \
                                    int64_t channels, int64_t spatial,          \
@@ -289,6 +296,15 @@ void bn_merge_moments(int64_t parts, int64_t channels, const double *counts,
 
 BN_DECLARE_CONV_POOL(float, f32)
 BN_DECLARE_CONV_POOL(double, f64)
+
+/* The ReLU's backward over n values (none for n <= 0):                     */
+/* dx = dy where x > 0, else +0 (a NaN or -0 x gives +0).  dx may be dy     */
+/* itself; no other overlap.                                                */
+#define BN_DECLARE_RELU(T, SUF)                                                \
+    void bn_relu_backward_##SUF(const T *dy, const T *x, int64_t n, T *dx);
+
+BN_DECLARE_RELU(float, f32)
+BN_DECLARE_RELU(double, f64)
 
 /* Windows along one axis, PyTorch's rule (dilation 1): floor((size + 2*pad -
  * kernel + (ceil_mode ? stride - 1 : 0)) / stride) + 1, less one when

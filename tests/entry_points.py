@@ -234,6 +234,9 @@ ENTRIES += [
           lambda a: _out(_kernels.avg_pool2d_backward(a["dy"], SHAPE, 2, 2, 0,
                                                       out=a["out"])),
           ("out",)),
+    Entry("_kernels._relu_backward", _arrays(dy=T, x=T, out=T),
+          lambda a: _out(_kernels._relu_backward(a["dy"], a["x"], out=a["out"])),
+          ("out",), (("out", "dy"),)),
 ]
 
 

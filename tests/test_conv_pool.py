@@ -841,3 +841,144 @@ def test_random_geometries_give_the_loops_result_or_a_clear_error(
             naive_avg_pool_backward(dy.astype(np.float64), shape, k, s, p, ceil_mode,
                                     include), **tolerance(dtype))
     np.testing.assert_array_equal(x, before)
+
+
+# ---------------------------------------------------------------------------
+# the ReLU layers' backward (_kernels._relu_backward, bn_relu_backward)
+# ---------------------------------------------------------------------------
+
+def relu_specials(dtype):
+    """Values where the rule x > 0 is easy to get wrong: both zeros, both
+    infinities, NaN, the smallest subnormals and normals, and ordinary ones."""
+    info = np.finfo(dtype)
+    tiny = info.smallest_subnormal
+    return np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, tiny, -tiny,
+                     info.tiny, -info.tiny, info.max, -info.max, 1.0, -1.0, 0.5, -2.5],
+                    dtype)
+
+
+def relu_oracle(dy, x):
+    """dy where x > 0, else +0, decided and selected in float64 (a float32
+    value is exactly its float64 conversion); the bits of the dtype."""
+    with np.errstate(invalid="ignore"):  # signalling NaNs become quiet ones
+        keep = x.astype(np.float64) > 0
+        out = np.where(keep, dy.astype(np.float64), 0.0).astype(dy.dtype)
+    # NumPy's conversion keeps a NaN's sign and payload only as a quiet NaN;
+    # a kept NaN dy must come back with its own bits
+    out[keep & np.isnan(dy)] = dy[keep & np.isnan(dy)]
+    return out
+
+
+def relu_cases(dtype, seed, n_random=1000):
+    """Every (dy, x) pair of specials, then random values and raw bit patterns."""
+    s = relu_specials(dtype)
+    dy, x = (a.ravel() for a in np.meshgrid(s, s))
+    rng = np.random.default_rng(seed)
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    raw = rng.integers(0, np.iinfo(uint).max, (2, n_random), dtype=uint, endpoint=True)
+    raw = raw.view(dtype)
+    normal = rng.standard_normal((2, n_random)).astype(dtype)
+    return (np.concatenate([dy, raw[0], normal[0]]), np.concatenate([x, raw[1], normal[1]]))
+
+
+def same_bits(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_backward_matches_the_float64_oracle_bit_for_bit(dtype):
+    """NaN, -0 and negative x give +0; x > 0 (a positive subnormal, +inf)
+    passes dy with its bits (a NaN dy, a -0 dy)."""
+    dy, x = relu_cases(dtype, 30)
+    dx = _kernels._relu_backward(dy, x)
+    assert same_bits(dx, relu_oracle(dy, x))
+    zero = ~(x > 0)
+    assert not np.signbit(dx[zero]).any() and (dx[zero] == 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0,), (1,), (7,), (2, 3), (2, 0, 5), (3, 4, 5, 6),
+                                   (1, 2, 3, 4, 5)], ids=str)
+def test_relu_backward_takes_any_shape(dtype, shape):
+    rng = np.random.default_rng(31)
+    dy = rng.standard_normal(shape).astype(dtype)
+    x = rng.standard_normal(shape).astype(dtype)
+    dx = _kernels._relu_backward(dy, x)
+    assert same_bits(dx, relu_oracle(dy, x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_backward_out_is_overwritten_and_may_be_dy(dtype):
+    dy, x = relu_cases(dtype, 32)
+    expected = relu_oracle(dy, x)
+    x_before, dy_before = x.tobytes(), dy.tobytes()
+    out = np.full_like(dy, 7)
+    assert _kernels._relu_backward(dy, x, out=out) is out
+    assert same_bits(out, expected)
+    assert x.tobytes() == x_before and dy.tobytes() == dy_before
+    assert _kernels._relu_backward(dy, x, out=dy) is dy
+    assert same_bits(dy, expected)
+
+
+def test_relu_backward_gives_the_same_bits_on_1_and_2_threads():
+    """Sizes past the threshold for threads, the back-off off so that two
+    threads run; ranges of any length, not a multiple of the vector width."""
+    results = {}
+    try:
+        _kernels._set_thread_backoff(False)
+        for threads in (1, 2):
+            bnkernels.set_num_threads(threads)
+            results[threads] = [
+                _kernels._relu_backward(*relu_cases(dtype, 33, n_random=n))
+                for dtype in DTYPES for n in (300_001, 1 << 20)]
+    finally:
+        _kernels._set_thread_backoff(True)
+        bnkernels.set_num_threads(None)
+    for one, two, args in zip(results[1], results[2],
+                              [(d, n) for d in DTYPES for n in (300_001, 1 << 20)]):
+        dy, x = relu_cases(args[0], 33, n_random=args[1])
+        assert same_bits(one, relu_oracle(dy, x))
+        assert same_bits(one, two)
+
+
+R = np.ones((2, 3), np.float32)
+B = np.ones(12, np.float32)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: _kernels._relu_backward(R, R.astype(np.int32)), TypeError,
+     r"x must have dtype float32 or float64.*got dtype\('int32'\)"),
+    (lambda: _kernels._relu_backward(R, R.astype(">f4")), TypeError,
+     r"x must have dtype float32 or float64 \(native byte order\)"),
+    (lambda: _kernels._relu_backward(R.astype(np.float64), R), TypeError,
+     r"dy has dtype float64, expected float32 to match x"),
+    (lambda: _kernels._relu_backward(R, np.ones((3, 2), np.float32)), ValueError,
+     r"dy has shape \(2, 3\), expected \(3, 2\) to match x"),
+    (lambda: _kernels._relu_backward(R, np.ones((3, 4), np.float32)[:, ::2]), ValueError,
+     r"x must be C-contiguous"),
+    (lambda: _kernels._relu_backward(np.ones((2, 6), np.float32)[:, ::2], R), ValueError,
+     r"dy must be C-contiguous"),
+    (lambda: _kernels._relu_backward(None, R), TypeError, r"dy must be an array, got None"),
+    (lambda: _kernels._relu_backward(R, None), TypeError, r"x must be an array, got None"),
+    (lambda: _kernels._relu_backward(R, R, out=np.ones((2, 3))), TypeError,
+     r"out has dtype float64, expected float32"),
+    (lambda: _kernels._relu_backward(R, R, out=np.ones((6,), np.float32)), ValueError,
+     r"out has shape \(6,\), expected \(2, 3\)"),
+    (lambda: _kernels._relu_backward(B[:6].reshape(2, 3), R, out=B[3:9].reshape(2, 3)),
+     ValueError, r"out overlaps input dy"),
+])
+def test_relu_backward_rejects_bad_input_naming_the_argument(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_relu_backward_rejects_out_that_is_x_or_read_only_and_writes_nothing():
+    dy, x = relu_cases(np.float64, 34, n_random=10)
+    before = x.tobytes()
+    with pytest.raises(ValueError, match=r"out overlaps input x"):
+        _kernels._relu_backward(dy, x, out=x)
+    out = np.zeros_like(dy)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match=r"out is read-only"):
+        _kernels._relu_backward(dy, x, out=out)
+    assert x.tobytes() == before and not out.any()

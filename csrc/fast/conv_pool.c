@@ -49,6 +49,87 @@ static int is_copy(const Geometry *g)
            g->out_h == g->height && g->out_w == g->width;
 }
 
+/* The pools' fast path works on one output row at a time, on tiles of up
+ * to POOL_TILE consecutive outputs, tap by tap: for kernel column j, every
+ * output ow of the tile whose input column ow * stride_w - pad_w + j lies in
+ * the plane takes that input, in one loop over ow (vectorized across output
+ * positions, no bounds test inside). An output meets its taps in the same
+ * (row, column) order as a window-at-a-time loop, so its max, argmax and
+ * double sum are those of the reference tier. Kernels wider than
+ * POOL_MAX_TAPS, and planes too large for the int32 tap codes of max
+ * pooling, take the window-at-a-time path. */
+#define POOL_TILE 256
+#define POOL_MAX_TAPS 16
+typedef struct {
+    int64_t t0, n;                                 /* outputs [t0, t0 + n) */
+    int64_t lo[POOL_MAX_TAPS], hi[POOL_MAX_TAPS];  /* tap j: tile outputs [lo, hi) */
+} Tile;
+
+static int pool_tiles_fit(const Geometry *g)
+{
+    return g->kernel_w <= POOL_MAX_TAPS && g->height * g->width < ((int64_t)1 << 30);
+}
+
+/* The tile of outputs [t0, min(t0 + POOL_TILE, out_w)) and, for each kernel
+ * column j, its outputs whose input column is inside the plane. */
+static void pool_tile(const Geometry *g, int64_t t0, Tile *t)
+{
+    t->t0 = t0;
+    t->n = g->out_w - t0 < POOL_TILE ? g->out_w - t0 : POOL_TILE;
+    for (int64_t j = 0; j < g->kernel_w; ++j) {
+        int64_t lo, hi;
+        inside(g->out_w, g->stride_w, j - g->pad_w, g->width, &lo, &hi);
+        lo = lo < t0 ? 0 : lo - t0;
+        hi = hi - t0 > t->n ? t->n : hi - t0;
+        t->lo[j] = lo;
+        t->hi[j] = hi > lo ? hi : lo;
+    }
+}
+
+/* Small planes (rows too short to fill vectors) take the flat path: the
+ * plane is copied into a buffer of hb x wb values, its origin at (-pad_h,
+ * -pad_w), filled past the input with a value that changes no result (-inf
+ * for the max: it never replaces; 0 for the sums: a double sum that starts
+ * at +0 is never -0, and x + 0 = x), so that every window lies in the
+ * buffer. Output (oh, ow) becomes q = oh * wb + ow, and window tap (i, j)
+ * reads buffer[s * q + i * wb + j]: one loop over q per tap, across the
+ * rows, with s = stride_h = stride_w. Positions q with ow >= out_w are
+ * computed and dropped; one spare buffer row keeps their reads inside.
+ * Scratch: the buffer (POOL_FLAT_MAX values) and the tiles' arrays
+ * (POOL_TILE values each) live on the stack, under 40 KB for double. */
+#define POOL_FLAT_MAX 4096
+typedef struct {
+    int64_t hb, wb, stride; /* buffer rows (less the spare row), width, stride */
+} Flat;
+
+static int pool_flat(const Geometry *g, Flat *f)
+{
+    const int64_t small = POOL_FLAT_MAX; /* every size below: no product overflows */
+    if (g->stride_h != g->stride_w || g->out_h == 0 || g->out_w == 0 ||
+        g->out_h > small || g->out_w > small || g->stride_h > small ||
+        g->kernel_h > small || g->kernel_w > small || g->pad_h > small ||
+        g->pad_w > small || g->height > small || g->width > small)
+        return 0;
+    const int64_t s = g->stride_h;
+    const int64_t need_h = (g->out_h - 1) * s + g->kernel_h;
+    const int64_t need_w = (g->out_w - 1) * s + g->kernel_w;
+    f->hb = g->pad_h + g->height > need_h ? g->pad_h + g->height : need_h;
+    f->wb = g->pad_w + g->width > need_w ? g->pad_w + g->width : need_w;
+    f->stride = s;
+    return f->wb <= POOL_TILE && (f->hb + 1) * f->wb <= POOL_FLAT_MAX &&
+           g->kernel_w <= POOL_MAX_TAPS;
+}
+
+/* A geometry whose one window is the whole plane (global average pooling). */
+static int pool_is_global(const Geometry *g)
+{
+    return g->out_h == 1 && g->out_w == 1 && g->kernel_h == g->height &&
+           g->kernel_w == g->width && g->pad_h == 0 && g->pad_w == 0;
+}
+
+/* Global average pooling sums this many planes side by side. */
+#define BN_GLOBAL_PLANES 8
+
 #define GEOMETRY                                                               \
     const Geometry g = {height,   width,    kernel_h, kernel_w, stride_h,      \
                         stride_w, pad_h,    pad_w,    out_h,    out_w}

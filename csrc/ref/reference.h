@@ -25,6 +25,8 @@ BN_DECLARE_STANDARD(float, f32)
 BN_DECLARE_STANDARD(double, f64)
 BN_DECLARE_CONV_POOL(float, f32)
 BN_DECLARE_CONV_POOL(double, f64)
+BN_DECLARE_RELU(float, f32)
+BN_DECLARE_RELU(double, f64)
 #include "unrename.h"
 #else
 #include "rename_public.h"

@@ -7,6 +7,7 @@
 #define bn_ref_dk_scale_bias_f32 bn_dk_scale_bias_f32
 #define bn_ref_dk_add_bias_f32 bn_dk_add_bias_f32
 #define bn_ref_dk_scale_add_bias_f32 bn_dk_scale_add_bias_f32
+#define bn_ref_dk_inference_f32 bn_dk_inference_f32
 #define bn_ref_dk_backward_bias_f32 bn_dk_backward_bias_f32
 #define bn_ref_dk_backward_scale_f32 bn_dk_backward_scale_f32
 #define bn_ref_dk_mean_delta_f32 bn_dk_mean_delta_f32
@@ -40,6 +41,7 @@
 #define bn_ref_max_pool2d_backward_f32 bn_max_pool2d_backward_f32
 #define bn_ref_avg_pool2d_forward_f32 bn_avg_pool2d_forward_f32
 #define bn_ref_avg_pool2d_backward_f32 bn_avg_pool2d_backward_f32
+#define bn_ref_relu_backward_f32 bn_relu_backward_f32
 #define bn_ref_dk_mean_f64 bn_dk_mean_f64
 #define bn_ref_dk_variance_f64 bn_dk_variance_f64
 #define bn_ref_dk_rolling_update_f64 bn_dk_rolling_update_f64
@@ -48,6 +50,7 @@
 #define bn_ref_dk_scale_bias_f64 bn_dk_scale_bias_f64
 #define bn_ref_dk_add_bias_f64 bn_dk_add_bias_f64
 #define bn_ref_dk_scale_add_bias_f64 bn_dk_scale_add_bias_f64
+#define bn_ref_dk_inference_f64 bn_dk_inference_f64
 #define bn_ref_dk_backward_bias_f64 bn_dk_backward_bias_f64
 #define bn_ref_dk_backward_scale_f64 bn_dk_backward_scale_f64
 #define bn_ref_dk_mean_delta_f64 bn_dk_mean_delta_f64
@@ -81,3 +84,4 @@
 #define bn_ref_max_pool2d_backward_f64 bn_max_pool2d_backward_f64
 #define bn_ref_avg_pool2d_forward_f64 bn_avg_pool2d_forward_f64
 #define bn_ref_avg_pool2d_backward_f64 bn_avg_pool2d_backward_f64
+#define bn_ref_relu_backward_f64 bn_relu_backward_f64

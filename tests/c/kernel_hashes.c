@@ -108,6 +108,8 @@ static void run_##SUF(int64_t B, int64_t C, int64_t S)                         \
         report("bn_dk_add_bias", #SUF, fl, out, nb);                           \
         bn_dk_scale_add_bias_##SUF(x2, w, bias, B, C, S, out);                 \
         report("bn_dk_scale_add_bias", #SUF, fl, out, nb);                     \
+        bn_dk_inference_##SUF(x, m, v, w, bias, B, C, S, eps, inside, out);    \
+        report("bn_dk_inference", #SUF, fl, out, nb);                          \
         memset(bu, 0, cb);                                                     \
         memset(su, 0, cb);                                                     \
         bn_dk_backward_bias_##SUF(dy, B, C, S, bu);                            \
@@ -235,14 +237,23 @@ static void run_##SUF(int64_t B, int64_t C, int64_t S)                         \
         free(means);                                                           \
         free(m2s);                                                             \
     }                                                                          \
+    /* ReLU backward: dy's mixed signs (and a NaN, a -0) as its x */           \
+    {                                                                          \
+        memcpy(x2, dy, nb);                                                    \
+        x2[0] = (T)NAN;                                                        \
+        x2[n - 1] = (T)-0.0;                                                   \
+        bn_relu_backward_##SUF(x, x2, n, out);                                 \
+        report("bn_relu_backward", #SUF, "-", out, nb);                        \
+    }                                                                          \
     /* convolution and pooling: a plane of S values as (h, w) */               \
     {                                                                          \
         int64_t H = 1, W = S;                                                  \
         for (int64_t h = (int64_t)sqrt((double)S); h > 1; --h)                 \
             if (S % h == 0) { H = h; W = S / h; break; }                       \
         static const int64_t g[][4] = {{1, 1, 0, 0}, {3, 1, 1, 0},             \
-                                       {2, 2, 0, 0}, {3, 2, 1, 1}};            \
-        for (int gi = 0; gi < 4; ++gi) {                                       \
+                                       {2, 2, 0, 0}, {3, 2, 1, 1},             \
+                                       {3, 2, 0, 1}, {3, 2, 0, 0}};            \
+        for (int gi = 0; gi < 6; ++gi) {                                       \
             const int64_t k = g[gi][0], st = g[gi][1], pad = g[gi][2];         \
             const int ceil = (int)g[gi][3];                                    \
             if (k > H + 2 * pad || k > W + 2 * pad)                            \

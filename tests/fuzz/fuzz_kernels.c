@@ -176,6 +176,13 @@ DEFINE_SPAN(double, span_f64)
         bn_dk_scale_add_bias_##SUF(x, w, b, batch, channels, spatial, o1);     \
         bn_ref_dk_scale_add_bias_##SUF(x, w, b, batch, channels, spatial, o2); \
         SAME_BITS(T, o1, o2, total, "bn_dk_scale_add_bias_" #SUF)              \
+        for (int inside = 0; inside < 2; ++inside) {                           \
+            bn_dk_inference_##SUF(x, m1, v1, w, b, batch, channels, spatial,   \
+                                  eps, inside, o1);                            \
+            bn_ref_dk_inference_##SUF(x, m1, v1, w, b, batch, channels,        \
+                                      spatial, eps, inside, o2);               \
+            SAME_BITS(T, o1, o2, total, "bn_dk_inference_" #SUF)               \
+        }                                                                      \
         for (int64_t c = 0; c < 4 * channels; ++c)                             \
             u1[c] = u2[c] = w[c % (channels ? channels : 1)];                  \
         bn_dk_backward_sums_##SUF(x, x, dy, m1, v1, w, batch, channels,        \
@@ -267,6 +274,15 @@ DEFINE_SPAN(double, span_f64)
         FILL(in, r1, channels);                                                \
         FILL(in, r2, channels);                                                \
         ORACLE_FAMILY(T, SUF, span_##SUF, ULP_##SUF)                           \
+        /* ReLU backward on raw values: the reference tier's bits, also  */    \
+        /* written over dy's copy (dx may be dy)                         */    \
+        bn_ref_relu_backward_##SUF(dy, x, total, xn);                          \
+        bn_relu_backward_##SUF(dy, x, total, out);                             \
+        SAME_BITS(T, out, xn, total, "bn_relu_backward_" #SUF)                 \
+        if (total > 0)                                                         \
+            memcpy(out, dy, (size_t)total * sizeof(T));                        \
+        bn_relu_backward_##SUF(out, x, total, out);                            \
+        SAME_BITS(T, out, xn, total, "bn_relu_backward_" #SUF " in place")     \
         const T eps = (T)1e-5;                                                 \
         bn_dk_mean_##SUF(x, batch, channels, spatial, mean);                   \
         bn_dk_variance_##SUF(x, mean, batch, channels, spatial, var);          \
