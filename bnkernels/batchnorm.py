@@ -27,6 +27,7 @@ The numerics, chosen with ``numerics=``:
     computes it: as above with eight-lane sums (``build="ofast-avx"``).
 """
 from collections.abc import Sequence
+import math
 from typing import Any
 import warnings
 
@@ -73,6 +74,14 @@ def defaults(numerics: str = "standard") -> tuple[float, float]:
     if check_numerics(numerics) == "standard":
         return 1e-5, 0.1
     return darknet.forward_eps(numerics), darknet.default_momentum(numerics)
+
+
+# each Darknet numerics' (fork, eps inside the forward's square root,
+# default eps, default momentum), looked up once per call
+_DARKNET_FORWARD = {numerics: (darknet.split_numerics(numerics)[0],
+                               darknet.eps_inside_sqrt(numerics, "forward"),
+                               *defaults(numerics))
+                    for numerics in darknet.LAYER_NUMERICS}
 
 
 class BatchNormSaved:
@@ -203,7 +212,7 @@ def batch_norm_forward(x: Tensor, weight: Tensor | None, bias: Tensor | None,
     the one exception is out=x. A call that breaks this, or raises for any
     other reason, raises before it writes anything.
     """
-    relu = check_activation(activation)
+    relu = activation is not None and check_activation(activation)
     nhwc = layout == "NHWC" or (layout != "NCHW" and check_layout(layout, numerics))
     if numerics == "standard":  # the fast path: one call into the extension
         y, x, weight, mean, invstd, batch_stats, overwritten = _kernels.standard_forward(
@@ -211,14 +220,14 @@ def batch_norm_forward(x: Tensor, weight: Tensor | None, bias: Tensor | None,
             0.1 if momentum is None else momentum, 1e-5 if eps is None else eps,
             relu, out, nhwc, running_var_ddof)
         return y, BatchNormSaved("standard", batch_stats, x, weight, bias, mean,
-                                 invstd, x_overwritten=overwritten, relu=relu, nhwc=nhwc)
+                                 invstd, None, None, overwritten, relu, nhwc)
     numerics = check_numerics(numerics)
     check_layout(layout, numerics)
     if _kernels.check_ddof(running_var_ddof) != 1:
         raise ValueError(f"numerics={numerics!r} keeps Darknet's unbiased variance in the "
                          f"running variance: running_var_ddof must be 1, got "
                          f"{running_var_ddof!r}")
-    default_eps, default_momentum = defaults(numerics)
+    default_eps, default_momentum = _DARKNET_FORWARD[numerics][2:]
     eps = default_eps if eps is None else _kernels.check_eps(eps)
     momentum = default_momentum if momentum is None else _kernels.check_momentum(momentum)
     _kernels.check_batch_eps(eps, training or running_mean is None)
@@ -271,7 +280,7 @@ def batch_norm_backward(dy: Tensor, saved: BatchNormSaved, *, out: Tensor | None
 
 def _spatial_size(x):
     """The product of an NCHW tensor's spatial axes (1 for (N, C))."""
-    return int(np.prod(x.shape[2:], dtype=np.int64))
+    return math.prod(x.shape[2:])
 
 
 def _values_per_channel(x):
@@ -299,30 +308,36 @@ def _or_constant(vector, value, x):
 
 def _darknet_forward(x, weight, bias, running_mean, running_var, training,
                      momentum, eps, numerics, relu, out, workspace):
-    fork = darknet.split_numerics(numerics)[0]  # the forward is the same in every build
-    n = _values_per_channel(x)
+    # the forward is the same in every build
+    fork, eps_inside = _DARKNET_FORWARD[numerics][:2]
     use_batch_stats = training or running_mean is None
-    if use_batch_stats:
-        if n == 1:
-            warnings.warn(
-                "one value per channel: Darknet divides the variance by n - 1 = 0, "
-                "so the variance, the output and the rolling variance are NaN",
-                RuntimeWarning, stacklevel=3)
-        mean = darknet.mean_cpu(x)
-        variance = darknet.variance_cpu(x, mean)
-        # Darknet keeps x_norm for its backward (in the workspace, if given)
-        x_norm = darknet.normalize_cpu(x, mean, variance, numerics=fork, eps=eps,
-                                       out=workspace)
-        y = darknet.scale_add_bias(x_norm, _or_constant(weight, 1, x),
-                                   _or_constant(bias, 0, x), out=out)
-    else:  # eval mode: no backward, so normalize straight into y
-        mean, variance, x_norm = running_mean, running_var, None
-        y = darknet.normalize_cpu(x, mean, variance, numerics=fork, eps=eps, out=out)
-        darknet.scale_add_bias(y, _or_constant(weight, 1, x), _or_constant(bias, 0, x),
-                               out=y)
+    if not use_batch_stats:
+        # eval mode: no backward, so no x_norm; forward_batchnorm_layer's
+        # normalize_cpu, scale_bias and add_bias in one pass into y
+        y = _kernels.dk_inference(x, running_mean, running_var, _or_constant(weight, 1, x),
+                                  _or_constant(bias, 0, x), eps, eps_inside, out)
+        if relu:
+            np.maximum(y, 0, out=y)
+        return y, BatchNormSaved(numerics, False, x, weight, bias, running_mean,
+                                 variance=running_var,
+                                 x_overwritten=out is not None and _kernels.same_memory(out, x),
+                                 relu=relu)
+    n = _values_per_channel(x)
+    if n == 1:
+        warnings.warn(
+            "one value per channel: Darknet divides the variance by n - 1 = 0, "
+            "so the variance, the output and the rolling variance are NaN",
+            RuntimeWarning, stacklevel=3)
+    mean = darknet.mean_cpu(x)
+    variance = darknet.variance_cpu(x, mean)
+    # Darknet keeps x_norm for its backward (in the workspace, if given)
+    x_norm = darknet.normalize_cpu(x, mean, variance, numerics=fork, eps=eps,
+                                   out=workspace)
+    y = darknet.scale_add_bias(x_norm, _or_constant(weight, 1, x),
+                               _or_constant(bias, 0, x), out=out)
     if relu:
         np.maximum(y, 0, out=y)
-    saved = BatchNormSaved(numerics, use_batch_stats, x, weight, bias, mean,
+    saved = BatchNormSaved(numerics, True, x, weight, bias, mean,
                            variance=variance, x_norm=x_norm,
                            x_overwritten=out is not None and _kernels.same_memory(out, x),
                            relu=relu)
@@ -368,6 +383,9 @@ def _darknet_backward(dy, saved, out):
 
 DEFAULT = "default"  # momentum=DEFAULT: the numerics family's own (see defaults)
 
+# how many of its recent outputs (and dx) a layer keeps for its default path
+_RECENT_RESULTS = 2
+
 
 class BatchNorm(Module):
     """Batch normalization layer over (N, C, *spatial) inputs of any rank >= 2
@@ -405,6 +423,15 @@ class BatchNorm(Module):
         into them again on the next call of the same shape, as Darknet's
         layers do: no allocation, no page faults. Each call then returns the
         same arrays, overwritten; copy a result you want to keep.
+        Without it (the default) every call returns an array nothing else
+        sees, but the layer still spares the page faults of a new array
+        where it can: it keeps its last two outputs (and its last two dx)
+        and writes into one of them again only once nothing but the layer
+        references it (no variable, view, memoryview, weak reference,
+        DLPack or torch.from_numpy tensor, ...), and it is writeable. The
+        memory trade-off: up to two outputs and two dx of the last shapes
+        stay allocated after the caller drops them, until the next call of
+        another shape or ``release_buffers()``.
     layout : {"NCHW", "NHWC"}
         Channels first or last in x, y, dy and dx (see batch_norm_forward);
         NHWC needs standard numerics.
@@ -437,6 +464,7 @@ class BatchNorm(Module):
     running_var: Any
     _saved: BatchNormSaved | None
     _buffers: dict[str, FloatArray]
+    _recent: dict[str, list[FloatArray]]
     _momentum: float | None
     _forward = staticmethod(batch_norm_forward)
     _backward = staticmethod(batch_norm_backward)
@@ -487,6 +515,7 @@ class BatchNorm(Module):
         self.training = True
         self._saved = None
         self._buffers = {}
+        self._recent = {}
 
     @property
     def eps(self) -> float:
@@ -521,7 +550,7 @@ class BatchNorm(Module):
     def _check_input_dim(self, x: Tensor) -> None:
         """Raise, with PyTorch's words, for an input of a rank the layer does
         not take (BatchNorm itself takes any >= 2, checked by the kernels)."""
-        if self._ranks is None or np.ndim(x) in self._ranks:
+        if self._ranks is None or (x.ndim if type(x) is np.ndarray else np.ndim(x)) in self._ranks:
             return
         ranks = " or ".join(f"{r}D" for r in self._ranks)
         raise ValueError(f"expected {ranks} input (got {np.ndim(x)}D input): x has shape "
@@ -548,11 +577,15 @@ class BatchNorm(Module):
             buffers["out"] = self._buffer("y", x)
             if self.numerics != "standard" and use_batch_stats:
                 buffers["workspace"] = self._buffer("x_norm", x)
+        else:
+            buffers["out"] = self._unshared("y", x)
         y, self._saved = self._forward(
             x, self.weight, self.bias, self.running_mean, self.running_var,
             training=use_batch_stats, momentum=momentum, eps=self.eps,
             numerics=self.numerics, activation=self.activation, layout=self.layout,
             running_var_ddof=self.running_var_ddof, **buffers)
+        if not self.reuse_buffers:
+            self._remember("y", y)
         if updates:
             self.num_batches_tracked += 1
         return y
@@ -569,8 +602,13 @@ class BatchNorm(Module):
             _kernels.check_gradients(self.grad_weight, self.grad_bias, dy, saved.x,
                                      saved.x_norm, saved.mean, saved.invstd,
                                      saved.variance, saved.weight, saved.bias, saved.nhwc)
-        out = self._buffer("dx", self._saved.x) if self.reuse_buffers else None
-        dx, dweight, dbias = self._backward(dy, self._saved, out=out)
+        if self.reuse_buffers:
+            out = self._buffer("dx", saved.x)
+        else:
+            out = self._unshared("dx", saved.x, dy)
+        dx, dweight, dbias = self._backward(dy, saved, out=out)
+        if not self.reuse_buffers:
+            self._remember("dx", dx)
         if self.affine:
             self.grad_weight += dweight
             self.grad_bias += dbias
@@ -586,6 +624,46 @@ class BatchNorm(Module):
                 return None  # let the forward report the bad input
             buffer = self._buffers[name] = np.empty(like_shape, like_dtype)
         return buffer
+
+    def _unshared(self, name: str, like: Any, *inputs: Any) -> FloatArray | None:
+        """One of the layer's recent results `name` that nothing but the layer
+        references any more, of like's shape and dtype and sharing no memory
+        with like or inputs (_kernels.reusable_result), to be written again;
+        None if there is none (the call then allocates)."""
+        recent = self._recent.get(name)
+        if recent:
+            i = _kernels.reusable_result(recent, like, inputs)
+            if i >= 0:
+                return recent[i]
+        return None
+
+    def _remember(self, name: str, result: FloatArray) -> None:
+        """Keep result, an array the layer's call returned, as the newest of
+        the last _RECENT_RESULTS of `name`."""
+        recent = self._recent.get(name)
+        if recent is None:
+            recent = self._recent[name] = []
+        elif recent[-1] is result:
+            return
+        else:  # an older one written again becomes the newest
+            recent[:] = [kept for kept in recent if kept is not result]
+        recent.append(result)
+        if len(recent) > _RECENT_RESULTS:
+            del recent[0]
+
+    def release_buffers(self) -> None:
+        """Drop the arrays the layer keeps between calls: the reused ones
+        (reuse_buffers) and the recent results the default path may write
+        again. The next call allocates anew."""
+        self._buffers = {}
+        self._recent = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The layer without its recent results (a copy or pickle need not
+        carry them)."""
+        state = dict(self.__dict__)
+        state["_recent"] = {}
+        return state
 
     def zero_grad(self) -> None:
         if self.affine:
