@@ -430,6 +430,51 @@ def test_relu_forward_backward_and_nan():
     check_gradients(ReLU(), rand((2, 3, 4, 4), 26))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_gradient_is_pytorchs_threshold_backward(dtype):
+    """dy where x > 0, else +0, whatever dy holds there (NaN and Inf dy at x <= 0
+    give +0; -0 dy at x > 0 stays -0), as PyTorch's ReLU, bit for bit; at a
+    NaN x, +0 (PyTorch passes dy there: its rule is x <= 0 ? 0 : dy). The
+    forward leaves x as it was. Random signs too (the C select)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x = np.concatenate([np.array([-1, -0.0, 0, 2, np.nan, np.inf, -np.inf, 3]),
+                        rng.standard_normal(1000)]).astype(dtype).reshape(1, -1)
+    dy = np.concatenate([np.array([np.nan, np.inf, -2, -0.0, 5, np.nan, 1, -np.inf]),
+                         rng.standard_normal(1000)]).astype(dtype).reshape(1, -1)
+    before = x.copy()
+    relu = ReLU()
+    y = relu.forward(x)
+    dx = relu.backward(dy)
+    np.testing.assert_array_equal(x, before)
+    t = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = torch.relu(t)
+    ty.backward(torch.from_numpy(dy))
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    number = ~np.isnan(x)
+    assert dx.dtype == dtype
+    assert dx[number].tobytes() == t.grad.numpy()[number].tobytes()
+    assert (dx[~number] == 0).all() and not np.signbit(dx[~number]).any()
+
+
+def test_conv_relu_without_bn_equals_conv_then_relu():
+    """ConvBNReLU(batch_norm=False) runs its ReLU in place on the convolution's
+    new output: the same output and gradients as Conv2d then a separate ReLU,
+    and its input unchanged."""
+    unit = ConvBNReLU(3, 4, 3, padding=1, batch_norm=False, rng=4)
+    conv = Conv2d(3, 4, 3, padding=1, rng=4)
+    relu = ReLU()
+    x = rand((2, 3, 6, 6), 41).astype(np.float32)
+    before = x.copy()
+    y = unit.forward(x)
+    np.testing.assert_array_equal(y, relu.forward(conv.forward(x)))
+    np.testing.assert_array_equal(x, before)
+    dy = rand(y.shape, 42).astype(np.float32)
+    np.testing.assert_array_equal(unit.backward(dy), conv.backward(relu.backward(dy)))
+    np.testing.assert_array_equal(unit.conv.grad_weight, conv.grad_weight)
+    np.testing.assert_array_equal(unit.conv.grad_bias, conv.grad_bias)
+
+
 def test_flatten_is_a_reshape_both_ways():
     flatten = Flatten()
     x = rand((2, 3, 4, 5), 27)
@@ -870,6 +915,269 @@ def test_conv2d_reuses_its_columns_buffer_and_a_second_backward_is_still_right()
     np.testing.assert_allclose(conv.grad_weight, 2 * dw_expected, rtol=1e-12, atol=1e-12)
     conv.forward(rand((3, 2, 5, 5), 63))   # another batch size: a new buffer
     assert conv._cols_buffer is not first and conv._cols_buffer.shape[0] == 3
+
+
+# ---------------------------------------------------------------------------
+# Conv2d's two ways to multiply: per sample, and over the whole batch
+# ---------------------------------------------------------------------------
+
+# _BATCH_GEMM_MAX_POSITIONS chooses the path by output size: 0 sends every
+# shape per sample, a huge value every shape over the whole batch
+CONV_PATHS = {"per-sample": 0, "whole-batch": 10**9}
+
+
+@pytest.mark.parametrize("path", CONV_PATHS)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("kernel,stride,padding", CONV_CASES, ids=CONV_IDS)
+def test_conv2d_each_path_matches_the_float64_direct_loop(kernel, stride, padding, bias, path,
+                                                          monkeypatch):
+    # oracle: direct_conv / direct_conv_backward (no im2col, no transposes);
+    # float64 sums of <= 75 products: 1e-12 is a few hundred ulps of margin
+    monkeypatch.setattr(layers, "_BATCH_GEMM_MAX_POSITIONS", CONV_PATHS[path])
+    conv = Conv2d(3, 4, kernel, stride, padding, bias=bias, dtype=np.float64, rng=20)
+    if bias:
+        conv.bias[...] = rand(4, 21)
+    x = rand((3, 3, 9, 8), 22)
+    before = x.copy()
+    _, s, p = resolved(kernel, stride, padding)
+    y = conv.forward(x)
+    np.testing.assert_allclose(y, direct_conv(x, conv.weight, conv.bias, s, p), rtol=1e-12,
+                               atol=1e-12)
+    assert y.flags.c_contiguous
+    dy = rand(y.shape, 23)
+    dx = conv.backward(dy)
+    expected_dx, expected_dw = direct_conv_backward(x, conv.weight, dy, s, p)
+    np.testing.assert_allclose(dx, expected_dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.grad_weight, expected_dw, rtol=1e-12, atol=1e-12)
+    if bias:
+        np.testing.assert_allclose(conv.grad_bias, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
+    # a second backward of the same forward recomputes the spent columns
+    np.testing.assert_allclose(conv.backward(dy), expected_dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv.grad_weight, 2 * expected_dw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("path", CONV_PATHS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel,stride,padding", CONV_CASES, ids=CONV_IDS)
+def test_conv2d_each_path_matches_torch_forward_and_backward(kernel, stride, padding, dtype,
+                                                             path, monkeypatch):
+    # oracle: torch.nn.functional.conv2d and its autograd; float32 sums of
+    # <= 150 products of values ~1: 2e-5 relative to the largest value
+    torch = pytest.importorskip("torch", reason="PyTorch is the second oracle for Conv2d")
+    monkeypatch.setattr(layers, "_BATCH_GEMM_MAX_POSITIONS", CONV_PATHS[path])
+    conv = Conv2d(6, 5, kernel, stride, padding, dtype=dtype, rng=24)
+    conv.bias[...] = rand(5, 25, dtype)
+    x = rand((2, 6, 11, 9), 26, dtype)
+    _, s, p = resolved(kernel, stride, padding)
+    tx = torch.from_numpy(x.copy()).requires_grad_()
+    tw = torch.from_numpy(conv.weight.copy()).requires_grad_()
+    tb = torch.from_numpy(conv.bias.copy()).requires_grad_()
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p)
+    dy = rand(tuple(ty.shape), 27, dtype)
+    ty.backward(torch.from_numpy(dy))
+    y = conv.forward(x)
+    dx = conv.backward(dy)
+    for ours, theirs in ((y, ty), (dx, tx.grad), (conv.grad_weight, tw.grad),
+                         (conv.grad_bias, tb.grad)):
+        theirs = theirs.detach().numpy()
+        assert ours.dtype == dtype and ours.shape == theirs.shape
+        tol = (2e-5 if dtype == np.float32 else 1e-12) * max(1.0, np.abs(theirs).max())
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=tol)
+
+
+def test_conv2d_paths_agree_in_eval_mode_and_for_an_empty_batch(monkeypatch):
+    # the whole-batch path against the per-sample one (float64, 1e-13): eval
+    # mode (the backward recomputes the columns) and N = 0
+    results = []
+    for path in CONV_PATHS.values():
+        monkeypatch.setattr(layers, "_BATCH_GEMM_MAX_POSITIONS", path)
+        out = []
+        for kernel in (1, 3):
+            conv = Conv2d(3, 4, kernel, 1, kernel // 2, dtype=np.float64, rng=28).eval()
+            for n in (2, 0):
+                x = rand((n, 3, 5, 6), 29)
+                y = conv.forward(x)
+                out += [y, conv.backward(rand(y.shape, 30)), conv.grad_weight.copy()]
+        results.append(out)
+    for a, b in zip(*results):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+def test_conv2d_whole_batch_path_keeps_its_buffers_between_calls(monkeypatch):
+    monkeypatch.setattr(layers, "_BATCH_GEMM_MAX_POSITIONS", 10**9)
+    conv = Conv2d(2, 3, 3, 1, 1, dtype=np.float64, rng=31)
+    conv.forward(rand((2, 2, 4, 4), 32))
+    wide = conv._wide_buffer
+    x = rand((2, 2, 4, 4), 33)
+    y = conv.forward(x)
+    assert conv._wide_buffer is wide
+    np.testing.assert_allclose(y, direct_conv(x, conv.weight, conv.bias, (1, 1), (1, 1)),
+                               rtol=1e-12, atol=1e-12)
+    conv.forward(rand((3, 2, 4, 4), 34))
+    assert conv._wide_buffer is not wide and conv._wide_buffer.shape == (18, 48)
+
+
+# ---------------------------------------------------------------------------
+# BLAS threads inside Conv2d and Linear (bnkernels.nn._blas)
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def blas():
+    """NumPy's BLAS controller (threadpoolctl), at 2 threads for the test;
+    the caller's BLAS and bnkernels thread settings are restored after it."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import bnkernels
+    controllers = threadpoolctl.ThreadpoolController().select(user_api="blas")
+    if not controllers.lib_controllers:
+        pytest.skip("NumPy's BLAS is not one threadpoolctl controls")
+    controller = controllers.lib_controllers[0]
+    before, kernels_before = controller.get_num_threads(), bnkernels.get_num_threads()
+    controller.set_num_threads(2)
+    if controller.get_num_threads() != 2:
+        controller.set_num_threads(before)
+        pytest.skip("this BLAS cannot run on 2 threads")
+    yield controller
+    controller.set_num_threads(before)
+    bnkernels.set_num_threads(kernels_before)
+
+
+def _recording_im2col(conv, controller, seen):
+    """conv's im2col, recording the BLAS thread count while it runs."""
+    kernels = conv.kernels
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(kernels, name)
+
+        def im2col(self, *args, **kwargs):
+            seen.append(controller.get_num_threads())
+            return kernels.im2col(*args, **kwargs)
+    conv.kernels = Recording()
+
+
+class _NeverLosing(dict):
+    """A layer's kinds of call, each with a one-thread time of forever: no
+    call is a loss, so the count asked for is the count used."""
+
+    def get(self, key, default=None):
+        from bnkernels.nn import _blas
+        kind = _blas._Kind()
+        kind.alone = float("inf")
+        return kind
+
+
+@pytest.mark.parametrize("kernel_threads, expected", [(1, 1), (4, 2)])
+def test_conv2d_runs_blas_on_the_kernels_threads_at_most_the_callers(blas, kernel_threads,
+                                                                     expected, monkeypatch):
+    # bnkernels at 1 thread: the products on 1; at 4: still the caller's 2
+    import bnkernels
+    from bnkernels.nn import _blas
+    bnkernels.set_num_threads(kernel_threads)
+    if _blas.kernel_threads() != min(kernel_threads, bnkernels.get_num_threads()):
+        pytest.skip("the kernels are backing off to one thread (a busy machine)")
+    conv = Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=0)
+    conv._blas_times = _NeverLosing()
+    seen = []
+    _recording_im2col(conv, blas, seen)
+    y = conv.forward(rand((2, 2, 5, 5)))
+    conv.backward(np.ones_like(y))
+    assert seen and set(seen) == {min(expected, _blas.kernel_threads())}
+    assert blas.get_num_threads() == 2
+
+
+class _FakeBlas:
+    def __init__(self, threads):
+        self.threads = threads
+
+    def get_num_threads(self):
+        return self.threads
+
+    def set_num_threads(self, threads):
+        self.threads = threads
+
+
+def test_blas_backs_off_per_kind_of_call_after_calls_that_gain_nothing(monkeypatch):
+    # a fake BLAS and a fake clock: each call "takes" the seconds given
+    from bnkernels.nn import _blas
+    fake, clock = _FakeBlas(4), [100.0]
+    monkeypatch.setattr(_blas, "_blas_controllers", lambda: [fake])
+    monkeypatch.setattr(_blas, "kernel_threads", lambda: 2)
+    monkeypatch.setattr(_blas.time, "perf_counter", lambda: clock[0])
+    times = {}
+
+    def call(seconds, key="k"):
+        with _blas.matching_threads(times, key):
+            inside = fake.threads
+            clock[0] += seconds
+        assert fake.threads == 4   # the caller's count is back
+        return inside
+
+    assert call(1.0) == 1 and times["k"].alone == 1.0   # the first call of a kind: alone
+    assert call(0.6) == 2                               # a gain (under 90 %)
+    assert call(0.95) == 2                              # a loss: the next call alone
+    assert call(1.5) == 1 and times["k"].alone == 1.5   # ... refreshing the time
+    assert call(1.0) == 2                               # a probe: a gain under 1.35
+    # losses: 1, then 2, then 4 calls alone before the next probe
+    assert [call(1.4) for _ in range(11)] == [2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 2]
+    assert call(0.0, key="other") == 1                  # kinds back off apart
+    assert call(0.0, key="other") == 2
+    for _ in range(40):                                 # at most 16 alone after a loss
+        call(1.4)
+    assert times["k"].period == _blas._MAX_SKIP
+    run = []
+    while len(run) < 20:
+        run.append(call(1.4))
+    assert max(len(part) for part in "".join(map(str, run)).split("2")) <= _blas._MAX_SKIP
+    with pytest.raises(ZeroDivisionError):
+        with _blas.matching_threads(times, "new"):
+            assert fake.threads == 1
+            1 / 0
+    assert fake.threads == 4
+    fake.threads = 1                                    # the caller's limit is never raised
+    with _blas.matching_threads(times, "newer"):
+        assert fake.threads == 1
+    assert fake.threads == 1 and "newer" not in times
+
+
+def test_blas_threads_are_restored_when_a_layer_raises(blas):
+    import bnkernels
+    from bnkernels.nn import _blas
+    bnkernels.set_num_threads(1)
+    conv = Conv2d(2, 3, 3, dtype=np.float64, rng=0)
+    with pytest.raises(ValueError, match="x has 3 channels, expected 2"):
+        conv.forward(rand((1, 3, 5, 5)))
+    assert blas.get_num_threads() == 2
+
+    def failing_im2col(*args, **kwargs):
+        assert blas.get_num_threads() == 1
+        raise MemoryError("im2col")
+    conv.kernels = type("Failing", (), {"im2col": staticmethod(failing_im2col)})()
+    with pytest.raises(MemoryError, match="im2col"):
+        conv.forward(rand((1, 2, 5, 5)))
+    assert blas.get_num_threads() == 2
+    linear = Linear(3, 2, dtype=np.float64, rng=0)
+    with pytest.raises(ValueError, match="features"):
+        linear.forward(rand((2, 4)))
+    with pytest.raises(RuntimeError, match="before forward"):
+        linear.backward(rand((2, 2)))
+    assert blas.get_num_threads() == 2
+    with pytest.raises(KeyError):
+        with _blas.matching_threads():
+            raise KeyError("inside")
+    assert blas.get_num_threads() == 2
+
+
+def test_a_network_step_leaves_the_callers_blas_threads_as_they_were(blas):
+    import bnkernels
+    from bnkernels.nn import inception
+    bnkernels.set_num_threads(1)
+    net = inception.small_inception(rng=0)
+    x = rand((2, 1, 8, 8), 40, np.float32)
+    y = net.forward(x)
+    net.backward(np.ones_like(y))
+    assert blas.get_num_threads() == 2
 
 
 # ---------------------------------------------------------------------------

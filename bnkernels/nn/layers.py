@@ -14,7 +14,9 @@ Dropout, ConvBNReLU (BN-Inception's unit), and the core batch-norm layers
 (bnkernels.BatchNorm, BatchNorm1d/2d/3d, Modules themselves, re-exported
 here); containers Sequential
 and Concat; the loss SoftmaxCrossEntropy. Convolution and pooling run on the C
-kernels (im2col/col2im and the pools), matrix products on NumPy's BLAS.
+kernels (im2col/col2im and the pools), matrix products on NumPy's BLAS (on
+as many threads as bnkernels' kernels use, at most the caller's BLAS setting:
+``bnkernels.nn._blas``).
 ``bnkernels.nn.optim.SGD`` trains them.
 
 ``bnkernels.reference.numpy_twin(module)`` gives a copy that computes with
@@ -41,6 +43,7 @@ from bnkernels import _kernels
 from bnkernels._typing import FloatArray, Tensor
 from bnkernels.batchnorm import BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d
 from bnkernels.module import Module
+from bnkernels.nn import _blas
 
 __all__ = ["Module", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Sequential",
            "Concat", "Conv2d", "Linear", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "ReLU",
@@ -287,10 +290,20 @@ def _need(saved, layer):
 # convolution and linear
 # ---------------------------------------------------------------------------
 
-# The weight gradient sums dy[n] @ cols[n].T over the batch: one batched
-# matmul (BLAS reads cols[n].T as a transposed view, no copy) per chunk of
-# samples whose (samples, O, C*kh*kw) products stay under this many values.
+# The weight gradient sums (cols[n] @ dy[n].T).T over the batch: one batched
+# matmul (BLAS reads dy[n].T as a transposed view, no copy) per chunk of
+# samples whose (samples, C*kh*kw, O) products stay under this many values.
+# The product is taken as (C*kh*kw, O) rather than (O, C*kh*kw): OpenBLAS
+# runs the same sums faster in that orientation when O is small.
 _GEMM_CHUNK_VALUES = 1 << 22
+
+# A convolution whose output has at most this many positions (OH * OW) per
+# sample runs its three matrix products over the whole batch, on columns laid
+# out (C*kh*kw, N * OH*OW): a thin per-sample product (a 7x7 or 8x8 map is 49
+# or 64 columns) keeps the BLAS far from its peak, and the transposes to and
+# from NCHW cost less than they save there. Above it, each sample's product is
+# already wide and the per-sample path (no transposes) is faster.
+_BATCH_GEMM_MAX_POSITIONS = 128
 
 
 class _WeightBias(Module):
@@ -315,6 +328,35 @@ class _WeightBias(Module):
     def num_weights(self):
         return self.weight.size
 
+    def _blas_timing(self):
+        """The back-off state of this layer's kinds of call (bnkernels.nn._blas)."""
+        times = self.__dict__.get("_blas_times")
+        if times is None:
+            times = self.__dict__["_blas_times"] = {}
+        return times
+
+    def forward(self, x: Tensor) -> FloatArray:
+        """y for x of the layer's dtype (shapes: the class's docstring). The
+        matrix products run on as many BLAS threads as the kernels would use
+        now, at most the caller's BLAS setting, and on one while threads do
+        not pay (bnkernels.nn._blas)."""
+        with _blas.matching_threads(self._blas_timing(),
+                                    ("forward", np.shape(x), self.training)):
+            return self._forward(x)
+
+    def backward(self, dy: Tensor) -> FloatArray:
+        """dL/dx for the last forward; adds dL/dweight (and dL/dbias) to the
+        grads. BLAS threads as in forward."""
+        with _blas.matching_threads(self._blas_timing(),
+                                    ("backward", np.shape(dy), self.training)):
+            return self._backward(dy)
+
+    def _forward(self, x):
+        raise NotImplementedError
+
+    def _backward(self, dy):
+        raise NotImplementedError
+
 
 class Conv2d(_WeightBias):
     """2-D convolution (cross-correlation, as PyTorch) of NCHW tensors.
@@ -323,11 +365,17 @@ class Conv2d(_WeightBias):
     (C*kh*kw, OH*OW) matrix, one NumPy matmul with the (O, C*kh*kw) weight
     gives the (N, O, OH*OW) output, already NCHW; the backward is two matmuls
     and col2im. A 1x1 kernel with stride 1 and no padding skips im2col (cols
-    is x itself). The layer keeps one columns buffer, (N, C*kh*kw, OH*OW),
-    and reuses it while the input shape stays the same: im2col writes into
-    it, and the backward overwrites it with dL/dcols once dL/dW is taken.
-    In training mode the columns of the last call stay for the backward; in
-    eval mode the backward recomputes them from x.
+    is x itself). Small output maps (at most ``_BATCH_GEMM_MAX_POSITIONS``
+    positions, e.g. 7x7 or 8x8) multiply over the whole batch instead: the
+    columns are rearranged to (C*kh*kw, N*OH*OW), each product is one GEMM
+    (the weight gradient too), and the output and dL/dx are rearranged back
+    to NCHW. The layer keeps its columns buffers, (N, C*kh*kw, OH*OW) and for
+    small maps (C*kh*kw, N*OH*OW), and reuses them while the input shape
+    stays the same: im2col writes into them, and the backward overwrites them
+    with dL/dcols once dL/dW is taken. In training mode the columns of the
+    last call stay for the backward; in eval mode the backward recomputes
+    them from x. The products run on NumPy's BLAS with as many threads as the
+    kernels use (see ``bnkernels.nn._blas``).
     x is referenced, not copied: do not modify it before the backward.
 
     Parameters
@@ -376,39 +424,72 @@ class Conv2d(_WeightBias):
         return self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
 
     _cols_buffer = None
+    _wide_buffer = None
+
+    def _whole_batch(self, output_shape):
+        """Whether the GEMMs run over the whole batch (small output maps)."""
+        return output_shape[2] * output_shape[3] <= _BATCH_GEMM_MAX_POSITIONS
+
+    @staticmethod
+    def _kept(buffer, shape, dtype):
+        """buffer if it has this shape and dtype, else None."""
+        if buffer is None or buffer.dtype != dtype or buffer.shape != shape:
+            return None
+        return buffer
 
     def _cols(self, x):
-        """x's columns, written into the layer's kept buffer when it has the
-        right shape (no allocation, no page faults after the first call)."""
+        """x's columns, (N, C*kh*kw, OH*OW), written into the layer's kept
+        buffer when it has the right shape (no allocation, no page faults
+        after the first call)."""
         n, c, h, w = x.shape
         if self._pointwise:
             return x.reshape(n, c, h * w)
-        buffer = self._cols_buffer
         oh, ow = self.output_shape(x.shape)[2:]
-        if buffer is None or buffer.dtype != x.dtype or buffer.shape != (
-                n, c * self.kernel_size[0] * self.kernel_size[1], oh * ow):
-            buffer = None
+        buffer = self._kept(self._cols_buffer, (n, c * self.kernel_size[0] *
+                                                self.kernel_size[1], oh * ow), x.dtype)
         cols = self.kernels.im2col(x, self.kernel_size, self.stride, self.padding, out=buffer)
         self._cols_buffer = cols
         return cols
 
-    def forward(self, x: Tensor) -> FloatArray:
-        """y (N, out_channels, OH, OW) for x (N, in_channels, H, W) of the
-        layer's dtype."""
+    def _wide_cols(self, x):
+        """x's columns for the whole batch, (C*kh*kw, N * OH*OW): column
+        n * OH*OW + p is sample n's column p. Kept like _cols' buffer."""
+        cols = self._cols(x)
+        n, k, positions = cols.shape
+        wide = self._kept(self._wide_buffer, (k, n * positions), x.dtype)
+        if wide is None:
+            wide = np.empty((k, n * positions), x.dtype)
+        np.copyto(wide.reshape(k, n, positions), cols.transpose(1, 0, 2))
+        self._wide_buffer = wide
+        return wide
+
+    def _forward(self, x):
+        """y (N, out_channels, OH, OW) for x (N, in_channels, H, W)."""
         self._saved = None
         x = _check_input(x, 4, self.dtype, self.in_channels)
-        n, _, oh, ow = self.output_shape(x.shape)
-        cols = self._cols(x)
-        y = np.matmul(self.weight.reshape(self.out_channels, -1), cols)
-        if self.bias is not None:
-            y += self.bias[:, None]
+        n, o, oh, ow = shape = self.output_shape(x.shape)
+        weight = self.weight.reshape(o, -1)
+        if self._whole_batch(shape):
+            cols = self._wide_cols(x)
+            y_wide = weight @ cols
+            if self.bias is not None:
+                y_wide += self.bias[:, None]
+            y = np.empty(shape, self.dtype)
+            np.copyto(y.reshape(n, o, oh * ow), y_wide.reshape(o, n, oh * ow).transpose(1, 0, 2))
+        else:
+            cols = self._cols(x)
+            y = np.matmul(weight, cols)
+            if self.bias is not None:
+                y += self.bias[:, None]
+            y = y.reshape(shape)
         self._saved = (x, cols if self.training else None)
-        return y.reshape(n, self.out_channels, oh, ow)
+        return y
 
-    def backward(self, dy: Tensor) -> FloatArray:
-        """dL/dx for the last forward; adds dL/dweight (and dL/dbias) to the grads."""
+    def _backward(self, dy):
         x, cols = _need(self._saved, self)
         dy = _check_grad(dy, self.output_shape(x.shape), self.dtype)
+        if self._whole_batch(dy.shape):
+            return self._backward_whole_batch(x, cols, dy)
         if cols is None:
             cols = self._cols(x)
         n, o = dy.shape[:2]
@@ -416,18 +497,46 @@ class Conv2d(_WeightBias):
         k = cols.shape[1]
         if self.bias is not None:
             self.grad_bias += dy.sum(axis=(0, 2))
-        # dW = sum_n dy[n] @ cols[n].T
+        # dW = sum_n dy[n] @ cols[n].T, taken transposed
         grad_weight = self.grad_weight.reshape(o, k)
         step = max(1, _GEMM_CHUNK_VALUES // (o * k))
         for start in range(0, n, step):
             chunk = slice(start, start + step)
-            grad_weight += np.matmul(dy[chunk], cols[chunk].transpose(0, 2, 1)).sum(axis=0)
+            grad_weight += np.matmul(cols[chunk], dy[chunk].transpose(0, 2, 1)).sum(axis=0).T
         if self._pointwise:
             return np.matmul(self.weight.reshape(o, k).T, dy).reshape(x.shape)
         # the columns are spent: their buffer takes dcols (a second backward of
         # the same forward recomputes them from x)
         dcols = np.matmul(self.weight.reshape(o, k).T, dy, out=cols)
         self._saved = (x, None)
+        return self.kernels.col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
+
+    def _backward_whole_batch(self, x, cols, dy):
+        """backward's three products over the whole batch, on the
+        (C*kh*kw, N * OH*OW) columns of _wide_cols."""
+        if cols is None:
+            cols = self._wide_cols(x)
+        n, o, oh, ow = dy.shape
+        positions = oh * ow
+        dy_wide = np.empty((o, n * positions), self.dtype)
+        np.copyto(dy_wide.reshape(o, n, positions), dy.reshape(n, o, positions).transpose(1, 0, 2))
+        if self.bias is not None:
+            self.grad_bias += dy_wide.sum(axis=1)
+        k = cols.shape[0]
+        weight = self.weight.reshape(o, k)
+        self.grad_weight.reshape(o, k)[...] += (cols @ dy_wide.T).T   # dy_wide @ cols.T
+        # the columns are spent: their buffer takes dcols (a second backward of
+        # the same forward recomputes them from x)
+        dcols_wide = np.matmul(weight.T, dy_wide, out=cols)
+        self._saved = (x, None)
+        if self._pointwise:
+            dx = np.empty(x.shape, self.dtype)
+            np.copyto(dx.reshape(n, k, positions), dcols_wide.reshape(k, n, positions)
+                      .transpose(1, 0, 2))
+            return dx
+        dcols = self._cols_buffer   # im2col's, spent too
+        assert dcols is not None
+        np.copyto(dcols, dcols_wide.reshape(k, n, positions).transpose(1, 0, 2))
         return self.kernels.col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
@@ -479,7 +588,7 @@ class Linear(_WeightBias):
         self._set_parameters(rng.uniform(-bound, bound, shape),
                              rng.uniform(-bound, bound, self.out_features) if bias else None)
 
-    def forward(self, x: Tensor) -> FloatArray:
+    def _forward(self, x):
         self._saved = None
         x = _check_input(x, 2, self.dtype, self.in_features)
         y = x @ self.weight.T
@@ -488,7 +597,7 @@ class Linear(_WeightBias):
         self._saved = x
         return y
 
-    def backward(self, dy: Tensor) -> FloatArray:
+    def _backward(self, dy):
         x = _need(self._saved, self)
         dy = _check_grad(dy, (x.shape[0], self.out_features), self.dtype)
         self.grad_weight += dy.T @ x
@@ -636,18 +745,31 @@ class _Elementwise(Module):
 
 
 class ReLU(_Elementwise):
-    """max(x, 0) (NaN stays NaN); the backward passes dy where x > 0."""
+    """max(x, 0) (NaN stays NaN); the backward passes dy where x > 0 (+0
+    elsewhere). The forward keeps x itself (as Conv2d and BatchNorm do), not
+    a mask: x must not change before the backward."""
 
     def forward(self, x: Tensor) -> FloatArray:
         self._saved = None
-        x = _float_array(x)
-        self._saved = (x > 0, x.dtype)
+        x = np.ascontiguousarray(_float_array(x))
+        self._saved = x
         return np.maximum(x, x.dtype.type(0))
 
+    def _forward_in_place(self, x):
+        """The forward on x that no one else holds (ConvBNReLU's fresh
+        convolution output): max(x, 0) written over x, kept for the backward
+        (its positives are x's)."""
+        self._saved = None
+        np.maximum(x, x.dtype.type(0), out=x)
+        self._saved = x
+        return x
+
     def backward(self, dy: Tensor) -> FloatArray:
-        positive, dtype = _need(self._saved, self)
-        dy = _check_grad(dy, positive.shape, dtype)
-        return np.where(positive, dy, dtype.type(0))
+        x = _need(self._saved, self)
+        dy = _check_grad(dy, x.shape, x.dtype)
+        if self.kernels is _kernels:
+            return _kernels._relu_backward(dy, x)
+        return np.where(x > 0, dy, x.dtype.type(0))
 
 
 class Flatten(Module):
@@ -765,7 +887,11 @@ class ConvBNReLU(Module):
         return self.bn if self.batch_norm else self.relu
 
     def forward(self, x: Tensor) -> FloatArray:
-        return self._all_or_nothing(lambda x: self._after.forward(self.conv.forward(x)), x)
+        if self.batch_norm:
+            return self._all_or_nothing(lambda x: self.bn.forward(self.conv.forward(x)), x)
+        # the convolution's output is a new array: its ReLU runs in place
+        return self._all_or_nothing(
+            lambda x: self.relu._forward_in_place(self.conv.forward(x)), x)
 
     def backward(self, dy: Tensor) -> FloatArray:
         return self._all_or_nothing(lambda dy: self.conv.backward(self._after.backward(dy)),
