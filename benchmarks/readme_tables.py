@@ -9,6 +9,12 @@ A run's tables: standard numerics with reused outputs, one table per
 (dtype, threads), then the Darknet-exact forward+backward rows (when the run
 has them). A channels-last run (``--layout NHWC``) gets the layout in each
 table's heading; a column the run left out (``--no-numpy``) shows "-".
+Runs of a bench that knows onnxruntime (schema ``bnkernels-bench/2``) get its
+columns too (io-binding, "-" where it did not run: the backward ops, NHWC,
+``--no-onnxruntime``) and, per table, the threads each side ran; older runs
+keep their nine columns. A docs page adds, where its run has them, the
+onnxruntime ``run()`` rows with outputs allocated per call and the per-call
+overhead table.
 
 ``RUNS`` lists the committed results, one file per machine kind, each with the
 command that made it. The README's summary (between its ``benchmark-summary``
@@ -69,27 +75,95 @@ def shape_name(shape):
     return "x".join(map(str, shape))
 
 
-def standard_table(results, dtype, threads, layout="NCHW", level="####"):
+def has_onnxruntime(report):
+    """Whether the run's tables carry the onnxruntime columns: runs of a bench
+    that knows onnxruntime as a peer (schema 2 on, "onnxruntime" in its
+    settings), "-" in each row it did not time. Older runs keep their columns."""
+    return "onnxruntime" in report["settings"]
+
+
+def speedup(value, digits):
+    return "-" if value is None else f"{value:.{digits}f}x"
+
+
+def peer_threads(rows):
+    """"Threads: ..." for one table's rows: each side's thread counts as the
+    rows record them (like for like: every peer but the NumPy reference runs
+    the table's threads)."""
+    sides = [("bnkernels", "bnkernels_threads"), ("PyTorch", "torch_threads"),
+             ("onnxruntime", "onnxruntime_threads"), ("NumPy reference", "numpy_threads")]
+    parts = []
+    for name, key in sides:
+        counts = sorted({r[key] for r in rows if r.get(key) is not None})
+        if counts:
+            parts.append(f"{name} {', '.join(map(str, counts))}")
+    return "Threads: " + "; ".join(parts) + "." if parts else None
+
+
+def standard_table(results, dtype, threads, layout="NCHW", level="####", ort=False):
+    """One (dtype, threads) table of the reused standard rows; with ort, the
+    onnxruntime (io-binding) columns too."""
     title = f"{dtype}, {threads} thread{'s' if threads > 1 else ''}"
     if layout != "NCHW":
         title = f"{layout}, {title}"
-    lines = [f"{level} {title}", "",
-             "| shape | op | bnkernels ms | PyTorch ms | NumPy 1t ms | vs PyTorch "
-             "| vs NumPy 1t | GB/s | % bw |",
-             "|---|---|--:|--:|--:|--:|--:|--:|--:|"]
-    for r in results:
-        if (r["numerics"], r["dtype"], r["threads"], r["policy"]) != \
-                ("standard", dtype, threads, "reused"):
-            continue
+    rows = [r for r in results
+            if (r["numerics"], r["dtype"], r["threads"], r["policy"]) ==
+            ("standard", dtype, threads, "reused")]
+    header = ("| shape | op | bnkernels ms | PyTorch ms | NumPy 1t ms | vs PyTorch "
+              "| vs NumPy 1t | GB/s | % bw |")
+    rule = "|---|---|--:|--:|--:|--:|--:|--:|--:|"
+    lines = [f"{level} {title}", ""]
+    if ort:
+        header += " onnxruntime ms | vs onnxruntime |"
+        rule += "--:|--:|"
+        threads_line = peer_threads(rows)
+        if threads_line:
+            lines += [threads_line, ""]
+    lines += [header, rule]
+    for r in rows:
         torch, numpy = r["torch"], r["numpy"]
-        vs_torch = f"{r['speedup_vs_torch']:.2f}x" if torch else "-"
-        vs_numpy = f"{r['speedup_vs_numpy']:.1f}x" if numpy else "-"
-        lines.append(
-            f"| {shape_name(r['shape'])} | {r['op']} | {ms(r['bnkernels']['median_ms'])} "
-            f"| {ms(torch['median_ms']) if torch else '-'} "
-            f"| {ms(numpy['median_ms']) if numpy else '-'} | {vs_torch} "
-            f"| {vs_numpy} | {r['gbps']:.0f} "
-            f"| {100 * r['bandwidth_fraction']:.0f}% |")
+        vs_torch = speedup(r["speedup_vs_torch"], 2) if torch else "-"
+        vs_numpy = speedup(r["speedup_vs_numpy"], 1) if numpy else "-"
+        line = (f"| {shape_name(r['shape'])} | {r['op']} | {ms(r['bnkernels']['median_ms'])} "
+                f"| {ms(torch['median_ms']) if torch else '-'} "
+                f"| {ms(numpy['median_ms']) if numpy else '-'} | {vs_torch} "
+                f"| {vs_numpy} | {r['gbps']:.0f} "
+                f"| {100 * r['bandwidth_fraction']:.0f}% |")
+        if ort:
+            peer = r.get("onnxruntime")
+            line += (f" {ms(peer['median_ms']) if peer else '-'} "
+                     f"| {speedup(r.get('speedup_vs_onnxruntime'), 2) if peer else '-'} |")
+        lines.append(line)
+    return lines
+
+
+def fresh_onnxruntime_table(results):
+    """Standard rows with outputs allocated per call ("fresh") that
+    onnxruntime timed (through session.run): bnkernels, PyTorch, onnxruntime."""
+    rows = [r for r in results if r["numerics"] == "standard" and r["policy"] == "fresh"
+            and r.get("onnxruntime")]
+    if not rows:
+        return []
+    lines = ["| shape | dtype | threads | op | bnkernels ms | PyTorch ms "
+             "| onnxruntime run() ms | vs onnxruntime run() |",
+             "|---|---|--:|---|--:|--:|--:|--:|"]
+    for r in rows:
+        torch = r["torch"]
+        lines.append(f"| {shape_name(r['shape'])} | {r['dtype']} | {r['threads']} | {r['op']} "
+                     f"| {ms(r['bnkernels']['median_ms'])} "
+                     f"| {ms(torch['median_ms']) if torch else '-'} "
+                     f"| {ms(r['onnxruntime']['median_ms'])} "
+                     f"| {speedup(r['speedup_vs_onnxruntime'], 2)} |")
+    return lines
+
+
+def overhead_table(report):
+    """The per-call overhead of the Python API (microseconds per call), or []."""
+    entries = report.get("overhead") or []
+    if not entries:
+        return []
+    lines = ["| entry point | us/call |", "|---|--:|"]
+    lines += [f"| {e['entry']} | {e['us_per_call']:.2f} |" for e in entries]
     return lines
 
 
@@ -115,7 +189,9 @@ def machine_line(report):
         cpu += ")"
     return (f"Machine: {cpu}, {machine['logical_cores']} logical cores; "
             f"Python {machine['python']}, NumPy {machine['numpy']}, "
-            f"PyTorch {machine['torch']}, bnkernels {machine['bnkernels']}. "
+            f"PyTorch {machine['torch']}, "
+            + (f"onnxruntime {machine['onnxruntime']}, " if machine.get("onnxruntime") else "")
+            + f"bnkernels {machine['bnkernels']}. "
             "Copy bandwidth in the same run: "
             + ", ".join(f"{b['gbps']:.1f} GB/s on {b['threads']} thread(s)"
                         for b in report["bandwidth"]) + ".")
@@ -126,10 +202,11 @@ def run_tables(report, level="####"):
     results = report["results"]
     settings = report["settings"]
     layout = results[0].get("layout", "NCHW") if results else "NCHW"
+    ort = has_onnxruntime(report)
     lines = []
     for dtype in settings["dtypes"]:
         for threads in settings["threads"]:
-            lines += [""] + standard_table(results, dtype, threads, layout, level)
+            lines += [""] + standard_table(results, dtype, threads, layout, level, ort)
     darknet = darknet_table(results)
     if len(darknet) > 2:
         lines += ["", f"{level} Darknet-exact layer", ""] + darknet
@@ -156,19 +233,31 @@ def summary(run=None):
     rows = {(r["numerics"], r["op"]): r for r in report["results"]
             if r["shape"] == SUMMARY_SHAPE and r["dtype"] == "float32"
             and r["threads"] == 1 and r["policy"] == "reused"}
+    ort = has_onnxruntime(report)
     lines = [SUMMARY_BEGIN,
              f"Machine: {run['machine']}. Shape {shape_name(SUMMARY_SHAPE)} (NCHW), "
-             "float32, one thread, outputs reused; median of 40 calls. Made by:",
-             "", "```bash", run["command"], "```", "",
-             "| op | numerics | bnkernels ms | PyTorch ms | vs PyTorch | exactness |",
-             "|---|---|--:|--:|--:|---|"]
+             "float32, one thread, outputs reused; median of 40 calls"
+             + ("; onnxruntime through io-binding (no backward in ONNX)" if ort else "")
+             + ". Made by:",
+             "", "```bash", run["command"], "```", ""]
+    if ort:
+        lines += ["| op | numerics | bnkernels ms | PyTorch ms | vs PyTorch "
+                  "| onnxruntime ms | vs onnxruntime | exactness |",
+                  "|---|---|--:|--:|--:|--:|--:|---|"]
+    else:
+        lines += ["| op | numerics | bnkernels ms | PyTorch ms | vs PyTorch | exactness |",
+                  "|---|---|--:|--:|--:|---|"]
     for (numerics, op), exactness in EXACTNESS.items():
         r = rows[(numerics, op)]
-        torch = r["torch"]
+        standard = numerics == "standard"
+        torch, peer = r["torch"], r.get("onnxruntime")
         pytorch_ms, vs = (ms(torch["median_ms"]), f"{r['speedup_vs_torch']:.2f}x") \
-            if torch and numerics == "standard" else ("-", "-")
-        lines.append(f"| {op} | {numerics} | {ms(r['bnkernels']['median_ms'])} "
-                     f"| {pytorch_ms} | {vs} | {exactness} |")
+            if torch and standard else ("-", "-")
+        cells = [op, numerics, ms(r["bnkernels"]["median_ms"]), pytorch_ms, vs]
+        if ort:
+            cells += [ms(peer["median_ms"]), f"{r['speedup_vs_onnxruntime']:.2f}x"] \
+                if peer and standard else ["-", "-"]
+        lines.append("| " + " | ".join(cells + [exactness]) + " |")
     lines.append(SUMMARY_END)
     return "\n".join(lines)
 
@@ -178,7 +267,7 @@ def page(run):
     report = load(run)
     title = run["title"]
     lines = [f"# {title}", "",
-             f"<!-- generated by benchmarks/readme_tables.py from benchmarks/{run['file']} -->",
+             f"{GENERATED} from benchmarks/{run['file']} -->",
              "", f"Machine kind: {run['machine']}.", "",
              machine_line(report), "",
              f"Results file: `benchmarks/{run['file']}` (added in commit `{run['commit']}`), "
@@ -193,12 +282,39 @@ def page(run):
              "2-thread tables \"vs NumPy 1t\" sets two threads against one. "
              "The Darknet-exact rows are "
              "`BatchNorm2d(numerics=\"darknet\")`, forward + backward."]
+    if has_onnxruntime(report):
+        lines += ["", "onnxruntime: one BatchNormalization node on the CPU, inference and "
+                  "the training forward (ONNX has no backward: \"-\"). \"onnxruntime ms\" "
+                  "is its io-binding API (`run_with_iobinding` into preallocated outputs), "
+                  "the like-for-like peer of `out=`; its session's `intra_op_num_threads` "
+                  "is the table's threads. Each table says the threads every side ran."]
     lines += run_tables(report, level="##")
+    fresh = fresh_onnxruntime_table(report["results"])
+    if fresh:
+        lines += ["", "## Outputs allocated per call: onnxruntime run()", "",
+                  "Standard numerics, every call allocating its outputs (\"fresh\") on "
+                  "every side: onnxruntime through `session.run` with a feed dict, PyTorch "
+                  "through `torch.native_batch_norm`; each side at the row's threads "
+                  "(onnxruntime's `intra_op_num_threads`).", ""] + fresh
+    overhead = overhead_table(report)
+    if overhead:
+        first = report["overhead"][0]
+        lines += ["", "## Per-call overhead", "",
+                  "Each entry point of the Python API on a (1, 8, 4, 4) float32 tensor at "
+                  f"one thread (every side): {first['statistic']} of {first['blocks']} "
+                  f"blocks of {first['calls']} back-to-back calls, in microseconds per "
+                  "call; PyTorch's and onnxruntime's calls of the same work alongside.",
+                  ""] + overhead
     return "\n".join(lines) + "\n"
 
 
+GENERATED = "<!-- generated by benchmarks/readme_tables.py"
+
+
 def write_pages(outdir):
-    """Write one page per machine kind into outdir; return their names."""
+    """Write one page per machine kind into outdir; return their names. A page
+    this module wrote for a kind no longer in RUNS is removed (the docs'
+    toctree takes every page of the folder)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     names = []
@@ -209,6 +325,9 @@ def write_pages(outdir):
         if not target.exists() or target.read_text(encoding="utf-8") != text:
             target.write_text(text, encoding="utf-8")
         names.append(name)
+    for stale in outdir.glob("*.md"):
+        if stale.name not in names and GENERATED in stale.read_text(encoding="utf-8"):
+            stale.unlink()
     return names
 
 

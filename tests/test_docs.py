@@ -77,16 +77,21 @@ def test_readme_summary_is_the_newest_run_of_its_json(tables):
     run = tables.RUNS[0]
     assert run["command"] in block and run["machine"] in block
     report = json.loads((GENERATOR.parent / run["file"]).read_text())
-    rows = table_rows(block)[1:]
+    header, *rows = table_rows(block)
     assert rows
-    for op, numerics, ours, theirs, _, exactness in rows:
+    for cells in rows:
+        row = dict(zip(header, cells))
+        op, numerics, ours, theirs = (row[k] for k in ("op", "numerics", "bnkernels ms",
+                                                       "PyTorch ms"))
         [r] = [r for r in report["results"]
                if (r["op"], r["numerics"], r["dtype"], r["threads"], r["policy"]) ==
                (op, numerics, "float32", 1, "reused") and r["shape"] == tables.SUMMARY_SHAPE]
         assert printed(ours, r["bnkernels"]["median_ms"])
         if numerics == "standard":
             assert printed(theirs, r["torch"]["median_ms"])
-        assert exactness
+        if "onnxruntime ms" in row and row["onnxruntime ms"] != "-":
+            assert printed(row["onnxruntime ms"], r["onnxruntime"]["median_ms"])
+        assert row["exactness"]
 
 
 def test_a_stale_readme_summary_is_caught(tables):
@@ -107,7 +112,8 @@ def test_docs_pages_one_per_machine_kind_with_every_reused_standard_row(tables, 
                     for r in report["results"]
                     if (r["numerics"], r["policy"], r["dtype"], r["threads"]) ==
                     ("standard", "reused", dtype, threads)]
-        rows = [row for row in table_rows(text) if len(row) == 9 and row[0] != "shape"]
+        # the standard tables: 9 columns, 11 with onnxruntime's
+        rows = [row for row in table_rows(text) if len(row) in (9, 11) and row[0] != "shape"]
         assert len(rows) == len(expected)
         for row, r in zip(rows, expected):
             assert row[0] == "x".join(map(str, r["shape"])) and row[1] == r["op"]
