@@ -1,7 +1,6 @@
 """The README and the docs' benchmark pages against what they are made from:
 the committed results files (one per machine kind, each with the command
 that made it) and the package itself (the README's Python runs)."""
-import importlib.util
 import json
 import re
 import shlex
@@ -9,18 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from results_tables import GENERATOR, load_readme_tables, markdown_rows
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATOR = ROOT / "benchmarks" / "readme_tables.py"
 
 
 @pytest.fixture(scope="module")
 def tables():
-    if not GENERATOR.is_file():
-        pytest.skip("needs benchmarks/ of a source checkout")
-    spec = importlib.util.spec_from_file_location("readme_tables", GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_readme_tables()
     if not all((GENERATOR.parent / run["file"]).is_file() for run in module.RUNS):
         pytest.skip("the results files are not in this tree (an sdist)")
     return module
@@ -63,11 +58,6 @@ def test_one_results_file_per_machine_kind_each_listed_with_its_command(tables):
         assert {r["layout"] for r in report["results"]} == {settings["layout"]}
 
 
-def table_rows(text):
-    return [[cell.strip() for cell in line.strip().strip("|").split("|")]
-            for line in text.splitlines()
-            if line.startswith("|") and not set(line) <= set("|-: ")]
-
 
 def test_readme_summary_is_the_newest_run_of_its_json(tables):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -77,7 +67,7 @@ def test_readme_summary_is_the_newest_run_of_its_json(tables):
     run = tables.RUNS[0]
     assert run["command"] in block and run["machine"] in block
     report = json.loads((GENERATOR.parent / run["file"]).read_text())
-    header, *rows = table_rows(block)
+    header, *rows = markdown_rows(block)
     assert rows
     for cells in rows:
         row = dict(zip(header, cells))
@@ -113,7 +103,7 @@ def test_docs_pages_one_per_machine_kind_with_every_reused_standard_row(tables, 
                     if (r["numerics"], r["policy"], r["dtype"], r["threads"]) ==
                     ("standard", "reused", dtype, threads)]
         # the standard tables: 9 columns, 11 with onnxruntime's
-        rows = [row for row in table_rows(text) if len(row) in (9, 11) and row[0] != "shape"]
+        rows = [row for row in markdown_rows(text) if len(row) in (9, 11) and row[0] != "shape"]
         assert len(rows) == len(expected)
         for row, r in zip(rows, expected):
             assert row[0] == "x".join(map(str, r["shape"])) and row[1] == r["op"]

@@ -4,13 +4,12 @@ tables of the docs page, each side's threads. The oracle is the file's own
 numbers: every printed cell is its JSON value at the printed precision."""
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from bnkernels.__main__ import main
+from results_tables import GENERATOR, load_readme_tables, markdown_rows
 
-GENERATOR = Path(__file__).resolve().parent.parent / "benchmarks" / "readme_tables.py"
 TINY = ["--shapes", "2x3x4x4,1x2x3x1", "--repeat", "2", "--reference-repeat", "1",
         "--bandwidth-mb", "1", "--numerics", "standard", "--threads", "1,2", "--no-torch"]
 HAS_ORT = all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
@@ -19,11 +18,7 @@ needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnxruntime and onnx are opt
 
 @pytest.fixture(scope="module")
 def tables():
-    if not GENERATOR.is_file():
-        pytest.skip("needs benchmarks/ of a source checkout")
-    spec = importlib.util.spec_from_file_location("readme_tables", GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_readme_tables()
     return module
 
 
@@ -45,17 +40,11 @@ def without_ort(tmp_path_factory):
     return bench_json(tmp_path_factory, "--no-onnxruntime", "--no-overhead")
 
 
-def table_rows(text):
-    return [[cell.strip() for cell in line.strip().strip("|").split("|")]
-            for line in text.splitlines()
-            if line.startswith("|") and not set(line) <= set("|-: ")]
-
-
 def tables_of(text, first_column):
     """Each Markdown table whose header starts with first_column, as a list of
     {column: cell} rows, in order."""
     found, header = [], None
-    for row in table_rows(text):
+    for row in markdown_rows(text):
         if row[0] == first_column:
             header = row
             found.append([])
@@ -116,7 +105,7 @@ def test_a_schema_1_file_keeps_its_nine_columns(tables):
         pytest.skip("the results files are not in this tree (an sdist)")
     text = run_text(tables, path)
     assert "onnxruntime" not in text and "Threads:" not in text
-    assert {len(row) for row in table_rows(text) if row[0] != "shape" and len(row) > 4} == {9}
+    assert {len(row) for row in markdown_rows(text) if row[0] != "shape" and len(row) > 4} == {9}
 
 
 def test_each_table_says_every_sides_threads(tables, without_ort):
