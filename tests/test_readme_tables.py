@@ -100,7 +100,7 @@ def test_a_run_without_onnxruntime_shows_dashes(tables, without_ort):
 
 
 def test_a_schema_1_file_keeps_its_nine_columns(tables):
-    path = GENERATOR.parent / "results_zen4.json"
+    path = GENERATOR.parent / "results_zen5.json"
     if not path.is_file():
         pytest.skip("the results files are not in this tree (an sdist)")
     text = run_text(tables, path)
