@@ -44,8 +44,8 @@ _short_openmp_spin()
 
 from bnkernels import darknet, distributed, reference  # noqa: E402 (after the spin setting)
 from bnkernels._kernels import (  # noqa: E402
-    get_num_threads, get_streaming_threshold, openmp_enabled, set_num_threads,
-    set_streaming_threshold, streaming_available,
+    cache_info, empty_cache, get_num_threads, get_streaming_threshold, openmp_enabled,
+    set_cache_limit, set_num_threads, set_streaming_threshold, streaming_available,
 )
 from bnkernels.batchnorm import (  # noqa: E402
     ACTIVATIONS, NUMERICS, BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, BatchNormSaved,
@@ -75,9 +75,9 @@ def get_include() -> str:
 
 __all__ = ["ACTIVATIONS", "NUMERICS", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "BatchNormSaved", "IncompatibleKeys", "Module", "StateDictError",
-           "batch_norm_backward", "batch_norm_forward", "darknet", "defaults", "distributed",
+           "batch_norm_backward", "cache_info", "empty_cache", "batch_norm_forward", "darknet", "defaults", "distributed",
            "fold_batchnorm", "get_include", "get_num_threads", "io", "nn", "tools",
-           "get_streaming_threshold", "openmp_enabled", "reference", "set_num_threads",
+           "get_streaming_threshold", "openmp_enabled", "reference", "set_cache_limit", "set_num_threads",
            "set_streaming_threshold", "streaming_available"]
 
 _LAZY = ("io", "nn", "tools")   # the packages above the core, loaded on first use

@@ -19,7 +19,8 @@ cdef extern from "Python.h":
     # declared here: Cython 3.0.0's cpython.ref lacks _Py_REFCNT
     Py_ssize_t Py_REFCNT(PyObject *o)
 from libc.math cimport INFINITY
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uintptr_t
+from libc.stdlib cimport free, malloc
 
 from bnkernels._kernels cimport *
 
@@ -286,8 +287,224 @@ cdef object _writable(obj, str name, tuple shape, dtype):
     return a
 
 
-cdef object _new_array(tuple shape, dtype, bint zero):
-    """np.empty(shape, dtype) (np.zeros with zero), without a Python call."""
+# --------------------------------------------------------------------------
+# the output cache: large new outputs reuse blocks whose arrays are gone
+# --------------------------------------------------------------------------
+#
+# A new output of CACHE_MIN_BYTES or more is a block of this cache behind an
+# array (the array's base is the block's _CachedBlock). When the last array or
+# view of it is deallocated the block goes back to the cache, already paged
+# in, for the next output of about its size, instead of back to the OS, which
+# would fault every page in again (for a 100 MB tensor that took longer than
+# the kernel). At most CACHE_SLOTS blocks and _cache_limit bytes are kept; a
+# block is reused only for a request of at least half its size. Every
+# function here runs with the GIL held, which serializes them.
+#
+# An output starts at the same offset within a 4 KiB page as the call's
+# first input (x, dy), or on a 64-byte line when there is none: a y a few
+# bytes past x modulo 4 KiB makes the CPU take loads of x for reloads of
+# earlier stores to y (4K aliasing). NumPy's own large arrays all start at
+# one offset, so x and y from it never meet that; outputs on 64-byte lines
+# beside them took 1.1-1.55x as long (benchmarks/output_cache.py, Zen 4).
+
+cdef enum:
+    CACHE_SLOTS = 8
+    CACHE_ALIGN = 64                # data without an input to follow: on a cache line
+    CACHE_PAGE = 4096               # data's offset in its page follows the input's
+    CACHE_GRAIN = 1 << 16           # block sizes are multiples of 64 KiB
+cdef size_t CACHE_MIN_BYTES = 1 << 22   # 4 MiB
+cdef size_t _cache_limit = 1 << 30      # bytes kept at most (set_cache_limit)
+cdef void *_cache_blocks[CACHE_SLOTS]
+cdef size_t _cache_sizes[CACHE_SLOTS]
+cdef int _cache_count = 0
+cdef size_t _cache_bytes = 0
+
+
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    /* Ask for transparent huge pages over [p, p + n), as NumPy does for its
+       arrays of 4 MiB or more: without them a pass writing a cached output
+       took 1.2-1.6x as long as one writing NumPy's (Zen 4, Linux with THP
+       on madvise). A no-op where there are none. */
+    static void bn_advise_huge_pages(void *p, size_t n)
+    {
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        const size_t page = 4096;
+        const size_t start = ((size_t)p + page - 1) / page * page;
+        const size_t end = ((size_t)p + n) / page * page;
+        if (end > start)
+            madvise((void *)start, end - start, MADV_HUGEPAGE);
+    #else
+        (void)p;
+        (void)n;
+    #endif
+    }
+    """
+    void bn_advise_huge_pages(void *p, size_t n) noexcept
+
+
+cdef extern from "Python.h":
+    int PyTraceMalloc_Track(unsigned int domain, uintptr_t ptr, size_t size)
+    int PyTraceMalloc_Untrack(unsigned int domain, uintptr_t ptr)
+
+# tracemalloc sees a block while an array uses it, as it sees NumPy's memory
+cdef unsigned int CACHE_TRACE_DOMAIN = 0x626e6b   # "bnk"
+
+
+cdef class _CachedBlock:
+    """The memory behind one cached output; given back to the cache (or
+    freed) when the last array using it is deallocated."""
+    cdef void *raw
+    cdef size_t size
+
+    def __dealloc__(self):
+        PyTraceMalloc_Untrack(CACHE_TRACE_DOMAIN, <uintptr_t>self.raw)
+        _cache_put(self.raw, self.size)
+        self.raw = NULL
+
+
+cdef void _cache_put(void *raw, size_t size) noexcept:
+    """Keep raw (size bytes) for a later output, or free it if the cache is full."""
+    global _cache_count, _cache_bytes
+    if raw == NULL:
+        return
+    if _cache_count < CACHE_SLOTS and _cache_bytes + size <= _cache_limit:
+        _cache_blocks[_cache_count] = raw
+        _cache_sizes[_cache_count] = size
+        _cache_count += 1
+        _cache_bytes += size
+    else:
+        free(raw)
+
+
+cdef void *_cache_take(size_t size, size_t *taken) noexcept:
+    """The smallest kept block of size to 2 * size bytes, out of the cache,
+    its size in *taken; NULL if there is none."""
+    global _cache_count, _cache_bytes
+    cdef int i, best = -1
+    for i in range(_cache_count):
+        if size <= _cache_sizes[i] <= 2 * size and (
+                best < 0 or _cache_sizes[i] < _cache_sizes[best]):
+            best = i
+    if best < 0:
+        return NULL
+    cdef void *raw = _cache_blocks[best]
+    taken[0] = _cache_sizes[best]
+    _cache_bytes -= _cache_sizes[best]
+    _cache_count -= 1
+    _cache_blocks[best] = _cache_blocks[_cache_count]
+    _cache_sizes[best] = _cache_sizes[_cache_count]
+    return raw
+
+
+cdef void _cache_trim(size_t limit) noexcept:
+    """Free kept blocks until at most limit bytes are kept."""
+    global _cache_count, _cache_bytes
+    while _cache_count > 0 and _cache_bytes > limit:
+        _cache_count -= 1
+        _cache_bytes -= _cache_sizes[_cache_count]
+        free(_cache_blocks[_cache_count])
+
+
+cdef object _cached_array(int ndim, cnp.npy_intp *dims, int type_num, size_t nbytes,
+                         uintptr_t like):
+    """An uninitialized C-contiguous array whose data is a cached block,
+    starting at like's offset in its 4 KiB page (like 0: at a 64-byte line)."""
+    cdef size_t size = (nbytes + CACHE_PAGE + CACHE_GRAIN - 1) // CACHE_GRAIN * CACHE_GRAIN
+    cdef size_t taken = size
+    cdef void *raw = _cache_take(size, &taken)
+    if raw == NULL:
+        raw = malloc(size)
+        if raw == NULL:
+            _cache_trim(0)
+            raw = malloc(size)
+            if raw == NULL:
+                raise MemoryError(f"cannot allocate an output of {nbytes} bytes")
+        bn_advise_huge_pages(raw, size)
+    block = _CachedBlock.__new__(_CachedBlock)
+    (<_CachedBlock>block).raw = raw
+    (<_CachedBlock>block).size = taken
+    PyTraceMalloc_Track(CACHE_TRACE_DOMAIN, <uintptr_t>raw, taken)
+    cdef uintptr_t data
+    if like == 0:
+        data = (<uintptr_t>raw + CACHE_ALIGN - 1) // CACHE_ALIGN * CACHE_ALIGN
+    else:
+        data = <uintptr_t>raw + ((like - <uintptr_t>raw) & (CACHE_PAGE - 1))
+    a = cnp.PyArray_SimpleNewFromData(ndim, dims, type_num, <void *>data)
+    cnp.set_array_base(<cnp.ndarray>a, block)
+    return a
+
+
+cdef object _empty(int ndim, cnp.npy_intp *dims, int type_num, size_t itemsize, like):
+    """np.empty of these dims: a cached block from CACHE_MIN_BYTES on, placed
+    like the ndarray `like` in its page (None: on a 64-byte line)."""
+    cdef size_t nbytes = itemsize
+    cdef uintptr_t place
+    cdef int d
+    for d in range(ndim):
+        nbytes *= <size_t>dims[d]
+    if nbytes >= CACHE_MIN_BYTES and _cache_limit > 0:
+        place = 0 if like is None else <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>like)
+        if place % itemsize:   # an offset this dtype cannot start at
+            place = 0
+        return _cached_array(ndim, dims, type_num, nbytes, place)
+    return cnp.PyArray_EMPTY(ndim, dims, type_num, 0)
+
+
+cdef bint _cached_alone(cnp.ndarray a):
+    """a's data is a cached block that no other array or view uses."""
+    cdef PyObject *base = cnp.PyArray_BASE(a)
+    return (base != NULL and Py_REFCNT(base) == 1
+            and type(<object>base) is _CachedBlock)
+
+
+def set_cache_limit(max_bytes):
+    """Keep at most `max_bytes` of freed output memory for later outputs.
+
+    New outputs of 4 MiB or more (results the library allocates: ``out=None``,
+    the layers' outputs and gradients) are blocks that go back to a small
+    cache when their last array is deallocated, and the next output of about
+    that size reuses one, already paged in, instead of asking the OS for new
+    pages. The cache holds at most 8 blocks and, by default, 1 GiB.
+
+    Parameters
+    ----------
+    max_bytes : int
+        0 turns the cache off (every output is new memory, as with
+        ``np.empty``). Blocks kept beyond the new limit are freed at once.
+
+    Raises
+    ------
+    TypeError
+        max_bytes is not an int.
+    ValueError
+        max_bytes is negative.
+    """
+    global _cache_limit
+    limit = _whole_number(max_bytes, "max_bytes", "an int >= 0")
+    if limit < 0:
+        raise ValueError(f"max_bytes must be >= 0, got {limit}")
+    _cache_limit = <size_t>min(limit, 1 << 62)
+    _cache_trim(_cache_limit)
+
+
+def empty_cache():
+    """Free the output memory the cache keeps (see set_cache_limit)."""
+    _cache_trim(0)
+
+
+def cache_info():
+    """The output cache's state: {"blocks": kept blocks, "bytes": their
+    size, "limit": the most it keeps}."""
+    return {"blocks": _cache_count, "bytes": _cache_bytes, "limit": _cache_limit}
+
+
+cdef object _new_array(tuple shape, dtype, bint zero, like=None):
+    """np.empty(shape, dtype) (np.zeros with zero), without a Python call; a
+    cached block from CACHE_MIN_BYTES on, placed like the ndarray `like`."""
     cdef cnp.npy_intp dims[32]
     cdef int ndim = len(shape)
     cdef int d
@@ -298,7 +515,7 @@ cdef object _new_array(tuple shape, dtype, bint zero):
     cdef int type_num = (<cnp.dtype>dtype).type_num
     if zero:
         return cnp.PyArray_ZEROS(ndim, dims, type_num, 0)
-    return cnp.PyArray_EMPTY(ndim, dims, type_num, 0)
+    return _empty(ndim, dims, type_num, (<cnp.dtype>dtype).itemsize, like)
 
 
 cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
@@ -310,7 +527,9 @@ cdef object _output(obj, str name, tuple shape, dtype, tuple inputs,
     may be itself (elementwise kernels read each element before writing it).
     """
     if obj is None:
-        return _new_array(shape, dtype, zero)
+        first = inputs[0][0] if inputs else None
+        return _new_array(shape, dtype, zero,
+                          first if type(first) is np.ndarray else None)
     a = _writable(obj, name, shape, dtype)
     partner = in_place_ok[0] if in_place_ok else None
     cdef str partner_name = None
@@ -1086,8 +1305,8 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
         check_batch_eps(e, batch_stats)  # raises
     cdef bint y_is_x = O is not None and _same_memory(O, X)
     if O is None:
-        O = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(<cnp.ndarray>X), cnp.PyArray_DIMS(<cnp.ndarray>X),
-                              cnp.PyArray_TYPE(<cnp.ndarray>X), 0)
+        O = _empty(cnp.PyArray_NDIM(<cnp.ndarray>X), cnp.PyArray_DIMS(<cnp.ndarray>X),
+                   cnp.PyArray_TYPE(<cnp.ndarray>X), cnp.PyArray_ITEMSIZE(<cnp.ndarray>X), X)
     cdef cnp.npy_intp channels = c
     M = cnp.PyArray_EMPTY(1, &channels, cnp.NPY_FLOAT64, 0)
     V = cnp.PyArray_EMPTY(1, &channels, cnp.NPY_FLOAT64, 0)
@@ -1375,7 +1594,8 @@ def reusable_result(list recent, like, tuple inputs):
     a call may write again as its result, or -1: the list holds the only
     reference to it (no variable, view, memoryview or other buffer export,
     DLPack capsule, torch.from_numpy tensor, ...), it has no weak reference,
-    owns its memory, is writeable, has like's shape and dtype (C-contiguous,
+    owns its memory (or is the only user of a cached block: views of an
+    array share its block), is writeable, has like's shape and dtype (C-contiguous,
     aligned), and shares no memory with like or with any of inputs. like and
     inputs must be ndarrays (anything else: -1)."""
     cdef Py_ssize_t i
@@ -1390,7 +1610,9 @@ def reusable_result(list recent, like, tuple inputs):
         if Py_REFCNT(item) != 1:  # the list's own reference only
             continue
         a = <object>item
-        if (type(a) is not np.ndarray or cnp.PyArray_BASE(<cnp.ndarray>a) != NULL
+        if (type(a) is not np.ndarray
+                or (cnp.PyArray_BASE(<cnp.ndarray>a) != NULL
+                    and not _cached_alone(<cnp.ndarray>a))
                 or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a)
                 or not _same_layout(<cnp.ndarray>a, <cnp.ndarray>like)
                 or _getweakrefcount(a) or _overlaps(a, like)):
