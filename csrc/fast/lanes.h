@@ -138,14 +138,13 @@ static inline __attribute__((always_inline)) void bn_sum8_rows(const bn_v8d *v,
  * ... in order is then the same chain of adds, in lane j for row j, as a
  * scalar loop over k.
  *
- * The transpose is the classic one, in shuffles that stay within 128-bit
- * blocks (unpack) but for the last stage, which moves whole blocks: rows are
- * loaded two to a vector, each row's values in two (floats) or two rows'
- * values in ... blocks, in the order that makes the last stage pick blocks
- * 0 and 2, or 1 and 3, of two vectors (the comments on each step say what a
- * block holds). BN_TILES: compiled (the one-vector form, and
- * __builtin_shufflevector, GCC 12 or Clang); darknet.inc uses it where
- * BN_WIDE8(). */
+ * The transpose is the classic one: two rows loaded into each vector,
+ * shuffles within 128-bit blocks (unpack, then pairs; for doubles unpack
+ * alone), and a last stage that takes whole blocks (0 and 2, or 1 and 3, of
+ * two vectors). The rows are paired at the load so that this last stage puts
+ * them in order; the comments in each function say what every block holds.
+ * BN_TILES: compiled (the one-vector form, and __builtin_shufflevector, GCC
+ * 12 or Clang); darknet.inc uses it where BN_WIDE8(). */
 #if defined(BN_HAS_WIDE8) && defined(BN_CONVERT8) && \
     (defined(__clang__) || __GNUC__ >= 12)
 #define BN_TILES 1
