@@ -244,8 +244,65 @@ def test_float64_kernels_follow_the_same_formulas(flavor):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 37, 3, 7), (1, 48, 4, 4), (3, 16, 1, 17)])
+def test_channel_sums_run_in_darknets_order_in_every_block(shape, dtype):
+    """Oracle: Darknet's loops written in NumPy, bit for bit: per channel one
+    running sum in x's dtype, b outer, s inner, from +0 (the variance through
+    double). The shapes put channels in the fast tier's vector blocks (16
+    float32 or 8 float64 channels; one or two at a time), in its scalar
+    blocks and leftovers, and rows that end in a partial tile. mean_delta and
+    variance_delta (no NumPy twin of Darknet's sqrt and pow here) must equal
+    each channel computed alone, which takes the scalar path."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    delta = rng.standard_normal(shape).astype(dtype)
+    batch, channels = shape[:2]
+    rows_x = x.reshape(batch, channels, -1)
+    rows_d = delta.reshape(batch, channels, -1)
+    spatial = rows_x.shape[2]
+    n = batch * spatial
+
+    def darknet_sum(terms, per_row=False):
+        total = np.zeros(channels, dtype)
+        for b in range(batch):
+            acc = np.zeros(channels, dtype) if per_row else total
+            for s in range(spatial):
+                acc = acc + terms(b, s)
+            total = total + acc if per_row else acc
+        return total
+
+    mean = darknet_sum(lambda b, s: rows_x[b, :, s]) * dtype(1 / n)
+    assert darknet.mean_cpu(x).tobytes() == mean.tobytes()
+
+    squares = np.zeros(channels, dtype)
+    for b in range(batch):
+        for s in range(spatial):
+            d = (rows_x[b, :, s] - mean).astype(np.float64)
+            squares = (squares.astype(np.float64) + d * d).astype(dtype)
+    variance = squares * dtype(1 / (n - 1))
+    assert darknet.variance_cpu(x, mean).tobytes() == variance.tobytes()
+
+    bias = darknet_sum(lambda b, s: rows_d[b, :, s], per_row=True)
+    assert darknet.backward_bias(delta).tobytes() == bias.tobytes()
+    x_norm = darknet.normalize_cpu(x, mean, variance)
+    rows_n = x_norm.reshape(rows_x.shape)
+    scale = darknet_sum(lambda b, s: rows_d[b, :, s] * rows_n[b, :, s])
+    assert darknet.backward_scale_cpu(x_norm, delta).tobytes() == scale.tobytes()
+
+    md = darknet.mean_delta_cpu(delta, variance)
+    vd = darknet.variance_delta_cpu(x, delta, mean, variance)
+    for c in range(channels):
+        one = np.s_[:, c:c + 1]
+        d1, x1 = np.ascontiguousarray(delta[one]), np.ascontiguousarray(x[one])
+        assert darknet.mean_delta_cpu(d1, variance[c:c + 1]).tobytes() == md[c:c + 1].tobytes()
+        assert (darknet.variance_delta_cpu(x1, d1, mean[c:c + 1], variance[c:c + 1]).tobytes()
+                == vd[c:c + 1].tobytes())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("flavor", ["pjreddie", "alexeyab"])
-@pytest.mark.parametrize("shape", [(3, 13, 5, 7), (1, 9, 1, 1), (4, 8, 16, 16)])
+@pytest.mark.parametrize("shape", [(3, 13, 5, 7), (1, 9, 1, 1), (4, 8, 16, 16),
+                                   (2, 37, 3, 7)])
 def test_fused_backward_is_darknets_six_kernels_bit_for_bit(shape, flavor, dtype):
     """Oracle: Darknet's backward_batchnorm_layer as six kernel calls."""
     rng = np.random.default_rng(11)

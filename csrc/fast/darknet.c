@@ -10,16 +10,45 @@
 #include "parallel.h"
 #include "formulas.h"
 
+/* the tiles of darknet.inc for each T (lanes.h, BN_TILES) */
 #define T float
 #define NAME(f) f##_f32
+#define VEC bn_v16f
+#define LANES 16
+#define DEPTH 8
+#define TILE bn_tile16f
+#define SQUARES bn_w16f
+#define SQUARE_ADD BN_SQUARE_ADD16F
+#define NARROW BN_NARROW16F
 #include "darknet.inc"
 #undef T
 #undef NAME
+#undef VEC
+#undef LANES
+#undef DEPTH
+#undef TILE
+#undef SQUARES
+#undef SQUARE_ADD
+#undef NARROW
 
 #define T double
 #define NAME(f) f##_f64
+#define VEC bn_v8d
+#define LANES 8
+#define DEPTH 4
+#define TILE bn_tile8d
+#define SQUARES bn_v8d
+#define SQUARE_ADD BN_SQUARE_ADD8D
+#define NARROW BN_NARROW8D
 #include "darknet.inc"
 #undef T
 #undef NAME
+#undef VEC
+#undef LANES
+#undef DEPTH
+#undef TILE
+#undef SQUARES
+#undef SQUARE_ADD
+#undef NARROW
 
 #endif /* BNKERNELS_REFERENCE_ONLY */

@@ -131,6 +131,146 @@ static inline __attribute__((always_inline)) void bn_sum8_rows(const bn_v8d *v,
 #define BN_WIDE8() 0
 #endif
 
+/* Transposed tiles, for the Darknet sums (darknet.inc). A tile is L rows of
+ * L / 2 consecutive values, L = 64 bytes / sizeof(T) (16 floats in a
+ * bn_v16f, 8 doubles in a bn_v8d), transposed: vector k holds value k of
+ * every row, row j in lane j. A channel's sum taken over vectors k = 0, 1,
+ * ... in order is then the same chain of adds, in lane j for row j, as a
+ * scalar loop over k.
+ *
+ * The transpose is the classic one: two rows loaded into each vector,
+ * shuffles within 128-bit blocks (unpack, then pairs; for doubles unpack
+ * alone), and a last stage that takes whole blocks (0 and 2, or 1 and 3, of
+ * two vectors). The rows are paired at the load so that this last stage puts
+ * them in order; the comments in each function say what every block holds.
+ * BN_TILES: compiled (the one-vector form, and __builtin_shufflevector, GCC
+ * 12 or Clang); darknet.inc uses it where BN_WIDE8(). */
+#if defined(BN_HAS_WIDE8) && defined(BN_CONVERT8) && \
+    (defined(__clang__) || __GNUC__ >= 12)
+#define BN_TILES 1
+typedef float bn_v16f __attribute__((vector_size(64)));
+
+#define BN_SHUFFLE __builtin_shufflevector
+/* per 128-bit block q of a and b (indices 16 on, 8 on: b):
+ * UNPACK_LO: a[4q] b[4q] a[4q+1] b[4q+1], UNPACK_HI: a[4q+2] b[4q+2] ...;
+ * PAIRS_LO: a[4q] a[4q+1] b[4q] b[4q+1], PAIRS_HI: a[4q+2] a[4q+3] b[..];
+ * BLOCKS_02: blocks 0 and 2 of a, then of b; BLOCKS_13: blocks 1 and 3 */
+#define BN_UNPACK_LO16 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29
+#define BN_UNPACK_HI16 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31
+#define BN_PAIRS_LO16 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define BN_PAIRS_HI16 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define BN_BLOCKS_02_16 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27
+#define BN_BLOCKS_13_16 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31
+/* doubles: a block is two lanes; UNPACK_LO: a[2q] b[2q], UNPACK_HI:
+ * a[2q+1] b[2q+1] */
+#define BN_UNPACK_LO8 0, 8, 2, 10, 4, 12, 6, 14
+#define BN_UNPACK_HI8 1, 9, 3, 11, 5, 13, 7, 15
+#define BN_BLOCKS_02_8 0, 1, 4, 5, 8, 9, 12, 13
+#define BN_BLOCKS_13_8 2, 3, 6, 7, 10, 11, 14, 15
+
+/* v[k] lane j = p[j * stride + k], k < 8, j < 16 */
+static inline __attribute__((always_inline)) void
+bn_tile16f(const float *p, int64_t stride, bn_v16f *v)
+{
+    bn_v16f r[8], t[8], u[8];
+    /* r[i]: row i's 8 values, then row i + 4's (i < 4); rows i + 4 and
+     * i + 8 (i >= 4). Blocks: values 0-3, 4-7 of the first, of the second. */
+    for (int i = 0; i < 8; ++i) {
+        const int64_t row = i < 4 ? i : i + 4;
+        bn_v8f lo, hi;
+        memcpy(&lo, p + row * stride, sizeof lo);
+        memcpy(&hi, p + (row + 4) * stride, sizeof hi);
+        r[i] = BN_SHUFFLE(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                          13, 14, 15);
+    }
+    /* t[2m], t[2m + 1]: values 0-1, 2-3 (of each block's four) of the rows
+     * of r[2m] and r[2m + 1], interleaved */
+    for (int m = 0; m < 4; ++m) {
+        t[2 * m] = BN_SHUFFLE(r[2 * m], r[2 * m + 1], BN_UNPACK_LO16);
+        t[2 * m + 1] = BN_SHUFFLE(r[2 * m], r[2 * m + 1], BN_UNPACK_HI16);
+    }
+    /* u[g + k], k < 4: value k (block 0: rows g'..g'+3, g' = 0 or 8),
+     * value k + 4 (block 1), then the same for rows g' + 4 .. g' + 7 */
+    for (int g = 0; g < 8; g += 4) {
+        u[g] = BN_SHUFFLE(t[g], t[g + 2], BN_PAIRS_LO16);
+        u[g + 1] = BN_SHUFFLE(t[g], t[g + 2], BN_PAIRS_HI16);
+        u[g + 2] = BN_SHUFFLE(t[g + 1], t[g + 3], BN_PAIRS_LO16);
+        u[g + 3] = BN_SHUFFLE(t[g + 1], t[g + 3], BN_PAIRS_HI16);
+    }
+    for (int k = 0; k < 4; ++k) {
+        v[k] = BN_SHUFFLE(u[k], u[k + 4], BN_BLOCKS_02_16);
+        v[k + 4] = BN_SHUFFLE(u[k], u[k + 4], BN_BLOCKS_13_16);
+    }
+}
+
+/* v[k] lane j = p[j * stride + k], k < 4, j < 8 */
+static inline __attribute__((always_inline)) void
+bn_tile8d(const double *p, int64_t stride, bn_v8d *v)
+{
+    bn_v8d r[4], t[4];
+    /* r[i]: rows (0, 2), (1, 3), (4, 6), (5, 7), four values each; blocks:
+     * values 0-1, 2-3 of the first row, of the second */
+    for (int i = 0; i < 4; ++i) {
+        const int64_t row = (i & 1) + 4 * (i >> 1);
+        bn_v4d lo, hi;
+        memcpy(&lo, p + row * stride, sizeof lo);
+        memcpy(&hi, p + (row + 2) * stride, sizeof hi);
+        r[i] = BN_SHUFFLE(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7);
+    }
+    /* t[2m]: values 0 (blocks 0, 2) and 2 (blocks 1, 3) of two rows
+     * side by side; t[2m + 1]: values 1 and 3 */
+    for (int m = 0; m < 2; ++m) {
+        t[2 * m] = BN_SHUFFLE(r[2 * m], r[2 * m + 1], BN_UNPACK_LO8);
+        t[2 * m + 1] = BN_SHUFFLE(r[2 * m], r[2 * m + 1], BN_UNPACK_HI8);
+    }
+    v[0] = BN_SHUFFLE(t[0], t[2], BN_BLOCKS_02_8);
+    v[1] = BN_SHUFFLE(t[1], t[3], BN_BLOCKS_02_8);
+    v[2] = BN_SHUFFLE(t[0], t[2], BN_BLOCKS_13_8);
+    v[3] = BN_SHUFFLE(t[1], t[3], BN_BLOCKS_13_8);
+}
+
+/* Darknet's variance step, acc = fl_T(double(acc) + d * d) with d exact in
+ * double, lane by lane. The accumulator (bn_w16f) holds 16 float lanes as
+ * doubles, each rounded to float after every step (the value is the float
+ * acc exactly); BN_NARROW16F gives the floats. Double lanes (bn_v8d) need
+ * no conversion. (Statement macros: a function taking or returning a 64-byte
+ * vector would change the ABI in the baseline clone.) */
+typedef struct { bn_v8d h[2]; } bn_w16f;  /* lanes 0-7, 8-15 */
+/* eight floats to doubles: the conversion written for 16 lanes, the upper
+ * eight zero and dropped (GCC 12 splits an eight-lane one into halves) */
+typedef double bn_v16d __attribute__((vector_size(128)));
+#define BN_WIDEN8F(f)                                                          \
+    __extension__({                                                           \
+        const bn_v16d w_ = __builtin_convertvector(                            \
+            __builtin_shufflevector((f), (bn_v8f){0}, 0, 1, 2, 3, 4, 5, 6, 7,  \
+                                    8, 9, 10, 11, 12, 13, 14, 15),             \
+            bn_v16d);                                                          \
+        __builtin_shufflevector(w_, w_, 0, 1, 2, 3, 4, 5, 6, 7);               \
+    })
+#define BN_SQUARE_ADD16F(acc, d)                                               \
+    do {                                                                       \
+        const bn_v16f d_ = (d);                                                \
+        const bn_v8d d_lo_ =                                                   \
+            BN_WIDEN8F(__builtin_shufflevector(d_, d_, 0, 1, 2, 3, 4, 5, 6, 7)); \
+        const bn_v8d d_hi_ = BN_WIDEN8F(                                       \
+            __builtin_shufflevector(d_, d_, 8, 9, 10, 11, 12, 13, 14, 15));    \
+        const bn_v8d lo_ = (acc).h[0] + d_lo_ * d_lo_;                         \
+        const bn_v8d hi_ = (acc).h[1] + d_hi_ * d_hi_;                         \
+        (acc).h[0] = BN_WIDEN8F(__builtin_convertvector(lo_, bn_v8f));         \
+        (acc).h[1] = BN_WIDEN8F(__builtin_convertvector(hi_, bn_v8f));         \
+    } while (0)
+#define BN_NARROW16F(acc)                                                      \
+    __builtin_shufflevector(__builtin_convertvector((acc).h[0], bn_v8f),       \
+                            __builtin_convertvector((acc).h[1], bn_v8f), 0, 1, \
+                            2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#define BN_SQUARE_ADD8D(acc, d)                                                \
+    do {                                                                       \
+        const bn_v8d d_ = (d);                                                 \
+        (acc) = (acc) + d_ * d_;                                               \
+    } while (0)
+#define BN_NARROW8D(acc) (acc)
+#endif
+
 /* SUMS_CALL(wide, f, ...): standard_sums.inc's helper f in the form that
  * `wide` (a BN_WIDE8() read once per call of a worker) names. */
 #ifdef BN_HAS_WIDE8
