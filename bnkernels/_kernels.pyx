@@ -304,8 +304,8 @@ cdef object _writable(obj, str name, tuple shape, dtype):
 # first input (x, dy), or on a 64-byte line when there is none: a y a few
 # bytes past x modulo 4 KiB makes the CPU take loads of x for reloads of
 # earlier stores to y (4K aliasing). NumPy's own large arrays all start at
-# one offset, so x and y from it never meet that; outputs on 64-byte lines
-# beside them took 1.1-1.55x as long (benchmarks/output_cache.py, Zen 4).
+# one offset, so x and y from it never meet that, and neither do ours
+# (docs/guide.md has the measured cost of the other placements).
 
 cdef enum:
     CACHE_SLOTS = 8
@@ -326,9 +326,8 @@ cdef extern from *:
     #include <sys/mman.h>
     #endif
     /* Ask for transparent huge pages over [p, p + n), as NumPy does for its
-       arrays of 4 MiB or more: without them a pass writing a cached output
-       took 1.2-1.6x as long as one writing NumPy's (Zen 4, Linux with THP
-       on madvise). A no-op where there are none. */
+       arrays of 4 MiB or more, so that a cached output costs no more TLB
+       misses to write than NumPy's own. A no-op where there are none. */
     static void bn_advise_huge_pages(void *p, size_t n)
     {
     #if defined(__linux__) && defined(MADV_HUGEPAGE)
