@@ -195,92 +195,6 @@ void bn_stream_normalize_affine_f64(const double *x, const double *mean,
     _mm_sfence();
 }
 
-/* backward_dx_elements' common case (training, no ReLU) for float32:
- * dx[e] = (g*a + (x - m_hi)*q) + p in float, with the per-channel float
- * terms of dx_terms (standard.inc); as bn_stream_normalize_affine_f32 for
- * the range. */
-BN_STREAM_TARGET
-void bn_stream_backward_dx_f32(const float *dy, const float *x,
-                               const float *terms, int64_t channels,
-                               int64_t spatial, int64_t e_lo, int64_t e_hi,
-                               float *dx)
-{
-    row_walk w = walk_from(e_lo, channels, spatial);
-    const float *t = terms + 4 * w.c;
-    __m512 ta = _mm512_set1_ps(t[0]), tm = _mm512_set1_ps(t[1]),
-           tq = _mm512_set1_ps(t[2]), tp = _mm512_set1_ps(t[3]);
-    const float *u = terms + 4 * next_channel(&w);
-    __m512 na = _mm512_set1_ps(u[0]), nm = _mm512_set1_ps(u[1]),
-           nq = _mm512_set1_ps(u[2]), np = _mm512_set1_ps(u[3]);
-    for (int64_t e = e_lo; e < e_hi; e += 16) {
-        const int64_t k = w.row_end - e;
-        const __mmask16 next = (__mmask16)(k < 16 ? 0xFFFFu << k : 0u);
-        const __m512 g = _mm512_loadu_ps(dy + e), v = _mm512_loadu_ps(x + e);
-        const __m512 out = _mm512_add_ps(
-            _mm512_add_ps(
-                _mm512_mul_ps(g, _mm512_mask_blend_ps(next, ta, na)),
-                _mm512_mul_ps(_mm512_sub_ps(v, _mm512_mask_blend_ps(next, tm, nm)),
-                              _mm512_mask_blend_ps(next, tq, nq))),
-            _mm512_mask_blend_ps(next, tp, np));
-        _mm512_stream_ps(dx + e, out);
-        if (k <= 16) {
-            step_row(&w);
-            ta = na;
-            tm = nm;
-            tq = nq;
-            tp = np;
-            u = terms + 4 * next_channel(&w);
-            na = _mm512_set1_ps(u[0]);
-            nm = _mm512_set1_ps(u[1]);
-            nq = _mm512_set1_ps(u[2]);
-            np = _mm512_set1_ps(u[3]);
-        }
-    }
-    _mm_sfence();
-}
-
-/* The same for float64: dx[e] = fl( (g*a + (x - m)*q) + p ) in double,
- * terms (a, m, q, p) per channel. */
-BN_STREAM_TARGET
-void bn_stream_backward_dx_f64(const double *dy, const double *x,
-                               const double *terms, int64_t channels,
-                               int64_t spatial, int64_t e_lo, int64_t e_hi,
-                               double *dx)
-{
-    row_walk w = walk_from(e_lo, channels, spatial);
-    const double *t = terms + 4 * w.c;
-    __m512d ta = _mm512_set1_pd(t[0]), tm = _mm512_set1_pd(t[1]),
-            tq = _mm512_set1_pd(t[2]), tp = _mm512_set1_pd(t[3]);
-    const double *u = terms + 4 * next_channel(&w);
-    __m512d na = _mm512_set1_pd(u[0]), nm = _mm512_set1_pd(u[1]),
-            nq = _mm512_set1_pd(u[2]), np = _mm512_set1_pd(u[3]);
-    for (int64_t e = e_lo; e < e_hi; e += 8) {
-        const int64_t k = w.row_end - e;
-        const __mmask8 next = NEXT_ROW_LANES8(k);
-        const __m512d g = _mm512_loadu_pd(dy + e), v = _mm512_loadu_pd(x + e);
-        const __m512d out = _mm512_add_pd(
-            _mm512_add_pd(
-                _mm512_mul_pd(g, _mm512_mask_blend_pd(next, ta, na)),
-                _mm512_mul_pd(_mm512_sub_pd(v, _mm512_mask_blend_pd(next, tm, nm)),
-                              _mm512_mask_blend_pd(next, tq, nq))),
-            _mm512_mask_blend_pd(next, tp, np));
-        _mm512_stream_pd(dx + e, out);
-        if (k <= 8) {
-            step_row(&w);
-            ta = na;
-            tm = nm;
-            tq = nq;
-            tp = np;
-            u = terms + 4 * next_channel(&w);
-            na = _mm512_set1_pd(u[0]);
-            nm = _mm512_set1_pd(u[1]);
-            nq = _mm512_set1_pd(u[2]);
-            np = _mm512_set1_pd(u[3]);
-        }
-    }
-    _mm_sfence();
-}
-
 /* Channels last (bn_normalize_affine_nhwc, bn_backward_dx_nhwc): one, two
  * or four ranges of the output side by side, as the ordinary kernel walks
  * them, element e of range k at x[e + k * stride]. Element e belongs to
@@ -425,102 +339,38 @@ void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
 #undef AFFINE_NHWC_F64
 }
 
-/* Channels-last dx, the common case (training, no ReLU: dx_nhwc_element's
- * modes 0 and 1), on the same walk (up only): dx = (g * ta + (v - tm) *
- * tq) + tp in float for float32, the same in double with (da, dm, dq, dp)
- * for float64; coefficient arrays extended past the last channel as above.
- * Every range's loads come before its stores. */
-BN_STREAM_TARGET BN_WALK_INLINE void
-dx_nhwc_walk_f32(const float *dy, const float *x, const float *ta,
-                 const float *tm, const float *tq, const float *tp,
-                 int64_t channels, int64_t e_lo, int64_t e_hi, int64_t stride,
-                 float *dx, const int streams, const int nt)
-{
-    int64_t j = e_lo % channels;
-    for (int64_t e = e_lo; e < e_hi; e += 16) {
-        const __m512 a = _mm512_loadu_ps(ta + j), m = _mm512_loadu_ps(tm + j),
-                     q = _mm512_loadu_ps(tq + j), p = _mm512_loadu_ps(tp + j);
-        __m512 g[4], v[4];
-        for (int k = 0; k < streams; ++k) {
-            g[k] = _mm512_loadu_ps(dy + e + k * stride);
-            v[k] = _mm512_loadu_ps(x + e + k * stride);
-        }
-        for (int k = 0; k < streams; ++k) {
-            const __m512 out = _mm512_add_ps(
-                _mm512_add_ps(_mm512_mul_ps(g[k], a),
-                              _mm512_mul_ps(_mm512_sub_ps(v[k], m), q)),
-                p);
-            if (nt)
-                _mm512_stream_ps(dx + e + k * stride, out);
-            else
-                _mm512_store_ps(dx + e + k * stride, out);
-        }
-        j = advance_channel(j, 16, channels);
-    }
-    if (nt)
-        _mm_sfence();
-}
+/* the dx kernels, NCHW and NHWC, for each T */
+#define T float
+#define NAME(f) f##_f32
+#define VEC __m512
+#define LANES 16
+#define MASK __mmask16
+#define NEXT_ROW_LANES(k) ((__mmask16)((k) < 16 ? 0xFFFFu << (k) : 0u))
+#define V_SET1 _mm512_set1_ps
+#define V_LOADU _mm512_loadu_ps
+#define V_ADD _mm512_add_ps
+#define V_SUB _mm512_sub_ps
+#define V_MUL _mm512_mul_ps
+#define V_BLEND _mm512_mask_blend_ps
+#define V_STORE _mm512_store_ps
+#define V_STREAM _mm512_stream_ps
+#include "stream_dx.inc"
 
-BN_STREAM_TARGET
-void bn_stream_backward_dx_nhwc4_f32(const float *dy, const float *x,
-                                     const float *ta, const float *tm,
-                                     const float *tq, const float *tp,
-                                     int64_t channels, int64_t e_lo,
-                                     int64_t e_hi, int64_t stride, int streams,
-                                     int nt, float *dx)
-{
-#define DX_NHWC_F32(S, NT)                                                     \
-    dx_nhwc_walk_f32(dy, x, ta, tm, tq, tp, channels, e_lo, e_hi, stride, dx,  \
-                     S, NT)
-    NHWC_INSTANCES(DX_NHWC_F32);
-#undef DX_NHWC_F32
-}
-
-BN_STREAM_TARGET BN_WALK_INLINE void
-dx_nhwc_walk_f64(const double *dy, const double *x, const double *da,
-                 const double *dm, const double *dq, const double *dp,
-                 int64_t channels, int64_t e_lo, int64_t e_hi, int64_t stride,
-                 double *dx, const int streams, const int nt)
-{
-    int64_t j = e_lo % channels;
-    for (int64_t e = e_lo; e < e_hi; e += 8) {
-        const __m512d a = _mm512_loadu_pd(da + j), m = _mm512_loadu_pd(dm + j),
-                      q = _mm512_loadu_pd(dq + j), p = _mm512_loadu_pd(dp + j);
-        __m512d g[4], v[4];
-        for (int k = 0; k < streams; ++k) {
-            g[k] = _mm512_loadu_pd(dy + e + k * stride);
-            v[k] = _mm512_loadu_pd(x + e + k * stride);
-        }
-        for (int k = 0; k < streams; ++k) {
-            const __m512d out = _mm512_add_pd(
-                _mm512_add_pd(_mm512_mul_pd(g[k], a),
-                              _mm512_mul_pd(_mm512_sub_pd(v[k], m), q)),
-                p);
-            if (nt)
-                _mm512_stream_pd(dx + e + k * stride, out);
-            else
-                _mm512_store_pd(dx + e + k * stride, out);
-        }
-        j = advance_channel(j, 8, channels);
-    }
-    if (nt)
-        _mm_sfence();
-}
-
-BN_STREAM_TARGET
-void bn_stream_backward_dx_nhwc4_f64(const double *dy, const double *x,
-                                     const double *da, const double *dm,
-                                     const double *dq, const double *dp,
-                                     int64_t channels, int64_t e_lo,
-                                     int64_t e_hi, int64_t stride, int streams,
-                                     int nt, double *dx)
-{
-#define DX_NHWC_F64(S, NT)                                                     \
-    dx_nhwc_walk_f64(dy, x, da, dm, dq, dp, channels, e_lo, e_hi, stride, dx,  \
-                     S, NT)
-    NHWC_INSTANCES(DX_NHWC_F64);
-#undef DX_NHWC_F64
-}
+#define T double
+#define NAME(f) f##_f64
+#define VEC __m512d
+#define LANES 8
+#define MASK __mmask8
+#define NEXT_ROW_LANES NEXT_ROW_LANES8
+#define V_SET1 _mm512_set1_pd
+#define V_LOADU _mm512_loadu_pd
+#define V_ADD _mm512_add_pd
+#define V_SUB _mm512_sub_pd
+#define V_MUL _mm512_mul_pd
+#define V_BLEND _mm512_mask_blend_pd
+#define V_STORE _mm512_store_pd
+#define V_STREAM _mm512_stream_pd
+#include "stream_dx.inc"
 
 #endif
 
