@@ -25,16 +25,18 @@ writes the same bits as the aligned one (checked on every row). Timings are
 the machine's of the moment: compare the columns of one run.
 """
 import argparse
-import json
 import platform
 import random
 import statistics
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
 import bnkernels
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import parse_shapes, timed_calls, write_json  # noqa: E402
 
 DEFAULT_SHAPES = [(1, 64, 56, 56), (8, 32, 14, 14), (1, 256, 7, 7), (8, 64, 56, 56)]
 KERNELS = ("inference", "training forward", "backward")
@@ -48,13 +50,6 @@ def parse_list(kind):
             raise argparse.ArgumentTypeError(f"expected a comma-separated list, got "
                                              f"{text!r}") from None
     return parse
-
-
-def parse_shapes(text):
-    try:
-        return [tuple(int(n) for n in item.split("x")) for item in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"shapes are NxCxHxW,...; got {text!r}") from None
 
 
 def placed(shape, dtype, offset):
@@ -123,14 +118,7 @@ def measure(kernel, shape, dtype, layout, offsets, rounds, calls, seed=0):
     for _ in range(rounds):
         shuffle.shuffle(order)
         for p in order:
-            call = runs[p][1]
-            call()
-            one = []
-            for _ in range(calls):
-                start = time.perf_counter()
-                call()
-                one.append(time.perf_counter() - start)
-            times[p].append(min(one))
+            times[p].append(min(timed_calls(runs[p][1], calls)))
     return times, same_bits
 
 
@@ -195,8 +183,7 @@ def main(argv=None):
                                      "shape": shape, "threads": threads,
                                      "same_bits": same, **s})
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json(args.json, rows)
     return 0 if all(r["same_bits"] for r in rows) else 1
 
 

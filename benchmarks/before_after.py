@@ -33,6 +33,10 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_model, write_json  # noqa: E402
 
 PATHS = (
     "BatchNorm2d train forward", "BatchNorm2d train forward+backward",
@@ -172,17 +176,6 @@ def shape_text(shape):
     return "x".join(map(str, shape))
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
 def git_commit(folder):
     try:
         return subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"],
@@ -268,9 +261,7 @@ def main(argv=None):
                 "results": rows, "wall_s": time.time() - started}
     print(format_report(document))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1)
-            f.write("\n")
+        write_json(args.json, document)
     return 0
 
 

@@ -33,6 +33,10 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import busy_loops, cpu_model, span, timed_calls, write_json  # noqa: E402
 
 SHAPES = [(8, 32, 14, 14), (1, 64, 56, 56), (32, 64, 56, 56), (128, 1024, 7, 7)]
 KINDS = ["inference", "train-fwd", "train-bwd"]
@@ -123,38 +127,17 @@ def side_step(threads, batch, steps, use_torch):
 
     for t in threads:
         bnkernels.set_num_threads(t)
-        bn_step()
-        times = []
-        for _ in range(steps):
-            t0 = time.perf_counter()
-            bn_step()
-            times.append(time.perf_counter() - t0)
-        out[f"googlenet-step|bnkernels|{t}"] = statistics.median(times)
+        out[f"googlenet-step|bnkernels|{t}"] = statistics.median(timed_calls(bn_step, steps))
         if use_torch:
             torch.set_num_threads(t)
-            torch_step()
-            times = []
-            for _ in range(steps):
-                t0 = time.perf_counter()
-                torch_step()
-                times.append(time.perf_counter() - t0)
-            out[f"googlenet-step|torch|{t}"] = statistics.median(times)
+            out[f"googlenet-step|torch|{t}"] = statistics.median(timed_calls(torch_step,
+                                                                             steps))
     return out
 
 
 # ---------------------------------------------------------------------------
 # The driver: load, rounds, sides, report
 # ---------------------------------------------------------------------------
-
-def _busy_loops(cores):
-    """One spinning process pinned to each of cores."""
-    procs = []
-    for core in cores:
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c",
-             f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass"]))
-    return procs
-
 
 def _run_side(args, path, cores, blas_threads=None):
     env = dict(os.environ)
@@ -168,19 +151,6 @@ def _run_side(args, path, cores, blas_threads=None):
     res = subprocess.run(["taskset", "-c", ",".join(map(str, cores))] + cmd, env=env,
                          check=True, capture_output=True, text=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
-
-
-def _machine():
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{model or platform.processor()}, {len(os.sched_getaffinity(0))} cores usable"
 
 
 def main(argv=None):
@@ -224,19 +194,15 @@ def main(argv=None):
     rounds = {}   # (load, side) -> list of dicts
     for r in range(args.rounds):
         for load in args.loads:
-            procs = _busy_loops(cores[1:]) if load == "loaded" else []
-            try:
+            with busy_loops(cores[1:] if load == "loaded" else []):
                 order = sides if r % 2 == 0 else sides[::-1]
                 for name, path, blas in order:
                     rounds.setdefault((load, name), []).append(
                         _run_side(args, path, cores, blas))
-            finally:
-                for proc in procs:
-                    proc.kill()
-                    proc.wait()
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
 
-    print(f"machine: {_machine()}; python {platform.python_version()}")
+    print(f"machine: {cpu_model()}, {len(cores)} cores usable; "
+          f"python {platform.python_version()}")
     print(f"rounds: {args.rounds}; median over rounds [min-max], milliseconds")
     keys = list(next(iter(rounds.values()))[0])
     names = [n for n, _, _ in sides]
@@ -245,15 +211,10 @@ def main(argv=None):
     print("|" + "---|" * (2 + len(names)))
     for key in keys:
         for load in args.loads:
-            cells = []
-            for name in names:
-                vals = [d[key] * 1e3 for d in rounds[(load, name)]]
-                cells.append(f"{statistics.median(vals):.3f} [{min(vals):.3f}-{max(vals):.3f}]")
+            cells = [span([d[key] * 1e3 for d in rounds[(load, name)]]) for name in names]
             print(f"| {key.replace('|', ' ')} | {load} | " + " | ".join(cells) + " |")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({f"{load}|{name}": runs for (load, name), runs in rounds.items()},
-                      f, indent=1)
+        write_json(args.json, {f"{load}|{name}": runs for (load, name), runs in rounds.items()})
 
 
 if __name__ == "__main__":

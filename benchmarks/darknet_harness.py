@@ -49,11 +49,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 import bnkernels
 from bnkernels.batchnorm import BatchNorm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_model, write_json  # noqa: E402
 
 SHAPES = [(1, 32, 208, 208), (1, 64, 104, 104), (1, 256, 26, 26), (8, 64, 56, 56),
           (16, 64, 28, 28)]
@@ -70,17 +74,6 @@ def shape_arg(text):
     if len(shape) != 4 or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"a shape is NxCxHxW (each >= 1), got {text!r}")
     return shape
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def hash_f32(a):
@@ -247,9 +240,8 @@ def main(argv=None):
                               f"{max(ratios):.2f}]{'':<7} "
                               f"{', '.join(differ) if differ else 'none'}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": cpu_model(), "darknet_build": args.darknet_build,
-                       "rows": summary}, f, indent=1)
+        write_json(args.json, {"machine": cpu_model(), "darknet_build": args.darknet_build,
+                               "rows": summary})
     return 0
 
 

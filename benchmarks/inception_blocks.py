@@ -22,11 +22,10 @@ its fused ReLU (C), pooling (C), and the rest (ReLU without BN, concatenation,
 bias terms, Python). Outputs are fresh arrays on every side.
 """
 import argparse
-import json
-import os
 import sys
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +33,9 @@ import bnkernels
 from bnkernels import reference
 from bnkernels.nn import inception, layers
 from bnkernels.tools import bench
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_rows  # noqa: E402
 
 BLOCKS = {
     # name: (builder, input shape per image (C, H, W))
@@ -218,9 +220,7 @@ def main(argv=None):
     print(f"\n{machine['cpu_model']}, {args.threads} thread(s) on every side, {args.dtype}, "
           f"batch {args.batch}, median of {args.repeat} steps; numpy {machine['numpy']}, "
           f"torch {machine['torch']}. Percentages: bnkernels' step by kind of layer.")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows, "machine": machine, "config": vars(args)}, f, indent=1)
+    write_rows(args, rows, machine)
     return 0
 
 

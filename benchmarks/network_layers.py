@@ -32,16 +32,19 @@ with its range. The total per kind and network weighs each layer's median
 time by how often it occurs. Thread counts are equal on both sides.
 """
 import argparse
-import json
 import statistics
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
 import bnkernels
 from bnkernels.nn import inception, layers
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_rows  # noqa: E402
 
 NETWORKS = {
     "googlenet": (lambda: inception.googlenet(variant="torchvision"), 224),
@@ -261,9 +264,7 @@ def main(argv=None):
     print(f"\nfloat32, batch {args.batch}, {args.threads} thread(s) on both sides, "
           f"{args.rounds} interleaved rounds (best of {args.calls} calls each); "
           f"torch {torch.__version__}, bnkernels {bnkernels.__version__}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows, "config": vars(args)}, f, indent=1)
+    write_rows(args, rows)
     return 0
 
 

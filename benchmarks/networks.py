@@ -50,14 +50,11 @@ Timings only: nothing here asserts a speed. Report the machine with them
 (printed at the end).
 """
 import argparse
-import contextlib
 import importlib.machinery
 import importlib.util
-import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -71,6 +68,7 @@ from bnkernels.nn.layers import SoftmaxCrossEntropy
 from bnkernels.tools import bench
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import busy_loops, span, timed_calls, write_rows  # noqa: E402
 from inception_blocks import KINDS, instrument  # noqa: E402
 
 NETS = {
@@ -169,34 +167,6 @@ def set_threads(threads, torch, limit_blas=False):
         threadpool_limits(limits=threads, user_api="blas")
 
 
-def median_of(fn, steps):
-    fn()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-@contextlib.contextmanager
-def busy_loops(on):
-    """One spinning process pinned to each core but the first (when on)."""
-    procs = []
-    if on:
-        for core in sorted(os.sched_getaffinity(0))[1:]:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c",
-                 f"import os; os.sched_setaffinity(0, {{{core}}})\nwhile True: pass"]))
-        time.sleep(0.2)
-    try:
-        yield len(procs)
-    finally:
-        for proc in procs:
-            proc.kill()
-            proc.wait()
-
-
 def breakdown(ours, x, labels, steps):
     """{kind: seconds per step} of bnkernels' training step."""
     tally = defaultdict(float)
@@ -275,7 +245,8 @@ def run(args):
     import torch
     models = import_torchvision(torch)
     results = []
-    with busy_loops(args.load) as busy:
+    others = sorted(os.sched_getaffinity(0))[1:] if args.load else []
+    with busy_loops(others) as loops:
         for net in args.nets:
             if NETS[net][2] is not None and models is None:
                 print(f"{net}: torchvision not installed, skipped", file=sys.stderr)
@@ -292,14 +263,14 @@ def run(args):
                         for mode in args.modes:
                             sides = ["bnkernels", "torch"]
                             for side in sides if r % 2 == 0 else sides[::-1]:
-                                times[(threads, mode, side)].append(
-                                    median_of(fns[(mode, side)], args.steps))
+                                times[(threads, mode, side)].append(statistics.median(
+                                    timed_calls(fns[(mode, side)], args.steps)))
                 for threads in args.threads:
                     for mode in args.modes:
                         ours_t = times[(threads, mode, "bnkernels")]
                         theirs_t = times[(threads, mode, "torch")]
                         row = {"net": net, "batch": batch, "threads": threads, "mode": mode,
-                               "load": busy > 0, "bnkernels_s": ours_t, "torch_s": theirs_t,
+                               "load": bool(loops), "bnkernels_s": ours_t, "torch_s": theirs_t,
                                "ratios": [t / o for o, t in zip(ours_t, theirs_t)]}
                         if args.breakdown and mode == "train":
                             set_threads(threads, torch, args.limit_blas)
@@ -308,11 +279,6 @@ def run(args):
                             row["breakdown_s"], row["breakdown_total_s"] = parts, total
                         results.append(row)
     return results
-
-
-def _span(values, fmt):
-    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-" \
-           f"{fmt.format(max(values))}]"
 
 
 def format_rows(rows, breakdown_on):
@@ -325,8 +291,8 @@ def format_rows(rows, breakdown_on):
     for row in rows:
         line = (f"| {row['net']} | {row['batch']} | {row['threads']} | "
                 f"{'loaded' if row['load'] else 'free'} | {row['mode']} | "
-                f"{_span(row['bnkernels_s'], '{:.3f}')} | {_span(row['torch_s'], '{:.3f}')} | "
-                f"{_span(row['ratios'], '{:.2f}')} |")
+                f"{span(row['bnkernels_s'], '{:.3f}')} | {span(row['torch_s'], '{:.3f}')} | "
+                f"{span(row['ratios'], '{:.2f}')} |")
         if breakdown_on:
             parts, total = row.get("breakdown_s"), row.get("breakdown_total_s")
             line += " " + " | ".join(
@@ -376,9 +342,7 @@ def main(argv=None):
           f"{'BLAS limited to the thread count; ' if args.limit_blas else ''}"
           f"float32; {args.rounds} rounds of {args.steps} timed call(s) per side; "
           f"numpy {machine['numpy']}, torch {machine['torch']}.")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows, "machine": machine, "config": vars(args)}, f, indent=1)
+    write_rows(args, rows, machine)
     return 0
 
 

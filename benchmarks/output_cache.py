@@ -12,15 +12,16 @@ rounds of each round's median call, in ms, and the ratios. Timings only.
 """
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 import bnkernels
 
-
-def parse_shapes(text):
-    return [tuple(int(v) for v in item.split("x")) for item in text.split(",")]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import parse_shapes  # noqa: E402
 
 
 def timed_loop(x, params, calls, out=None):

@@ -17,13 +17,15 @@ SSE2 on x86-64); levels this CPU lacks are left out.
 `git worktree add`), to measure a change.
 """
 import argparse
-import json
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import cpu_flags, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DRIVER = ROOT / "benchmarks" / "c" / "time_standard.c"
@@ -36,18 +38,6 @@ LEVELS = [
     ("AVX-512F", [NO_DISPATCH, "-mavx512f"], "avx512f"),
     ("dispatch", [], None),
 ]
-
-
-def cpu_flags():
-    """This CPU's feature flags (Linux's /proc/cpuinfo; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def build(cc, csrc, flags, binary):
@@ -105,11 +95,11 @@ def main(argv=None):
     same = all(results[c][1] == results[columns[0]][1] for c in columns)
     print("same bits in every build:", "yes" if same else "NO")
     if args.json:
-        args.json.write_text(json.dumps({
+        write_json(args.json, {
             "shape": list(shape), "reps": args.reps, "cc": args.cc,
             "levels": columns, "same_bits": same,
             "ms": {c: {f"{k} {d}": v for (k, d), v in results[c][0].items()}
-                   for c in columns}}, indent=1))
+                   for c in columns}})
     return 0 if same else 1
 
 

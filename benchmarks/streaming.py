@@ -17,25 +17,20 @@ row). Timings are the machine's of the moment: compare the columns of one
 run.
 """
 import argparse
-import json
 import platform
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
 import bnkernels
 from bnkernels.tools.bench import time_calls_interleaved
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import parse_shapes, write_json  # noqa: E402
+
 DEFAULT = bnkernels.get_streaming_threshold()
 DEFAULT_SHAPES = [(32, 64, 56, 56), (64, 256, 28, 28), (128, 1024, 7, 7)]
-
-
-def parse_shapes(text):
-    try:
-        return [tuple(int(n) for n in item.split("x")) for item in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"shapes are NxCxHxW,...; got {text!r}") from None
 
 
 def passes(shape, dtype, layout="NCHW", offsets=(0,), seed=0):
@@ -137,11 +132,10 @@ def main(argv=None):
                           f"{row['ratio']:>5.2f}x", flush=True)
     bnkernels.set_num_threads(None)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": platform.processor() or platform.machine(),
-                       "numpy": np.__version__, "bnkernels": bnkernels.__version__,
-                       "threshold_bytes": threshold, "repeat": args.repeat,
-                       "results": rows}, f, indent=1)
+        write_json(args.json, {"machine": platform.processor() or platform.machine(),
+                               "numpy": np.__version__, "bnkernels": bnkernels.__version__,
+                               "threshold_bytes": threshold, "repeat": args.repeat,
+                               "results": rows})
     return 0
 
 
