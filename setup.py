@@ -20,6 +20,9 @@ BNKERNELS_SANITIZE=address,undefined (any -fsanitize= list) builds a checking
 extension with GCC or Clang's sanitizers; run Python with the ASan runtime
 preloaded (see the README).
 
+The C files compile in parallel, one job per CPU (build_ext -j N sets the
+number of jobs), with GCC- or Clang-like compilers.
+
 Debug information: kept by builds in the source tree (pip install -e,
 build_ext --inplace) and sanitizer builds; a wheel or plain install is built
 with -g0 and, on Linux, linked with -s (stripped).
@@ -29,6 +32,7 @@ the extension, from csrc/bnkernels.h and bnkernels/_kernels.pxd.
 """
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 import sys
 import tempfile
 import warnings
@@ -128,6 +132,26 @@ class BuildPy(build_py):
             copy_include(self, os.path.join(self.build_lib, "bnkernels"))
 
 
+def compile_in_parallel(compiler, jobs):
+    """Make compiler.compile run each source file as its own job, at most
+    `jobs` at a time; the objects come back in the sources' order, and the
+    first failure is raised once all jobs have ended."""
+    serial = compiler.compile
+
+    def compile(sources, output_dir=None, *args, **kwargs):
+        if jobs < 2 or len(sources) < 2:
+            return serial(sources, output_dir, *args, **kwargs)
+        for source in sources:  # the object folders, made before the jobs race for them
+            obj = compiler.object_filenames([source], output_dir=output_dir or "")[0]
+            os.makedirs(os.path.dirname(obj) or ".", exist_ok=True)
+        with ThreadPoolExecutor(jobs) as pool:
+            done = [pool.submit(serial, [source], output_dir, *args, **kwargs)
+                    for source in sources]
+        return [obj for job in done for obj in job.result()]
+
+    compiler.compile = compile
+
+
 class BuildExt(build_ext):
     """Pick flags by compiler family (unix-like vs MSVC), with OpenMP where
     the compiler supports it."""
@@ -171,6 +195,9 @@ class BuildExt(build_ext):
         else:
             args += openmp[0]
             link_args += openmp[1]
+        if self.compiler.compiler_type != "msvc":  # MSVC initializes itself in compile()
+            jobs = self.parallel if type(self.parallel) is int else os.cpu_count()
+            compile_in_parallel(self.compiler, jobs or 1)
         for ext in self.extensions:
             ext.extra_compile_args = args + ext.extra_compile_args
             ext.extra_link_args = link_args + ext.extra_link_args
