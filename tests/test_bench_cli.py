@@ -340,6 +340,7 @@ def test_readme_tables_show_each_reused_standard_row_of_the_json(capsys, tmp_pat
     assert ("Darknet-exact" in text) == (layout == "NCHW")
 
 
+@pytest.mark.own_c_build
 def test_simd_levels_builds_every_level_this_cpu_has_with_the_same_bits(c_compiler, tmp_path):
     """benchmarks/simd_levels.py: one build per SIMD level (without dispatch)
     and one with dispatch; every kernel timed in each, and the outputs' bytes

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from bnkernels import _kernels, darknet
+from c_build import build_c_program
 
 ROOT = Path(__file__).parent.parent
 CSRC = ROOT / "csrc"
@@ -29,9 +30,11 @@ FLAGS = ["-std=c11", "-O2", "-ffp-contract=off"]
 SHAPE = (4, 16, 2048)
 EPS = 1e-5
 
-pytestmark = pytest.mark.skipif(
-    not (CSRC / "bnkernels.h").is_file(),
-    reason="needs csrc/ of a source checkout (a wheel does not install it)")
+pytestmark = [
+    pytest.mark.skipif(not (CSRC / "bnkernels.h").is_file(),
+                       reason="needs csrc/ of a source checkout (a wheel does not install it)"),
+    pytest.mark.own_c_build,
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +59,7 @@ def build_and_run(compiler, flags, path, env):
     the compiler's complaint (str) when it cannot build it."""
     binary = path.parent / ("use_kernels_" + "_".join(f.strip("-") for f in flags))
     sources = [str(p) for p in sorted(CSRC.rglob("*.c"))] + [str(PROGRAM)]
-    build = subprocess.run([*compiler, *FLAGS, *flags, f"-I{CSRC}", *sources, "-lm",
-                            "-o", str(binary)], capture_output=True, text=True)
+    build = build_c_program(compiler, [*FLAGS, *flags, f"-I{CSRC}"], sources, binary)
     if build.returncode != 0:
         return build.stderr[-2000:]
     run = subprocess.run([str(binary), str(path)], capture_output=True, text=True,

@@ -15,6 +15,7 @@ import pytest
 import bnkernels
 from bnkernels import _kernels, darknet
 from bnkernels.distributed import merge_moments, shard_moments
+from c_build import build_c_program
 from forks import numerics_of
 
 ROOT = Path(__file__).parent.parent
@@ -58,6 +59,7 @@ def test_every_kernel_takes_zero_size_tensors(shape, dtype):
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+@pytest.mark.own_c_build
 def test_c_fuzz_harness_runs_clean_under_asan_and_ubsan(tmp_path):
     """tests/fuzz/fuzz_kernels.c, built with the sanitizers: the regression
     inputs, then a few seconds of random ones (CI runs it longer)."""
@@ -65,11 +67,10 @@ def test_c_fuzz_harness_runs_clean_under_asan_and_ubsan(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "LD_PRELOAD"}
     env["ASAN_OPTIONS"] = "detect_leaks=1"
     sources = sorted(str(p) for p in (ROOT / "csrc").rglob("*.c"))
-    build = subprocess.run(
-        ["gcc", "-std=c11", "-g", "-O1", "-fsanitize=address,undefined",
-         "-fno-sanitize-recover=undefined", "-fopenmp", f"-I{ROOT / 'csrc'}", *sources,
-         str(ROOT / "tests" / "fuzz" / "fuzz_kernels.c"), "-lm", "-o", str(binary)],
-        capture_output=True, text=True, env=env)
+    build = build_c_program(
+        ["gcc"], ["-std=c11", "-g", "-O1", "-fsanitize=address,undefined",
+                  "-fno-sanitize-recover=undefined", "-fopenmp", f"-I{ROOT / 'csrc'}"],
+        [*sources, str(ROOT / "tests" / "fuzz" / "fuzz_kernels.c")], binary, env=env)
     if build.returncode != 0 and "sanitize" in build.stderr:
         pytest.skip(f"this gcc cannot build with sanitizers: {build.stderr[-300:]}")
     assert build.returncode == 0, build.stderr[-2000:]
