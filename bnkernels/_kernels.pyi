@@ -46,6 +46,12 @@ def dk_scale_add_bias(x: ArrayLike, scales: ArrayLike, biases: ArrayLike,
 def dk_inference(x: ArrayLike, mean: ArrayLike, variance: ArrayLike, scales: ArrayLike,
                  biases: ArrayLike, eps: float, eps_inside: bool,
                  out: ArrayLike | None = None) -> _FloatArray: ...
+def dk_layer_inference(
+    x: ArrayLike, weight: ArrayLike | None, bias: ArrayLike | None,
+    running_mean: ArrayLike, running_var: ArrayLike, eps: float, eps_inside: bool,
+    out: ArrayLike | None = None,
+) -> tuple[_FloatArray, _FloatArray, _FloatArray | None, _FloatArray | None, _FloatArray,
+           _FloatArray, bool]: ...
 def dk_backward_bias(delta: ArrayLike, out: ArrayLike | None = None,
                      accumulate: bool = False, build: _Build = "strict") -> _FloatArray: ...
 def dk_backward_scale(x_norm: ArrayLike, delta: ArrayLike, out: ArrayLike | None = None,

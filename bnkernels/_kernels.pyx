@@ -820,6 +820,37 @@ def dk_inference(x, mean, variance, scales, biases, eps, bint eps_inside, out=No
     return O
 
 
+def dk_layer_inference(x, weight, bias, running_mean, running_var, eps, bint eps_inside,
+                       out=None):
+    """forward_batchnorm_layer in eval mode: check_forward's checks (training
+    false), then dk_inference on the checked arrays, weight and bias None
+    meaning 1 and 0. eps must be checked already (check_eps).
+
+    Returns (y, x, weight, bias, running_mean, running_var, y_is_x): the
+    arrays as checked and whether y was written over x (out=x)."""
+    X, W, B, RM, RV, O = _check_forward(x, weight, bias, running_mean, running_var, False,
+                                        out, False, None)
+    cdef int64_t n, c, s
+    _sizes(X, False, &n, &c, &s)
+    cdef bint y_is_x = O is not None and _same_memory(O, X)
+    if O is None:
+        O = _empty(cnp.PyArray_NDIM(<cnp.ndarray>X), cnp.PyArray_DIMS(<cnp.ndarray>X),
+                   cnp.PyArray_TYPE(<cnp.ndarray>X), cnp.PyArray_ITEMSIZE(<cnp.ndarray>X), X)
+    G = np.ones(c, X.dtype) if W is None else W
+    Z = np.zeros(c, X.dtype) if B is None else B
+    cdef void *px = _ptr(X)
+    cdef void *pm = _ptr(RM)
+    cdef void *pv = _ptr(RV)
+    cdef void *pg = _ptr(G)
+    cdef void *pb = _ptr(Z)
+    cdef void *po = _ptr(O)
+    cdef double e = eps
+    cdef bint f32 = _is_f32(X)
+    with nogil:
+        _bn_dk_inference(f32, px, pm, pv, pg, pb, n, c, s, e, eps_inside, po)
+    return O, X, W, B, RM, RV, y_is_x
+
+
 def dk_backward_bias(delta, out=None, bint accumulate=False, build="strict"):
     """Each channel's gradient sum, added into out when accumulate is true
     (Darknet's +=), written over out otherwise; each row summed as ``build``

@@ -232,7 +232,16 @@ def batch_norm_forward(x: Tensor, weight: Tensor | None, bias: Tensor | None,
     momentum = default_momentum if momentum is None else _kernels.check_momentum(momentum)
     _kernels.check_batch_eps(eps, training or running_mean is None)
     if not (training or running_mean is None):
-        workspace = None  # eval mode with running statistics keeps no x_norm
+        # eval mode with running statistics keeps no x_norm: the checks and
+        # forward_batchnorm_layer's normalize_cpu, scale_bias and add_bias
+        # in one call, one pass into y
+        y, x, weight, bias, running_mean, running_var, y_is_x = _kernels.dk_layer_inference(
+            x, weight, bias, running_mean, running_var, eps,
+            _DARKNET_FORWARD[numerics][1], out)
+        if relu:
+            np.maximum(y, 0, out=y)
+        return y, BatchNormSaved(numerics, False, x, weight, bias, running_mean,
+                                 variance=running_var, x_overwritten=y_is_x, relu=relu)
     x, weight, bias, running_mean, running_var, out = _kernels.check_forward(
         x, weight, bias, running_mean, running_var, training, out, workspace=workspace)
     return _darknet_forward(x, weight, bias, running_mean, running_var,
@@ -308,20 +317,9 @@ def _or_constant(vector, value, x):
 
 def _darknet_forward(x, weight, bias, running_mean, running_var, training,
                      momentum, eps, numerics, relu, out, workspace):
-    # the forward is the same in every build
-    fork, eps_inside = _DARKNET_FORWARD[numerics][:2]
-    use_batch_stats = training or running_mean is None
-    if not use_batch_stats:
-        # eval mode: no backward, so no x_norm; forward_batchnorm_layer's
-        # normalize_cpu, scale_bias and add_bias in one pass into y
-        y = _kernels.dk_inference(x, running_mean, running_var, _or_constant(weight, 1, x),
-                                  _or_constant(bias, 0, x), eps, eps_inside, out)
-        if relu:
-            np.maximum(y, 0, out=y)
-        return y, BatchNormSaved(numerics, False, x, weight, bias, running_mean,
-                                 variance=running_var,
-                                 x_overwritten=out is not None and _kernels.same_memory(out, x),
-                                 relu=relu)
+    # the forward is the same in every build; eval mode with running
+    # statistics goes by _kernels.dk_layer_inference (batch_norm_forward)
+    fork = _DARKNET_FORWARD[numerics][0]
     n = _values_per_channel(x)
     if n == 1:
         warnings.warn(

@@ -221,3 +221,43 @@ def test_inference_without_affine_terms_is_normalize_cpu(numerics):
                                     numerics=numerics)
     # fl(fl(v * 1) + 0) is v, except that -0 + 0 is +0
     assert same_bits_any(got, want + F32(0))
+
+
+@pytest.mark.parametrize("numerics", ["darknet", "darknet-alexeyab"])
+def test_inference_tiny_means_and_values(numerics):
+    """Rows whose mean is large enough that no nonzero x - mean can give a
+    quotient below float32's safe range skip that end of the check; rows
+    around that bound (means near 2^-100, tiny and subnormal ones, 0) and
+    values next to the mean, subnormal or spread over every exponent."""
+    rng = np.random.default_rng(24)
+    means = np.array([0, 2.0**-100, 2.0**-99, 2.0**-101, 2.0**-90, 1e-30, -1e-30, 1e-38,
+                      2.0**-126, 1e-44, 1.5, -3, 1e30, -1e-20], F32)
+    c, s = means.size * 4, 300
+    mean = np.tile(means, 4)
+    variance = rng.uniform(0, 2, c).astype(F32)
+    variance[::5], variance[::7] = F32(1e-30), F32(1e20)
+    x = np.empty((2, c, s), F32)
+    for j in range(c):
+        m, kind = mean[j], j % 4
+        if kind == 0:  # next to the mean, and the mean itself
+            x[:, j] = np.nextafter(m, rng.choice([-np.inf, np.inf], (2, s))).astype(F32)
+            x[:, j, ::9] = m
+        elif kind == 1:  # subnormal and tiny
+            x[:, j] = rng.standard_normal((2, s)).astype(F32) * F32(1e-40)
+        elif kind == 2:
+            x[:, j] = rng.standard_normal((2, s)) * 10.0 ** rng.integers(-45, 38, (2, s))
+        else:
+            x[:, j] = m + (rng.standard_normal((2, s)) * abs(float(m)) * 1e-6).astype(F32)
+    scales = rng.uniform(0.5, 2, c).astype(F32)
+    biases = rng.standard_normal(c).astype(F32)
+    eps = darknet.forward_eps(numerics)
+    from bnkernels.batchnorm import batch_norm_forward
+    with np.errstate(all="ignore"):
+        want = inference_oracle(x, mean, variance, scales, biases, eps, numerics)
+        got, _ = batch_norm_forward(x, scales, biases, mean, variance, training=False,
+                                    eps=eps, numerics=numerics)
+        inplace = x.copy()
+        batch_norm_forward(inplace, scales, biases, mean, variance, training=False,
+                           eps=eps, numerics=numerics, out=inplace)
+    assert same_bits_any(got, want)
+    assert same_bits_any(inplace, want)

@@ -10,7 +10,8 @@
 #include "parallel.h"
 #include "formulas.h"
 
-/* the tiles of darknet.inc for each T (lanes.h, BN_TILES) */
+/* the tiles of darknet.inc for each T (lanes.h, BN_TILES); darknet.inc
+ * undefines these parameters at its end */
 #define T float
 #define NAME(f) f##_f32
 #define VEC bn_v16f
@@ -21,15 +22,6 @@
 #define SQUARE_ADD BN_SQUARE_ADD16F
 #define NARROW BN_NARROW16F
 #include "darknet.inc"
-#undef T
-#undef NAME
-#undef VEC
-#undef LANES
-#undef DEPTH
-#undef TILE
-#undef SQUARES
-#undef SQUARE_ADD
-#undef NARROW
 
 #define T double
 #define NAME(f) f##_f64
@@ -41,14 +33,5 @@
 #define SQUARE_ADD BN_SQUARE_ADD8D
 #define NARROW BN_NARROW8D
 #include "darknet.inc"
-#undef T
-#undef NAME
-#undef VEC
-#undef LANES
-#undef DEPTH
-#undef TILE
-#undef SQUARES
-#undef SQUARE_ADD
-#undef NARROW
 
 #endif /* BNKERNELS_REFERENCE_ONLY */
