@@ -48,7 +48,7 @@ def dk_inference(x: ArrayLike, mean: ArrayLike, variance: ArrayLike, scales: Arr
                  out: ArrayLike | None = None) -> _FloatArray: ...
 def dk_layer_inference(
     x: ArrayLike, weight: ArrayLike | None, bias: ArrayLike | None,
-    running_mean: ArrayLike, running_var: ArrayLike, eps: float, eps_inside: bool,
+    running_mean: ArrayLike, running_var: ArrayLike | None, eps: float, eps_inside: bool,
     out: ArrayLike | None = None,
 ) -> tuple[_FloatArray, _FloatArray, _FloatArray | None, _FloatArray | None, _FloatArray,
            _FloatArray, bool]: ...
