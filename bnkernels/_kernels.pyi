@@ -49,7 +49,7 @@ def dk_inference(x: ArrayLike, mean: ArrayLike, variance: ArrayLike, scales: Arr
 def dk_layer_inference(
     x: ArrayLike, weight: ArrayLike | None, bias: ArrayLike | None,
     running_mean: ArrayLike, running_var: ArrayLike | None, eps: float, eps_inside: bool,
-    out: ArrayLike | None = None,
+    out: ArrayLike | None = None, workspace: ArrayLike | None = None,
 ) -> tuple[_FloatArray, _FloatArray, _FloatArray | None, _FloatArray | None, _FloatArray,
            _FloatArray, bool]: ...
 def dk_backward_bias(delta: ArrayLike, out: ArrayLike | None = None,

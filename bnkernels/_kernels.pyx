@@ -821,15 +821,16 @@ def dk_inference(x, mean, variance, scales, biases, eps, bint eps_inside, out=No
 
 
 def dk_layer_inference(x, weight, bias, running_mean, running_var, eps, bint eps_inside,
-                       out=None):
+                       out=None, workspace=None):
     """forward_batchnorm_layer in eval mode: check_forward's checks (training
-    false), then dk_inference on the checked arrays, weight and bias None
-    meaning 1 and 0. eps must be checked already (check_eps).
+    false; workspace checked, then unused), then dk_inference on the checked
+    arrays, weight and bias None meaning 1 and 0. eps must be checked already
+    (check_eps).
 
     Returns (y, x, weight, bias, running_mean, running_var, y_is_x): the
     arrays as checked and whether y was written over x (out=x)."""
     X, W, B, RM, RV, O = _check_forward(x, weight, bias, running_mean, running_var, False,
-                                        out, False, None)
+                                        out, False, workspace)
     cdef int64_t n, c, s
     _sizes(X, False, &n, &c, &s)
     cdef bint y_is_x = O is not None and _same_memory(O, X)

@@ -237,7 +237,7 @@ def batch_norm_forward(x: Tensor, weight: Tensor | None, bias: Tensor | None,
         # in one call, one pass into y
         y, x, weight, bias, running_mean, running_var, y_is_x = _kernels.dk_layer_inference(
             x, weight, bias, running_mean, running_var, eps,
-            _DARKNET_FORWARD[numerics][1], out)
+            _DARKNET_FORWARD[numerics][1], out, workspace)
         if relu:
             np.maximum(y, 0, out=y)
         return y, BatchNormSaved(numerics, False, x, weight, bias, running_mean,

@@ -114,6 +114,27 @@ def test_darknet_workspace_holds_x_norm(numerics):
                                      workspace=x)
 
 
+@pytest.mark.parametrize("numerics", [n for n in bnkernels.NUMERICS if n != "standard"])
+def test_darknet_eval_mode_checks_the_workspace_it_ignores(numerics):
+    """Darknet's eval mode keeps no x_norm, but a workspace given to it is
+    checked as in training: the same errors, and nothing written."""
+    x, _ = data()
+    stats = (np.zeros(x.shape[1], x.dtype), np.ones(x.shape[1], x.dtype))
+    y = bnkernels.batch_norm_forward(x, None, None, *stats, training=False,
+                                     numerics=numerics, workspace=np.empty_like(x))[0]
+    np.testing.assert_array_equal(
+        y, bnkernels.batch_norm_forward(x, None, None, *stats, training=False,
+                                        numerics=numerics)[0])
+    out = np.full_like(x, 7)
+    for workspace, message in ((x, "workspace overlaps input x"),
+                               (out, "workspace overlaps out"),
+                               (np.empty(x.shape[:-1], x.dtype), "workspace")):
+        with pytest.raises(ValueError, match=message):
+            bnkernels.batch_norm_forward(x, None, None, *stats, training=False,
+                                         numerics=numerics, workspace=workspace, out=out)
+        assert (out == 7).all()
+
+
 @pytest.mark.parametrize("activation", [None, "relu"])
 @pytest.mark.parametrize("numerics", bnkernels.NUMERICS)
 def test_backward_writes_into_out_and_may_overwrite_dy(numerics, activation):
