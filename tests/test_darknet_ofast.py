@@ -178,7 +178,10 @@ def test_the_vectors_tell_the_two_builds_apart():
 
 SHAPES = [(3, 5, 7, 11), (2, 3, 1, 3), (4, 9, 2, 2), (1, 8, 5, 5), (2, 10, 1, 1),
           (3, 17, 3, 3), (2, 4, 6, 9), (2, 3, 1, 6), (2, 9, 1, 8), (2, 3, 1, 13),
-          (2, 3, 1, 15), (1, 3, 4, 5)]
+          (2, 3, 1, 15), (1, 3, 4, 5),
+          # 16 float32 channels and more: the transposed tiles, with rows whose
+          # lanes end at, before and mid-step of 8 (darknet_ofast.inc)
+          (2, 20, 5, 5), (2, 16, 4, 7), (1, 33, 3, 17)]
 
 
 def random_case(shape, dtype, seed):
