@@ -233,7 +233,7 @@ CSRC_DEPENDS = ["csrc/bnkernels.h", "csrc/compiler.h", "csrc/formulas.h",
                 "csrc/fast/dispatch.h", "csrc/fast/lanes.h", "csrc/fast/prefetch.h",
                 "csrc/fast/stream.h", "csrc/fast/stream_dx.inc",
                 "csrc/fast/darknet.inc", "csrc/fast/darknet_ofast.inc",
-                "csrc/fast/darknet_rows.inc", "csrc/fast/darknet_tiles.inc",
+                "csrc/fast/darknet_rows.inc", "csrc/fast/tiles.inc",
                 "csrc/fast/standard.inc",
                 "csrc/fast/standard_nhwc.inc", "csrc/fast/standard_sums.inc",
                 "csrc/fast/conv_pool.inc"]

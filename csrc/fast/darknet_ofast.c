@@ -3,9 +3,8 @@
  * float64 from one template: the same bits as the reference tier's
  * (ref/darknet_ofast.inc), whose comments state what each computes; the
  * lane order is formulas.h's (bn_dk_ofast_*). darknet_ofast.inc takes T,
- * NAME and the tile parameters of darknet_tiles.inc, and undefines them at
- * its end. A reference-only build
- * (BNKERNELS_REFERENCE_ONLY) has no fast tier.
+ * NAME and the tile parameters of tiles.inc, and undefines them at its end.
+ * A reference-only build (BNKERNELS_REFERENCE_ONLY) has no fast tier.
  */
 #ifndef BNKERNELS_REFERENCE_ONLY
 #include <math.h>

@@ -303,6 +303,15 @@ static void run_##SUF(int64_t B, int64_t C, int64_t S)                         \
             free(pooled);                                                      \
             free(idx);                                                         \
         }                                                                      \
+        /* global average pooling: one window, the whole plane */             \
+        T *pooled = aligned((size_t)(B * C) * sizeof(T));                      \
+        for (int inc = 0; inc < 2; ++inc) {                                    \
+            bn_avg_pool2d_forward_##SUF(x, B, C, H, W, H, W, 1, 1, 0, 0, 1, 1, \
+                                        inc, pooled);                          \
+            report("bn_avg_pool2d_forward.global", #SUF, inc ? "inc" : "-",    \
+                   pooled, (size_t)(B * C) * sizeof(T));                       \
+        }                                                                      \
+        free(pooled);                                                          \
     }                                                                          \
     free(x); free(dy); free(x2); free(out_buf); free(w); free(bias);           \
     free(m); free(v); free(md); free(vd); free(bu); free(su); free(roll);      \
