@@ -99,7 +99,7 @@ def standard_forward(
     x: ArrayLike, weight: ArrayLike | None, bias: ArrayLike | None,
     running_mean: ArrayLike | None, running_var: ArrayLike | None, training: bool,
     momentum: _Real, eps: _Real, relu: bool, out: ArrayLike | None, nhwc: bool = False,
-    ddof: _Int = 1,
+    ddof: _Int = 1, workspace: ArrayLike | None = None,
 ) -> tuple[_FloatArray, _FloatArray, _FloatArray | None, _F64Array, _F64Array, bool, bool]: ...
 def standard_backward(
     dy: ArrayLike, x: ArrayLike, mean: ArrayLike, invstd: ArrayLike,

@@ -1310,9 +1310,11 @@ cdef object _writable_like(obj, str name, X):
 
 
 def standard_forward(x, weight, bias, running_mean, running_var, bint training,
-                     momentum, eps, bint relu, out, bint nhwc=False, ddof=1):
+                     momentum, eps, bint relu, out, bint nhwc=False, ddof=1,
+                     workspace=None):
     """Standard-numerics forward: checks, statistics, normalize (+ ReLU) and
-    the running-statistics update.
+    the running-statistics update. workspace, which standard numerics do not
+    need, is checked as check_forward checks it and left as it was.
 
     Returns (y, x, weight, mean, invstd, use_batch_stats, y_is_x): x and
     weight as checked (plain ndarrays), float64 mean and invstd of the
@@ -1324,7 +1326,7 @@ def standard_forward(x, weight, bias, running_mean, running_var, bint training,
     cdef double e = _check_eps(eps, "eps")
     cdef int64_t d = _check_ddof(ddof)
     X, W, B, RM, RV, O = _check_forward(x, weight, bias, running_mean, running_var,
-                                        training, out, nhwc, None)
+                                        training, out, nhwc, workspace)
     cdef int64_t n, c, s
     _sizes(X, nhwc, &n, &c, &s)
     cdef int64_t count = n * s

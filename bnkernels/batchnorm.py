@@ -179,7 +179,9 @@ def batch_norm_forward(x: Tensor, weight: Tensor | None, bias: Tensor | None,
         Darknet numerics in training: where to keep x_norm (Darknet's
         ``l.x_norm``) instead of a new array, so that repeated calls allocate
         nothing. Standard numerics, and Darknet's eval mode, need no
-        workspace and ignore it.
+        workspace: one given is checked as in training (x's shape and dtype,
+        writeable, sharing no memory with another argument) and left as it
+        was.
     layout : {"NCHW", "NHWC"}
         "NCHW": channels first, (N, C, *spatial). "NHWC": x, out and y are
         channels last, (N, *spatial, C), as Keras, TensorFlow and Flax store
@@ -218,7 +220,7 @@ def batch_norm_forward(x: Tensor, weight: Tensor | None, bias: Tensor | None,
         y, x, weight, mean, invstd, batch_stats, overwritten = _kernels.standard_forward(
             x, weight, bias, running_mean, running_var, training,
             0.1 if momentum is None else momentum, 1e-5 if eps is None else eps,
-            relu, out, nhwc, running_var_ddof)
+            relu, out, nhwc, running_var_ddof, workspace)
         return y, BatchNormSaved("standard", batch_stats, x, weight, bias, mean,
                                  invstd, None, None, overwritten, relu, nhwc)
     numerics = check_numerics(numerics)

@@ -135,6 +135,40 @@ def test_darknet_eval_mode_checks_the_workspace_it_ignores(numerics):
         assert (out == 7).all()
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("training", [True, False])
+def test_standard_numerics_check_the_workspace_they_ignore(training, layout):
+    """Standard numerics keep no x_norm: a workspace given to them is checked
+    as Darknet's is, the same errors and nothing written, and a good one is
+    left as it was."""
+    x, _ = data()
+    if layout == "NHWC":
+        x = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    c = x.shape[-1] if layout == "NHWC" else x.shape[1]
+    stats = (np.zeros(c, x.dtype), np.ones(c, x.dtype))
+
+    def forward(**kw):
+        return bnkernels.batch_norm_forward(x, None, None, *(s.copy() for s in stats),
+                                            training=training, layout=layout, **kw)[0]
+
+    workspace = np.full_like(x, 3)
+    np.testing.assert_array_equal(forward(workspace=workspace), forward())
+    assert (workspace == 3).all()
+    out = np.full_like(x, 7)
+    for bad, error, message in (
+            (x, ValueError, "workspace overlaps input x"),
+            (out, ValueError, "workspace overlaps out"),
+            (np.empty(x.shape[:-1], x.dtype), ValueError, "workspace"),
+            (x.astype(np.float64), TypeError, "workspace has dtype float64")):
+        with pytest.raises(error, match=message):
+            forward(workspace=bad, out=out)
+        assert (out == 7).all()
+    read_only = np.empty_like(x)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="workspace is read-only"):
+        forward(workspace=read_only)
+
+
 @pytest.mark.parametrize("activation", [None, "relu"])
 @pytest.mark.parametrize("numerics", bnkernels.NUMERICS)
 def test_backward_writes_into_out_and_may_overwrite_dy(numerics, activation):
