@@ -570,18 +570,19 @@ class BatchNorm(Module):
         if momentum is None:  # the cumulative average, counting this call
             momentum = 1.0 / (self.num_batches_tracked + 1) if updates else 0.0
         self._saved = None  # a failed call leaves no stale state behind
-        buffers = {}
+        workspace = None
         if self.reuse_buffers:
-            buffers["out"] = self._buffer("y", x)
+            out = self._buffer("y", x)
             if self.numerics != "standard" and use_batch_stats:
-                buffers["workspace"] = self._buffer("x_norm", x)
+                workspace = self._buffer("x_norm", x)
         else:
-            buffers["out"] = self._unshared("y", x)
+            out = self._unshared("y", x)
         y, self._saved = self._forward(
             x, self.weight, self.bias, self.running_mean, self.running_var,
             training=use_batch_stats, momentum=momentum, eps=self.eps,
-            numerics=self.numerics, activation=self.activation, layout=self.layout,
-            running_var_ddof=self.running_var_ddof, **buffers)
+            numerics=self.numerics, activation=self.activation, out=out,
+            workspace=workspace, layout=self.layout,
+            running_var_ddof=self.running_var_ddof)
         if not self.reuse_buffers:
             self._remember("y", y)
         if updates:
