@@ -223,8 +223,8 @@ CSRC_SOURCES = ["csrc/geometry.c", "csrc/settings.c", "csrc/threads.c",
                 "csrc/ref/reference.c"]
 if not REFERENCE_ONLY:
     CSRC_SOURCES += ["csrc/fast/conv_pool.c", "csrc/fast/darknet.c",
-                     "csrc/fast/darknet_ofast.c", "csrc/fast/standard.c",
-                     "csrc/fast/stream.c"]
+                     "csrc/fast/darknet_ofast.c", "csrc/fast/darknet_quick.c",
+                     "csrc/fast/standard.c", "csrc/fast/stream.c"]
 CSRC_DEPENDS = ["csrc/bnkernels.h", "csrc/compiler.h", "csrc/formulas.h",
                 "csrc/geometry.h", "csrc/parallel.h", "csrc/ref/reference.h",
                 "csrc/ref/rename.h", "csrc/ref/unrename.h", "csrc/ref/rename_public.h",
@@ -233,7 +233,8 @@ CSRC_DEPENDS = ["csrc/bnkernels.h", "csrc/compiler.h", "csrc/formulas.h",
                 "csrc/fast/dispatch.h", "csrc/fast/lanes.h", "csrc/fast/prefetch.h",
                 "csrc/fast/stream.h", "csrc/fast/stream_dx.inc",
                 "csrc/fast/darknet.inc", "csrc/fast/darknet_ofast.inc",
-                "csrc/fast/darknet_rows.inc", "csrc/fast/tiles.inc",
+                "csrc/fast/darknet_quick.h", "csrc/fast/darknet_rows.inc",
+                "csrc/fast/tiles.inc",
                 "csrc/fast/standard.inc",
                 "csrc/fast/standard_nhwc.inc", "csrc/fast/standard_sums.inc",
                 "csrc/fast/conv_pool.inc"]

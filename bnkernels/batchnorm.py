@@ -224,26 +224,26 @@ def batch_norm_forward(x: Tensor, weight: Tensor | None, bias: Tensor | None,
         return y, BatchNormSaved("standard", batch_stats, x, weight, bias, mean,
                                  invstd, None, None, overwritten, relu, nhwc)
     numerics = check_numerics(numerics)
-    check_layout(layout, numerics)
+    if layout != "NCHW":  # "NCHW" itself passes
+        check_layout(layout, numerics)
     if _kernels.check_ddof(running_var_ddof) != 1:
         raise ValueError(f"numerics={numerics!r} keeps Darknet's unbiased variance in the "
                          f"running variance: running_var_ddof must be 1, got "
                          f"{running_var_ddof!r}")
-    default_eps, default_momentum = _DARKNET_FORWARD[numerics][2:]
+    _, eps_inside, default_eps, default_momentum = _DARKNET_FORWARD[numerics]
     eps = default_eps if eps is None else _kernels.check_eps(eps)
     momentum = default_momentum if momentum is None else _kernels.check_momentum(momentum)
-    _kernels.check_batch_eps(eps, training or running_mean is None)
     if not (training or running_mean is None):
-        # eval mode with running statistics keeps no x_norm: the checks and
-        # forward_batchnorm_layer's normalize_cpu, scale_bias and add_bias
-        # in one call, one pass into y
+        # eval mode with running statistics keeps no x_norm (and takes any
+        # eps, 0 included): the checks and forward_batchnorm_layer's
+        # normalize_cpu, scale_bias and add_bias in one call, one pass into y
         y, x, weight, bias, running_mean, running_var, y_is_x = _kernels.dk_layer_inference(
-            x, weight, bias, running_mean, running_var, eps,
-            _DARKNET_FORWARD[numerics][1], out, workspace)
+            x, weight, bias, running_mean, running_var, eps, eps_inside, out, workspace)
         if relu:
             np.maximum(y, 0, out=y)
-        return y, BatchNormSaved(numerics, False, x, weight, bias, running_mean,
-                                 variance=running_var, x_overwritten=y_is_x, relu=relu)
+        return y, BatchNormSaved(numerics, False, x, weight, bias, running_mean, None,
+                                 running_var, None, y_is_x, relu)
+    _kernels.check_batch_eps(eps, True)
     x, weight, bias, running_mean, running_var, out = _kernels.check_forward(
         x, weight, bias, running_mean, running_var, training, out, workspace=workspace)
     return _darknet_forward(x, weight, bias, running_mean, running_var,
@@ -572,18 +572,19 @@ class BatchNorm(Module):
         if momentum is None:  # the cumulative average, counting this call
             momentum = 1.0 / (self.num_batches_tracked + 1) if updates else 0.0
         self._saved = None  # a failed call leaves no stale state behind
-        buffers = {}
+        workspace = None
         if self.reuse_buffers:
-            buffers["out"] = self._buffer("y", x)
+            out = self._buffer("y", x)
             if self.numerics != "standard" and use_batch_stats:
-                buffers["workspace"] = self._buffer("x_norm", x)
+                workspace = self._buffer("x_norm", x)
         else:
-            buffers["out"] = self._unshared("y", x)
+            out = self._unshared("y", x)
         y, self._saved = self._forward(
             x, self.weight, self.bias, self.running_mean, self.running_var,
             training=use_batch_stats, momentum=momentum, eps=self.eps,
-            numerics=self.numerics, activation=self.activation, layout=self.layout,
-            running_var_ddof=self.running_var_ddof, **buffers)
+            numerics=self.numerics, activation=self.activation, out=out,
+            workspace=workspace, layout=self.layout,
+            running_var_ddof=self.running_var_ddof)
         if not self.reuse_buffers:
             self._remember("y", y)
         if updates:
@@ -617,7 +618,10 @@ class BatchNorm(Module):
     def _buffer(self, name: str, like: Tensor) -> FloatArray | None:
         """The kept array `name` for tensors like `like`, (re)made on first use
         and when the shape or dtype changes."""
-        like_shape, like_dtype = np.shape(like), getattr(like, "dtype", None)
+        if type(like) is np.ndarray:
+            like_shape, like_dtype = like.shape, like.dtype
+        else:
+            like_shape, like_dtype = np.shape(like), getattr(like, "dtype", None)
         buffer = self._buffers.get(name)
         if buffer is None or buffer.shape != like_shape or buffer.dtype != like_dtype:
             if like_dtype not in (np.float32, np.float64) or len(like_shape) < 2:

@@ -9,9 +9,11 @@
 #include "lanes.h"
 #include "parallel.h"
 #include "formulas.h"
+#include "darknet_quick.h"
 
-/* the tiles of darknet.inc for each T (lanes.h, BN_TILES); darknet.inc
- * undefines these parameters at its end */
+/* the tiles of darknet.inc for each T (lanes.h, BN_TILES), and for float32
+ * the AVX-512F twin of its quotient check; darknet.inc undefines these
+ * parameters at its end */
 #define T float
 #define NAME(f) f##_f32
 #define VEC bn_v16f
@@ -21,6 +23,9 @@
 #define SQUARES bn_w16f
 #define SQUARE_ADD BN_SQUARE_ADD16F
 #define NARROW BN_NARROW16F
+#ifdef BN_DK_QUICK16
+#define CHECKED16 bn_dk_normalize_checked16_f32
+#endif
 #include "darknet.inc"
 
 #define T double
