@@ -33,7 +33,11 @@
  *   bn_dk_*  Darknet-exact. Same operations, in the same order and at the
  *            same precision, as Darknet's CPU code, so float32 results
  *            equal Darknet's bit for bit (both tiers). Compile without
- *            fast-math and with -ffp-contract=off.
+ *            fast-math and with -ffp-contract=off. "Bit for bit" and "the
+ *            same bits" put NaN at the same positions; where two NaN
+ *            operands meet (a NaN x and a NaN scale, say), which payload
+ *            the result carries follows the operand order a compiler
+ *            picks, in Darknet's build too, and is unspecified.
  *   bn_*     Standard numerics, the convention of the BN paper, PyTorch and
  *            cuDNN. Statistics are accumulated in double and per-channel
  *            statistics are kept in double. The fast tier sums two passes
@@ -86,7 +90,7 @@ extern "C" {
                                     int64_t channels, int64_t spatial, T *out);\
     /* inference: normalize_cpu (eps_inside != 0: AlexeyAB's, else         */ \
     /* pjreddie's), scale_bias, add_bias in one pass, the same bits as the  */ \
-    /* three one after another (out may be x)                               */ \
+    /* three one after another, NaN payloads aside (out may be x)           */ \
     void bn_dk_inference_##SUF(                                                \
         const T *x, const T *mean, const T *variance, const T *scales,         \
         const T *biases, int64_t batch, int64_t channels, int64_t spatial,     \

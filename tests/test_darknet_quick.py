@@ -261,3 +261,44 @@ def test_inference_tiny_means_and_values(numerics):
                            eps=eps, numerics=numerics, out=inplace)
     assert same_bits_any(got, want)
     assert same_bits_any(inplace, want)
+
+
+def same_values(a, b):
+    """Every bit where b is a number, and NaN where b is NaN (any payload)."""
+    nan = np.isnan(b)
+    return (a.dtype == b.dtype and np.array_equal(np.isnan(a), nan)
+            and np.array_equal(a[~nan].view(np.uint8), b[~nan].view(np.uint8)))
+
+
+@pytest.mark.parametrize("numerics", ["darknet", "darknet-alexeyab", "darknet-ofast"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_inference_where_two_nans_meet(numerics, dtype):
+    """NaN scales and biases, alone and meeting NaN values of x (each NaN
+    with its own payload), in rows of every length the kernel splits: the
+    same values as the three kernels, and NaN at the same positions. Which
+    payload survives where two NaNs meet is left unspecified (bnkernels.h)."""
+    from bnkernels.batchnorm import batch_norm_forward
+    fork = darknet.split_numerics(numerics)[0]
+    bits = np.uint32 if dtype == F32 else np.uint64
+    quiet = bits(0x7FC00000) if dtype == F32 else bits(0x7FF8000000000000)
+
+    def nan(payload):
+        return np.array([quiet | bits(payload)], bits).view(dtype)[0]
+
+    rng = np.random.default_rng(25)
+    for s in (1, 3, 4, 17, 300):
+        c = 6
+        x = rng.standard_normal((2, c, s)).astype(dtype)
+        mean = rng.standard_normal(c).astype(dtype)
+        variance = rng.uniform(0.1, 4, c).astype(dtype)
+        scales = rng.uniform(-2, 2, c).astype(dtype)
+        biases = rng.uniform(-1, 1, c).astype(dtype)
+        scales[[1, 3]], biases[[2, 3]] = nan(1), nan(2)
+        x[:, 1:5, ::2] = nan(3)
+        with np.errstate(all="ignore"):
+            steps = darknet.add_bias(darknet.scale_bias(
+                darknet.normalize_cpu(x, mean, variance, numerics=fork), scales), biases)
+            got, _ = batch_norm_forward(x, scales, biases, mean, variance, training=False,
+                                        numerics=numerics)
+        assert np.isnan(steps[:, 1:4]).all() and not np.isnan(steps[:, 5]).any()
+        assert same_values(got, steps), s
