@@ -220,7 +220,7 @@ class BuildExt(build_ext):
 REFERENCE_ONLY = os.environ.get("BNKERNELS_REFERENCE", "0").strip().lower() in (
     "1", "true", "yes", "on")
 CSRC_SOURCES = ["csrc/geometry.c", "csrc/settings.c", "csrc/threads.c",
-                "csrc/ref/reference.c"]
+                "csrc/ref/reference.c", "csrc/fast/conv_direct.c"]
 if not REFERENCE_ONLY:
     CSRC_SOURCES += ["csrc/fast/conv_pool.c", "csrc/fast/darknet.c",
                      "csrc/fast/darknet_ofast.c", "csrc/fast/darknet_quick.c",
@@ -234,6 +234,7 @@ CSRC_DEPENDS = ["csrc/bnkernels.h", "csrc/compiler.h", "csrc/formulas.h",
                 "csrc/fast/stream.h", "csrc/fast/stream_dx.inc",
                 "csrc/fast/darknet.inc", "csrc/fast/darknet_ofast.inc",
                 "csrc/fast/darknet_quick.h", "csrc/fast/darknet_rows.inc",
+                "csrc/fast/conv_direct.h",
                 "csrc/fast/tiles.inc",
                 "csrc/fast/standard.inc",
                 "csrc/fast/standard_nhwc.inc", "csrc/fast/standard_sums.inc",

@@ -348,3 +348,91 @@ def _relu_backward(dy, x, *, out=None):
     with nogil:
         _bn_relu_backward(f32, pg, px, n, po)
     return O
+
+
+cdef extern from "fast/conv_direct.h" nogil:
+    int bn_conv_direct_available()
+    int64_t bn_conv_direct_work_f32(int64_t batch, int64_t channels, int64_t height,
+                                    int64_t width, int64_t out_channels, int64_t kernel_h,
+                                    int64_t kernel_w, int64_t pad_h, int64_t pad_w)
+    void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels, int64_t height,
+                            int64_t width, const float *weight, const float *bias,
+                            int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
+                            int64_t pad_h, int64_t pad_w, float *work, float *y)
+
+
+def _conv2d_direct_available():
+    """Whether _conv2d_direct runs here: this build has its AVX-512F code
+    and the CPU runs it."""
+    return bool(bn_conv_direct_available())
+
+
+def _conv2d_direct(x, weight, bias, padding, *, work=None, out=None):
+    """y (N, O, OH, OW) = the stride-1 convolution of x (N, C, H, W) with
+    weight (O, C, kh, kw) plus bias (O,) or None, x read as 0 in the
+    padding (ph, pw): csrc/fast/conv_direct.h. float32 only; all arrays
+    C-contiguous. work: a float32 C-contiguous 1-D scratch array of at least
+    _conv2d_direct_work(...) values, or None for a new one; it is
+    overwritten. Raises RuntimeError where _conv2d_direct_available() is
+    False."""
+    if not bn_conv_direct_available():
+        raise RuntimeError("_conv2d_direct needs AVX-512F code, which this build or CPU "
+                           "lacks; check _conv2d_direct_available() first")
+    X = _image(x, "x")
+    if not _is_f32(X):
+        raise TypeError(f"x must have dtype float32, got {X.dtype}")
+    W = _float_array(weight, "weight")
+    if W.dtype != X.dtype:
+        raise TypeError(f"weight has dtype {W.dtype}, expected float32 to match x")
+    if W.ndim != 4 or W.shape[1] != X.shape[1] or W.shape[0] < 1:
+        raise ValueError(f"weight must be (O, C, kh, kw) with O >= 1 and C = {X.shape[1]} "
+                         f"(x's channels), got shape {W.shape}")
+    o = int(W.shape[0])
+    B = None
+    if bias is not None:
+        B = _float_array(bias, "bias")
+        if B.dtype != X.dtype or B.shape != (o,):
+            raise ValueError(f"bias must be float32 of shape ({o},), got {B.dtype} "
+                             f"{B.shape}")
+    cdef _Windows g = _Windows(X.shape, W.shape[2:], 1, padding, False, False, "x",
+                               "_conv2d_direct")
+    _check_values((g.n, g.c, g.h + 2 * g.ph, g.w + 2 * g.pw), "x padded (N, C, H + 2*ph, "
+                  "W + 2*pw)", "_conv2d_direct")
+    _check_values((g.n, o, g.oh, g.ow), "the output (N, O, OH, OW)", "_conv2d_direct")
+    need = _conv2d_direct_work(X.shape, W.shape, (g.ph, g.pw))
+    if work is None:
+        K = np.empty(need, np.float32)
+    else:
+        K = _array(work, "work", True)
+        if K.dtype != np.float32 or K.ndim != 1 or K.shape[0] < need:
+            raise ValueError(f"work must be a 1-D float32 array of at least {need} values, "
+                             f"got {K.dtype} {K.shape}")
+        _require_c_contiguous(K, "work")
+        if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>K):
+            raise ValueError("work is read-only; pass a writeable array")
+        for a, name in ((X, "x"), (W, "weight"), (B, "bias")):
+            _disjoint(K, "work", a, name, False, None, None)
+    O = _output(out, "out", (g.n, o, g.oh, g.ow), X.dtype,
+                ((X, "x"), (W, "weight"), (B, "bias"), (K, "work")))
+    cdef const float *px = <const float *>_ptr(X)
+    cdef const float *pw_ = <const float *>_ptr(W)
+    cdef const float *pb = <const float *>_ptr_or_null(B)
+    cdef float *pk = <float *>_ptr(K)
+    cdef float *po = <float *>_ptr(O)
+    cdef int64_t kh = W.shape[2], kw = W.shape[3], oc = o
+    with nogil:
+        bn_conv_direct_f32(px, g.n, g.c, g.h, g.w, pw_, pb, oc, kh, kw, g.ph, g.pw, pk, po)
+    return O
+
+
+def _conv2d_direct_work(x_shape, weight_shape, padding):
+    """The float32 values of _conv2d_direct's scratch for these shapes (0
+    where _conv2d_direct_available() is False)."""
+    n, c, h, w = shape = _x_shape(x_shape)
+    o, _, kh, kw = (int(v) for v in weight_shape)
+    ph, pw = _pair(padding, "padding", 0)
+    _Windows(shape, (kh, kw), 1, (ph, pw), False, False, "x", "_conv2d_direct")
+    _check_values((n, c, h + 2 * ph, w + 2 * pw), "x padded (N, C, H + 2*ph, W + 2*pw)",
+                  "_conv2d_direct")
+    _check_values((o, c, kh + 1, kw), "weight (O, C, kh + 1, kw)", "_conv2d_direct")
+    return int(bn_conv_direct_work_f32(n, c, h, w, o, kh, kw, ph, pw))

@@ -305,6 +305,14 @@ _GEMM_CHUNK_VALUES = 1 << 22
 # already wide and the per-sample path (no transposes) is faster.
 _BATCH_GEMM_MAX_POSITIONS = 128
 
+# Whether Conv2d's forward may take the direct convolution (float32, stride 1,
+# kernels larger than 1x1, maps above _BATCH_GEMM_MAX_POSITIONS positions):
+# on the networks' thin layers the columns are many times x's size and the
+# GEMM is thin, and the direct kernel runs 1.1-3x faster than im2col + GEMM
+# (docs/design/networks.md). Its sums are in another order than a GEMM's, so
+# outputs agree with the GEMM path to float32 rounding.
+_DIRECT_AVAILABLE = bool(_kernels._conv2d_direct_available())
+
 
 class _WeightBias(Module):
     """A layer with a weight and an optional bias (Conv2d, Linear)."""
@@ -375,7 +383,10 @@ class Conv2d(_WeightBias):
     with dL/dcols once dL/dW is taken. In training mode the columns of the
     last call stay for the backward; in eval mode the backward recomputes
     them from x. The products run on NumPy's BLAS with as many threads as the
-    kernels use (see ``bnkernels.nn._blas``).
+    kernels use (see ``bnkernels.nn._blas``). On CPUs with AVX-512F, a
+    float32 forward at stride 1 with a kernel larger than 1x1 and a map
+    larger than the whole-batch path's is a direct convolution in C instead
+    (no columns; its backward takes them from x as in eval mode).
     x is referenced, not copied: do not modify it before the backward.
 
     Parameters
@@ -425,6 +436,7 @@ class Conv2d(_WeightBias):
 
     _cols_buffer = None
     _wide_buffer = None
+    _direct_work = None
 
     def _whole_batch(self, output_shape):
         """Whether the GEMMs run over the whole batch (small output maps)."""
@@ -463,11 +475,28 @@ class Conv2d(_WeightBias):
         self._wide_buffer = wide
         return wide
 
+    def _direct(self, output_shape):
+        """Whether the forward is the direct convolution (csrc/fast/conv_direct.h):
+        float32, stride 1, a kernel larger than 1x1, an output map too large
+        for the whole-batch path, a CPU with AVX-512F, and the C kernels
+        (not a NumPy twin's)."""
+        return (self.dtype == np.float32 and self.stride == (1, 1)
+                and self.kernel_size != (1, 1) and not self._whole_batch(output_shape)
+                and _DIRECT_AVAILABLE and self.kernels is _kernels)
+
     def _forward(self, x):
         """y (N, out_channels, OH, OW) for x (N, in_channels, H, W)."""
         self._saved = None
         x = _check_input(x, 4, self.dtype, self.in_channels)
         n, o, oh, ow = shape = self.output_shape(x.shape)
+        if self._direct(shape):
+            need = self.kernels._conv2d_direct_work(x.shape, self.weight.shape, self.padding)
+            work = self._direct_work
+            if work is None or work.size < need:
+                work = self._direct_work = np.empty(need, np.float32)
+            y = self.kernels._conv2d_direct(x, self.weight, self.bias, self.padding, work=work)
+            self._saved = (x, None)   # the backward takes the columns from x
+            return y
         weight = self.weight.reshape(o, -1)
         if self._whole_batch(shape):
             cols = self._wide_cols(x)

@@ -1,0 +1,233 @@
+/* Direct 2-D convolution, float32, stride 1 (conv_direct.h has the formula).
+ *
+ * x is first copied into the workspace with its padding as zeros: plane c of
+ * sample n is (H + 2*ph) x (W + 2*pw) = hp x wp values. Output position
+ * (oh, ow) is then q = oh * wp + ow, and tap (i, j) of it reads the padded
+ * plane at q + i * wp + j: for a fixed tap, consecutive q read consecutive
+ * values, so one vector load serves 16 positions. The positions q run over
+ * [0, (OH - 1) * wp + OW); those with ow >= OW (the last kw - 1 of each
+ * padded row) are computed and dropped. A block of QB positions reads at
+ * most QB + kw - 1 values past the last plane's end, which the workspace
+ * holds as zeros.
+ *
+ * A block is RO output channels x QB positions (RO x RW vectors, all in
+ * registers), summed over (c, i, j) in that order: per tap, RW loads of x and
+ * RO broadcast weights feed RO * RW fused multiply-adds. The weights are
+ * packed so that a block's RO weights of one tap are consecutive, in the
+ * order the taps are read. Threads take ranges of (sample, position block)
+ * items and run every output channel block of each: each output is the same
+ * chain of operations whichever thread computes it. */
+#include <stdint.h>
+#include <string.h>
+
+#include "conv_direct.h"
+
+#ifndef BNKERNELS_REFERENCE_ONLY
+#include "lanes.h"
+#include "parallel.h"
+#endif
+
+#if !defined(BNKERNELS_REFERENCE_ONLY) && defined(BN_HAS_WIDE8)
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx512f")))
+
+enum { RO = 8, RW = 3, QB = RW * 16 };
+
+/* the workspace's parts, in floats: packed weights and biases, then x */
+static int64_t packed_floats(int64_t channels, int64_t out_channels,
+                             int64_t kernel_h, int64_t kernel_w)
+{
+    const int64_t blocks = (out_channels + RO - 1) / RO;
+    return blocks * RO * (channels * kernel_h * kernel_w + 1);
+}
+
+int64_t bn_conv_direct_work_f32(int64_t batch, int64_t channels, int64_t height,
+                                int64_t width, int64_t out_channels,
+                                int64_t kernel_h, int64_t kernel_w, int64_t pad_h,
+                                int64_t pad_w)
+{
+    const int64_t plane = (height + 2 * pad_h) * (width + 2 * pad_w);
+    return packed_floats(channels, out_channels, kernel_h, kernel_w) +
+           batch * channels * plane + QB + kernel_w + 16;
+}
+
+int bn_conv_direct_available(void) { return BN_WIDE8() ? 1 : 0; }
+
+/* Block b of RO output channels: its biases (RO values, 0 past the last
+ * channel), then for each tap (c, i, j) in order its RO weights. */
+static void pack_weights(const float *weight, const float *bias, int64_t out_channels,
+                         int64_t taps, float *packed)
+{
+    const int64_t blocks = (out_channels + RO - 1) / RO;
+    for (int64_t b = 0; b < blocks; ++b) {
+        float *p = packed + b * RO * (taps + 1);
+        for (int64_t r = 0; r < RO; ++r) {
+            const int64_t o = b * RO + r;
+            p[r] = o < out_channels && bias ? bias[o] : 0.0f;
+            for (int64_t t = 0; t < taps; ++t)
+                p[RO * (t + 1) + r] = o < out_channels ? weight[o * taps + t] : 0.0f;
+        }
+    }
+}
+
+/* planes [lo, hi) of x copied into their padded places */
+static void pad_planes(const float *x, int64_t height, int64_t width, int64_t pad_h,
+                       int64_t pad_w, int64_t lo, int64_t hi, float *padded)
+{
+    const int64_t wp = width + 2 * pad_w, hp = height + 2 * pad_h;
+    for (int64_t p = lo; p < hi; ++p) {
+        float *dst = padded + p * hp * wp;
+        const float *src = x + p * height * width;
+        memset(dst, 0, (size_t)(pad_h * wp) * sizeof(float));
+        for (int64_t h = 0; h < height; ++h) {
+            float *row = dst + (pad_h + h) * wp;
+            memset(row, 0, (size_t)pad_w * sizeof(float));
+            memcpy(row + pad_w, src + h * width, (size_t)width * sizeof(float));
+            memset(row + pad_w + width, 0, (size_t)pad_w * sizeof(float));
+        }
+        memset(dst + (pad_h + height) * wp, 0, (size_t)(pad_h * wp) * sizeof(float));
+    }
+}
+
+/* RO x QB sums of one block into out[r * QB + k]: x points at the block's
+ * first position in channel 0's padded plane; w at the block's packed
+ * biases. */
+TARGET static void block_sums(const float *x, int64_t plane, int64_t channels,
+                              int64_t wp, int64_t kernel_h, int64_t kernel_w,
+                              const float *w, float *out)
+{
+    __m512 a0[RO], a1[RO], a2[RO];
+#define INIT(r) a0[r] = a1[r] = a2[r] = _mm512_set1_ps(w[r]);
+    INIT(0) INIT(1) INIT(2) INIT(3) INIT(4) INIT(5) INIT(6) INIT(7)
+#undef INIT
+    w += RO;
+    for (int64_t c = 0; c < channels; ++c, x += plane)
+        for (int64_t i = 0; i < kernel_h; ++i) {
+            const float *row = x + i * wp;
+            for (int64_t j = 0; j < kernel_w; ++j, w += RO) {
+                const __m512 v0 = _mm512_loadu_ps(row + j);
+                const __m512 v1 = _mm512_loadu_ps(row + j + 16);
+                const __m512 v2 = _mm512_loadu_ps(row + j + 32);
+#define TAP(r)                                                                 \
+    {                                                                          \
+        const __m512 s = _mm512_set1_ps(w[r]);                                 \
+        a0[r] = _mm512_fmadd_ps(s, v0, a0[r]);                                 \
+        a1[r] = _mm512_fmadd_ps(s, v1, a1[r]);                                 \
+        a2[r] = _mm512_fmadd_ps(s, v2, a2[r]);                                 \
+    }
+                TAP(0) TAP(1) TAP(2) TAP(3) TAP(4) TAP(5) TAP(6) TAP(7)
+#undef TAP
+            }
+        }
+#define STORE(r)                                                               \
+    _mm512_storeu_ps(out + (r) * QB, a0[r]);                                   \
+    _mm512_storeu_ps(out + (r) * QB + 16, a1[r]);                              \
+    _mm512_storeu_ps(out + (r) * QB + 32, a2[r]);
+    STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5) STORE(6) STORE(7)
+#undef STORE
+}
+
+typedef struct {
+    const float *padded, *packed;
+    int64_t channels, out_channels, hp, wp, kernel_h, kernel_w, out_h, out_w;
+    int64_t positions, blocks_per_sample;
+    float *y;
+} Job;
+
+/* items [lo, hi): item = n * blocks_per_sample + position block */
+TARGET static void run_items(const Job *job, int64_t lo, int64_t hi)
+{
+    float sums[RO * QB];
+    const int64_t plane = job->hp * job->wp;
+    const int64_t taps = job->channels * job->kernel_h * job->kernel_w;
+    const int64_t out_plane = job->out_h * job->out_w;
+    for (int64_t item = lo; item < hi; ++item) {
+        const int64_t n = item / job->blocks_per_sample;
+        const int64_t q0 = (item % job->blocks_per_sample) * QB;
+        const int64_t q1 = q0 + QB < job->positions ? q0 + QB : job->positions;
+        const float *x = job->padded + n * job->channels * plane + q0;
+        for (int64_t o0 = 0; o0 < job->out_channels; o0 += RO) {
+            block_sums(x, plane, job->channels, job->wp, job->kernel_h, job->kernel_w,
+                       job->packed + (o0 / RO) * RO * (taps + 1), sums);
+            const int64_t rows = job->out_channels - o0 < RO ? job->out_channels - o0 : RO;
+            for (int64_t r = 0; r < rows; ++r) {
+                float *y = job->y + (n * job->out_channels + o0 + r) * out_plane;
+                /* the positions of [q0, q1) with ow < OW, a run per row */
+                for (int64_t q = q0; q < q1;) {
+                    const int64_t oh = q / job->wp, ow = q - oh * job->wp;
+                    if (ow >= job->out_w) {
+                        q += job->wp - ow;
+                        continue;
+                    }
+                    const int64_t run = job->out_w - ow < q1 - q ? job->out_w - ow : q1 - q;
+                    memcpy(y + oh * job->out_w + ow, sums + r * QB + (q - q0),
+                           (size_t)run * sizeof(float));
+                    q += run;
+                }
+            }
+        }
+    }
+}
+
+void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
+                        int64_t height, int64_t width, const float *weight,
+                        const float *bias, int64_t out_channels, int64_t kernel_h,
+                        int64_t kernel_w, int64_t pad_h, int64_t pad_w, float *work,
+                        float *y)
+{
+    Job job;
+    job.channels = channels;
+    job.out_channels = out_channels;
+    job.hp = height + 2 * pad_h;
+    job.wp = width + 2 * pad_w;
+    job.kernel_h = kernel_h;
+    job.kernel_w = kernel_w;
+    job.out_h = job.hp - kernel_h + 1;
+    job.out_w = job.wp - kernel_w + 1;
+    job.positions = (job.out_h - 1) * job.wp + job.out_w;
+    job.blocks_per_sample = (job.positions + QB - 1) / QB;
+    job.y = y;
+    const int64_t taps = channels * kernel_h * kernel_w;
+    const int64_t planes = batch * channels, plane = job.hp * job.wp;
+    float *packed = work;
+    float *padded = work + packed_floats(channels, out_channels, kernel_h, kernel_w);
+    job.packed = packed;
+    job.padded = padded;
+    if (batch == 0 || channels == 0 || out_channels == 0)
+        return;
+    pack_weights(weight, bias, out_channels, taps, packed);
+    /* the values past the last plane that the last blocks read */
+    memset(padded + planes * plane, 0, (size_t)(QB + kernel_w + 16) * sizeof(float));
+    BN_PARALLEL_RANGES(planes, plane, lo, hi,
+                       pad_planes(x, height, width, pad_h, pad_w, lo, hi, padded))
+    BN_PARALLEL_RANGES(batch * job.blocks_per_sample, QB * out_channels * taps, lo, hi,
+                       run_items(&job, lo, hi))
+}
+
+#else /* no AVX-512F code in this build */
+
+int bn_conv_direct_available(void) { return 0; }
+
+int64_t bn_conv_direct_work_f32(int64_t batch, int64_t channels, int64_t height,
+                                int64_t width, int64_t out_channels,
+                                int64_t kernel_h, int64_t kernel_w, int64_t pad_h,
+                                int64_t pad_w)
+{
+    (void)batch, (void)channels, (void)height, (void)width, (void)out_channels;
+    (void)kernel_h, (void)kernel_w, (void)pad_h, (void)pad_w;
+    return 0;
+}
+
+void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
+                        int64_t height, int64_t width, const float *weight,
+                        const float *bias, int64_t out_channels, int64_t kernel_h,
+                        int64_t kernel_w, int64_t pad_h, int64_t pad_w, float *work,
+                        float *y)
+{
+    (void)x, (void)batch, (void)channels, (void)height, (void)width, (void)weight;
+    (void)bias, (void)out_channels, (void)kernel_h, (void)kernel_w, (void)pad_h;
+    (void)pad_w, (void)work, (void)y;
+}
+
+#endif

@@ -1,0 +1,162 @@
+"""The direct convolution (csrc/fast/conv_direct.c; Conv2d's float32 forward
+at stride 1 on CPUs with AVX-512F) against a float64 oracle: PyTorch's
+conv2d in float64 where PyTorch is installed, else NumPy's sum over the
+padded input's windows. Shapes cover blocks of 8 output channels and of 48
+positions with and without remainders, kernels of 1 to 7 taps per axis,
+padding wider than the kernel, planes of one value and one row, and the
+layer's path choice; the bits do not depend on the thread count."""
+import numpy as np
+import pytest
+
+import bnkernels
+from bnkernels import _kernels
+from bnkernels.nn import layers
+
+pytestmark = pytest.mark.skipif(not _kernels._conv2d_direct_available(),
+                                reason="no AVX-512F code in this build or CPU")
+
+
+def oracle(x, weight, bias, padding):
+    """float64 sum over every window of the zero-padded x."""
+    ph, pw = padding
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    kh, kw = weight.shape[2:]
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    y = np.einsum("nchwij,ocij->nohw", windows, weight.astype(np.float64))
+    return y if bias is None else y + bias.astype(np.float64)[None, :, None, None]
+
+
+def tolerance(x, weight):
+    """float32 rounding of sums of c*kh*kw products: a few units of
+    float32 epsilon times the sum of the products' magnitudes."""
+    taps = weight[0].size
+    return 4 * taps * np.finfo(np.float32).eps * float(np.abs(x).max()) * float(
+        np.abs(weight).max())
+
+
+SHAPES = [  # (n, c, h, w), o, (kh, kw), (ph, pw)
+    ((1, 1, 1, 1), 1, (1, 1), (0, 0)),
+    ((2, 3, 5, 7), 5, (3, 3), (1, 1)),
+    ((3, 17, 9, 4), 13, (2, 3), (0, 2)),
+    ((2, 5, 20, 31), 9, (5, 5), (2, 2)),
+    ((1, 4, 3, 3), 20, (3, 3), (4, 4)),      # padding wider than the kernel
+    ((2, 8, 17, 17), 19, (7, 1), (3, 0)),
+    ((2, 8, 17, 17), 16, (1, 7), (0, 3)),
+    ((1, 2, 40, 1), 3, (1, 1), (0, 0)),      # one column
+    ((1, 2, 1, 50), 8, (1, 3), (0, 1)),      # one row
+    ((2, 3, 12, 12), 24, (3, 3), (0, 0)),    # 9 * 12 + 10 = 118 positions
+    ((1, 6, 8, 8), 7, (3, 1), (0, 0)),       # 5 * 8 + 8 = 48: one whole block
+    ((2, 4, 14, 8), 9, (3, 1), (0, 0)),      # 96: two whole blocks
+]
+
+
+@pytest.mark.parametrize("shape,o,kernel,padding", SHAPES)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_direct_matches_the_float64_convolution(shape, o, kernel, padding, with_bias):
+    rng = np.random.default_rng(sum(shape) + o)
+    x = rng.standard_normal(shape).astype(np.float32)
+    weight = rng.standard_normal((o, shape[1], *kernel)).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32) if with_bias else None
+    x_before, w_before = x.copy(), weight.copy()
+    y = _kernels._conv2d_direct(x, weight, bias, padding)
+    want = oracle(x, weight, bias, padding)
+    assert y.shape == want.shape and y.dtype == np.float32
+    np.testing.assert_allclose(y, want, rtol=0, atol=tolerance(x, weight))
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(weight, w_before)
+
+
+def test_direct_agrees_with_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 32, 37, 41)).astype(np.float32)
+    weight = rng.standard_normal((21, 32, 3, 5)).astype(np.float32)
+    bias = rng.standard_normal(21).astype(np.float32)
+    want = torch.nn.functional.conv2d(torch.from_numpy(x).double(),
+                                      torch.from_numpy(weight).double(),
+                                      torch.from_numpy(bias).double(), 1, (1, 2)).numpy()
+    y = _kernels._conv2d_direct(x, weight, bias, (1, 2))
+    np.testing.assert_allclose(y, want, rtol=0, atol=tolerance(x, weight))
+
+
+def test_direct_gives_the_same_bits_on_any_thread_count():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 16, 60, 60)).astype(np.float32)
+    weight = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    threads = bnkernels.get_num_threads()
+    try:
+        bnkernels.set_num_threads(1)
+        one = _kernels._conv2d_direct(x, weight, None, (1, 1))
+        bnkernels.set_num_threads(2)
+        two = _kernels._conv2d_direct(x, weight, None, (1, 1))
+    finally:
+        bnkernels.set_num_threads(threads)
+    assert np.array_equal(one.view(np.uint32), two.view(np.uint32))
+
+
+def test_direct_reads_no_stale_workspace_and_writes_only_its_output():
+    """A reused workspace full of NaN, and an out inside a larger buffer:
+    the same y as a fresh call, and the buffer around out untouched."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 11, 13)).astype(np.float32)
+    weight = rng.standard_normal((10, 3, 3, 2)).astype(np.float32)
+    fresh = _kernels._conv2d_direct(x, weight, None, (2, 1))
+    need = _kernels._conv2d_direct_work(x.shape, weight.shape, (2, 1))
+    work = np.full(need + 5, np.nan, np.float32)
+    room = np.full(fresh.size + 32, 7.0, np.float32)
+    out = room[16:16 + fresh.size].reshape(fresh.shape)
+    y = _kernels._conv2d_direct(x, weight, None, (2, 1), work=work, out=out)
+    assert y is out
+    assert np.array_equal(y.view(np.uint32), fresh.view(np.uint32))
+    assert (room[:16] == 7).all() and (room[16 + fresh.size:] == 7).all()
+
+
+def test_direct_names_the_bad_argument():
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    w = np.zeros((3, 2, 3, 3), np.float32)
+    with pytest.raises(TypeError, match="x must have dtype float32"):
+        _kernels._conv2d_direct(x.astype(np.float64), w, None, 0)
+    with pytest.raises(ValueError, match=r"weight must be \(O, C, kh, kw\).*C = 2"):
+        _kernels._conv2d_direct(x, np.zeros((3, 4, 3, 3), np.float32), None, 0)
+    with pytest.raises(ValueError, match=r"bias must be float32 of shape \(3,\)"):
+        _kernels._conv2d_direct(x, w, np.zeros(4, np.float32), 0)
+    with pytest.raises(ValueError, match="work must be a 1-D float32 array of at least"):
+        _kernels._conv2d_direct(x, w, None, 0, work=np.zeros(3, np.float32))
+    work = np.zeros(_kernels._conv2d_direct_work(x.shape, w.shape, 0), np.float32)
+    room = np.zeros(work.size + x.size, np.float32)
+    with pytest.raises(ValueError, match="work overlaps input x"):
+        _kernels._conv2d_direct(room[:x.size].reshape(x.shape), w, None, 0, work=room)
+    with pytest.raises(ValueError, match="out overlaps input work"):
+        _kernels._conv2d_direct(x, w, None, 0, work=work, out=work[:27].reshape(1, 3, 3, 3))
+    with pytest.raises(ValueError, match="kernel_size .* is larger than x's padded"):
+        _kernels._conv2d_direct(x, np.zeros((3, 2, 6, 6), np.float32), None, 0)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_conv2d_takes_the_direct_path_and_its_gradients_hold(training):
+    """A Conv2d whose forward is direct: y as the float64 oracle, and the
+    backward (from the columns of x) as the GEMM path's."""
+    rng = np.random.default_rng(6)
+    conv = layers.Conv2d(5, 12, 3, padding=1, rng=1)
+    conv.bias[...] = rng.standard_normal(12)
+    conv.training = training
+    x = rng.standard_normal((2, 5, 16, 16)).astype(np.float32)
+    assert conv._direct(conv.output_shape(x.shape))
+    y = conv.forward(x)
+    np.testing.assert_allclose(y, oracle(x, conv.weight, conv.bias, (1, 1)), rtol=0,
+                               atol=tolerance(x, conv.weight))
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = conv.backward(dy)
+    gemm = layers.Conv2d(5, 12, 3, padding=1, rng=1)
+    gemm.bias[...] = conv.bias
+    gemm.training = training
+    saved, layers._DIRECT_AVAILABLE = layers._DIRECT_AVAILABLE, False
+    try:
+        assert not gemm._direct(y.shape)
+        np.testing.assert_allclose(gemm.forward(x), y, rtol=0, atol=tolerance(x, conv.weight))
+        dx_gemm = gemm.backward(dy)
+    finally:
+        layers._DIRECT_AVAILABLE = saved
+    assert np.array_equal(dx, dx_gemm)
+    assert np.array_equal(conv.grad_weight, gemm.grad_weight)
+    assert np.array_equal(conv.grad_bias, gemm.grad_bias)
