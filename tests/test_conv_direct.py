@@ -134,8 +134,9 @@ def test_direct_names_the_bad_argument():
 
 @pytest.mark.parametrize("training", [False, True])
 def test_conv2d_takes_the_direct_path_and_its_gradients_hold(training):
-    """A Conv2d whose forward is direct: y as the float64 oracle, and the
-    backward (from the columns of x) as the GEMM path's."""
+    """A Conv2d whose forward and dL/dx are direct: y and dL/dx as the
+    GEMM path's to float32 rounding, dL/dW and dL/db (from the columns of
+    x) bit for bit."""
     rng = np.random.default_rng(6)
     conv = layers.Conv2d(5, 12, 3, padding=1, rng=1)
     conv.bias[...] = rng.standard_normal(12)
@@ -157,6 +158,34 @@ def test_conv2d_takes_the_direct_path_and_its_gradients_hold(training):
         dx_gemm = gemm.backward(dy)
     finally:
         layers._DIRECT_AVAILABLE = saved
-    assert np.array_equal(dx, dx_gemm)
+    assert conv._direct_dx(y.shape)
+    np.testing.assert_allclose(dx, dx_gemm, rtol=0, atol=tolerance(dy, conv.weight))
     assert np.array_equal(conv.grad_weight, gemm.grad_weight)
     assert np.array_equal(conv.grad_bias, gemm.grad_bias)
+
+
+@pytest.mark.parametrize("kernel,padding", [((3, 3), (1, 1)), ((3, 3), (0, 0)),
+                                            ((5, 3), (2, 0)), ((1, 7), (0, 3)),
+                                            ((2, 2), (1, 1)), ((3, 3), (3, 3))])
+def test_conv2d_dx_is_the_adjoint_of_the_float64_convolution(kernel, padding):
+    """dL/dx of L = sum(dy * conv(x)) is the adjoint of the convolution:
+    the float64 oracle's, taken as the transposed convolution by the sum
+    over windows (independent of the layer's paths), at every element."""
+    rng = np.random.default_rng(7)
+    conv = layers.Conv2d(3, 10, kernel, padding=padding, rng=2)
+    x = rng.standard_normal((2, 3, 13, 15)).astype(np.float32)
+    y = conv.forward(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = conv.backward(dy)
+    # each tap (i, j) spreads dy @ weight[:, :, i, j] over the padded x it read
+    kh, kw = kernel
+    ph, pw = padding
+    want = np.zeros((2, 3, 13 + 2 * ph, 15 + 2 * pw))
+    w64 = conv.weight.astype(np.float64)
+    for i in range(kh):
+        for j in range(kw):
+            want[:, :, i:i + y.shape[2], j:j + y.shape[3]] += np.einsum(
+                "nohw,oc->nchw", dy.astype(np.float64), w64[:, :, i, j])
+    want = want[:, :, ph:ph + 13, pw:pw + 15]
+    np.testing.assert_allclose(dx, want, rtol=0, atol=tolerance(dy, conv.weight))
+    assert conv._direct_dx(y.shape) == (ph < kh and pw < kw and y.shape[2] * y.shape[3] > 128)

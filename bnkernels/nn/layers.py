@@ -490,11 +490,7 @@ class Conv2d(_WeightBias):
         x = _check_input(x, 4, self.dtype, self.in_channels)
         n, o, oh, ow = shape = self.output_shape(x.shape)
         if self._direct(shape):
-            need = self.kernels._conv2d_direct_work(x.shape, self.weight.shape, self.padding)
-            work = self._direct_work
-            if work is None or work.size < need:
-                work = self._direct_work = np.empty(need, np.float32)
-            y = self.kernels._conv2d_direct(x, self.weight, self.bias, self.padding, work=work)
+            y = self._direct_conv(x, self.weight, self.padding, self.bias)
             self._saved = (x, None)   # the backward takes the columns from x
             return y
         weight = self.weight.reshape(o, -1)
@@ -534,11 +530,38 @@ class Conv2d(_WeightBias):
             grad_weight += np.matmul(cols[chunk], dy[chunk].transpose(0, 2, 1)).sum(axis=0).T
         if self._pointwise:
             return np.matmul(self.weight.reshape(o, k).T, dy).reshape(x.shape)
+        if self._direct_dx(dy.shape[:2] + self.output_shape(x.shape)[2:]):
+            return self._direct_conv(dy.reshape(self.output_shape(x.shape)),
+                                     self._flipped_weight(), self._dx_padding())
         # the columns are spent: their buffer takes dcols (a second backward of
         # the same forward recomputes them from x)
         dcols = np.matmul(self.weight.reshape(o, k).T, dy, out=cols)
         self._saved = (x, None)
         return self.kernels.col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
+
+    def _direct_dx(self, output_shape):
+        """Whether dL/dx is the direct convolution of dy with the flipped,
+        transposed weight (padded by kernel - 1 - padding): where the forward
+        is direct and padding < kernel_size on both axes."""
+        return (self._direct(output_shape) and self.padding[0] < self.kernel_size[0]
+                and self.padding[1] < self.kernel_size[1])
+
+    def _flipped_weight(self):
+        """(in_channels, out_channels, kh, kw): weight[o, c, kh-1-i, kw-1-j]
+        at [c, o, i, j], the kernel of dL/dx as a convolution of dy."""
+        return np.ascontiguousarray(self.weight.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
+
+    def _dx_padding(self):
+        return (self.kernel_size[0] - 1 - self.padding[0],
+                self.kernel_size[1] - 1 - self.padding[1])
+
+    def _direct_conv(self, x, weight, padding, bias=None):
+        """_kernels._conv2d_direct with the layer's kept workspace."""
+        need = self.kernels._conv2d_direct_work(x.shape, weight.shape, padding)
+        work = self._direct_work
+        if work is None or work.size < need:
+            work = self._direct_work = np.empty(need, np.float32)
+        return self.kernels._conv2d_direct(x, weight, bias, padding, work=work)
 
     def _backward_whole_batch(self, x, cols, dy):
         """backward's three products over the whole batch, on the
