@@ -3,8 +3,9 @@ at stride 1 on CPUs with AVX-512F) against a float64 oracle: PyTorch's
 conv2d in float64 where PyTorch is installed, else NumPy's sum over the
 padded input's windows. Shapes cover blocks of 8 output channels and of 48
 positions with and without remainders, kernels of 1 to 7 taps per axis,
-padding wider than the kernel, planes of one value and one row, and the
-layer's path choice; the bits do not depend on the thread count."""
+padding wider than the kernel, planes of one value and one row, x read in
+channel blocks and output channels in several groups, and the layer's path
+choice; the bits do not depend on the thread count."""
 import numpy as np
 import pytest
 
@@ -47,6 +48,8 @@ SHAPES = [  # (n, c, h, w), o, (kh, kw), (ph, pw)
     ((2, 3, 12, 12), 24, (3, 3), (0, 0)),    # 9 * 12 + 10 = 118 positions
     ((1, 6, 8, 8), 7, (3, 1), (0, 0)),       # 5 * 8 + 8 = 48: one whole block
     ((2, 4, 14, 8), 9, (3, 1), (0, 0)),      # 96: two whole blocks
+    ((1, 300, 12, 12), 17, (3, 3), (1, 1)),  # x's values past L1: channel blocks
+    ((1, 9, 20, 20), 137, (3, 3), (1, 1)),   # 18 output blocks: two groups
 ]
 
 
