@@ -1,7 +1,7 @@
 """The direct convolution (csrc/fast/conv_direct.c; Conv2d's float32 forward
-at stride 1 on CPUs with AVX-512F) against a float64 oracle: PyTorch's
-conv2d in float64 where PyTorch is installed, else NumPy's sum over the
-padded input's windows. Shapes cover blocks of 8 output channels and of 48
+and dL/dx at stride 1 on CPUs with AVX-512F) against float64 oracles: NumPy's
+sum over the padded input's windows, its adjoint for dL/dx, and PyTorch's
+conv2d where PyTorch is installed. Shapes cover blocks of 8 output channels and of 48
 positions with and without remainders, kernels of 1 to 7 taps per axis,
 padding wider than the kernel, planes of one value and one row, x read in
 channel blocks and output channels in several groups, and the layer's path
