@@ -41,10 +41,12 @@ convolution GEMMs and their layout copies, im2col/col2im, BN + ReLU, pooling,
 the rest), timed on separate steps after the rounds.
 
 ``--conv-paths`` times instead each of the networks' convolutions (one
-of each shape, at its input shape in the network) on Conv2d's two paths,
-per-sample products and whole-batch products (``_BATCH_GEMM_MAX_POSITIONS``
-switched), alternating, on one thread, in thread CPU time: the
-measurement behind that threshold.
+of each shape, at its input shape in the network) on Conv2d's two GEMM
+paths, per-sample products and whole-batch products
+(``_BATCH_GEMM_MAX_POSITIONS`` switched; the direct convolution off),
+alternating, on one thread, in thread CPU time: the measurement behind
+that threshold. ``benchmarks/conv_layers.py`` times the layers as Conv2d
+runs them, direct convolution included, against PyTorch.
 
 Timings only: nothing here asserts a speed. Report the machine with them
 (printed at the end).
@@ -200,6 +202,7 @@ def conv_paths(args):
     from threadpoolctl import threadpool_limits
     from bnkernels.nn import layers
     bnkernels.set_num_threads(1)
+    layers._DIRECT_AVAILABLE = False   # the two GEMM paths, not the direct kernel
     totals = defaultdict(lambda: [0.0, 0.0])
     with threadpool_limits(limits=1, user_api="blas"):
         for net in args.nets:
