@@ -192,3 +192,16 @@ def test_conv2d_dx_is_the_adjoint_of_the_float64_convolution(kernel, padding):
     want = want[:, :, ph:ph + 13, pw:pw + 15]
     np.testing.assert_allclose(dx, want, rtol=0, atol=tolerance(dy, conv.weight))
     assert conv._direct_dx(y.shape) == (ph < kh and pw < kw and y.shape[2] * y.shape[3] > 128)
+
+
+def test_conv2d_with_a_strided_weight_takes_the_gemm_path():
+    """A weight replaced by a non-contiguous view: the GEMM path, the same y."""
+    rng = np.random.default_rng(8)
+    conv = layers.Conv2d(4, 6, 3, padding=1, rng=3)
+    x = rng.standard_normal((1, 4, 16, 16)).astype(np.float32)
+    want = conv.forward(x)
+    conv.weight = np.ascontiguousarray(conv.weight[::-1])[::-1]
+    assert not conv.weight.flags.c_contiguous
+    assert not conv._direct(want.shape)
+    np.testing.assert_allclose(conv.forward(x), want, rtol=0,
+                               atol=tolerance(x, conv.weight))

@@ -478,11 +478,15 @@ class Conv2d(_WeightBias):
     def _direct(self, output_shape):
         """Whether the forward is the direct convolution (csrc/fast/conv_direct.h):
         float32, stride 1, a kernel larger than 1x1, an output map too large
-        for the whole-batch path, a CPU with AVX-512F, and the C kernels
-        (not a NumPy twin's)."""
+        for the whole-batch path, a CPU with AVX-512F, the C kernels (not a
+        NumPy twin's), and a weight and bias the kernel takes as they are
+        (float32, C-contiguous); else the GEMM path."""
         return (self.dtype == np.float32 and self.stride == (1, 1)
                 and self.kernel_size != (1, 1) and not self._whole_batch(output_shape)
-                and _DIRECT_AVAILABLE and self.kernels is _kernels)
+                and _DIRECT_AVAILABLE and self.kernels is _kernels
+                and all(isinstance(p, np.ndarray) and p.dtype == np.float32
+                        and p.flags.c_contiguous for p in (self.weight, self.bias)
+                        if p is not None))
 
     def _forward(self, x):
         """y (N, out_channels, OH, OW) for x (N, in_channels, H, W)."""
