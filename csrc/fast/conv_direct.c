@@ -6,17 +6,19 @@
  * plane at q + i * wp + j: for a fixed tap, consecutive q read consecutive
  * values, so one vector load serves 16 positions. The positions q run over
  * [0, (OH - 1) * wp + OW); those with ow >= OW (the last kw - 1 of each
- * padded row) are computed and dropped. A block of QB positions reads at
- * most QB + kw - 1 values past the last plane's end, which the workspace
- * holds as zeros.
+ * padded row) are computed and dropped. The last block of QB positions
+ * reads fewer than QB values past the last plane's end (its last position
+ * is before q = (OH - 1) * wp + OW, and OW + kw - 1 = wp), which the
+ * workspace holds as zeros.
  *
  * A block is RO output channels x QB positions (RO x RW vectors, all in
  * registers), summed over (c, i, j) in that order: per tap, RW loads of x and
  * RO broadcast weights feed RO * RW fused multiply-adds. The weights are
  * packed so that a block's RO weights of one tap are consecutive, in the
  * order the taps are read. A thread keeps the sums of up to GROUP output
- * blocks while it walks x's channels in blocks whose values for the
- * position block fit in half of L1, then goes on to the next group: a sum
+ * blocks while it walks x's channels (all at once where the position
+ * block's values of x fit in L1, else in blocks of CHUNK_BYTES), then goes
+ * on to the next group: a sum
  * stored and loaded again keeps its float32 value, so each output is still
  * one chain in (c, i, j) order. Threads take ranges of (sample, position
  * block) items: each output is the same chain whichever thread computes it. */
