@@ -1487,6 +1487,25 @@ def _set_thread_backoff(on):
     bn_set_thread_backoff(1 if on else 0)
 
 
+cdef extern from "parallel.h" nogil:
+    void bn_team_done(int64_t work, int64_t start_ns, int64_t late_ns,
+                      int64_t first_end_ns, int64_t last_end_ns)
+    int64_t bn_now_ns()
+
+
+def _now_ns():
+    """The clock the kernels' teams are timed by (ns; 0 without OpenMP)."""
+    return bn_now_ns()
+
+
+def _record_team(int64_t work, int64_t start_ns, int64_t late_ns,
+                 int64_t first_end_ns, int64_t last_end_ns):
+    """Feed the back-off one team's times as a kernel call would
+    (csrc/threads.c): a test seam, so that the policy can be checked
+    without an OS that keeps threads waiting."""
+    bn_team_done(work, start_ns, late_ns, first_end_ns, last_end_ns)
+
+
 # --------------------------------------------------------------------------
 # streaming stores
 # --------------------------------------------------------------------------

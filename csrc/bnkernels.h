@@ -364,7 +364,8 @@ int bn_openmp_enabled(void);
 /* a while (10 ms, doubling up to 1 s while it recurs) after a call whose   */
 /* threads the OS kept off their cores, as on a machine whose other cores   */
 /* are busy: a thread kept waiting at the end of a call costs a scheduler   */
-/* slice, far more than a small call's work.                                */
+/* slice, far more than a small call's work. Only calls whose work would    */
+/* take less time than that wait go serial; larger ones keep their threads. */
 int bn_threads_for_work(int64_t items, int64_t work_per_item);
 /* on = 1 (the default): the back-off above; 0: none (and forget any now).  */
 void bn_set_thread_backoff(int on);

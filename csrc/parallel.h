@@ -21,22 +21,24 @@
  * run on the calling thread. A team takes BN_CHUNKS_PER_THREAD ranges per
  * thread, each thread the next free one (dynamic schedule), so a thread the
  * OS has not yet run leaves its share to those that run; the team's start
- * and end times go to bn_team_done, which turns later calls serial for a
- * while when a thread was kept off its core (see threads.c). Without OpenMP,
+ * and end times and its work go to bn_team_done, which turns later calls of
+ * up to comparable work serial for a while when a thread was kept off its
+ * core (see threads.c). Without OpenMP,
  * CALL runs once over all items. */
 #define BN_MIN_WORK_PER_THREAD 65536
 #define BN_CHUNKS_PER_THREAD 4
 int bn_threads_for(int64_t items, int64_t work_per_item);
 int64_t bn_now_ns(void);
-void bn_team_done(int64_t start_ns, int64_t late_ns, int64_t first_end_ns,
-                  int64_t last_end_ns);
+void bn_team_done(int64_t work, int64_t start_ns, int64_t late_ns,
+                  int64_t first_end_ns, int64_t last_end_ns);
 
 #ifdef _OPENMP
 #include <omp.h>
 #define BN_PARALLEL_RANGES(items, work_per_item, lo, hi, CALL)                 \
     {                                                                          \
         const int64_t items_ = (items);                                        \
-        const int threads_ = bn_threads_for(items_, (work_per_item));          \
+        const int64_t per_item_ = (work_per_item);                             \
+        const int threads_ = bn_threads_for(items_, per_item_);                \
         if (threads_ <= 1) {                                                   \
             const int64_t lo = 0, hi = items_;                                 \
             CALL;                                                              \
@@ -58,7 +60,8 @@ void bn_team_done(int64_t start_ns, int64_t late_ns, int64_t first_end_ns,
                 }                                                              \
                 first_end_ = last_end_ = bn_now_ns();                          \
             }                                                                  \
-            bn_team_done(start_, late_, first_end_, last_end_);                \
+            bn_team_done(items_ * per_item_, start_, late_, first_end_,        \
+                         last_end_);                                           \
         }                                                                      \
     }
 #else

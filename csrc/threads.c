@@ -86,16 +86,22 @@ int bn_openmp_enabled(void)
 /* Busy machine. A team is a loss when one of its threads starts, or finishes
  * its last range, more than BN_LATE_NS after another thread is done and that
  * wait is over half the team's time: the OS kept the thread off its core
- * (another process runs there), and the calling thread, its ranges done,
- * waited at the team's end for a scheduler slice. After such a team, calls
- * run on the calling thread until serial_until_ns: backoff_ns later, which
- * doubles from BN_BACKOFF_MIN_NS up to BN_BACKOFF_MAX_NS with each lost
- * team in a row and drops back after a team without a wait above
- * BN_LATE_NS. Results are the same bits either way. */
+ * (another process runs there, or a virtual CPU was slow to wake), and the
+ * calling thread, its ranges done, waited at the team's end. Such a wait
+ * costs about the same whatever the call, so it is a loss only for calls
+ * whose work takes less time than the wait: after a lost team of work W,
+ * busy for b ns before its first thread was done, and a wait of d ns, calls
+ * of less work than W * d / b (at least W) run on the calling thread until
+ * serial_until_ns, while larger calls keep their threads. The time doubles
+ * from BN_BACKOFF_MIN_NS up to BN_BACKOFF_MAX_NS with each lost team in a
+ * row and drops back after a team without a wait above BN_LATE_NS; within
+ * one back-off the work bound only grows. Results are the same bits either
+ * way. */
 #define BN_LATE_NS ((int64_t)100000)
 #define BN_BACKOFF_MIN_NS ((int64_t)10000000)
 #define BN_BACKOFF_MAX_NS ((int64_t)1000000000)
 static BN_ATOMIC int64_t serial_until_ns = 0;
+static BN_ATOMIC int64_t serial_below_work = 0;
 static BN_ATOMIC int64_t backoff_ns = BN_BACKOFF_MIN_NS;
 static BN_ATOMIC int backoff_enabled = 1;
 
@@ -103,6 +109,7 @@ void bn_set_thread_backoff(int on)
 {
     backoff_enabled = on != 0;
     serial_until_ns = 0;
+    serial_below_work = 0;
     backoff_ns = BN_BACKOFF_MIN_NS;
 }
 
@@ -115,14 +122,22 @@ int64_t bn_now_ns(void)
 #endif
 }
 
-void bn_team_done(int64_t start_ns, int64_t late_ns, int64_t first_end_ns,
-                  int64_t last_end_ns)
+void bn_team_done(int64_t work, int64_t start_ns, int64_t late_ns,
+                  int64_t first_end_ns, int64_t last_end_ns)
 {
     int64_t wait = last_end_ns - first_end_ns;
     if (late_ns > wait)
         wait = late_ns;
     if (wait > BN_LATE_NS && 2 * wait > last_end_ns - start_ns) {
+        const int64_t busy = first_end_ns - start_ns > 1 ? first_end_ns - start_ns : 1;
+        const double scaled = (double)work * (double)wait / (double)busy;
+        int64_t below = scaled < 9.0e18 ? (int64_t)scaled : INT64_MAX;
+        if (below < work)
+            below = work;
+        if (last_end_ns < serial_until_ns && serial_below_work > below)
+            below = serial_below_work;
         const int64_t backoff = backoff_ns;
+        serial_below_work = below;
         serial_until_ns = last_end_ns + backoff;
         backoff_ns = 2 * backoff < BN_BACKOFF_MAX_NS ? 2 * backoff : BN_BACKOFF_MAX_NS;
     } else if (wait <= BN_LATE_NS) {
@@ -131,8 +146,8 @@ void bn_team_done(int64_t start_ns, int64_t late_ns, int64_t first_end_ns,
 }
 
 /* A thread per BN_MIN_WORK_PER_THREAD elements of work at most: below that,
- * starting threads costs more than it saves. One thread while backing off
- * (above). */
+ * starting threads costs more than it saves. One thread for calls of less
+ * work than the back-off's bound while it lasts (above). */
 int bn_threads_for(int64_t items, int64_t work_per_item)
 {
     const int64_t by_work = items * work_per_item / BN_MIN_WORK_PER_THREAD;
@@ -145,7 +160,8 @@ int bn_threads_for(int64_t items, int64_t work_per_item)
         threads = items;
     if (threads > by_work)
         threads = by_work;
-    if (threads > 1 && backoff_enabled && bn_now_ns() < serial_until_ns)
+    if (threads > 1 && backoff_enabled && items * work_per_item < serial_below_work &&
+        bn_now_ns() < serial_until_ns)
         threads = 1;
     return threads > 1 ? (int)threads : 1;
 }

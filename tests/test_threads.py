@@ -407,3 +407,70 @@ def test_a_channels_statistics_do_not_depend_on_its_neighbours(dtype, spatial):
         alone_mean, alone_var = _kernels.stats(np.ascontiguousarray(x[:, c:c + 1]))
         assert (mean[c].tobytes(), var[c].tobytes()) == (alone_mean.tobytes(),
                                                          alone_var.tobytes()), c
+
+
+@pytest.fixture
+def backoff_on_two_threads():
+    """Two threads with the back-off on and forgotten before and after."""
+    from bnkernels import _kernels
+    if not bnkernels.openmp_enabled():
+        pytest.skip("built without OpenMP")
+    bnkernels.set_num_threads(2)
+    _kernels._set_thread_backoff(True)
+    try:
+        yield _kernels
+    finally:
+        _kernels._set_thread_backoff(True)
+        bnkernels.set_num_threads(None)
+
+
+def _lost_team(kernels, work, busy_ns, wait_ns):
+    """A team of `work` values whose first thread was done after busy_ns and
+    whose other thread came wait_ns later, ending 10 s from now (so that the
+    back-off it starts outlasts the test however slowly it runs)."""
+    end = kernels._now_ns() + 10**10
+    first_end = end - wait_ns
+    kernels._record_team(work, first_end - busy_ns, 0, first_end, end)
+
+
+def test_a_lost_team_makes_only_calls_it_would_outweigh_serial(backoff_on_two_threads):
+    """csrc/threads.c: a wait of d ns after b ns of work W is a loss for the
+    calls of less work than W * d / b, and only those run on one thread;
+    larger ones keep their threads (a slow wake-up after a small call must
+    not make a network's large convolutions serial)."""
+    k = backoff_on_two_threads
+    w = 10**6
+    assert k._threads_for(100, 10**6) == 2
+    _lost_team(k, w, busy_ns=200_000, wait_ns=1_000_000)  # bound 5 * w
+    assert k._threads_for(100, 5 * w // 100 - 1) == 1
+    assert k._threads_for(100, 5 * w // 100 + 1) == 2
+    assert k._threads_for(2, 10**7) == 2
+
+
+def test_the_bound_is_at_least_the_lost_team_and_only_grows(backoff_on_two_threads):
+    """A lost team's own work is always below the bound, and a later, smaller
+    loss within the same back-off does not lower it."""
+    k = backoff_on_two_threads
+    w = 10**6
+    # a thread started 300 us late and ended 100 us after the first, which was
+    # busy 400 us: a loss (300 > 500 / 2) whose w * d / b is below w
+    start = k._now_ns() + 10**10
+    k._record_team(w, start, 300_000, start + 400_000, start + 500_000)
+    assert k._threads_for(1000, w // 1000 - 1) == 1
+    assert k._threads_for(1000, w // 1000 + 1) == 2
+    _lost_team(k, 3 * w, busy_ns=100_000, wait_ns=200_000)  # bound 6 * w
+    _lost_team(k, w, busy_ns=100_000, wait_ns=200_000)  # 2 * w: kept at 6 * w
+    assert k._threads_for(1000, 6 * w // 1000 - 1) == 1
+    assert k._threads_for(1000, 6 * w // 1000 + 1) == 2
+
+
+def test_a_short_wait_is_not_a_loss(backoff_on_two_threads):
+    """Waits up to 100 us, or not over half the team's time, start no
+    back-off."""
+    k = backoff_on_two_threads
+    _lost_team(k, 10**6, busy_ns=10_000, wait_ns=90_000)  # under 100 us
+    _lost_team(k, 10**6, busy_ns=800_000, wait_ns=700_000)  # under half the team
+    assert k._threads_for(100, 10**4) == 2
+    k._set_thread_backoff(False)
+    _lost_team(k, 10**6, busy_ns=100_000, wait_ns=1_000_000)
+    assert k._threads_for(100, 10**4) == 2

@@ -14,8 +14,8 @@ duration of a layer's call to the smaller of
   so a limit the caller chose is never raised, and
 - the count a large bnkernels kernel call would use now
   (``bnkernels._kernels._threads_for``): ``set_num_threads``' count, or one
-  thread while the kernels back off after a team that the OS kept waiting
-  (docs/design/threads.md),
+  thread while the kernels back off even their largest calls after teams
+  that the OS kept waiting (docs/design/threads.md),
 
 and puts the caller's setting back on the way out, also when the call
 raises. The setting is process-wide (as the BLAS's own is): layers called
