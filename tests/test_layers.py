@@ -1069,22 +1069,75 @@ class _NeverLosing(dict):
 
 
 @pytest.mark.parametrize("kernel_threads, expected", [(1, 1), (4, 2)])
-def test_conv2d_runs_blas_on_the_kernels_threads_at_most_the_callers(blas, kernel_threads,
-                                                                     expected, monkeypatch):
-    # bnkernels at 1 thread: the products on 1; at 4: still the caller's 2
+def test_conv2d_runs_blas_on_one_thread_and_splits_on_the_kernels_threads(
+        blas, kernel_threads, expected):
+    # bnkernels at 1 thread: no split; at 4: split over the caller's 2; the
+    # BLAS itself on one thread inside, the caller's 2 after
     import bnkernels
     from bnkernels.nn import _blas
     bnkernels.set_num_threads(kernel_threads)
     if _blas.kernel_threads() != min(kernel_threads, bnkernels.get_num_threads()):
         pytest.skip("the kernels are backing off to one thread (a busy machine)")
     conv = Conv2d(2, 3, 3, padding=1, dtype=np.float64, rng=0)
-    conv._blas_times = _NeverLosing()
     seen = []
     _recording_im2col(conv, blas, seen)
-    y = conv.forward(rand((2, 2, 5, 5)))
-    conv.backward(np.ones_like(y))
-    assert seen and set(seen) == {min(expected, _blas.kernel_threads())}
+    split = []
+    real = _blas.run_shared
+    try:
+        _blas.run_shared = lambda count, task, threads: (split.append(threads),
+                                                         real(count, task, threads))
+        y = conv.forward(rand((2, 2, 5, 5)))
+        conv.backward(np.ones_like(y))
+    finally:
+        _blas.run_shared = real
+    assert seen and set(seen) == {1}
+    assert set(split) == {min(expected, _blas.kernel_threads())}
     assert blas.get_num_threads() == 2
+
+
+def test_split_products_equal_the_whole_products(blas):
+    """Conv2d's products split in (sample, column range) pieces over two
+    threads give a float64 NumPy reference's values on every path (per
+    sample, 1x1, whole batch; forward, dW, dx)."""
+    import bnkernels
+    from bnkernels.nn import _blas
+    bnkernels.set_num_threads(2)
+    if _blas.kernel_threads() != 2:
+        pytest.skip("the kernels are backing off to one thread (a busy machine)")
+    for kernel, shape in [(3, (3, 4, 20, 20)), (1, (3, 4, 20, 20)), (3, (5, 4, 6, 6))]:
+        results = []
+        for threads in (1, 2):
+            bnkernels.set_num_threads(threads)
+            conv = Conv2d(4, 6, kernel, padding=kernel // 2, dtype=np.float64, rng=3)
+            x = rand(shape, 7)
+            y = conv.forward(x)
+            dx = conv.backward(rand(y.shape, 8))
+            results.append((y, dx, conv.grad_weight.copy(), conv.grad_bias.copy()))
+        for one, two in zip(*results):
+            np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-12)
+    pieces = np.random.default_rng(0).standard_normal((3, 5, 700))
+    a = np.random.default_rng(1).standard_normal((4, 5))
+    out = np.full((3, 4, 700), np.nan)
+    from bnkernels.nn.layers import _split_matmul
+    np.testing.assert_allclose(_split_matmul(a, pieces, out, 2), a @ pieces, rtol=1e-13)
+
+
+def test_run_shared_runs_each_piece_once_and_raises_the_first_error():
+    from bnkernels.nn import _blas
+    for threads in (1, 2, 3):
+        ran = []
+        _blas.run_shared(37, ran.append, threads)
+        assert sorted(ran) == list(range(37))
+    inline = []
+    _blas.run_shared(5, inline.append, 1)
+    assert inline == [0, 1, 2, 3, 4]
+
+    def failing(piece):
+        if piece == 3:
+            raise MemoryError("piece 3")
+    with pytest.raises(MemoryError, match="piece 3"):
+        _blas.run_shared(8, failing, 2)
+    _blas.run_shared(0, failing, 2)
 
 
 class _FakeBlas:

@@ -7,8 +7,12 @@ whatever ``bnkernels.set_num_threads`` says, and its threads and the kernels'
 compete for the same cores; on a machine whose other cores are busy, a
 product split over all of them waits for the threads the OS does not run.
 
-``matching_threads(times, key)`` sets the BLAS's thread count for the
-duration of a layer's call to the smaller of
+Conv2d keeps the BLAS on one thread and splits its own products
+(``split_products`` and ``run_shared``, below): a BLAS's idle threads spin
+after each product they shared, on the cores the kernels' next team needs.
+Linear, whose one product per call sits at a network's end, lets the BLAS
+split it: ``matching_threads(times, key)`` sets the BLAS's thread count for
+the duration of a layer's call to the smaller of
 
 - the caller's own BLAS setting (e.g. ``threadpoolctl.threadpool_limits``),
   so a limit the caller chose is never raised, and
@@ -37,8 +41,12 @@ once in 16 calls.
 threadpoolctl finds the BLAS libraries loaded in the process (NumPy's, and
 any other that links one); the controller is made once, on first use.
 """
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 import contextlib
+import itertools
+import os
+import threading
 import time
 from typing import Any
 
@@ -125,3 +133,109 @@ def matching_threads(times: dict[Any, _Kind] | None = None,
         else:
             kind.skip = kind.period
             kind.period = min(2 * kind.period, _MAX_SKIP)
+
+
+# ---------------------------------------------------------------------------
+# Products split by the layers themselves
+# ---------------------------------------------------------------------------
+#
+# A BLAS's own threads and the kernels' OpenMP team are two pools on the same
+# cores: OpenBLAS's idle threads spin for a while after each product it ran
+# on several threads, and the kernel calls right after it (im2col, the direct
+# convolution, batch norm) then share a core with a spinning thread. Conv2d
+# therefore keeps the BLAS on one thread and splits its products itself, in
+# (sample, column range) pieces, over the calling thread and a few pool
+# threads that block (not spin) between calls. Each piece is one BLAS
+# product whose columns are the unsplit product's columns.
+
+# pool threads at most; a job offered to more waits its turn and, late, takes
+# no piece
+_MAX_HELPERS = 63
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there."""
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _shared_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_MAX_HELPERS,
+                                       thread_name_prefix="bnkernels-blas")
+        return _pool
+
+
+class _Job:
+    """count pieces taken in turn by whichever thread is free; done when all
+    pieces taken have been run (a thread that starts late takes none)."""
+
+    def __init__(self, count: int, task: Callable[[int], object]) -> None:
+        self.count = count
+        self.task = task
+        self.pieces = itertools.count()
+        self.done = 0
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        for piece in self.pieces:
+            if piece >= self.count:
+                return
+            try:
+                self.task(piece)
+            except BaseException as error:  # re-raised by the caller
+                if self.error is None:
+                    self.error = error
+            with self.lock:
+                self.done += 1
+                if self.done == self.count:
+                    self.finished.set()
+
+
+def run_shared(count: int, task: Callable[[int], object], threads: int) -> None:
+    """task(0), ..., task(count - 1), on up to `threads` threads (the caller's
+    one of them); returns when all have run, raising the first exception one
+    raised. The pieces must write disjoint outputs."""
+    if threads <= 1 or count <= 1:
+        for piece in range(count):
+            task(piece)
+        return
+    job = _Job(count, task)
+    pool = _shared_pool()
+    for _ in range(min(threads, count) - 1):
+        pool.submit(job.run)
+    job.run()
+    job.finished.wait()
+    if job.error is not None:
+        raise job.error
+
+
+@contextlib.contextmanager
+def split_products() -> Iterator[int]:
+    """Inside: each BLAS on one thread; yields the threads the caller's own
+    split of its products may use: min(kernel_threads(), the caller's BLAS
+    counts), so a limit the caller chose is never raised. On exit (return or
+    exception) the caller's counts are back."""
+    controllers = _blas_controllers()
+    callers = [controller.get_num_threads() for controller in controllers]
+    threads = min([kernel_threads()] + [count for count in callers if count is not None])
+    changed = []
+    for controller, before in zip(controllers, callers):
+        if before is not None and before != 1:
+            controller.set_num_threads(1)
+            changed.append((controller, before))
+    try:
+        yield threads
+    finally:
+        for controller, before in changed:
+            controller.set_num_threads(before)

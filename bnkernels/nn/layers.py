@@ -314,6 +314,36 @@ _BATCH_GEMM_MAX_POSITIONS = 128
 _DIRECT_AVAILABLE = bool(_kernels._conv2d_direct_available())
 
 
+# a split product's pieces per thread, and the fewest columns of a piece
+_PIECES_PER_THREAD = 4
+_MIN_PIECE_COLUMNS = 64
+
+
+def _split_matmul(a, b, out, threads):
+    """out[i] = a @ b[i] for b (N, K, P) and out (N, M, P), in pieces of a
+    sample's column range over `threads` threads (bnkernels.nn._blas.run_shared);
+    one product on one thread. A piece's columns are those of the whole
+    product: each is one BLAS product's column."""
+    n, _, p = b.shape
+    if threads <= 1 or n * p == 0:
+        np.matmul(a, b, out=out)
+        return out
+    per = min(max(1, -(-_PIECES_PER_THREAD * threads // n)), max(1, p // _MIN_PIECE_COLUMNS))
+    bounds = [p * j // per for j in range(per + 1)]
+
+    def piece(t):
+        i, j = divmod(t, per)
+        np.matmul(a, b[i, :, bounds[j]:bounds[j + 1]], out=out[i, :, bounds[j]:bounds[j + 1]])
+    _blas.run_shared(n * per, piece, threads)
+    return out
+
+
+def _row_ranges(rows, threads):
+    """[lo, hi) ranges of rows, _PIECES_PER_THREAD per thread at most."""
+    count = max(1, min(rows, _PIECES_PER_THREAD * threads))
+    return [(rows * j // count, rows * (j + 1) // count) for j in range(count)]
+
+
 class _WeightBias(Module):
     """A layer with a weight and an optional bias (Conv2d, Linear)."""
 
@@ -488,6 +518,23 @@ class Conv2d(_WeightBias):
                         and p.flags.c_contiguous for p in (self.weight, self.bias)
                         if p is not None))
 
+    # threads the current call's products are split over (forward, backward)
+    _threads = 1
+
+    def forward(self, x: Tensor) -> FloatArray:
+        """y for x of the layer's dtype (shapes: the class's docstring). The
+        BLAS runs on one thread and the layer splits its products over as
+        many threads as the kernels would use now, at most the caller's BLAS
+        setting (bnkernels.nn._blas.split_products)."""
+        with _blas.split_products() as self._threads:
+            return self._forward(x)
+
+    def backward(self, dy: Tensor) -> FloatArray:
+        """dL/dx for the last forward; adds dL/dweight (and dL/dbias) to the
+        grads. Threads as in forward."""
+        with _blas.split_products() as self._threads:
+            return self._backward(dy)
+
     def _forward(self, x):
         """y (N, out_channels, OH, OW) for x (N, in_channels, H, W)."""
         self._saved = None
@@ -500,14 +547,16 @@ class Conv2d(_WeightBias):
         weight = self.weight.reshape(o, -1)
         if self._whole_batch(shape):
             cols = self._wide_cols(x)
-            y_wide = weight @ cols
+            y_wide = _split_matmul(weight, cols[None], np.empty((1, o, cols.shape[1]),
+                                                                self.dtype), self._threads)[0]
             if self.bias is not None:
                 y_wide += self.bias[:, None]
             y = np.empty(shape, self.dtype)
             np.copyto(y.reshape(n, o, oh * ow), y_wide.reshape(o, n, oh * ow).transpose(1, 0, 2))
         else:
             cols = self._cols(x)
-            y = np.matmul(weight, cols)
+            y = _split_matmul(weight, cols, np.empty((n, o, oh * ow), self.dtype),
+                              self._threads)
             if self.bias is not None:
                 y += self.bias[:, None]
             y = y.reshape(shape)
@@ -526,20 +575,28 @@ class Conv2d(_WeightBias):
         k = cols.shape[1]
         if self.bias is not None:
             self.grad_bias += dy.sum(axis=(0, 2))
-        # dW = sum_n dy[n] @ cols[n].T, taken transposed
+        # dW = sum_n dy[n] @ cols[n].T, taken transposed, by ranges of rows
         grad_weight = self.grad_weight.reshape(o, k)
         step = max(1, _GEMM_CHUNK_VALUES // (o * k))
-        for start in range(0, n, step):
-            chunk = slice(start, start + step)
-            grad_weight += np.matmul(cols[chunk], dy[chunk].transpose(0, 2, 1)).sum(axis=0).T
+
+        def rows(lo_hi):
+            lo, hi = lo_hi
+            for start in range(0, n, step):
+                chunk = slice(start, start + step)
+                grad_weight[lo:hi] += np.matmul(
+                    cols[chunk], dy[chunk, lo:hi].transpose(0, 2, 1)).sum(axis=0).T
+        ranges = _row_ranges(o, self._threads)
+        _blas.run_shared(len(ranges), lambda t: rows(ranges[t]), self._threads)
         if self._pointwise:
-            return np.matmul(self.weight.reshape(o, k).T, dy).reshape(x.shape)
+            dx = np.empty((n, k, dy.shape[2]), self.dtype)
+            return _split_matmul(self.weight.reshape(o, k).T, dy, dx,
+                                 self._threads).reshape(x.shape)
         if self._direct_dx(dy.shape[:2] + self.output_shape(x.shape)[2:]):
             return self._direct_conv(dy.reshape(self.output_shape(x.shape)),
                                      self._flipped_weight(), self._dx_padding())
         # the columns are spent: their buffer takes dcols (a second backward of
         # the same forward recomputes them from x)
-        dcols = np.matmul(self.weight.reshape(o, k).T, dy, out=cols)
+        dcols = _split_matmul(self.weight.reshape(o, k).T, dy, cols, self._threads)
         self._saved = (x, None)
         return self.kernels.col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
 
@@ -580,10 +637,15 @@ class Conv2d(_WeightBias):
             self.grad_bias += dy_wide.sum(axis=1)
         k = cols.shape[0]
         weight = self.weight.reshape(o, k)
-        self.grad_weight.reshape(o, k)[...] += (cols @ dy_wide.T).T   # dy_wide @ cols.T
+        grad_weight = self.grad_weight.reshape(o, k)
+
+        def rows(lo, hi):   # dy_wide @ cols.T, taken transposed
+            grad_weight[lo:hi] += (cols @ dy_wide[lo:hi].T).T
+        ranges = _row_ranges(o, self._threads)
+        _blas.run_shared(len(ranges), lambda t: rows(*ranges[t]), self._threads)
         # the columns are spent: their buffer takes dcols (a second backward of
         # the same forward recomputes them from x)
-        dcols_wide = np.matmul(weight.T, dy_wide, out=cols)
+        dcols_wide = _split_matmul(weight.T, dy_wide[None], cols[None], self._threads)[0]
         self._saved = (x, None)
         if self._pointwise:
             dx = np.empty(x.shape, self.dtype)
