@@ -339,8 +339,9 @@ def _split_matmul(a, b, out, threads):
 
 
 def _row_ranges(rows, threads):
-    """[lo, hi) ranges of rows, _PIECES_PER_THREAD per thread at most."""
-    count = max(1, min(rows, _PIECES_PER_THREAD * threads))
+    """[lo, hi) ranges of rows, _PIECES_PER_THREAD per thread at most (one
+    range on one thread)."""
+    count = 1 if threads <= 1 else max(1, min(rows, _PIECES_PER_THREAD * threads))
     return [(rows * j // count, rows * (j + 1) // count) for j in range(count)]
 
 
@@ -575,7 +576,8 @@ class Conv2d(_WeightBias):
         k = cols.shape[1]
         if self.bias is not None:
             self.grad_bias += dy.sum(axis=(0, 2))
-        # dW = sum_n dy[n] @ cols[n].T, taken transposed, by ranges of rows
+        # dW = sum_n dy[n] @ cols[n].T, taken transposed, by ranges of the
+        # columns' rows (dW's columns)
         grad_weight = self.grad_weight.reshape(o, k)
         step = max(1, _GEMM_CHUNK_VALUES // (o * k))
 
@@ -583,9 +585,9 @@ class Conv2d(_WeightBias):
             lo, hi = lo_hi
             for start in range(0, n, step):
                 chunk = slice(start, start + step)
-                grad_weight[lo:hi] += np.matmul(
-                    cols[chunk], dy[chunk, lo:hi].transpose(0, 2, 1)).sum(axis=0).T
-        ranges = _row_ranges(o, self._threads)
+                grad_weight[:, lo:hi] += np.matmul(
+                    cols[chunk, lo:hi], dy[chunk].transpose(0, 2, 1)).sum(axis=0).T
+        ranges = _row_ranges(k, self._threads)
         _blas.run_shared(len(ranges), lambda t: rows(ranges[t]), self._threads)
         if self._pointwise:
             dx = np.empty((n, k, dy.shape[2]), self.dtype)
@@ -639,9 +641,9 @@ class Conv2d(_WeightBias):
         weight = self.weight.reshape(o, k)
         grad_weight = self.grad_weight.reshape(o, k)
 
-        def rows(lo, hi):   # dy_wide @ cols.T, taken transposed
-            grad_weight[lo:hi] += (cols @ dy_wide[lo:hi].T).T
-        ranges = _row_ranges(o, self._threads)
+        def rows(lo, hi):   # dy_wide @ cols.T, taken transposed, by cols' rows
+            grad_weight[:, lo:hi] += (cols[lo:hi] @ dy_wide.T).T
+        ranges = _row_ranges(k, self._threads)
         _blas.run_shared(len(ranges), lambda t: rows(*ranges[t]), self._threads)
         # the columns are spent: their buffer takes dcols (a second backward of
         # the same forward recomputes them from x)
