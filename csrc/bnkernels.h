@@ -365,7 +365,7 @@ int bn_openmp_enabled(void);
 /* threads the OS kept off their cores, as on a machine whose other cores   */
 /* are busy: a thread kept waiting at the end of a call costs a scheduler   */
 /* slice, far more than a small call's work. Only calls whose work would    */
-/* take less time than that wait go serial; larger ones keep their threads. */
+/* take less time than that wait go serial; larger calls keep threads.      */
 int bn_threads_for_work(int64_t items, int64_t work_per_item);
 /* on = 1 (the default): the back-off above; 0: none (and forget any now).  */
 void bn_set_thread_backoff(int on);
