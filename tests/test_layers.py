@@ -1140,6 +1140,25 @@ def test_run_shared_runs_each_piece_once_and_raises_the_first_error():
     _blas.run_shared(0, failing, 2)
 
 
+def test_run_shared_pieces_keep_the_callers_numpy_error_state():
+    """np.errstate is a context variable: a piece on a pool thread must see
+    the caller's, as it would on the caller's thread."""
+    from bnkernels.nn import _blas
+    big = np.full(4, 1e30, np.float32)
+    seen = []
+
+    def piece(_):
+        seen.append(np.geterr()["over"])
+        return big * big
+    with np.errstate(over="raise"):
+        with pytest.raises(FloatingPointError):
+            _blas.run_shared(8, piece, 2)
+    with np.errstate(over="ignore"):
+        seen.clear()
+        _blas.run_shared(8, piece, 2)
+    assert seen and set(seen) == {"ignore"}
+
+
 class _FakeBlas:
     def __init__(self, threads):
         self.threads = threads

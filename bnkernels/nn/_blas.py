@@ -44,6 +44,7 @@ any other that links one); the controller is made once, on first use.
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 import contextlib
+import contextvars
 import itertools
 import os
 import threading
@@ -204,7 +205,8 @@ class _Job:
 
 def run_shared(count: int, task: Callable[[int], object], threads: int) -> None:
     """task(0), ..., task(count - 1), on up to `threads` threads (the caller's
-    one of them); returns when all have run, raising the first exception one
+    one of them, the others in copies of its context, NumPy's error state
+    included); returns when all have run, raising the first exception one
     raised. The pieces must write disjoint outputs."""
     if threads <= 1 or count <= 1:
         for piece in range(count):
@@ -213,7 +215,9 @@ def run_shared(count: int, task: Callable[[int], object], threads: int) -> None:
     job = _Job(count, task)
     pool = _shared_pool()
     for _ in range(min(threads, count) - 1):
-        pool.submit(job.run)
+        # in a copy of the caller's context: NumPy's error state
+        # (np.errstate) is a context variable
+        pool.submit(contextvars.copy_context().run, job.run)
     job.run()
     job.finished.wait()
     if job.error is not None:
