@@ -1057,17 +1057,6 @@ def _recording_im2col(conv, controller, seen):
     conv.kernels = Recording()
 
 
-class _NeverLosing(dict):
-    """A layer's kinds of call, each with a one-thread time of forever: no
-    call is a loss, so the count asked for is the count used."""
-
-    def get(self, key, default=None):
-        from bnkernels.nn import _blas
-        kind = _blas._Kind()
-        kind.alone = float("inf")
-        return kind
-
-
 @pytest.mark.parametrize("kernel_threads, expected", [(1, 1), (4, 2)])
 def test_conv2d_runs_blas_on_one_thread_and_splits_on_the_kernels_threads(
         blas, kernel_threads, expected):
@@ -1122,6 +1111,36 @@ def test_split_products_equal_the_whole_products(blas):
     np.testing.assert_allclose(_split_matmul(a, pieces, out, 2), a @ pieces, rtol=1e-13)
 
 
+def test_linear_splits_its_products_by_rows(blas):
+    """Linear's products split by rows of x, dy and the weight over two
+    threads: the float64 products' values, and the BLAS on one thread
+    inside."""
+    import bnkernels
+    from bnkernels.nn import _blas
+    bnkernels.set_num_threads(2)
+    if _blas.kernel_threads() != 2:
+        pytest.skip("the kernels are backing off to one thread (a busy machine)")
+    linear = Linear(70, 130, dtype=np.float64, rng=0)
+    x, dy = rand((200, 70), 1), rand((200, 130), 2)
+    split, seen = [], []
+    real = _blas.run_shared
+
+    def recording(count, task, threads):
+        split.append((count, threads))
+        seen.append(blas.get_num_threads())
+        real(count, task, threads)
+    try:
+        _blas.run_shared = recording
+        y = linear.forward(x)
+        dx = linear.backward(dy)
+    finally:
+        _blas.run_shared = real
+    np.testing.assert_allclose(y, x @ linear.weight.T + linear.bias, rtol=1e-13)
+    np.testing.assert_allclose(dx, dy @ linear.weight, rtol=1e-13)
+    np.testing.assert_allclose(linear.grad_weight, dy.T @ x, rtol=1e-13)
+    assert split == [(8, 2)] * 3 and set(seen) == {1}
+
+
 def test_run_shared_runs_each_piece_once_and_raises_the_first_error():
     from bnkernels.nn import _blas
     for threads in (1, 2, 3):
@@ -1159,60 +1178,6 @@ def test_run_shared_pieces_keep_the_callers_numpy_error_state():
     assert seen and set(seen) == {"ignore"}
 
 
-class _FakeBlas:
-    def __init__(self, threads):
-        self.threads = threads
-
-    def get_num_threads(self):
-        return self.threads
-
-    def set_num_threads(self, threads):
-        self.threads = threads
-
-
-def test_blas_backs_off_per_kind_of_call_after_calls_that_gain_nothing(monkeypatch):
-    # a fake BLAS and a fake clock: each call "takes" the seconds given
-    from bnkernels.nn import _blas
-    fake, clock = _FakeBlas(4), [100.0]
-    monkeypatch.setattr(_blas, "_blas_controllers", lambda: [fake])
-    monkeypatch.setattr(_blas, "kernel_threads", lambda: 2)
-    monkeypatch.setattr(_blas.time, "perf_counter", lambda: clock[0])
-    times = {}
-
-    def call(seconds, key="k"):
-        with _blas.matching_threads(times, key):
-            inside = fake.threads
-            clock[0] += seconds
-        assert fake.threads == 4   # the caller's count is back
-        return inside
-
-    assert call(1.0) == 1 and times["k"].alone == 1.0   # the first call of a kind: alone
-    assert call(0.6) == 2                               # a gain (under 90 %)
-    assert call(0.95) == 2                              # a loss: the next call alone
-    assert call(1.5) == 1 and times["k"].alone == 1.5   # ... refreshing the time
-    assert call(1.0) == 2                               # a probe: a gain under 1.35
-    # losses: 1, then 2, then 4 calls alone before the next probe
-    assert [call(1.4) for _ in range(11)] == [2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 2]
-    assert call(0.0, key="other") == 1                  # kinds back off apart
-    assert call(0.0, key="other") == 2
-    for _ in range(40):                                 # at most 16 alone after a loss
-        call(1.4)
-    assert times["k"].period == _blas._MAX_SKIP
-    run = []
-    while len(run) < 20:
-        run.append(call(1.4))
-    assert max(len(part) for part in "".join(map(str, run)).split("2")) <= _blas._MAX_SKIP
-    with pytest.raises(ZeroDivisionError):
-        with _blas.matching_threads(times, "new"):
-            assert fake.threads == 1
-            1 / 0
-    assert fake.threads == 4
-    fake.threads = 1                                    # the caller's limit is never raised
-    with _blas.matching_threads(times, "newer"):
-        assert fake.threads == 1
-    assert fake.threads == 1 and "newer" not in times
-
-
 def test_blas_threads_are_restored_when_a_layer_raises(blas):
     import bnkernels
     from bnkernels.nn import _blas
@@ -1236,9 +1201,15 @@ def test_blas_threads_are_restored_when_a_layer_raises(blas):
         linear.backward(rand((2, 2)))
     assert blas.get_num_threads() == 2
     with pytest.raises(KeyError):
-        with _blas.matching_threads():
+        with _blas.split_products():
+            assert blas.get_num_threads() == 1
             raise KeyError("inside")
     assert blas.get_num_threads() == 2
+    blas.set_num_threads(1)                  # the caller's limit is never raised
+    bnkernels.set_num_threads(2)
+    with _blas.split_products() as threads:
+        assert threads == 1 and blas.get_num_threads() == 1
+    assert blas.get_num_threads() == 1
 
 
 def test_a_network_step_leaves_the_callers_blas_threads_as_they_were(blas):

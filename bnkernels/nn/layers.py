@@ -367,27 +367,21 @@ class _WeightBias(Module):
     def num_weights(self):
         return self.weight.size
 
-    def _blas_timing(self):
-        """The back-off state of this layer's kinds of call (bnkernels.nn._blas)."""
-        times = self.__dict__.get("_blas_times")
-        if times is None:
-            times = self.__dict__["_blas_times"] = {}
-        return times
+    # threads the current call's products are split over (forward, backward)
+    _threads = 1
 
     def forward(self, x: Tensor) -> FloatArray:
         """y for x of the layer's dtype (shapes: the class's docstring). The
-        matrix products run on as many BLAS threads as the kernels would use
-        now, at most the caller's BLAS setting, and on one while threads do
-        not pay (bnkernels.nn._blas)."""
-        with _blas.matching_threads(self._blas_timing(),
-                                    ("forward", np.shape(x), self.training)):
+        BLAS runs on one thread and the layer splits its products over as
+        many threads as the kernels would use now, at most the caller's BLAS
+        setting (bnkernels.nn._blas.split_products)."""
+        with _blas.split_products() as self._threads:
             return self._forward(x)
 
     def backward(self, dy: Tensor) -> FloatArray:
         """dL/dx for the last forward; adds dL/dweight (and dL/dbias) to the
-        grads. BLAS threads as in forward."""
-        with _blas.matching_threads(self._blas_timing(),
-                                    ("backward", np.shape(dy), self.training)):
+        grads. Threads as in forward."""
+        with _blas.split_products() as self._threads:
             return self._backward(dy)
 
     def _forward(self, x):
@@ -518,23 +512,6 @@ class Conv2d(_WeightBias):
                 and all(isinstance(p, np.ndarray) and p.dtype == np.float32
                         and p.flags.c_contiguous for p in (self.weight, self.bias)
                         if p is not None))
-
-    # threads the current call's products are split over (forward, backward)
-    _threads = 1
-
-    def forward(self, x: Tensor) -> FloatArray:
-        """y for x of the layer's dtype (shapes: the class's docstring). The
-        BLAS runs on one thread and the layer splits its products over as
-        many threads as the kernels would use now, at most the caller's BLAS
-        setting (bnkernels.nn._blas.split_products)."""
-        with _blas.split_products() as self._threads:
-            return self._forward(x)
-
-    def backward(self, dy: Tensor) -> FloatArray:
-        """dL/dx for the last forward; adds dL/dweight (and dL/dbias) to the
-        grads. Threads as in forward."""
-        with _blas.split_products() as self._threads:
-            return self._backward(dy)
 
     def _forward(self, x):
         """y (N, out_channels, OH, OW) for x (N, in_channels, H, W)."""
@@ -708,10 +685,17 @@ class Linear(_WeightBias):
         self._set_parameters(rng.uniform(-bound, bound, shape),
                              rng.uniform(-bound, bound, self.out_features) if bias else None)
 
+    def _by_rows(self, rows, product):
+        """product(lo, hi) for ranges of rows, split over the call's threads."""
+        ranges = _row_ranges(rows, self._threads if rows >= _MIN_PIECE_COLUMNS else 1)
+        _blas.run_shared(len(ranges), lambda t: product(*ranges[t]), self._threads)
+
     def _forward(self, x):
         self._saved = None
         x = _check_input(x, 2, self.dtype, self.in_features)
-        y = x @ self.weight.T
+        y = np.empty((x.shape[0], self.out_features), self.dtype)
+        self._by_rows(x.shape[0], lambda lo, hi: np.matmul(x[lo:hi], self.weight.T,
+                                                           out=y[lo:hi]))
         if self.bias is not None:
             y += self.bias
         self._saved = x
@@ -720,10 +704,16 @@ class Linear(_WeightBias):
     def _backward(self, dy):
         x = _need(self._saved, self)
         dy = _check_grad(dy, (x.shape[0], self.out_features), self.dtype)
-        self.grad_weight += dy.T @ x
+
+        def grad_rows(lo, hi):
+            self.grad_weight[lo:hi] += dy[:, lo:hi].T @ x
+        self._by_rows(self.out_features, grad_rows)
         if self.bias is not None:
             self.grad_bias += dy.sum(axis=0)
-        return dy @ self.weight
+        dx = np.empty(x.shape, self.dtype)
+        self._by_rows(x.shape[0], lambda lo, hi: np.matmul(dy[lo:hi], self.weight,
+                                                           out=dx[lo:hi]))
+        return dx
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         shape = tuple(int(v) for v in input_shape)
