@@ -359,6 +359,14 @@ cdef extern from "fast/conv_direct.h" nogil:
                             int64_t width, const float *weight, const float *bias,
                             int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
                             int64_t pad_h, int64_t pad_w, float *work, float *y)
+    enum: BN_CONV_DIRECT_DW_MAX_TAPS
+    int64_t bn_conv_direct_dw_work_f32(int64_t batch, int64_t channels, int64_t height,
+                                       int64_t width, int64_t out_channels, int64_t kernel_h,
+                                       int64_t kernel_w, int64_t pad_h, int64_t pad_w)
+    void bn_conv_direct_dw_f32(const float *x, int64_t batch, int64_t channels,
+                               int64_t height, int64_t width, const float *dy,
+                               int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
+                               int64_t pad_h, int64_t pad_w, float *work, float *grad_weight)
 
 
 def _conv2d_direct_available():
@@ -436,3 +444,83 @@ def _conv2d_direct_work(x_shape, weight_shape, padding):
                   "_conv2d_direct")
     _check_values((o, c, kh + 1, kw), "weight (O, C, kh + 1, kw)", "_conv2d_direct")
     return int(bn_conv_direct_work_f32(n, c, h, w, o, kh, kw, ph, pw))
+
+
+def _conv2d_direct_dw(x, dy, padding, grad_weight, *, work=None):
+    """Add the weight gradient of the stride-1 convolution of x (N, C, H, W)
+    padded by (ph, pw) into grad_weight (O, C, kh, kw), for dy (N, O, OH,
+    OW): csrc/fast/conv_direct.h. float32 only; all arrays C-contiguous.
+    work: a float32 C-contiguous 1-D scratch array of at least
+    _conv2d_direct_dw_work(...) values, or None for a new one; overwritten.
+    Returns grad_weight. Raises RuntimeError where
+    _conv2d_direct_available() is False."""
+    if not bn_conv_direct_available():
+        raise RuntimeError("_conv2d_direct_dw needs AVX-512F code, which this build or "
+                           "CPU lacks; check _conv2d_direct_available() first")
+    X = _image(x, "x")
+    if not _is_f32(X):
+        raise TypeError(f"x must have dtype float32, got {X.dtype}")
+    W = _array(grad_weight, "grad_weight", True)
+    if W.dtype != np.float32:
+        raise TypeError(f"grad_weight has dtype {W.dtype}, expected float32 to match x")
+    if W.ndim != 4 or W.shape[1] != X.shape[1] or W.shape[0] < 1:
+        raise ValueError(f"grad_weight must be (O, C, kh, kw) with O >= 1 and C = "
+                         f"{X.shape[1]} (x's channels), got shape {W.shape}")
+    _require_c_contiguous(W, "grad_weight")
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>W):
+        raise ValueError("grad_weight is read-only; pass a writeable array")
+    o = int(W.shape[0])
+    if W.shape[2] * W.shape[3] > BN_CONV_DIRECT_DW_MAX_TAPS:
+        raise ValueError(f"grad_weight's kernel {W.shape[2]}x{W.shape[3]} has more than "
+                         f"{BN_CONV_DIRECT_DW_MAX_TAPS} taps, which _conv2d_direct_dw "
+                         f"does not take")
+    cdef _Windows g = _Windows(X.shape, W.shape[2:], 1, padding, False, False, "x",
+                               "_conv2d_direct_dw")
+    G = _float_array(dy, "dy")
+    if G.dtype != X.dtype or G.shape != (g.n, o, g.oh, g.ow):
+        raise ValueError(f"dy must be float32 of shape {(g.n, o, g.oh, g.ow)} (the "
+                         f"output's), got {G.dtype} {G.shape}")
+    _require_c_contiguous(G, "dy")
+    need = _conv2d_direct_dw_work(X.shape, W.shape, (g.ph, g.pw))
+    if work is None:
+        K = np.empty(need, np.float32)
+    else:
+        K = _array(work, "work", True)
+        if K.dtype != np.float32 or K.ndim != 1 or K.shape[0] < need:
+            raise ValueError(f"work must be a 1-D float32 array of at least {need} values, "
+                             f"got {K.dtype} {K.shape}")
+        _require_c_contiguous(K, "work")
+        if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>K):
+            raise ValueError("work is read-only; pass a writeable array")
+        for a, name in ((X, "x"), (G, "dy")):
+            _disjoint(K, "work", a, name, False, None, None)
+    for a, name in ((X, "x"), (G, "dy"), (K, "work")):
+        _disjoint(W, "grad_weight", a, name, False, None, None)
+    cdef const float *px = <const float *>_ptr(X)
+    cdef const float *pg = <const float *>_ptr(G)
+    cdef float *pk = <float *>_ptr(K)
+    cdef float *pw_ = <float *>_ptr(W)
+    cdef int64_t kh = W.shape[2], kw = W.shape[3], oc = o
+    with nogil:
+        bn_conv_direct_dw_f32(px, g.n, g.c, g.h, g.w, pg, oc, kh, kw, g.ph, g.pw, pk, pw_)
+    return W
+
+
+def _conv2d_direct_dw_max_taps():
+    """The most taps (kh * kw) _conv2d_direct_dw takes."""
+    return BN_CONV_DIRECT_DW_MAX_TAPS
+
+
+def _conv2d_direct_dw_work(x_shape, weight_shape, padding):
+    """The float32 values of _conv2d_direct_dw's scratch for these shapes (0
+    where _conv2d_direct_available() is False)."""
+    n, c, h, w = shape = _x_shape(x_shape)
+    o, _, kh, kw = (int(v) for v in weight_shape)
+    ph, pw = _pair(padding, "padding", 0)
+    cdef _Windows g = _Windows(shape, (kh, kw), 1, (ph, pw), False, False, "x",
+                               "_conv2d_direct_dw")
+    _check_values((n, c, h + 2 * ph, w + 2 * pw), "x padded (N, C, H + 2*ph, W + 2*pw)",
+                  "_conv2d_direct_dw")
+    _check_values((n, o + 7, g.oh + 1, w + 2 * pw + 16), "dy on the padded grid",
+                  "_conv2d_direct_dw")
+    return int(bn_conv_direct_dw_work_f32(n, c, h, w, o, kh, kw, ph, pw))

@@ -137,9 +137,9 @@ def test_direct_names_the_bad_argument():
 
 @pytest.mark.parametrize("training", [False, True])
 def test_conv2d_takes_the_direct_path_and_its_gradients_hold(training):
-    """A Conv2d whose forward and dL/dx are direct: y and dL/dx as the
-    GEMM path's to float32 rounding, dL/dW and dL/db (from the columns of
-    x) bit for bit."""
+    """A Conv2d whose forward, dL/dx and dL/dW are direct: y, dL/dx and
+    dL/dW as the GEMM path's and the float64 oracles' to float32 rounding,
+    dL/db bit for bit."""
     rng = np.random.default_rng(6)
     conv = layers.Conv2d(5, 12, 3, padding=1, rng=1)
     conv.bias[...] = rng.standard_normal(12)
@@ -161,9 +161,12 @@ def test_conv2d_takes_the_direct_path_and_its_gradients_hold(training):
         dx_gemm = gemm.backward(dy)
     finally:
         layers._DIRECT_AVAILABLE = saved
-    assert conv._direct_dx(y.shape)
+    assert conv._direct_dx(y.shape) and conv._direct_dw(y.shape)
     np.testing.assert_allclose(dx, dx_gemm, rtol=0, atol=tolerance(dy, conv.weight))
-    assert np.array_equal(conv.grad_weight, gemm.grad_weight)
+    np.testing.assert_allclose(conv.grad_weight, dw_oracle(x, dy, (3, 3), (1, 1)), rtol=0,
+                               atol=dw_tolerance(x, dy))
+    np.testing.assert_allclose(gemm.grad_weight, conv.grad_weight, rtol=0,
+                               atol=dw_tolerance(x, dy))
     assert np.array_equal(conv.grad_bias, gemm.grad_bias)
 
 
@@ -205,3 +208,129 @@ def test_conv2d_with_a_strided_weight_takes_the_gemm_path():
     assert not conv._direct(want.shape)
     np.testing.assert_allclose(conv.forward(x), want, rtol=0,
                                atol=tolerance(x, conv.weight))
+
+
+# ---------------------------------------------------------------------------
+# the weight gradient, _conv2d_direct_dw
+# ---------------------------------------------------------------------------
+
+def dw_oracle(x, dy, kernel, padding):
+    """float64 sum over (n, oh, ow) of dy times the padded x's windows."""
+    ph, pw = padding
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    windows = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(2, 3))
+    return np.einsum("nchwij,nohw->ocij", windows, dy.astype(np.float64))
+
+
+def dw_tolerance(x, dy):
+    """float32 rounding of sums of n*OH*OW products (in 16 lanes, then the
+    lanes added)."""
+    terms = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    return 4 * terms * np.finfo(np.float32).eps * float(np.abs(x).max()) * float(
+        np.abs(dy).max())
+
+
+DW_SHAPES = [  # (n, c, h, w), o, (kh, kw), (ph, pw)
+    ((1, 1, 1, 1), 1, (3, 3), (1, 1)),
+    ((2, 3, 5, 7), 5, (3, 3), (1, 1)),
+    ((3, 17, 9, 4), 13, (2, 3), (0, 2)),       # 6 taps: two whole groups
+    ((2, 5, 20, 31), 9, (5, 5), (2, 2)),       # 25 taps: a group of 1 left
+    ((2, 8, 17, 17), 19, (7, 1), (3, 0)),
+    ((2, 8, 17, 17), 16, (1, 7), (0, 3)),
+    ((1, 2, 1, 50), 8, (1, 2), (0, 1)),        # one row; a group of 2
+    ((2, 3, 12, 12), 24, (3, 3), (0, 0)),
+    ((1, 12, 40, 33), 7, (3, 3), (1, 1)),      # several chunks of positions
+    ((2, 9, 6, 6), 3, (6, 8), (0, 1)),         # 48 taps, the most
+]
+
+
+@pytest.mark.parametrize("shape,o,kernel,padding", DW_SHAPES)
+def test_direct_dw_adds_the_float64_weight_gradient(shape, o, kernel, padding):
+    rng = np.random.default_rng(sum(shape) + o + 1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    n, _, h, w = shape
+    oh, ow = h + 2 * padding[0] - kernel[0] + 1, w + 2 * padding[1] - kernel[1] + 1
+    dy = rng.standard_normal((n, o, oh, ow)).astype(np.float32)
+    start = rng.standard_normal((o, shape[1]) + kernel).astype(np.float32)
+    grad = start.copy()
+    assert _kernels._conv2d_direct_dw(x, dy, padding, grad) is grad
+    np.testing.assert_allclose(grad, start + dw_oracle(x, dy, kernel, padding), rtol=0,
+                               atol=dw_tolerance(x, dy) + 1e-6 * np.abs(start).max())
+
+
+def test_direct_dw_keeps_infinities_where_they_were_read():
+    """Positions past a row's outputs are computed and masked out: an inf in
+    x reaches only the weights whose windows read it (0 * inf would make
+    NaN of the others)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 9, 10)).astype(np.float32)
+    x[0, 1, 4, 9] = np.inf     # the last column: the next row's start on the grid
+    x[1, 2, 0, 0] = -np.inf
+    dy = rng.standard_normal((2, 10, 9, 10)).astype(np.float32)
+    grad = np.zeros((10, 3, 3, 3), np.float32)
+    _kernels._conv2d_direct_dw(x, dy, (1, 1), grad)
+    with np.errstate(invalid="ignore"):
+        expected = dw_oracle(x, dy, (3, 3), (1, 1))
+    assert np.array_equal(np.isfinite(grad), np.isfinite(expected))
+    assert np.array_equal(np.isnan(grad), np.isnan(expected))
+    finite = np.isfinite(expected)
+    assert finite.sum() > grad.size // 2
+    np.testing.assert_allclose(grad[finite], expected[finite], rtol=0,
+                               atol=dw_tolerance(np.where(np.isfinite(x), x, 0), dy))
+
+
+def test_direct_dw_gives_the_same_bits_on_any_thread_count_and_workspace():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3, 16, 40, 40)).astype(np.float32)
+    dy = rng.standard_normal((3, 20, 40, 40)).astype(np.float32)
+    need = _kernels._conv2d_direct_dw_work(x.shape, (20, 16, 3, 3), (1, 1))
+    threads = bnkernels.get_num_threads()
+    grads = []
+    try:
+        for count, work in ((1, None), (2, np.full(need + 3, np.nan, np.float32))):
+            bnkernels.set_num_threads(count)
+            grad = np.zeros((20, 16, 3, 3), np.float32)
+            _kernels._conv2d_direct_dw(x, dy, (1, 1), grad, work=work)
+            grads.append(grad)
+    finally:
+        bnkernels.set_num_threads(threads)
+    assert np.array_equal(grads[0].view(np.uint32), grads[1].view(np.uint32))
+
+
+def test_direct_dw_names_the_bad_argument():
+    x = np.zeros((1, 2, 5, 5), np.float32)
+    dy = np.zeros((1, 3, 5, 5), np.float32)
+    grad = np.zeros((3, 2, 3, 3), np.float32)
+    with pytest.raises(TypeError, match="x must have dtype float32"):
+        _kernels._conv2d_direct_dw(x.astype(np.float64), dy, 1, grad)
+    with pytest.raises(TypeError, match="grad_weight has dtype float64"):
+        _kernels._conv2d_direct_dw(x, dy, 1, grad.astype(np.float64))
+    with pytest.raises(ValueError, match=r"dy must be float32 of shape \(1, 3, 3, 3\)"):
+        _kernels._conv2d_direct_dw(x, dy, 0, grad)
+    with pytest.raises(ValueError, match=r"grad_weight must be \(O, C, kh, kw\).*C = 2"):
+        _kernels._conv2d_direct_dw(x, dy, 1, np.zeros((3, 4, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="more than 48 taps"):
+        _kernels._conv2d_direct_dw(np.zeros((1, 2, 9, 9), np.float32),
+                                   np.zeros((1, 3, 3, 1), np.float32), 0,
+                                   np.zeros((3, 2, 7, 9), np.float32))
+    frozen = grad.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="grad_weight is read-only"):
+        _kernels._conv2d_direct_dw(x, dy, 1, frozen)
+    with pytest.raises(ValueError, match="work must be a 1-D float32 array of at least"):
+        _kernels._conv2d_direct_dw(x, dy, 1, grad, work=np.zeros(3, np.float32))
+    room = np.zeros(2 * x.size, np.float32)
+    with pytest.raises(ValueError, match="grad_weight overlaps input x"):
+        _kernels._conv2d_direct_dw(room[:x.size].reshape(x.shape), dy, 1,
+                                   room[:grad.size].reshape(grad.shape))
+    assert not grad.any()
+
+
+def test_conv2d_keeps_the_gemm_dw_where_the_grid_wastes_positions():
+    """A 1x7 kernel on a 17-wide map computes 17 of every 23 grid positions:
+    its dL/dW stays im2col + GEMM; a 7x1 kernel takes the direct one."""
+    wide = layers.Conv2d(4, 8, (1, 7), padding=(0, 3), rng=0)
+    tall = layers.Conv2d(4, 8, (7, 1), padding=(3, 0), rng=0)
+    shape = (2, 8, 17, 17)
+    assert wide._direct_dx(shape) and not wide._direct_dw(shape)
+    assert tall._direct_dw(shape)

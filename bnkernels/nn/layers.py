@@ -312,6 +312,7 @@ _BATCH_GEMM_MAX_POSITIONS = 128
 # (docs/design/networks.md). Its sums are in another order than a GEMM's, so
 # outputs agree with the GEMM path to float32 rounding.
 _DIRECT_AVAILABLE = bool(_kernels._conv2d_direct_available())
+_DIRECT_DW_MAX_TAPS = int(_kernels._conv2d_direct_dw_max_taps())
 
 
 # a split product's pieces per thread, and the fewest columns of a piece
@@ -543,9 +544,19 @@ class Conv2d(_WeightBias):
 
     def _backward(self, dy):
         x, cols = _need(self._saved, self)
-        dy = _check_grad(dy, self.output_shape(x.shape), self.dtype)
-        if self._whole_batch(dy.shape):
+        shape = self.output_shape(x.shape)
+        dy = _check_grad(dy, shape, self.dtype)
+        if self._whole_batch(shape):
             return self._backward_whole_batch(x, cols, dy)
+        if self._direct_dw(shape):
+            dy = np.ascontiguousarray(dy)
+            if self.bias is not None:
+                self.grad_bias += dy.reshape(shape[0], shape[1], -1).sum(axis=(0, 2))
+            need = self.kernels._conv2d_direct_dw_work(x.shape, self.weight.shape,
+                                                       self.padding)
+            self.kernels._conv2d_direct_dw(x, dy, self.padding, self.grad_weight,
+                                           work=self._work(need))
+            return self._direct_conv(dy, self._flipped_weight(), self._dx_padding())
         if cols is None:
             cols = self._cols(x)
         n, o = dy.shape[:2]
@@ -570,9 +581,9 @@ class Conv2d(_WeightBias):
             dx = np.empty((n, k, dy.shape[2]), self.dtype)
             return _split_matmul(self.weight.reshape(o, k).T, dy, dx,
                                  self._threads).reshape(x.shape)
-        if self._direct_dx(dy.shape[:2] + self.output_shape(x.shape)[2:]):
-            return self._direct_conv(dy.reshape(self.output_shape(x.shape)),
-                                     self._flipped_weight(), self._dx_padding())
+        if self._direct_dx(shape):
+            return self._direct_conv(dy.reshape(shape), self._flipped_weight(),
+                                     self._dx_padding())
         # the columns are spent: their buffer takes dcols (a second backward of
         # the same forward recomputes them from x)
         dcols = _split_matmul(self.weight.reshape(o, k).T, dy, cols, self._threads)
@@ -586,6 +597,21 @@ class Conv2d(_WeightBias):
         return (self._direct(output_shape) and self.padding[0] < self.kernel_size[0]
                 and self.padding[1] < self.kernel_size[1])
 
+    def _direct_dw(self, output_shape):
+        """Whether dL/dW (and dL/dx) are direct too (csrc/fast/conv_direct.h):
+        where dL/dx is, the kernel has at most _conv2d_direct_dw_max_taps()
+        taps, and at least 7 in 8 of the padded grid's positions are outputs
+        (the kernel computes the others and masks them out: a 1x7 kernel on
+        a 17-wide map, 17 of 23, runs slower than im2col + GEMM), and
+        grad_weight is a float32 C-contiguous array the kernel adds into."""
+        ow, kw = output_shape[3], self.kernel_size[1]
+        grad = self.grad_weight
+        return (self._direct_dx(output_shape)
+                and self.kernel_size[0] * kw <= _DIRECT_DW_MAX_TAPS
+                and 8 * ow >= 7 * (ow + kw - 1)
+                and isinstance(grad, np.ndarray) and grad.dtype == np.float32
+                and grad.flags.c_contiguous and grad.flags.writeable)
+
     def _flipped_weight(self):
         """(in_channels, out_channels, kh, kw): weight[o, c, kh-1-i, kw-1-j]
         at [c, o, i, j], the kernel of dL/dx as a convolution of dy."""
@@ -595,13 +621,18 @@ class Conv2d(_WeightBias):
         return (self.kernel_size[0] - 1 - self.padding[0],
                 self.kernel_size[1] - 1 - self.padding[1])
 
-    def _direct_conv(self, x, weight, padding, bias=None):
-        """_kernels._conv2d_direct with the layer's kept workspace."""
-        need = self.kernels._conv2d_direct_work(x.shape, weight.shape, padding)
+    def _work(self, need):
+        """The layer's kept float32 workspace of the direct kernels, grown to
+        at least `need` values."""
         work = self._direct_work
         if work is None or work.size < need:
             work = self._direct_work = np.empty(need, np.float32)
-        return self.kernels._conv2d_direct(x, weight, bias, padding, work=work)
+        return work
+
+    def _direct_conv(self, x, weight, padding, bias=None):
+        """_kernels._conv2d_direct with the layer's kept workspace."""
+        need = self.kernels._conv2d_direct_work(x.shape, weight.shape, padding)
+        return self.kernels._conv2d_direct(x, weight, bias, padding, work=self._work(need))
 
     def _backward_whole_batch(self, x, cols, dy):
         """backward's three products over the whole batch, on the

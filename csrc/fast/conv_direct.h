@@ -42,4 +42,26 @@ void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
                         int64_t kernel_w, int64_t pad_h, int64_t pad_w, float *work,
                         float *y);
 
+/* The weight gradient of the convolution above, ADDED into grad_weight
+ * (out_channels, channels, kernel_h, kernel_w):
+ *
+ *   grad_weight[o, c, i, j] += sum over (n, oh, ow) of
+ *                              dy[n, o, oh, ow] * x[n, c, oh - ph + i, ow - pw + j]
+ *
+ * for x as above and dy (batch, out_channels, OH, OW), C-contiguous, and
+ * kernel_h * kernel_w <= BN_CONV_DIRECT_DW_MAX_TAPS. Each
+ * sum is float32: 16 lanes of fused multiply-adds over (n, positions), then
+ * the lanes added; any number of threads gives the same bits. work:
+ * bn_conv_direct_dw_work_f32 floats, overwritten; grad_weight overlaps
+ * nothing else. */
+#define BN_CONV_DIRECT_DW_MAX_TAPS 48
+int64_t bn_conv_direct_dw_work_f32(int64_t batch, int64_t channels, int64_t height,
+                                   int64_t width, int64_t out_channels,
+                                   int64_t kernel_h, int64_t kernel_w, int64_t pad_h,
+                                   int64_t pad_w);
+void bn_conv_direct_dw_f32(const float *x, int64_t batch, int64_t channels,
+                           int64_t height, int64_t width, const float *dy,
+                           int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
+                           int64_t pad_h, int64_t pad_w, float *work, float *grad_weight);
+
 #endif
