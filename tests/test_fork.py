@@ -226,3 +226,32 @@ def test_child_may_set_one_thread_itself():
         expected = parent_runs_on_two_threads()
         in_forked_child(child)
     """)
+
+
+def test_forked_child_that_asks_for_two_threads_splits_conv2d_products_again():
+    """Conv2d splits its matrix products over a pool of Python threads
+    (bnkernels.nn._blas.run_shared), which does not survive fork either: a
+    child that sets 2 threads again gets a new pool, and the parent's values
+    (float64, every product on one BLAS thread; the split only changes which
+    thread computes a column)."""
+    run_scenario("""
+        from bnkernels.nn import layers, _blas
+
+        def conv_step():
+            conv = layers.Conv2d(4, 6, 3, padding=1, dtype=np.float64, rng=0)
+            x = np.random.default_rng(1).standard_normal((4, 4, 16, 16))
+            y = conv.forward(x)
+            dx = conv.backward(np.ones_like(y))
+            return y, dx, conv.grad_weight
+
+        bnkernels.set_num_threads(2)
+        expected = conv_step()
+        assert _blas._pool is not None or _blas.kernel_threads() == 1
+
+        def child():
+            bnkernels.set_num_threads(2)
+            got = conv_step()
+            return all(np.allclose(a, b, rtol=1e-12, atol=1e-12)
+                       for a, b in zip(got, expected))
+        in_forked_child(child)
+    """)
