@@ -4,7 +4,7 @@ PyTorch's conv2d, layer by layer, one thread.
 
     python benchmarks/conv_layers.py [--nets inception_v3 googlenet bn_inception]
                                      [--batch 4] [--modes infer train] [--rounds 5]
-                                     [--top 12]
+                                     [--top 12] [--gemm-dw]
 
 The layers are those the network's eval forward calls (one of each shape,
 with how often it occurs), on random float32 input of the shape it gets
@@ -16,7 +16,9 @@ time is its median over rounds. One thread on both sides (bnkernels, NumPy's
 BLAS through threadpoolctl, torch). Printed: each network's total (each
 layer's time times its count) on both sides, their ratio (torch /
 bnkernels, above 1: bnkernels is faster), and the --top layers that lose the
-most time to torch, with each side's GMAC/s.
+most time to torch, with each side's GMAC/s. ``--gemm-dw`` turns off the
+direct weight gradient (dL/dW by im2col + GEMM on every layer), for a
+side-by-side run of the two.
 
 Timings only: nothing here asserts a speed. Report the machine with them.
 """
@@ -101,7 +103,11 @@ def main(argv=None):
                         default=["infer", "train"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--gemm-dw", action="store_true",
+                        help="dL/dW by im2col + GEMM everywhere (no direct weight gradient)")
     args = parser.parse_args(argv)
+    if args.gemm_dw:
+        layers._DIRECT_DW_MAX_TAPS = 0
     import torch
     from threadpoolctl import threadpool_limits
     torch.set_num_threads(1)
