@@ -253,18 +253,19 @@ void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
 
 /* ------------------------------------------------------------------------
  * The weight gradient. On the same padded grid as the forward, with dy
- * copied to it (plane stride DQ(OH * wp), a multiple of 16, zeros where
- * ow >= OW and past OH * wp):
+ * copied to it (plane stride dw_plane: OH * wp rounded up to a multiple of
+ * 16; zeros where ow >= OW and past OH * wp):
  *
  *   dW[o, c, i, j] += sum over n, q of dyp[n, o, q] * xp[n, c, q + i*wp + j]
  *
  * over the positions q whose ow < OW; a mask per 16 positions drops the
  * others from the sums (x there is a value of the plane's next row, which
  * 0 * inf would otherwise turn into NaN). An item is RO output channels x
- * one channel c: its taps go in groups of up to TG (offsets i*wp + j in
- * (i, j) order), RO x TG vector sums over (n, q), then each sum's 16 lanes
- * are added (_mm512_reduce_add_ps) and the total added to dW. A thread
- * computes whole items, so any thread count gives the same bits. */
+ * a block of input channels; per channel its taps go in groups of up to TG
+ * (offsets i*wp + j in (i, j) order), RO x TG vector sums over (n, q), then
+ * each sum's 16 lanes are added (_mm512_reduce_add_ps) and the total added
+ * to dW. A thread computes whole items, so any thread count gives the same
+ * bits. */
 
 enum { TG = 3 };
 
