@@ -93,9 +93,9 @@ def side_step(threads, batch, steps, use_torch):
     out = {}
     if use_torch:
         import torch
-        import torchvision
-        tmodel = torchvision.models.googlenet(weights=None, aux_logits=False,
-                                              init_weights=True)
+        from networks import import_torchvision   # the CPU torch's way in
+        models = import_torchvision(torch)
+        tmodel = models.googlenet(weights=None, aux_logits=False, init_weights=True)
         tmodel.train()
         topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
         tx = torch.randn(batch, 3, 224, 224)
