@@ -318,8 +318,8 @@ TARGET static inline __attribute__((always_inline)) void dw_group(
         for (int r = 0; r < RO; ++r) {
             __m512 dv = _mm512_loadu_ps(d + r * job->dq + 16 * v);
             /* in a register: else GCC folds the load into each of the g
-             * multiply-adds, g loads of the same vector (measured: 33 to 40
-             * GMAC/s on a Zen 4 core) */
+             * multiply-adds, g loads of the same vector where one serves
+             * (docs/design/networks.md has the cost) */
             __asm__("" : "+v"(dv));
             for (int k = 0; k < g; ++k)
                 acc[r][k] = _mm512_mask3_fmadd_ps(dv, xv[k], acc[r][k], m);
