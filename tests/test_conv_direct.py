@@ -5,7 +5,9 @@ conv2d where PyTorch is installed. Shapes cover blocks of 8 output channels and 
 positions with and without remainders, kernels of 1 to 7 taps per axis,
 padding wider than the kernel, planes of one value and one row, x read in
 channel blocks and output channels in several groups, and the layer's path
-choice; the bits do not depend on the thread count."""
+choice; the bits do not depend on the thread count, and a 1xk kernel (run
+on the transposed map) gives the bits of the kx1 kernel on the transposed
+input."""
 import numpy as np
 import pytest
 
@@ -45,6 +47,7 @@ SHAPES = [  # (n, c, h, w), o, (kh, kw), (ph, pw)
     ((2, 8, 17, 17), 16, (1, 7), (0, 3)),
     ((1, 2, 40, 1), 3, (1, 1), (0, 0)),      # one column
     ((1, 2, 1, 50), 8, (1, 3), (0, 1)),      # one row
+    ((2, 6, 9, 13), 10, (1, 5), (1, 2)),     # 1xk, rows of zeros: transposed
     ((2, 3, 12, 12), 24, (3, 3), (0, 0)),    # 9 * 12 + 10 = 118 positions
     ((1, 6, 8, 8), 7, (3, 1), (0, 0)),       # 5 * 8 + 8 = 48: one whole block
     ((2, 4, 14, 8), 9, (3, 1), (0, 0)),      # 96: two whole blocks
@@ -97,18 +100,44 @@ def test_direct_gives_the_same_bits_on_any_thread_count():
     assert np.array_equal(one.view(np.uint32), two.view(np.uint32))
 
 
-def test_direct_reads_no_stale_workspace_and_writes_only_its_output():
+@pytest.mark.parametrize("shape,o,kernel,padding", [
+    ((4, 24, 17, 17), 20, (1, 7), (0, 3)),   # Inception-v3's 17x17 maps
+    ((1, 5, 30, 6), 9, (1, 3), (2, 1)),
+    ((3, 2, 1, 40), 8, (1, 5), (0, 2)),      # one row: not transposed
+])
+def test_direct_1xk_gives_the_bits_of_kx1_on_the_transposed_input(shape, o, kernel,
+                                                                   padding):
+    """A kernel with one side 1 sums its taps in the same order on either
+    grid: y of (x, a 1xk weight) is y of (x transposed, the weight
+    transposed) transposed, bit for bit."""
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    weight = rng.standard_normal((o, shape[1], *kernel)).astype(np.float32)
+    bias = rng.standard_normal(o).astype(np.float32)
+    y = _kernels._conv2d_direct(x, weight, bias, padding)
+
+    def swapped(a):
+        return np.ascontiguousarray(a.transpose(0, 1, 3, 2))
+    y_t = _kernels._conv2d_direct(swapped(x), swapped(weight), bias, padding[::-1])
+    assert np.array_equal(y.view(np.uint32), swapped(y_t).view(np.uint32))
+    np.testing.assert_allclose(y, oracle(x, weight, bias, padding), rtol=0,
+                               atol=tolerance(x, weight))
+
+
+@pytest.mark.parametrize("kernel,padding", [((3, 2), (2, 1)), ((1, 4), (1, 2))])
+def test_direct_reads_no_stale_workspace_and_writes_only_its_output(kernel, padding):
     """A reused workspace full of NaN, and an out inside a larger buffer:
-    the same y as a fresh call, and the buffer around out untouched."""
+    the same y as a fresh call, and the buffer around out untouched (on
+    x's grid and, for the 1x4 kernel, the transposed one)."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((2, 3, 11, 13)).astype(np.float32)
-    weight = rng.standard_normal((10, 3, 3, 2)).astype(np.float32)
-    fresh = _kernels._conv2d_direct(x, weight, None, (2, 1))
-    need = _kernels._conv2d_direct_work(x.shape, weight.shape, (2, 1))
+    weight = rng.standard_normal((10, 3, *kernel)).astype(np.float32)
+    fresh = _kernels._conv2d_direct(x, weight, None, padding)
+    need = _kernels._conv2d_direct_work(x.shape, weight.shape, padding)
     work = np.full(need + 5, np.nan, np.float32)
     room = np.full(fresh.size + 32, 7.0, np.float32)
     out = room[16:16 + fresh.size].reshape(fresh.shape)
-    y = _kernels._conv2d_direct(x, weight, None, (2, 1), work=work, out=out)
+    y = _kernels._conv2d_direct(x, weight, None, padding, work=work, out=out)
     assert y is out
     assert np.array_equal(y.view(np.uint32), fresh.view(np.uint32))
     assert (room[:16] == 7).all() and (room[16 + fresh.size:] == 7).all()

@@ -21,7 +21,14 @@
  * on to the next group: a sum
  * stored and loaded again keeps its float32 value, so each output is still
  * one chain in (c, i, j) order. Threads take ranges of (sample, position
- * block) items: each output is the same chain whichever thread computes it. */
+ * block) items: each output is the same chain whichever thread computes it.
+ * A sample's last block computes only the vectors of 16 positions it has.
+ *
+ * A kernel with one side 1 runs on the grid of x transposed where that grid
+ * computes fewer positions (a 1xk kernel on a narrow map drops k - 1 of
+ * every W + 2*pw; transposed, none): x is copied transposed, the kernel read
+ * as kx1 and the outputs written back transposed. Its taps are then summed
+ * in the same order, so the bits are those of x's own grid. */
 #include <stdint.h>
 #include <string.h>
 
@@ -76,6 +83,24 @@ static void pack_weights(const float *weight, const float *bias, int64_t out_cha
     }
 }
 
+/* planes [lo, hi) of x copied transposed into their padded places: value
+ * (h, w) at (pad_w + w, pad_h + h) of a (width + 2*pad_w) x (height +
+ * 2*pad_h) plane */
+static void pad_planes_transposed(const float *x, int64_t height, int64_t width,
+                                  int64_t pad_h, int64_t pad_w, int64_t lo, int64_t hi,
+                                  float *padded)
+{
+    const int64_t wp = height + 2 * pad_h, hp = width + 2 * pad_w;
+    for (int64_t p = lo; p < hi; ++p) {
+        float *dst = padded + p * hp * wp;
+        const float *src = x + p * height * width;
+        memset(dst, 0, (size_t)(hp * wp) * sizeof(float));
+        for (int64_t h = 0; h < height; ++h)
+            for (int64_t w = 0; w < width; ++w)
+                dst[(pad_w + w) * wp + pad_h + h] = src[h * width + w];
+    }
+}
+
 /* planes [lo, hi) of x copied into their padded places */
 static void pad_planes(const float *x, int64_t height, int64_t width, int64_t pad_h,
                        int64_t pad_w, int64_t lo, int64_t hi, float *padded)
@@ -95,13 +120,15 @@ static void pad_planes(const float *x, int64_t height, int64_t width, int64_t pa
     }
 }
 
-/* One block's RO x QB sums, sums[r * QB + k], over channels [0, channels)
- * of x (the block's first position in the first channel's padded plane),
- * with w at those channels' first packed weights: started from bias (RO
- * values) if bias is not NULL, else continued from sums. */
-TARGET static void block_sums(const float *x, int64_t plane, int64_t channels,
-                              int64_t wp, int64_t kernel_h, int64_t kernel_w,
-                              const float *bias, const float *w, float *sums)
+/* One block's RO x (16 * nv) sums, sums[r * QB + k], nv <= RW vectors of
+ * positions, over channels [0, channels) of x (the block's first position in
+ * the first channel's padded plane), with w at those channels' first packed
+ * weights: started from bias (RO values) if bias is not NULL, else continued
+ * from sums. A block short of QB positions (a sample's last) takes only the
+ * vectors it has. */
+TARGET static inline __attribute__((always_inline)) void block_sums_of(
+    const float *x, int64_t plane, int64_t channels, int64_t wp, int64_t kernel_h,
+    int64_t kernel_w, const float *bias, const float *w, float *sums, const int nv)
 {
     __m512 a0[RO], a1[RO], a2[RO];
 #define INIT(r)                                                                \
@@ -109,8 +136,8 @@ TARGET static void block_sums(const float *x, int64_t plane, int64_t channels,
         a0[r] = a1[r] = a2[r] = _mm512_set1_ps(bias[r]);                       \
     } else {                                                                   \
         a0[r] = _mm512_loadu_ps(sums + (r) * QB);                              \
-        a1[r] = _mm512_loadu_ps(sums + (r) * QB + 16);                         \
-        a2[r] = _mm512_loadu_ps(sums + (r) * QB + 32);                         \
+        a1[r] = nv > 1 ? _mm512_loadu_ps(sums + (r) * QB + 16) : a0[r];        \
+        a2[r] = nv > 2 ? _mm512_loadu_ps(sums + (r) * QB + 32) : a0[r];        \
     }
     INIT(0) INIT(1) INIT(2) INIT(3) INIT(4) INIT(5) INIT(6) INIT(7)
 #undef INIT
@@ -119,14 +146,16 @@ TARGET static void block_sums(const float *x, int64_t plane, int64_t channels,
             const float *row = x + i * wp;
             for (int64_t j = 0; j < kernel_w; ++j, w += RO) {
                 const __m512 v0 = _mm512_loadu_ps(row + j);
-                const __m512 v1 = _mm512_loadu_ps(row + j + 16);
-                const __m512 v2 = _mm512_loadu_ps(row + j + 32);
+                const __m512 v1 = nv > 1 ? _mm512_loadu_ps(row + j + 16) : v0;
+                const __m512 v2 = nv > 2 ? _mm512_loadu_ps(row + j + 32) : v0;
 #define TAP(r)                                                                 \
     {                                                                          \
         const __m512 s = _mm512_set1_ps(w[r]);                                 \
         a0[r] = _mm512_fmadd_ps(s, v0, a0[r]);                                 \
-        a1[r] = _mm512_fmadd_ps(s, v1, a1[r]);                                 \
-        a2[r] = _mm512_fmadd_ps(s, v2, a2[r]);                                 \
+        if (nv > 1)                                                            \
+            a1[r] = _mm512_fmadd_ps(s, v1, a1[r]);                             \
+        if (nv > 2)                                                            \
+            a2[r] = _mm512_fmadd_ps(s, v2, a2[r]);                             \
     }
                 TAP(0) TAP(1) TAP(2) TAP(3) TAP(4) TAP(5) TAP(6) TAP(7)
 #undef TAP
@@ -134,10 +163,24 @@ TARGET static void block_sums(const float *x, int64_t plane, int64_t channels,
         }
 #define STORE(r)                                                               \
     _mm512_storeu_ps(sums + (r) * QB, a0[r]);                                  \
-    _mm512_storeu_ps(sums + (r) * QB + 16, a1[r]);                             \
-    _mm512_storeu_ps(sums + (r) * QB + 32, a2[r]);
+    if (nv > 1)                                                                \
+        _mm512_storeu_ps(sums + (r) * QB + 16, a1[r]);                         \
+    if (nv > 2)                                                                \
+        _mm512_storeu_ps(sums + (r) * QB + 32, a2[r]);
     STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5) STORE(6) STORE(7)
 #undef STORE
+}
+
+TARGET static void block_sums(const float *x, int64_t plane, int64_t channels, int64_t wp,
+                              int64_t kernel_h, int64_t kernel_w, const float *bias,
+                              const float *w, float *sums, int nv)
+{
+    if (nv >= RW)
+        block_sums_of(x, plane, channels, wp, kernel_h, kernel_w, bias, w, sums, RW);
+    else if (nv == 2)
+        block_sums_of(x, plane, channels, wp, kernel_h, kernel_w, bias, w, sums, 2);
+    else
+        block_sums_of(x, plane, channels, wp, kernel_h, kernel_w, bias, w, sums, 1);
 }
 
 /* Output channel blocks whose running sums a thread keeps (on its stack,
@@ -148,14 +191,17 @@ TARGET static void block_sums(const float *x, int64_t plane, int64_t channels,
  * 20 % slower where they are 45 KB and split). */
 enum { GROUP = 16, L1_BYTES = 48 * 1024, CHUNK_BYTES = 24 * 1024 };
 
+/* The grid's geometry (hp, wp, kernel_h, kernel_w, out_h, out_w) is x's,
+ * or, when transposed, that of x with its two axes swapped: grid output
+ * (oh, ow) goes to y at oh * y_row + ow * y_col. */
 typedef struct {
     const float *padded, *packed;
     int64_t channels, out_channels, hp, wp, kernel_h, kernel_w, out_h, out_w;
-    int64_t positions, blocks_per_sample, channel_block;
+    int64_t positions, blocks_per_sample, channel_block, y_row, y_col;
 } Job;
 
 /* sums[r * QB + k] of positions [q0, q1) to their places in y's planes
- * y_planes[r * out_plane], r < rows: a run per output row, ow < OW */
+ * y_planes[r * out_plane], r < rows: a run per grid row, ow < out_w */
 static void scatter(const Job *job, const float *sums, int64_t rows, int64_t q0,
                     int64_t q1, float *y)
 {
@@ -168,8 +214,13 @@ static void scatter(const Job *job, const float *sums, int64_t rows, int64_t q0,
                 continue;
             }
             const int64_t run = job->out_w - ow < q1 - q ? job->out_w - ow : q1 - q;
-            memcpy(y + r * out_plane + oh * job->out_w + ow, sums + r * QB + (q - q0),
-                   (size_t)run * sizeof(float));
+            float *dst = y + r * out_plane + oh * job->y_row + ow * job->y_col;
+            const float *src = sums + r * QB + (q - q0);
+            if (job->y_col == 1)
+                memcpy(dst, src, (size_t)run * sizeof(float));
+            else
+                for (int64_t k = 0; k < run; ++k)
+                    dst[k * job->y_col] = src[k];
             q += run;
         }
 }
@@ -199,7 +250,8 @@ TARGET static void run_items(const Job *job, int64_t lo, int64_t hi, float *y)
                     const float *packed = job->packed + b * block_floats;
                     block_sums(x + c0 * plane, plane, cs, job->wp, job->kernel_h,
                                job->kernel_w, c0 == 0 ? packed : NULL,
-                               packed + RO * (1 + c0 * taps), sums + (b - g0) * RO * QB);
+                               packed + RO * (1 + c0 * taps), sums + (b - g0) * RO * QB,
+                               (int)((q1 - q0 + 15) / 16));
                 }
             }
             for (int64_t b = g0; b < g1; ++b) {
@@ -212,6 +264,27 @@ TARGET static void run_items(const Job *job, int64_t lo, int64_t hi, float *y)
     }
 }
 
+/* vectors of 16 positions a sample's grid computes: full blocks, then the
+ * last block's vectors */
+static int64_t grid_vectors(int64_t hp, int64_t wp, int64_t kernel_h, int64_t kernel_w)
+{
+    const int64_t positions = (hp - kernel_h) * wp + wp - kernel_w + 1;
+    return positions / QB * RW + (positions % QB + 15) / 16;
+}
+
+/* Whether the grid runs over x transposed: for a kernel with one side 1
+ * (whose (c, i, j) order is then the same chain), where that grid computes
+ * fewer positions (a 1xk kernel on a narrow map drops k - 1 of every W +
+ * 2*pw positions; transposed, none). */
+static int transpose_grid(int64_t height, int64_t width, int64_t kernel_h,
+                          int64_t kernel_w, int64_t pad_h, int64_t pad_w)
+{
+    if (kernel_h != 1 && kernel_w != 1)
+        return 0;
+    const int64_t hp = height + 2 * pad_h, wp = width + 2 * pad_w;
+    return grid_vectors(wp, hp, kernel_w, kernel_h) < grid_vectors(hp, wp, kernel_h, kernel_w);
+}
+
 void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
                         int64_t height, int64_t width, const float *weight,
                         const float *bias, int64_t out_channels, int64_t kernel_h,
@@ -219,19 +292,23 @@ void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
                         float *y)
 {
     Job job;
+    const int transposed = transpose_grid(height, width, kernel_h, kernel_w, pad_h, pad_w);
     job.channels = channels;
     job.out_channels = out_channels;
-    job.hp = height + 2 * pad_h;
-    job.wp = width + 2 * pad_w;
-    job.kernel_h = kernel_h;
-    job.kernel_w = kernel_w;
-    job.out_h = job.hp - kernel_h + 1;
-    job.out_w = job.wp - kernel_w + 1;
+    job.hp = transposed ? width + 2 * pad_w : height + 2 * pad_h;
+    job.wp = transposed ? height + 2 * pad_h : width + 2 * pad_w;
+    job.kernel_h = transposed ? kernel_w : kernel_h;
+    job.kernel_w = transposed ? kernel_h : kernel_w;
+    job.out_h = job.hp - job.kernel_h + 1;
+    job.out_w = job.wp - job.kernel_w + 1;
+    job.y_row = transposed ? 1 : job.out_w;
+    job.y_col = transposed ? job.out_h : 1;
     job.positions = (job.out_h - 1) * job.wp + job.out_w;
     job.blocks_per_sample = (job.positions + QB - 1) / QB;
     /* the bytes of one channel that a position block reads, QB + (kh - 1) *
      * wp + kw - 1 values: all channels at once where they fit in L1 */
-    const int64_t span = (QB + (kernel_h - 1) * job.wp + kernel_w) * (int64_t)sizeof(float);
+    const int64_t span =
+        (QB + (job.kernel_h - 1) * job.wp + job.kernel_w) * (int64_t)sizeof(float);
     job.channel_block = channels * span <= L1_BYTES ? channels
                         : span < CHUNK_BYTES ? CHUNK_BYTES / span : 1;
     const int64_t taps = channels * kernel_h * kernel_w;
@@ -245,8 +322,13 @@ void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
     pack_weights(weight, bias, out_channels, taps, packed);
     /* the values past the last plane that the last blocks read */
     memset(padded + planes * plane, 0, (size_t)(QB + kernel_w + 16) * sizeof(float));
-    BN_PARALLEL_RANGES(planes, plane, lo, hi,
-                       pad_planes(x, height, width, pad_h, pad_w, lo, hi, padded))
+    if (transposed)
+        BN_PARALLEL_RANGES(planes, plane, lo, hi,
+                           pad_planes_transposed(x, height, width, pad_h, pad_w, lo, hi,
+                                                 padded))
+    else
+        BN_PARALLEL_RANGES(planes, plane, lo, hi,
+                           pad_planes(x, height, width, pad_h, pad_w, lo, hi, padded))
     BN_PARALLEL_RANGES(batch * job.blocks_per_sample, QB * out_channels * taps, lo, hi,
                        run_items(&job, lo, hi, y))
 }
