@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Every convolution of an Inception network: bnkernels' Conv2d against
-PyTorch's conv2d, layer by layer, one thread.
+PyTorch's conv2d, layer by layer, one thread unless told.
 
     python benchmarks/conv_layers.py [--nets inception_v3 googlenet bn_inception]
                                      [--batch 4] [--modes infer train] [--rounds 5]
-                                     [--top 12] [--gemm-dw]
+                                     [--top 12] [--gemm-dw] [--threads 1]
 
 The layers are those the network's eval forward calls (one of each shape,
 with how often it occurs), on random float32 input of the shape it gets
@@ -16,7 +16,9 @@ time is its median over rounds. One thread on both sides (bnkernels, NumPy's
 BLAS through threadpoolctl, torch). Printed: each network's total (each
 layer's time times its count) on both sides, their ratio (torch /
 bnkernels, above 1: bnkernels is faster), and the --top layers that lose the
-most time to torch, with each side's GMAC/s. ``--gemm-dw`` turns off the
+most time to torch, with each side's GMAC/s. ``--threads N`` gives both
+sides N threads (bnkernels' kernels and the BLAS count its products split
+over, torch's intra-op pool). ``--gemm-dw`` turns off the
 direct weight gradient (dL/dW by im2col + GEMM on every layer), for a
 side-by-side run of the two.
 
@@ -103,6 +105,7 @@ def main(argv=None):
                         default=["infer", "train"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gemm-dw", action="store_true",
                         help="dL/dW by im2col + GEMM everywhere (no direct weight gradient)")
     args = parser.parse_args(argv)
@@ -110,9 +113,9 @@ def main(argv=None):
         layers._DIRECT_DW_MAX_TAPS = 0
     import torch
     from threadpoolctl import threadpool_limits
-    torch.set_num_threads(1)
-    bnkernels.set_num_threads(1)
-    with threadpool_limits(limits=1, user_api="blas"):
+    torch.set_num_threads(args.threads)
+    bnkernels.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads, user_api="blas"):
         for net in args.nets:
             convs = network_convs(net, args.batch)
             for mode in args.modes:
@@ -124,7 +127,8 @@ def main(argv=None):
                                  macs))
                 total_ours = sum(r[0] * r[6] for r in rows)
                 total_theirs = sum(r[0] * r[7] for r in rows)
-                print(f"\n{net}, batch {args.batch}, {mode}: {len(rows)} distinct layers, "
+                print(f"\n{net}, batch {args.batch}, {mode}, {args.threads} thread(s): "
+                      f"{len(rows)} distinct layers, "
                       f"bnkernels {total_ours:.3f} s, torch {total_theirs:.3f} s, "
                       f"torch / bnkernels {total_theirs / total_ours:.2f}")
                 print("| input | out | kernel | stride | padding | count | bnkernels ms | "
