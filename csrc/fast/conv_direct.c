@@ -21,7 +21,8 @@
  * on to the next group: a sum
  * stored and loaded again keeps its float32 value, so each output is still
  * one chain in (c, i, j) order. Threads take ranges of (sample, position
- * block) items: each output is the same chain whichever thread computes it.
+ * block, group) items, the groups of a layer of equal size: each output is
+ * the same chain whichever thread computes it.
  * A sample's last block computes only the vectors of 16 positions it has.
  *
  * A kernel with one side 1 runs on the grid of x transposed where that grid
@@ -66,13 +67,13 @@ int64_t bn_conv_direct_work_f32(int64_t batch, int64_t channels, int64_t height,
 
 int bn_conv_direct_available(void) { return BN_WIDE8() ? 1 : 0; }
 
-/* Block b of RO output channels: its biases (RO values, 0 past the last
- * channel), then for each tap (c, i, j) in order its RO weights. */
+/* Blocks [lo, hi) of RO output channels, each: its biases (RO values, 0
+ * past the last channel), then for each tap (c, i, j) in order its RO
+ * weights. */
 static void pack_weights(const float *weight, const float *bias, int64_t out_channels,
-                         int64_t taps, float *packed)
+                         int64_t taps, int64_t lo, int64_t hi, float *packed)
 {
-    const int64_t blocks = (out_channels + RO - 1) / RO;
-    for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t b = lo; b < hi; ++b) {
         float *p = packed + b * RO * (taps + 1);
         for (int64_t r = 0; r < RO; ++r) {
             const int64_t o = b * RO + r;
@@ -198,6 +199,7 @@ typedef struct {
     const float *padded, *packed;
     int64_t channels, out_channels, hp, wp, kernel_h, kernel_w, out_h, out_w;
     int64_t positions, blocks_per_sample, channel_block, y_row, y_col;
+    int64_t groups, group_blocks;   /* output blocks in groups of group_blocks */
 } Job;
 
 /* sums[r * QB + k] of positions [q0, q1) to their places in y's planes
@@ -225,9 +227,9 @@ static void scatter(const Job *job, const float *sums, int64_t rows, int64_t q0,
         }
 }
 
-/* items [lo, hi): item = n * blocks_per_sample + position block. For each,
- * groups of output channel blocks; within a group, channel blocks of x
- * (which then stay in L1) outside, the group's output blocks inside. */
+/* items [lo, hi): item = (n * blocks_per_sample + position block) * groups
+ * + group of output channel blocks. For each, channel blocks of x (which
+ * then stay in L1) outside, the group's output blocks inside. */
 TARGET static void run_items(const Job *job, int64_t lo, int64_t hi, float *y)
 {
     float sums[GROUP * RO * QB];
@@ -237,29 +239,30 @@ TARGET static void run_items(const Job *job, int64_t lo, int64_t hi, float *y)
     const int64_t block_floats = RO * (job->channels * taps + 1);
     const int64_t out_plane = job->out_h * job->out_w;
     for (int64_t item = lo; item < hi; ++item) {
-        const int64_t n = item / job->blocks_per_sample;
-        const int64_t q0 = (item % job->blocks_per_sample) * QB;
+        const int64_t sample_block = item / job->groups;
+        const int64_t n = sample_block / job->blocks_per_sample;
+        const int64_t q0 = (sample_block % job->blocks_per_sample) * QB;
         const int64_t q1 = q0 + QB < job->positions ? q0 + QB : job->positions;
         const float *x = job->padded + n * job->channels * plane + q0;
-        for (int64_t g0 = 0; g0 < out_blocks; g0 += GROUP) {
-            const int64_t g1 = g0 + GROUP < out_blocks ? g0 + GROUP : out_blocks;
-            for (int64_t c0 = 0; c0 < job->channels; c0 += job->channel_block) {
-                const int64_t cs = job->channels - c0 < job->channel_block
-                                       ? job->channels - c0 : job->channel_block;
-                for (int64_t b = g0; b < g1; ++b) {
-                    const float *packed = job->packed + b * block_floats;
-                    block_sums(x + c0 * plane, plane, cs, job->wp, job->kernel_h,
-                               job->kernel_w, c0 == 0 ? packed : NULL,
-                               packed + RO * (1 + c0 * taps), sums + (b - g0) * RO * QB,
-                               (int)((q1 - q0 + 15) / 16));
-                }
-            }
+        const int64_t g0 = item % job->groups * job->group_blocks;
+        const int64_t g1 = g0 + job->group_blocks < out_blocks ? g0 + job->group_blocks
+                                                               : out_blocks;
+        for (int64_t c0 = 0; c0 < job->channels; c0 += job->channel_block) {
+            const int64_t cs = job->channels - c0 < job->channel_block
+                                   ? job->channels - c0 : job->channel_block;
             for (int64_t b = g0; b < g1; ++b) {
-                const int64_t o0 = b * RO;
-                const int64_t rows = job->out_channels - o0 < RO ? job->out_channels - o0 : RO;
-                scatter(job, sums + (b - g0) * RO * QB, rows, q0, q1,
-                        y + (n * job->out_channels + o0) * out_plane);
+                const float *packed = job->packed + b * block_floats;
+                block_sums(x + c0 * plane, plane, cs, job->wp, job->kernel_h,
+                           job->kernel_w, c0 == 0 ? packed : NULL,
+                           packed + RO * (1 + c0 * taps), sums + (b - g0) * RO * QB,
+                           (int)((q1 - q0 + 15) / 16));
             }
+        }
+        for (int64_t b = g0; b < g1; ++b) {
+            const int64_t o0 = b * RO;
+            const int64_t rows = job->out_channels - o0 < RO ? job->out_channels - o0 : RO;
+            scatter(job, sums + (b - g0) * RO * QB, rows, q0, q1,
+                    y + (n * job->out_channels + o0) * out_plane);
         }
     }
 }
@@ -305,6 +308,11 @@ void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
     job.y_col = transposed ? job.out_h : 1;
     job.positions = (job.out_h - 1) * job.wp + job.out_w;
     job.blocks_per_sample = (job.positions + QB - 1) / QB;
+    {
+        const int64_t out_blocks = (out_channels + RO - 1) / RO;
+        job.groups = (out_blocks + GROUP - 1) / GROUP;
+        job.group_blocks = job.groups ? (out_blocks + job.groups - 1) / job.groups : 0;
+    }
     /* the bytes of one channel that a position block reads, QB + (kh - 1) *
      * wp + kw - 1 values: all channels at once where they fit in L1 */
     const int64_t span =
@@ -319,7 +327,8 @@ void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
     job.padded = padded;
     if (batch == 0 || channels == 0 || out_channels == 0)
         return;
-    pack_weights(weight, bias, out_channels, taps, packed);
+    BN_PARALLEL_RANGES((out_channels + RO - 1) / RO, RO * (taps + 1), lo, hi,
+                       pack_weights(weight, bias, out_channels, taps, lo, hi, packed))
     /* the values past the last plane that the last blocks read */
     memset(padded + planes * plane, 0, (size_t)(QB + kernel_w + 16) * sizeof(float));
     if (transposed)
@@ -329,8 +338,8 @@ void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
     else
         BN_PARALLEL_RANGES(planes, plane, lo, hi,
                            pad_planes(x, height, width, pad_h, pad_w, lo, hi, padded))
-    BN_PARALLEL_RANGES(batch * job.blocks_per_sample, QB * out_channels * taps, lo, hi,
-                       run_items(&job, lo, hi, y))
+    BN_PARALLEL_RANGES(batch * job.blocks_per_sample * job.groups,
+                       QB * job.group_blocks * RO * taps, lo, hi, run_items(&job, lo, hi, y))
 }
 
 /* ------------------------------------------------------------------------
@@ -374,24 +383,27 @@ typedef struct {
     float *grad_weight;
 } DwJob;
 
-/* Positions per chunk (VC vectors): a chunk's RO rows of dy (8 KB) stay in
- * L1 while every channel of an item's block and every tap group reads them.
+/* Positions per chunk (VC vectors, or whole samples of fewer): a chunk's RO
+ * rows of dy (16 KB) stay in L1 while every channel of an item's block and
+ * every tap group reads them.
  * The lane sums of an item's channels and taps (DW_SUMS floats, 24 KB, on
  * the thread's stack) hold one channel of up to BN_CONV_DIRECT_DW_MAX_TAPS
  * taps at least. */
-enum { VC = 16, DW_SUMS = (BN_CONV_DIRECT_DW_MAX_TAPS + TG - 1) / TG * RO * TG * 16 };
+enum { VC = 32, DW_SUMS = (BN_CONV_DIRECT_DW_MAX_TAPS + TG - 1) / TG * RO * TG * 16 };
 
 /* one tap group's RO x g sums (sums[(r * TG + k) * 16]), continued over
- * vectors [v0, v1) of one sample's chunk: x at its channel's plane, d at
- * the block's first dy row */
+ * vectors [v0, v1) of samples n0, n0 + 1, ... (samples of them, in order):
+ * x at sample n0's plane of the channel, d at its block's first dy row */
 TARGET static inline __attribute__((always_inline)) void dw_group(
     const DwJob *job, const float *x, const float *d, const int64_t *off, int g,
-    int64_t v0, int64_t v1, float *sums)
+    int64_t samples, int64_t v0, int64_t v1, float *sums)
 {
     __m512 acc[RO][TG];
     for (int r = 0; r < RO; ++r)
         for (int k = 0; k < g; ++k)
             acc[r][k] = _mm512_loadu_ps(sums + (r * TG + k) * 16);
+    const int64_t x_step = job->channels * job->plane, d_step = job->o8 * job->dq;
+    for (int64_t n = 0; n < samples; ++n, x += x_step, d += d_step)
     for (int64_t v = v0; v < v1; ++v) {
         const __mmask16 m = job->masks[v];
         __m512 xv[TG];
@@ -423,13 +435,24 @@ TARGET static void dw_items(const DwJob *job, int64_t lo, int64_t hi)
     const int64_t groups = (taps + TG - 1) / TG;
     const int64_t blocks = (job->channels + job->channel_block - 1) / job->channel_block;
     const int64_t vectors = job->dq / 16;
+    /* samples per chunk: one, or as many whole samples as VC vectors hold */
+    const int64_t samples = vectors < VC ? VC / vectors : 1;
+    /* each tap group's offsets i * wp + j in the padded plane (a group short
+     * of TG taps repeats its last) */
+    int64_t offsets[(BN_CONV_DIRECT_DW_MAX_TAPS + TG - 1) / TG][TG];
+    for (int64_t gi = 0; gi < groups; ++gi)
+        for (int k = 0; k < TG; ++k) {
+            const int64_t t = gi * TG + k < taps ? gi * TG + k : taps - 1;
+            offsets[gi][k] = t / job->kernel_w * job->wp + t % job->kernel_w;
+        }
     for (int64_t item = lo; item < hi; ++item) {
         const int64_t b = item / blocks;
         const int64_t c0 = item % blocks * job->channel_block;
         const int64_t cs = job->channels - c0 < job->channel_block
                                ? job->channels - c0 : job->channel_block;
         memset(sums, 0, (size_t)(cs * groups * RO * TG * 16) * sizeof(float));
-        for (int64_t n = 0; n < job->batch; ++n) {
+        for (int64_t n = 0; n < job->batch; n += samples) {
+            const int64_t ns = job->batch - n < samples ? job->batch - n : samples;
             const float *d = job->dyp + (n * job->o8 + b * RO) * job->dq;
             for (int64_t v0 = 0; v0 < vectors; v0 += VC) {
                 const int64_t v1 = v0 + VC < vectors ? v0 + VC : vectors;
@@ -437,18 +460,14 @@ TARGET static void dw_items(const DwJob *job, int64_t lo, int64_t hi)
                     const float *x = job->xp + (n * job->channels + c0 + c) * job->plane;
                     for (int64_t gi = 0; gi < groups; ++gi) {
                         float *s = sums + (c * groups + gi) * RO * TG * 16;
-                        int64_t off[TG];
-                        for (int k = 0; k < TG; ++k) {
-                            const int64_t t = gi * TG + k < taps ? gi * TG + k : taps - 1;
-                            off[k] = t / job->kernel_w * job->wp + t % job->kernel_w;
-                        }
+                        const int64_t *off = offsets[gi];
                         const int g = taps - gi * TG < TG ? (int)(taps - gi * TG) : TG;
                         if (g == TG)
-                            dw_group(job, x, d, off, TG, v0, v1, s);
+                            dw_group(job, x, d, off, TG, ns, v0, v1, s);
                         else if (g == 2)
-                            dw_group(job, x, d, off, 2, v0, v1, s);
+                            dw_group(job, x, d, off, 2, ns, v0, v1, s);
                         else
-                            dw_group(job, x, d, off, 1, v0, v1, s);
+                            dw_group(job, x, d, off, 1, ns, v0, v1, s);
                     }
                 }
             }
