@@ -23,8 +23,10 @@
  * OS has not yet run leaves its share to those that run; the team's start
  * and end times and its work go to bn_team_done, which turns later calls of
  * up to comparable work serial for a while when a thread was kept off its
- * core (see threads.c). Without OpenMP,
- * CALL runs once over all items. */
+ * core (see threads.c). BN_PARALLEL_ITEMS is the same with a range per
+ * item, for kernels whose every item is long (a convolution's block of
+ * outputs): a thread that finishes early then waits at most one item.
+ * Without OpenMP, CALL runs once over all items. */
 #define BN_MIN_WORK_PER_THREAD 65536
 #define BN_CHUNKS_PER_THREAD 4
 int bn_threads_for(int64_t items, int64_t work_per_item);
@@ -35,6 +37,11 @@ void bn_team_done(int64_t work, int64_t start_ns, int64_t late_ns,
 #ifdef _OPENMP
 #include <omp.h>
 #define BN_PARALLEL_RANGES(items, work_per_item, lo, hi, CALL)                 \
+    BN_PARALLEL_CHUNKS(items, work_per_item, BN_CHUNKS_PER_THREAD, lo, hi, CALL)
+#define BN_PARALLEL_ITEMS(items, work_per_item, lo, hi, CALL)                  \
+    BN_PARALLEL_CHUNKS(items, work_per_item, INT64_MAX, lo, hi, CALL)
+/* at most per_thread ranges per thread, and at most one per item */
+#define BN_PARALLEL_CHUNKS(items, work_per_item, per_thread, lo, hi, CALL)     \
     {                                                                          \
         const int64_t items_ = (items);                                        \
         const int64_t per_item_ = (work_per_item);                             \
@@ -43,9 +50,9 @@ void bn_team_done(int64_t work, int64_t start_ns, int64_t late_ns,
             const int64_t lo = 0, hi = items_;                                 \
             CALL;                                                              \
         } else {                                                               \
-            const int64_t chunks_ =                                            \
-                items_ < (int64_t)threads_ * BN_CHUNKS_PER_THREAD              \
-                    ? items_ : (int64_t)threads_ * BN_CHUNKS_PER_THREAD;       \
+            const int64_t per_thread_ = (per_thread);                          \
+            const int64_t chunks_ = items_ / threads_ < per_thread_            \
+                                        ? items_ : threads_ * per_thread_;     \
             const int64_t start_ = bn_now_ns();                                \
             int64_t late_ = 0, first_end_ = INT64_MAX, last_end_ = 0;          \
             _Pragma("omp parallel num_threads(threads_) reduction(max: late_, last_end_) reduction(min: first_end_)") \
@@ -71,6 +78,7 @@ void bn_team_done(int64_t work, int64_t start_ns, int64_t late_ns,
         (void)(work_per_item);                                                 \
         CALL;                                                                  \
     }
+#define BN_PARALLEL_ITEMS BN_PARALLEL_RANGES
 #endif
 
 #endif

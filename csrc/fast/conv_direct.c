@@ -338,7 +338,7 @@ void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
     else
         BN_PARALLEL_RANGES(planes, plane, lo, hi,
                            pad_planes(x, height, width, pad_h, pad_w, lo, hi, padded))
-    BN_PARALLEL_RANGES(batch * job.blocks_per_sample * job.groups,
+    BN_PARALLEL_ITEMS(batch * job.blocks_per_sample * job.groups,
                        QB * job.group_blocks * RO * taps, lo, hi, run_items(&job, lo, hi, y))
 }
 
@@ -553,7 +553,7 @@ void bn_conv_direct_dw_f32(const float *x, int64_t batch, int64_t channels,
         masks[v] = m;
     }
     const int64_t blocks = (channels + job.channel_block - 1) / job.channel_block;
-    BN_PARALLEL_RANGES(o8 / RO * blocks,
+    BN_PARALLEL_ITEMS(o8 / RO * blocks,
                        batch * dq * RO * kernel_h * kernel_w * job.channel_block, lo, hi,
                        dw_items(&job, lo, hi))
 }
