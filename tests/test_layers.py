@@ -1085,9 +1085,9 @@ def test_conv2d_runs_blas_on_one_thread_and_splits_on_the_kernels_threads(
 
 
 def test_split_products_equal_the_whole_products(blas):
-    """Conv2d's products split in (sample, column range) pieces over two
-    threads give a float64 NumPy reference's values on every path (per
-    sample, 1x1, whole batch; forward, dW, dx)."""
+    """Conv2d's products split in (sample, column range, row range) pieces
+    over two threads give a float64 NumPy reference's values on every path
+    (per sample, 1x1, whole batch; forward, dW, dx)."""
     import bnkernels
     from bnkernels.nn import _blas
     bnkernels.set_num_threads(2)
@@ -1104,11 +1104,19 @@ def test_split_products_equal_the_whole_products(blas):
             results.append((y, dx, conv.grad_weight.copy(), conv.grad_bias.copy()))
         for one, two in zip(*results):
             np.testing.assert_allclose(two, one, rtol=1e-12, atol=1e-12)
-    pieces = np.random.default_rng(0).standard_normal((3, 5, 700))
-    a = np.random.default_rng(1).standard_normal((4, 5))
-    out = np.full((3, 4, 700), np.nan)
     from bnkernels.nn.layers import _split_matmul
-    np.testing.assert_allclose(_split_matmul(a, pieces, out, 2), a @ pieces, rtol=1e-13)
+    # by samples and columns; by columns and rows of a (one sample of 200
+    # columns, a transposed weight as the whole-batch dL/dx has): every
+    # value written (out starts as NaN), each the float64 product's
+    for a_shape, b_shape, transposed in [((4, 5), (3, 5, 700), False),
+                                         ((150, 9), (1, 9, 200), True)]:
+        rng = np.random.default_rng(0)
+        pieces = rng.standard_normal(b_shape)
+        a = rng.standard_normal(a_shape[::-1]).T if transposed else rng.standard_normal(a_shape)
+        out = np.full((b_shape[0], a_shape[0], b_shape[2]), np.nan)
+        want = np.einsum("mk,nkp->nmp", a, pieces)
+        np.testing.assert_allclose(_split_matmul(a, pieces, out, 2), want, rtol=1e-12,
+                                   atol=1e-12)
 
 
 def test_linear_splits_its_products_by_rows(blas):

@@ -315,27 +315,40 @@ _DIRECT_AVAILABLE = bool(_kernels._conv2d_direct_available())
 _DIRECT_DW_MAX_TAPS = int(_kernels._conv2d_direct_dw_max_taps())
 
 
-# a split product's pieces per thread, and the fewest columns of a piece
+# a split product's pieces per thread, and the fewest columns and rows of a
+# piece
 _PIECES_PER_THREAD = 4
 _MIN_PIECE_COLUMNS = 64
+_MIN_PIECE_ROWS = 32
+
+
+def _bounds(size, count):
+    return [size * j // count for j in range(count + 1)]
 
 
 def _split_matmul(a, b, out, threads):
     """out[i] = a @ b[i] for b (N, K, P) and out (N, M, P), in pieces of a
-    sample's column range over `threads` threads (bnkernels.nn._blas.run_shared);
-    one product on one thread. A piece's columns are those of the whole
-    product: each is one BLAS product's column."""
+    sample's column range and, where samples and columns give too few
+    pieces (the whole-batch products: one sample of a few hundred columns),
+    row range of a, over `threads` threads (bnkernels.nn._blas.run_shared);
+    one product on one thread. A piece's values are those of the whole
+    product's rows and columns, each one BLAS product's."""
     n, _, p = b.shape
-    if threads <= 1 or n * p == 0:
+    m = a.shape[0]
+    if threads <= 1 or n * p * m == 0:
         np.matmul(a, b, out=out)
         return out
-    per = min(max(1, -(-_PIECES_PER_THREAD * threads // n)), max(1, p // _MIN_PIECE_COLUMNS))
-    bounds = [p * j // per for j in range(per + 1)]
+    want = _PIECES_PER_THREAD * threads
+    per = min(max(1, -(-want // n)), max(1, p // _MIN_PIECE_COLUMNS))
+    row_count = min(max(1, -(-want // (n * per))), max(1, m // _MIN_PIECE_ROWS))
+    columns, rows = _bounds(p, per), _bounds(m, row_count)
 
     def piece(t):
-        i, j = divmod(t, per)
-        np.matmul(a, b[i, :, bounds[j]:bounds[j + 1]], out=out[i, :, bounds[j]:bounds[j + 1]])
-    _blas.run_shared(n * per, piece, threads)
+        i, rest = divmod(t, per * row_count)
+        r, j = divmod(rest, per)
+        c0, c1, r0, r1 = columns[j], columns[j + 1], rows[r], rows[r + 1]
+        np.matmul(a[r0:r1], b[i, :, c0:c1], out=out[i, r0:r1, c0:c1])
+    _blas.run_shared(n * per * row_count, piece, threads)
     return out
 
 
