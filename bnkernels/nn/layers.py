@@ -317,7 +317,7 @@ _DIRECT_DW_MAX_TAPS = int(_kernels._conv2d_direct_dw_max_taps())
 
 # a split product's pieces per thread, and the fewest columns and rows of a
 # piece
-_PIECES_PER_THREAD = 4
+_PIECES_PER_THREAD = 2
 _MIN_PIECE_COLUMNS = 64
 _MIN_PIECE_ROWS = 32
 
@@ -577,19 +577,7 @@ class Conv2d(_WeightBias):
         k = cols.shape[1]
         if self.bias is not None:
             self.grad_bias += dy.sum(axis=(0, 2))
-        # dW = sum_n dy[n] @ cols[n].T, taken transposed, by ranges of the
-        # columns' rows (dW's columns)
-        grad_weight = self.grad_weight.reshape(o, k)
-        step = max(1, _GEMM_CHUNK_VALUES // (o * k))
-
-        def rows(lo_hi):
-            lo, hi = lo_hi
-            for start in range(0, n, step):
-                chunk = slice(start, start + step)
-                grad_weight[:, lo:hi] += np.matmul(
-                    cols[chunk, lo:hi], dy[chunk].transpose(0, 2, 1)).sum(axis=0).T
-        ranges = _row_ranges(k, self._threads)
-        _blas.run_shared(len(ranges), lambda t: rows(ranges[t]), self._threads)
+        self._add_grad_weight(cols, dy)
         if self._pointwise:
             dx = np.empty((n, k, dy.shape[2]), self.dtype)
             return _split_matmul(self.weight.reshape(o, k).T, dy, dx,
@@ -602,6 +590,40 @@ class Conv2d(_WeightBias):
         dcols = _split_matmul(self.weight.reshape(o, k).T, dy, cols, self._threads)
         self._saved = (x, None)
         return self.kernels.col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
+
+    def _add_grad_weight(self, cols, dy):
+        """grad_weight += sum over n of dy[n] @ cols[n].T, for cols (N, K, P)
+        and dy (N, O, P). One thread: the products of a chunk of samples in
+        one batched matmul, summed. More threads and samples: a piece per
+        sample, each one whole product (pieces by ranges of K would each
+        read all of dy again, and scaled poorly), summed after; the sums'
+        order, and so the last bits, differ from one thread's. One sample:
+        pieces by ranges of K."""
+        n, k = cols.shape[:2]
+        o = dy.shape[1]
+        grad_weight = self.grad_weight.reshape(o, k)
+        threads = self._threads
+        step = max(1, _GEMM_CHUNK_VALUES // (o * k))
+        if threads > 1 and n > 1:
+            step = max(step, threads)
+            products = np.empty((min(step, n), o, k), self.dtype)
+            for start in range(0, n, step):
+                count = min(step, n - start)
+
+                def sample(i, start=start):
+                    np.matmul(dy[start + i], cols[start + i].T, out=products[i])
+                _blas.run_shared(count, sample, threads)
+                grad_weight += products[:count].sum(axis=0)
+            return
+
+        def rows(lo_hi):   # taken transposed, by ranges of the columns' rows
+            lo, hi = lo_hi
+            for start in range(0, n, step):
+                chunk = slice(start, start + step)
+                grad_weight[:, lo:hi] += np.matmul(
+                    cols[chunk, lo:hi], dy[chunk].transpose(0, 2, 1)).sum(axis=0).T
+        ranges = _row_ranges(k, threads)
+        _blas.run_shared(len(ranges), lambda t: rows(ranges[t]), threads)
 
     def _direct_dx(self, output_shape):
         """Whether dL/dx is the direct convolution of dy with the flipped,
