@@ -1119,6 +1119,29 @@ def test_split_products_equal_the_whole_products(blas):
                                    atol=1e-12)
 
 
+def test_conv2d_dw_by_samples_in_chunks_is_the_float64_sum(blas, monkeypatch):
+    """On two threads the GEMM path's dL/dW is a product per sample, in
+    chunks of samples when their products are large (here 2 per chunk for
+    5 samples): the float64 sum over the batch, once per backward."""
+    import bnkernels
+    from bnkernels.nn import _blas, layers
+    bnkernels.set_num_threads(2)
+    if _blas.kernel_threads() != 2:
+        pytest.skip("the kernels are backing off to one thread (a busy machine)")
+    conv = Conv2d(4, 6, 3, padding=1, dtype=np.float64, rng=0)
+    monkeypatch.setattr(layers, "_GEMM_CHUNK_VALUES", 2 * 6 * 4 * 9)
+    x = rand((5, 4, 12, 12), 1)
+    dy = rand((5, 6, 12, 12), 2)
+    conv.forward(x)
+    conv.backward(dy)
+    conv.forward(x)
+    conv.backward(dy)
+    windows = np.lib.stride_tricks.sliding_window_view(
+        np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), (3, 3), axis=(2, 3))
+    want = np.einsum("nohw,nchwij->ocij", dy, windows)
+    np.testing.assert_allclose(conv.grad_weight, 2 * want, rtol=1e-12, atol=1e-12)
+
+
 def test_linear_splits_its_products_by_rows(blas):
     """Linear's products split by rows of x, dy and the weight over two
     threads: the float64 products' values, and the BLAS on one thread
@@ -1146,7 +1169,8 @@ def test_linear_splits_its_products_by_rows(blas):
     np.testing.assert_allclose(y, x @ linear.weight.T + linear.bias, rtol=1e-13)
     np.testing.assert_allclose(dx, dy @ linear.weight, rtol=1e-13)
     np.testing.assert_allclose(linear.grad_weight, dy.T @ x, rtol=1e-13)
-    assert split == [(8, 2)] * 3 and set(seen) == {1}
+    from bnkernels.nn.layers import _PIECES_PER_THREAD
+    assert split == [(2 * _PIECES_PER_THREAD, 2)] * 3 and set(seen) == {1}
 
 
 def test_run_shared_runs_each_piece_once_and_raises_the_first_error():
