@@ -1093,7 +1093,8 @@ def test_split_products_equal_the_whole_products(blas):
     bnkernels.set_num_threads(2)
     if _blas.kernel_threads() != 2:
         pytest.skip("the kernels are backing off to one thread (a busy machine)")
-    for kernel, shape in [(3, (3, 4, 20, 20)), (1, (3, 4, 20, 20)), (3, (5, 4, 6, 6))]:
+    for kernel, shape in [(3, (3, 4, 20, 20)), (1, (3, 4, 20, 20)), (1, (1, 4, 20, 20)),
+                          (3, (5, 4, 6, 6))]:
         results = []
         for threads in (1, 2):
             bnkernels.set_num_threads(threads)

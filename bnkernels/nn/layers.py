@@ -31,6 +31,7 @@ raises drops the module's saved forward (its backward then raises until the
 next forward). ``load_state_dict`` checks every entry before it writes one.
 """
 from collections.abc import Sequence
+import functools
 import math
 import numbers
 import sys
@@ -334,10 +335,19 @@ def _split_matmul(a, b, out, threads):
     one product on one thread. A piece's values are those of the whole
     product's rows and columns, each one BLAS product's."""
     n, _, p = b.shape
-    m = a.shape[0]
-    if threads <= 1 or n * p * m == 0:
+    if threads <= 1 or n * p * a.shape[0] == 0:
         np.matmul(a, b, out=out)
         return out
+    pieces = _matmul_pieces(a, b, out, threads)
+    _blas.run_shared(len(pieces), lambda t: pieces[t](), threads)
+    return out
+
+
+def _matmul_pieces(a, b, out, threads):
+    """_split_matmul's pieces, each a function of no arguments (for callers
+    that run them in one job with other pieces)."""
+    n, _, p = b.shape
+    m = a.shape[0]
     want = _PIECES_PER_THREAD * threads
     per = min(max(1, -(-want // n)), max(1, p // _MIN_PIECE_COLUMNS))
     row_count = min(max(1, -(-want // (n * per))), max(1, m // _MIN_PIECE_ROWS))
@@ -348,8 +358,7 @@ def _split_matmul(a, b, out, threads):
         r, j = divmod(rest, per)
         c0, c1, r0, r1 = columns[j], columns[j + 1], rows[r], rows[r + 1]
         np.matmul(a[r0:r1], b[i, :, c0:c1], out=out[i, r0:r1, c0:c1])
-    _blas.run_shared(n * per * row_count, piece, threads)
-    return out
+    return [functools.partial(piece, t) for t in range(n * per * row_count)]
 
 
 def _row_ranges(rows, threads):
@@ -577,11 +586,18 @@ class Conv2d(_WeightBias):
         k = cols.shape[1]
         if self.bias is not None:
             self.grad_bias += dy.sum(axis=(0, 2))
-        self._add_grad_weight(cols, dy)
         if self._pointwise:
+            # dL/dx's pieces run in one job with dL/dW's (cols is x itself)
             dx = np.empty((n, k, dy.shape[2]), self.dtype)
-            return _split_matmul(self.weight.reshape(o, k).T, dy, dx,
-                                 self._threads).reshape(x.shape)
+            weight_t = self.weight.reshape(o, k).T
+            if self._threads > 1 and n * dy.shape[2] > 0:
+                self._add_grad_weight(cols, dy, _matmul_pieces(weight_t, dy, dx,
+                                                               self._threads))
+            else:
+                self._add_grad_weight(cols, dy)
+                np.matmul(weight_t, dy, out=dx)
+            return dx.reshape(x.shape)
+        self._add_grad_weight(cols, dy)
         if self._direct_dx(shape):
             return self._direct_conv(dy.reshape(shape), self._flipped_weight(),
                                      self._dx_padding())
@@ -591,28 +607,33 @@ class Conv2d(_WeightBias):
         self._saved = (x, None)
         return self.kernels.col2im(dcols, x.shape, self.kernel_size, self.stride, self.padding)
 
-    def _add_grad_weight(self, cols, dy):
+    def _add_grad_weight(self, cols, dy, also=()):
         """grad_weight += sum over n of dy[n] @ cols[n].T, for cols (N, K, P)
         and dy (N, O, P). One thread: the products of a chunk of samples in
         one batched matmul, summed. More threads and samples: a piece per
         sample, each one whole product (pieces by ranges of K would each
         read all of dy again, and scaled poorly), summed after; the sums'
         order, and so the last bits, differ from one thread's. One sample:
-        pieces by ranges of K."""
+        pieces by ranges of K. `also`: other pieces (functions of no
+        arguments, writing elsewhere) run in the first job."""
         n, k = cols.shape[:2]
         o = dy.shape[1]
         grad_weight = self.grad_weight.reshape(o, k)
         threads = self._threads
         step = max(1, _GEMM_CHUNK_VALUES // (o * k))
+        extra = list(also)
         if threads > 1 and n > 1:
             step = max(step, threads)
             products = np.empty((min(step, n), o, k), self.dtype)
             for start in range(0, n, step):
                 count = min(step, n - start)
 
-                def sample(i, start=start):
-                    np.matmul(dy[start + i], cols[start + i].T, out=products[i])
-                _blas.run_shared(count, sample, threads)
+                def sample(i, start=start, count=count):
+                    if i < count:
+                        np.matmul(dy[start + i], cols[start + i].T, out=products[i])
+                    else:
+                        extra[i - count]()
+                _blas.run_shared(count + (len(extra) if start == 0 else 0), sample, threads)
                 grad_weight += products[:count].sum(axis=0)
             return
 
@@ -624,6 +645,7 @@ class Conv2d(_WeightBias):
                     cols[chunk, lo:hi], dy[chunk].transpose(0, 2, 1)).sum(axis=0).T
         ranges = _row_ranges(k, threads)
         _blas.run_shared(len(ranges), lambda t: rows(ranges[t]), threads)
+        _blas.run_shared(len(extra), lambda t: extra[t](), threads)
 
     def _direct_dx(self, output_shape):
         """Whether dL/dx is the direct convolution of dy with the flipped,
