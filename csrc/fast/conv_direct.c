@@ -20,10 +20,10 @@
  * block's values of x fit in L1, else in blocks of CHUNK_BYTES), then goes
  * on to the next group: a sum
  * stored and loaded again keeps its float32 value, so each output is still
- * one chain in (c, i, j) order. Threads take ranges of (sample, position
- * block, group) items, the groups of a layer of equal size: each output is
- * the same chain whichever thread computes it.
- * A sample's last block computes only the vectors of 16 positions it has.
+ * one chain in (c, i, j) order. Threads take (sample, position block,
+ * group) items one at a time, the groups of a layer of equal size: each
+ * output is the same chain whichever thread computes it. A sample's last
+ * block computes only the vectors of 16 positions it has.
  *
  * A kernel with one side 1 runs on the grid of x transposed where that grid
  * computes fewer positions (a 1xk kernel on a narrow map drops k - 1 of
@@ -403,20 +403,21 @@ TARGET static inline __attribute__((always_inline)) void dw_group(
         for (int k = 0; k < g; ++k)
             acc[r][k] = _mm512_loadu_ps(sums + (r * TG + k) * 16);
     const int64_t x_step = job->channels * job->plane, d_step = job->o8 * job->dq;
-    for (int64_t n = 0; n < samples; ++n, x += x_step, d += d_step)
-    for (int64_t v = v0; v < v1; ++v) {
-        const __mmask16 m = job->masks[v];
-        __m512 xv[TG];
-        for (int k = 0; k < g; ++k)
-            xv[k] = _mm512_loadu_ps(x + 16 * v + off[k]);
-        for (int r = 0; r < RO; ++r) {
-            __m512 dv = _mm512_loadu_ps(d + r * job->dq + 16 * v);
-            /* in a register: else GCC folds the load into each of the g
-             * multiply-adds, g loads of the same vector where one serves
-             * (docs/design/networks.md has the cost) */
-            __asm__("" : "+v"(dv));
+    for (int64_t n = 0; n < samples; ++n, x += x_step, d += d_step) {
+        for (int64_t v = v0; v < v1; ++v) {
+            const __mmask16 m = job->masks[v];
+            __m512 xv[TG];
             for (int k = 0; k < g; ++k)
-                acc[r][k] = _mm512_mask3_fmadd_ps(dv, xv[k], acc[r][k], m);
+                xv[k] = _mm512_loadu_ps(x + 16 * v + off[k]);
+            for (int r = 0; r < RO; ++r) {
+                __m512 dv = _mm512_loadu_ps(d + r * job->dq + 16 * v);
+                /* in a register: else GCC folds the load into each of the g
+                 * multiply-adds, g loads of the same vector where one serves
+                 * (docs/design/networks.md has the cost) */
+                __asm__("" : "+v"(dv));
+                for (int k = 0; k < g; ++k)
+                    acc[r][k] = _mm512_mask3_fmadd_ps(dv, xv[k], acc[r][k], m);
+            }
         }
     }
     for (int r = 0; r < RO; ++r)
@@ -424,10 +425,11 @@ TARGET static inline __attribute__((always_inline)) void dw_group(
             _mm512_storeu_ps(sums + (r * TG + k) * 16, acc[r][k]);
 }
 
-/* items [lo, hi): item = b * channel blocks + channel block. Per sample and
- * chunk of positions, each channel and tap group of the block continues
- * its lane sums (kept in sums[]); at the end the lanes are added into dW.
- * Each lane's sum runs over (n, position) in order whatever the blocking. */
+/* items [lo, hi): item = b * channel blocks + channel block. Per chunk of
+ * positions (or of whole samples), each channel and tap group of the block
+ * continues its lane sums (kept in sums[]); at the end the lanes are added
+ * into dW. Each lane's sum runs over (n, position) in order whatever the
+ * blocking. */
 TARGET static void dw_items(const DwJob *job, int64_t lo, int64_t hi)
 {
     float sums[DW_SUMS];
