@@ -265,7 +265,9 @@ DW_SHAPES = [  # (n, c, h, w), o, (kh, kw), (ph, pw)
     ((3, 17, 9, 4), 13, (2, 3), (0, 2)),       # 6 taps: two whole groups
     ((2, 5, 20, 31), 9, (5, 5), (2, 2)),       # 25 taps: a group of 1 left
     ((2, 8, 17, 17), 19, (7, 1), (3, 0)),
-    ((2, 8, 17, 17), 16, (1, 7), (0, 3)),
+    ((2, 8, 17, 17), 16, (1, 7), (0, 3)),      # on the transposed grid
+    ((2, 6, 9, 13), 10, (1, 5), (1, 2)),       # transposed, rows of zeros
+    ((3, 4, 6, 9), 9, (1, 5), (0, 2)),         # transposed, samples per chunk
     ((1, 2, 1, 50), 8, (1, 2), (0, 1)),        # one row; a group of 2
     ((2, 3, 12, 12), 24, (3, 3), (0, 0)),
     ((1, 12, 40, 33), 7, (3, 3), (1, 1)),      # several chunks of positions
@@ -356,10 +358,12 @@ def test_direct_dw_names_the_bad_argument():
 
 
 def test_conv2d_keeps_the_gemm_dw_where_the_grid_wastes_positions():
-    """A 1x7 kernel on a 17-wide map computes 17 of every 23 grid positions:
-    its dL/dW stays im2col + GEMM; a 7x1 kernel takes the direct one."""
-    wide = layers.Conv2d(4, 8, (1, 7), padding=(0, 3), rng=0)
+    """A 3x7 kernel on a 17-wide map computes 17 of every 23 grid positions:
+    its dL/dW stays im2col + GEMM. A 7x1 kernel takes the direct one, and so
+    does a 1x7 kernel, on the transposed grid."""
+    wide = layers.Conv2d(4, 8, (3, 7), padding=(1, 3), rng=0)
     tall = layers.Conv2d(4, 8, (7, 1), padding=(3, 0), rng=0)
+    row = layers.Conv2d(4, 8, (1, 7), padding=(0, 3), rng=0)
     shape = (2, 8, 17, 17)
     assert wide._direct_dx(shape) and not wide._direct_dw(shape)
-    assert tall._direct_dw(shape)
+    assert tall._direct_dw(shape) and row._direct_dw(shape)

@@ -658,14 +658,19 @@ class Conv2d(_WeightBias):
         """Whether dL/dW (and dL/dx) are direct too (csrc/fast/conv_direct.h):
         where dL/dx is, the kernel has at most _conv2d_direct_dw_max_taps()
         taps, and at least 7 in 8 of the padded grid's positions are outputs
-        (the kernel computes the others and masks them out: a 1x7 kernel on
-        a 17-wide map, 17 of 23, runs slower than im2col + GEMM), and
-        grad_weight is a float32 C-contiguous array the kernel adds into."""
-        ow, kw = output_shape[3], self.kernel_size[1]
+        (the kernel computes the others and masks them out: a 3x7 kernel on
+        a 17-wide map, 17 of 23, runs slower than im2col + GEMM; a kernel
+        with one side 1 runs on the transposed grid where that is denser),
+        and grad_weight is a float32 C-contiguous array the kernel adds
+        into."""
+        (oh, ow), (kh, kw) = output_shape[2:], self.kernel_size
+
+        def dense(outputs, kernel):
+            return 8 * outputs >= 7 * (outputs + kernel - 1)
         grad = self.grad_weight
         return (self._direct_dx(output_shape)
-                and self.kernel_size[0] * kw <= _DIRECT_DW_MAX_TAPS
-                and 8 * ow >= 7 * (ow + kw - 1)
+                and kh * kw <= _DIRECT_DW_MAX_TAPS
+                and (dense(ow, kw) or (1 in (kh, kw) and dense(oh, kh)))
                 and isinstance(grad, np.ndarray) and grad.dtype == np.float32
                 and grad.flags.c_contiguous and grad.flags.writeable)
 

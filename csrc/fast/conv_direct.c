@@ -288,6 +288,27 @@ static int transpose_grid(int64_t height, int64_t width, int64_t kernel_h,
     return grid_vectors(wp, hp, kernel_w, kernel_h) < grid_vectors(hp, wp, kernel_h, kernel_w);
 }
 
+/* The grid a convolution runs on: x's, or x's transposed (transpose_grid),
+ * with its padded plane (hp x wp), kernel and outputs in grid order. */
+typedef struct {
+    int transposed;
+    int64_t hp, wp, kernel_h, kernel_w, out_h, out_w;
+} Grid;
+
+static Grid grid_of(int64_t height, int64_t width, int64_t kernel_h, int64_t kernel_w,
+                    int64_t pad_h, int64_t pad_w)
+{
+    Grid g;
+    g.transposed = transpose_grid(height, width, kernel_h, kernel_w, pad_h, pad_w);
+    g.hp = g.transposed ? width + 2 * pad_w : height + 2 * pad_h;
+    g.wp = g.transposed ? height + 2 * pad_h : width + 2 * pad_w;
+    g.kernel_h = g.transposed ? kernel_w : kernel_h;
+    g.kernel_w = g.transposed ? kernel_h : kernel_w;
+    g.out_h = g.hp - g.kernel_h + 1;
+    g.out_w = g.wp - g.kernel_w + 1;
+    return g;
+}
+
 void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
                         int64_t height, int64_t width, const float *weight,
                         const float *bias, int64_t out_channels, int64_t kernel_h,
@@ -295,15 +316,16 @@ void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
                         float *y)
 {
     Job job;
-    const int transposed = transpose_grid(height, width, kernel_h, kernel_w, pad_h, pad_w);
+    const Grid grid = grid_of(height, width, kernel_h, kernel_w, pad_h, pad_w);
+    const int transposed = grid.transposed;
     job.channels = channels;
     job.out_channels = out_channels;
-    job.hp = transposed ? width + 2 * pad_w : height + 2 * pad_h;
-    job.wp = transposed ? height + 2 * pad_h : width + 2 * pad_w;
-    job.kernel_h = transposed ? kernel_w : kernel_h;
-    job.kernel_w = transposed ? kernel_h : kernel_w;
-    job.out_h = job.hp - job.kernel_h + 1;
-    job.out_w = job.wp - job.kernel_w + 1;
+    job.hp = grid.hp;
+    job.wp = grid.wp;
+    job.kernel_h = grid.kernel_h;
+    job.kernel_w = grid.kernel_w;
+    job.out_h = grid.out_h;
+    job.out_w = grid.out_w;
     job.y_row = transposed ? 1 : job.out_w;
     job.y_col = transposed ? job.out_h : 1;
     job.positions = (job.out_h - 1) * job.wp + job.out_w;
@@ -343,9 +365,10 @@ void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
 }
 
 /* ------------------------------------------------------------------------
- * The weight gradient. On the same padded grid as the forward, with dy
- * copied to it (plane stride dw_plane: OH * wp rounded up to a multiple of
- * 16; zeros where ow >= OW and past OH * wp):
+ * The weight gradient. On the same padded grid as the forward (x's, or
+ * x's transposed: Grid), with dy copied to it (plane stride dw_plane: OH *
+ * wp rounded up to a multiple of 16; zeros where ow >= OW and past OH * wp;
+ * OH, OW and wp the grid's):
  *
  *   dW[o, c, i, j] += sum over n, q of dyp[n, o, q] * xp[n, c, q + i*wp + j]
  *
@@ -367,12 +390,13 @@ int64_t bn_conv_direct_dw_work_f32(int64_t batch, int64_t channels, int64_t heig
                                    int64_t kernel_h, int64_t kernel_w, int64_t pad_h,
                                    int64_t pad_w)
 {
-    const int64_t hp = height + 2 * pad_h, wp = width + 2 * pad_w;
-    const int64_t dq = dw_plane(hp - kernel_h + 1, wp);
+    const Grid g = grid_of(height, width, kernel_h, kernel_w, pad_h, pad_w);
+    const int64_t dq = dw_plane(g.out_h, g.wp);
     const int64_t o8 = (out_channels + RO - 1) / RO * RO;
     /* padded x, its zeros read past the last plane, up to 16 floats to
      * align dyp to 64 bytes, dyp, the masks (as uint16 in floats) */
-    return batch * channels * hp * wp + 32 + kernel_w + 16 + batch * o8 * dq + dq / 32 + 1;
+    return batch * channels * g.hp * g.wp + 32 + g.kernel_w + 16 + batch * o8 * dq + dq / 32 +
+           1;
 }
 
 typedef struct {
@@ -486,12 +510,13 @@ TARGET static void dw_items(const DwJob *job, int64_t lo, int64_t hi)
     }
 }
 
-/* dy's planes [lo, hi) of (n, o) over o8 planes per sample: rows at their
- * padded-grid places, zeros elsewhere (and in the planes o >= O) */
-static void dy_planes(const float *dy, int64_t out_channels, int64_t o8, int64_t out_h,
-                      int64_t out_w, int64_t wp, int64_t dq, int64_t lo, int64_t hi,
-                      float *dyp)
+/* dy's planes [lo, hi) of (n, o) over o8 planes per sample: values at
+ * their places in the grid g (output (oh, ow) of a transposed grid is dy's
+ * (ow, oh)), zeros elsewhere (and in the planes o >= O) */
+static void dy_planes(const float *dy, int64_t out_channels, int64_t o8, const Grid *g,
+                      int64_t dq, int64_t lo, int64_t hi, float *dyp)
 {
+    const int64_t out_h = g->out_h, out_w = g->out_w, wp = g->wp;
     for (int64_t p = lo; p < hi; ++p) {
         const int64_t n = p / o8, o = p % o8;
         float *dst = dyp + p * dq;
@@ -499,8 +524,13 @@ static void dy_planes(const float *dy, int64_t out_channels, int64_t o8, int64_t
         if (o >= out_channels)
             continue;
         const float *src = dy + (n * out_channels + o) * out_h * out_w;
-        for (int64_t h = 0; h < out_h; ++h)
-            memcpy(dst + h * wp, src + h * out_w, (size_t)out_w * sizeof(float));
+        if (g->transposed)   /* dy is out_w x out_h */
+            for (int64_t h = 0; h < out_w; ++h)
+                for (int64_t w = 0; w < out_h; ++w)
+                    dst[w * wp + h] = src[h * out_h + w];
+        else
+            for (int64_t h = 0; h < out_h; ++h)
+                memcpy(dst + h * wp, src + h * out_w, (size_t)out_w * sizeof(float));
     }
 }
 
@@ -509,13 +539,13 @@ void bn_conv_direct_dw_f32(const float *x, int64_t batch, int64_t channels,
                            int64_t out_channels, int64_t kernel_h, int64_t kernel_w,
                            int64_t pad_h, int64_t pad_w, float *work, float *grad_weight)
 {
-    const int64_t hp = height + 2 * pad_h, wp = width + 2 * pad_w;
-    const int64_t out_h = hp - kernel_h + 1, out_w = wp - kernel_w + 1;
-    const int64_t dq = dw_plane(out_h, wp), plane = hp * wp;
+    const Grid grid = grid_of(height, width, kernel_h, kernel_w, pad_h, pad_w);
+    const int64_t wp = grid.wp, out_h = grid.out_h, out_w = grid.out_w;
+    const int64_t dq = dw_plane(out_h, wp), plane = grid.hp * wp;
     const int64_t o8 = (out_channels + RO - 1) / RO * RO;
     const int64_t planes = batch * channels;
     float *padded = work;
-    float *dyp = work + planes * plane + 32 + kernel_w;
+    float *dyp = work + planes * plane + 32 + grid.kernel_w;
     dyp += (16 - (int64_t)((uintptr_t)dyp / sizeof(float) % 16)) % 16;
     uint16_t *masks = (uint16_t *)(dyp + batch * o8 * dq);
     DwJob job;
@@ -529,8 +559,8 @@ void bn_conv_direct_dw_f32(const float *x, int64_t batch, int64_t channels,
     job.dq = dq;
     job.batch = batch;
     job.wp = wp;
-    job.kernel_h = kernel_h;
-    job.kernel_w = kernel_w;
+    job.kernel_h = grid.kernel_h;   /* a tap's index is the same on either grid */
+    job.kernel_w = grid.kernel_w;
     job.grad_weight = grad_weight;
     /* channels per item: as many as DW_SUMS floats of sums hold */
     {
@@ -540,11 +570,16 @@ void bn_conv_direct_dw_f32(const float *x, int64_t batch, int64_t channels,
     }
     if (batch == 0 || channels == 0 || out_channels == 0)
         return;
-    memset(padded + planes * plane, 0, (size_t)(32 + kernel_w) * sizeof(float));
-    BN_PARALLEL_RANGES(planes, plane, lo, hi,
-                       pad_planes(x, height, width, pad_h, pad_w, lo, hi, padded))
+    memset(padded + planes * plane, 0, (size_t)(32 + grid.kernel_w) * sizeof(float));
+    if (grid.transposed)
+        BN_PARALLEL_RANGES(planes, plane, lo, hi,
+                           pad_planes_transposed(x, height, width, pad_h, pad_w, lo, hi,
+                                                 padded))
+    else
+        BN_PARALLEL_RANGES(planes, plane, lo, hi,
+                           pad_planes(x, height, width, pad_h, pad_w, lo, hi, padded))
     BN_PARALLEL_RANGES(batch * o8, dq, lo, hi,
-                       dy_planes(dy, out_channels, o8, out_h, out_w, wp, dq, lo, hi, dyp))
+                       dy_planes(dy, out_channels, o8, &grid, dq, lo, hi, dyp))
     for (int64_t v = 0; v < dq / 16; ++v) {
         uint16_t m = 0;
         for (int l = 0; l < 16; ++l) {
