@@ -191,10 +191,12 @@ def _conv_pool_arrays(dtype, rng):
     cols_shape = (N, C * KERNEL * KERNEL, H * W)
     pooled = (N, C, H // 2, W // 2)
     _, indices = _kernels.max_pool2d_forward(x, 2, 2, 0)
+    # outputs hold a known value, not np.empty's leftovers: a test casts them
+    # to another dtype, and a leftover signalling NaN warns there
     return {"x": x, "cols": rng.standard_normal(cols_shape).astype(dtype),
-            "cols_out": np.empty(cols_shape, dtype), "x_out": np.empty(SHAPE, dtype),
-            "y": np.empty(pooled, dtype), "indices": indices,
-            "indices_out": np.empty(pooled, np.int64),
+            "cols_out": np.full(cols_shape, -7, dtype), "x_out": np.full(SHAPE, -7, dtype),
+            "y": np.full(pooled, -7, dtype), "indices": indices,
+            "indices_out": np.full(pooled, -7, np.int64),
             "dy": rng.standard_normal(pooled).astype(dtype)}
 
 
