@@ -220,13 +220,14 @@ class BuildExt(build_ext):
 REFERENCE_ONLY = os.environ.get("BNKERNELS_REFERENCE", "0").strip().lower() in (
     "1", "true", "yes", "on")
 CSRC_SOURCES = ["csrc/geometry.c", "csrc/settings.c", "csrc/threads.c",
-                "csrc/ref/reference.c", "csrc/fast/conv_direct.c"]
+                "csrc/ref/reference.c", "csrc/fast/conv_direct.c",
+                "csrc/gemm_pieces.c"]
 if not REFERENCE_ONLY:
     CSRC_SOURCES += ["csrc/fast/conv_pool.c", "csrc/fast/darknet.c",
                      "csrc/fast/darknet_ofast.c", "csrc/fast/darknet_quick.c",
                      "csrc/fast/standard.c", "csrc/fast/stream.c"]
 CSRC_DEPENDS = ["csrc/bnkernels.h", "csrc/compiler.h", "csrc/formulas.h",
-                "csrc/geometry.h", "csrc/parallel.h", "csrc/ref/reference.h",
+                "csrc/gemm_pieces.h", "csrc/geometry.h", "csrc/parallel.h", "csrc/ref/reference.h",
                 "csrc/ref/rename.h", "csrc/ref/unrename.h", "csrc/ref/rename_public.h",
                 "csrc/ref/darknet.inc", "csrc/ref/darknet_ofast.inc", "csrc/ref/standard.inc",
                 "csrc/ref/conv_pool.inc",
@@ -247,7 +248,8 @@ kernels = Extension(
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     + ([("BNKERNELS_REFERENCE_ONLY", "1")] if REFERENCE_ONLY else []),
     depends=[*CSRC_DEPENDS, "bnkernels/_kernels.pxd", "bnkernels/bnkernels_h.pxd",
-             "bnkernels/_capi.pxi", "bnkernels/_dispatch.pxi", "bnkernels/_conv_pool.pxi"],
+             "bnkernels/_capi.pxi", "bnkernels/_dispatch.pxi", "bnkernels/_conv_pool.pxi",
+             "bnkernels/_products.pxi"],
 )
 
 setup(

@@ -1696,6 +1696,7 @@ def check_channels(v, name, x, x_name, bint writeable=False, bint nhwc=False):
 # --------------------------------------------------------------------------
 
 include "_conv_pool.pxi"
+include "_products.pxi"
 
 
 # the C kernels, exported to other Cython extensions (see _kernels.pxd)

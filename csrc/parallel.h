@@ -42,10 +42,15 @@ void bn_team_done(int64_t work, int64_t start_ns, int64_t late_ns,
     BN_PARALLEL_CHUNKS(items, work_per_item, INT64_MAX, lo, hi, CALL)
 /* at most per_thread ranges per thread, and at most one per item */
 #define BN_PARALLEL_CHUNKS(items, work_per_item, per_thread, lo, hi, CALL)     \
+    BN_PARALLEL_TEAM(bn_threads_for(items_, per_item_), items, work_per_item,  \
+                     per_thread, lo, hi, CALL)
+/* the same on `threads` threads (an expression of items_ and per_item_),
+ * for callers that cap bn_threads_for's count */
+#define BN_PARALLEL_TEAM(threads, items, work_per_item, per_thread, lo, hi, CALL) \
     {                                                                          \
         const int64_t items_ = (items);                                        \
         const int64_t per_item_ = (work_per_item);                             \
-        const int threads_ = bn_threads_for(items_, per_item_);                \
+        const int threads_ = (threads);                                        \
         if (threads_ <= 1) {                                                   \
             const int64_t lo = 0, hi = items_;                                 \
             CALL;                                                              \
@@ -79,6 +84,8 @@ void bn_team_done(int64_t work, int64_t start_ns, int64_t late_ns,
         CALL;                                                                  \
     }
 #define BN_PARALLEL_ITEMS BN_PARALLEL_RANGES
+#define BN_PARALLEL_TEAM(threads, items, work_per_item, per_thread, lo, hi, CALL) \
+    BN_PARALLEL_RANGES(items, work_per_item, lo, hi, CALL)
 #endif
 
 #endif
