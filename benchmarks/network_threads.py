@@ -5,7 +5,7 @@ takes.
 
     python benchmarks/network_threads.py [--net inception_v3] [--batch 4]
                                          [--runs 2] [--blas-one] [--no-backoff]
-                                         [--train]
+                                         [--train] [--pieces {c,numpy,both}]
 
 Each setting (threads 1, then 2; --runs times, alternating) runs the
 network's eval forward three times untimed, then once timed, and prints
@@ -18,6 +18,9 @@ layers). ``--blas-one`` holds NumPy's
 BLAS at one thread for the whole run (threadpoolctl), so that only the
 kernels' OpenMP team uses the second core; ``--no-backoff`` switches off
 the kernels' back-off on a busy machine (``_kernels._set_thread_backoff``).
+``--pieces numpy`` runs the split products' pieces as NumPy matmuls on
+Python threads instead of the BLAS called from C on the kernels' team
+(``bnkernels.nn._blas.use_c_products``); ``both`` alternates the two.
 
 Timings only: nothing here asserts a speed. Report the machine with them.
 """
@@ -35,7 +38,7 @@ from _common import cpu_model  # noqa: E402
 
 import bnkernels  # noqa: E402
 from bnkernels import _kernels  # noqa: E402
-from bnkernels.nn import layers  # noqa: E402
+from bnkernels.nn import _blas, layers  # noqa: E402
 
 
 def main(argv=None):
@@ -46,6 +49,7 @@ def main(argv=None):
     parser.add_argument("--blas-one", action="store_true")
     parser.add_argument("--no-backoff", action="store_true")
     parser.add_argument("--train", action="store_true")
+    parser.add_argument("--pieces", choices=["c", "numpy", "both"], default="c")
     args = parser.parse_args(argv)
     size, make, _ = networks.NETS[args.net]
     model = make()
@@ -92,21 +96,26 @@ def main(argv=None):
         limit = threadpool_limits(limits=1, user_api="blas")
     try:
         with limit:
-            for _ in range(args.runs):
+            for run_index in range(args.runs):
                 for threads in (1, 2):
                     bnkernels.set_num_threads(threads)
-                    for _ in range(3):
+                    modes = {"c": [True], "numpy": [False], "both": [True, False]}[args.pieces]
+                    for use_c in modes if run_index % 2 == 0 else modes[::-1]:
+                        _blas.use_c_products = use_c
+                        for _ in range(3):
+                            run()
+                        spent.clear()
+                        start = time.perf_counter()
                         run()
-                    spent.clear()
-                    start = time.perf_counter()
-                    run()
-                    total = time.perf_counter() - start
-                    paths = ", ".join(f"{k} {v:.3f}" for k, v in sorted(spent.items()))
-                    print(f"{args.net} batch {args.batch}, {threads} thread(s): "
-                          f"{'training step' if args.train else 'forward'} {total:.3f} s; "
-                          f"Conv2d by path (s): {paths}")
+                        total = time.perf_counter() - start
+                        paths = ", ".join(f"{k} {v:.3f}" for k, v in sorted(spent.items()))
+                        print(f"{args.net} batch {args.batch}, {threads} thread(s), "
+                              f"{'C' if use_c else 'NumPy'} pieces: "
+                              f"{'training step' if args.train else 'forward'} {total:.3f} s; "
+                              f"Conv2d by path (s): {paths}")
     finally:
         layers.Conv2d.forward, layers.Conv2d.backward = forward, backward
+        _blas.use_c_products = True
         _kernels._set_thread_backoff(True)
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, blas-one {args.blas_one}, "
           f"back-off {not args.no_backoff}")

@@ -229,11 +229,13 @@ def test_child_may_set_one_thread_itself():
 
 
 def test_forked_child_that_asks_for_two_threads_splits_conv2d_products_again():
-    """Conv2d splits its matrix products over a pool of Python threads
-    (bnkernels.nn._blas.run_shared), which does not survive fork either: a
-    child that sets 2 threads again gets a new pool, and the parent's values
-    (float64, every product on one BLAS thread; the split only changes which
-    thread computes a column)."""
+    """Without the BLAS called from C, Conv2d splits its matrix products
+    over a pool of Python threads (bnkernels.nn._blas.run_shared), which
+    does not survive fork either: a child that sets 2 threads again gets a
+    new pool, and the parent's values (float64, every product on one BLAS
+    thread; the split only changes which thread computes a column). (The C
+    path runs on the kernels' OpenMP team, under set_num_threads' rule for
+    children: libgomp's team does not come back in a child.)"""
     run_scenario("""
         from bnkernels.nn import layers, _blas
 
@@ -244,12 +246,38 @@ def test_forked_child_that_asks_for_two_threads_splits_conv2d_products_again():
             dx = conv.backward(np.ones_like(y))
             return y, dx, conv.grad_weight
 
+        _blas.use_c_products = False
         bnkernels.set_num_threads(2)
         expected = conv_step()
         assert _blas._pool is not None or _blas.kernel_threads() == 1
 
         def child():
             bnkernels.set_num_threads(2)
+            got = conv_step()
+            return all(np.allclose(a, b, rtol=1e-12, atol=1e-12)
+                       for a, b in zip(got, expected))
+        in_forked_child(child)
+    """)
+
+
+def test_forked_child_runs_conv2d_after_the_parent_split_its_products_in_c():
+    """The parent's products ran on its OpenMP team (the BLAS called from
+    C); a forked child that sets no thread count runs them on one thread,
+    with no wait for the parent's team, and gets the parent's values."""
+    run_scenario("""
+        from bnkernels.nn import layers, _blas
+
+        def conv_step():
+            conv = layers.Conv2d(8, 16, 1, dtype=np.float64, rng=0)
+            x = np.random.default_rng(1).standard_normal((4, 8, 32, 32))
+            y = conv.forward(x)
+            dx = conv.backward(np.ones_like(y))
+            return y, dx, conv.grad_weight
+
+        bnkernels.set_num_threads(2)
+        expected = conv_step()
+
+        def child():
             got = conv_step()
             return all(np.allclose(a, b, rtol=1e-12, atol=1e-12)
                        for a, b in zip(got, expected))

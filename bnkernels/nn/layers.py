@@ -31,7 +31,6 @@ raises drops the module's saved forward (its backward then raises until the
 next forward). ``load_state_dict`` checks every entry before it writes one.
 """
 from collections.abc import Sequence
-import functools
 import math
 import numbers
 import sys
@@ -331,34 +330,29 @@ def _split_matmul(a, b, out, threads):
     """out[i] = a @ b[i] for b (N, K, P) and out (N, M, P), in pieces of a
     sample's column range and, where samples and columns give too few
     pieces (the whole-batch products: one sample of a few hundred columns),
-    row range of a, over `threads` threads (bnkernels.nn._blas.run_shared);
+    row range of a, over `threads` threads (bnkernels.nn._blas.run_products);
     one product on one thread. A piece's values are those of the whole
     product's rows and columns, each one BLAS product's."""
     n, _, p = b.shape
     if threads <= 1 or n * p * a.shape[0] == 0:
         np.matmul(a, b, out=out)
         return out
-    pieces = _matmul_pieces(a, b, out, threads)
-    _blas.run_shared(len(pieces), lambda t: pieces[t](), threads)
+    _blas.run_products(_matmul_pieces(a, b, out, threads), threads)
     return out
 
 
 def _matmul_pieces(a, b, out, threads):
-    """_split_matmul's pieces, each a function of no arguments (for callers
-    that run them in one job with other pieces)."""
+    """_split_matmul's pieces, as run_products takes them (for callers that
+    run them with other pieces)."""
     n, _, p = b.shape
     m = a.shape[0]
     want = _PIECES_PER_THREAD * threads
     per = min(max(1, -(-want // n)), max(1, p // _MIN_PIECE_COLUMNS))
     row_count = min(max(1, -(-want // (n * per))), max(1, m // _MIN_PIECE_ROWS))
     columns, rows = _bounds(p, per), _bounds(m, row_count)
-
-    def piece(t):
-        i, rest = divmod(t, per * row_count)
-        r, j = divmod(rest, per)
-        c0, c1, r0, r1 = columns[j], columns[j + 1], rows[r], rows[r + 1]
-        np.matmul(a[r0:r1], b[i, :, c0:c1], out=out[i, r0:r1, c0:c1])
-    return [functools.partial(piece, t) for t in range(n * per * row_count)]
+    return [(a[rows[r]:rows[r + 1]], b[i, :, columns[j]:columns[j + 1]],
+             out[i, rows[r]:rows[r + 1], columns[j]:columns[j + 1]], False)
+            for i in range(n) for r in range(row_count) for j in range(per)]
 
 
 def _row_ranges(rows, threads):
@@ -627,25 +621,19 @@ class Conv2d(_WeightBias):
             products = np.empty((min(step, n), o, k), self.dtype)
             for start in range(0, n, step):
                 count = min(step, n - start)
-
-                def sample(i, start=start, count=count):
-                    if i < count:
-                        np.matmul(dy[start + i], cols[start + i].T, out=products[i])
-                    else:
-                        extra[i - count]()
-                _blas.run_shared(count + (len(extra) if start == 0 else 0), sample, threads)
+                _blas.run_products([(dy[start + i], cols[start + i].T, products[i], False)
+                                    for i in range(count)] + (extra if start == 0 else []),
+                                   threads)
                 grad_weight += products[:count].sum(axis=0)
             return
-
-        def rows(lo_hi):   # taken transposed, by ranges of the columns' rows
-            lo, hi = lo_hi
-            for start in range(0, n, step):
-                chunk = slice(start, start + step)
-                grad_weight[:, lo:hi] += np.matmul(
-                    cols[chunk, lo:hi], dy[chunk].transpose(0, 2, 1)).sum(axis=0).T
-        ranges = _row_ranges(k, threads)
-        _blas.run_shared(len(ranges), lambda t: rows(ranges[t]), threads)
-        _blas.run_shared(len(extra), lambda t: extra[t](), threads)
+        if threads > 1 and n == 1:   # by ranges of the columns' rows
+            _blas.run_products([(dy[0], cols[0, lo:hi].T, grad_weight[:, lo:hi], True)
+                                for lo, hi in _row_ranges(k, threads)] + extra, threads)
+            return
+        for start in range(0, n, step):   # taken transposed: see _GEMM_CHUNK_VALUES
+            chunk = slice(start, start + step)
+            grad_weight += np.matmul(cols[chunk], dy[chunk].transpose(0, 2, 1)).sum(axis=0).T
+        _blas.run_products(extra, threads)
 
     def _direct_dx(self, output_shape):
         """Whether dL/dx is the direct convolution of dy with the flipped,
@@ -711,10 +699,11 @@ class Conv2d(_WeightBias):
         weight = self.weight.reshape(o, k)
         grad_weight = self.grad_weight.reshape(o, k)
 
-        def rows(lo, hi):   # dy_wide @ cols.T, taken transposed, by cols' rows
-            grad_weight[:, lo:hi] += (cols[lo:hi] @ dy_wide.T).T
-        ranges = _row_ranges(k, self._threads)
-        _blas.run_shared(len(ranges), lambda t: rows(*ranges[t]), self._threads)
+        if self._threads > 1:   # by ranges of the columns' rows
+            _blas.run_products([(dy_wide, cols[lo:hi].T, grad_weight[:, lo:hi], True)
+                                for lo, hi in _row_ranges(k, self._threads)], self._threads)
+        else:   # taken transposed: see _GEMM_CHUNK_VALUES
+            grad_weight += (cols @ dy_wide.T).T
         # the columns are spent: their buffer takes dcols (a second backward of
         # the same forward recomputes them from x)
         dcols_wide = _split_matmul(weight.T, dy_wide[None], cols[None], self._threads)[0]
@@ -779,16 +768,16 @@ class Linear(_WeightBias):
                              rng.uniform(-bound, bound, self.out_features) if bias else None)
 
     def _by_rows(self, rows, product):
-        """product(lo, hi) for ranges of rows, split over the call's threads."""
+        """The products product(lo, hi) for ranges of rows, split over the
+        call's threads (bnkernels.nn._blas.run_products)."""
         ranges = _row_ranges(rows, self._threads if rows >= _MIN_PIECE_COLUMNS else 1)
-        _blas.run_shared(len(ranges), lambda t: product(*ranges[t]), self._threads)
+        _blas.run_products([product(lo, hi) for lo, hi in ranges], self._threads)
 
     def _forward(self, x):
         self._saved = None
         x = _check_input(x, 2, self.dtype, self.in_features)
         y = np.empty((x.shape[0], self.out_features), self.dtype)
-        self._by_rows(x.shape[0], lambda lo, hi: np.matmul(x[lo:hi], self.weight.T,
-                                                           out=y[lo:hi]))
+        self._by_rows(x.shape[0], lambda lo, hi: (x[lo:hi], self.weight.T, y[lo:hi], False))
         if self.bias is not None:
             y += self.bias
         self._saved = x
@@ -797,15 +786,12 @@ class Linear(_WeightBias):
     def _backward(self, dy):
         x = _need(self._saved, self)
         dy = _check_grad(dy, (x.shape[0], self.out_features), self.dtype)
-
-        def grad_rows(lo, hi):
-            self.grad_weight[lo:hi] += dy[:, lo:hi].T @ x
-        self._by_rows(self.out_features, grad_rows)
+        self._by_rows(self.out_features,
+                      lambda lo, hi: (dy[:, lo:hi].T, x, self.grad_weight[lo:hi], True))
         if self.bias is not None:
             self.grad_bias += dy.sum(axis=0)
         dx = np.empty(x.shape, self.dtype)
-        self._by_rows(x.shape[0], lambda lo, hi: np.matmul(dy[lo:hi], self.weight,
-                                                           out=dx[lo:hi]))
+        self._by_rows(x.shape[0], lambda lo, hi: (dy[lo:hi], self.weight, dx[lo:hi], False))
         return dx
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
