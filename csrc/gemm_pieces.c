@@ -34,12 +34,13 @@ void bn_gemm_pieces(bn_gemm_fn gemm, int is_double, const bn_gemm_piece *pieces,
 {
     if (count <= 0)
         return;
-    /* a piece's multiply-adds on average, for the thread policy (in
-     * double: m * n * k may pass int64's range) */
+    /* a piece's work for the thread policy, in units of about a kernel's
+     * element (a nanosecond or so of one core): its multiply-adds / 64, on
+     * average (in double: m * n * k may pass int64's range) */
     double sum = 0.0;
     for (int64_t i = 0; i < count; ++i)
         sum += (double)pieces[i].m * (double)pieces[i].n * (double)pieces[i].k;
-    const double mean = sum / (double)count;
+    const double mean = sum / (double)count / 64.0;
     const int64_t per_piece = mean < 1e15 ? (int64_t)mean : INT64_C(1000000000000000);
     int threads = bn_threads_for(count, per_piece);
     if (threads > max_threads)
