@@ -62,7 +62,9 @@ def _gemm_pieces(address, pieces, threads, wide_integers=False):
     disjoint outs, and the BLAS must run on its caller's thread (one BLAS
     thread: bnkernels.nn._blas.split_products). wide_integers: the BLAS
     takes 64-bit integers (ILP64); otherwise every size must be below
-    2**31. Returns None."""
+    2**31. Every piece is checked before any runs. The address is trusted:
+    bnkernels.nn._blas finds it and checks the function on small products
+    first. Returns None."""
     cdef Py_ssize_t count = len(pieces), i
     cdef int64_t limit = INT64_MAX if wide_integers else 2147483647
     cdef bn_gemm_piece *p
@@ -78,11 +80,17 @@ def _gemm_pieces(address, pieces, threads, wide_integers=False):
         for i in range(count):
             a, b, out, accumulate = pieces[i]
             if i == 0:
+                if not isinstance(out, np.ndarray):
+                    raise TypeError(f"pieces[0]'s out must be a NumPy array, got "
+                                    f"{type(out).__name__}")
                 if out.dtype != np.float32 and out.dtype != np.float64:
                     raise TypeError(f"pieces[0]'s out must be float32 or float64, got "
                                     f"{out.dtype}")
                 is_double = out.dtype == np.float64
             for arr, name in ((a, "a"), (b, "b"), (out, "out")):
+                if not isinstance(arr, np.ndarray):
+                    raise TypeError(f"pieces[{i}]'s {name} must be a NumPy array, got "
+                                    f"{type(arr).__name__}")
                 if arr.ndim != 2 or arr.dtype != (np.float64 if is_double else np.float32):
                     raise ValueError(f"pieces[{i}]'s {name} must be a 2-D "
                                      f"{'float64' if is_double else 'float32'} array, got "

@@ -120,6 +120,10 @@ def test_bad_pieces_raise_before_any_product(one_blas_thread):
     shared = np.ones((4, 12), np.float32)
     with pytest.raises(ValueError, match=r"pieces\[1\]'s out overlaps input its a"):
         call(shared[:, :5], b, shared[:, 6:], False)
+    with pytest.raises(TypeError, match=r"pieces\[1\]'s b must be a NumPy array, got list"):
+        call(a, b.tolist(), out, False)
+    with pytest.raises(TypeError, match=r"pieces\[0\]'s out must be a NumPy array"):
+        _kernels._gemm_pieces(address, [(a, b, memoryview(out), False)], 2, wide)
     with pytest.raises(TypeError, match=r"pieces\[0\]'s out must be float32 or float64"):
         _kernels._gemm_pieces(address, [(a, b, out.astype(np.int32), False)], 2, wide)
 
