@@ -121,6 +121,21 @@ static void pad_planes(const float *x, int64_t height, int64_t width, int64_t pa
     }
 }
 
+/* all `planes` planes of x, each `plane` floats, padded on x's grid or,
+ * where `transposed`, on its transpose's: the forward's and dW's copy */
+static void pad_x(const float *x, int64_t planes, int64_t plane, int64_t height,
+                  int64_t width, int64_t pad_h, int64_t pad_w, int transposed,
+                  float *padded)
+{
+    if (transposed)
+        BN_PARALLEL_RANGES(planes, plane, lo, hi,
+                           pad_planes_transposed(x, height, width, pad_h, pad_w, lo, hi,
+                                                 padded))
+    else
+        BN_PARALLEL_RANGES(planes, plane, lo, hi,
+                           pad_planes(x, height, width, pad_h, pad_w, lo, hi, padded))
+}
+
 /* One block's RO x (16 * nv) sums, sums[r * QB + k], nv <= RW vectors of
  * positions, over channels [0, channels) of x (the block's first position in
  * the first channel's padded plane), with w at those channels' first packed
@@ -353,13 +368,7 @@ void bn_conv_direct_f32(const float *x, int64_t batch, int64_t channels,
                        pack_weights(weight, bias, out_channels, taps, lo, hi, packed))
     /* the values past the last plane that the last blocks read */
     memset(padded + planes * plane, 0, (size_t)(QB + kernel_w + 16) * sizeof(float));
-    if (transposed)
-        BN_PARALLEL_RANGES(planes, plane, lo, hi,
-                           pad_planes_transposed(x, height, width, pad_h, pad_w, lo, hi,
-                                                 padded))
-    else
-        BN_PARALLEL_RANGES(planes, plane, lo, hi,
-                           pad_planes(x, height, width, pad_h, pad_w, lo, hi, padded))
+    pad_x(x, planes, plane, height, width, pad_h, pad_w, transposed, padded);
     BN_PARALLEL_ITEMS(batch * job.blocks_per_sample * job.groups,
                        QB * job.group_blocks * RO * taps, lo, hi, run_items(&job, lo, hi, y))
 }
@@ -571,13 +580,7 @@ void bn_conv_direct_dw_f32(const float *x, int64_t batch, int64_t channels,
     if (batch == 0 || channels == 0 || out_channels == 0)
         return;
     memset(padded + planes * plane, 0, (size_t)(32 + grid.kernel_w) * sizeof(float));
-    if (grid.transposed)
-        BN_PARALLEL_RANGES(planes, plane, lo, hi,
-                           pad_planes_transposed(x, height, width, pad_h, pad_w, lo, hi,
-                                                 padded))
-    else
-        BN_PARALLEL_RANGES(planes, plane, lo, hi,
-                           pad_planes(x, height, width, pad_h, pad_w, lo, hi, padded))
+    pad_x(x, planes, plane, height, width, pad_h, pad_w, grid.transposed, padded);
     BN_PARALLEL_RANGES(batch * o8, dq, lo, hi,
                        dy_planes(dy, out_channels, o8, &grid, dq, lo, hi, dyp))
     for (int64_t v = 0; v < dq / 16; ++v) {
