@@ -245,12 +245,17 @@ def test_every_standard_pass_gives_the_aligned_bits_at_any_placement(shape, dtyp
                                    err_msg=name)
 
 
+# (2, 24, 53, 53): rows of 96 or 192 bytes, 5618 rows. (1, 64, 56, 56):
+# 3136 rows of 256 or 512 bytes, so that a quarter of a thread's rows is a
+# whole number of pages and the lines walk shortens its ranges by a row
+# (nhwc_lines_span), leaving more rows to the last one.
+@pytest.mark.parametrize("shape", [(2, 24, 53, 53), (1, 64, 56, 56)],
+                         ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_nhwc_threads_split_rows_anywhere_in_a_line(dtype, threshold):
+def test_nhwc_threads_split_rows_anywhere_in_a_line(dtype, shape, threshold):
     """Large enough for two threads (each thread walks its own rows, whose
     first whole line starts at a channel of its own): 1 and 2 threads give
     the NCHW twins' bits, y and dx at odd placements."""
-    shape = (2, 24, 53, 53)  # rows of 96 or 192 bytes; 5618 rows
     x_nchw, dy_nchw, weight, bias, _, _ = values(shape, dtype)
     mean, var = _kernels.stats(x_nchw)
     invstd = _kernels.invstd(var, 1e-5)
