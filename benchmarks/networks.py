@@ -22,10 +22,12 @@ same input.
 
 A training step is forward, the loss (softmax cross-entropy against fixed
 labels), and backward, gradients zeroed first (torch: set to None, its
-default); no optimizer. Inference is the eval-mode forward (torch: under
-``torch.inference_mode``). Thread counts are like for like: the "threads"
-column is ``bnkernels.set_num_threads`` and ``torch.set_num_threads``;
-bnkernels' layers run NumPy's BLAS on as many threads (bnkernels.nn._blas).
+default); no optimizer. Neither side computes dL/dx of the images (torch's
+do not require grad; bnkernels: ``backward(..., input_grad=False)``).
+Inference is the eval-mode forward (torch: under ``torch.inference_mode``).
+Thread counts are like for like: the "threads" column is
+``bnkernels.set_num_threads`` and ``torch.set_num_threads``; bnkernels'
+layers run NumPy's BLAS on as many threads (bnkernels.nn._blas).
 
 Both sides run in this process. Each round times every case, bnkernels and
 torch one after the other (the order alternating between rounds), ``--steps``
@@ -141,7 +143,7 @@ def calls(ours, theirs, x, labels, torch):
         ours.train()
         ours.zero_grad()
         loss.forward(ours.forward(x), labels)
-        ours.backward(loss.backward())
+        ours.backward(loss.backward(), input_grad=False)
 
     def our_infer():
         ours.eval()
@@ -179,7 +181,7 @@ def breakdown(ours, x, labels, steps):
         ours.train()
         ours.zero_grad()
         loss.forward(ours.forward(x), labels)
-        ours.backward(loss.backward())
+        ours.backward(loss.backward(), input_grad=False)
     step()
     tally.clear()
     start = time.perf_counter()

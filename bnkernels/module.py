@@ -67,6 +67,23 @@ def _checked_state_array(value: Any, target: Any, key: str) -> FloatArray:
     return converted
 
 
+def _input_grad_flag(value: object) -> bool:
+    """backward's input_grad: a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"input_grad must be a bool, got {value!r}")
+
+
+def _first_learning_stage(stages: Sequence["Module"]) -> int:
+    """The index of the first of `stages` (applied in order) that has
+    parameters, len(stages) if none has. Without dL/dx of the input, the
+    stages before it need no backward at all and it needs no dL/dx."""
+    for i, stage in enumerate(stages):
+        if stage._has_parameters():
+            return i
+    return len(stages)
+
+
 class Module:
     """Base class: a forward, its backward, parameters and submodules.
 
@@ -86,6 +103,13 @@ class Module:
 
     def backward(self, dy: Any) -> Any:
         raise NotImplementedError
+
+    def _backward_parameters(self, dy: Any) -> None:
+        """The backward for a caller that needs no dL/dx (a network's input
+        needs none in a training step): the same gradients of the
+        parameters as backward adds, dL/dx skipped where the module can
+        skip it (Conv2d, Linear and the containers of them)."""
+        self.backward(dy)
 
     def __call__(self, x: Any) -> Any:
         return self.forward(x)
@@ -253,6 +277,10 @@ class Module:
             raise
         finally:
             _GUARD.active = False
+
+    def _has_parameters(self) -> bool:
+        return bool(self._own_parameters()) or any(
+            child._has_parameters() for _, child in self.children())
 
     def _restorable(self, forward: bool) -> list[FloatArray]:
         """The arrays of this module (not its children) that a forward (or

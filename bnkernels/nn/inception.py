@@ -31,13 +31,14 @@ or a Generator), so a seed fixes every weight.
 from collections.abc import Iterable, Mapping, Sequence
 import numbers
 import sys
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from bnkernels._deprecation import renamed_keyword
 from bnkernels._typing import FloatArray, Tensor
+from bnkernels.module import _first_learning_stage, _input_grad_flag
 from bnkernels.nn.layers import (
     AvgPool2d, Concat, ConvBNReLU, Dropout, Flatten, GlobalAvgPool2d, Linear, MaxPool2d,
     Module, ReLU, Sequential, _check_grad, _float_array, _need,
@@ -780,7 +781,26 @@ class Network(Module):
     def _forget(self):
         self._aux_ran = False
 
-    def backward(self, dy: Tensor, aux_grads: Sequence[Tensor] | None = None) -> FloatArray:
+    @overload
+    def backward(self, dy: Tensor, aux_grads: Sequence[Tensor] | None = None) -> FloatArray: ...
+    @overload
+    def backward(self, dy: Tensor, aux_grads: Sequence[Tensor] | None = None, *,
+                 input_grad: Literal[True]) -> FloatArray: ...
+    @overload
+    def backward(self, dy: Tensor, aux_grads: Sequence[Tensor] | None = None, *,
+                 input_grad: bool) -> FloatArray | None: ...
+
+    def backward(self, dy: Tensor, aux_grads: Sequence[Tensor] | None = None, *,
+                 input_grad: bool = True) -> FloatArray | None:
+        """dL/dx for the last forward, from the gradient of the logits (and
+        of each auxiliary head's, see the class). ``input_grad=False``, for
+        a caller that needs no dL/dx (a training step's images, which
+        PyTorch does not differentiate either): returns None; the stages
+        before the first one with parameters run no backward, and that one
+        computes no dL/dx (a network's first convolution: its dL/dx is a
+        product as large as its dL/dW). The parameters' gradients are the
+        same."""
+        input_grad = _input_grad_flag(input_grad)
         if isinstance(dy, tuple):
             if len(dy) != 2:
                 raise ValueError(f"dy as a tuple must be (dlogits, aux_grads), got "
@@ -796,15 +816,27 @@ class Network(Module):
                              "(eval mode or no heads)")
         else:
             grads = {}
-        return self._all_or_nothing(self._backward, dy, grads, forward=False)
+        return self._all_or_nothing(self._backward, dy, grads, input_grad, forward=False)
 
-    def _backward(self, dy, grads):
-        for name, stage in reversed(self.stages):
+    def _backward_parameters(self, dy):
+        self.backward(dy, input_grad=False)
+
+    def _backward(self, dy, grads, input_grad=True):
+        first = 0 if input_grad else _first_learning_stage(
+            [stage for _, stage in self.stages])
+        for i in reversed(range(len(self.stages))):
+            name, stage = self.stages[i]
             for aux_name, tap, head in self.aux:
                 if tap == name and grads.get(aux_name) is not None:
-                    dy = dy + head.backward(grads[aux_name])
-            dy = stage.backward(dy)
-        return dy
+                    if i < first:   # only stages without parameters below
+                        head._backward_parameters(grads[aux_name])
+                    else:
+                        dy = dy + head.backward(grads[aux_name])
+            if i > first or input_grad:
+                dy = stage.backward(dy)
+            elif i == first:
+                stage._backward_parameters(dy)
+        return dy if input_grad else None
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         for _, stage in self.stages:

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import math
 import numbers
 import sys
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -42,7 +42,7 @@ import numpy.typing as npt
 from bnkernels import _kernels
 from bnkernels._typing import FloatArray, Tensor
 from bnkernels.batchnorm import BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d
-from bnkernels.module import Module
+from bnkernels.module import Module, _first_learning_stage, _input_grad_flag
 from bnkernels.nn import _blas
 
 __all__ = ["Module", "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Sequential",
@@ -77,13 +77,36 @@ class Sequential(Module):
             x = module.forward(x)
         return x
 
-    def backward(self, dy: Tensor) -> FloatArray:
-        return self._all_or_nothing(self._backward, dy, forward=False)
+    @overload
+    def backward(self, dy: Tensor) -> FloatArray: ...
+    @overload
+    def backward(self, dy: Tensor, input_grad: Literal[True]) -> FloatArray: ...
+    @overload
+    def backward(self, dy: Tensor, input_grad: bool) -> FloatArray | None: ...
 
-    def _backward(self, dy):
-        for module in reversed(self.layers):
+    def backward(self, dy: Tensor, input_grad: bool = True) -> FloatArray | None:
+        """dL/dx for the last forward: the modules' backwards in reverse
+        order. ``input_grad=False``, for a caller that needs no dL/dx (a
+        training step's input, which PyTorch does not differentiate
+        either): returns None; the modules before the first one with
+        parameters run no backward, and that one computes no dL/dx. The
+        parameters' gradients are the same."""
+        input_grad = _input_grad_flag(input_grad)
+        return self._all_or_nothing(self._backward, dy, input_grad, forward=False)
+
+    def _backward_parameters(self, dy):
+        self._all_or_nothing(self._backward, dy, False, forward=False)
+
+    def _backward(self, dy, input_grad=True):
+        first = 0 if input_grad else _first_learning_stage(self.layers)
+        for module in reversed(self.layers[first + 1:]):
             dy = module.backward(dy)
-        return dy
+        if first == len(self.layers):
+            return None
+        if input_grad:
+            return self.layers[0].backward(dy) if self.layers else dy
+        self.layers[first]._backward_parameters(dy)
+        return None
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         for module in self.layers:
@@ -133,13 +156,22 @@ class Concat(Module):
         dy = _check_grad(dy, shape, dtype)
         return self._all_or_nothing(self._backward, dy, channels, forward=False)
 
-    def _backward(self, dy, channels):
+    def _backward_parameters(self, dy):
+        channels, shape, dtype = _need(self._saved, self)
+        dy = _check_grad(dy, shape, dtype)
+        self._all_or_nothing(self._backward, dy, channels, False, forward=False)
+
+    def _backward(self, dy, channels, input_grad=True):
         dx = None
         start = 0
         for branch, width in zip(self.branches, channels):
             # each branch gets a contiguous copy of its channels of dy
-            part = branch.backward(np.ascontiguousarray(dy[:, start:start + width]))
+            part_dy = np.ascontiguousarray(dy[:, start:start + width])
             start += width
+            if not input_grad:
+                branch._backward_parameters(part_dy)
+                continue
+            part = branch.backward(part_dy)
             dx = part if dx is None else dx + part
         return dx
 
@@ -401,10 +433,15 @@ class _WeightBias(Module):
         with _blas.split_products() as self._threads:
             return self._backward(dy)
 
+    def _backward_parameters(self, dy):
+        with _blas.split_products() as self._threads:
+            self._backward(dy, input_grad=False)
+
     def _forward(self, x):
         raise NotImplementedError
 
-    def _backward(self, dy):
+    def _backward(self, dy, input_grad=True):
+        """dL/dx (None without input_grad); adds the parameters' gradients."""
         raise NotImplementedError
 
 
@@ -558,12 +595,12 @@ class Conv2d(_WeightBias):
         self._saved = (x, cols if self.training else None)
         return y
 
-    def _backward(self, dy):
+    def _backward(self, dy, input_grad=True):
         x, cols = _need(self._saved, self)
         shape = self.output_shape(x.shape)
         dy = _check_grad(dy, shape, self.dtype)
         if self._whole_batch(shape):
-            return self._backward_whole_batch(x, cols, dy)
+            return self._backward_whole_batch(x, cols, dy, input_grad)
         if self._direct_dw(shape):
             dy = np.ascontiguousarray(dy)
             if self.bias is not None:
@@ -572,6 +609,8 @@ class Conv2d(_WeightBias):
                                                        self.padding)
             self.kernels._conv2d_direct_dw(x, dy, self.padding, self.grad_weight,
                                            work=self._work(need))
+            if not input_grad:
+                return None
             return self._direct_conv(dy, self._flipped_weight(), self._dx_padding())
         if cols is None:
             cols = self._cols(x)
@@ -580,6 +619,9 @@ class Conv2d(_WeightBias):
         k = cols.shape[1]
         if self.bias is not None:
             self.grad_bias += dy.sum(axis=(0, 2))
+        if not input_grad:
+            self._add_grad_weight(cols, dy)
+            return None
         if self._pointwise:
             # dL/dx's pieces run in one job with dL/dW's (cols is x itself)
             dx = np.empty((n, k, dy.shape[2]), self.dtype)
@@ -684,7 +726,7 @@ class Conv2d(_WeightBias):
         need = self.kernels._conv2d_direct_work(x.shape, weight.shape, padding)
         return self.kernels._conv2d_direct(x, weight, bias, padding, work=self._work(need))
 
-    def _backward_whole_batch(self, x, cols, dy):
+    def _backward_whole_batch(self, x, cols, dy, input_grad=True):
         """backward's three products over the whole batch, on the
         (C*kh*kw, N * OH*OW) columns of _wide_cols."""
         if cols is None:
@@ -704,6 +746,8 @@ class Conv2d(_WeightBias):
                                 for lo, hi in _row_ranges(k, self._threads)], self._threads)
         else:   # taken transposed: see _GEMM_CHUNK_VALUES
             grad_weight += (cols @ dy_wide.T).T
+        if not input_grad:
+            return None
         # the columns are spent: their buffer takes dcols (a second backward of
         # the same forward recomputes them from x)
         dcols_wide = _split_matmul(weight.T, dy_wide[None], cols[None], self._threads)[0]
@@ -783,13 +827,15 @@ class Linear(_WeightBias):
         self._saved = x
         return y
 
-    def _backward(self, dy):
+    def _backward(self, dy, input_grad=True):
         x = _need(self._saved, self)
         dy = _check_grad(dy, (x.shape[0], self.out_features), self.dtype)
         self._by_rows(self.out_features,
                       lambda lo, hi: (dy[:, lo:hi].T, x, self.grad_weight[lo:hi], True))
         if self.bias is not None:
             self.grad_bias += dy.sum(axis=0)
+        if not input_grad:
+            return None
         dx = np.empty(x.shape, self.dtype)
         self._by_rows(x.shape[0], lambda lo, hi: (dy[lo:hi], self.weight, dx[lo:hi], False))
         return dx
@@ -1085,6 +1131,11 @@ class ConvBNReLU(Module):
     def backward(self, dy: Tensor) -> FloatArray:
         return self._all_or_nothing(lambda dy: self.conv.backward(self._after.backward(dy)),
                                     dy, forward=False)
+
+    def _backward_parameters(self, dy):
+        self._all_or_nothing(
+            lambda dy: self.conv._backward_parameters(self._after.backward(dy)), dy,
+            forward=False)
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
         return self.conv.output_shape(input_shape)

@@ -114,7 +114,7 @@ def train_one(batch_norm: bool, data: tuple[FloatArray, Labels, FloatArray, Labe
             if not math.isfinite(loss):
                 record["diverged_at_step"] = step
                 break
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward(), input_grad=False)
             optimizer.step()
             losses.append(loss)
             correct += int(np.sum(np.argmax(logits, axis=1) == y_train[pick]))
