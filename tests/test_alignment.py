@@ -280,3 +280,43 @@ def test_nhwc_threads_split_rows_anywhere_in_a_line(dtype, shape, threshold):
                 assert (y_around() == SENTINEL).all() and (dx_around() == SENTINEL).all()
     finally:
         bnkernels.set_num_threads(saved)
+
+
+# rows of 1, 7, 16 (one float32 vector), 49 and 100 values
+DOWN_SHAPES = [(3, 5, 1, 1), (2, 3, 7, 1), (2, 4, 4, 4), (2, 6, 7, 7), (1, 3, 10, 10)]
+
+
+@pytest.mark.parametrize("shape", DOWN_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nchw_outputs_just_past_the_inputs_give_the_same_bits(shape, dtype, threads):
+    """An NCHW output 1 to 255 bytes past x (and dy) modulo 4 KB is walked
+    down, not up (4K aliasing; csrc/fast/standard.inc, walk_down): normalize
+    with and without ReLU, and dx in training, eval mode and with ReLU, give
+    the bits of the output placed like the inputs, and write nothing
+    outside it."""
+    x_nchw, dy_nchw, weight, bias, _, _ = values(shape, dtype, seed=4)
+    mean, var = _kernels.stats(x_nchw)
+    invstd = _kernels.invstd(var, 1e-5)
+    size = np.dtype(dtype).itemsize
+    x, dy = copy_placed(x_nchw, 64), copy_placed(dy_nchw, 64)
+
+    def passes(out_offset):
+        results = []
+        for relu in (False, True):
+            y, around = placed(x.shape, dtype, out_offset)
+            _kernels.normalize_affine(x, mean, invstd, weight, bias, out=y, relu=relu)
+            assert (around() == SENTINEL).all()
+            results.append(y.tobytes())
+            sums = _kernels.backward_reduce(dy, x, mean, invstd, weight, bias, relu=relu)
+            for training in (True, False):
+                dx, around = placed(x.shape, dtype, out_offset)
+                _kernels.backward_dx(dy, x, mean, invstd, weight,
+                                     *(sums if training else (None, None)), out=dx,
+                                     bias=bias, relu=relu)
+                assert (around() == SENTINEL).all()
+                results.append(dx.tobytes())
+        return results
+
+    expected = passes(64)
+    for gap in (size, 2 * size, 40, 64, 200, 256 - size):
+        assert passes(64 + gap) == expected, f"output {gap} bytes past the inputs"
