@@ -8,11 +8,15 @@ a 64-byte boundary, in interleaved rounds, outputs given (out=).
     python benchmarks/alignment.py --layout NHWC --offsets 0,4,16,32,48 --rounds 9 --json a.json
 
 Every buffer is a view of an over-allocated byte array (np.frombuffer at the
-offset), so a placement is exactly the byte offset asked for: 0 is 64-byte
-aligned, 16 is what NumPy's allocator gives, 4 (float32) or 8 (float64) is
-one element past a line's start. Inputs take every offset of --offsets and
-outputs independently every offset (all pairs); the inputs' offset is the
-same for x, dy and the parameters.
+offset), so a placement is exactly the byte offset asked for, from a page
+boundary: 0 is 64-byte aligned, 16 is what NumPy's allocator gives, 4
+(float32) or 8 (float64) is one element past a line's start. Inputs take
+every offset of --offsets and outputs independently every offset (all
+pairs); the inputs' offset is the same for x, dy and the parameters. As
+each buffer starts at its offset from a page, an output is (output offset -
+input offset) bytes past its input modulo 4 KB: the pairs include outputs a
+little past or before their inputs (4K aliasing), and no gap depends on
+where the allocator put the buffers.
 
 A round times each placement in a shuffled order: one untimed call, then
 --calls calls, each timed alone, the round's figure being the fastest (on a
@@ -54,11 +58,11 @@ def parse_list(kind):
 
 def placed(shape, dtype, offset):
     """An uninitialised C-contiguous array of `shape` starting `offset` bytes
-    past a 64-byte boundary."""
+    past a page (4 KB) boundary."""
     dtype = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dtype.itemsize
-    raw = np.empty(nbytes + 128, np.uint8)
-    start = (-raw.ctypes.data) % 64 + offset
+    raw = np.empty(nbytes + 4096 + 128, np.uint8)
+    start = (-raw.ctypes.data) % 4096 + offset
     return np.frombuffer(raw, dtype, count=nbytes // dtype.itemsize,
                          offset=start).reshape(shape)
 

@@ -43,14 +43,16 @@ void bn_stream_backward_dx_nhwc4_f32(const float *dy, const float *x,
                                      const float *ta, const float *tm,
                                      const float *tq, const float *tp,
                                      int64_t channels, int64_t e_lo,
-                                     int64_t e_hi, int64_t stride, int streams,
-                                     int nt, float *dx);
+                                     int64_t e_hi, int64_t stride,
+                                     int descending, int streams, int nt,
+                                     float *dx);
 void bn_stream_backward_dx_nhwc4_f64(const double *dy, const double *x,
                                      const double *da, const double *dm,
                                      const double *dq, const double *dp,
                                      int64_t channels, int64_t e_lo,
-                                     int64_t e_hi, int64_t stride, int streams,
-                                     int nt, double *dx);
+                                     int64_t e_hi, int64_t stride,
+                                     int descending, int streams, int nt,
+                                     double *dx);
 void bn_stream_backward_dx_f32(const float *dy, const float *x,
                                const float *terms, int64_t channels,
                                int64_t spatial, int64_t e_lo, int64_t e_hi,
