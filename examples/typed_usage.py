@@ -46,6 +46,9 @@ def main() -> None:
     net = network(3)
     out = net.forward(x)
     grad = net.backward(np.ones_like(out))
+    net.forward(x)
+    # a training step needs no dL/dx of its input: None, the same gradients
+    assert net.backward(np.ones_like(out), input_grad=False) is None
     state: dict[str, object] = dict(net.state_dict())
     print(f"y {y.shape}, darknet {z.shape}, network {out.shape} -> dx {grad.shape}, "
           f"{len(state)} state entries")
