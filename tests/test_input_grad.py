@@ -150,8 +150,8 @@ def test_input_grad_must_be_a_bool(value):
 
 def test_a_failed_backward_without_input_grad_changes_no_gradient():
     """The last layer's backward runs and adds its gradients, then the
-    first's raises (dy of the wrong dtype reaching it is impossible, so its
-    forward is forgotten): every gradient is put back."""
+    first one's raises (its forward's state is removed): every gradient is
+    put back."""
     rng = np.random.default_rng(5)
     net = Sequential(Linear(4, 3, rng=1), ReLU(), Linear(3, 2, rng=2))
     net.zero_grad()
