@@ -162,3 +162,11 @@ def test_a_failed_backward_without_input_grad_changes_no_gradient():
         net.backward(np.ones((2, 2), np.float32), input_grad=False)
     for key, value in before.items():
         assert grads(net)[key].tobytes() == value.tobytes(), key
+
+
+def test_an_empty_sequential_passes_dy_through_or_returns_none():
+    net = Sequential()
+    dy = np.arange(6, dtype=np.float32).reshape(2, 3)
+    net.forward(dy)
+    assert net.backward(dy).tobytes() == dy.tobytes()
+    assert net.backward(dy, input_grad=False) is None

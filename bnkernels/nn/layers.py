@@ -98,14 +98,15 @@ class Sequential(Module):
         self._all_or_nothing(self._backward, dy, False, forward=False)
 
     def _backward(self, dy, input_grad=True):
-        first = 0 if input_grad else _first_learning_stage(self.layers)
+        if input_grad:
+            for module in reversed(self.layers):
+                dy = module.backward(dy)
+            return dy
+        first = _first_learning_stage(self.layers)
         for module in reversed(self.layers[first + 1:]):
             dy = module.backward(dy)
-        if first == len(self.layers):
-            return None
-        if input_grad:
-            return self.layers[0].backward(dy) if self.layers else dy
-        self.layers[first]._backward_parameters(dy)
+        if first < len(self.layers):
+            self.layers[first]._backward_parameters(dy)
         return None
 
     def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
