@@ -79,7 +79,7 @@ def _first_learning_stage(stages: Sequence["Module"]) -> int:
     parameters, len(stages) if none has. Without dL/dx of the input, the
     stages before it need no backward at all and it needs no dL/dx."""
     for i, stage in enumerate(stages):
-        if stage._has_parameters():
+        if stage.named_parameters():
             return i
     return len(stages)
 
@@ -277,10 +277,6 @@ class Module:
             raise
         finally:
             _GUARD.active = False
-
-    def _has_parameters(self) -> bool:
-        return bool(self._own_parameters()) or any(
-            child._has_parameters() for _, child in self.children())
 
     def _restorable(self, forward: bool) -> list[FloatArray]:
         """The arrays of this module (not its children) that a forward (or
