@@ -1,0 +1,173 @@
+/*
+ * Times one elementwise standard-numerics pass (NCHW) at every placement
+ * of its inputs and its output, for one or more builds of csrc/ side by
+ * side: each placement's calls alternate between the builds, so that a
+ * busy machine slows them alike. Prints, per build, the best and the worst
+ * placement's time and their ratio, then the table of times (microseconds,
+ * the best of each placement's calls): rows are the inputs' byte offset
+ * from a page (x, and dy 2048 bytes from x's page offset), columns the
+ * output's.
+ *
+ *   cc -O3 -std=c11 -ffp-contract=off -fPIC -shared -Icsrc \
+ *      csrc/[a-z]*.c csrc/ref/[a-z]*.c csrc/fast/[a-z]*.c -lm -o libA.so
+ *   cc -O2 benchmarks/c/placements.c -ldl -o placements
+ *   placements KERNEL DTYPE BATCH CHANNELS SPATIAL ROUNDS LIB...
+ *
+ * KERNEL: normalize (bn_normalize_affine) or dx (bn_backward_dx, training).
+ * DTYPE: f32 or f64. One thread (the libraries are built without OpenMP).
+ */
+#define _POSIX_C_SOURCE 199309L
+#include <dlfcn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_LIBS 4
+#define PLACES 5
+#define CALLS 20
+
+typedef void (*normalize_fn)(const void *, const double *, const double *,
+                             const void *, const void *, int64_t, int64_t,
+                             int64_t, int, void *);
+typedef void (*dx_fn)(const void *, const void *, const double *,
+                      const double *, const void *, const void *, int,
+                      const double *, const double *, int64_t, int64_t,
+                      int64_t, void *);
+
+static const int offsets[PLACES] = {0, 8, 16, 32, 48};
+
+static double seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void *page_buffer(size_t bytes)
+{
+    void *p = aligned_alloc(4096, (bytes + 2 * 4096) / 4096 * 4096);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+/* v[i] for i < n as T (size 4 or 8), a pattern with no special values */
+static void fill(void *v, int size, int64_t n, int period, double step)
+{
+    for (int64_t i = 0; i < n; ++i) {
+        const double value = (double)(i % period) * step;
+        if (size == 8)
+            ((double *)v)[i] = value;
+        else
+            ((float *)v)[i] = (float)value;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 8) {
+        fprintf(stderr, "usage: %s normalize|dx f32|f64 BATCH CHANNELS "
+                "SPATIAL ROUNDS LIB...\n", argv[0]);
+        return 2;
+    }
+    const int dx = strcmp(argv[1], "dx") == 0;
+    const char *suffix = argv[2];
+    const int size = strcmp(suffix, "f64") == 0 ? 8 : 4;
+    const int64_t batch = atoll(argv[3]), channels = atoll(argv[4]);
+    const int64_t spatial = atoll(argv[5]);
+    const int rounds = atoi(argv[6]), libs = argc - 7;
+    if (libs > MAX_LIBS) {
+        fprintf(stderr, "at most %d libraries\n", MAX_LIBS);
+        return 2;
+    }
+    normalize_fn normalize[MAX_LIBS];
+    dx_fn backward_dx[MAX_LIBS];
+    for (int l = 0; l < libs; ++l) {
+        void *lib = dlopen(argv[7 + l], RTLD_NOW | RTLD_LOCAL);
+        char name[64];
+        if (!lib) {
+            fprintf(stderr, "%s\n", dlerror());
+            return 1;
+        }
+        snprintf(name, sizeof name, "bn_normalize_affine_%s", suffix);
+        normalize[l] = (normalize_fn)dlsym(lib, name);
+        snprintf(name, sizeof name, "bn_backward_dx_%s", suffix);
+        backward_dx[l] = (dx_fn)dlsym(lib, name);
+        if (!normalize[l] || !backward_dx[l]) {
+            fprintf(stderr, "%s: no %s kernels\n", argv[7 + l], suffix);
+            return 1;
+        }
+    }
+
+    const int64_t n = batch * channels * spatial;
+    const size_t bytes = (size_t)n * (size_t)size;
+    char *xs = page_buffer(bytes + 4096), *dys = page_buffer(bytes + 4096);
+    char *ys = page_buffer(bytes + 4096);
+    double *mean = malloc(4 * (size_t)channels * sizeof(double));
+    double *invstd = mean + channels, *sum_dy = invstd + channels;
+    double *sum_dy_xhat = sum_dy + channels;
+    char *weight = malloc(2 * (size_t)channels * 8), *bias = weight + channels * 8;
+    for (int64_t c = 0; c < channels; ++c) {
+        mean[c] = 0.1;
+        invstd[c] = 1.3;
+        sum_dy[c] = 0.5;
+        sum_dy_xhat[c] = 0.2;
+    }
+    fill(weight, size, channels, 1, 1.1);
+    fill(bias, size, channels, 1, 0.2);
+
+    static double best[MAX_LIBS][PLACES][PLACES];
+    for (int l = 0; l < libs; ++l)
+        for (int i = 0; i < PLACES; ++i)
+            for (int j = 0; j < PLACES; ++j)
+                best[l][i][j] = 1e30;
+    for (int i = 0; i < PLACES; ++i) {
+        fill(xs + offsets[i], size, n, 97, 0.01);
+        fill(dys + 2048 + offsets[i], size, n, 31, 0.02);
+        for (int r = 0; r < rounds; ++r)
+            for (int j = 0; j < PLACES; ++j)
+                for (int l = 0; l < libs; ++l) {
+                    const char *x = xs + offsets[i], *dy = dys + 2048 + offsets[i];
+                    char *y = ys + offsets[j];
+                    for (int k = 0; k < CALLS; ++k) {
+                        const double t0 = seconds();
+                        if (dx)
+                            backward_dx[l](dy, x, mean, invstd, weight, bias, 0,
+                                           sum_dy, sum_dy_xhat, batch, channels,
+                                           spatial, y);
+                        else
+                            normalize[l](x, mean, invstd, weight, bias, batch,
+                                         channels, spatial, 0, y);
+                        const double t = seconds() - t0;
+                        if (t < best[l][i][j])
+                            best[l][i][j] = t;
+                    }
+                }
+    }
+
+    for (int l = 0; l < libs; ++l) {
+        double lo = 1e30, hi = 0;
+        for (int i = 0; i < PLACES; ++i)
+            for (int j = 0; j < PLACES; ++j) {
+                lo = best[l][i][j] < lo ? best[l][i][j] : lo;
+                hi = best[l][i][j] > hi ? best[l][i][j] : hi;
+            }
+        printf("%s: best %.2f us, worst %.2f us, worst/best %.2f\n",
+               argv[7 + l], 1e6 * lo, 1e6 * hi, hi / lo);
+        printf("  in\\out");
+        for (int j = 0; j < PLACES; ++j)
+            printf(" %7d", offsets[j]);
+        printf("\n");
+        for (int i = 0; i < PLACES; ++i) {
+            printf("  %6d", offsets[i]);
+            for (int j = 0; j < PLACES; ++j)
+                printf(" %7.2f", 1e6 * best[l][i][j]);
+            printf("\n");
+        }
+    }
+    return 0;
+}
