@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import bnkernels
+from bnkernels import _kernels
 from bnkernels import reference as ref
 from bnkernels.tools.verify import finite_difference_errors
 
@@ -95,3 +96,109 @@ def test_relu_matches_pytorch(training):
     for mine, theirs in ((y, ty), (dx, tx.grad), (dw, tw.grad), (db, tb.grad),
                          (m, trm), (v, trv)):
         np.testing.assert_allclose(mine, theirs.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+# Channels as (mean, invstd, weight, bias): a > 0, a < 0, a root that is a
+# value of x, a mean 1e4 standard deviations out, a = 0 with either sign of
+# bias, a very large a, a bias of -inf, a NaN weight (the last four: no
+# range of x, y value by value)
+RELU_CHANNELS = [(0.1, 1.3, 1.1, 0.2), (-3.0, 0.7, -1.0, 5.0), (1.0, 2.0, 1.0, 0.0),
+                 (1e4, 1e-3, 1.0, 0.3), (0.5, 1.0, 0.0, 0.25), (0.5, 1.0, 0.0, -0.25),
+                 (0.2, 1e25, 1e10, -1.0), (0.0, 1.0, 1.0, -np.inf), (0.0, 1.0, np.nan, 0.5)]
+
+
+def assert_same_values(mine, oracle):
+    """The same bits, NaN's sign and payload aside (the order of a sum's
+    operands, which differs between code paths, picks which NaN survives)."""
+    nan = np.isnan(oracle)
+    assert (np.isnan(mine) == nan).all()
+    assert mine[~nan].tobytes() == oracle[~nan].tobytes()
+
+
+def relu_boundary_values(dtype, spatial, seed):
+    """x for RELU_CHANNELS: per channel, the 81 values of dtype around the
+    root of (x - mean) * a + bias (where the fused ReLU's mask flips),
+    then random values about the mean."""
+    rng = np.random.default_rng(seed)
+    x = np.empty((2, len(RELU_CHANNELS), spatial), dtype)
+    for c, (mean, invstd, weight, bias) in enumerate(RELU_CHANNELS):
+        a = invstd * weight
+        root = dtype(mean - bias / a) if np.isfinite(a) and a != 0 else dtype(mean)
+        sweep = [root]
+        for direction in (np.inf, -np.inf):
+            v = root
+            for _ in range(40):
+                v = np.nextafter(v, dtype(direction))
+                sweep.append(v)
+        row = np.sort(np.array(sweep, dtype))
+        spread = abs(mean) * 1e-3 + 3.0 / invstd if invstd > 1e-20 else 1.0
+        for b in range(2):
+            x[b, c, :len(row)] = row
+            x[b, c, len(row):] = mean + spread * rng.standard_normal(spatial - len(row))
+    return x
+
+
+@pytest.mark.parametrize("nhwc", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("training", [True, False], ids=["training", "eval"])
+@pytest.mark.parametrize("spatial", [100, 700])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_is_the_plain_backward_of_dy_masked_by_the_output(dtype, spatial,
+                                                                          training, nhwc):
+    """The fused ReLU's backward equals, bit for bit, the plain backward of
+    dy where the plain forward's y > 0 and +0 elsewhere: the same sums (rows
+    of at most 512 values; longer ones add chunk sums), the same dx from
+    them. x sweeps the values where y crosses 0, where a mask taken from a
+    range of x (csrc/fast/standard.inc, relu_range) must agree with y."""
+    x = relu_boundary_values(dtype, spatial, seed=spatial)
+    mean = np.array([ch[0] for ch in RELU_CHANNELS])
+    invstd = np.array([ch[1] for ch in RELU_CHANNELS])
+    with np.errstate(over="ignore"):
+        weight = np.array([ch[2] for ch in RELU_CHANNELS], dtype)
+    bias = np.array([ch[3] for ch in RELU_CHANNELS], dtype)
+    dy = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    x, dy = x.reshape(2, len(RELU_CHANNELS), spatial, 1), dy.reshape(x.shape + (1,))
+    if nhwc:
+        x, dy = (np.ascontiguousarray(np.moveaxis(a, 1, -1)) for a in (x, dy))
+    axis = -1 if nhwc else 1
+
+    y = _kernels.normalize_affine(x, mean, invstd, weight, bias, nhwc=nhwc)
+    kept = np.where(y > 0, dy, dtype(0))
+    assert 0 < (y > 0).sum() < y.size
+    sums = _kernels.backward_reduce(dy, x, mean, invstd, weight, bias, relu=True, nhwc=nhwc)
+    if spatial <= 512 or nhwc:
+        plain = _kernels.backward_reduce(kept, x, mean, invstd, weight, bias, nhwc=nhwc)
+        for mine, oracle in zip(sums, plain):
+            assert_same_values(mine, oracle)
+    if not training:
+        sums = (None, None)
+    dx = _kernels.backward_dx(dy, x, mean, invstd, weight, *sums, bias=bias, relu=True,
+                              nhwc=nhwc)
+    expected = _kernels.backward_dx(kept, x, mean, invstd, weight, *sums, bias=bias,
+                                    nhwc=nhwc)
+    assert_same_values(dx, expected)
+    # every channel with a range has both sides of its root in x
+    masked = np.moveaxis(y > 0, axis, 0).reshape(len(RELU_CHANNELS), -1)
+    assert masked[:4].any(axis=1).all() and (~masked[:4]).any(axis=1).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_backward_with_special_inputs_is_the_plain_backward_of_masked_dy(dtype):
+    """x of +-inf, NaN, +-0, the largest and the smallest values: the fused
+    backward's mask is still the forward's y > 0."""
+    info = np.finfo(dtype)
+    specials = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, info.max, -info.max,
+                         info.smallest_subnormal, -info.smallest_subnormal, 1.0], dtype)
+    channels = RELU_CHANNELS[:4]
+    x = np.tile(specials, (1, len(channels), 1)).reshape(1, len(channels), -1, 1)
+    mean = np.array([ch[0] for ch in channels])
+    invstd = np.array([ch[1] for ch in channels])
+    weight = np.array([ch[2] for ch in channels], dtype)
+    bias = np.array([ch[3] for ch in channels], dtype)
+    dy = np.random.default_rng(2).standard_normal(x.shape).astype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        y = _kernels.normalize_affine(x, mean, invstd, weight, bias)
+    kept = np.where(y > 0, dy, dtype(0))
+    for sums in ((np.ones(4), np.full(4, 0.5)), (None, None)):
+        dx = _kernels.backward_dx(dy, x, mean, invstd, weight, *sums, bias=bias, relu=True)
+        expected = _kernels.backward_dx(kept, x, mean, invstd, weight, *sums, bias=bias)
+        assert_same_values(dx, expected)
