@@ -2,7 +2,8 @@
 
     python benchmarks/before_after.py BEFORE_DIR AFTER_DIR [--rounds 7] [--null]
         [--shapes 1x8x4x4,8x32x14x14,32x64x56x56] [--threads 1,2]
-        [--dtypes float32,float64] [--budget-ms 15] [--out-offset BYTES] [--json PATH]
+        [--dtypes float32,float64] [--budget-ms 15] [--out-offset BYTES]
+        [--activation relu] [--json PATH]
 
 BEFORE_DIR and AFTER_DIR are source trees each built in place (``python setup.py
 build_ext --inplace``): each is imported in its own worker process (its folder
@@ -10,7 +11,8 @@ first on sys.path), and the worker's ``bnkernels.__file__`` is checked to lie in
 it. Every path is called through the public API as users call it: the layer
 ``BatchNorm2d`` (training forward, training forward+backward, eval forward, in
 standard and Darknet numerics), ``batch_norm_forward`` / ``batch_norm_backward``
-(NCHW and NHWC standard, NCHW Darknet), each timed as a block of calls.
+(NCHW and NHWC standard, NCHW Darknet), each timed as a block of calls;
+with --activation relu, every path with its fused ReLU.
 
 One round measures every case once on every side, the order of the sides
 alternating from case to case and round to round, so that background load on
@@ -60,10 +62,11 @@ def placed(np, like, offset):
     return raw[start:start + like.nbytes].view(like.dtype).reshape(like.shape)
 
 
-def make_call(bnkernels, np, path, shape, dtype, out_offset=None):
+def make_call(bnkernels, np, path, shape, dtype, out_offset=None, activation=None):
     """A no-argument callable doing `path` once on fresh-from-seed tensors;
     with `out_offset` (bytes), the functions' outputs are out= arrays placed
-    that far past a 64-byte boundary (the layers always allocate theirs)."""
+    that far past a 64-byte boundary (the layers always allocate theirs);
+    `activation` is passed to the layer or the forward."""
     rng = np.random.default_rng(0)
     n, c, h, w = shape
     nhwc = path.startswith("NHWC")
@@ -75,7 +78,8 @@ def make_call(bnkernels, np, path, shape, dtype, out_offset=None):
     bias = (0.1 * rng.standard_normal(c)).astype(dtype)
     running_mean, running_var = np.zeros(c, dtype), np.ones(c, dtype)
     if "BatchNorm2d" in path:
-        layer = bnkernels.BatchNorm2d(c, numerics=numerics, dtype=dtype)
+        layer = bnkernels.BatchNorm2d(c, numerics=numerics, dtype=dtype,
+                                      activation=activation)
         if "eval" in path:
             layer.eval()
             return lambda: layer(x)
@@ -91,7 +95,7 @@ def make_call(bnkernels, np, path, shape, dtype, out_offset=None):
     def forward(training):
         return bnkernels.batch_norm_forward(x, weight, bias, running_mean, running_var,
                                             training=training, numerics=numerics,
-                                            layout=layout, **out)
+                                            layout=layout, activation=activation, **out)
     if path.endswith("train"):
         return lambda: forward(True)
     if path.endswith("eval"):
@@ -114,7 +118,7 @@ def worker(folder):
     for line in sys.stdin:
         request = json.loads(line)
         key = (request["path"], tuple(request["shape"]), request["dtype"],
-               request["out_offset"])
+               request["out_offset"], request["activation"])
         if key not in calls:
             calls = {key: make_call(bnkernels, np, *key)}   # one case's tensors at a time
         call = calls[key]
@@ -156,10 +160,11 @@ class Side:
             cwd=folder)
         self.info = json.loads(self.process.stdout.readline())
 
-    def measure(self, case, budget_ms, out_offset=None):
+    def measure(self, case, budget_ms, out_offset=None, activation=None):
         path, shape, dtype, threads = case
         self.process.stdin.write(json.dumps({"path": path, "shape": shape, "dtype": dtype,
                                              "threads": threads, "out_offset": out_offset,
+                                             "activation": activation,
                                              "budget_ms": budget_ms}) + "\n")
         self.process.stdin.flush()
         line = self.process.stdout.readline()
@@ -204,6 +209,8 @@ def main(argv=None):
                         help="pass the functions out= arrays this many bytes past a "
                              "64-byte boundary, the same in both builds (default: no "
                              "out=, NumPy places each output)")
+    parser.add_argument("--activation", choices=["relu"],
+                        help="every path with this fused activation (default: none)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     shapes = [[int(v) for v in s.split("x")] for s in args.shapes.split(",")]
@@ -225,7 +232,8 @@ def main(argv=None):
             for i, case in enumerate(cases):
                 shift = (r + i) % len(sides)
                 for side in sides[shift:] + sides[:shift]:
-                    answer = side.measure(case, args.budget_ms, args.out_offset)
+                    answer = side.measure(case, args.budget_ms, args.out_offset,
+                                          args.activation)
                     times[side.name][i].append(answer["median_s"])
                     placements[side.name][i].add(answer["output_mod_64"])
             print(f"round {r + 1}/{args.rounds} done, {time.time() - started:.0f} s",
@@ -255,7 +263,7 @@ def main(argv=None):
                 "builds": {side.name: dict(side.info, commit=git_commit(side.folder))
                            for side in sides},
                 "rounds": args.rounds, "budget_ms": args.budget_ms,
-                "out_offset": args.out_offset,
+                "out_offset": args.out_offset, "activation": args.activation,
                 "statistic": "per round: median of one block of calls; ratio after/before "
                              "per round, then median and range over rounds",
                 "results": rows, "wall_s": time.time() - started}

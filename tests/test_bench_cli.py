@@ -547,8 +547,9 @@ def test_onnxruntime_calls_compute_batch_norm(dtype, policy):
 
 def test_before_after_script_pairs_every_case_of_two_builds(tmp_path):
     """benchmarks/before_after.py with this checkout as both builds: every
-    path, dtype and thread count measured on both, the workers importing the
-    named folder's bnkernels, and the ratios those of the medians' rounds."""
+    path (with the fused ReLU), dtype and thread count measured on both, the
+    workers importing the named folder's bnkernels, and the ratios those of
+    the medians' rounds."""
     root = Path(bnkernels.__file__).resolve().parent.parent
     script = root / "benchmarks" / "before_after.py"
     if not script.is_file():
@@ -556,10 +557,12 @@ def test_before_after_script_pairs_every_case_of_two_builds(tmp_path):
     report = tmp_path / "before_after.json"
     done = subprocess.run([sys.executable, str(script), str(root), str(root), "--rounds", "2",
                            "--shapes", "2x3x4x4", "--budget-ms", "0.1", "--null",
+                           "--activation", "relu",
                            "--json", str(report)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(report.read_text())
+    assert result["activation"] == "relu"
     assert {side: info["file"] for side, info in result["builds"].items()} == {
         side: str(Path(bnkernels.__file__).resolve()) for side in ("before", "after",
                                                                     "before'")}

@@ -13,7 +13,9 @@
  *   cc -O2 benchmarks/c/placements.c -ldl -o placements
  *   placements KERNEL DTYPE BATCH CHANNELS SPATIAL ROUNDS LIB...
  *
- * KERNEL: normalize (bn_normalize_affine) or dx (bn_backward_dx, training).
+ * KERNEL: normalize (bn_normalize_affine), dx (bn_backward_dx, training),
+ * dx-eval (bn_backward_dx in eval mode) or dx-relu (training, with the
+ * fused ReLU).
  * DTYPE: f32 or f64. One thread (the libraries are built without OpenMP).
  */
 #define _POSIX_C_SOURCE 199309L
@@ -55,11 +57,12 @@ static void *page_buffer(size_t bytes)
     return p;
 }
 
-/* v[i] for i < n as T (size 4 or 8), a pattern with no special values */
-static void fill(void *v, int size, int64_t n, int period, double step)
+/* v[i] = base + (i % period) * step for i < n, as T (size 4 or 8) */
+static void fill(void *v, int size, int64_t n, double base, int period,
+                 double step)
 {
     for (int64_t i = 0; i < n; ++i) {
-        const double value = (double)(i % period) * step;
+        const double value = base + (double)(i % period) * step;
         if (size == 8)
             ((double *)v)[i] = value;
         else
@@ -70,11 +73,13 @@ static void fill(void *v, int size, int64_t n, int period, double step)
 int main(int argc, char **argv)
 {
     if (argc < 8) {
-        fprintf(stderr, "usage: %s normalize|dx f32|f64 BATCH CHANNELS "
+        fprintf(stderr, "usage: %s normalize|dx|dx-eval|dx-relu f32|f64 BATCH CHANNELS "
                 "SPATIAL ROUNDS LIB...\n", argv[0]);
         return 2;
     }
-    const int dx = strcmp(argv[1], "dx") == 0;
+    const int dx = strncmp(argv[1], "dx", 2) == 0;
+    const int eval = strcmp(argv[1], "dx-eval") == 0;
+    const int relu = strcmp(argv[1], "dx-relu") == 0;
     const char *suffix = argv[2];
     const int size = strcmp(suffix, "f64") == 0 ? 8 : 4;
     const int64_t batch = atoll(argv[3]), channels = atoll(argv[4]);
@@ -117,8 +122,8 @@ int main(int argc, char **argv)
         sum_dy[c] = 0.5;
         sum_dy_xhat[c] = 0.2;
     }
-    fill(weight, size, channels, 1, 1.1);
-    fill(bias, size, channels, 1, 0.2);
+    fill(weight, size, channels, 0.5, 7, 0.25);
+    fill(bias, size, channels, -0.2, 5, 0.1);
 
     static double best[MAX_LIBS][PLACES][PLACES];
     for (int l = 0; l < libs; ++l)
@@ -126,8 +131,8 @@ int main(int argc, char **argv)
             for (int j = 0; j < PLACES; ++j)
                 best[l][i][j] = 1e30;
     for (int i = 0; i < PLACES; ++i) {
-        fill(xs + offsets[i], size, n, 97, 0.01);
-        fill(dys + 2048 + offsets[i], size, n, 31, 0.02);
+        fill(xs + offsets[i], size, n, -0.5, 97, 0.01);
+        fill(dys + 2048 + offsets[i], size, n, -0.3, 31, 0.02);
         for (int r = 0; r < rounds; ++r)
             for (int j = 0; j < PLACES; ++j)
                 for (int l = 0; l < libs; ++l) {
@@ -136,9 +141,10 @@ int main(int argc, char **argv)
                     for (int k = 0; k < CALLS; ++k) {
                         const double t0 = seconds();
                         if (dx)
-                            backward_dx[l](dy, x, mean, invstd, weight, bias, 0,
-                                           sum_dy, sum_dy_xhat, batch, channels,
-                                           spatial, y);
+                            backward_dx[l](dy, x, mean, invstd, weight, bias, relu,
+                                           eval ? NULL : sum_dy,
+                                           eval ? NULL : sum_dy_xhat, batch,
+                                           channels, spatial, y);
                         else
                             normalize[l](x, mean, invstd, weight, bias, batch,
                                          channels, spatial, 0, y);
