@@ -100,11 +100,14 @@ def test_relu_matches_pytorch(training):
 
 # Channels as (mean, invstd, weight, bias): a > 0, a < 0, a root that is a
 # value of x, a mean 1e4 standard deviations out, a = 0 with either sign of
-# bias, a very large a, a bias of -inf, a NaN weight (the last four: no
-# range of x, y value by value)
+# bias, a very large a, a bias of -inf, a NaN weight (a = 0 and the last
+# two: no range of x, y value by value), and a = 1e-300 (float64; 0 in
+# float32), whose products underflow: y > 0 only from x = 5e-24 on, far in
+# order from the root 0
 RELU_CHANNELS = [(0.1, 1.3, 1.1, 0.2), (-3.0, 0.7, -1.0, 5.0), (1.0, 2.0, 1.0, 0.0),
                  (1e4, 1e-3, 1.0, 0.3), (0.5, 1.0, 0.0, 0.25), (0.5, 1.0, 0.0, -0.25),
-                 (0.2, 1e25, 1e10, -1.0), (0.0, 1.0, 1.0, -np.inf), (0.0, 1.0, np.nan, 0.5)]
+                 (0.2, 1e25, 1e10, -1.0), (0.0, 1.0, 1.0, -np.inf), (0.0, 1.0, np.nan, 0.5),
+                 (0.0, 1e-150, 1e-150, 0.0)]
 
 
 def assert_same_values(mine, oracle):
@@ -202,3 +205,32 @@ def test_relu_backward_with_special_inputs_is_the_plain_backward_of_masked_dy(dt
         dx = _kernels.backward_dx(dy, x, mean, invstd, weight, *sums, bias=bias, relu=True)
         expected = _kernels.backward_dx(kept, x, mean, invstd, weight, *sums, bias=bias)
         assert_same_values(dx, expected)
+
+
+def test_relu_backward_where_the_mask_flips_far_from_the_root():
+    """a = 1e-300, mean and bias 0 (float64): y = x * a underflows to 0 up to
+    x = 2.47e-24, far in order of the values from the root 0. The x where
+    the forward's y first exceeds 0, found by bisection over the forward
+    itself, and the 100 values on either side of it (and their negatives):
+    the fused backward masks exactly where y > 0."""
+    mean, invstd = np.zeros(1), np.array([1e-150])
+    weight, bias = np.array([1e-150]), np.zeros(1)
+
+    def positive(key):
+        x = np.array([key], np.int64).view(np.float64).reshape(1, 1, 1, 1)
+        return _kernels.normalize_affine(x, mean, invstd, weight, bias)[0, 0, 0, 0] > 0
+
+    lo, hi = 0, int(np.float64(1.0).view(np.int64))
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if positive(mid) else (mid, hi)
+    keys = np.arange(hi - 100, hi + 100, dtype=np.int64).view(np.float64)
+    x = np.concatenate([keys, -keys]).reshape(1, 1, -1, 1)
+    dy = np.random.default_rng(3).standard_normal(x.shape)
+    y = _kernels.normalize_affine(x, mean, invstd, weight, bias)
+    assert (y > 0).sum() == 100
+    kept = np.where(y > 0, dy, 0.0)
+    for sums in ((np.ones(1), np.full(1, 0.5)), (None, None)):
+        dx = _kernels.backward_dx(dy, x, mean, invstd, weight, *sums, bias=bias, relu=True)
+        expected = _kernels.backward_dx(kept, x, mean, invstd, weight, *sums, bias=bias)
+        assert dx.tobytes() == expected.tobytes()
