@@ -12,6 +12,7 @@
 #ifndef BNKERNELS_FORMULAS_H
 #define BNKERNELS_FORMULAS_H
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -56,29 +57,71 @@ BN_FORMULA double bn_shift_f64(const double *bias, int64_t c)
     return bias ? bias[c] : 0.;
 }
 
-/* float32's offset of the affine map: shift - mean * a */
-BN_FORMULA double bn_affine_offset(double mean, double a, double shift)
+/* The affine map y = (x - mean) * a + shift, as (x - m) * a_T + s in T, from
+ * per-channel terms in T: the center m, the slope a_T and the shift s.
+ * float64: m = mean, a_T = a, s = shift. float32: like dx, the terms in
+ * float about the center m = fl(mean), so fl(x - m) is the centered value
+ * to half an ulp (exact within a factor 2 of m), and the center's rounding
+ * moves into the shift: s = fl(shift - (mean - m) * a). Its error is at
+ * most 3.01u |(x - m) a| + 1.01u |s| + u |y| (u = 2^-24, results in the
+ * normal range), whatever the mean: four roundings, each of a term of
+ * the result.
+ * That needs a slope float can hold (bn_affine_fits: 0 or normal and
+ * finite); a channel whose slope it cannot (a variance near 0 with a tiny
+ * eps, a subnormal or huge weight) takes bn_affine_wide: in double,
+ * rounded once. */
+BN_FORMULA int bn_affine_fits_f32(double a)
 {
-    return shift - mean * a;
+    return a == 0 || (fabs(a) >= FLT_MIN && fabs(a) <= FLT_MAX);
 }
-
-/* The affine map y = (x - mean) * a + shift, in double, rounded once.
- * float32: x * a + offset (offset = bn_affine_offset), one multiply and one
- * add per element; the offset's cancellation costs ~1e-16 * |mean| / std,
- * far below float32's rounding. float64: centered first, which keeps full
- * precision at any offset. */
-BN_FORMULA float bn_affine_f32(float x, double mean, double a, double shift,
-                               double offset)
+BN_FORMULA int bn_affine_fits_f64(double a)
+{
+    (void)a;
+    return 1;
+}
+BN_FORMULA float bn_affine_wide_f32(float x, double mean, double a,
+                                    double shift)
+{
+    return (float)(((double)x - mean) * a + shift);
+}
+BN_FORMULA double bn_affine_wide_f64(double x, double mean, double a,
+                                     double shift)
+{
+    return (x - mean) * a + shift;
+}
+BN_FORMULA float bn_affine_center_f32(double mean)
+{
+    return (float)mean;
+}
+BN_FORMULA double bn_affine_center_f64(double mean)
+{
+    return mean;
+}
+BN_FORMULA float bn_affine_slope_f32(double a)
+{
+    return (float)a;
+}
+BN_FORMULA double bn_affine_slope_f64(double a)
+{
+    return a;
+}
+BN_FORMULA float bn_affine_shift_f32(double mean, double a, double shift)
+{
+    return (float)(shift - (mean - (double)(float)mean) * a);
+}
+BN_FORMULA double bn_affine_shift_f64(double mean, double a, double shift)
 {
     (void)mean;
-    (void)shift;
-    return (float)((double)x * a + offset);
+    (void)a;
+    return shift;
 }
-BN_FORMULA double bn_affine_f64(double x, double mean, double a, double shift,
-                                double offset)
+BN_FORMULA float bn_affine_f32(float x, float m, float a, float s)
 {
-    (void)offset;
-    return (x - mean) * a + shift;
+    return (x - m) * a + s;
+}
+BN_FORMULA double bn_affine_f64(double x, double m, double a, double s)
+{
+    return (x - m) * a + s;
 }
 
 /* The fused ReLU: max(y, 0), NaN and -0 kept */

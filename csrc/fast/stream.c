@@ -12,8 +12,8 @@
  * registers and store each with one 64-byte streaming store; the kernels
  * of standard.inc write the partial lines at either end of a thread's range
  * with ordinary stores (bn_stream_span). Each kernel computes, lane by lane,
- * the IEEE operations of a formula of formulas.h (bn_affine_f32/_f64,
- * bn_dx_common_f32/_f64), so the bits are the same either way.
+ * the IEEE operations of a formula of formulas.h (bn_affine, bn_dx_common,
+ * in T), so the bits are the same either way.
  * The vectors inside one (b, c) row take its coefficients as they are; a
  * vector that straddles two rows takes each lane's from its own row (a
  * masked blend), so rows need only be one vector long.
@@ -72,129 +72,6 @@ static int64_t whole_vectors_end(int64_t e, int64_t row_end, int64_t lanes,
 /* lanes [k, 8) (k < 8) or none of eight: the lanes that belong to the next row */
 #define NEXT_ROW_LANES8(k) ((__mmask8)((k) < 8 ? 0xFFu << (k) : 0u))
 
-/* fl( x * a + o ) for 16 floats (x_lo, then x_hi), in double (affine_value
- * for float32): lanes 0-7 with (a_lo, o_lo), lanes 8-15 with (a_hi, o_hi);
- * then max(y, 0) if relu (v < 0 ? 0 : v: NaN and -0 stay). */
-BN_STREAM_TARGET
-static inline __m512 affine16_f32(__m256 x_lo, __m256 x_hi, __m512d a_lo,
-                                  __m512d o_lo, __m512d a_hi, __m512d o_hi,
-                                  int relu)
-{
-    const __m512d lo = _mm512_cvtps_pd(x_lo), hi = _mm512_cvtps_pd(x_hi);
-    const __m256 y_lo = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(lo, a_lo), o_lo));
-    const __m256 y_hi = _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(hi, a_hi), o_hi));
-    __m512 out = _mm512_castpd_ps(_mm512_insertf64x4(
-        _mm512_castps_pd(_mm512_castps256_ps512(y_lo)), _mm256_castps_pd(y_hi), 1));
-    if (relu)
-        out = _mm512_mask_mov_ps(out, _mm512_cmp_ps_mask(out, _mm512_setzero_ps(),
-                                                         _CMP_LT_OQ),
-                                 _mm512_setzero_ps());
-    return out;
-}
-
-/* y[e] = fl( x[e] * a + (shift - mean * a) ), then max(y, 0) if relu
- * (affine_value for float32), for e in [e_lo, e_hi): y + e_lo 64-byte
- * aligned, e_hi - e_lo a multiple of 16, spatial >= 16. */
-BN_STREAM_TARGET
-void bn_stream_normalize_affine_f32(const float *x, const double *mean,
-                                    const double *invstd, const float *weight,
-                                    const float *bias, int64_t channels,
-                                    int64_t spatial, int relu, int64_t e_lo,
-                                    int64_t e_hi, float *y)
-{
-    row_walk w = walk_from(e_lo, channels, spatial);
-    double a = bn_scale_f32(invstd[w.c], weight, w.c);
-    double o = bn_affine_offset(mean[w.c], a, bn_shift_f32(bias, w.c));
-    int64_t e = e_lo;
-    while (e < e_hi) {
-        const __m512d va = _mm512_set1_pd(a), vo = _mm512_set1_pd(o);
-        for (const int64_t end = whole_vectors_end(e, w.row_end, 16, e_hi);
-             e < end; e += 16)
-            _mm512_stream_ps(y + e, affine16_f32(_mm256_loadu_ps(x + e),
-                                                 _mm256_loadu_ps(x + e + 8), va, vo,
-                                                 va, vo, relu));
-        if (e == e_hi)
-            break;
-        /* the row ends at e, or inside the vector at e */
-        const int64_t n = next_channel(&w);
-        const double a_next = bn_scale_f32(invstd[n], weight, n);
-        const double o_next = bn_affine_offset(mean[n], a_next, bn_shift_f32(bias, n));
-        if (e < w.row_end) {
-            const int64_t k = w.row_end - e;  /* lanes [0, k) in this row */
-            const __m512d na = _mm512_set1_pd(a_next), no = _mm512_set1_pd(o_next);
-            const __mmask8 next_lo = NEXT_ROW_LANES8(k);
-            const __mmask8 next_hi = NEXT_ROW_LANES8(k < 8 ? 0 : k - 8);
-            _mm512_stream_ps(y + e, affine16_f32(
-                _mm256_loadu_ps(x + e), _mm256_loadu_ps(x + e + 8),
-                _mm512_mask_blend_pd(next_lo, va, na),
-                _mm512_mask_blend_pd(next_lo, vo, no),
-                _mm512_mask_blend_pd(next_hi, va, na),
-                _mm512_mask_blend_pd(next_hi, vo, no), relu));
-            e += 16;
-        }
-        step_row(&w);
-        a = a_next;
-        o = o_next;
-    }
-    _mm_sfence();
-}
-
-/* fl( (x - m) * a + s ) for 8 doubles (affine_value for float64), then
- * max(y, 0) if relu. */
-BN_STREAM_TARGET
-static inline __m512d affine8_f64(__m512d x, __m512d m, __m512d a, __m512d s,
-                                  int relu)
-{
-    __m512d out = _mm512_add_pd(_mm512_mul_pd(_mm512_sub_pd(x, m), a), s);
-    if (relu)
-        out = _mm512_mask_mov_pd(out, _mm512_cmp_pd_mask(out, _mm512_setzero_pd(),
-                                                         _CMP_LT_OQ),
-                                 _mm512_setzero_pd());
-    return out;
-}
-
-/* y[e] = fl( (x[e] - mean) * a + shift ), then max(y, 0) if relu
- * (affine_value for float64): as above, e_hi - e_lo a multiple of 8,
- * spatial >= 8. */
-BN_STREAM_TARGET
-void bn_stream_normalize_affine_f64(const double *x, const double *mean,
-                                    const double *invstd, const double *weight,
-                                    const double *bias, int64_t channels,
-                                    int64_t spatial, int relu, int64_t e_lo,
-                                    int64_t e_hi, double *y)
-{
-    row_walk w = walk_from(e_lo, channels, spatial);
-    __m512d vm = _mm512_set1_pd(mean[w.c]);
-    __m512d va = _mm512_set1_pd(bn_scale_f64(invstd[w.c], weight, w.c));
-    __m512d vs = _mm512_set1_pd(bn_shift_f64(bias, w.c));
-    int64_t e = e_lo;
-    while (e < e_hi) {
-        for (const int64_t end = whole_vectors_end(e, w.row_end, 8, e_hi);
-             e < end; e += 8)
-            _mm512_stream_pd(y + e, affine8_f64(_mm512_loadu_pd(x + e), vm, va, vs, relu));
-        if (e == e_hi)
-            break;
-        /* the row ends at e, or inside the vector at e */
-        const int64_t n = next_channel(&w);
-        const __m512d nm = _mm512_set1_pd(mean[n]);
-        const __m512d na = _mm512_set1_pd(bn_scale_f64(invstd[n], weight, n));
-        const __m512d ns = _mm512_set1_pd(bn_shift_f64(bias, n));
-        if (e < w.row_end) {  /* lanes [0, row_end - e) in this row */
-            const __mmask8 next = NEXT_ROW_LANES8(w.row_end - e);
-            _mm512_stream_pd(y + e, affine8_f64(_mm512_loadu_pd(x + e),
-                                                _mm512_mask_blend_pd(next, vm, nm),
-                                                _mm512_mask_blend_pd(next, va, na),
-                                                _mm512_mask_blend_pd(next, vs, ns), relu));
-            e += 8;
-        }
-        step_row(&w);
-        vm = nm;
-        va = na;
-        vs = ns;
-    }
-    _mm_sfence();
-}
-
 /* Channels last (bn_normalize_affine_nhwc, bn_backward_dx_nhwc): one, two
  * or four ranges of the output side by side, as the ordinary kernel walks
  * them, element e of range k at x[e + k * stride]. Element e belongs to
@@ -247,99 +124,7 @@ static int64_t retreat_channel(int64_t j, int64_t lanes, int64_t channels)
         }                                                                      \
     } while (0)
 
-/* float32: y = fl( x * ca + co ) (affine_value with its float32 offset),
- * then max(y, 0) if relu, for e in [e_lo, e_hi) of each range: y + e_lo
- * and stride * 4 bytes multiples of 64, e_hi - e_lo a multiple of 16. */
-BN_STREAM_TARGET BN_WALK_INLINE void
-affine_nhwc_walk_f32(const float *x, const double *ca, const double *co,
-                     int64_t channels, int relu, int64_t e_lo, int64_t e_hi,
-                     int64_t stride, int descending, float *y,
-                     const int streams, const int nt)
-{
-    const int64_t step = descending ? -16 : 16;
-    int64_t e = descending ? e_hi - 16 : e_lo;
-    int64_t j = e % channels;
-    for (int64_t left = (e_hi - e_lo) / 16; left > 0; --left, e += step) {
-        const __m512d a_lo = _mm512_loadu_pd(ca + j), a_hi = _mm512_loadu_pd(ca + j + 8);
-        const __m512d o_lo = _mm512_loadu_pd(co + j), o_hi = _mm512_loadu_pd(co + j + 8);
-        __m256 v_lo[4], v_hi[4];  /* all the ranges' loads before their stores */
-        for (int k = 0; k < streams; ++k) {
-            v_lo[k] = _mm256_loadu_ps(x + e + k * stride);
-            v_hi[k] = _mm256_loadu_ps(x + e + k * stride + 8);
-        }
-        for (int k = 0; k < streams; ++k) {
-            const __m512 out = affine16_f32(v_lo[k], v_hi[k], a_lo, o_lo, a_hi, o_hi, relu);
-            if (nt)
-                _mm512_stream_ps(y + e + k * stride, out);
-            else
-                _mm512_store_ps(y + e + k * stride, out);
-        }
-        j = descending ? retreat_channel(j, 16, channels) : advance_channel(j, 16, channels);
-    }
-    if (nt)
-        _mm_sfence();
-}
-
-BN_STREAM_TARGET
-void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
-                                          const double *co, int64_t channels,
-                                          int relu, int64_t e_lo, int64_t e_hi,
-                                          int64_t stride, int descending,
-                                          int streams, int nt, float *y)
-{
-#define AFFINE_NHWC_F32(S, NT)                                                 \
-    affine_nhwc_walk_f32(x, ca, co, channels, relu, e_lo, e_hi, stride,        \
-                         descending, y, S, NT)
-    NHWC_INSTANCES(AFFINE_NHWC_F32);
-#undef AFFINE_NHWC_F32
-}
-
-/* float64: y = fl( (x - cm) * ca + cs ), then max(y, 0) if relu: as above,
- * stride * 8 bytes a multiple of 64, e_hi - e_lo a multiple of 8. */
-BN_STREAM_TARGET BN_WALK_INLINE void
-affine_nhwc_walk_f64(const double *x, const double *cm, const double *ca,
-                     const double *cs, int64_t channels, int relu,
-                     int64_t e_lo, int64_t e_hi, int64_t stride, int descending,
-                     double *y, const int streams, const int nt)
-{
-    const int64_t step = descending ? -8 : 8;
-    int64_t e = descending ? e_hi - 8 : e_lo;
-    int64_t j = e % channels;
-    for (int64_t left = (e_hi - e_lo) / 8; left > 0; --left, e += step) {
-        const __m512d m = _mm512_loadu_pd(cm + j), a = _mm512_loadu_pd(ca + j),
-                      sh = _mm512_loadu_pd(cs + j);
-        __m512d v[4];
-        for (int k = 0; k < streams; ++k)
-            v[k] = _mm512_loadu_pd(x + e + k * stride);
-        for (int k = 0; k < streams; ++k) {
-            const __m512d out = affine8_f64(v[k], m, a, sh, relu);
-            if (nt)
-                _mm512_stream_pd(y + e + k * stride, out);
-            else
-                _mm512_store_pd(y + e + k * stride, out);
-        }
-        j = descending ? retreat_channel(j, 8, channels) : advance_channel(j, 8, channels);
-    }
-    if (nt)
-        _mm_sfence();
-}
-
-BN_STREAM_TARGET
-void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
-                                          const double *ca, const double *cs,
-                                          int64_t channels, int relu,
-                                          int64_t e_lo, int64_t e_hi,
-                                          int64_t stride, int descending,
-                                          int streams, int nt, double *y)
-{
-#define AFFINE_NHWC_F64(S, NT)                                                 \
-    affine_nhwc_walk_f64(x, cm, ca, cs, channels, relu, e_lo, e_hi, stride,    \
-                         descending, y, S, NT)
-    NHWC_INSTANCES(AFFINE_NHWC_F64);
-#undef AFFINE_NHWC_F64
-}
-
-/* the dx kernels, NCHW and NHWC, for each T */
+/* the twins, NCHW and NHWC, for each T */
 #define T float
 #define NAME(f) f##_f32
 #define VEC __m512
@@ -354,7 +139,10 @@ void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
 #define V_BLEND _mm512_mask_blend_ps
 #define V_STORE _mm512_store_ps
 #define V_STREAM _mm512_stream_ps
-#include "stream_dx.inc"
+#define V_RELU(v) \
+    _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), \
+                       _mm512_setzero_ps())
+#include "stream_twins.inc"
 
 #define T double
 #define NAME(f) f##_f64
@@ -370,7 +158,10 @@ void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
 #define V_BLEND _mm512_mask_blend_pd
 #define V_STORE _mm512_store_pd
 #define V_STREAM _mm512_stream_pd
-#include "stream_dx.inc"
+#define V_RELU(v) \
+    _mm512_mask_mov_pd(v, _mm512_cmp_pd_mask(v, _mm512_setzero_pd(), _CMP_LT_OQ), \
+                       _mm512_setzero_pd())
+#include "stream_twins.inc"
 
 #endif
 

@@ -28,9 +28,10 @@ void bn_stream_normalize_affine_f64(const double *x, const double *mean,
                                     const double *bias, int64_t channels,
                                     int64_t spatial, int relu, int64_t e_lo,
                                     int64_t e_hi, double *y);
-void bn_stream_normalize_affine_nhwc4_f32(const float *x, const double *ca,
-                                          const double *co, int64_t channels,
-                                          int relu, int64_t e_lo, int64_t e_hi,
+void bn_stream_normalize_affine_nhwc4_f32(const float *x, const float *cm,
+                                          const float *ca, const float *cs,
+                                          int64_t channels, int relu,
+                                          int64_t e_lo, int64_t e_hi,
                                           int64_t stride, int descending,
                                           int streams, int nt, float *y);
 void bn_stream_normalize_affine_nhwc4_f64(const double *x, const double *cm,
