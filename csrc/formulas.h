@@ -155,7 +155,8 @@ BN_FORMULA float bn_dx_p_f32(double a, double mean_g, double mean, float m,
     return (float)(bn_dx_p(a, mean_g) - (mean - (double)m) * q);
 }
 
-/* dx in the common case (training, no ReLU): (g*a + (x - m)*q) + p, in
+/* dx in the common case (training; with the fused ReLU, of the masked g):
+ * (g*a + (x - m)*q) + p, in
  * float for float32 (error within a few ulps of max|dx|), in double for
  * float64 */
 BN_FORMULA float bn_dx_common_f32(float g, float x, float a, float m, float q,
