@@ -38,7 +38,7 @@ RUNS = [
      "file": "results_zen4.json",
      "command": "python -m bnkernels bench --threads 1,2 --dtype float32,float64 "
                 "--json benchmarks/results_zen4.json",
-     "commit": "2cda3cd"},
+     "commit": "e897325"},
     {"kind": "zen5",
      "title": "AMD EPYC, Zen 5",
      "machine": "AMD EPYC (Zen 5: AVX-512, 32 MB L3), 2 logical cores",
