@@ -6,7 +6,8 @@
  * placement's time and their ratio, then the table of times (microseconds,
  * the best of each placement's calls): rows are the inputs' byte offset
  * from a page (x, and dy 2048 bytes from x's page offset), columns the
- * output's.
+ * output's. Every placement must give a build the same output bits as
+ * its first: otherwise it says where and exits with 1.
  *
  *   cc -O3 -std=c11 -ffp-contract=off -fPIC -shared -Icsrc \
  *      csrc/[a-z]*.c csrc/ref/[a-z]*.c csrc/fast/[a-z]*.c -lm -o libA.so
@@ -125,6 +126,7 @@ int main(int argc, char **argv)
     fill(weight, size, channels, 0.5, 7, 0.25);
     fill(bias, size, channels, -0.2, 5, 0.1);
 
+    char *first[MAX_LIBS] = {NULL};  /* each build's output at its first placement */
     static double best[MAX_LIBS][PLACES][PLACES];
     for (int l = 0; l < libs; ++l)
         for (int i = 0; i < PLACES; ++i)
@@ -151,6 +153,15 @@ int main(int argc, char **argv)
                         const double t = seconds() - t0;
                         if (t < best[l][i][j])
                             best[l][i][j] = t;
+                    }
+                    if (!first[l]) {
+                        first[l] = page_buffer(bytes);
+                        memcpy(first[l], y, bytes);
+                    } else if (memcmp(first[l], y, bytes) != 0) {
+                        fprintf(stderr, "%s: the output with the inputs at %d and the "
+                                "output at %d bytes from a page differs from its first "
+                                "placement's\n", argv[7 + l], offsets[i], offsets[j]);
+                        return 1;
                     }
                 }
     }
