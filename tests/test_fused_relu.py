@@ -101,9 +101,9 @@ def test_relu_matches_pytorch(training):
 # Channels as (mean, invstd, weight, bias): a > 0, a < 0, a root that is a
 # value of x, a mean 1e4 standard deviations out, a = 0 with either sign of
 # bias, a very large a, a bias of -inf, a NaN weight (a = 0 and the last
-# two: no range of x, y value by value), and a = 1e-300 (float64; 0 in
-# float32), whose products underflow: y > 0 only from x = 5e-24 on, far in
-# order from the root 0
+# two: no range of x, y value by value), and a = 1e-300 (float64; beyond
+# float32's range, so its double map there), whose products underflow:
+# y > 0 only from x = 5e-24 on, far in order from the root 0
 RELU_CHANNELS = [(0.1, 1.3, 1.1, 0.2), (-3.0, 0.7, -1.0, 5.0), (1.0, 2.0, 1.0, 0.0),
                  (1e4, 1e-3, 1.0, 0.3), (0.5, 1.0, 0.0, 0.25), (0.5, 1.0, 0.0, -0.25),
                  (0.2, 1e25, 1e10, -1.0), (0.0, 1.0, 1.0, -np.inf), (0.0, 1.0, np.nan, 0.5),
@@ -182,6 +182,49 @@ def test_relu_backward_is_the_plain_backward_of_dy_masked_by_the_output(dtype, s
     # every channel with a range has both sides of its root in x
     masked = np.moveaxis(y > 0, axis, 0).reshape(len(RELU_CHANNELS), -1)
     assert masked[:4].any(axis=1).all() and (~masked[:4]).any(axis=1).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("nhwc", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_masks_stay_per_channel_past_the_cached_ranges(dtype, nhwc, threads):
+    """300 channels, more than the 256 whose ranges a kernel call keeps
+    (RANGE_CACHE in csrc/fast/standard.inc), 3 samples each, every channel
+    with its own root and sign of a: the fused backward is the plain
+    backward of dy masked by the forward's y > 0, bit for bit, in training
+    and eval, on 1 and 2 threads."""
+    rng = np.random.default_rng(11)
+    batch, channels, spatial = 3, 300, 150
+    mean = rng.uniform(-2, 2, channels)
+    invstd = rng.uniform(0.5, 2, channels)
+    weight = (rng.uniform(0.5, 1.5, channels) * rng.choice([-1, 1], channels)).astype(dtype)
+    bias = rng.uniform(-1, 1, channels).astype(dtype)
+    x = (mean[None, :, None] + rng.standard_normal((batch, channels, spatial))
+         / invstd[None, :, None]).astype(dtype).reshape(batch, channels, spatial, 1)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    if nhwc:
+        x, dy = (np.ascontiguousarray(np.moveaxis(a, 1, -1)) for a in (x, dy))
+    before = bnkernels.get_num_threads()
+    bnkernels.set_num_threads(threads)
+    try:
+        y = _kernels.normalize_affine(x, mean, invstd, weight, bias, nhwc=nhwc)
+        kept = np.where(y > 0, dy, dtype(0))
+        sums = _kernels.backward_reduce(dy, x, mean, invstd, weight, bias, relu=True,
+                                        nhwc=nhwc)
+        plain = _kernels.backward_reduce(kept, x, mean, invstd, weight, bias, nhwc=nhwc)
+        for mine, oracle in zip(sums, plain):
+            assert_same_values(mine, oracle)
+        for given in (sums, (None, None)):
+            dx = _kernels.backward_dx(dy, x, mean, invstd, weight, *given, bias=bias,
+                                      relu=True, nhwc=nhwc)
+            expected = _kernels.backward_dx(kept, x, mean, invstd, weight, *given,
+                                            bias=bias, nhwc=nhwc)
+            assert_same_values(dx, expected)
+    finally:
+        bnkernels.set_num_threads(before)
+    # every channel's mask has both values
+    per_channel = np.moveaxis(y > 0, -1 if nhwc else 1, 0).reshape(channels, -1)
+    assert per_channel.any(axis=1).all() and (~per_channel).any(axis=1).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
