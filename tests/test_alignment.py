@@ -283,9 +283,10 @@ def test_nhwc_threads_split_rows_anywhere_in_a_line(dtype, shape, threshold):
 
 
 # rows of 1, 7, 16 (one float32 vector), 49, 100 and 1089 values (the last
-# long enough to align its stores first: LINE_MIN_VALUES)
+# long enough to align its stores first: LINE_MIN_VALUES); more channels
+# than dx keeps terms for at once (DX_TERMS_CHANNELS: pieces of rows)
 DOWN_SHAPES = [(3, 5, 1, 1), (2, 3, 7, 1), (2, 4, 4, 4), (2, 6, 7, 7), (1, 3, 10, 10),
-               (1, 2, 33, 33)]
+               (1, 2, 33, 33), (1, 1030, 17, 1), (2, 1030, 4, 4)]
 
 
 @pytest.mark.parametrize("shape", DOWN_SHAPES, ids=lambda s: "x".join(map(str, s)))

@@ -60,6 +60,17 @@ static void step_row(row_walk *w)
     w->row_end += w->spatial;
 }
 
+static int64_t previous_channel(const row_walk *w)
+{
+    return w->c == 0 ? w->channels - 1 : w->c - 1;
+}
+
+static void step_back(row_walk *w)
+{
+    w->c = previous_channel(w);
+    w->row_end -= w->spatial;
+}
+
 /* where the vectors of `lanes` values from e that lie wholly inside the row
  * ending at row_end stop, at most at e_hi */
 static int64_t whole_vectors_end(int64_t e, int64_t row_end, int64_t lanes,

@@ -9,10 +9,11 @@
  * that streams writes the elements [e_lo, e_hi) of its range in three
  * spans (bn_stream_span): the partial 64-byte line at each end with its
  * ordinary loop, and the whole lines between by its bn_stream_* twin,
- * which needs rows (NCHW: H * W values) of one vector at least. The NHWC
- * twins (nhwc4) also take `nt` = 0: the same aligned whole lines by
- * ordinary stores, for outputs that stay in cache (standard_nhwc.inc
- * writes y and dx so wherever they start). */
+ * which needs rows (NCHW: H * W values) of one vector at least. The
+ * normalize twins and the NHWC dx twin also take `nt` = 0: the same
+ * aligned whole lines by ordinary stores, for outputs that stay in cache
+ * (standard.inc and standard_nhwc.inc write y, and NHWC dx, so wherever
+ * they start), and `descending`, which walks them down. */
 #define BN_STREAM_MIN_ROW_VALUES 16
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(_MSC_VER)
 #define BN_STREAM_KERNELS 1  /* the bn_stream_* twins exist (AVX-512F code) */
@@ -22,12 +23,14 @@ void bn_stream_normalize_affine_f32(const float *x, const double *mean,
                                     const double *invstd, const float *weight,
                                     const float *bias, int64_t channels,
                                     int64_t spatial, int relu, int64_t e_lo,
-                                    int64_t e_hi, float *y);
+                                    int64_t e_hi, int descending, int nt,
+                                    float *y);
 void bn_stream_normalize_affine_f64(const double *x, const double *mean,
                                     const double *invstd, const double *weight,
                                     const double *bias, int64_t channels,
                                     int64_t spatial, int relu, int64_t e_lo,
-                                    int64_t e_hi, double *y);
+                                    int64_t e_hi, int descending, int nt,
+                                    double *y);
 void bn_stream_normalize_affine_nhwc4_f32(const float *x, const float *cm,
                                           const float *ca, const float *cs,
                                           int64_t channels, int relu,
@@ -57,11 +60,11 @@ void bn_stream_backward_dx_nhwc4_f64(const double *dy, const double *x,
 void bn_stream_backward_dx_f32(const float *dy, const float *x,
                                const float *terms, int64_t channels,
                                int64_t spatial, int64_t e_lo, int64_t e_hi,
-                               float *dx);
+                               int descending, int nt, float *dx);
 void bn_stream_backward_dx_f64(const double *dy, const double *x,
                                const double *terms, int64_t channels,
                                int64_t spatial, int64_t e_lo, int64_t e_hi,
-                               double *dx);
+                               int descending, int nt, double *dx);
 
 /* The whole 64-byte lines of out[e_lo, e_hi) (elements of `size` bytes):
  * [*s_lo, *s_hi), empty when out is not aligned to its element size. */
