@@ -9,8 +9,10 @@
  * kernel reads, hence the threshold (bnkernels.h: 16 MiB by default).
  *
  * The kernels below compute the whole 64-byte lines of an output in
- * registers and store each with one 64-byte streaming store; the kernels
- * of standard.inc write the partial lines at either end of a thread's range
+ * registers and store each with one 64-byte streaming store, or, for
+ * outputs that stay in cache, one aligned ordinary store (`nt` = 0: no
+ * store straddles two lines, wherever the output starts); the kernels of
+ * standard.inc write the partial lines at either end of a thread's range
  * with ordinary stores (bn_stream_span). Each kernel computes, lane by lane,
  * the IEEE operations of a formula of formulas.h (bn_affine, bn_dx_common,
  * in T), so the bits are the same either way.
