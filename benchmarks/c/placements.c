@@ -1,8 +1,10 @@
 /*
  * Times one elementwise standard-numerics pass (NCHW) at every placement
  * of its inputs and its output, for one or more builds of csrc/ side by
- * side: each placement's calls alternate between the builds, so that a
- * busy machine slows them alike. Prints, per build, the best and the worst
+ * side: each placement's calls alternate between the builds, and each
+ * round visits every placement in turn (each input placement has its own
+ * buffers), so that a busy spell slows builds and placements alike rather
+ * than one row of the table. Prints, per build, the best and the worst
  * placement's time and their ratio, then the table of times (microseconds,
  * the best of each placement's calls): rows are the inputs' byte offset
  * from a page (x, and dy 2048 bytes from x's page offset), columns the
@@ -111,7 +113,13 @@ int main(int argc, char **argv)
 
     const int64_t n = batch * channels * spatial;
     const size_t bytes = (size_t)n * (size_t)size;
-    char *xs = page_buffer(bytes + 4096), *dys = page_buffer(bytes + 4096);
+    char *xs[PLACES], *dys[PLACES];
+    for (int i = 0; i < PLACES; ++i) {
+        xs[i] = page_buffer(bytes + 4096);
+        dys[i] = page_buffer(bytes + 4096);
+        fill(xs[i] + offsets[i], size, n, -0.5, 97, 0.01);
+        fill(dys[i] + 2048 + offsets[i], size, n, -0.3, 31, 0.02);
+    }
     char *ys = page_buffer(bytes + 4096);
     double *mean = malloc(4 * (size_t)channels * sizeof(double));
     double *invstd = mean + channels, *sum_dy = invstd + channels;
@@ -132,13 +140,12 @@ int main(int argc, char **argv)
         for (int i = 0; i < PLACES; ++i)
             for (int j = 0; j < PLACES; ++j)
                 best[l][i][j] = 1e30;
-    for (int i = 0; i < PLACES; ++i) {
-        fill(xs + offsets[i], size, n, -0.5, 97, 0.01);
-        fill(dys + 2048 + offsets[i], size, n, -0.3, 31, 0.02);
-        for (int r = 0; r < rounds; ++r)
+    for (int r = 0; r < rounds; ++r)
+        for (int i = 0; i < PLACES; ++i)
             for (int j = 0; j < PLACES; ++j)
                 for (int l = 0; l < libs; ++l) {
-                    const char *x = xs + offsets[i], *dy = dys + 2048 + offsets[i];
+                    const char *x = xs[i] + offsets[i];
+                    const char *dy = dys[i] + 2048 + offsets[i];
                     char *y = ys + offsets[j];
                     for (int k = 0; k < CALLS; ++k) {
                         const double t0 = seconds();
@@ -164,7 +171,6 @@ int main(int argc, char **argv)
                         return 1;
                     }
                 }
-    }
 
     for (int l = 0; l < libs; ++l) {
         double lo = 1e30, hi = 0;
