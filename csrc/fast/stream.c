@@ -73,12 +73,20 @@ static void step_back(row_walk *w)
     w->row_end -= w->spatial;
 }
 
+/* len >= 0 rounded down to a multiple of lanes, a power of two: a mask,
+ * not a signed division, whose sign fix-up would sit on every short row's
+ * path */
+static int64_t whole_vectors(int64_t len, int64_t lanes)
+{
+    return len & -lanes;
+}
+
 /* where the vectors of `lanes` values from e that lie wholly inside the row
- * ending at row_end stop, at most at e_hi */
+ * ending at row_end (> e) stop, at most at e_hi */
 static int64_t whole_vectors_end(int64_t e, int64_t row_end, int64_t lanes,
                                  int64_t e_hi)
 {
-    const int64_t end = e + (row_end - e) / lanes * lanes;
+    const int64_t end = e + whole_vectors(row_end - e, lanes);
     return end < e_hi ? end : e_hi;
 }
 
