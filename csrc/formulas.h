@@ -72,7 +72,7 @@ BN_FORMULA double bn_shift_f64(const double *bias, int64_t c)
  * rounded once. */
 BN_FORMULA int bn_affine_fits_f32(double a)
 {
-    return a == 0 || (fabs(a) >= FLT_MIN && fabs(a) <= FLT_MAX);
+    return (a == 0) | ((fabs(a) >= FLT_MIN) & (fabs(a) <= FLT_MAX));
 }
 BN_FORMULA int bn_affine_fits_f64(double a)
 {
