@@ -1,11 +1,13 @@
 """benchmarks/c/placements.c, the placement timer (docs/benchmarks), built
-with csrc/ as a shared library and run once per kernel and dtype.
+with csrc/ as a shared library and run once per kernel and dtype; and
+benchmarks/c/builds.c, which times the four standard kernels of two builds.
 
 Oracle: the tool's own check that every placement of the inputs and the
 output gives a build the same output bits as its first placement (the same
 call elsewhere in memory). A stand-in library whose output depends on where
 it lies shows that the check fails when it should. No time is asserted.
 """
+import os
 import subprocess
 from pathlib import Path
 
@@ -91,3 +93,43 @@ def test_a_build_whose_output_moves_with_its_placement_is_refused(built, kernel)
                           str(moving)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 1
     assert f"{moving}: the output with the inputs at 0 and the output at 8" in run.stderr
+
+
+BUILDS = ROOT / "benchmarks" / "c" / "builds.c"
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_builds_times_each_kernel_of_both_builds(built, c_compiler, layout, tmp_path):
+    """one line per kernel, each build's time and their quotient as printed
+    (the library twice; XOFF places x and dy 16 bytes past a line; calls of
+    at least a few microseconds, so the printed times' rounding stays below
+    the quotient's)"""
+    _, library, _ = built
+    tool = tmp_path / "builds"
+    build = subprocess.run([*c_compiler, "-O2", str(BUILDS), "-ldl", "-o", str(tool)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    run = subprocess.run([str(tool), "f64", layout, "4", "64", "256", "1", str(library),
+                          str(library)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "XOFF": "16"})
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "bn_stats", "bn_normalize_affine", "bn_backward_reduce", "bn_backward_dx"]
+    for line in lines:
+        assert f"f64 {layout} 4x64x256 XOFF 16:" in line
+        first, second, _, quotient = line.split(":")[1].split()
+        assert float(first) > 0 and float(second) > 0
+        assert abs(float(quotient) - float(first) / float(second)) <= 0.01 + 0.01 * float(quotient)
+
+
+def test_builds_refuses_one_build(built, c_compiler, tmp_path):
+    _, library, _ = built
+    tool = tmp_path / "builds"
+    build = subprocess.run([*c_compiler, "-O2", str(BUILDS), "-ldl", "-o", str(tool)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-2000:]
+    run = subprocess.run([str(tool), "f32", "nchw", "1", "2", "40", "1", str(library)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "usage:" in run.stderr
