@@ -20,6 +20,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "timing.h"
+
 #define MAX_LIBS 4
 #define KERNELS 4
 #define CALLS 10
@@ -39,36 +41,6 @@ typedef void (*dx_fn)(const void *, const void *, const double *,
 
 static const char *const kernel_names[KERNELS] = {
     "bn_stats", "bn_normalize_affine", "bn_backward_reduce", "bn_backward_dx"};
-
-static double seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static char *line_buffer(size_t bytes)
-{
-    char *p = aligned_alloc(64, (bytes + 128) / 64 * 64);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-/* v[i] = base + (i % period) * step for i < n, as T (size 4 or 8) */
-static void fill(void *v, int size, int64_t n, double base, int period,
-                 double step)
-{
-    for (int64_t i = 0; i < n; ++i) {
-        const double value = base + (double)(i % period) * step;
-        if (size == 8)
-            ((double *)v)[i] = value;
-        else
-            ((float *)v)[i] = (float)value;
-    }
-}
 
 int main(int argc, char **argv)
 {
@@ -109,8 +81,8 @@ int main(int argc, char **argv)
 
     const int64_t n = batch * channels * spatial;
     const size_t bytes = (size_t)n * (size_t)size;
-    char *x = line_buffer(bytes) + offset, *dy = line_buffer(bytes) + offset;
-    char *out = line_buffer(bytes);
+    char *x = boundary_buffer(64, bytes) + offset, *dy = boundary_buffer(64, bytes) + offset;
+    char *out = boundary_buffer(64, bytes);
     fill(x, size, n, -0.5, 97, 0.01);
     fill(dy, size, n, -0.3, 31, 0.02);
     double *mean = malloc(6 * (size_t)channels * sizeof(double));

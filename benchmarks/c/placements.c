@@ -29,6 +29,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "timing.h"
+
 #define MAX_LIBS 4
 #define PLACES 5
 #define CALLS 20
@@ -42,36 +44,6 @@ typedef void (*dx_fn)(const void *, const void *, const double *,
                       int64_t, void *);
 
 static const int offsets[PLACES] = {0, 8, 16, 32, 48};
-
-static double seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void *page_buffer(size_t bytes)
-{
-    void *p = aligned_alloc(4096, (bytes + 2 * 4096) / 4096 * 4096);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(1);
-    }
-    return p;
-}
-
-/* v[i] = base + (i % period) * step for i < n, as T (size 4 or 8) */
-static void fill(void *v, int size, int64_t n, double base, int period,
-                 double step)
-{
-    for (int64_t i = 0; i < n; ++i) {
-        const double value = base + (double)(i % period) * step;
-        if (size == 8)
-            ((double *)v)[i] = value;
-        else
-            ((float *)v)[i] = (float)value;
-    }
-}
 
 int main(int argc, char **argv)
 {
@@ -115,12 +87,12 @@ int main(int argc, char **argv)
     const size_t bytes = (size_t)n * (size_t)size;
     char *xs[PLACES], *dys[PLACES];
     for (int i = 0; i < PLACES; ++i) {
-        xs[i] = page_buffer(bytes + 4096);
-        dys[i] = page_buffer(bytes + 4096);
+        xs[i] = boundary_buffer(4096, bytes + 4096);
+        dys[i] = boundary_buffer(4096, bytes + 4096);
         fill(xs[i] + offsets[i], size, n, -0.5, 97, 0.01);
         fill(dys[i] + 2048 + offsets[i], size, n, -0.3, 31, 0.02);
     }
-    char *ys = page_buffer(bytes + 4096);
+    char *ys = boundary_buffer(4096, bytes + 4096);
     double *mean = malloc(4 * (size_t)channels * sizeof(double));
     double *invstd = mean + channels, *sum_dy = invstd + channels;
     double *sum_dy_xhat = sum_dy + channels;
@@ -162,7 +134,7 @@ int main(int argc, char **argv)
                             best[l][i][j] = t;
                     }
                     if (!first[l]) {
-                        first[l] = page_buffer(bytes);
+                        first[l] = boundary_buffer(4096, bytes);
                         memcpy(first[l], y, bytes);
                     } else if (memcmp(first[l], y, bytes) != 0) {
                         fprintf(stderr, "%s: the output with the inputs at %d and the "
